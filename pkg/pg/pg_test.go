@@ -1,0 +1,171 @@
+package pg_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/launchready/launchready/pkg/pg"
+	"github.com/launchready/launchready/pkg/pg/pgtest"
+)
+
+func TestMigrateRunsEachFileOnceEvenConcurrently(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pool, err := pg.Open(ctx, pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	migrations := fstest.MapFS{
+		"0001_init.sql":  {Data: []byte(`CREATE TABLE things (id int PRIMARY KEY);`)},
+		"0002_more.sql":  {Data: []byte(`INSERT INTO things VALUES (1);`)},
+		"notes.txt":      {Data: []byte(`not a migration`)},
+		"0003_again.sql": {Data: []byte(`INSERT INTO things VALUES (2);`)},
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- pg.Migrate(ctx, pool, "demo", migrations)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("migrate: %v", err)
+		}
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM demo.things`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Fatalf("rows = %d, want 2 (each migration once)", n)
+	}
+	var applied []string
+	rows, _ := pool.Query(ctx, `SELECT name FROM demo.schema_migrations ORDER BY name`)
+	applied, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(applied, ",") != "0001_init.sql,0002_more.sql,0003_again.sql" {
+		t.Fatalf("applied = %v", applied)
+	}
+}
+
+func TestMigrateFailureLeavesNoHalfApplied(t *testing.T) {
+	ctx := context.Background()
+	pool, err := pg.Open(ctx, pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	bad := fstest.MapFS{"0001_bad.sql": {Data: []byte(`CREATE TABLE a (id int); SELECT no_such_function();`)}}
+	if err := pg.Migrate(ctx, pool, "demo", bad); err == nil {
+		t.Fatal("broken migration succeeded")
+	}
+	var exists bool
+	if err := pool.QueryRow(ctx, `SELECT to_regclass('demo.a') IS NOT NULL`).Scan(&exists); err != nil {
+		t.Fatal(err)
+	}
+	if exists {
+		t.Fatal("table from a failed migration was left behind")
+	}
+}
+
+func TestInTxRollsBackOnError(t *testing.T) {
+	ctx := context.Background()
+	pool, err := pg.Open(ctx, pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := pool.Exec(ctx, `CREATE TABLE t (v int)`); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("boom")
+	err = pg.InTx(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO t VALUES (1)`); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("err = %v, want boom", err)
+	}
+	if err := pg.InTx(ctx, pool, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO t VALUES (2)`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var sum int
+	if err := pool.QueryRow(ctx, `SELECT coalesce(sum(v),0) FROM t`).Scan(&sum); err != nil {
+		t.Fatal(err)
+	}
+	if sum != 2 {
+		t.Fatalf("sum = %d, want 2 (first tx rolled back)", sum)
+	}
+}
+
+func TestEnsureDatabaseCreatesOnceAndOpenHidesPassword(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	// Point at a sibling name that does not exist yet.
+	fresh := strings.Replace(url, "/lrtest_", "/lrtest_ensure_", 1)
+	if err := pg.EnsureDatabase(ctx, fresh); err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.EnsureDatabase(ctx, fresh); err != nil {
+		t.Fatalf("second EnsureDatabase: %v", err)
+	}
+	conn, err := pgx.Connect(ctx, fresh)
+	if err != nil {
+		t.Fatalf("connect to created database: %v", err)
+	}
+	conn.Close(ctx)
+	admin, err := pgx.Connect(ctx, pgtest.BaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	name := fresh[strings.LastIndex(fresh, "/")+1:]
+	if i := strings.Index(name, "?"); i >= 0 {
+		name = name[:i]
+	}
+	if _, err := admin.Exec(ctx, "DROP DATABASE "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		t.Fatal(err)
+	}
+
+	_, err = pg.Open(ctx, "postgres://user:hunter2-secret@[bad")
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("Open error = %v; want an error without the password", err)
+	}
+}
+
+func TestIsUnavailable(t *testing.T) {
+	if pg.IsUnavailable(nil) || pg.IsUnavailable(pgx.ErrNoRows) {
+		t.Fatal("nil and ErrNoRows are not outages")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pool, err := pg.Open(ctx, "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	err = pool.Ping(ctx)
+	if !pg.IsUnavailable(err) {
+		t.Fatalf("refused connection not classed as unavailable: %v", err)
+	}
+}
