@@ -1,0 +1,171 @@
+// Package store is support-notify's Postgres schema ("support"): processed
+// events, tickets by Stripe object, resolutions and sent alerts. Callers
+// pass the transaction, so a ticket change and its processed_events row
+// commit together.
+package store
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/launchready/launchready/pkg/pg"
+)
+
+// Schema is the Postgres schema this service owns.
+const Schema = "support"
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrate applies the embedded migrations to Schema.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	sub, err := fsSub()
+	if err != nil {
+		return err
+	}
+	return pg.Migrate(ctx, pool, Schema, sub)
+}
+
+// q qualifies a table with the schema, so queries do not depend on the
+// connection's search_path.
+func q(table string) string { return Schema + "." + table }
+
+// Ticket is an open or solved ticket about one object.
+type Ticket struct {
+	ObjectKey string
+	TicketID  int64
+	Status    string
+	Priority  string
+}
+
+// LockObjects serialises work on the given objects across workers and
+// replicas until tx ends. Keys are locked in sorted order so two events
+// naming the same pair cannot deadlock.
+func LockObjects(ctx context.Context, tx pgx.Tx, keys []string) error {
+	for _, k := range sortedUnique(keys) {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 7))`, "support-notify:"+k); err != nil {
+			return fmt.Errorf("lock %s: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// Processed reports whether consumer already finished eventID.
+func Processed(ctx context.Context, tx pgx.Tx, consumer, eventID string) (bool, error) {
+	var ok bool
+	err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+q("processed_events")+` WHERE consumer = $1 AND event_id = $2)`, consumer, eventID).Scan(&ok)
+	if err != nil {
+		return false, fmt.Errorf("look up processed %s: %w", eventID, err)
+	}
+	return ok, nil
+}
+
+// MarkProcessed records that consumer finished eventID with outcome.
+func MarkProcessed(ctx context.Context, tx pgx.Tx, consumer, eventID, eventType, outcome string) error {
+	_, err := tx.Exec(ctx, `INSERT INTO `+q("processed_events")+` (consumer, event_id, event_type, outcome) VALUES ($1, $2, $3, $4)`,
+		consumer, eventID, eventType, outcome)
+	if err != nil {
+		return fmt.Errorf("mark processed %s: %w", eventID, err)
+	}
+	return nil
+}
+
+// OpenTicket returns the open ticket of the first key that has one.
+func OpenTicket(ctx context.Context, tx pgx.Tx, keys []string) (*Ticket, error) {
+	for _, k := range keys {
+		var t Ticket
+		err := tx.QueryRow(ctx, `SELECT object_key, ticket_id, status, priority FROM `+q("tickets")+` WHERE object_key = $1 AND status = 'open'`, k).
+			Scan(&t.ObjectKey, &t.TicketID, &t.Status, &t.Priority)
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("look up open ticket %s: %w", k, err)
+		}
+		return &t, nil
+	}
+	return nil, nil
+}
+
+// InsertTicket records a newly opened ticket.
+func InsertTicket(ctx context.Context, tx pgx.Tx, t Ticket, customerID, eventID string) error {
+	_, err := tx.Exec(ctx, `INSERT INTO `+q("tickets")+` (object_key, ticket_id, status, priority, customer_id, opened_by_event, last_event_id)
+		VALUES ($1, $2, 'open', $3, $4, $5, $5)`, t.ObjectKey, t.TicketID, t.Priority, customerID, eventID)
+	if err != nil {
+		return fmt.Errorf("record ticket %d for %s: %w", t.TicketID, t.ObjectKey, err)
+	}
+	return nil
+}
+
+// TouchTicket records the last event that commented on an open ticket, and
+// solves it when status is "solved".
+func TouchTicket(ctx context.Context, tx pgx.Tx, objectKey, eventID, status string) error {
+	_, err := tx.Exec(ctx, `UPDATE `+q("tickets")+` SET last_event_id = $2, status = $3, updated_at = now()
+		WHERE object_key = $1 AND status = 'open'`, objectKey, eventID, status)
+	if err != nil {
+		return fmt.Errorf("update ticket for %s: %w", objectKey, err)
+	}
+	return nil
+}
+
+// Resolve records that a success event settled objectKey.
+func Resolve(ctx context.Context, tx pgx.Tx, objectKey, eventID, eventType string) error {
+	_, err := tx.Exec(ctx, `INSERT INTO `+q("resolutions")+` (object_key, event_id, event_type) VALUES ($1, $2, $3)
+		ON CONFLICT (object_key) DO NOTHING`, objectKey, eventID, eventType)
+	if err != nil {
+		return fmt.Errorf("record resolution of %s: %w", objectKey, err)
+	}
+	return nil
+}
+
+// Resolved reports whether objectKey was settled, and by which event.
+func Resolved(ctx context.Context, tx pgx.Tx, objectKey string) (string, error) {
+	var id string
+	err := tx.QueryRow(ctx, `SELECT event_id FROM `+q("resolutions")+` WHERE object_key = $1`, objectKey).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("look up resolution of %s: %w", objectKey, err)
+	}
+	return id, nil
+}
+
+// SentAlert is one accepted alert.
+type SentAlert struct {
+	EventID      string
+	EventType    string
+	CustomerID   string
+	EventCreated time.Time
+	SentAt       time.Time
+	Latency      time.Duration
+	Late         bool
+}
+
+// AlertSent reports whether the alert for eventID was already accepted.
+func AlertSent(ctx context.Context, db *pgxpool.Pool, eventID string) (bool, error) {
+	var ok bool
+	err := db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+q("alerts_sent")+` WHERE event_id = $1)`, eventID).Scan(&ok)
+	if err != nil {
+		return false, fmt.Errorf("look up sent alert %s: %w", eventID, err)
+	}
+	return ok, nil
+}
+
+// RecordAlert records an accepted alert; a second record of the same event
+// is a no-op.
+func RecordAlert(ctx context.Context, db *pgxpool.Pool, a SentAlert) error {
+	_, err := db.Exec(ctx, `INSERT INTO `+q("alerts_sent")+` (event_id, event_type, customer_id, event_created, sent_at, latency_seconds, late)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING`,
+		a.EventID, a.EventType, a.CustomerID, a.EventCreated, a.SentAt, a.Latency.Seconds(), a.Late)
+	if err != nil {
+		return fmt.Errorf("record sent alert %s: %w", a.EventID, err)
+	}
+	return nil
+}
