@@ -1,0 +1,73 @@
+package bus_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+
+	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/pkg/logging"
+	"github.com/launchready/launchready/pkg/natstest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type bundle struct {
+	srv *natstest.Server
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	pub *bus.Publisher
+}
+
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	srv := natstest.Start(t)
+	ctx := testCtx(t)
+	nc, js, err := bus.Connect(ctx, srv.URL(), "bus-test", logging.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if err := bus.EnsureStreams(ctx, js, bus.StreamConfig{Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	return &bundle{srv: srv, nc: nc, js: js, pub: bus.NewPublisher(js, nil)}
+}
+
+func testCtx(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func event(id, typ, customer string) *billingv1.BillingEvent {
+	return &billingv1.BillingEvent{EventId: id, Type: typ, CustomerId: customer}
+}
+
+func (b *bundle) publish(t *testing.T, ev *billingv1.BillingEvent) bus.PubResult {
+	t.Helper()
+	res, err := b.pub.PublishEvent(testCtx(t), ev)
+	if err != nil {
+		t.Fatalf("publish %s: %v", ev.EventId, err)
+	}
+	return res
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,138 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/proto"
+
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+)
+
+// PubResult is JetStream's answer to a publish.
+type PubResult struct {
+	// Duplicate is true when the stream already held a message with this
+	// Nats-Msg-Id inside the duplicate window; nothing new was stored.
+	Duplicate bool
+	// Seq is the stream sequence of the stored (or original) message.
+	Seq uint64
+}
+
+// Publisher publishes synchronously: a call returns only once JetStream has
+// stored the message (or says it already had it), which is what lets
+// ingress answer Stripe 2xx.
+type Publisher struct {
+	js      jetstream.JetStream
+	tracer  trace.Tracer
+	metrics *publishMetrics
+}
+
+// PublisherOption configures a Publisher.
+type PublisherOption func(*Publisher)
+
+// WithPublisherRegistry registers lr_publish_seconds and lr_publish_total.
+func WithPublisherRegistry(reg prometheus.Registerer) PublisherOption {
+	return func(p *Publisher) {
+		if reg != nil {
+			p.metrics = newPublishMetrics(reg)
+		}
+	}
+}
+
+// NewPublisher returns a publisher that traces with tp (the global provider
+// when nil) and injects the global propagator's trace context.
+func NewPublisher(js jetstream.JetStream, tp trace.TracerProvider, opts ...PublisherOption) *Publisher {
+	p := &Publisher{js: js, tracer: tracerFrom(tp)}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
+}
+
+// PublishEvent publishes ev to billing.events.<type> with Nats-Msg-Id set to
+// the event id, so a redelivered webhook is stored once. The deadline comes
+// from ctx (the client default of 5 s when ctx has none). An error wraps
+// ErrUnavailable when JetStream could not be reached or did not ack.
+func (p *Publisher) PublishEvent(ctx context.Context, ev *billingv1.BillingEvent) (PubResult, error) {
+	if ev == nil {
+		return PubResult{}, errors.New("publish: nil event")
+	}
+	id := ev.GetEventId()
+	if id == "" {
+		return PubResult{}, errors.New("publish: event has no id")
+	}
+	if err := validTokens(ev.GetType()); err != nil {
+		return PubResult{}, fmt.Errorf("publish %s: event type: %w", id, err)
+	}
+	data, err := proto.Marshal(ev)
+	if err != nil {
+		return PubResult{}, fmt.Errorf("publish %s: marshal: %w", id, err)
+	}
+	return p.publish(ctx, EventSubject(ev.GetType()), id, data, nil, eventAttrs(ev))
+}
+
+// Publish publishes data to subject with msgID as Nats-Msg-Id (none when
+// empty) plus hdr and the current trace context. Errors are as for
+// PublishEvent.
+func (p *Publisher) Publish(ctx context.Context, subject, msgID string, data []byte, hdr nats.Header) (PubResult, error) {
+	return p.publish(ctx, subject, msgID, data, hdr, nil)
+}
+
+func (p *Publisher) publish(ctx context.Context, subject, msgID string, data []byte, hdr nats.Header, attrs []attribute.KeyValue) (PubResult, error) {
+	ctx, span := p.tracer.Start(ctx, "publish "+subject,
+		trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(
+			attrMessagingSystem.String("nats"),
+			attrMessagingOperationType.String("publish"),
+			attrMessagingDestination.String(subject),
+		),
+		trace.WithAttributes(attrs...),
+	)
+	defer span.End()
+	if msgID != "" {
+		span.SetAttributes(attrMessagingMessageID.String(msgID))
+	}
+
+	m := &nats.Msg{Subject: subject, Data: data, Header: make(nats.Header, len(hdr)+3)}
+	for k, v := range hdr {
+		m.Header[k] = v
+	}
+	if msgID != "" {
+		m.Header[jetstream.MsgIDHeader] = []string{msgID}
+	}
+	otel.GetTextMapPropagator().Inject(ctx, headerCarrier(m.Header))
+
+	start := time.Now()
+	ack, err := p.js.PublishMsg(ctx, m)
+	elapsed := time.Since(start)
+
+	name := msgID
+	if name == "" {
+		name = subject
+	}
+	if err != nil {
+		p.metrics.observe(elapsed, "error")
+		span.SetStatus(codes.Error, Redact(err.Error()))
+		if isUnavailable(err) {
+			return PubResult{}, fmt.Errorf("publish %s: %w: %w", name, ErrUnavailable, err)
+		}
+		return PubResult{}, fmt.Errorf("publish %s: %w", name, err)
+	}
+	res := PubResult{Duplicate: ack.Duplicate, Seq: ack.Sequence}
+	if res.Duplicate {
+		p.metrics.observe(elapsed, "duplicate")
+	} else {
+		p.metrics.observe(elapsed, "ok")
+	}
+	span.SetAttributes(attrMessagingStreamSeq.Int64(int64(res.Seq)), attribute.Bool("messaging.nats.duplicate", res.Duplicate))
+	return res, nil
+}

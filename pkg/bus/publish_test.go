@@ -1,0 +1,215 @@
+package bus_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+
+	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/pkg/config"
+)
+
+func TestEnsureStreamsIdempotent(t *testing.T) {
+	b := setup(t) // ran EnsureStreams once
+	ctx := testCtx(t)
+	cfg := bus.StreamConfig{Replicas: 1, DuplicateWindow: time.Hour, MaxAge: 48 * time.Hour, Storage: jetstream.FileStorage}
+	if err := bus.EnsureStreams(ctx, b.js, cfg); err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+	// Four services starting at once.
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Go(func() { errs <- bus.EnsureStreams(ctx, b.js, cfg) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent run: %v", err)
+		}
+	}
+
+	want := map[string]struct {
+		subjects []string
+		maxAge   time.Duration
+		dup      time.Duration
+	}{
+		bus.StreamEvents: {[]string{"billing.events.>", "billing.replay.>"}, 48 * time.Hour, time.Hour},
+		bus.StreamDLQ:    {[]string{"billing.dlq.>"}, 30 * 24 * time.Hour, time.Hour},
+		bus.StreamStatus: {[]string{"billing.status.>"}, 7 * 24 * time.Hour, time.Hour},
+	}
+	for name, w := range want {
+		st, err := b.js.Stream(ctx, name)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		c := st.CachedInfo().Config
+		if len(c.Subjects) != len(w.subjects) {
+			t.Fatalf("%s subjects = %v, want %v", name, c.Subjects, w.subjects)
+		}
+		for i := range w.subjects {
+			if c.Subjects[i] != w.subjects[i] {
+				t.Fatalf("%s subjects = %v, want %v", name, c.Subjects, w.subjects)
+			}
+		}
+		if c.MaxAge != w.maxAge || c.Duplicates != w.dup || c.Storage != jetstream.FileStorage ||
+			c.Replicas != 1 || c.Discard != jetstream.DiscardOld {
+			t.Fatalf("%s config = maxage %s dup %s storage %v replicas %d discard %v", name,
+				c.MaxAge, c.Duplicates, c.Storage, c.Replicas, c.Discard)
+		}
+	}
+}
+
+func TestStreamConfigFromEnv(t *testing.T) {
+	e := config.New(config.Map(nil))
+	got := bus.StreamConfigFromEnv(e)
+	if e.Err() != nil {
+		t.Fatal(e.Err())
+	}
+	if got.Replicas != 1 || got.DuplicateWindow != 2*time.Hour || got.MaxAge != 720*time.Hour || got.Storage != jetstream.FileStorage {
+		t.Fatalf("defaults = %+v", got)
+	}
+
+	e = config.New(config.Map(map[string]string{
+		"NATS_STREAM_REPLICAS": "3", "NATS_DUPLICATE_WINDOW": "10m", "NATS_MAX_AGE": "24h", "NATS_STORAGE": "memory",
+	}))
+	got = bus.StreamConfigFromEnv(e)
+	if e.Err() != nil {
+		t.Fatal(e.Err())
+	}
+	if got.Replicas != 3 || got.DuplicateWindow != 10*time.Minute || got.MaxAge != 24*time.Hour || got.Storage != jetstream.MemoryStorage {
+		t.Fatalf("overrides = %+v", got)
+	}
+
+	e = config.New(config.Map(map[string]string{"NATS_STORAGE": "tape", "NATS_STREAM_REPLICAS": "0", "NATS_MAX_AGE": "soon"}))
+	bus.StreamConfigFromEnv(e)
+	if e.Err() == nil {
+		t.Fatal("bad values accepted")
+	}
+}
+
+func TestPublishEventDeduplicates(t *testing.T) {
+	b := setup(t)
+	ev := event("evt_dup_1", "invoice.paid", "cus_1")
+	first := b.publish(t, ev)
+	if first.Duplicate || first.Seq != 1 {
+		t.Fatalf("first publish = %+v", first)
+	}
+	second := b.publish(t, ev)
+	if !second.Duplicate || second.Seq != first.Seq {
+		t.Fatalf("second publish = %+v, want duplicate of seq %d", second, first.Seq)
+	}
+	if n := streamMsgs(t, b.js, bus.StreamEvents); n != 1 {
+		t.Fatalf("stream holds %d messages, want 1", n)
+	}
+
+	st, err := b.js.Stream(testCtx(t), bus.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := st.GetMsg(testCtx(t), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Subject != "billing.events.invoice.paid" || m.Header.Get("Nats-Msg-Id") != "evt_dup_1" {
+		t.Fatalf("stored subject %q msg id %q", m.Subject, m.Header.Get("Nats-Msg-Id"))
+	}
+	var got billingv1.BillingEvent
+	if err := proto.Unmarshal(m.Data, &got); err != nil || got.CustomerId != "cus_1" {
+		t.Fatalf("payload = %v (%v)", &got, err)
+	}
+}
+
+func TestPublishRejectsBadEvents(t *testing.T) {
+	b := setup(t)
+	for name, ev := range map[string]*billingv1.BillingEvent{
+		"nil":        nil,
+		"no id":      event("", "invoice.paid", ""),
+		"no type":    event("evt_1", "", ""),
+		"wildcard":   event("evt_1", "invoice.*", ""),
+		"whitespace": event("evt_1", "invoice paid", ""),
+	} {
+		_, err := b.pub.PublishEvent(testCtx(t), ev)
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+		if errors.Is(err, bus.ErrUnavailable) {
+			t.Errorf("%s: a bad event is not an outage: %v", name, err)
+		}
+	}
+	if n := streamMsgs(t, b.js, bus.StreamEvents); n != 0 {
+		t.Fatalf("stream holds %d messages after refusals", n)
+	}
+}
+
+func TestPublishUnavailableWhileServerDown(t *testing.T) {
+	b := setup(t)
+	b.publish(t, event("evt_before", "customer.created", "cus_1"))
+
+	b.srv.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	_, err := b.pub.PublishEvent(ctx, event("evt_during", "customer.created", "cus_1"))
+	cancel()
+	if !errors.Is(err, bus.ErrUnavailable) {
+		t.Fatalf("publish with the server down: err = %v, want ErrUnavailable", err)
+	}
+
+	b.srv.Restart()
+	// The client reconnects by itself; retry as ingress's caller (Stripe) would.
+	var res bus.PubResult
+	eventually(t, 20*time.Second, "publish after restart", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		res, err = b.pub.PublishEvent(ctx, event("evt_during", "customer.created", "cus_1"))
+		return err == nil
+	})
+	if res.Duplicate || res.Seq != 2 {
+		t.Fatalf("publish after restart = %+v, want seq 2", res)
+	}
+	// The message acked before the outage survived it.
+	if again := b.publish(t, event("evt_before", "customer.created", "cus_1")); !again.Duplicate || again.Seq != 1 {
+		t.Fatalf("evt_before after restart = %+v, want duplicate of seq 1", again)
+	}
+	if n := streamMsgs(t, b.js, bus.StreamEvents); n != 2 {
+		t.Fatalf("stream holds %d messages, want 2", n)
+	}
+}
+
+func TestConnectGivesUpWithContext(t *testing.T) {
+	srv := setup(t).srv
+	url := srv.URL()
+	srv.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	nc, _, err := bus.Connect(ctx, url, "down", nil)
+	if !errors.Is(err, bus.ErrUnavailable) {
+		t.Fatalf("Connect to a stopped server: err = %v", err)
+	}
+	if nc != nil {
+		t.Fatal("connection returned with an error")
+	}
+}
+
+func TestPublishGeneric(t *testing.T) {
+	b := setup(t)
+	hdr := map[string][]string{"Lr-Kind": {"status"}}
+	res, err := b.pub.Publish(testCtx(t), bus.StatusSubject("cus_9"), "outbox-1", []byte("x"), hdr)
+	if err != nil || res.Duplicate {
+		t.Fatalf("publish = %+v, %v", res, err)
+	}
+	res, err = b.pub.Publish(testCtx(t), bus.StatusSubject("cus_9"), "outbox-1", []byte("x"), nil)
+	if err != nil || !res.Duplicate {
+		t.Fatalf("republish = %+v, %v; want duplicate", res, err)
+	}
+	if n := streamMsgs(t, b.js, bus.StreamStatus); n != 1 {
+		t.Fatalf("status stream holds %d", n)
+	}
+}

@@ -1,0 +1,68 @@
+package bus
+
+import (
+	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+
+	"github.com/launchready/launchready/pkg/telemetry"
+)
+
+const tracerName = "github.com/launchready/launchready/pkg/bus"
+
+// Messaging semantic-convention keys (OpenTelemetry messaging spans).
+const (
+	attrMessagingSystem        = attribute.Key("messaging.system")
+	attrMessagingDestination   = attribute.Key("messaging.destination.name")
+	attrMessagingOperationType = attribute.Key("messaging.operation.type")
+	attrMessagingMessageID     = attribute.Key("messaging.message.id")
+	attrMessagingConsumerGroup = attribute.Key("messaging.consumer.group.name")
+	attrMessagingDeliveryCount = attribute.Key("messaging.nats.delivery_count")
+	attrMessagingStreamSeq     = attribute.Key("messaging.nats.stream_sequence")
+	attrOutcome                = attribute.Key("lr.outcome")
+)
+
+func tracerFrom(tp trace.TracerProvider) trace.Tracer {
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	return tp.Tracer(tracerName)
+}
+
+// eventAttrs are the ids that make a span findable from a Stripe event.
+func eventAttrs(ev *billingv1.BillingEvent) []attribute.KeyValue {
+	if ev == nil {
+		return nil
+	}
+	attrs := make([]attribute.KeyValue, 0, 3)
+	attrs = append(attrs, telemetry.AttrEventID.String(ev.GetEventId()), telemetry.AttrEventType.String(ev.GetType()))
+	if c := ev.GetCustomerId(); c != "" {
+		attrs = append(attrs, telemetry.AttrCustomerID.String(c))
+	}
+	return attrs
+}
+
+// headerCarrier adapts nats.Header to the propagator. It does not
+// canonicalise keys (unlike http.Header), so the wire names stay the W3C
+// lowercase "traceparent" and "tracestate".
+type headerCarrier nats.Header
+
+func (c headerCarrier) Get(key string) string {
+	if v := c[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func (c headerCarrier) Set(key, value string) { c[key] = []string{value} }
+
+func (c headerCarrier) Keys() []string {
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	return keys
+}
