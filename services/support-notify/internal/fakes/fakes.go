@@ -25,7 +25,37 @@ type Trouble struct {
 	failNext   []int         // statuses to answer, one per call
 	retryAfter string        // Retry-After sent with a 429
 	hang       time.Duration // how long every call hangs before it is served
+	loseNext   int           // calls to serve but never answer
 	release    chan struct{}
+}
+
+// LoseNextAnswers serves the next n calls (the vendor acts on them) but
+// never answers, like a connection that dies after the vendor committed:
+// the client times out without knowing the call succeeded.
+func (t *Trouble) LoseNextAnswers(n int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.loseNext += n
+}
+
+func (t *Trouble) takeLose() (bool, chan struct{}) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.loseNext == 0 {
+		return false, nil
+	}
+	t.loseNext--
+	return true, t.release
+}
+
+// StopHanging ends the hang for later calls and cuts the calls hanging now
+// off without an answer, as a vendor recovering from an outage would.
+func (t *Trouble) StopHanging() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.hang = 0
+	close(t.release)
+	t.release = make(chan struct{})
 }
 
 func newTrouble() *Trouble { return &Trouble{release: make(chan struct{})} }
@@ -57,7 +87,7 @@ func (t *Trouble) Hang(d time.Duration) {
 // intercept applies planned trouble; true means the call was answered.
 func (t *Trouble) intercept(w http.ResponseWriter, r *http.Request) bool {
 	t.mu.Lock()
-	hang := t.hang
+	hang, release := t.hang, t.release
 	t.mu.Unlock()
 	if hang > 0 {
 		timer := time.NewTimer(hang)
@@ -66,8 +96,8 @@ func (t *Trouble) intercept(w http.ResponseWriter, r *http.Request) bool {
 		case <-timer.C:
 		case <-r.Context().Done():
 			return true
-		case <-t.release:
-			return true
+		case <-release:
+			panic(http.ErrAbortHandler) // drop the connection unanswered
 		}
 	}
 	t.mu.Lock()
@@ -162,6 +192,18 @@ func (z *Zendesk) serve(w http.ResponseWriter, r *http.Request) {
 	if z.intercept(w, r) {
 		return
 	}
+	if lose, release := z.takeLose(); lose {
+		z.route(httptest.NewRecorder(), r, body)
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+		panic(http.ErrAbortHandler)
+	}
+	z.route(w, r, body)
+}
+
+func (z *Zendesk) route(w http.ResponseWriter, r *http.Request, body []byte) {
 	switch {
 	case r.Method == http.MethodPost && r.URL.Path == "/api/v2/tickets.json":
 		z.create(w, r, body)

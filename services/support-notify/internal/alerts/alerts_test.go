@@ -1,0 +1,169 @@
+package alerts
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/pkg/config"
+	"github.com/launchready/launchready/pkg/logging"
+	"github.com/launchready/launchready/pkg/pg"
+	"github.com/launchready/launchready/pkg/pg/pgtest"
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+
+	"github.com/launchready/launchready/services/support-notify/internal/fakes"
+	"github.com/launchready/launchready/services/support-notify/internal/metrics"
+	"github.com/launchready/launchready/services/support-notify/internal/rules"
+	"github.com/launchready/launchready/services/support-notify/internal/slack"
+	"github.com/launchready/launchready/services/support-notify/internal/store"
+	"github.com/launchready/launchready/services/support-notify/internal/vendor"
+)
+
+type bundle struct {
+	h     *Handler
+	slack *fakes.Slack
+	pool  *pgxpool.Pool
+	m     *metrics.Metrics
+	now   time.Time
+}
+
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	ctx := context.Background()
+	pool, err := pg.Open(ctx, pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := store.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	hook := fakes.NewSlack(t, "/services/"+fakes.ID("T")+"/"+fakes.ID("B")+"/"+fakes.ID("x"))
+	m, err := metrics.New(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &bundle{slack: hook, pool: pool, m: m, now: time.Now()}
+	ch := slack.New(config.Secret(hook.URL()), &vendor.Caller{Vendor: "slack", HTTP: vendor.NewHTTPClient(2*time.Second, nil), Metrics: m})
+	b.h = &Handler{Pool: pool, Rules: rules.Defaults(), Channel: ch, Metrics: m, Log: logging.Discard(),
+		SLO: 2 * time.Minute, Now: func() time.Time { return b.now }}
+	return b
+}
+
+func (b *bundle) handle(ev *billingv1.BillingEvent) error {
+	return b.h.Handle(context.Background(), &bus.Delivery{Event: ev, Delivered: 1})
+}
+
+func TestAlertSentOnceAndMeasured(t *testing.T) {
+	b := setup(t)
+	ev := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, b.now.Add(-5*time.Second))
+	if err := b.handle(ev); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.handle(ev); err != nil {
+		t.Fatal(err)
+	}
+	msgs := b.slack.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("want 1 alert, got %d", len(msgs))
+	}
+	for _, want := range []string{"49.00 USD", "Your card was declined.", "dashboard.stripe.com/test/invoices/" + ev.GetInvoiceId(), `"type":"actions"`} {
+		if !strings.Contains(string(msgs[0].Raw), want) {
+			t.Errorf("alert lacks %q: %s", want, msgs[0].Raw)
+		}
+	}
+	if strings.Contains(msgs[0].Text, "LATE") {
+		t.Errorf("on-time alert marked late: %s", msgs[0].Text)
+	}
+	var late bool
+	var latency float64
+	if err := b.pool.QueryRow(context.Background(), `SELECT late, latency_seconds FROM support.alerts_sent WHERE event_id = $1`, ev.GetEventId()).Scan(&late, &latency); err != nil {
+		t.Fatal(err)
+	}
+	if late || latency != 5 {
+		t.Fatalf("recorded late=%v latency=%v, want false 5", late, latency)
+	}
+	if got := testutil.ToFloat64(b.m.AlertsSent); got != 1 {
+		t.Fatalf("lr_alerts_sent_total = %v", got)
+	}
+	if n := histogramCount(t, b.m.AlertLatency); n != 1 {
+		t.Fatalf("latency observations = %d", n)
+	}
+}
+
+func TestLateAlertStillSentAndCounted(t *testing.T) {
+	b := setup(t)
+	ev := fakes.NewCustomer().Dispute(5000, "fraudulent", b.now.Add(-3*time.Minute))
+	if err := b.handle(ev); err != nil {
+		t.Fatal(err)
+	}
+	msgs := b.slack.Messages()
+	if len(msgs) != 1 || !strings.HasPrefix(msgs[0].Text, "LATE: ") || !strings.Contains(string(msgs[0].Raw), "SLO 2m0s") {
+		t.Fatalf("want one alert marked late, got %+v", msgs)
+	}
+	if got := testutil.ToFloat64(b.m.AlertsLate); got != 1 {
+		t.Fatalf("lr_alerts_late_total = %v", got)
+	}
+}
+
+func TestNoAlertForEventsWithoutAlertRule(t *testing.T) {
+	b := setup(t)
+	c := fakes.NewCustomer()
+	for _, ev := range []*billingv1.BillingEvent{
+		c.CheckoutPaid(b.now),
+		c.InvoicePaid("invoice.paid", fakes.ID("in"), b.now),
+		{EventId: fakes.ID("evt"), Type: "checkout.session.async_payment_failed"}, // ticket only
+	} {
+		if err := b.handle(ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := b.slack.Calls(); n != 0 {
+		t.Fatalf("slack was called %d times", n)
+	}
+}
+
+func TestSlackFailuresAreClassifiedAndNotRecorded(t *testing.T) {
+	b := setup(t)
+	ev := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, b.now)
+	b.slack.RateLimitNext(1, "2")
+	if err := b.handle(ev); err == nil || bus.IsPermanent(err) {
+		t.Fatalf("429 should be retryable: %v", err)
+	}
+	b.slack.FailNext(http.StatusInternalServerError)
+	if err := b.handle(ev); err == nil || bus.IsPermanent(err) {
+		t.Fatalf("500 should be retryable: %v", err)
+	}
+	b.slack.FailNext(http.StatusGone) // channel_is_archived
+	if err := b.handle(ev); !bus.IsPermanent(err) {
+		t.Fatalf("410 should be permanent: %v", err)
+	} else if strings.Contains(err.Error(), b.slack.Path) {
+		t.Fatalf("webhook path leaked: %v", err)
+	}
+	if sent, err := store.AlertSent(context.Background(), b.pool, ev.GetEventId()); err != nil || sent {
+		t.Fatalf("a refused alert was recorded as sent (%v)", err)
+	}
+	if err := b.handle(ev); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(b.slack.Messages()); n != 1 {
+		t.Fatalf("want 1 accepted alert, got %d", n)
+	}
+}
+
+func histogramCount(t *testing.T, h prometheus.Histogram) uint64 {
+	t.Helper()
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
+}

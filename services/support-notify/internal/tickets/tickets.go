@@ -1,0 +1,204 @@
+// Package tickets turns billing events into support tickets: one ticket per
+// Stripe object (invoice, dispute, subscription, payment), later events
+// about the object as comments on its open ticket, and a "resolved" comment
+// that solves it when the payment finally succeeds.
+//
+// Exactly once: the ticket row and the processed_events row commit in one
+// transaction; the Zendesk call happens inside that transaction, under an
+// advisory lock on the object, so two events about one invoice never race
+// to open two tickets. A crash after Zendesk answered but before the commit
+// replays the same Idempotency-Key on redelivery, and Zendesk answers with
+// the ticket it already opened.
+package tickets
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/pkg/pg"
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+
+	"github.com/launchready/launchready/services/support-notify/internal/metrics"
+	"github.com/launchready/launchready/services/support-notify/internal/render"
+	"github.com/launchready/launchready/services/support-notify/internal/rules"
+	"github.com/launchready/launchready/services/support-notify/internal/store"
+	"github.com/launchready/launchready/services/support-notify/internal/zendesk"
+)
+
+// Desk is a support desk: Zendesk, or the log in development.
+type Desk interface {
+	CreateTicket(ctx context.Context, t zendesk.NewTicket, idempotencyKey string) (int64, error)
+	// AddComment returns an error wrapping zendesk.ErrTicketGone when the
+	// ticket can no longer take comments.
+	AddComment(ctx context.Context, ticketID int64, body string, solve bool, idempotencyKey string) error
+}
+
+// Handler applies ticket and resolve actions.
+type Handler struct {
+	Consumer string // durable name, the processed_events key
+	Pool     *pgxpool.Pool
+	Rules    *rules.Set
+	Desk     Desk
+	Metrics  *metrics.Metrics
+	Log      *slog.Logger
+	// beforeCommit runs after the desk call, inside the transaction; tests
+	// use it to stage a crash between the Zendesk call and the commit.
+	beforeCommit func(ctx context.Context) error
+}
+
+// IdempotencyKey is stable per (event, action), so a redelivery repeats the
+// key and a different action on the same event does not collide.
+func IdempotencyKey(eventID, action string) string {
+	return "launchready-support-notify:" + eventID + ":" + action
+}
+
+// Handle is the bus handler.
+func (h *Handler) Handle(ctx context.Context, d *bus.Delivery) error {
+	ev := d.Event
+	if ev == nil || ev.GetEventId() == "" {
+		return bus.Permanent(errors.New("tickets: delivery without an event"))
+	}
+	dec := h.Rules.Decide(ev)
+	if !dec.Ticket && !dec.Resolve {
+		return nil
+	}
+	primary, related := render.Keys(ev)
+	keys := append([]string{primary}, related...)
+	log := h.Log.With("event_id", ev.GetEventId(), "event_type", ev.GetType(), "customer_id", ev.GetCustomerId(),
+		"subscription_id", ev.GetSubscriptionId(), "delivery", d.Delivered, "object", primary)
+
+	var outcome string
+	var ticketID int64
+	err := pg.InTx(ctx, h.Pool, func(tx pgx.Tx) error {
+		if err := store.LockObjects(ctx, tx, keys); err != nil {
+			return err
+		}
+		done, err := store.Processed(ctx, tx, h.Consumer, ev.GetEventId())
+		if err != nil || done {
+			outcome = "duplicate"
+			return err
+		}
+		open, err := store.OpenTicket(ctx, tx, keys)
+		if err != nil {
+			return err
+		}
+		if dec.Resolve {
+			outcome, ticketID, err = h.resolve(ctx, tx, ev, primary, open)
+		} else {
+			outcome, ticketID, err = h.ticket(ctx, tx, ev, primary, open, dec.Priority)
+		}
+		if err != nil {
+			return err
+		}
+		if err := store.MarkProcessed(ctx, tx, h.Consumer, ev.GetEventId(), ev.GetType(), outcome); err != nil {
+			return err
+		}
+		if h.beforeCommit != nil {
+			return h.beforeCommit(ctx)
+		}
+		return nil
+	})
+	if err != nil {
+		log.WarnContext(ctx, "ticket action failed", "action", actionName(dec), "outcome", "error", "error", bus.Redact(err.Error()))
+		return fmt.Errorf("ticket for %s: %w", ev.GetEventId(), err)
+	}
+	switch outcome {
+	case "created", "commented", "resolved":
+		if h.Metrics != nil {
+			h.Metrics.Tickets.WithLabelValues(outcome).Inc()
+		}
+	}
+	log.InfoContext(ctx, "ticket action done", "action", actionName(dec), "outcome", outcome, "ticket_id", ticketID)
+	return nil
+}
+
+func actionName(d rules.Decision) string {
+	if d.Resolve {
+		return "resolve"
+	}
+	return "ticket"
+}
+
+// ticket opens a ticket about primary, or comments on the open one.
+func (h *Handler) ticket(ctx context.Context, tx pgx.Tx, ev *billingv1.BillingEvent, primary string, open *store.Ticket, priority string) (string, int64, error) {
+	if by, err := store.Resolved(ctx, tx, primary); err != nil {
+		return "", 0, err
+	} else if by != "" {
+		// Stripe does not order events: this failure was overtaken by the
+		// success that settled the object, so there is nothing to do.
+		return "already_resolved", 0, nil
+	}
+	if open != nil {
+		err := h.Desk.AddComment(ctx, open.TicketID, render.Details(ev), false, IdempotencyKey(ev.GetEventId(), "comment"))
+		switch {
+		case err == nil:
+			return "commented", open.TicketID, store.TouchTicket(ctx, tx, open.ObjectKey, ev.GetEventId(), "open")
+		case errors.Is(err, zendesk.ErrTicketGone):
+			// Closed or deleted in Zendesk: forget it and open a follow-up.
+			if err := store.TouchTicket(ctx, tx, open.ObjectKey, ev.GetEventId(), "solved"); err != nil {
+				return "", 0, err
+			}
+		default:
+			return "", 0, err
+		}
+	}
+	content := render.NewTicket(ev)
+	id, err := h.Desk.CreateTicket(ctx, zendesk.NewTicket{
+		Subject:        content.Subject,
+		Body:           content.Body,
+		Tags:           content.Tags,
+		Priority:       priority,
+		ExternalID:     ev.GetEventId(),
+		RequesterEmail: ev.GetEmail(),
+		RequesterName:  ev.GetCustomerName(),
+	}, IdempotencyKey(ev.GetEventId(), "ticket"))
+	if err != nil {
+		return "", 0, err
+	}
+	t := store.Ticket{ObjectKey: primary, TicketID: id, Priority: priority}
+	return "created", id, store.InsertTicket(ctx, tx, t, ev.GetCustomerId(), ev.GetEventId())
+}
+
+// resolve comments on and solves the open ticket about the object; with no
+// open ticket it only remembers the object is settled.
+func (h *Handler) resolve(ctx context.Context, tx pgx.Tx, ev *billingv1.BillingEvent, primary string, open *store.Ticket) (string, int64, error) {
+	if err := store.Resolve(ctx, tx, primary, ev.GetEventId(), ev.GetType()); err != nil {
+		return "", 0, err
+	}
+	if open == nil {
+		return "nothing_open", 0, nil
+	}
+	err := h.Desk.AddComment(ctx, open.TicketID, render.Resolved(ev), true, IdempotencyKey(ev.GetEventId(), "resolve"))
+	if err != nil && !errors.Is(err, zendesk.ErrTicketGone) {
+		return "", 0, err
+	}
+	return "resolved", open.TicketID, store.TouchTicket(ctx, tx, open.ObjectKey, ev.GetEventId(), "solved")
+}
+
+// LogDesk writes tickets to the log instead of a desk, for development.
+// Ticket ids derive from the idempotency key, so a replay gets the same id
+// just as Zendesk would answer.
+type LogDesk struct{ Log *slog.Logger }
+
+// CreateTicket logs the ticket.
+func (d LogDesk) CreateTicket(ctx context.Context, t zendesk.NewTicket, key string) (int64, error) {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(key))
+	id := int64(h.Sum64() >> 12) // positive, within JSON's exact integers
+	d.Log.InfoContext(ctx, "support ticket (log provider)", "ticket_id", id, "subject", t.Subject, "priority", t.Priority,
+		"tags", t.Tags, "external_id", t.ExternalID, "body", t.Body)
+	return id, nil
+}
+
+// AddComment logs the comment.
+func (d LogDesk) AddComment(ctx context.Context, id int64, body string, solve bool, key string) error {
+	d.Log.InfoContext(ctx, "support ticket comment (log provider)", "ticket_id", id, "solve", solve, "body", body)
+	return nil
+}

@@ -1,0 +1,308 @@
+package tickets
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/pkg/config"
+	"github.com/launchready/launchready/pkg/logging"
+	"github.com/launchready/launchready/pkg/pg"
+	"github.com/launchready/launchready/pkg/pg/pgtest"
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+
+	"github.com/launchready/launchready/services/support-notify/internal/fakes"
+	"github.com/launchready/launchready/services/support-notify/internal/metrics"
+	"github.com/launchready/launchready/services/support-notify/internal/rules"
+	"github.com/launchready/launchready/services/support-notify/internal/store"
+	"github.com/launchready/launchready/services/support-notify/internal/vendor"
+	"github.com/launchready/launchready/services/support-notify/internal/zendesk"
+)
+
+type bundle struct {
+	h    *Handler
+	desk *fakes.Zendesk
+	pool *pgxpool.Pool
+}
+
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	ctx := context.Background()
+	pool, err := pg.Open(ctx, pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := store.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	token := randomHex(t)
+	desk := fakes.NewZendesk(t, "ops@example.com", token)
+	m, _ := metrics.New(nil)
+	client := zendesk.New(zendesk.Config{BaseURL: desk.URL(), Email: "ops@example.com", APIToken: config.Secret(token)},
+		&vendor.Caller{Vendor: "zendesk", HTTP: vendor.NewHTTPClient(5*time.Second, nil), Metrics: m})
+	h := &Handler{Consumer: "support-notify", Pool: pool, Rules: rules.Defaults(), Desk: client, Metrics: m, Log: logging.Discard()}
+	return &bundle{h: h, desk: desk, pool: pool}
+}
+
+func randomHex(t *testing.T) string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+func (b *bundle) handle(t *testing.T, ev *billingv1.BillingEvent) error {
+	t.Helper()
+	return b.h.Handle(context.Background(), &bus.Delivery{Event: ev, Subject: "billing.events." + ev.GetType(), Delivered: 1})
+}
+
+func (b *bundle) mustHandle(t *testing.T, ev *billingv1.BillingEvent) {
+	t.Helper()
+	if err := b.handle(t, ev); err != nil {
+		t.Fatalf("handle %s: %v", ev.GetType(), err)
+	}
+}
+
+func (b *bundle) ticketRows(t *testing.T) (open, solved int) {
+	t.Helper()
+	err := b.pool.QueryRow(context.Background(),
+		`SELECT count(*) FILTER (WHERE status = 'open'), count(*) FILTER (WHERE status = 'solved') FROM support.tickets`).Scan(&open, &solved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return open, solved
+}
+
+func TestFailedPaymentOpensOneTicketOnce(t *testing.T) {
+	b := setup(t)
+	c := fakes.NewCustomer()
+	ev := c.InvoiceFailed(fakes.ID("in"), 1, time.Now().Add(-3*time.Second))
+	b.mustHandle(t, ev)
+	b.mustHandle(t, ev) // redelivery
+
+	ts := b.desk.Tickets()
+	if len(ts) != 1 {
+		t.Fatalf("want 1 ticket, got %d", len(ts))
+	}
+	tk := ts[0]
+	if tk.ExternalID != ev.GetEventId() || tk.Requester.Email != c.Email || tk.Priority != "normal" {
+		t.Fatalf("ticket fields: %+v", tk)
+	}
+	if !slices.Contains(tk.Tags, "invoice_payment_failed") {
+		t.Fatalf("tags %v", tk.Tags)
+	}
+	if tk.Comments[0].Public {
+		t.Fatal("the description must be an internal note, not an email to the customer")
+	}
+	for _, want := range []string{"49.00 USD", "Attempt: 1", "Next retry:", "dashboard.stripe.com/test/invoices/" + ev.GetInvoiceId()} {
+		if !strings.Contains(tk.Comments[0].Body, want) {
+			t.Errorf("ticket body lacks %q:\n%s", want, tk.Comments[0].Body)
+		}
+	}
+	if posts, _, _ := b.desk.Counts(); posts != 1 {
+		t.Fatalf("a redelivery reached Zendesk: %d POSTs", posts)
+	}
+	if open, _ := b.ticketRows(t); open != 1 {
+		t.Fatalf("want 1 open ticket row, got %d", open)
+	}
+}
+
+func TestSuccessfulPurchaseOpensNothing(t *testing.T) {
+	b := setup(t)
+	c := fakes.NewCustomer()
+	b.mustHandle(t, c.CheckoutPaid(time.Now()))
+	b.mustHandle(t, c.InvoicePaid("invoice.paid", fakes.ID("in"), time.Now()))
+	if posts, puts, _ := b.desk.Counts(); posts+puts != 0 {
+		t.Fatalf("a success reached Zendesk: %d POSTs %d PUTs", posts, puts)
+	}
+}
+
+// A crash after Zendesk opened the ticket but before our commit: the
+// transaction rolls back, the event comes again, and the repeated
+// Idempotency-Key gets the first ticket back instead of a second one.
+func TestCrashBetweenZendeskCallAndCommit(t *testing.T) {
+	b := setup(t)
+	crashed := false
+	b.h.beforeCommit = func(context.Context) error {
+		if !crashed {
+			crashed = true
+			return errors.New("process killed before commit")
+		}
+		return nil
+	}
+	ev := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, time.Now())
+	if err := b.handle(t, ev); err == nil {
+		t.Fatal("the staged crash did not surface")
+	}
+	if open, _ := b.ticketRows(t); open != 0 {
+		t.Fatalf("the rolled-back transaction left %d ticket rows", open)
+	}
+	b.mustHandle(t, ev)
+
+	posts, _, hits := b.desk.Counts()
+	if posts != 2 || hits != 1 {
+		t.Fatalf("want 2 POSTs with 1 idempotent replay, got %d POSTs %d replays", posts, hits)
+	}
+	if n := len(b.desk.Tickets()); n != 1 {
+		t.Fatalf("want exactly 1 ticket in Zendesk, got %d", n)
+	}
+	if open, _ := b.ticketRows(t); open != 1 {
+		t.Fatalf("want the ticket recorded once, got %d rows", open)
+	}
+}
+
+func TestFailedThenPaidResolvesWithoutNewTicket(t *testing.T) {
+	b := setup(t)
+	c := fakes.NewCustomer()
+	in := fakes.ID("in")
+	now := time.Now()
+	b.mustHandle(t, c.InvoiceFailed(in, 1, now.Add(-2*time.Hour)))
+	b.mustHandle(t, c.InvoiceFailed(in, 2, now.Add(-time.Hour)))
+	b.mustHandle(t, c.InvoicePaid("invoice.paid", in, now))
+	b.mustHandle(t, c.InvoicePaid("invoice.payment_succeeded", in, now))
+
+	ts := b.desk.Tickets()
+	if len(ts) != 1 {
+		t.Fatalf("want 1 ticket, got %d", len(ts))
+	}
+	tk := ts[0]
+	if tk.Status != "solved" {
+		t.Fatalf("ticket status %q, want solved", tk.Status)
+	}
+	if len(tk.Comments) != 3 {
+		t.Fatalf("want description + retry comment + resolved comment, got %d comments", len(tk.Comments))
+	}
+	if !strings.Contains(tk.Comments[1].Body, "Attempt: 2") {
+		t.Errorf("second failure comment: %s", tk.Comments[1].Body)
+	}
+	if !strings.HasPrefix(tk.Comments[2].Body, "Resolved: the invoice is paid.") {
+		t.Errorf("resolved comment: %s", tk.Comments[2].Body)
+	}
+	if open, solved := b.ticketRows(t); open != 0 || solved != 1 {
+		t.Fatalf("rows open=%d solved=%d", open, solved)
+	}
+}
+
+// Stripe does not order events: a failure delivered after the payment that
+// settled its invoice must not open a ticket.
+func TestFailureAfterItsResolutionOpensNothing(t *testing.T) {
+	b := setup(t)
+	c := fakes.NewCustomer()
+	in := fakes.ID("in")
+	now := time.Now()
+	b.mustHandle(t, c.InvoicePaid("invoice.paid", in, now))
+	b.mustHandle(t, c.InvoiceFailed(in, 1, now.Add(-time.Hour)))
+	if n := len(b.desk.Tickets()); n != 0 {
+		t.Fatalf("stale failure opened %d tickets", n)
+	}
+}
+
+func TestDisputeTicketIsUrgent(t *testing.T) {
+	b := setup(t)
+	ev := fakes.NewCustomer().Dispute(12_050, "fraudulent", time.Now())
+	b.mustHandle(t, ev)
+	ts := b.desk.Tickets()
+	if len(ts) != 1 || ts[0].Priority != "urgent" {
+		t.Fatalf("want 1 urgent ticket, got %+v", ts)
+	}
+	body := ts[0].Comments[0].Body
+	for _, want := range []string{"Amount: 120.50 EUR", "Dispute reason: fraudulent"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("dispute ticket lacks %q:\n%s", want, body)
+		}
+	}
+}
+
+func TestCancellationAfterFailuresJoinsTheInvoiceTicket(t *testing.T) {
+	b := setup(t)
+	c := fakes.NewCustomer()
+	in := fakes.ID("in")
+	b.mustHandle(t, c.InvoiceFailed(in, 4, time.Now().Add(-time.Minute)))
+	b.mustHandle(t, c.SubscriptionDeleted("payment_failed", in, time.Now()))
+	b.mustHandle(t, fakes.NewCustomer().SubscriptionDeleted("cancellation_requested", "", time.Now()))
+	ts := b.desk.Tickets()
+	if len(ts) != 1 || len(ts[0].Comments) != 2 || !strings.Contains(ts[0].Comments[1].Body, "Subscription canceled") {
+		t.Fatalf("want the cancellation as a comment on the invoice ticket: %+v", ts)
+	}
+}
+
+func TestClosedTicketGetsAFollowUp(t *testing.T) {
+	b := setup(t)
+	c := fakes.NewCustomer()
+	in := fakes.ID("in")
+	b.mustHandle(t, c.InvoiceFailed(in, 1, time.Now().Add(-time.Hour)))
+	b.desk.Close(b.desk.Tickets()[0].ID)
+	b.mustHandle(t, c.InvoiceFailed(in, 2, time.Now()))
+	ts := b.desk.Tickets()
+	if len(ts) != 2 || ts[1].Status == "closed" {
+		t.Fatalf("want a follow-up ticket after the first was closed: %+v", ts)
+	}
+	if open, solved := b.ticketRows(t); open != 1 || solved != 1 {
+		t.Fatalf("rows open=%d solved=%d", open, solved)
+	}
+}
+
+func TestZendeskFailuresAreClassified(t *testing.T) {
+	b := setup(t)
+	ev := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, time.Now())
+
+	b.desk.FailNext(http.StatusServiceUnavailable)
+	err := b.handle(t, ev)
+	if err == nil || bus.IsPermanent(err) {
+		t.Fatalf("5xx should be a retryable error, got %v", err)
+	}
+	b.desk.RateLimitNext(1, "7")
+	err = b.handle(t, ev)
+	if err == nil || bus.IsPermanent(err) || !strings.Contains(err.Error(), "HTTP 429") {
+		t.Fatalf("429 should be retryable, got %v", err)
+	}
+	b.desk.FailNext(http.StatusForbidden)
+	err = b.handle(t, ev)
+	if !bus.IsPermanent(err) {
+		t.Fatalf("403 should be permanent, got %v", err)
+	}
+	if strings.Contains(err.Error(), "fake-secret-value") {
+		t.Fatalf("vendor body not redacted: %v", err)
+	}
+	if open, _ := b.ticketRows(t); open != 0 {
+		t.Fatal("a failed call left a ticket row")
+	}
+	b.mustHandle(t, ev)
+	if n := len(b.desk.Tickets()); n != 1 {
+		t.Fatalf("want 1 ticket after recovery, got %d", n)
+	}
+}
+
+// Two failures of one invoice handled at once must still open one ticket:
+// the advisory lock serialises them.
+func TestConcurrentFailuresOfOneInvoiceOpenOneTicket(t *testing.T) {
+	b := setup(t)
+	c := fakes.NewCustomer()
+	in := fakes.ID("in")
+	b.desk.Hang(300 * time.Millisecond) // widen the race window
+	errs := make(chan error, 2)
+	for attempt := int64(1); attempt <= 2; attempt++ {
+		ev := c.InvoiceFailed(in, attempt, time.Now())
+		go func() { errs <- b.handle(t, ev) }()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	ts := b.desk.Tickets()
+	if len(ts) != 1 || len(ts[0].Comments) != 2 {
+		t.Fatalf("want 1 ticket with 2 comments, got %+v", ts)
+	}
+}
