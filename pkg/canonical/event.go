@@ -60,6 +60,20 @@ func SubscriptionFromEvent(ev *billingv1.BillingEvent) (Subscription, error) {
 	if s.Status == "" {
 		s.Status = raw.Data.Object.Status
 	}
+	if s.Currency == "" {
+		// Subscriptions carry a currency only since 2020; before that it is
+		// the price's (or plan's).
+		o := raw.Data.Object
+		if len(o.Items.Data) > 0 {
+			s.Currency = o.Items.Data[0].Price.Currency
+			if s.Currency == "" {
+				s.Currency = o.Items.Data[0].Plan.Currency
+			}
+		}
+		if s.Currency == "" {
+			s.Currency = o.Plan.Currency
+		}
+	}
 	if raw.Data.Object.Created > 0 {
 		s.Created = time.Unix(raw.Data.Object.Created, 0).UTC()
 	}
@@ -91,6 +105,19 @@ type rawEvent struct {
 		Object struct {
 			Created int64  `json:"created"`
 			Status  string `json:"status"`
+			Items   struct {
+				Data []struct {
+					Price struct {
+						Currency string `json:"currency"`
+					} `json:"price"`
+					Plan struct {
+						Currency string `json:"currency"`
+					} `json:"plan"`
+				} `json:"data"`
+			} `json:"items"`
+			Plan struct {
+				Currency string `json:"currency"`
+			} `json:"plan"`
 		} `json:"object"`
 		PreviousAttributes map[string]json.RawMessage `json:"previous_attributes"`
 	} `json:"data"`

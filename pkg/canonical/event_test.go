@@ -13,11 +13,33 @@ import (
 
 func fixture(t *testing.T, rel string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "fixtures", "stripe", rel))
+	b, err := os.ReadFile(filepath.Join(fixturesDir(t), rel))
 	if err != nil {
 		t.Fatalf("read fixture: %v", err)
 	}
 	return b
+}
+
+// fixturesDir is FIXTURES_DIR, else the first shared/fixtures/stripe above
+// the working directory.
+func fixturesDir(t *testing.T) string {
+	t.Helper()
+	if dir := os.Getenv("FIXTURES_DIR"); dir != "" {
+		return dir
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d := wd; ; d = filepath.Dir(d) {
+		cand := filepath.Join(d, "shared", "fixtures", "stripe")
+		if st, err := os.Stat(cand); err == nil && st.IsDir() {
+			return cand
+		}
+		if filepath.Dir(d) == d {
+			t.Fatalf("shared/fixtures/stripe not found above %s; set FIXTURES_DIR", wd)
+		}
+	}
 }
 
 func TestSubscriptionFromEventReadsRawOnlyFields(t *testing.T) {
@@ -35,6 +57,9 @@ func TestSubscriptionFromEventReadsRawOnlyFields(t *testing.T) {
 	}
 	if !s.Previous.IsZero() {
 		t.Errorf("previous_attributes of this fixture name no tracked field, got %+v", s.Previous)
+	}
+	if s.Currency != "usd" {
+		t.Errorf("currency should come from the plan when the subscription has none, got %q", s.Currency)
 	}
 	if s.LastEventCreated != t0 || s.LastEventID != ev.EventId || s.Deleted {
 		t.Errorf("event fields not carried: %+v", s)
