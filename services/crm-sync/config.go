@@ -1,0 +1,169 @@
+package crmsync
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/pkg/canonical"
+	"github.com/launchready/launchready/pkg/config"
+	"github.com/launchready/launchready/pkg/pg"
+	"github.com/launchready/launchready/pkg/telemetry"
+	"github.com/launchready/launchready/services/crm-sync/internal/crm"
+)
+
+// Durable is the consumer name, in JetStream and in the DLQ subjects.
+const Durable = "crm-sync"
+
+// Provider values of CRM_PROVIDER.
+const (
+	ProviderLog     = "log"
+	ProviderHubSpot = "hubspot"
+	ProviderWebhook = "webhook"
+)
+
+// Config is everything crm-sync needs.
+type Config struct {
+	DatabaseURL string
+	NATSURL     string
+	HTTPAddr    string
+	Streams     bus.StreamConfig
+	Consumer    bus.ConsumerConfig
+	Telemetry   telemetry.Config
+	Policy      canonical.Policy
+
+	// Provider is CRM_PROVIDER: log (default), hubspot or webhook.
+	Provider string
+	HubSpot  HubSpotConfig
+	Webhook  WebhookConfig
+	// RateLimit requests per RateWindow, shared by every worker.
+	RateLimit  int
+	RateWindow time.Duration
+	// Timeout bounds one CRM request.
+	Timeout time.Duration
+
+	// Logger, Ready and Registry are set by the caller, not the env.
+	Logger   *slog.Logger
+	Ready    func(addrs map[string]string)
+	Registry *prometheus.Registry
+
+	// afterPush, when set, runs between a successful CRM push and the
+	// commit: tests stage a crash there.
+	afterPush func(eventID string) error
+}
+
+// HubSpotConfig configures the HubSpot adapter.
+type HubSpotConfig struct {
+	Token   config.Secret
+	BaseURL string
+	// Pipeline and Stages choose where deals go (HUBSPOT_DEAL_PIPELINE,
+	// HUBSPOT_DEAL_STAGES="active=closedwon,canceled=closedlost,...").
+	Pipeline string
+	Stages   map[string]string
+}
+
+// WebhookConfig configures the webhook adapter.
+type WebhookConfig struct {
+	URL    string
+	Secret config.Secret
+}
+
+// ConfigFromEnv reads the configuration. Every problem is reported at once.
+func ConfigFromEnv(getenv config.Getenv) (Config, error) {
+	e := config.New(getenv)
+	cfg := Config{
+		DatabaseURL: e.String("DATABASE_URL", pg.DefaultURL),
+		NATSURL:     e.String("NATS_URL", "nats://127.0.0.1:4222"),
+		HTTPAddr:    e.String("HTTP_ADDR", ":8082"),
+		Streams:     bus.StreamConfigFromEnv(e),
+		Consumer:    bus.ConsumerConfigFromEnv(e, Durable),
+		Telemetry:   telemetry.ConfigFromEnv(e, "crm-sync"),
+		Policy:      canonical.Policy{PastDueEntitled: e.Bool("PAST_DUE_ENTITLED", true)},
+		Provider:    e.OneOf("CRM_PROVIDER", ProviderLog, ProviderLog, ProviderHubSpot, ProviderWebhook),
+		HubSpot: HubSpotConfig{
+			Token:    e.Secret("HUBSPOT_TOKEN"),
+			BaseURL:  e.String("HUBSPOT_BASE_URL", crm.DefaultHubSpotBaseURL),
+			Pipeline: e.String("HUBSPOT_DEAL_PIPELINE", "default"),
+		},
+		Webhook: WebhookConfig{
+			URL:    e.String("CRM_WEBHOOK_URL", ""),
+			Secret: e.Secret("CRM_WEBHOOK_SECRET"),
+		},
+		RateLimit:  e.Int("CRM_RATE_LIMIT", 100),
+		RateWindow: e.Duration("CRM_RATE_WINDOW", 10*time.Second),
+		Timeout:    e.Duration("CRM_TIMEOUT", 10*time.Second),
+	}
+	stages, err := parseStages(e.List("HUBSPOT_DEAL_STAGES"))
+	if err != nil {
+		e.Fail("HUBSPOT_DEAL_STAGES: %v", err)
+	}
+	cfg.HubSpot.Stages = stages
+	switch cfg.Provider {
+	case ProviderHubSpot:
+		if cfg.HubSpot.Token == "" {
+			e.Fail("HUBSPOT_TOKEN is required when CRM_PROVIDER=hubspot")
+		}
+	case ProviderWebhook:
+		if cfg.Webhook.URL == "" {
+			e.Fail("CRM_WEBHOOK_URL is required when CRM_PROVIDER=webhook")
+		} else if !strings.HasPrefix(cfg.Webhook.URL, "https://") && !strings.HasPrefix(cfg.Webhook.URL, "http://") {
+			e.Fail("CRM_WEBHOOK_URL must be an http(s) URL")
+		}
+		if cfg.Webhook.Secret == "" {
+			e.Fail("CRM_WEBHOOK_SECRET is required when CRM_PROVIDER=webhook")
+		}
+	}
+	if cfg.RateLimit < 1 {
+		e.Fail("CRM_RATE_LIMIT must be at least 1")
+	}
+	if cfg.RateWindow <= 0 {
+		e.Fail("CRM_RATE_WINDOW must be positive")
+	}
+	if cfg.Timeout <= 0 {
+		e.Fail("CRM_TIMEOUT must be positive")
+	}
+	if err := e.Err(); err != nil {
+		return Config{}, fmt.Errorf("crm-sync config: %w", err)
+	}
+	return cfg, nil
+}
+
+func parseStages(items []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, it := range items {
+		k, v, ok := strings.Cut(it, "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !ok || k == "" || v == "" {
+			return nil, fmt.Errorf("%q is not status=stage", it)
+		}
+		if _, known := crm.DefaultDealStages[k]; !known {
+			return nil, fmt.Errorf("%q is not a canonical status", k)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// LogValue prints the configuration with secrets masked, for the start-up
+// log line.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("database_url", config.MaskURL(c.DatabaseURL)),
+		slog.String("nats_url", config.MaskURL(c.NATSURL)),
+		slog.String("http_addr", c.HTTPAddr),
+		slog.String("provider", c.Provider),
+		slog.String("hubspot_base_url", c.HubSpot.BaseURL),
+		slog.Any("hubspot_token", c.HubSpot.Token),
+		slog.String("webhook_url", config.MaskURL(c.Webhook.URL)),
+		slog.Any("webhook_secret", c.Webhook.Secret),
+		slog.Int("rate_limit", c.RateLimit),
+		slog.Duration("rate_window", c.RateWindow),
+		slog.Duration("timeout", c.Timeout),
+		slog.Int("concurrency", c.Consumer.Concurrency),
+		slog.Bool("past_due_entitled", c.Policy.PastDueEntitled),
+	)
+}

@@ -1,0 +1,704 @@
+// Package hubspotfake is an in-memory stand-in for the parts of HubSpot's
+// CRM API that crm-sync uses, served over real HTTP so the client, its
+// transport, timeouts and rate limiter are exercised as in production.
+//
+// It keeps contacts and deals, enforces unique properties the way HubSpot
+// does (email and stripe_customer_id on contacts, stripe_subscription_id on
+// deals: a write that would duplicate one answers 409), rejects properties
+// that are not defined (400 PROPERTY_DOESNT_EXIST) and checks the bearer
+// token. Tests program faults (429 with Retry-After, 500, 400, a hang, or
+// an answer lost after the write was applied) and read back what was
+// stored and every request received, with its arrival time.
+package hubspotfake
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Object is a stored contact or deal.
+type Object struct {
+	ID         string            `json:"id"`
+	Properties map[string]string `json:"properties"`
+	CreatedAt  time.Time         `json:"createdAt"`
+	UpdatedAt  time.Time         `json:"updatedAt"`
+	Archived   bool              `json:"archived"`
+}
+
+// Request is one request as received.
+type Request struct {
+	At     time.Time
+	Method string
+	Path   string
+	Status int
+}
+
+// Fault is a programmed misbehaviour, applied to the next Count matching
+// requests (1 when Count is 0).
+type Fault struct {
+	// Status is the answer (429, 500, 400, ...).
+	Status int
+	// RetryAfter is sent with the answer when set (e.g. "1").
+	RetryAfter string
+	// Body replaces the default HubSpot-style error body.
+	Body string
+	// Hang holds the request until the client gives up or Release is
+	// called; it then gets Status (500 when 0).
+	Hang bool
+	// AfterWrite applies the write first and then fails or hangs: the CRM
+	// changed but the caller never learns it.
+	AfterWrite bool
+	Count      int
+	// Match selects requests; nil matches every request.
+	Match func(*http.Request) bool
+}
+
+type store struct {
+	objects map[string]*Object
+	unique  []string
+}
+
+// Server is the fake. The zero value is not usable; call New or Start.
+type Server struct {
+	mu       sync.Mutex
+	token    string
+	now      func() time.Time
+	next     int
+	stores   map[string]*store // "contacts", "deals"
+	defined  map[string]map[string]bool
+	assoc    map[string]map[string]bool // deal id -> contact ids
+	faults   []*Fault
+	requests []Request
+	limit    int
+	window   time.Duration
+	release  chan struct{}
+	writes   int
+
+	srv *httptest.Server
+}
+
+// New returns a fake that is not listening yet; Handler serves it.
+// token is the bearer token it accepts ("" accepts any).
+func New(token string) *Server {
+	s := &Server{
+		token:   token,
+		now:     time.Now,
+		next:    1000,
+		release: make(chan struct{}),
+		stores: map[string]*store{
+			"contacts": {objects: map[string]*Object{}, unique: []string{"email", "stripe_customer_id"}},
+			"deals":    {objects: map[string]*Object{}, unique: []string{"stripe_subscription_id"}},
+		},
+		defined: map[string]map[string]bool{"contacts": {}, "deals": {}},
+		assoc:   map[string]map[string]bool{},
+	}
+	for _, p := range []string{"email", "firstname", "lastname", "phone", "company", "lifecyclestage",
+		"stripe_customer_id", "billing_status", "billing_entitled", "plan", "mrr", "current_period_end",
+		"last_payment_failed_at", "billing_dispute_open", "stripe_customer_deleted"} {
+		s.defined["contacts"][p] = true
+	}
+	for _, p := range []string{"dealname", "pipeline", "dealstage", "amount", "closedate",
+		"stripe_subscription_id", "billing_status"} {
+		s.defined["deals"][p] = true
+	}
+	return s
+}
+
+// Start serves a new fake on a local port until Close.
+func Start(token string) *Server {
+	s := New(token)
+	s.srv = httptest.NewServer(s.Handler())
+	return s
+}
+
+// URL is the base URL to use as HUBSPOT_BASE_URL.
+func (s *Server) URL() string { return s.srv.URL }
+
+// Close releases hanging requests and stops the server.
+func (s *Server) Close() {
+	s.Release()
+	if s.srv != nil {
+		s.srv.CloseClientConnections()
+		s.srv.Close()
+	}
+}
+
+// Release lets every hanging request answer.
+func (s *Server) Release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.release:
+	default:
+		close(s.release)
+	}
+}
+
+// Inject queues a fault.
+func (s *Server) Inject(f Fault) {
+	if f.Count <= 0 {
+		f.Count = 1
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = append(s.faults, &f)
+	select {
+	case <-s.release:
+		s.release = make(chan struct{})
+	default:
+	}
+}
+
+// ClearFaults drops queued faults.
+func (s *Server) ClearFaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = nil
+}
+
+// SetRateLimit makes the fake answer 429 (Retry-After: the seconds until
+// the oldest request leaves the window) whenever more than n requests
+// arrived in the trailing window, as HubSpot's rolling limits do. n 0
+// turns it off.
+func (s *Server) SetRateLimit(n int, window time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.limit, s.window = n, window
+}
+
+// Undefine removes a property from the portal, so writes that set it are
+// refused with 400 until Define adds it back.
+func (s *Server) Undefine(object, name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.defined[object], name)
+}
+
+// Define adds a property to the portal.
+func (s *Server) Define(object, name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.defined[object][name] = true
+}
+
+// Contacts returns the live contacts, by id.
+func (s *Server) Contacts() []Object { return s.list("contacts") }
+
+// Deals returns the live deals, by id.
+func (s *Server) Deals() []Object { return s.list("deals") }
+
+func (s *Server) list(object string) []Object {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Object
+	for _, o := range s.stores[object].objects {
+		if !o.Archived {
+			out = append(out, clone(o))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Find returns the live object whose property equals value.
+func (s *Server) Find(object, property, value string) (Object, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if o := s.findLocked(object, property, value); o != nil {
+		return clone(o), true
+	}
+	return Object{}, false
+}
+
+// Associated returns the contact ids a deal is associated with.
+func (s *Server) Associated(dealID string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for c := range s.assoc[dealID] {
+		// Like HubSpot, an archived record's associations are gone.
+		if o := s.stores["contacts"].objects[c]; o != nil && !o.Archived {
+			out = append(out, c)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Archive deletes an object, as a user deleting it in HubSpot would.
+func (s *Server) Archive(object, id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if o := s.stores[object].objects[id]; o != nil {
+		o.Archived = true
+	}
+}
+
+// Requests returns every request received so far.
+func (s *Server) Requests() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Request(nil), s.requests...)
+}
+
+// Writes counts the writes applied (creates, updates, associations).
+func (s *Server) Writes() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writes
+}
+
+// MaxInWindow is the most requests that arrived within any interval of
+// length window.
+func (s *Server) MaxInWindow(window time.Duration) int {
+	reqs := s.Requests()
+	best, j := 0, 0
+	for i := range reqs {
+		for reqs[i].At.Sub(reqs[j].At) >= window {
+			j++
+		}
+		if n := i - j + 1; n > best {
+			best = n
+		}
+	}
+	return best
+}
+
+func clone(o *Object) Object {
+	c := *o
+	c.Properties = make(map[string]string, len(o.Properties))
+	for k, v := range o.Properties {
+		c.Properties[k] = v
+	}
+	return c
+}
+
+// Handler serves the fake API.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /crm/v3/objects/{object}", s.create)
+	mux.HandleFunc("GET /crm/v3/objects/{object}/{id}", s.get)
+	mux.HandleFunc("PATCH /crm/v3/objects/{object}/{id}", s.patch)
+	mux.HandleFunc("DELETE /crm/v3/objects/{object}/{id}", s.archive)
+	mux.HandleFunc("POST /crm/v3/objects/{object}/batch/upsert", s.upsert)
+	mux.HandleFunc("PUT /crm/v4/objects/{from}/{fromID}/associations/default/{to}/{toID}", s.associate)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		at := s.now()
+		defer func() {
+			s.mu.Lock()
+			s.requests = append(s.requests, Request{At: at, Method: r.Method, Path: r.URL.Path, Status: rec.status})
+			s.mu.Unlock()
+		}()
+		if s.token != "" && r.Header.Get("Authorization") != "Bearer "+s.token {
+			hsError(rec, http.StatusUnauthorized, "INVALID_AUTHENTICATION", "Authentication credentials not found.")
+			return
+		}
+		if retry, limited := s.overLimit(at); limited {
+			rec.Header().Set("Retry-After", retry)
+			hsError(rec, http.StatusTooManyRequests, "RATE_LIMITS", "You have reached your ten_secondly_rolling limit.")
+			return
+		}
+		f := s.takeFault(r)
+		if f != nil && !f.AfterWrite {
+			s.fail(rec, r, f)
+			return
+		}
+		if f != nil {
+			mux.ServeHTTP(discard{header: http.Header{}}, r)
+			s.fail(rec, r, f)
+			return
+		}
+		mux.ServeHTTP(rec, r)
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+// discard swallows the answer of a write whose result the fault hides.
+type discard struct{ header http.Header }
+
+func (d discard) Header() http.Header         { return d.header }
+func (d discard) Write(b []byte) (int, error) { return len(b), nil }
+func (d discard) WriteHeader(int)             {}
+
+func (s *Server) overLimit(at time.Time) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.limit <= 0 {
+		return "", false
+	}
+	n := 0
+	var oldest time.Time
+	for i := len(s.requests) - 1; i >= 0; i-- {
+		if at.Sub(s.requests[i].At) >= s.window {
+			break
+		}
+		n++
+		oldest = s.requests[i].At
+	}
+	if n < s.limit {
+		return "", false
+	}
+	wait := s.window - at.Sub(oldest)
+	return strconv.Itoa(int(wait.Seconds()) + 1), true
+}
+
+func (s *Server) takeFault(r *http.Request) *Fault {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, f := range s.faults {
+		if f.Match != nil && !f.Match(r) {
+			continue
+		}
+		f.Count--
+		if f.Count <= 0 {
+			s.faults = append(s.faults[:i], s.faults[i+1:]...)
+		}
+		return f
+	}
+	return nil
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, f *Fault) {
+	if f.Hang {
+		s.mu.Lock()
+		rel := s.release
+		s.mu.Unlock()
+		select {
+		case <-r.Context().Done():
+			w.WriteHeader(499) // recorded as abandoned; the client is gone
+			return
+		case <-rel:
+		}
+	}
+	status := f.Status
+	if status == 0 {
+		status = http.StatusInternalServerError
+	}
+	if f.RetryAfter != "" {
+		w.Header().Set("Retry-After", f.RetryAfter)
+	}
+	if f.Body != "" {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(f.Body))
+		return
+	}
+	category := map[int]string{400: "VALIDATION_ERROR", 429: "RATE_LIMITS", 500: "INTERNAL_ERROR", 503: "SERVICE_UNAVAILABLE"}[status]
+	hsError(w, status, category, http.StatusText(status))
+}
+
+func hsError(w http.ResponseWriter, status int, category, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{
+		"status": "error", "message": msg, "category": category,
+		"correlationId": fmt.Sprintf("fake-%d", time.Now().UnixNano()),
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+type apiError struct {
+	status   int
+	category string
+	msg      string
+}
+
+func (e *apiError) write(w http.ResponseWriter) { hsError(w, e.status, e.category, e.msg) }
+
+func (s *Server) storeFor(w http.ResponseWriter, name string) *store {
+	st := s.stores[name]
+	if st == nil {
+		hsError(w, http.StatusNotFound, "OBJECT_NOT_FOUND", "Unable to infer object type from: "+name)
+	}
+	return st
+}
+
+func (s *Server) findLocked(object, property, value string) *Object {
+	st := s.stores[object]
+	if st == nil || value == "" {
+		return nil
+	}
+	for _, o := range st.objects {
+		if !o.Archived && equalProp(property, o.Properties[property], value) {
+			return o
+		}
+	}
+	return nil
+}
+
+func equalProp(name, a, b string) bool {
+	if name == "email" {
+		return strings.EqualFold(a, b)
+	}
+	return a == b
+}
+
+// validateLocked checks property names and values and that no other live
+// object holds the same value of a unique property.
+func (s *Server) validateLocked(object string, self *Object, props map[string]string) *apiError {
+	var missing []string
+	for k := range props {
+		if !s.defined[object][k] {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		details := make([]string, len(missing))
+		for i, m := range missing {
+			details[i] = fmt.Sprintf(`{"isValid":false,"message":"Property \"%s\" does not exist","error":"PROPERTY_DOESNT_EXIST","name":"%s"}`, m, m)
+		}
+		return &apiError{http.StatusBadRequest, "VALIDATION_ERROR", "Property values were not valid: [" + strings.Join(details, ",") + "]"}
+	}
+	if e, ok := props["email"]; ok && e != "" && (!strings.Contains(e, "@") || strings.ContainsAny(e, " \t")) {
+		return &apiError{http.StatusBadRequest, "VALIDATION_ERROR", fmt.Sprintf(`Property values were not valid: [{"isValid":false,"message":"Email address %s is invalid","error":"INVALID_EMAIL","name":"email"}]`, e)}
+	}
+	for _, u := range s.stores[object].unique {
+		v := props[u]
+		if v == "" {
+			continue
+		}
+		if other := s.findLocked(object, u, v); other != nil && other != self {
+			return &apiError{http.StatusConflict, "CONFLICT", fmt.Sprintf("%s already exists. Existing ID: %s", singular(object), other.ID)}
+		}
+	}
+	return nil
+}
+
+func singular(object string) string {
+	return strings.ToUpper(object[:1]) + strings.TrimSuffix(object[1:], "s")
+}
+
+func (s *Server) createLocked(object string, props map[string]string) *Object {
+	s.next++
+	now := s.now()
+	o := &Object{ID: strconv.Itoa(s.next), Properties: map[string]string{}, CreatedAt: now, UpdatedAt: now}
+	for k, v := range props {
+		o.Properties[k] = v
+	}
+	s.stores[object].objects[o.ID] = o
+	s.writes++
+	return o
+}
+
+func (s *Server) updateLocked(o *Object, props map[string]string) {
+	for k, v := range props {
+		o.Properties[k] = v
+	}
+	o.UpdatedAt = s.now()
+	s.writes++
+}
+
+func (s *Server) create(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Properties map[string]string `json:"properties"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
+		hsError(w, http.StatusBadRequest, "VALIDATION_ERROR", "Invalid input JSON")
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	object := r.PathValue("object")
+	if s.storeFor(w, object) == nil {
+		return
+	}
+	if e := s.validateLocked(object, nil, in.Properties); e != nil {
+		e.write(w)
+		return
+	}
+	writeJSON(w, http.StatusCreated, clone(s.createLocked(object, in.Properties)))
+}
+
+func (s *Server) lookup(r *http.Request) *Object {
+	object, id := r.PathValue("object"), r.PathValue("id")
+	if p := r.URL.Query().Get("idProperty"); p != "" {
+		return s.findLocked(object, p, id)
+	}
+	if o := s.stores[object].objects[id]; o != nil && !o.Archived {
+		return o
+	}
+	return nil
+}
+
+func (s *Server) get(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.storeFor(w, r.PathValue("object")) == nil {
+		return
+	}
+	o := s.lookup(r)
+	if o == nil {
+		hsError(w, http.StatusNotFound, "OBJECT_NOT_FOUND", "resource not found")
+		return
+	}
+	writeJSON(w, http.StatusOK, clone(o))
+}
+
+func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Properties map[string]string `json:"properties"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
+		hsError(w, http.StatusBadRequest, "VALIDATION_ERROR", "Invalid input JSON")
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	object := r.PathValue("object")
+	if s.storeFor(w, object) == nil {
+		return
+	}
+	o := s.lookup(r)
+	if o == nil {
+		hsError(w, http.StatusNotFound, "OBJECT_NOT_FOUND", "resource not found")
+		return
+	}
+	if e := s.validateLocked(object, o, in.Properties); e != nil {
+		e.write(w)
+		return
+	}
+	s.updateLocked(o, in.Properties)
+	writeJSON(w, http.StatusOK, clone(o))
+}
+
+func (s *Server) archive(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.storeFor(w, r.PathValue("object")) == nil {
+		return
+	}
+	if o := s.lookup(r); o != nil {
+		o.Archived = true
+		s.writes++
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+type upsertResult struct {
+	Object
+	New bool `json:"new"`
+}
+
+func (s *Server) upsert(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Inputs []struct {
+			IDProperty string            `json:"idProperty"`
+			ID         string            `json:"id"`
+			Properties map[string]string `json:"properties"`
+		} `json:"inputs"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&in); err != nil || len(in.Inputs) == 0 {
+		hsError(w, http.StatusBadRequest, "VALIDATION_ERROR", "Invalid input JSON")
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	object := r.PathValue("object")
+	st := s.storeFor(w, object)
+	if st == nil {
+		return
+	}
+	// Validate every input before applying any, so a refused batch
+	// changes nothing.
+	type plan struct {
+		target *Object
+		props  map[string]string
+	}
+	plans := make([]plan, 0, len(in.Inputs))
+	for _, inp := range in.Inputs {
+		unique := false
+		for _, u := range st.unique {
+			unique = unique || u == inp.IDProperty
+		}
+		if !unique || inp.ID == "" {
+			hsError(w, http.StatusBadRequest, "VALIDATION_ERROR", fmt.Sprintf("idProperty %q is not a unique property of %s", inp.IDProperty, object))
+			return
+		}
+		props := map[string]string{}
+		for k, v := range inp.Properties {
+			props[k] = v
+		}
+		props[inp.IDProperty] = inp.ID
+		target := s.findLocked(object, inp.IDProperty, inp.ID)
+		if e := s.validateLocked(object, target, props); e != nil {
+			e.write(w)
+			return
+		}
+		plans = append(plans, plan{target, props})
+	}
+	now := s.now()
+	out := struct {
+		Status      string         `json:"status"`
+		Results     []upsertResult `json:"results"`
+		StartedAt   time.Time      `json:"startedAt"`
+		CompletedAt time.Time      `json:"completedAt"`
+	}{Status: "COMPLETE", StartedAt: now, CompletedAt: now}
+	for _, p := range plans {
+		if p.target == nil {
+			out.Results = append(out.Results, upsertResult{clone(s.createLocked(object, p.props)), true})
+			continue
+		}
+		s.updateLocked(p.target, p.props)
+		out.Results = append(out.Results, upsertResult{clone(p.target), false})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) associate(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	from, to := r.PathValue("from"), r.PathValue("to")
+	fromID, toID := r.PathValue("fromID"), r.PathValue("toID")
+	fs, ts := s.stores[from], s.stores[to]
+	if fs == nil || ts == nil {
+		hsError(w, http.StatusBadRequest, "VALIDATION_ERROR", "unknown object type")
+		return
+	}
+	fo, to2 := fs.objects[fromID], ts.objects[toID]
+	if fo == nil || fo.Archived || to2 == nil || to2.Archived {
+		hsError(w, http.StatusNotFound, "OBJECT_NOT_FOUND", "resource not found")
+		return
+	}
+	dealID, contactID := fromID, toID
+	if from == "contacts" {
+		dealID, contactID = toID, fromID
+	}
+	if s.assoc[dealID] == nil {
+		s.assoc[dealID] = map[string]bool{}
+	}
+	if !s.assoc[dealID][contactID] {
+		s.assoc[dealID][contactID] = true
+		s.writes++
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"status": "COMPLETE",
+		"results": []map[string]any{{
+			"from":            map[string]string{"id": fromID},
+			"to":              map[string]string{"id": toID},
+			"associationSpec": map[string]any{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 3},
+		}},
+	})
+}

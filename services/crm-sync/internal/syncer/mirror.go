@@ -1,0 +1,588 @@
+package syncer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/launchready/launchready/pkg/canonical"
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+)
+
+// kind is what an event type means to crm-sync.
+type kind int
+
+const (
+	kindIgnored kind = iota
+	kindCustomer
+	kindCustomerDeleted
+	kindSubscription
+	kindCheckout
+	kindInvoice
+	kindInvoiceFailed
+	kindCharge
+	kindDispute
+	kindPaymentIntent
+)
+
+// classify routes an event type. Besides the types the CRM shows directly
+// (customer, checkout, subscription, invoice paid and failed, refunds,
+// disputes), the mirror reads every other event that changes what
+// pkg/canonical derives (paused and resumed subscriptions, async checkout
+// outcomes, closed disputes) or that ties a charge to a customer, so the
+// CRM's status is the one billing-state serves.
+func classify(t string) kind {
+	switch t {
+	case "customer.created", "customer.updated":
+		return kindCustomer
+	case "customer.deleted":
+		return kindCustomerDeleted
+	case "checkout.session.completed", "checkout.session.async_payment_succeeded",
+		"checkout.session.async_payment_failed":
+		return kindCheckout
+	case "invoice.paid", "invoice.payment_succeeded":
+		return kindInvoice
+	case "invoice.payment_failed":
+		return kindInvoiceFailed
+	case "charge.succeeded", "charge.refunded", "charge.captured":
+		return kindCharge
+	case "charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed",
+		"charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated":
+		return kindDispute
+	case "payment_intent.succeeded":
+		return kindPaymentIntent
+	}
+	if strings.HasPrefix(t, "customer.subscription.") {
+		return kindSubscription
+	}
+	return kindIgnored
+}
+
+func ts(t interface{ AsTime() time.Time }, valid bool) time.Time {
+	if !valid {
+		return time.Time{}
+	}
+	return t.AsTime().UTC()
+}
+
+func created(ev *billingv1.BillingEvent) time.Time {
+	return ts(ev.GetCreated(), ev.GetCreated() != nil)
+}
+
+func nullTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t
+}
+
+// ensureCustomer creates the customer's row (a placeholder when the
+// customer.created event has not arrived yet) and moves its newest-event
+// watermark forward; an older event leaves it alone.
+func ensureCustomer(ctx context.Context, tx pgx.Tx, customerID string, ev *billingv1.BillingEvent) error {
+	_, err := tx.Exec(ctx, `
+		INSERT INTO crm.customers (customer_id, livemode, last_event_id, last_event_created)
+		VALUES ($1, $2, $3, $4)
+		ON CONFLICT (customer_id) DO UPDATE SET
+			livemode = crm.customers.livemode OR EXCLUDED.livemode,
+			last_event_id = CASE WHEN crm.customers.last_event_created IS NULL
+				OR EXCLUDED.last_event_created > crm.customers.last_event_created
+				OR (EXCLUDED.last_event_created = crm.customers.last_event_created AND EXCLUDED.last_event_id > crm.customers.last_event_id)
+				THEN EXCLUDED.last_event_id ELSE crm.customers.last_event_id END,
+			last_event_created = GREATEST(crm.customers.last_event_created, EXCLUDED.last_event_created),
+			updated_at = now()`,
+		customerID, ev.GetLivemode(), ev.GetEventId(), nullTime(created(ev)))
+	if err != nil {
+		return fmt.Errorf("upsert customer %s: %w", customerID, err)
+	}
+	return nil
+}
+
+// setField applies one profile field under its watermark. customer.*
+// events are authoritative (they carry the customer object itself); other
+// objects only suggest a value and never beat an authoritative one. An
+// empty value says nothing: a CRM contact keeps the email it has rather
+// than lose it to a customer object that was saved without one.
+func setField(ctx context.Context, tx pgx.Tx, customerID, field, value string, authoritative bool, ev *billingv1.BillingEvent) error {
+	if value == "" {
+		return nil
+	}
+	authCol := field + "_authoritative"
+	if field == "name" {
+		// Only customer objects carry a name worth keeping.
+		if !authoritative {
+			return nil
+		}
+		authCol = "true"
+	}
+	q := fmt.Sprintf(`
+		UPDATE crm.customers SET %[1]s = $2, %[1]s_created = $3, %[1]s_event_id = $4 %[3]s
+		WHERE customer_id = $1 AND (
+			%[1]s_created IS NULL
+			OR ($5 AND NOT %[2]s)
+			OR ($5 = %[2]s AND ($3 > %[1]s_created OR ($3 = %[1]s_created AND $4 > %[1]s_event_id))))`,
+		field, authCol, map[bool]string{true: "", false: ", " + authCol + " = $5"}[field == "name"])
+	if _, err := tx.Exec(ctx, q, customerID, value, created(ev), ev.GetEventId(), authoritative); err != nil {
+		return fmt.Errorf("set %s of %s: %w", field, customerID, err)
+	}
+	return nil
+}
+
+func applyProfile(ctx context.Context, tx pgx.Tx, customerID string, ev *billingv1.BillingEvent, authoritative bool) error {
+	if err := setField(ctx, tx, customerID, "email", strings.TrimSpace(ev.GetEmail()), authoritative, ev); err != nil {
+		return err
+	}
+	if err := setField(ctx, tx, customerID, "name", strings.TrimSpace(ev.GetCustomerName()), authoritative, ev); err != nil {
+		return err
+	}
+	return setField(ctx, tx, customerID, "user_id", ev.GetUserId(), authoritative, ev)
+}
+
+// rawSubscription reads what the normalised event leaves out and ordering
+// needs: the subscription's own created time and the previous values of
+// the tracked fields.
+type rawSubscription struct {
+	Data struct {
+		Object struct {
+			Created int64 `json:"created"`
+		} `json:"object"`
+		PreviousAttributes map[string]json.RawMessage `json:"previous_attributes"`
+	} `json:"data"`
+}
+
+type rawPrice struct {
+	ID string `json:"id"`
+}
+
+type rawItems struct {
+	Data []struct {
+		Price *rawPrice `json:"price"`
+		Plan  *rawPrice `json:"plan"`
+	} `json:"data"`
+}
+
+// subscriptionFromEvent builds the canonical snapshot an event carries.
+func subscriptionFromEvent(ev *billingv1.BillingEvent) canonical.Subscription {
+	s := canonical.Subscription{
+		ID:                ev.GetSubscriptionId(),
+		CustomerID:        ev.GetCustomerId(),
+		Status:            ev.GetStatus(),
+		PriceID:           ev.GetPriceId(),
+		CurrentPeriodEnd:  ts(ev.GetCurrentPeriodEnd(), ev.GetCurrentPeriodEnd() != nil),
+		TrialEnd:          ts(ev.GetTrialEnd(), ev.GetTrialEnd() != nil),
+		CancelAtPeriodEnd: ev.GetCancelAtPeriodEnd(),
+		Deleted:           ev.GetType() == "customer.subscription.deleted",
+		Quantity:          ev.GetQuantity(),
+		UnitAmount:        ev.GetUnitAmount(),
+		Interval:          ev.GetInterval(),
+		IntervalCount:     ev.GetIntervalCount(),
+		Currency:          ev.GetCurrency(),
+		UserID:            ev.GetUserId(),
+		Livemode:          ev.GetLivemode(),
+		LastEventID:       ev.GetEventId(),
+		LastEventType:     ev.GetType(),
+		LastEventCreated:  created(ev),
+	}
+	for _, k := range ev.GetPreviousAttributeKeys() {
+		if k == "status" {
+			st := ev.GetPreviousStatus()
+			s.Previous.Status = &st
+		}
+	}
+	var raw rawSubscription
+	if len(ev.GetRawJson()) > 0 && json.Unmarshal(ev.GetRawJson(), &raw) == nil {
+		if raw.Data.Object.Created > 0 {
+			s.Created = time.Unix(raw.Data.Object.Created, 0).UTC()
+		}
+		pa := raw.Data.PreviousAttributes
+		if v, ok := pa["cancel_at_period_end"]; ok {
+			var b bool
+			if json.Unmarshal(v, &b) == nil {
+				s.Previous.CancelAtPeriodEnd = &b
+			}
+		}
+		if v, ok := pa["items"]; ok {
+			var it rawItems
+			if json.Unmarshal(v, &it) == nil && len(it.Data) > 0 {
+				if p := it.Data[0].Price; p != nil && p.ID != "" {
+					s.Previous.PriceID = &p.ID
+				} else if p := it.Data[0].Plan; p != nil && p.ID != "" {
+					s.Previous.PriceID = &p.ID
+				}
+			}
+		}
+		if v, ok := pa["plan"]; ok && s.Previous.PriceID == nil {
+			var p rawPrice
+			if json.Unmarshal(v, &p) == nil && p.ID != "" {
+				s.Previous.PriceID = &p.ID
+			}
+		}
+	}
+	return s
+}
+
+// applySubscription stores the snapshot when canonical.DecideSnapshot says
+// it is newer than the stored one.
+func applySubscription(ctx context.Context, tx pgx.Tx, ev *billingv1.BillingEvent) (canonical.Decision, error) {
+	in := subscriptionFromEvent(ev)
+	var stored canonical.Subscription
+	var raw []byte
+	err := tx.QueryRow(ctx, `SELECT snapshot FROM crm.subscriptions WHERE subscription_id = $1 FOR UPDATE`, in.ID).Scan(&raw)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
+		return canonical.Decision{}, fmt.Errorf("load subscription %s: %w", in.ID, err)
+	default:
+		if err := json.Unmarshal(raw, &stored); err != nil {
+			return canonical.Decision{}, fmt.Errorf("decode subscription %s: %w", in.ID, err)
+		}
+	}
+	dec := canonical.DecideSnapshot(stored.Snapshot(), in.Snapshot())
+	if !dec.Applies() {
+		return dec, nil
+	}
+	if in.Created.IsZero() {
+		in.Created = stored.Created
+	}
+	if in.CustomerID == "" {
+		in.CustomerID = stored.CustomerID
+	}
+	b, err := json.Marshal(in)
+	if err != nil {
+		return dec, fmt.Errorf("encode subscription %s: %w", in.ID, err)
+	}
+	_, err = tx.Exec(ctx, `
+		INSERT INTO crm.subscriptions (subscription_id, customer_id, snapshot) VALUES ($1, $2, $3)
+		ON CONFLICT (subscription_id) DO UPDATE SET customer_id = EXCLUDED.customer_id, snapshot = EXCLUDED.snapshot, updated_at = now()`,
+		in.ID, in.CustomerID, b)
+	if err != nil {
+		return dec, fmt.Errorf("store subscription %s: %w", in.ID, err)
+	}
+	return dec, nil
+}
+
+// purchaseFacts is one event's contribution to a purchase. Every fact only
+// moves one way, so merging in any order gives the same row.
+type purchaseFacts struct {
+	key, customerID, checkoutID, paymentIntentID, chargeID string
+	checkoutPayment, chargeNoInvoice, invoiceLinked        bool
+	paid, awaitingAsync, asyncFailed, refunded             bool
+	amount, amountRefunded                                 int64
+	currency                                               string
+	created                                                time.Time
+}
+
+func mergePurchase(ctx context.Context, tx pgx.Tx, f purchaseFacts) error {
+	if f.key == "" {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `
+		INSERT INTO crm.purchases (purchase_key, customer_id, checkout_session_id, payment_intent_id, charge_id,
+			checkout_payment, charge_no_invoice, invoice_linked, paid, awaiting_async, async_failed,
+			amount, amount_refunded, refunded, currency, created)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)
+		ON CONFLICT (purchase_key) DO UPDATE SET
+			customer_id = CASE WHEN crm.purchases.customer_id = '' THEN EXCLUDED.customer_id ELSE crm.purchases.customer_id END,
+			checkout_session_id = GREATEST(crm.purchases.checkout_session_id, EXCLUDED.checkout_session_id),
+			payment_intent_id = GREATEST(crm.purchases.payment_intent_id, EXCLUDED.payment_intent_id),
+			charge_id = GREATEST(crm.purchases.charge_id, EXCLUDED.charge_id),
+			checkout_payment = crm.purchases.checkout_payment OR EXCLUDED.checkout_payment,
+			charge_no_invoice = crm.purchases.charge_no_invoice OR EXCLUDED.charge_no_invoice,
+			invoice_linked = crm.purchases.invoice_linked OR EXCLUDED.invoice_linked,
+			paid = crm.purchases.paid OR EXCLUDED.paid,
+			awaiting_async = crm.purchases.awaiting_async OR EXCLUDED.awaiting_async,
+			async_failed = crm.purchases.async_failed OR EXCLUDED.async_failed,
+			amount = GREATEST(crm.purchases.amount, EXCLUDED.amount),
+			amount_refunded = GREATEST(crm.purchases.amount_refunded, EXCLUDED.amount_refunded),
+			refunded = crm.purchases.refunded OR EXCLUDED.refunded,
+			currency = GREATEST(crm.purchases.currency, EXCLUDED.currency),
+			created = LEAST(crm.purchases.created, EXCLUDED.created),
+			updated_at = now()`,
+		f.key, f.customerID, f.checkoutID, f.paymentIntentID, f.chargeID,
+		f.checkoutPayment, f.chargeNoInvoice, f.invoiceLinked, f.paid, f.awaitingAsync, f.asyncFailed,
+		f.amount, f.amountRefunded, f.refunded, f.currency, nullTime(f.created))
+	if err != nil {
+		return fmt.Errorf("merge purchase %s: %w", f.key, err)
+	}
+	return nil
+}
+
+func purchaseKey(paymentIntentID, checkoutID, chargeID string) string {
+	switch {
+	case paymentIntentID != "":
+		return "pi:" + paymentIntentID
+	case checkoutID != "":
+		return "cs:" + checkoutID
+	case chargeID != "":
+		return "ch:" + chargeID
+	}
+	return ""
+}
+
+// mapCharge remembers which customer a charge belongs to, for disputes.
+func mapCharge(ctx context.Context, tx pgx.Tx, chargeID, customerID, paymentIntentID string) error {
+	if chargeID == "" || customerID == "" {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `
+		INSERT INTO crm.charges (charge_id, customer_id, payment_intent_id) VALUES ($1, $2, $3)
+		ON CONFLICT (charge_id) DO UPDATE SET
+			payment_intent_id = GREATEST(crm.charges.payment_intent_id, EXCLUDED.payment_intent_id)`,
+		chargeID, customerID, paymentIntentID)
+	if err != nil {
+		return fmt.Errorf("map charge %s: %w", chargeID, err)
+	}
+	return nil
+}
+
+// resolveCustomer finds the customer of an event that may not name one
+// (disputes name a charge).
+func resolveCustomer(ctx context.Context, q querier, ev *billingv1.BillingEvent) (string, error) {
+	if id := ev.GetCustomerId(); id != "" {
+		return id, nil
+	}
+	if ev.GetChargeId() == "" && ev.GetPaymentIntentId() == "" {
+		return "", nil
+	}
+	var id string
+	err := q.QueryRow(ctx, `
+		SELECT customer_id FROM crm.charges
+		WHERE ($1 <> '' AND charge_id = $1) OR ($2 <> '' AND payment_intent_id = $2)
+		UNION ALL
+		SELECT customer_id FROM crm.purchases
+		WHERE customer_id <> '' AND (($1 <> '' AND charge_id = $1) OR ($2 <> '' AND payment_intent_id = $2))
+		LIMIT 1`, ev.GetChargeId(), ev.GetPaymentIntentId()).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("resolve customer of %s: %w", ev.GetEventId(), err)
+	}
+	return id, nil
+}
+
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func applyDispute(ctx context.Context, tx pgx.Tx, ev *billingv1.BillingEvent) error {
+	status := ev.GetStatus()
+	closed := status == "won" || status == "lost" || status == "warning_closed"
+	_, err := tx.Exec(ctx, `
+		INSERT INTO crm.disputes (dispute_id, charge_id, payment_intent_id, closed, lost) VALUES ($1,$2,$3,$4,$5)
+		ON CONFLICT (dispute_id) DO UPDATE SET
+			charge_id = GREATEST(crm.disputes.charge_id, EXCLUDED.charge_id),
+			payment_intent_id = GREATEST(crm.disputes.payment_intent_id, EXCLUDED.payment_intent_id),
+			closed = crm.disputes.closed OR EXCLUDED.closed,
+			lost = crm.disputes.lost OR EXCLUDED.lost,
+			updated_at = now()`,
+		ev.GetDisputeId(), ev.GetChargeId(), ev.GetPaymentIntentId(), closed, status == "lost")
+	if err != nil {
+		return fmt.Errorf("store dispute %s: %w", ev.GetDisputeId(), err)
+	}
+	return nil
+}
+
+// applyEvent folds one event into the mirror of customerID.
+func applyEvent(ctx context.Context, tx pgx.Tx, k kind, customerID string, ev *billingv1.BillingEvent) (string, error) {
+	if err := ensureCustomer(ctx, tx, customerID, ev); err != nil {
+		return "", err
+	}
+	at := created(ev)
+	switch k {
+	case kindCustomer:
+		return "applied", applyProfile(ctx, tx, customerID, ev, true)
+	case kindCustomerDeleted:
+		if err := applyProfile(ctx, tx, customerID, ev, false); err != nil {
+			return "", err
+		}
+		_, err := tx.Exec(ctx, `UPDATE crm.customers SET deleted = true WHERE customer_id = $1`, customerID)
+		if err != nil {
+			return "", fmt.Errorf("delete customer %s: %w", customerID, err)
+		}
+		return "applied", nil
+	case kindSubscription:
+		if err := applyProfile(ctx, tx, customerID, ev, false); err != nil {
+			return "", err
+		}
+		dec, err := applySubscription(ctx, tx, ev)
+		if err != nil {
+			return "", err
+		}
+		return "snapshot_" + dec.Outcome.String(), nil
+	case kindCheckout:
+		if err := applyProfile(ctx, tx, customerID, ev, false); err != nil {
+			return "", err
+		}
+		if ev.GetCheckoutMode() != "payment" {
+			return "applied", nil
+		}
+		paid, awaiting := canonical.CheckoutPayment(ev.GetType(), ev.GetPaymentStatus())
+		return "applied", mergePurchase(ctx, tx, purchaseFacts{
+			key:             purchaseKey(ev.GetPaymentIntentId(), ev.GetCheckoutSessionId(), ""),
+			customerID:      customerID,
+			checkoutID:      ev.GetCheckoutSessionId(),
+			paymentIntentID: ev.GetPaymentIntentId(),
+			checkoutPayment: true,
+			paid:            paid,
+			awaitingAsync:   awaiting,
+			asyncFailed:     ev.GetType() == "checkout.session.async_payment_failed",
+			amount:          ev.GetAmount(),
+			currency:        ev.GetCurrency(),
+			created:         at,
+		})
+	case kindInvoice, kindInvoiceFailed:
+		if err := applyProfile(ctx, tx, customerID, ev, false); err != nil {
+			return "", err
+		}
+		if k == kindInvoiceFailed && !at.IsZero() {
+			_, err := tx.Exec(ctx, `UPDATE crm.customers SET last_payment_failed_at = GREATEST(last_payment_failed_at, $2) WHERE customer_id = $1`, customerID, at)
+			if err != nil {
+				return "", fmt.Errorf("record payment failure of %s: %w", customerID, err)
+			}
+		}
+		if err := mapCharge(ctx, tx, ev.GetChargeId(), customerID, ev.GetPaymentIntentId()); err != nil {
+			return "", err
+		}
+		// The invoice claims its payment: that charge is no one-time purchase.
+		return "applied", mergePurchase(ctx, tx, purchaseFacts{
+			key:             purchaseKey(ev.GetPaymentIntentId(), "", ev.GetChargeId()),
+			customerID:      customerID,
+			paymentIntentID: ev.GetPaymentIntentId(),
+			chargeID:        ev.GetChargeId(),
+			invoiceLinked:   true,
+			created:         at,
+		})
+	case kindCharge:
+		if err := applyProfile(ctx, tx, customerID, ev, false); err != nil {
+			return "", err
+		}
+		if err := mapCharge(ctx, tx, ev.GetChargeId(), customerID, ev.GetPaymentIntentId()); err != nil {
+			return "", err
+		}
+		return "applied", mergePurchase(ctx, tx, purchaseFacts{
+			key:             purchaseKey(ev.GetPaymentIntentId(), "", ev.GetChargeId()),
+			customerID:      customerID,
+			paymentIntentID: ev.GetPaymentIntentId(),
+			chargeID:        ev.GetChargeId(),
+			chargeNoInvoice: ev.GetInvoiceId() == "",
+			invoiceLinked:   ev.GetInvoiceId() != "",
+			paid:            ev.GetStatus() == "succeeded",
+			amount:          ev.GetAmount(),
+			amountRefunded:  ev.GetAmountRefunded(),
+			refunded:        ev.GetRefunded(),
+			currency:        ev.GetCurrency(),
+			created:         at,
+		})
+	case kindPaymentIntent:
+		return "applied", mapCharge(ctx, tx, ev.GetChargeId(), customerID, ev.GetPaymentIntentId())
+	case kindDispute:
+		if err := mapCharge(ctx, tx, ev.GetChargeId(), customerID, ev.GetPaymentIntentId()); err != nil {
+			return "", err
+		}
+		return "applied", applyDispute(ctx, tx, ev)
+	}
+	return "ignored", nil
+}
+
+// customerState is the mirror of one customer, read back for derivation.
+type customerState struct {
+	email, name, userID string
+	deleted, livemode   bool
+	lastPaymentFailedAt time.Time
+	lastEventCreated    time.Time
+	subs                []canonical.Subscription
+	purchases           []canonical.Purchase
+	disputeOpen         bool
+}
+
+func loadCustomer(ctx context.Context, tx pgx.Tx, customerID string) (*customerState, error) {
+	st := &customerState{}
+	var failed, last *time.Time
+	err := tx.QueryRow(ctx, `
+		SELECT email, name, user_id, deleted, livemode, last_payment_failed_at, last_event_created
+		FROM crm.customers WHERE customer_id = $1`, customerID).
+		Scan(&st.email, &st.name, &st.userID, &st.deleted, &st.livemode, &failed, &last)
+	if err != nil {
+		return nil, fmt.Errorf("load customer %s: %w", customerID, err)
+	}
+	if failed != nil {
+		st.lastPaymentFailedAt = failed.UTC()
+	}
+	if last != nil {
+		st.lastEventCreated = last.UTC()
+	}
+
+	rows, err := tx.Query(ctx, `SELECT snapshot FROM crm.subscriptions WHERE customer_id = $1 ORDER BY subscription_id`, customerID)
+	if err != nil {
+		return nil, fmt.Errorf("load subscriptions of %s: %w", customerID, err)
+	}
+	for rows.Next() {
+		var raw []byte
+		var s canonical.Subscription
+		if err := rows.Scan(&raw); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("load subscriptions of %s: %w", customerID, err)
+		}
+		if err := json.Unmarshal(raw, &s); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("decode subscription of %s: %w", customerID, err)
+		}
+		st.subs = append(st.subs, s)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load subscriptions of %s: %w", customerID, err)
+	}
+
+	rows, err = tx.Query(ctx, `
+		SELECT p.purchase_key, p.paid, p.awaiting_async AND NOT p.async_failed, p.amount, p.amount_refunded,
+			p.refunded, p.currency, p.created,
+			EXISTS (SELECT 1 FROM crm.disputes d WHERE d.lost AND (
+				(d.charge_id <> '' AND d.charge_id = p.charge_id) OR
+				(d.payment_intent_id <> '' AND d.payment_intent_id = p.payment_intent_id) OR
+				(d.charge_id <> '' AND d.charge_id IN (SELECT c.charge_id FROM crm.charges c
+					WHERE c.payment_intent_id <> '' AND c.payment_intent_id = p.payment_intent_id))))
+		FROM crm.purchases p
+		WHERE p.customer_id = $1 AND (p.checkout_payment OR (p.charge_no_invoice AND NOT p.invoice_linked))
+		ORDER BY p.purchase_key`, customerID)
+	if err != nil {
+		return nil, fmt.Errorf("load purchases of %s: %w", customerID, err)
+	}
+	for rows.Next() {
+		var p canonical.Purchase
+		var at *time.Time
+		if err := rows.Scan(&p.ID, &p.Paid, &p.AwaitingAsync, &p.Amount, &p.AmountRefunded, &p.Refunded, &p.Currency, &at, &p.DisputeLost); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("load purchases of %s: %w", customerID, err)
+		}
+		if at != nil {
+			p.Created = at.UTC()
+		}
+		if p.Paid {
+			p.AwaitingAsync = false
+		}
+		st.purchases = append(st.purchases, p)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load purchases of %s: %w", customerID, err)
+	}
+
+	err = tx.QueryRow(ctx, `
+		SELECT EXISTS (SELECT 1 FROM crm.disputes d WHERE NOT d.closed AND (
+			d.charge_id IN (SELECT charge_id FROM crm.charges WHERE customer_id = $1) OR
+			(d.payment_intent_id <> '' AND (
+				d.payment_intent_id IN (SELECT payment_intent_id FROM crm.charges WHERE customer_id = $1) OR
+				d.payment_intent_id IN (SELECT payment_intent_id FROM crm.purchases WHERE customer_id = $1)))))`,
+		customerID).Scan(&st.disputeOpen)
+	if err != nil {
+		return nil, fmt.Errorf("load disputes of %s: %w", customerID, err)
+	}
+	return st, nil
+}
