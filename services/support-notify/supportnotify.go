@@ -346,7 +346,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	// ---- Consumers: one per action, so neither waits for the other.
-	ticketHandler := &tickets.Handler{Consumer: TicketsDurable, Pool: p, Rules: set, Desk: desk, Metrics: m, Log: log.With("action", "ticket")}
+	ticketHandler := &tickets.Handler{Consumer: TicketsDurable, Pool: p, Rules: set, Desk: desk, Metrics: m, Log: log}
 	alertHandler := &alerts.Handler{Pool: p, Rules: set, Channel: channel, Metrics: m, Log: log, SLO: slo}
 	opts := bus.ConsumerOptions{Logger: log, TracerProvider: tel.TracerProvider(), Registry: reg}
 	consumers := []*bus.Consumer{

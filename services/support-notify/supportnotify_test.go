@@ -7,6 +7,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/config"
@@ -22,6 +25,7 @@ import (
 	"github.com/launchready/launchready/pkg/natstest"
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
+	"github.com/launchready/launchready/pkg/stripeevent"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 
 	supportnotify "github.com/launchready/launchready/services/support-notify"
@@ -409,5 +413,51 @@ func TestRunFailsFastOnBadDatabaseURL(t *testing.T) {
 	err = supportnotify.Run(context.Background(), cfg)
 	if err == nil || errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("want a prompt configuration error, got %v", err)
+	}
+}
+
+// Real Stripe payloads, normalised by the shared normaliser. The fixtures
+// are years old and share sample ids, so each gets a fresh event id and a
+// recent created time; everything else is Stripe's own JSON.
+func TestRealStripePayloads(t *testing.T) {
+	b := setup(t, nil, nil)
+	load := func(name string) *billingv1.BillingEvent {
+		raw, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "fixtures", "stripe", name))
+		if err != nil {
+			t.Fatalf("fixture %s: %v", name, err)
+		}
+		ev, err := stripeevent.Normalize(raw)
+		if err != nil {
+			t.Fatalf("normalize %s: %v", name, err)
+		}
+		ev.EventId = fakes.ID("evt")
+		ev.Created = timestamppb.New(time.Now().Add(-time.Second))
+		return ev
+	}
+	failed := load("stripe-ruby-mock/invoice.payment_failed.json")
+	dispute := load("stripe-sync-engine/charge_dispute_created.json")
+	oneOff := load("stripe-sync-engine/payment_intent_payment_failed.json")
+	paid := load("stripe-sync-engine/checkout_session_completed.json")
+	b.publish(t, failed, dispute, oneOff, paid)
+	b.drained(t)
+
+	byEvent := map[string]fakes.ZendeskTicket{}
+	for _, tk := range b.zendesk.Tickets() {
+		byEvent[tk.ExternalID] = tk
+	}
+	if len(byEvent) != 3 {
+		t.Fatalf("want tickets for the failed invoice, the dispute and the one-off payment; got %d", len(byEvent))
+	}
+	if tk := byEvent[dispute.GetEventId()]; tk.Priority != "urgent" || !strings.Contains(tk.Comments[0].Body, "Dispute reason: general") {
+		t.Fatalf("dispute ticket: %+v", tk)
+	}
+	if tk := byEvent[failed.GetEventId()]; !strings.Contains(tk.Comments[0].Body, "dashboard.stripe.com/test/invoices/"+failed.GetInvoiceId()) {
+		t.Fatalf("invoice ticket body:\n%s", tk.Comments[0].Body)
+	}
+	if _, ok := byEvent[paid.GetEventId()]; ok {
+		t.Fatal("a paid checkout opened a ticket")
+	}
+	if m := len(b.slack.Messages()); m != 2 {
+		t.Fatalf("want alerts for the failed invoice and the dispute only, got %d", m)
 	}
 }

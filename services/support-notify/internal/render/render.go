@@ -292,6 +292,9 @@ func Keys(ev *billingv1.BillingEvent) (primary string, related []string) {
 		if id := pick(ev.GetSubscriptionId(), obj); id != "" {
 			primary = "subscription:" + id
 		}
+		// The normaliser puts latest_invoice in invoice_id; older events
+		// normalised before it did still carry it in the raw JSON.
+		add("invoice:", ev.GetInvoiceId())
 		add("invoice:", LatestInvoice(ev.GetRawJson()))
 	case strings.HasPrefix(t, "checkout.session."):
 		if id := pick(ev.GetCheckoutSessionId(), obj); id != "" {

@@ -6,6 +6,7 @@
 package rules
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -305,13 +306,35 @@ func (w *When) matches(ev *billingv1.BillingEvent) bool {
 	if len(w.CancellationReason) > 0 && !slices.Contains(w.CancellationReason, ev.GetCancellationReason()) {
 		return false
 	}
-	if w.OutsideInvoice != nil && *w.OutsideInvoice != (ev.GetInvoiceId() == "") {
+	if w.OutsideInvoice != nil && *w.OutsideInvoice == billedByInvoice(ev) {
 		return false
 	}
 	if w.Livemode != nil && *w.Livemode != ev.GetLivemode() {
 		return false
 	}
 	return true
+}
+
+// billedByInvoice reports whether a payment belongs to an invoice (and so,
+// usually, a subscription). From API version 2025-03-31.basil payment
+// intents and charges no longer name their invoice, so the description
+// Stripe Billing gives the payments it creates ("Subscription creation",
+// "Subscription update", "Subscription cycle") counts too.
+func billedByInvoice(ev *billingv1.BillingEvent) bool {
+	if ev.GetInvoiceId() != "" {
+		return true
+	}
+	var env struct {
+		Data struct {
+			Object struct {
+				Description string `json:"description"`
+			} `json:"object"`
+		} `json:"data"`
+	}
+	if len(ev.GetRawJson()) == 0 || json.Unmarshal(ev.GetRawJson(), &env) != nil {
+		return false
+	}
+	return strings.HasPrefix(env.Data.Object.Description, "Subscription ")
 }
 
 func higher(a, b string) string {

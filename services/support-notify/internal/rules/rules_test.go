@@ -44,6 +44,8 @@ func TestDefaultDecisions(t *testing.T) {
 		{"async checkout failed", &billingv1.BillingEvent{Type: "checkout.session.async_payment_failed"}, Decision{Ticket: true, Priority: "normal"}},
 		{"one-off payment failed", &billingv1.BillingEvent{Type: "payment_intent.payment_failed"}, Decision{Ticket: true, Priority: "normal"}},
 		{"invoice payment intent failed", &billingv1.BillingEvent{Type: "payment_intent.payment_failed", InvoiceId: "in_1"}, Decision{}},
+		{"basil subscription payment failed", &billingv1.BillingEvent{Type: "payment_intent.payment_failed", RawJson: []byte(`{"data":{"object":{"object":"payment_intent","description":"Subscription creation"}}}`)}, Decision{}},
+		{"one-off payment with a description", &billingv1.BillingEvent{Type: "payment_intent.payment_failed", RawJson: []byte(`{"data":{"object":{"object":"payment_intent","description":"Created by stripe.com/docs demo"}}}`)}, Decision{Ticket: true, Priority: "normal"}},
 		{"action required", &billingv1.BillingEvent{Type: "invoice.payment_action_required"}, Decision{Ticket: true, Priority: "normal"}},
 		{"trial ending is off by default", &billingv1.BillingEvent{Type: "customer.subscription.trial_will_end"}, Decision{}},
 		{"paid resolves", &billingv1.BillingEvent{Type: "invoice.paid"}, Decision{Resolve: true}},
