@@ -1,0 +1,498 @@
+// Package billingstate is the billing-state service as a library: it
+// consumes Stripe events from JetStream (durable "billing-state"), keeps
+// each customer's canonical billing state in Postgres (schema billing),
+// publishes status changes through an outbox to billing.status.<customer>,
+// and serves BillingStatusService over gRPC.
+//
+// Run it with Run(ctx, cfg); cmd/billing-state wires signals and logging,
+// `launchready dev` and the tests run it in process.
+package billingstate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/pkg/canonical"
+	"github.com/launchready/launchready/pkg/config"
+	"github.com/launchready/launchready/pkg/httpserver"
+	"github.com/launchready/launchready/pkg/logging"
+	"github.com/launchready/launchready/pkg/pg"
+	"github.com/launchready/launchready/pkg/telemetry"
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/services/billing-state/internal/grpcapi"
+	"github.com/launchready/launchready/services/billing-state/internal/relay"
+	"github.com/launchready/launchready/services/billing-state/internal/state"
+	"github.com/launchready/launchready/services/billing-state/internal/stripeapi"
+)
+
+// Durable is the JetStream consumer name.
+const Durable = "billing-state"
+
+// Tokens is the parsed STATUS_API_TOKENS: names, roles and SHA-256 hashes.
+type Tokens = grpcapi.Tokens
+
+// ParseTokens parses a STATUS_API_TOKENS value ("name=token:role[+role],...").
+func ParseTokens(spec string) (*Tokens, error) { return grpcapi.ParseTokens(spec) }
+
+// Config is the service's configuration.
+type Config struct {
+	DatabaseURL string
+	NATSURL     string
+	// GRPCAddr serves BillingStatusService, health and reflection (":9090").
+	GRPCAddr string
+	// HTTPAddr serves /healthz, /readyz and /metrics (":8081").
+	HTTPAddr string
+	// Tokens authorise gRPC callers; an empty set refuses every call.
+	Tokens *Tokens
+	Policy canonical.Policy
+	// StripeAPIKey, when set, lets billing-state ask Stripe about unknown
+	// charges and same-second ties. STRIPE_API_BASE overrides the URL
+	// (stripe-mock); STRIPE_API_RATE caps requests per second.
+	StripeAPIKey  config.Secret
+	StripeAPIBase string
+	StripeAPIRate float64
+	Streams       bus.StreamConfig
+	Consumer      bus.ConsumerConfig
+	Telemetry     telemetry.Config
+
+	// Not read from the environment.
+
+	// ParkAfter is the delivery at which an event whose charge's customer
+	// is still unknown is parked instead of retried (3); ParkRetry is the
+	// delay between those deliveries (2s).
+	ParkAfter int
+	ParkRetry time.Duration
+	// OutboxPoll bounds how long a change waits for the relay when no
+	// in-process signal wakes it (50ms).
+	OutboxPoll time.Duration
+	// ShutdownGrace bounds the graceful stop of each server (10s).
+	ShutdownGrace time.Duration
+	// DBMaxConns sizes the pool (consumer concurrency + 6 when 0).
+	DBMaxConns int32
+	// SetupRetry is the pause between attempts to migrate the schema and
+	// create the streams while Postgres or NATS are not up yet (1s).
+	SetupRetry time.Duration
+
+	Logger *slog.Logger
+	// Ready, when set, is called once with the bound addresses ("grpc",
+	// "http") when the service is serving.
+	Ready    func(addrs map[string]string)
+	Registry *prometheus.Registry
+}
+
+// ConfigFromEnv reads DATABASE_URL, NATS_URL, GRPC_ADDR, HTTP_ADDR,
+// STATUS_API_TOKENS, PAST_DUE_ENTITLED, STRIPE_API_KEY, STRIPE_API_BASE,
+// STRIPE_API_RATE, the NATS_* stream settings, CONSUMER_* and OTEL_*. Every
+// problem is reported at once.
+func ConfigFromEnv(getenv config.Getenv) (Config, error) {
+	e := config.New(getenv)
+	cfg := Config{
+		DatabaseURL:   e.String("DATABASE_URL", pg.DefaultURL),
+		NATSURL:       e.String("NATS_URL", nats.DefaultURL),
+		GRPCAddr:      e.String("GRPC_ADDR", ":9090"),
+		HTTPAddr:      e.String("HTTP_ADDR", ":8081"),
+		Policy:        canonical.Policy{PastDueEntitled: e.Bool("PAST_DUE_ENTITLED", true)},
+		StripeAPIKey:  e.Secret("STRIPE_API_KEY"),
+		StripeAPIBase: e.String("STRIPE_API_BASE", ""),
+		StripeAPIRate: e.Float("STRIPE_API_RATE", 10),
+		Streams:       bus.StreamConfigFromEnv(e),
+		Consumer:      bus.ConsumerConfigFromEnv(e, Durable),
+		Telemetry:     telemetry.ConfigFromEnv(e, "billing-state"),
+	}
+	tokens, err := ParseTokens(e.Lookup("STATUS_API_TOKENS"))
+	if err != nil {
+		e.Fail("%v", err)
+	}
+	cfg.Tokens = tokens
+	if cfg.StripeAPIRate <= 0 {
+		e.Fail("STRIPE_API_RATE: must be positive")
+	}
+	return cfg, e.Err()
+}
+
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = logging.Discard()
+	}
+	if c.Registry == nil {
+		c.Registry = httpserver.NewRegistry()
+	}
+	if c.Consumer.Durable == "" {
+		c.Consumer.Durable = Durable
+	}
+	if c.Consumer.Concurrency == 0 {
+		c.Consumer.Concurrency = 8
+	}
+	if c.Consumer.MaxDeliver == 0 {
+		c.Consumer.MaxDeliver = 10
+	}
+	if c.ParkAfter <= 0 {
+		c.ParkAfter = 3
+	}
+	// Park before the runner gives up, or the event would be dead-lettered.
+	c.ParkAfter = max(1, min(c.ParkAfter, c.Consumer.MaxDeliver-1))
+	if c.ParkRetry <= 0 {
+		c.ParkRetry = 2 * time.Second
+	}
+	if c.OutboxPoll <= 0 {
+		c.OutboxPoll = 50 * time.Millisecond
+	}
+	if c.ShutdownGrace <= 0 {
+		c.ShutdownGrace = 10 * time.Second
+	}
+	if c.DBMaxConns <= 0 {
+		c.DBMaxConns = int32(c.Consumer.Concurrency) + 6
+	}
+	if c.SetupRetry <= 0 {
+		c.SetupRetry = time.Second
+	}
+	if c.GRPCAddr == "" {
+		c.GRPCAddr = ":9090"
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = ":8081"
+	}
+	if c.StripeAPIRate <= 0 {
+		c.StripeAPIRate = 10
+	}
+	return c
+}
+
+// Run runs the service until ctx ends, then stops it gracefully. It
+// returns an error when it cannot start or a server fails.
+func Run(ctx context.Context, cfg Config) error {
+	cfg = cfg.withDefaults()
+	log := cfg.Logger
+	log.InfoContext(ctx, "billing-state starting",
+		"database_url", config.MaskURL(cfg.DatabaseURL), "nats_url", config.MaskURL(cfg.NATSURL),
+		"grpc_addr", cfg.GRPCAddr, "http_addr", cfg.HTTPAddr, "tokens", cfg.Tokens.Names(),
+		"past_due_entitled", cfg.Policy.PastDueEntitled, "stripe_api_key", cfg.StripeAPIKey,
+		"stripe_api_base", cfg.StripeAPIBase, "consumer_concurrency", cfg.Consumer.Concurrency,
+		"consumer_max_deliver", cfg.Consumer.MaxDeliver)
+	if cfg.Tokens.Len() == 0 {
+		log.WarnContext(ctx, "STATUS_API_TOKENS is empty: every gRPC call will be refused")
+	}
+
+	// Tracing.
+	tp, err := telemetry.Setup(ctx, cfg.Telemetry)
+	if err != nil {
+		return fmt.Errorf("billing-state: %w", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = tp.Shutdown(sctx)
+	}()
+
+	// Database.
+	pool, err := pg.Open(ctx, cfg.DatabaseURL, pg.WithMaxConns(cfg.DBMaxConns), pg.WithTracer(tp.PgxTracer()))
+	if err != nil {
+		return fmt.Errorf("billing-state: %w", err)
+	}
+	defer pool.Close()
+
+	// NATS.
+	nc, js, err := bus.Connect(ctx, cfg.NATSURL, "billing-state", log)
+	if err != nil {
+		return fmt.Errorf("billing-state: %w", err)
+	}
+	defer nc.Close()
+
+	// Listeners.
+	gln, err := httpserver.Listen(cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("billing-state: %w", err)
+	}
+	defer gln.Close()
+	hln, err := httpserver.Listen(cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("billing-state: %w", err)
+	}
+
+	m := newMetrics(cfg.Registry)
+	var fetcher state.Fetcher
+	if cfg.StripeAPIKey != "" {
+		fetcher = stripeapi.New(cfg.StripeAPIKey.Reveal(), cfg.StripeAPIBase, cfg.StripeAPIRate)
+	}
+	var rl *relay.Relay
+	store := state.New(pool, state.Options{
+		Policy: cfg.Policy, Fetcher: fetcher, Logger: log,
+		OutboxWritten: func() { rl.Kick() },
+	})
+	rl = relay.New(store, bus.NewPublisher(js, tp.TracerProvider(), bus.WithPublisherRegistry(cfg.Registry)),
+		relay.Options{Poll: cfg.OutboxPoll, Logger: log, Registry: cfg.Registry})
+	m.registerGauges(cfg.Registry, store)
+
+	setupDone := make(chan struct{})
+	checks := map[string]httpserver.Check{
+		"postgres": func(ctx context.Context) error { return pool.Ping(ctx) },
+		"nats": func(context.Context) error {
+			if !nc.IsConnected() {
+				return errors.New("not connected")
+			}
+			return nil
+		},
+		"setup": func(context.Context) error {
+			select {
+			case <-setupDone:
+				return nil
+			default:
+				return errors.New("schema or streams not ready")
+			}
+		},
+	}
+	mux := http.NewServeMux()
+	httpserver.Ops(mux, cfg.Registry, checks)
+	hsrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+
+	// gRPC.
+	stopWatch := make(chan struct{})
+	gsrv := grpc.NewServer(
+		grpc.StatsHandler(tp.GRPCServerHandler()),
+		grpc.ChainUnaryInterceptor(cfg.Tokens.UnaryInterceptor()),
+		grpc.ChainStreamInterceptor(cfg.Tokens.StreamInterceptor()),
+	)
+	billingv1.RegisterBillingStatusServiceServer(gsrv, grpcapi.NewServer(store, nc, log, stopWatch))
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gsrv, hs)
+	reflection.Register(gsrv)
+	setHealth(hs, false)
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 6)
+	httpDone := make(chan struct{})
+	go func() {
+		defer close(httpDone)
+		if err := httpserver.Serve(runCtx, hsrv, hln, cfg.ShutdownGrace); err != nil {
+			errc <- err
+		}
+	}()
+
+	// Schema and streams: retried, so the service can start before
+	// Postgres and NATS and report it through /readyz. retry fails only
+	// when ctx ends, which is a clean stop.
+	if retry(runCtx, cfg.SetupRetry, log, "migrate billing schema", func(ctx context.Context) error {
+		return state.Migrate(ctx, pool)
+	}) != nil || retry(runCtx, cfg.SetupRetry, log, "ensure streams", func(ctx context.Context) error {
+		return bus.EnsureStreams(ctx, js, cfg.Streams)
+	}) != nil {
+		cancel()
+		<-httpDone
+		return nil
+	}
+	close(setupDone)
+
+	consumer := bus.NewConsumer(js, cfg.Consumer, handler(store, m, cfg, log), bus.ConsumerOptions{
+		Logger: log, TracerProvider: tp.TracerProvider(), Registry: cfg.Registry, DrainTimeout: cfg.ShutdownGrace,
+	})
+	consumerDone := make(chan struct{})
+	go func() {
+		defer close(consumerDone)
+		if err := consumer.Run(runCtx); err != nil {
+			errc <- fmt.Errorf("consumer: %w", err)
+		}
+	}()
+	relayDone := make(chan struct{})
+	go func() {
+		defer close(relayDone)
+		_ = rl.Run(runCtx)
+	}()
+	go func() {
+		if err := gsrv.Serve(gln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			errc <- fmt.Errorf("grpc serve: %w", err)
+		}
+	}()
+	go watchHealth(runCtx, hs, pool, nc)
+
+	if cfg.Ready != nil {
+		cfg.Ready(map[string]string{"grpc": gln.Addr().String(), "http": hln.Addr().String()})
+	}
+	log.InfoContext(ctx, "billing-state serving", "grpc_addr", gln.Addr().String(), "http_addr", hln.Addr().String())
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		log.ErrorContext(ctx, "billing-state failing", "error", runErr.Error())
+	}
+
+	// Shutdown: stop taking calls and events, let work in flight finish.
+	setHealth(hs, false)
+	close(stopWatch)
+	cancel()
+	stopGRPC(gsrv, cfg.ShutdownGrace)
+	<-consumerDone
+	<-relayDone
+	<-httpDone
+	log.InfoContext(context.WithoutCancel(ctx), "billing-state stopped")
+	return runErr
+}
+
+// handler turns ApplyEvent's answer into the runner's: malformed events are
+// dead-lettered at once, unknown charges are retried a few times and then
+// parked, everything else that fails is retried with backoff.
+func handler(store *state.Store, m *metrics, cfg Config, log *slog.Logger) bus.Handler {
+	return func(ctx context.Context, d *bus.Delivery) error {
+		start := time.Now()
+		res, err := store.ApplyEvent(ctx, d.Event, state.ApplyOptions{ParkUnresolved: d.Delivered >= uint64(cfg.ParkAfter)})
+		m.applySeconds.Observe(time.Since(start).Seconds())
+		switch {
+		case errors.Is(err, state.ErrMalformed):
+			m.outcome("malformed")
+			return bus.Permanent(err)
+		case errors.Is(err, state.ErrCustomerUnknown):
+			m.outcome("retry")
+			return bus.RetryAfter(err, cfg.ParkRetry)
+		case err != nil:
+			m.outcome("retry")
+			return fmt.Errorf("apply %s: %w", d.Event.GetEventId(), err)
+		}
+		m.outcome(string(res.Outcome))
+		if res.Outcome != state.OutcomeIgnored && res.Outcome != state.OutcomeDuplicate {
+			log.DebugContext(ctx, "event applied", "event_id", d.Event.GetEventId(), "customer_id", res.CustomerID,
+				"subscription_id", d.Event.GetSubscriptionId(), "action", d.Event.GetType(), "delivery", d.Delivered,
+				"outcome", string(res.Outcome), "status_changed", res.StatusChanged)
+		}
+		return nil
+	}
+}
+
+func retry(ctx context.Context, every time.Duration, log *slog.Logger, what string, fn func(context.Context) error) error {
+	for attempt := 1; ; attempt++ {
+		err := fn(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if attempt == 1 || attempt%30 == 0 {
+			log.WarnContext(ctx, what+" failed; retrying", "attempt", attempt, "error", bus.Redact(err.Error()))
+		}
+		t := time.NewTimer(every)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func stopGRPC(srv *grpc.Server, grace time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		srv.GracefulStop()
+		close(done)
+	}()
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		srv.Stop()
+		<-done
+	}
+}
+
+// serviceName is the health service name of BillingStatusService.
+var serviceName = billingv1.BillingStatusService_ServiceDesc.ServiceName
+
+func setHealth(hs *health.Server, ok bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if ok {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	hs.SetServingStatus("", st)
+	hs.SetServingStatus(serviceName, st)
+}
+
+// watchHealth reports SERVING only while Postgres answers and NATS is
+// connected.
+func watchHealth(ctx context.Context, hs *health.Server, pool *pgxpool.Pool, nc *nats.Conn) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		ok := pool.Ping(pctx) == nil && nc.IsConnected()
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		setHealth(hs, ok)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+type metrics struct {
+	events       *prometheus.CounterVec
+	applySeconds prometheus.Observer
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lr_billing_state_events_total",
+			Help: "Events by outcome: applied, duplicate, stale, ignored, unresolved (parked), retry, malformed.",
+		}, []string{"outcome"}),
+	}
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "lr_billing_state_apply_seconds",
+		Help:    "ApplyEvent time per delivery, transaction included.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5},
+	})
+	m.applySeconds = h
+	for _, c := range []prometheus.Collector{m.events, h} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				switch existing := are.ExistingCollector.(type) {
+				case *prometheus.CounterVec:
+					m.events = existing
+				case prometheus.Histogram:
+					m.applySeconds = existing
+				}
+			}
+		}
+	}
+	for _, o := range []string{"applied", "duplicate", "stale", "ignored", "unresolved"} {
+		m.events.WithLabelValues(o)
+	}
+	return m
+}
+
+func (m *metrics) outcome(o string) { m.events.WithLabelValues(o).Inc() }
+
+// registerGauges exposes the parked-event count, read at scrape time.
+func (m *metrics) registerGauges(reg prometheus.Registerer, store *state.Store) {
+	_ = reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "lr_billing_state_unresolved_events",
+		Help: "Parked events whose charge's customer is still unknown.",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		n, err := store.Unresolved(ctx)
+		if err != nil {
+			return -1
+		}
+		return float64(n)
+	}))
+}

@@ -1,0 +1,258 @@
+package state
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/launchready/launchready/pkg/canonical"
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+)
+
+// customerRow is the customer's row, locked for the transaction.
+type customerRow struct {
+	id                  string
+	email, name, userID string
+	livemode            bool
+	placeholder         bool
+	deleted             bool
+	profileCreated      *time.Time
+	profileEventID      string
+	profileEventType    string
+	lastPaymentFailedAt *time.Time
+	needsReconciliation bool
+	// status is the stored CustomerStatus; nil for a customer first seen in
+	// this transaction.
+	status *billingv1.CustomerStatus
+}
+
+const customerColumns = `id, email, name, user_id, livemode, placeholder, deleted, profile_event_created, profile_event_id,
+	profile_event_type, last_payment_failed_at, needs_reconciliation, status_json`
+
+func scanCustomer(row pgx.Row) (customerRow, error) {
+	var c customerRow
+	var statusJSON []byte
+	if err := row.Scan(&c.id, &c.email, &c.name, &c.userID, &c.livemode, &c.placeholder, &c.deleted, &c.profileCreated,
+		&c.profileEventID, &c.profileEventType, &c.lastPaymentFailedAt, &c.needsReconciliation, &statusJSON); err != nil {
+		return c, err
+	}
+	if len(statusJSON) > 0 {
+		st, err := unmarshalStatus(statusJSON)
+		if err != nil {
+			return c, err
+		}
+		c.status = st
+	}
+	return c, nil
+}
+
+// lockCustomer creates a placeholder for a customer first seen here and
+// locks the row: every event of one customer applies in turn.
+func (t *txn) lockCustomer(id string, livemode bool) error {
+	// DO UPDATE (not DO NOTHING) so the statement returns and locks the row
+	// in one round trip whether or not it existed.
+	row := t.tx.QueryRow(t.ctx, `INSERT INTO billing.customers (id, livemode) VALUES ($1, $2)
+		ON CONFLICT (id) DO UPDATE SET id = EXCLUDED.id RETURNING `+customerColumns, id, livemode)
+	c, err := scanCustomer(row)
+	if err != nil {
+		return fmt.Errorf("lock customer %s: %w", id, err)
+	}
+	t.cus = c
+	return nil
+}
+
+const subscriptionColumns = `id, customer_id, status, price_id, created, current_period_end, trial_end, cancel_at_period_end, deleted,
+	quantity, unit_amount, interval, interval_count, currency, user_id, livemode, last_event_id, last_event_type, last_event_created,
+	prev_status, prev_cancel_at_period_end, prev_price_id`
+
+func (t *txn) loadSubscriptions() error {
+	subs, err := loadSubscriptions(t, t.cus.id)
+	if err != nil {
+		return err
+	}
+	t.subs = subs
+	return nil
+}
+
+func loadSubscriptions(t *txn, customerID string) ([]canonical.Subscription, error) {
+	rows, err := t.tx.Query(t.ctx, `SELECT `+subscriptionColumns+` FROM billing.subscriptions WHERE customer_id = $1`, customerID)
+	if err != nil {
+		return nil, fmt.Errorf("load subscriptions of %s: %w", customerID, err)
+	}
+	defer rows.Close()
+	var out []canonical.Subscription
+	for rows.Next() {
+		var s canonical.Subscription
+		var created, cpe, trialEnd, lastCreated *time.Time
+		if err := rows.Scan(&s.ID, &s.CustomerID, &s.Status, &s.PriceID, &created, &cpe, &trialEnd, &s.CancelAtPeriodEnd, &s.Deleted,
+			&s.Quantity, &s.UnitAmount, &s.Interval, &s.IntervalCount, &s.Currency, &s.UserID, &s.Livemode,
+			&s.LastEventID, &s.LastEventType, &lastCreated, &s.Previous.Status, &s.Previous.CancelAtPeriodEnd, &s.Previous.PriceID); err != nil {
+			return nil, fmt.Errorf("load subscriptions of %s: %w", customerID, err)
+		}
+		s.Created, s.CurrentPeriodEnd, s.TrialEnd, s.LastEventCreated = tv(created), tv(cpe), tv(trialEnd), tv(lastCreated)
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load subscriptions of %s: %w", customerID, err)
+	}
+	return out, nil
+}
+
+// derive computes the customer's CustomerStatus from the stored facts
+// through pkg/canonical. LastEventId and UpdatedAt are left to the caller.
+func (t *txn) derive() (*billingv1.CustomerStatus, error) {
+	rows, err := t.tx.Query(t.ctx, `SELECT p.id, p.paid, p.awaiting_async AND NOT p.async_failed, p.amount,
+			GREATEST(p.amount_refunded, COALESCE((SELECT sum(r.amount) FROM billing.refunds r
+				WHERE r.customer_id = p.customer_id AND r.status IN ('succeeded', 'pending')
+				AND ((p.charge_id <> '' AND r.charge_id = p.charge_id) OR (p.payment_intent_id <> '' AND r.payment_intent_id = p.payment_intent_id))), 0))::bigint,
+			p.refunded,
+			EXISTS (SELECT 1 FROM billing.disputes d WHERE d.customer_id = p.customer_id AND d.lost
+				AND ((p.charge_id <> '' AND d.charge_id = p.charge_id) OR (p.payment_intent_id <> '' AND d.payment_intent_id = p.payment_intent_id))),
+			p.currency, p.created
+		FROM billing.payments p WHERE p.customer_id = $1 AND p.from_checkout`, t.cus.id)
+	if err != nil {
+		return nil, fmt.Errorf("load purchases of %s: %w", t.cus.id, err)
+	}
+	var purchases []canonical.Purchase
+	for rows.Next() {
+		var p canonical.Purchase
+		var created *time.Time
+		if err := rows.Scan(&p.ID, &p.Paid, &p.AwaitingAsync, &p.Amount, &p.AmountRefunded, &p.Refunded, &p.DisputeLost, &p.Currency, &created); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("load purchases of %s: %w", t.cus.id, err)
+		}
+		p.Created = tv(created)
+		purchases = append(purchases, p)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load purchases of %s: %w", t.cus.id, err)
+	}
+	var disputeOpen bool
+	if err := t.tx.QueryRow(t.ctx, `SELECT EXISTS (SELECT 1 FROM billing.disputes WHERE customer_id = $1 AND NOT closed)`, t.cus.id).Scan(&disputeOpen); err != nil {
+		return nil, fmt.Errorf("load disputes of %s: %w", t.cus.id, err)
+	}
+	return buildStatus(t.cus, t.subs, purchases, disputeOpen, t.s.policy), nil
+}
+
+func buildStatus(c customerRow, subs []canonical.Subscription, purchases []canonical.Purchase, disputeOpen bool, p canonical.Policy) *billingv1.CustomerStatus {
+	d := canonical.Derive(subs, purchases, p)
+	st := &billingv1.CustomerStatus{
+		CustomerId:          c.id,
+		Status:              d.Status,
+		Entitled:            d.Entitled,
+		Email:               c.email,
+		UserId:              c.userID,
+		DisputeOpen:         disputeOpen,
+		AmountRefunded:      d.AmountRefunded,
+		Mrr:                 d.MRR,
+		Currency:            d.Currency,
+		Deleted:             c.deleted,
+		NeedsReconciliation: c.needsReconciliation,
+		Livemode:            c.livemode,
+	}
+	if c.lastPaymentFailedAt != nil {
+		st.LastPaymentFailedAt = timestamppb.New(*c.lastPaymentFailedAt)
+	}
+	if s := d.Primary; s != nil {
+		st.Plan = s.PriceID
+		st.SubscriptionId = s.ID
+		st.CancelAtPeriodEnd = s.CancelAtPeriodEnd
+		st.CurrentPeriodEnd = tsOrNil(s.CurrentPeriodEnd)
+		st.TrialEnd = tsOrNil(s.TrialEnd)
+	}
+	return st
+}
+
+// audit appends one row to the customer's timeline.
+func (t *txn) audit(ev *billingv1.BillingEvent, actor, action string, before, after *billingv1.CustomerStatus) error {
+	var b, a []byte
+	var err error
+	if before != nil {
+		if b, err = marshalStatus(before); err != nil {
+			return err
+		}
+	}
+	if after != nil {
+		if a, err = marshalStatus(after); err != nil {
+			return err
+		}
+	}
+	var evID, evType string
+	var created *time.Time
+	if ev != nil {
+		evID, evType, created = ev.GetEventId(), ev.GetType(), eventTime(ev)
+	}
+	if _, err := t.tx.Exec(t.ctx, `INSERT INTO billing.audit_log (customer_id, event_id, event_type, actor, action, before, after, event_created)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8)`, t.cus.id, evID, evType, actor, action, b, a, created); err != nil {
+		return fmt.Errorf("audit %s for %s: %w", evID, t.cus.id, err)
+	}
+	return nil
+}
+
+func (t *txn) writeCustomer(st *billingv1.CustomerStatus) error {
+	js, err := marshalStatus(st)
+	if err != nil {
+		return err
+	}
+	c := t.cus
+	if _, err := t.tx.Exec(t.ctx, `UPDATE billing.customers SET email = $2, name = $3, user_id = $4, livemode = $5, placeholder = $6,
+			deleted = $7, profile_event_created = $8, profile_event_id = $9, profile_event_type = $10, last_payment_failed_at = $11,
+			needs_reconciliation = $12, status = $13, entitled = $14, status_json = $15, last_event_id = $16, updated_at = now()
+		WHERE id = $1`,
+		c.id, c.email, c.name, c.userID, c.livemode, c.placeholder, c.deleted, c.profileCreated, c.profileEventID, c.profileEventType,
+		c.lastPaymentFailedAt, c.needsReconciliation, canonical.StatusName(st.GetStatus()), st.GetEntitled(), js, st.GetLastEventId()); err != nil {
+		return fmt.Errorf("store customer %s: %w", c.id, err)
+	}
+	t.cus.status = st
+	return nil
+}
+
+func (t *txn) writeOutbox(st *billingv1.CustomerStatus) error {
+	body, err := proto.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("outbox for %s: %w", t.cus.id, err)
+	}
+	if _, err := t.tx.Exec(t.ctx, `INSERT INTO billing.outbox (customer_id, payload) VALUES ($1, $2)`, t.cus.id, body); err != nil {
+		return fmt.Errorf("outbox for %s: %w", t.cus.id, err)
+	}
+	return nil
+}
+
+var jsonOpts = protojson.MarshalOptions{UseProtoNames: true}
+
+func marshalStatus(st *billingv1.CustomerStatus) ([]byte, error) {
+	b, err := jsonOpts.Marshal(st)
+	if err != nil {
+		return nil, fmt.Errorf("encode status of %s: %w", st.GetCustomerId(), err)
+	}
+	return b, nil
+}
+
+func unmarshalStatus(b []byte) (*billingv1.CustomerStatus, error) {
+	st := &billingv1.CustomerStatus{}
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(b, st); err != nil {
+		return nil, fmt.Errorf("decode stored status: %w", err)
+	}
+	return st, nil
+}
+
+func tv(p *time.Time) time.Time {
+	if p == nil {
+		return time.Time{}
+	}
+	return p.UTC()
+}
+
+func tsOrNil(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+func tsNow(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t.UTC()) }
