@@ -50,6 +50,10 @@ type Config struct {
 	Logger   *slog.Logger
 	Ready    func(addrs map[string]string)
 	Registry *prometheus.Registry
+	// DrainTimeout bounds how long shutdown waits for deliveries in
+	// flight (0: the bus default, 25 s); past it their context is cancelled
+	// and the transaction rolls back, so the delivery is redone elsewhere.
+	DrainTimeout time.Duration
 
 	// afterPush, when set, runs between a successful CRM push and the
 	// commit: tests stage a crash there.

@@ -149,6 +149,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Logger:         log,
 		TracerProvider: tel.TracerProvider(),
 		Registry:       reg,
+		DrainTimeout:   cfg.DrainTimeout,
 	})
 	go func() { errc <- consumer.Run(ctx) }()
 	running++

@@ -12,7 +12,9 @@
 package hubspotfake
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -80,6 +82,8 @@ type Server struct {
 	window   time.Duration
 	release  chan struct{}
 	writes   int
+	inFlight int
+	maxIn    int
 
 	srv *httptest.Server
 }
@@ -248,6 +252,21 @@ func (s *Server) Requests() []Request {
 	return append([]Request(nil), s.requests...)
 }
 
+// MaxInFlight is the most requests the fake was serving at once.
+func (s *Server) MaxInFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxIn
+}
+
+// InFlight is the number of requests being served now (hanging ones
+// included).
+func (s *Server) InFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inFlight
+}
+
 // Writes counts the writes applied (creates, updates, associations).
 func (s *Server) Writes() int {
 	s.mu.Lock()
@@ -292,8 +311,18 @@ func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		at := s.now()
+		// Read the body up front: the server notices a client that gave up
+		// only once the body is consumed, and a hanging request must end
+		// when its client does.
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		s.mu.Lock()
+		s.inFlight++
+		s.maxIn = max(s.maxIn, s.inFlight)
+		s.mu.Unlock()
 		defer func() {
 			s.mu.Lock()
+			s.inFlight--
 			s.requests = append(s.requests, Request{At: at, Method: r.Method, Path: r.URL.Path, Status: rec.status})
 			s.mu.Unlock()
 		}()

@@ -209,7 +209,7 @@ func Expect(customerID string, events []*billingv1.BillingEvent, p canonical.Pol
 			}
 			if ev.GetCheckoutMode() == "payment" {
 				paid, awaiting := canonical.CheckoutPayment(t, ev.GetPaymentStatus())
-				purchases[ev.GetPaymentIntentId()] = &canonical.Purchase{ID: "pi:" + ev.GetPaymentIntentId(), Paid: paid,
+				purchases[ev.GetPaymentIntentId()] = &canonical.Purchase{ID: ev.GetPaymentIntentId(), Paid: paid,
 					AwaitingAsync: awaiting, Amount: ev.GetAmount(), Currency: ev.GetCurrency(), Created: at}
 			}
 		case t == "invoice.payment_failed":

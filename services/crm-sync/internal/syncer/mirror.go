@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/canonical"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 )
@@ -27,6 +28,7 @@ const (
 	kindInvoiceFailed
 	kindCharge
 	kindDispute
+	kindRefund
 	kindPaymentIntent
 )
 
@@ -49,7 +51,9 @@ func classify(t string) kind {
 		return kindInvoice
 	case "invoice.payment_failed":
 		return kindInvoiceFailed
-	case "charge.succeeded", "charge.refunded", "charge.captured":
+	case "charge.refund.updated", "refund.created", "refund.updated", "refund.failed":
+		return kindRefund
+	case "charge.succeeded", "charge.refunded", "charge.captured", "charge.updated":
 		return kindCharge
 	case "charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed",
 		"charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated":
@@ -57,7 +61,7 @@ func classify(t string) kind {
 	case "payment_intent.succeeded":
 		return kindPaymentIntent
 	}
-	if strings.HasPrefix(t, "customer.subscription.") {
+	if canonical.IsSubscriptionSnapshot(t) {
 		return kindSubscription
 	}
 	return kindIgnored
@@ -143,96 +147,18 @@ func applyProfile(ctx context.Context, tx pgx.Tx, customerID string, ev *billing
 	return setField(ctx, tx, customerID, "user_id", ev.GetUserId(), authoritative, ev)
 }
 
-// rawSubscription reads what the normalised event leaves out and ordering
-// needs: the subscription's own created time and the previous values of
-// the tracked fields.
-type rawSubscription struct {
-	Data struct {
-		Object struct {
-			Created int64 `json:"created"`
-		} `json:"object"`
-		PreviousAttributes map[string]json.RawMessage `json:"previous_attributes"`
-	} `json:"data"`
-}
-
-type rawPrice struct {
-	ID string `json:"id"`
-}
-
-type rawItems struct {
-	Data []struct {
-		Price *rawPrice `json:"price"`
-		Plan  *rawPrice `json:"plan"`
-	} `json:"data"`
-}
-
-// subscriptionFromEvent builds the canonical snapshot an event carries.
-func subscriptionFromEvent(ev *billingv1.BillingEvent) canonical.Subscription {
-	s := canonical.Subscription{
-		ID:                ev.GetSubscriptionId(),
-		CustomerID:        ev.GetCustomerId(),
-		Status:            ev.GetStatus(),
-		PriceID:           ev.GetPriceId(),
-		CurrentPeriodEnd:  ts(ev.GetCurrentPeriodEnd(), ev.GetCurrentPeriodEnd() != nil),
-		TrialEnd:          ts(ev.GetTrialEnd(), ev.GetTrialEnd() != nil),
-		CancelAtPeriodEnd: ev.GetCancelAtPeriodEnd(),
-		Deleted:           ev.GetType() == "customer.subscription.deleted",
-		Quantity:          ev.GetQuantity(),
-		UnitAmount:        ev.GetUnitAmount(),
-		Interval:          ev.GetInterval(),
-		IntervalCount:     ev.GetIntervalCount(),
-		Currency:          ev.GetCurrency(),
-		UserID:            ev.GetUserId(),
-		Livemode:          ev.GetLivemode(),
-		LastEventID:       ev.GetEventId(),
-		LastEventType:     ev.GetType(),
-		LastEventCreated:  created(ev),
-	}
-	for _, k := range ev.GetPreviousAttributeKeys() {
-		if k == "status" {
-			st := ev.GetPreviousStatus()
-			s.Previous.Status = &st
-		}
-	}
-	var raw rawSubscription
-	if len(ev.GetRawJson()) > 0 && json.Unmarshal(ev.GetRawJson(), &raw) == nil {
-		if raw.Data.Object.Created > 0 {
-			s.Created = time.Unix(raw.Data.Object.Created, 0).UTC()
-		}
-		pa := raw.Data.PreviousAttributes
-		if v, ok := pa["cancel_at_period_end"]; ok {
-			var b bool
-			if json.Unmarshal(v, &b) == nil {
-				s.Previous.CancelAtPeriodEnd = &b
-			}
-		}
-		if v, ok := pa["items"]; ok {
-			var it rawItems
-			if json.Unmarshal(v, &it) == nil && len(it.Data) > 0 {
-				if p := it.Data[0].Price; p != nil && p.ID != "" {
-					s.Previous.PriceID = &p.ID
-				} else if p := it.Data[0].Plan; p != nil && p.ID != "" {
-					s.Previous.PriceID = &p.ID
-				}
-			}
-		}
-		if v, ok := pa["plan"]; ok && s.Previous.PriceID == nil {
-			var p rawPrice
-			if json.Unmarshal(v, &p) == nil && p.ID != "" {
-				s.Previous.PriceID = &p.ID
-			}
-		}
-	}
-	return s
-}
-
 // applySubscription stores the snapshot when canonical.DecideSnapshot says
 // it is newer than the stored one.
 func applySubscription(ctx context.Context, tx pgx.Tx, ev *billingv1.BillingEvent) (canonical.Decision, error) {
-	in := subscriptionFromEvent(ev)
+	in, err := canonical.SubscriptionFromEvent(ev)
+	if err != nil {
+		// raw_json is the verified Stripe body; if it does not parse, no
+		// retry will make it.
+		return canonical.Decision{}, bus.Permanent(err)
+	}
 	var stored canonical.Subscription
 	var raw []byte
-	err := tx.QueryRow(ctx, `SELECT snapshot FROM crm.subscriptions WHERE subscription_id = $1 FOR UPDATE`, in.ID).Scan(&raw)
+	err = tx.QueryRow(ctx, `SELECT snapshot FROM crm.subscriptions WHERE subscription_id = $1 FOR UPDATE`, in.ID).Scan(&raw)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 	case err != nil:
@@ -270,7 +196,7 @@ func applySubscription(ctx context.Context, tx pgx.Tx, ev *billingv1.BillingEven
 // moves one way, so merging in any order gives the same row.
 type purchaseFacts struct {
 	key, customerID, checkoutID, paymentIntentID, chargeID string
-	checkoutPayment, chargeNoInvoice, invoiceLinked        bool
+	fromCheckout                                           bool
 	paid, awaitingAsync, asyncFailed, refunded             bool
 	amount, amountRefunded                                 int64
 	currency                                               string
@@ -283,17 +209,15 @@ func mergePurchase(ctx context.Context, tx pgx.Tx, f purchaseFacts) error {
 	}
 	_, err := tx.Exec(ctx, `
 		INSERT INTO crm.purchases (purchase_key, customer_id, checkout_session_id, payment_intent_id, charge_id,
-			checkout_payment, charge_no_invoice, invoice_linked, paid, awaiting_async, async_failed,
+			from_checkout, paid, awaiting_async, async_failed,
 			amount, amount_refunded, refunded, currency, created)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)
 		ON CONFLICT (purchase_key) DO UPDATE SET
 			customer_id = CASE WHEN crm.purchases.customer_id = '' THEN EXCLUDED.customer_id ELSE crm.purchases.customer_id END,
 			checkout_session_id = GREATEST(crm.purchases.checkout_session_id, EXCLUDED.checkout_session_id),
 			payment_intent_id = GREATEST(crm.purchases.payment_intent_id, EXCLUDED.payment_intent_id),
 			charge_id = GREATEST(crm.purchases.charge_id, EXCLUDED.charge_id),
-			checkout_payment = crm.purchases.checkout_payment OR EXCLUDED.checkout_payment,
-			charge_no_invoice = crm.purchases.charge_no_invoice OR EXCLUDED.charge_no_invoice,
-			invoice_linked = crm.purchases.invoice_linked OR EXCLUDED.invoice_linked,
+			from_checkout = crm.purchases.from_checkout OR EXCLUDED.from_checkout,
 			paid = crm.purchases.paid OR EXCLUDED.paid,
 			awaiting_async = crm.purchases.awaiting_async OR EXCLUDED.awaiting_async,
 			async_failed = crm.purchases.async_failed OR EXCLUDED.async_failed,
@@ -304,7 +228,7 @@ func mergePurchase(ctx context.Context, tx pgx.Tx, f purchaseFacts) error {
 			created = LEAST(crm.purchases.created, EXCLUDED.created),
 			updated_at = now()`,
 		f.key, f.customerID, f.checkoutID, f.paymentIntentID, f.chargeID,
-		f.checkoutPayment, f.chargeNoInvoice, f.invoiceLinked, f.paid, f.awaitingAsync, f.asyncFailed,
+		f.fromCheckout, f.paid, f.awaitingAsync, f.asyncFailed,
 		f.amount, f.amountRefunded, f.refunded, f.currency, nullTime(f.created))
 	if err != nil {
 		return fmt.Errorf("merge purchase %s: %w", f.key, err)
@@ -312,16 +236,17 @@ func mergePurchase(ctx context.Context, tx pgx.Tx, f purchaseFacts) error {
 	return nil
 }
 
+// purchaseKey names a payment the way billing-state does (the payment
+// intent, else the checkout session or charge), so that canonical.Derive
+// breaks ties between purchases identically in both services.
 func purchaseKey(paymentIntentID, checkoutID, chargeID string) string {
 	switch {
 	case paymentIntentID != "":
-		return "pi:" + paymentIntentID
+		return paymentIntentID
 	case checkoutID != "":
-		return "cs:" + checkoutID
-	case chargeID != "":
-		return "ch:" + chargeID
+		return checkoutID
 	}
-	return ""
+	return chargeID
 }
 
 // mapCharge remembers which customer a charge belongs to, for disputes.
@@ -366,13 +291,44 @@ func resolveCustomer(ctx context.Context, q querier, ev *billingv1.BillingEvent)
 	return id, nil
 }
 
+// applyRefund keeps each refund's latest status; refunds name a charge, and
+// purchases find them by charge or payment intent whatever the order.
+func applyRefund(ctx context.Context, tx pgx.Tx, ev *billingv1.BillingEvent) error {
+	id := ev.GetRefundId()
+	if id == "" {
+		id = ev.GetObjectId()
+	}
+	if id == "" {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `
+		INSERT INTO crm.refunds (refund_id, charge_id, payment_intent_id, amount, status, last_event_created)
+		VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (refund_id) DO UPDATE SET
+			status = CASE WHEN crm.refunds.last_event_created IS NULL OR EXCLUDED.last_event_created >= crm.refunds.last_event_created
+				THEN EXCLUDED.status ELSE crm.refunds.status END,
+			amount = GREATEST(crm.refunds.amount, EXCLUDED.amount),
+			charge_id = GREATEST(crm.refunds.charge_id, EXCLUDED.charge_id),
+			payment_intent_id = GREATEST(crm.refunds.payment_intent_id, EXCLUDED.payment_intent_id),
+			last_event_created = GREATEST(crm.refunds.last_event_created, EXCLUDED.last_event_created)`,
+		id, ev.GetChargeId(), ev.GetPaymentIntentId(), ev.GetAmount(), ev.GetStatus(), nullTime(created(ev)))
+	if err != nil {
+		return fmt.Errorf("store refund %s: %w", id, err)
+	}
+	return nil
+}
+
 type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
 func applyDispute(ctx context.Context, tx pgx.Tx, ev *billingv1.BillingEvent) error {
 	status := ev.GetStatus()
-	closed := status == "won" || status == "lost" || status == "warning_closed"
+	closed := ev.GetType() == "charge.dispute.closed"
+	switch status {
+	case "won", "lost", "warning_closed", "prevented":
+		closed = true
+	}
 	_, err := tx.Exec(ctx, `
 		INSERT INTO crm.disputes (dispute_id, charge_id, payment_intent_id, closed, lost) VALUES ($1,$2,$3,$4,$5)
 		ON CONFLICT (dispute_id) DO UPDATE SET
@@ -428,7 +384,7 @@ func applyEvent(ctx context.Context, tx pgx.Tx, k kind, customerID string, ev *b
 			customerID:      customerID,
 			checkoutID:      ev.GetCheckoutSessionId(),
 			paymentIntentID: ev.GetPaymentIntentId(),
-			checkoutPayment: true,
+			fromCheckout:    true,
 			paid:            paid,
 			awaitingAsync:   awaiting,
 			asyncFailed:     ev.GetType() == "checkout.session.async_payment_failed",
@@ -446,18 +402,7 @@ func applyEvent(ctx context.Context, tx pgx.Tx, k kind, customerID string, ev *b
 				return "", fmt.Errorf("record payment failure of %s: %w", customerID, err)
 			}
 		}
-		if err := mapCharge(ctx, tx, ev.GetChargeId(), customerID, ev.GetPaymentIntentId()); err != nil {
-			return "", err
-		}
-		// The invoice claims its payment: that charge is no one-time purchase.
-		return "applied", mergePurchase(ctx, tx, purchaseFacts{
-			key:             purchaseKey(ev.GetPaymentIntentId(), "", ev.GetChargeId()),
-			customerID:      customerID,
-			paymentIntentID: ev.GetPaymentIntentId(),
-			chargeID:        ev.GetChargeId(),
-			invoiceLinked:   true,
-			created:         at,
-		})
+		return "applied", mapCharge(ctx, tx, ev.GetChargeId(), customerID, ev.GetPaymentIntentId())
 	case kindCharge:
 		if err := applyProfile(ctx, tx, customerID, ev, false); err != nil {
 			return "", err
@@ -470,8 +415,6 @@ func applyEvent(ctx context.Context, tx pgx.Tx, k kind, customerID string, ev *b
 			customerID:      customerID,
 			paymentIntentID: ev.GetPaymentIntentId(),
 			chargeID:        ev.GetChargeId(),
-			chargeNoInvoice: ev.GetInvoiceId() == "",
-			invoiceLinked:   ev.GetInvoiceId() != "",
 			paid:            ev.GetStatus() == "succeeded",
 			amount:          ev.GetAmount(),
 			amountRefunded:  ev.GetAmountRefunded(),
@@ -480,7 +423,24 @@ func applyEvent(ctx context.Context, tx pgx.Tx, k kind, customerID string, ev *b
 			created:         at,
 		})
 	case kindPaymentIntent:
-		return "applied", mapCharge(ctx, tx, ev.GetChargeId(), customerID, ev.GetPaymentIntentId())
+		if err := mapCharge(ctx, tx, ev.GetChargeId(), customerID, ev.GetPaymentIntentId()); err != nil {
+			return "", err
+		}
+		return "applied", mergePurchase(ctx, tx, purchaseFacts{
+			key:             purchaseKey(ev.GetPaymentIntentId(), "", ev.GetChargeId()),
+			customerID:      customerID,
+			paymentIntentID: ev.GetPaymentIntentId(),
+			chargeID:        ev.GetChargeId(),
+			paid:            ev.GetStatus() == "succeeded",
+			amount:          ev.GetAmount(),
+			currency:        ev.GetCurrency(),
+			created:         at,
+		})
+	case kindRefund:
+		if err := mapCharge(ctx, tx, ev.GetChargeId(), customerID, ev.GetPaymentIntentId()); err != nil {
+			return "", err
+		}
+		return "applied", applyRefund(ctx, tx, ev)
 	case kindDispute:
 		if err := mapCharge(ctx, tx, ev.GetChargeId(), customerID, ev.GetPaymentIntentId()); err != nil {
 			return "", err
@@ -541,7 +501,11 @@ func loadCustomer(ctx context.Context, tx pgx.Tx, customerID string) (*customerS
 	}
 
 	rows, err = tx.Query(ctx, `
-		SELECT p.purchase_key, p.paid, p.awaiting_async AND NOT p.async_failed, p.amount, p.amount_refunded,
+		SELECT p.purchase_key, p.paid, p.awaiting_async AND NOT p.async_failed, p.amount,
+			GREATEST(p.amount_refunded, COALESCE((SELECT sum(r.amount) FROM crm.refunds r
+				WHERE r.status IN ('succeeded', 'pending') AND (
+					(p.charge_id <> '' AND r.charge_id = p.charge_id) OR
+					(p.payment_intent_id <> '' AND r.payment_intent_id = p.payment_intent_id))), 0))::bigint,
 			p.refunded, p.currency, p.created,
 			EXISTS (SELECT 1 FROM crm.disputes d WHERE d.lost AND (
 				(d.charge_id <> '' AND d.charge_id = p.charge_id) OR
@@ -549,7 +513,7 @@ func loadCustomer(ctx context.Context, tx pgx.Tx, customerID string) (*customerS
 				(d.charge_id <> '' AND d.charge_id IN (SELECT c.charge_id FROM crm.charges c
 					WHERE c.payment_intent_id <> '' AND c.payment_intent_id = p.payment_intent_id))))
 		FROM crm.purchases p
-		WHERE p.customer_id = $1 AND (p.checkout_payment OR (p.charge_no_invoice AND NOT p.invoice_linked))
+		WHERE p.customer_id = $1 AND p.from_checkout
 		ORDER BY p.purchase_key`, customerID)
 	if err != nil {
 		return nil, fmt.Errorf("load purchases of %s: %w", customerID, err)

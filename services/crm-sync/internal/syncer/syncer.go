@@ -142,7 +142,7 @@ func (s *Syncer) SyncEvent(ctx context.Context, ev *billingv1.BillingEvent, deli
 		outcome, res, change, pushed = "", crm.Result{}, nil, false
 		lockKey := customerID
 		if lockKey == "" {
-			lockKey = "dispute:" + ev.GetDisputeId()
+			lockKey = "object:" + ev.GetObjectId()
 		}
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('crm-sync'), hashtext($1))`, lockKey); err != nil {
 			return fmt.Errorf("lock customer %s: %w", customerID, err)
@@ -158,8 +158,13 @@ func (s *Syncer) SyncEvent(ctx context.Context, ev *billingv1.BillingEvent, deli
 		if customerID == "" {
 			// A dispute on a charge not seen yet: keep it, so the
 			// customer's next event (which names the charge) finds it.
-			if k == kindDispute {
+			switch k {
+			case kindDispute:
 				if err := applyDispute(ctx, tx, ev); err != nil {
+					return err
+				}
+			case kindRefund:
+				if err := applyRefund(ctx, tx, ev); err != nil {
 					return err
 				}
 			}

@@ -72,47 +72,9 @@ func journeys(t *testing.T, tag string) []eventgen.Journey {
 	return js
 }
 
-// checkCRM asserts that the fake holds exactly one contact for the
-// customer, one deal per subscription associated with it, and the
-// properties derived in order.
 func checkCRM(t *testing.T, b *bundle, j eventgen.Journey, events []*billingv1.BillingEvent) {
 	t.Helper()
-	exp := eventgen.Expect(j.CustomerID, events, b.policy)
-	var matches []hubspotfake.Object
-	for _, c := range b.fake.Contacts() {
-		if c.Properties["stripe_customer_id"] == j.CustomerID {
-			matches = append(matches, c)
-		}
-	}
-	if len(matches) != 1 {
-		t.Fatalf("%s: %d contacts for %s, want 1", j.Name, len(matches), j.CustomerID)
-	}
-	contact := matches[0]
-	for k, want := range crm.ContactProperties(exp.Contact) {
-		if got := contact.Properties[k]; got != want {
-			t.Errorf("%s after %d events: contact %s = %q, want %q", j.Name, len(events), k, got, want)
-		}
-	}
-	for sub, d := range exp.Deals {
-		n := 0
-		for _, o := range b.fake.Deals() {
-			if o.Properties["stripe_subscription_id"] == sub {
-				n++
-			}
-		}
-		if n != 1 {
-			t.Fatalf("%s: %d deals for %s, want 1", j.Name, n, sub)
-		}
-		deal, _ := b.fake.Find("deals", "stripe_subscription_id", sub)
-		for k, want := range b.hubspot.DealProperties(d) {
-			if got := deal.Properties[k]; got != want {
-				t.Errorf("%s: deal %s %s = %q, want %q", j.Name, sub, k, got, want)
-			}
-		}
-		if got := b.fake.Associated(deal.ID); len(got) != 1 || got[0] != contact.ID {
-			t.Errorf("%s: deal %s associated with %v, want [%s]", j.Name, sub, got, contact.ID)
-		}
-	}
+	eventgen.CheckHubSpot(t, b.fake, j, events, b.policy)
 }
 
 func TestJourneysInOrderMatchCanonicalAfterEveryStep(t *testing.T) {

@@ -54,20 +54,18 @@ CREATE TABLE subscriptions (
 );
 CREATE INDEX subscriptions_customer ON subscriptions (customer_id);
 
--- One-time purchases, keyed by payment intent when known (a checkout
--- session and its charge share it), else by checkout session or charge id.
--- Every column only moves one way, so merging is order independent.
+-- Payments, keyed by payment intent when known (a checkout session and its
+-- charge share it), else by checkout session or charge id. A payment is a
+-- one-time purchase when a checkout in payment mode made it, as in
+-- billing-state. Every column only moves one way, so merging is order
+-- independent.
 CREATE TABLE purchases (
     purchase_key        text PRIMARY KEY,
     customer_id         text NOT NULL,
     checkout_session_id text NOT NULL DEFAULT '',
     payment_intent_id   text NOT NULL DEFAULT '',
     charge_id           text NOT NULL DEFAULT '',
-    -- A purchase is a checkout in payment mode, or a charge that no
-    -- invoice claims (DESIGN.md): three one-way flags, read together.
-    checkout_payment    boolean NOT NULL DEFAULT false,
-    charge_no_invoice   boolean NOT NULL DEFAULT false,
-    invoice_linked      boolean NOT NULL DEFAULT false,
+    from_checkout       boolean NOT NULL DEFAULT false,
     paid                boolean NOT NULL DEFAULT false,
     awaiting_async      boolean NOT NULL DEFAULT false,
     async_failed        boolean NOT NULL DEFAULT false,
@@ -87,6 +85,17 @@ CREATE TABLE charges (
     charge_id         text PRIMARY KEY,
     customer_id       text NOT NULL,
     payment_intent_id text NOT NULL DEFAULT ''
+);
+
+-- Refund objects (refund.*, charge.refund.updated): a purchase's refunded
+-- amount is the larger of its charge's amount_refunded and their sum.
+CREATE TABLE refunds (
+    refund_id          text PRIMARY KEY,
+    charge_id          text NOT NULL DEFAULT '',
+    payment_intent_id  text NOT NULL DEFAULT '',
+    amount             bigint NOT NULL DEFAULT 0,
+    status             text NOT NULL DEFAULT '',
+    last_event_created timestamptz
 );
 
 CREATE TABLE disputes (

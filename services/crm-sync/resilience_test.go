@@ -1,0 +1,375 @@
+package crmsync
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/pkg/canonical"
+	"github.com/launchready/launchready/services/crm-sync/hubspotfake"
+	"github.com/launchready/launchready/services/crm-sync/internal/eventgen"
+)
+
+// Shuffled delivery with duplicates (re-sent under new message ids, so
+// JetStream stores them and the consumer must skip them) ends where
+// in-order delivery ends.
+func TestShuffledDuplicatedDeliveriesThroughJetStream(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, map[string]string{"CONSUMER_CONCURRENCY": "4"})
+	e.start(nil)
+	total := 0
+	var all []eventgen.Journey
+	for _, seed := range []uint64{7, 19, 101} {
+		js, evs := journeys(t, fmt.Sprintf("sh%d", seed))
+		all = append(all, js...)
+		r := mrand.New(mrand.NewPCG(seed, 1))
+		order := r.Perm(len(evs))
+		for i, k := range order {
+			e.publish(evs[k])
+			if i%3 == 0 {
+				e.publishAgain(evs[order[r.IntN(i+1)]], i)
+			}
+		}
+		total += len(evs)
+	}
+	e.waitProcessed(total, 45*time.Second)
+	for _, j := range all {
+		eventgen.CheckHubSpot(t, e.fake, j, j.Events, canonical.DefaultPolicy())
+	}
+	// Every stored message was settled: no redelivery is pending.
+	eventually(t, 10*time.Second, "consumer settled", func() (bool, string) {
+		c, err := e.js.Consumer(context.Background(), bus.StreamEvents, Durable)
+		if err != nil {
+			return false, err.Error()
+		}
+		info, err := c.Info(context.Background())
+		if err != nil {
+			return false, err.Error()
+		}
+		return info.NumPending == 0 && info.NumAckPending == 0, fmt.Sprintf("pending %d ack-pending %d", info.NumPending, info.NumAckPending)
+	})
+}
+
+// A storm of 429s: calls stay under the configured rate in every window
+// the fake measures, Retry-After is honoured, everything syncs once.
+func TestRateLimitStorm(t *testing.T) {
+	t.Parallel()
+	const limit = 20
+	e := newEnv(t, map[string]string{
+		"CRM_RATE_LIMIT":       strconv.Itoa(limit),
+		"CRM_RATE_WINDOW":      "1s",
+		"CONSUMER_CONCURRENCY": "6",
+	})
+	e.fake.Inject(hubspotfake.Fault{Status: http.StatusTooManyRequests, RetryAfter: "1", Count: 12})
+	in := e.start(nil)
+	js, all := journeys(t, "storm")
+	e.publish(all...)
+	e.waitProcessed(len(all), 60*time.Second)
+	for _, j := range js {
+		eventgen.CheckHubSpot(t, e.fake, j, j.Events, canonical.DefaultPolicy())
+	}
+	if got := e.fake.MaxInWindow(time.Second); got > limit {
+		t.Errorf("the fake saw %d requests within one second; the limit is %d", got, limit)
+	}
+	n429 := 0
+	var first429, after time.Time
+	for _, r := range e.fake.Requests() {
+		if r.Status == http.StatusTooManyRequests {
+			n429++
+			if first429.IsZero() {
+				first429 = r.At
+			}
+		} else if !first429.IsZero() && after.IsZero() {
+			after = r.At
+		}
+	}
+	if n429 != 12 {
+		t.Errorf("the fake answered 429 %d times, want 12", n429)
+	}
+	// Retry-After: 1 pauses every worker: the first request answered
+	// after the first 429 came at least a second later.
+	if gap := after.Sub(first429); gap < 900*time.Millisecond {
+		t.Errorf("first successful call %s after the first 429; Retry-After asked for 1s", gap)
+	}
+	if v := metricValue(t, in.reg, "lr_crm_calls_total", map[string]string{"outcome": "rate_limited"}); v != 12 {
+		t.Errorf("lr_crm_calls_total rate_limited = %v, want 12", v)
+	}
+	if dl := e.deadLetters(); len(dl) != 0 {
+		t.Fatalf("dead letters after the storm: %d", len(dl))
+	}
+	t.Logf("storm: %d requests, max %d in any 1s window (limit %d), %d answered 429",
+		len(e.fake.Requests()), e.fake.MaxInWindow(time.Second), limit, n429)
+}
+
+// Killed after HubSpot applied the write but before the commit and ack:
+// the redelivery upserts the same records.
+func TestCrashAfterCRMWriteBeforeAck(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, map[string]string{"CRM_TIMEOUT": "30s"})
+	dealUpsert := func(r *http.Request) bool { return r.URL.Path == "/crm/v3/objects/deals/batch/upsert" }
+	e.fake.Inject(hubspotfake.Fault{AfterWrite: true, Hang: true, Match: dealUpsert})
+	first := e.start(func(c *Config) { c.DrainTimeout = 100 * time.Millisecond })
+	js, _ := journeys(t, "kill")
+	j := js[0]
+	e.publish(j.Events[:2]...) // customer, checkout
+	e.waitProcessed(2, 20*time.Second)
+	e.publish(j.Events[2]) // subscription created
+	eventually(t, 20*time.Second, "the deal written and its answer held", func() (bool, string) {
+		return len(e.fake.Deals()) == 1 && e.fake.InFlight() == 1, fmt.Sprintf("deals %d in flight %d", len(e.fake.Deals()), e.fake.InFlight())
+	})
+	first.stop(t) // the process dies with the CRM call in flight
+	if n := e.processed(); n != 2 {
+		t.Fatalf("processed %d events before the crash, want 2 (the subscription event must not be recorded)", n)
+	}
+	e.start(nil)
+	e.waitProcessed(3, 30*time.Second)
+	eventgen.CheckHubSpot(t, e.fake, j, j.Events[:3], canonical.DefaultPolicy())
+	upserts := 0
+	for _, r := range e.fake.Requests() {
+		if dealUpsert(&http.Request{URL: mustURL(r.Path)}) {
+			upserts++
+		}
+	}
+	if upserts != 2 || len(e.fake.Deals()) != 1 {
+		t.Fatalf("deal upserts %d, deals %d; want the write repeated onto one deal", upserts, len(e.fake.Deals()))
+	}
+}
+
+// The handler fails between the CRM call and the commit once (a crash
+// staged at the worst moment); the bus redelivers and nothing duplicates.
+func TestCrashHookThroughJetStream(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	var crashes atomic.Int32
+	js, all := journeys(t, "hook")
+	e.start(func(c *Config) {
+		c.afterPush = func(string) error {
+			if crashes.Add(1) <= 3 {
+				return errors.New("simulated crash before commit")
+			}
+			return nil
+		}
+	})
+	e.publish(all...)
+	e.waitProcessed(len(all), 30*time.Second)
+	if crashes.Load() < 3 {
+		t.Fatalf("only %d pushes happened", crashes.Load())
+	}
+	for _, j := range js {
+		eventgen.CheckHubSpot(t, e.fake, j, j.Events, canonical.DefaultPolicy())
+	}
+}
+
+// A 400 from HubSpot dead-letters the message with the reason, secrets
+// stripped; once the portal is fixed, replaying it syncs the customer.
+func TestRejectionGoesToDLQAndReplaySyncs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.fake.Undefine("contacts", "plan") // the operator forgot one custom property
+	e.start(nil)
+	js, _ := journeys(t, "rej")
+	j := js[0]
+	e.publish(j.Events[0])
+	var dl bus.DeadLetter
+	eventually(t, 20*time.Second, "dead letter", func() (bool, string) {
+		dls := e.deadLetters()
+		if len(dls) == 1 {
+			dl = dls[0]
+		}
+		return len(dls) == 1, fmt.Sprintf("%d dead letters", len(dls))
+	})
+	if dl.EventID != j.Events[0].GetEventId() || dl.Consumer != Durable {
+		t.Fatalf("dead letter %+v", dl)
+	}
+	for _, want := range []string{"400", "PROPERTY_DOESNT_EXIST", "plan"} {
+		if !strings.Contains(dl.Error, want) {
+			t.Errorf("dead letter reason %q lacks %q", dl.Error, want)
+		}
+	}
+	if strings.Contains(dl.Error, e.token) {
+		t.Fatal("dead letter reason carries the HubSpot token")
+	}
+	if dl.Delivered != 1 {
+		t.Errorf("dead-lettered on delivery %d; a 400 is not retried", dl.Delivered)
+	}
+	if n := e.processed(); n != 0 || len(e.fake.Contacts()) != 0 {
+		t.Fatalf("processed %d, contacts %d after a rejection", n, len(e.fake.Contacts()))
+	}
+	var logged int
+	if err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM crm.sync_log WHERE event_id = $1 AND outcome = 'rejected' AND status = 400`, dl.EventID).Scan(&logged); err != nil || logged != 1 {
+		t.Fatalf("sync_log rejected rows = %d (%v), want 1", logged, err)
+	}
+
+	e.fake.Define("contacts", "plan")
+	if _, err := bus.ReplayDeadLetter(context.Background(), e.js, dl.Seq); err != nil {
+		t.Fatal(err)
+	}
+	e.waitProcessed(1, 20*time.Second)
+	eventgen.CheckHubSpot(t, e.fake, j, j.Events[:1], canonical.DefaultPolicy())
+	if dls := e.deadLetters(); len(dls) != 0 {
+		t.Fatalf("%d dead letters left after replay", len(dls))
+	}
+}
+
+// A CRM that hangs: calls time out and are retried with backoff, no more
+// calls are in flight than workers, and publishing is never held up.
+func TestHangingCRMTimesOutWithBoundedConcurrency(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, map[string]string{"CRM_TIMEOUT": "300ms", "CONSUMER_CONCURRENCY": "3"})
+	e.fake.Inject(hubspotfake.Fault{Hang: true, Count: 6})
+	in := e.start(nil)
+	js, all := journeys(t, "hang")
+	start := time.Now()
+	e.publish(all...)
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("publishing %d events took %s while the CRM hung", len(all), took)
+	}
+	e.waitProcessed(len(all), 45*time.Second)
+	for _, j := range js {
+		eventgen.CheckHubSpot(t, e.fake, j, j.Events, canonical.DefaultPolicy())
+	}
+	if got := e.fake.MaxInFlight(); got > 3 {
+		t.Errorf("%d CRM calls in flight at once with 3 workers", got)
+	}
+	if v := metricValue(t, in.reg, "lr_crm_calls_total", map[string]string{"outcome": "timeout"}); v != 6 {
+		t.Errorf("lr_crm_calls_total timeout = %v, want 6", v)
+	}
+}
+
+// The webhook adapter: a receiver that knows only the documented scheme
+// accepts every request, and a retried change carries the same key.
+func TestWebhookProviderSignsAndKeepsIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	whsecret := secret(t, "lrwh_")
+	type seen struct {
+		key, kind, object string
+		status            int
+	}
+	var mu sync.Mutex
+	var got []seen
+	failed := false
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if err := verifyIndependently(whsecret, r.Header.Get("Launchready-Signature"), body, time.Now()); err != nil {
+			t.Errorf("receiver refused a request: %v", err)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		var doc struct {
+			Kind     string `json:"kind"`
+			EventID  string `json:"event_id"`
+			Customer *struct {
+				CustomerID string `json:"customer_id"`
+				Status     string `json:"billing_status"`
+			} `json:"customer"`
+			Subscription *struct {
+				SubscriptionID string `json:"subscription_id"`
+			} `json:"subscription"`
+		}
+		if err := json.Unmarshal(body, &doc); err != nil {
+			t.Errorf("document: %v", err)
+		}
+		obj := ""
+		if doc.Customer != nil {
+			obj = doc.Customer.CustomerID
+		}
+		if doc.Subscription != nil {
+			obj = doc.Subscription.SubscriptionID
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		s := seen{key: r.Header.Get("Idempotency-Key"), kind: doc.Kind, object: obj, status: http.StatusOK}
+		if !failed {
+			failed = true
+			s.status = http.StatusInternalServerError
+		}
+		got = append(got, s)
+		w.WriteHeader(s.status)
+	}))
+	defer recv.Close()
+	e := newEnv(t, map[string]string{
+		"CRM_PROVIDER":       "webhook",
+		"CRM_WEBHOOK_URL":    recv.URL + "/crm",
+		"CRM_WEBHOOK_SECRET": whsecret,
+	})
+	e.start(nil)
+	js, _ := journeys(t, "wh")
+	j := js[0]
+	e.publish(j.Events[0])
+	e.waitProcessed(1, 20*time.Second)
+	e.publish(j.Events[1:3]...)
+	e.waitProcessed(3, 20*time.Second)
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) < 2 || got[0].status != 500 || got[1].status != 200 {
+		t.Fatalf("deliveries %+v; want a 500 then a 200", got)
+	}
+	if got[0].key == "" || got[0].key != got[1].key || got[0].object != got[1].object {
+		t.Fatalf("retry changed the Idempotency-Key: %q then %q", got[0].key, got[1].key)
+	}
+	keys := map[string]bool{}
+	kinds := map[string]int{}
+	for _, s := range got[1:] {
+		if keys[s.key] {
+			t.Errorf("key %s delivered successfully twice", s.key)
+		}
+		keys[s.key] = true
+		kinds[s.kind]++
+	}
+	if kinds["customer"] == 0 || kinds["subscription"] != 1 {
+		t.Errorf("documents by kind %v; want customer changes and one subscription", kinds)
+	}
+}
+
+// verifyIndependently is a receiver written from the documented scheme
+// alone: t and v1 from the header, HMAC-SHA256 over t + "." + body.
+func verifyIndependently(secret, header string, body []byte, now time.Time) error {
+	var ts string
+	var sigs []string
+	for _, part := range strings.Split(header, ",") {
+		k, v, _ := strings.Cut(part, "=")
+		switch k {
+		case "t":
+			ts = v
+		case "v1":
+			sigs = append(sigs, v)
+		}
+	}
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return fmt.Errorf("no timestamp in %q", header)
+	}
+	if d := now.Sub(time.Unix(sec, 0)); d > 5*time.Minute || d < -5*time.Minute {
+		return errors.New("timestamp outside tolerance")
+	}
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(ts + "."))
+	m.Write(body)
+	want := m.Sum(nil)
+	for _, s := range sigs {
+		if b, err := hex.DecodeString(s); err == nil && hmac.Equal(b, want) {
+			return nil
+		}
+	}
+	return errors.New("no matching v1")
+}
+
+
+func mustURL(path string) *url.URL { return &url.URL{Path: path} }
