@@ -371,5 +371,4 @@ func verifyIndependently(secret, header string, body []byte, now time.Time) erro
 	return errors.New("no matching v1")
 }
 
-
 func mustURL(path string) *url.URL { return &url.URL{Path: path} }
