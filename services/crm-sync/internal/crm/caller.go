@@ -111,17 +111,24 @@ type Caller struct {
 
 	mu          sync.Mutex
 	pausedUntil time.Time
+	// sent holds the admission times of the last Limit requests: the hard
+	// sliding-window cap behind the token bucket.
+	sent   []time.Time
+	margin time.Duration
 }
 
 // NewCaller builds the caller.
 //
 // The bucket holds Limit/10 tokens (at least 1) and refills at
-// (Limit - burst - 1) per Window, so that no interval of length Window ever
-// sees more than Limit requests leave, a full burst included, with one
-// request of slack for timing jitter between here and the vendor's clock.
-// HubSpot counts its limits over a rolling window, so a plain
-// Limit-per-Window rate with a Limit-sized burst could reach twice the
-// limit in one window.
+// (Limit - burst - 1) per Window, so that no interval of length Window
+// sees more than Limit requests leave, a full burst included. HubSpot
+// counts its limits over a rolling window, so a plain Limit-per-Window rate
+// with a Limit-sized burst could reach twice the limit in one window.
+// Behind the bucket a sliding-window log of the last Limit admissions is
+// the hard cap: a request is let through only once the Limit-th request
+// before it is more than Window (plus a 2% margin) old, measured when it
+// actually leaves, so a worker that was descheduled after its token came
+// due cannot bunch up with the next ones.
 func NewCaller(cfg CallerConfig) *Caller {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
@@ -155,6 +162,8 @@ func NewCaller(cfg CallerConfig) *Caller {
 		client:  &http.Client{Timeout: cfg.Timeout, Transport: otelhttp.NewTransport(base, topts...)},
 		limiter: rate.NewLimiter(per, burst),
 		metrics: cfg.Metrics,
+		sent:    make([]time.Time, 0, cfg.Limit),
+		margin:  max(cfg.Window/50, 10*time.Millisecond),
 	}
 }
 
@@ -267,14 +276,39 @@ func (c *Caller) wait(ctx context.Context) error {
 		return bus.RetryAfter(fmt.Errorf("%s: %w", c.cfg.Vendor, ErrDeferred), c.cfg.Window)
 	}
 	d := r.DelayFrom(now)
-	if d == 0 {
-		return nil
+	if d > 0 {
+		if err := c.sleep(ctx, now, d, "rate budget"); err != nil {
+			r.CancelAt(time.Now())
+			return err
+		}
 	}
-	if err := c.sleep(ctx, now, d, "rate budget"); err != nil {
-		r.CancelAt(time.Now())
-		return err
+	return c.admit(ctx)
+}
+
+// admit waits until a request may leave without putting more than Limit
+// requests in any window, and records it.
+func (c *Caller) admit(ctx context.Context) error {
+	for {
+		c.mu.Lock()
+		now := time.Now()
+		var d time.Duration
+		if len(c.sent) == c.cfg.Limit {
+			d = c.sent[0].Add(c.cfg.Window + c.margin).Sub(now)
+		}
+		if d <= 0 {
+			if len(c.sent) == c.cfg.Limit {
+				copy(c.sent, c.sent[1:])
+				c.sent = c.sent[:len(c.sent)-1]
+			}
+			c.sent = append(c.sent, now)
+			c.mu.Unlock()
+			return nil
+		}
+		c.mu.Unlock()
+		if err := c.sleep(ctx, now, d, "rate window"); err != nil {
+			return err
+		}
 	}
-	return nil
 }
 
 func (c *Caller) sleep(ctx context.Context, now time.Time, d time.Duration, why string) error {
