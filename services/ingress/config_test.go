@@ -1,0 +1,83 @@
+package ingress_test
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/launchready/launchready/pkg/config"
+	"github.com/launchready/launchready/services/ingress"
+)
+
+func TestConfigFromEnvDefaults(t *testing.T) {
+	cfg, err := ingress.ConfigFromEnv(config.Map(map[string]string{"STRIPE_WEBHOOK_SECRET": "whsec_one"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Addr != ":8080" || cfg.MaxBody != 1<<20 || cfg.Tolerance != 300*time.Second || cfg.PublishTimeout != 5*time.Second || cfg.Livemode != "" {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+	if cfg.NATSURL != "nats://127.0.0.1:4222" {
+		t.Fatalf("NATS_URL default %q", cfg.NATSURL)
+	}
+}
+
+func TestConfigFromEnvReadsEverything(t *testing.T) {
+	cfg, err := ingress.ConfigFromEnv(config.Map(map[string]string{
+		"INGRESS_ADDR":          "0.0.0.0:9000",
+		"NATS_URL":              "nats://nats:4222",
+		"STRIPE_WEBHOOK_SECRET": " whsec_one , whsec_two ,",
+		"STRIPE_LIVEMODE":       "test",
+		"WEBHOOK_MAX_BODY":      "2048",
+		"WEBHOOK_TOLERANCE":     "1m",
+		"PUBLISH_TIMEOUT":       "250ms",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Secrets) != 2 || cfg.Secrets[0].Reveal() != "whsec_one" || cfg.Secrets[1].Reveal() != "whsec_two" {
+		t.Fatalf("secrets: %d", len(cfg.Secrets))
+	}
+	if cfg.Addr != "0.0.0.0:9000" || cfg.NATSURL != "nats://nats:4222" || cfg.Livemode != "test" ||
+		cfg.MaxBody != 2048 || cfg.Tolerance != time.Minute || cfg.PublishTimeout != 250*time.Millisecond {
+		t.Fatalf("config: %+v", cfg)
+	}
+}
+
+func TestConfigFromEnvReportsEveryProblem(t *testing.T) {
+	_, err := ingress.ConfigFromEnv(config.Map(map[string]string{
+		"STRIPE_LIVEMODE":   "prod",
+		"WEBHOOK_MAX_BODY":  "-1",
+		"WEBHOOK_TOLERANCE": "soon",
+		"PUBLISH_TIMEOUT":   "0s",
+	}))
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	for _, want := range []string{"STRIPE_WEBHOOK_SECRET", "STRIPE_LIVEMODE", "WEBHOOK_MAX_BODY", "WEBHOOK_TOLERANCE", "PUBLISH_TIMEOUT"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+}
+
+func TestConfigLogsNoSecret(t *testing.T) {
+	secret := newSecret(t)
+	cfg, err := ingress.ConfigFromEnv(config.Map(map[string]string{
+		"STRIPE_WEBHOOK_SECRET": secret,
+		"NATS_URL":              "nats://user:hunter2hunter2@nats:4222",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("start", "config", cfg)
+	if strings.Contains(buf.String(), secret) || strings.Contains(buf.String(), "hunter2hunter2") {
+		t.Fatalf("log line carries a secret: %s", buf.String())
+	}
+	if !strings.Contains(buf.String(), secret[len(secret)-4:]) {
+		t.Fatalf("log line should keep the masked tail to tell secrets apart: %s", buf.String())
+	}
+}

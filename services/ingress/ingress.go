@@ -1,0 +1,290 @@
+// Package ingress is the Stripe webhook receiver as a library: it verifies
+// each delivery, publishes it to JetStream with the event id as Nats-Msg-Id,
+// and answers 2xx only after the PubAck, so every event Stripe sees accepted
+// is stored and every other one is retried by Stripe.
+//
+// Ingress is stateless: no database, nothing on disk. Run it as many times
+// as needed behind a load balancer; JetStream's duplicate window makes
+// concurrent deliveries of one event land once.
+package ingress
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/pkg/config"
+	"github.com/launchready/launchready/pkg/httpserver"
+	"github.com/launchready/launchready/pkg/logging"
+	"github.com/launchready/launchready/pkg/telemetry"
+	"github.com/launchready/launchready/services/ingress/internal/webhook"
+)
+
+// ServiceName names the service in logs, traces and the NATS connection.
+const ServiceName = "ingress"
+
+// Config is everything Run needs.
+type Config struct {
+	// Addr is INGRESS_ADDR: the webhook endpoint, /healthz, /readyz and
+	// /metrics all listen here.
+	Addr string
+	// NATSURL is NATS_URL.
+	NATSURL string
+	// Secrets is STRIPE_WEBHOOK_SECRET, one secret or a comma list.
+	Secrets []config.Secret
+	// Livemode is STRIPE_LIVEMODE: "live" or "test" accepts only that mode,
+	// "" both.
+	Livemode string
+	// MaxBody is WEBHOOK_MAX_BODY in bytes.
+	MaxBody int64
+	// Tolerance is WEBHOOK_TOLERANCE, for old and future timestamps alike.
+	Tolerance time.Duration
+	// PublishTimeout is PUBLISH_TIMEOUT: how long a request waits for a
+	// PubAck before answering 503.
+	PublishTimeout time.Duration
+	// Streams is how BILLING_EVENTS and friends are provisioned at start.
+	Streams bus.StreamConfig
+	// Telemetry says where spans go.
+	Telemetry telemetry.Config
+
+	// ConnectTimeout bounds the wait for NATS at start; zero means 30 s.
+	// Past it Run fails, so a broker that never comes up shows as a crash
+	// loop rather than a process that silently never listens.
+	ConnectTimeout time.Duration
+	// ShutdownGrace bounds how long requests in flight may take to finish
+	// after shutdown starts. Zero means PublishTimeout plus ten seconds,
+	// which lets every publish already started reach its PubAck or its
+	// timeout.
+	ShutdownGrace time.Duration
+	// Logger receives the service's logs; nil discards them.
+	Logger *slog.Logger
+	// Ready, when set, is called once with {"http": bound address}.
+	Ready func(addrs map[string]string)
+	// Registry receives the service's metrics; nil means a fresh one.
+	Registry *prometheus.Registry
+}
+
+// Defaults for the environment variables.
+const (
+	DefaultAddr           = ":8080"
+	DefaultMaxBody        = 1 << 20
+	DefaultTolerance      = 300 * time.Second
+	DefaultPublishTimeout = 5 * time.Second
+)
+
+// ConfigFromEnv reads INGRESS_ADDR, NATS_URL, STRIPE_WEBHOOK_SECRET,
+// STRIPE_LIVEMODE, WEBHOOK_MAX_BODY, WEBHOOK_TOLERANCE, PUBLISH_TIMEOUT, the
+// NATS_* stream settings and the OTEL_* variables.
+func ConfigFromEnv(getenv config.Getenv) (Config, error) {
+	e := config.New(getenv)
+	cfg := Config{
+		Addr:           e.String("INGRESS_ADDR", DefaultAddr),
+		NATSURL:        e.String("NATS_URL", "nats://127.0.0.1:4222"),
+		Livemode:       e.OneOf("STRIPE_LIVEMODE", "", "", "live", "test"),
+		MaxBody:        e.Int64("WEBHOOK_MAX_BODY", DefaultMaxBody),
+		Tolerance:      e.Duration("WEBHOOK_TOLERANCE", DefaultTolerance),
+		PublishTimeout: e.Duration("PUBLISH_TIMEOUT", DefaultPublishTimeout),
+		Streams:        bus.StreamConfigFromEnv(e),
+		Telemetry:      telemetry.ConfigFromEnv(e, ServiceName),
+	}
+	for _, s := range e.List("STRIPE_WEBHOOK_SECRET") {
+		cfg.Secrets = append(cfg.Secrets, config.Secret(s))
+	}
+	if len(cfg.Secrets) == 0 {
+		e.Fail("STRIPE_WEBHOOK_SECRET is required (one signing secret or a comma-separated list)")
+	}
+	if cfg.MaxBody <= 0 {
+		e.Fail("WEBHOOK_MAX_BODY: must be positive, got %d", cfg.MaxBody)
+	}
+	if cfg.Tolerance <= 0 {
+		e.Fail("WEBHOOK_TOLERANCE: must be positive, got %s", cfg.Tolerance)
+	}
+	if cfg.PublishTimeout <= 0 {
+		e.Fail("PUBLISH_TIMEOUT: must be positive, got %s", cfg.PublishTimeout)
+	}
+	if err := e.Err(); err != nil {
+		return Config{}, fmt.Errorf("ingress config: %w", err)
+	}
+	return cfg, nil
+}
+
+// LogValue logs the settings with every secret masked.
+func (c Config) LogValue() slog.Value {
+	masked := make([]string, len(c.Secrets))
+	for i, s := range c.Secrets {
+		masked[i] = s.String()
+	}
+	return slog.GroupValue(
+		slog.String("addr", c.Addr),
+		slog.String("nats_url", config.MaskURL(c.NATSURL)),
+		slog.Any("webhook_secrets", masked),
+		slog.String("livemode", c.Livemode),
+		slog.Int64("max_body", c.MaxBody),
+		slog.Duration("tolerance", c.Tolerance),
+		slog.Duration("publish_timeout", c.PublishTimeout),
+		slog.String("otel_endpoint", c.Telemetry.Endpoint),
+	)
+}
+
+// Run serves until ctx is done, then stops accepting connections, lets the
+// requests in flight finish (their publishes reach a PubAck or a 503), and
+// drains the NATS connection.
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	if log == nil {
+		log = logging.Discard()
+	}
+	reg := cfg.Registry
+	if reg == nil {
+		reg = httpserver.NewRegistry()
+	}
+	grace := cfg.ShutdownGrace
+	if grace <= 0 {
+		grace = cfg.PublishTimeout + 10*time.Second
+	}
+	log.Info("ingress starting", "config", cfg)
+
+	// Tracing.
+	telCfg := cfg.Telemetry
+	if telCfg.Registerer == nil {
+		telCfg.Registerer = reg
+	}
+	tel, err := telemetry.Setup(ctx, telCfg)
+	if err != nil {
+		return fmt.Errorf("ingress: %w", err)
+	}
+	defer shutdownTelemetry(ctx, tel, log)
+
+	// JetStream.
+	connectTimeout := cfg.ConnectTimeout
+	if connectTimeout <= 0 {
+		connectTimeout = 30 * time.Second
+	}
+	cctx, cancelConnect := context.WithTimeout(ctx, connectTimeout)
+	nc, js, err := bus.Connect(cctx, cfg.NATSURL, ServiceName, log)
+	if err == nil {
+		defer nc.Close()
+		err = bus.EnsureStreams(cctx, js, cfg.Streams)
+	}
+	cancelConnect()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting: not a failure
+		}
+		return fmt.Errorf("ingress: %w", err)
+	}
+	natsClosed := closedSignal(nc)
+
+	// HTTP.
+	metrics, err := webhook.NewMetrics(reg)
+	if err != nil {
+		return fmt.Errorf("ingress metrics: %w", err)
+	}
+	secrets := make([]string, len(cfg.Secrets))
+	for i, s := range cfg.Secrets {
+		secrets[i] = s.Reveal()
+	}
+	hook := webhook.New(webhook.Config{
+		Secrets:        secrets,
+		Tolerance:      cfg.Tolerance,
+		MaxBody:        cfg.MaxBody,
+		Livemode:       cfg.Livemode,
+		PublishTimeout: cfg.PublishTimeout,
+		RetryAfter:     cfg.PublishTimeout,
+	}, bus.NewPublisher(js, tel.TracerProvider(), bus.WithPublisherRegistry(reg)), metrics, log, tel.Tracer(ServiceName))
+
+	mux := http.NewServeMux()
+	// Only the webhook route is traced: probes and scrapes would bury the
+	// spans that matter.
+	mux.Handle(webhook.Path, tel.HTTPHandler(hook, "POST "+webhook.Path))
+	ready := newReadiness(nc, js)
+	httpserver.Ops(mux, reg, map[string]httpserver.Check{"nats": ready.check})
+	mux.HandleFunc("/", notFound)
+
+	ln, err := httpserver.Listen(cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("ingress: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		// A body of MaxBody on a slow link, then the publish.
+		ReadTimeout:    30 * time.Second,
+		WriteTimeout:   30*time.Second + cfg.PublishTimeout,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	addr := ln.Addr().String()
+	log.Info("ingress listening", "http", addr, "path", webhook.Path)
+	if cfg.Ready != nil {
+		cfg.Ready(map[string]string{"http": addr})
+	}
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("ingress http serve: %w", err)
+	case <-ctx.Done():
+	}
+
+	// Shutdown: stop accepting, finish requests in flight, then let NATS
+	// flush. Every request that got a 200 had its PubAck already; waiting
+	// here is what keeps a request that is mid-publish from being cut.
+	log.Info("ingress shutting down", "grace", grace)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+	defer cancel()
+	var errs []error
+	if err := srv.Shutdown(sctx); err != nil {
+		errs = append(errs, fmt.Errorf("ingress http shutdown: %w", err))
+	}
+	if err := nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		errs = append(errs, fmt.Errorf("ingress nats drain: %w", err))
+	}
+	select {
+	case <-natsClosed:
+	case <-sctx.Done():
+		errs = append(errs, errors.New("ingress nats drain: not finished within the grace period"))
+	}
+	log.Info("ingress stopped")
+	return errors.Join(errs...)
+}
+
+// closedSignal returns a channel closed when nc closes, keeping whatever
+// closed handler the connection already had.
+func closedSignal(nc *nats.Conn) <-chan struct{} {
+	done := make(chan struct{})
+	prev := nc.ClosedHandler()
+	nc.SetClosedHandler(func(c *nats.Conn) {
+		if prev != nil {
+			prev(c)
+		}
+		close(done)
+	})
+	return done
+}
+
+func shutdownTelemetry(ctx context.Context, tel *telemetry.Provider, log *slog.Logger) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := tel.Shutdown(sctx); err != nil {
+		log.Warn("telemetry shutdown", "error", err)
+	}
+}
+
+var notFoundBody = []byte(`{"error":"not found: Stripe webhooks go to POST ` + webhook.Path + `"}` + "\n")
+
+func notFound(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusNotFound)
+	_, _ = w.Write(notFoundBody)
+}
