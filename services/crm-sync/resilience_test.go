@@ -76,7 +76,7 @@ func TestRateLimitStorm(t *testing.T) {
 		"CRM_RATE_WINDOW":      "1s",
 		"CONSUMER_CONCURRENCY": "6",
 	})
-	e.fake.Inject(hubspotfake.Fault{Status: http.StatusTooManyRequests, RetryAfter: "1", Count: 12})
+	e.fake.Inject(hubspotfake.Fault{Status: http.StatusTooManyRequests, RetryAfter: "1", Count: 8})
 	in := e.start(nil)
 	js, all := journeys(t, "storm")
 	e.publish(all...)
@@ -99,16 +99,16 @@ func TestRateLimitStorm(t *testing.T) {
 			after = r.At
 		}
 	}
-	if n429 != 12 {
-		t.Errorf("the fake answered 429 %d times, want 12", n429)
+	if n429 != 8 {
+		t.Errorf("the fake answered 429 %d times, want 8", n429)
 	}
 	// Retry-After: 1 pauses every worker: the first request answered
 	// after the first 429 came at least a second later.
 	if gap := after.Sub(first429); gap < 900*time.Millisecond {
 		t.Errorf("first successful call %s after the first 429; Retry-After asked for 1s", gap)
 	}
-	if v := metricValue(t, in.reg, "lr_crm_calls_total", map[string]string{"outcome": "rate_limited"}); v != 12 {
-		t.Errorf("lr_crm_calls_total rate_limited = %v, want 12", v)
+	if v := metricValue(t, in.reg, "lr_crm_calls_total", map[string]string{"outcome": "rate_limited"}); v != 8 {
+		t.Errorf("lr_crm_calls_total rate_limited = %v, want 8", v)
 	}
 	if dl := e.deadLetters(); len(dl) != 0 {
 		t.Fatalf("dead letters after the storm: %d", len(dl))
@@ -270,6 +270,12 @@ func TestWebhookProviderSignsAndKeepsIdempotencyKey(t *testing.T) {
 			t.Errorf("receiver refused a request: %v", err)
 			w.WriteHeader(http.StatusUnauthorized)
 			return
+		}
+		if err := VerifyWebhook(whsecret, r.Header.Get("Launchready-Signature"), body, 0, time.Now()); err != nil {
+			t.Errorf("VerifyWebhook: %v", err)
+		}
+		if err := VerifyWebhook(whsecret, r.Header.Get("Launchready-Signature"), append(body, ' '), 0, time.Now()); err == nil {
+			t.Error("VerifyWebhook accepted a changed body")
 		}
 		var doc struct {
 			Kind     string `json:"kind"`
