@@ -135,6 +135,7 @@ func TestConfigValidatesRulesFile(t *testing.T) {
 // The dev default (log providers) needs no vendor and still records
 // tickets and alerts, so `launchready dev` shows the whole flow.
 func TestLogProvidersRecordTicketsAndAlerts(t *testing.T) {
+	t.Parallel()
 	b := setup(t, map[string]string{"SUPPORT_PROVIDER": "log", "ALERT_PROVIDER": "log"}, nil)
 	ev := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, time.Now())
 	b.publish(t, ev)

@@ -37,7 +37,8 @@
 // crash during a comment may add that comment twice.
 //
 // Alerts: deduplicated by event id in support.alerts_sent, checked before
-// sending and recorded after Slack answers 2xx. Slack incoming webhooks
+// sending and recorded after Slack answers 2xx, under an advisory lock on
+// the event id so concurrent deliveries of one event send once. Slack incoming webhooks
 // have no idempotency key, so a crash (or a database outage outlasting the
 // record's retries) after Slack accepted and before the record commits
 // sends that alert once more on redelivery. This duplicate is an accepted

@@ -56,6 +56,7 @@ const (
 	DefaultAlertSLO       = 2 * time.Minute
 	DefaultZendeskTimeout = 30 * time.Second
 	DefaultSlackTimeout   = 10 * time.Second
+	DefaultMaxEventAge    = 96 * time.Hour
 )
 
 // Config is everything Run needs.
@@ -89,6 +90,13 @@ type Config struct {
 	Rules     *rules.Set
 	// AlertSLO is ALERT_SLO.
 	AlertSLO time.Duration
+	// MaxEventAge is SUPPORT_MAX_EVENT_AGE: events older than this open no
+	// ticket and send no alert (0 disables the limit). The stream keeps a
+	// month of history and a new durable starts from its beginning; this
+	// keeps a first deployment from paging for last month. The default,
+	// four days, outlasts Stripe's three days of webhook retries, so an
+	// event Stripe re-sends after an outage still alerts (marked late).
+	MaxEventAge time.Duration
 
 	// ZendeskTimeout and SlackTimeout bound one vendor call; zero means
 	// 30 s and 10 s.
@@ -112,7 +120,7 @@ var subdomainRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
 // ConfigFromEnv reads HTTP_ADDR, NATS_URL, DATABASE_URL, the NATS_* stream
 // and CONSUMER_* settings, OTEL_*, SUPPORT_PROVIDER, ALERT_PROVIDER,
 // ZENDESK_SUBDOMAIN, ZENDESK_EMAIL, ZENDESK_API_TOKEN, ZENDESK_BASE_URL,
-// SLACK_WEBHOOK_URL, SUPPORT_RULES_FILE and ALERT_SLO. It loads and
+// SLACK_WEBHOOK_URL, SUPPORT_RULES_FILE, ALERT_SLO and SUPPORT_MAX_EVENT_AGE. It loads and
 // validates the rules file, so a bad file fails the start.
 func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	e := config.New(getenv)
@@ -129,6 +137,7 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 		SlackWebhookURL: e.Secret("SLACK_WEBHOOK_URL"),
 		RulesFile:       e.String("SUPPORT_RULES_FILE", ""),
 		AlertSLO:        e.Duration("ALERT_SLO", DefaultAlertSLO),
+		MaxEventAge:     e.Duration("SUPPORT_MAX_EVENT_AGE", DefaultMaxEventAge),
 	}
 	cfg.Zendesk = zendesk.Config{
 		BaseURL:  e.String("ZENDESK_BASE_URL", ""),
@@ -164,6 +173,9 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 			e.Fail("SLACK_WEBHOOK_URL: not an http(s) URL")
 		}
 	}
+	if cfg.MaxEventAge < 0 {
+		e.Fail("SUPPORT_MAX_EVENT_AGE: must not be negative, got %s", cfg.MaxEventAge)
+	}
 	if cfg.AlertSLO <= 0 {
 		e.Fail("ALERT_SLO: must be positive, got %s", cfg.AlertSLO)
 	}
@@ -196,6 +208,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("slack_webhook_url", maskWebhook(c.SlackWebhookURL)),
 		slog.String("rules", rulesFrom),
 		slog.Duration("alert_slo", c.AlertSLO),
+		slog.Duration("max_event_age", c.MaxEventAge),
 		slog.Int("ticket_concurrency", c.Tickets.Concurrency),
 		slog.Int("alert_concurrency", c.Alerts.Concurrency),
 		slog.String("otel_endpoint", c.Telemetry.Endpoint),
@@ -346,8 +359,8 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	// ---- Consumers: one per action, so neither waits for the other.
-	ticketHandler := &tickets.Handler{Consumer: TicketsDurable, Pool: p, Rules: set, Desk: desk, Metrics: m, Log: log}
-	alertHandler := &alerts.Handler{Pool: p, Rules: set, Channel: channel, Metrics: m, Log: log, SLO: slo}
+	ticketHandler := &tickets.Handler{Consumer: TicketsDurable, Pool: p, Rules: set, Desk: desk, Metrics: m, Log: log, MaxAge: cfg.MaxEventAge}
+	alertHandler := &alerts.Handler{Pool: p, Rules: set, Channel: channel, Metrics: m, Log: log, SLO: slo, MaxAge: cfg.MaxEventAge}
 	opts := bus.ConsumerOptions{Logger: log, TracerProvider: tel.TracerProvider(), Registry: reg}
 	consumers := []*bus.Consumer{
 		bus.NewConsumer(js, cfg.Tickets, ticketHandler.Handle, opts),

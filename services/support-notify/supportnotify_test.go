@@ -181,6 +181,7 @@ func alerts(n int) func([]fakes.SlackMessage) bool {
 }
 
 func TestFailedPaymentGivesOneTicketAndOneTimelyAlert(t *testing.T) {
+	t.Parallel()
 	b := setup(t, nil, nil)
 	c := fakes.NewCustomer()
 	// A realistic event: Stripe created it a moment before it reached us.
@@ -224,6 +225,7 @@ func TestFailedPaymentGivesOneTicketAndOneTimelyAlert(t *testing.T) {
 }
 
 func TestSuccessfulPurchaseCreatesNothing(t *testing.T) {
+	t.Parallel()
 	b := setup(t, nil, nil)
 	c := fakes.NewCustomer()
 	in := fakes.ID("in")
@@ -236,6 +238,7 @@ func TestSuccessfulPurchaseCreatesNothing(t *testing.T) {
 }
 
 func TestDuplicateDeliveryGivesNoSecondTicketOrAlert(t *testing.T) {
+	t.Parallel()
 	b := setup(t, nil, nil)
 	ev := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, time.Now())
 	b.publish(t, ev)
@@ -266,6 +269,7 @@ func TestDuplicateDeliveryGivesNoSecondTicketOrAlert(t *testing.T) {
 // lost, as in a crash right after the call): nothing commits, the event is
 // redelivered, and the Idempotency-Key returns the first ticket.
 func TestLostZendeskAnswerDoesNotOpenASecondTicket(t *testing.T) {
+	t.Parallel()
 	b := setup(t, nil, func(c *supportnotify.Config) { c.ZendeskTimeout = 500 * time.Millisecond })
 	b.zendesk.LoseNextAnswers(1)
 	ev := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, time.Now())
@@ -282,6 +286,7 @@ func TestLostZendeskAnswerDoesNotOpenASecondTicket(t *testing.T) {
 }
 
 func TestFailedThenPaidResolvesTheTicket(t *testing.T) {
+	t.Parallel()
 	b := setup(t, nil, nil)
 	c := fakes.NewCustomer()
 	in := fakes.ID("in")
@@ -307,6 +312,7 @@ func TestFailedThenPaidResolvesTheTicket(t *testing.T) {
 // Zendesk takes 10 s per call. Alerts run on their own consumer, so they
 // go out at once even with every ticket worker busy.
 func TestSlowZendeskDoesNotDelayAlerts(t *testing.T) {
+	t.Parallel()
 	b := setup(t, map[string]string{"CONSUMER_CONCURRENCY": "2"}, nil)
 	b.zendesk.Hang(10 * time.Second)
 	start := time.Now()
@@ -333,6 +339,7 @@ func TestSlowZendeskDoesNotDelayAlerts(t *testing.T) {
 }
 
 func TestDisputeOpensUrgentTicketWithAmountAndReason(t *testing.T) {
+	t.Parallel()
 	b := setup(t, nil, nil)
 	ev := fakes.NewCustomer().Dispute(15_000, "product_not_received", time.Now())
 	b.publish(t, ev)
@@ -352,6 +359,7 @@ func TestDisputeOpensUrgentTicketWithAmountAndReason(t *testing.T) {
 }
 
 func TestSlackRateLimitHonoursRetryAfter(t *testing.T) {
+	t.Parallel()
 	b := setup(t, nil, nil)
 	b.slack.RateLimitNext(1, "1")
 	start := time.Now()
@@ -368,6 +376,7 @@ func TestSlackRateLimitHonoursRetryAfter(t *testing.T) {
 }
 
 func TestRejectedTicketDeadLettersAndAlertStillGoes(t *testing.T) {
+	t.Parallel()
 	b := setup(t, nil, nil)
 	b.zendesk.FailNext(http.StatusUnprocessableEntity)
 	ev := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, time.Now())
@@ -390,6 +399,7 @@ func TestRejectedTicketDeadLettersAndAlertStillGoes(t *testing.T) {
 }
 
 func TestOpsEndpoints(t *testing.T) {
+	t.Parallel()
 	b := setup(t, nil, nil)
 	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready", "/metrics": "lr_alert_latency_seconds"} {
 		resp, err := http.Get("http://" + b.ops + path)
@@ -405,6 +415,7 @@ func TestOpsEndpoints(t *testing.T) {
 }
 
 func TestRunFailsFastOnBadDatabaseURL(t *testing.T) {
+	t.Parallel()
 	cfg, err := supportnotify.ConfigFromEnv(config.Map(map[string]string{"DATABASE_URL": "postgres://%zz", "HTTP_ADDR": "127.0.0.1:0"}))
 	if err != nil {
 		t.Fatal(err)
@@ -420,6 +431,7 @@ func TestRunFailsFastOnBadDatabaseURL(t *testing.T) {
 // are years old and share sample ids, so each gets a fresh event id and a
 // recent created time; everything else is Stripe's own JSON.
 func TestRealStripePayloads(t *testing.T) {
+	t.Parallel()
 	b := setup(t, nil, nil)
 	load := func(name string) *billingv1.BillingEvent {
 		raw, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "fixtures", "stripe", name))

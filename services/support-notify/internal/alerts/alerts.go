@@ -41,6 +41,10 @@ type Handler struct {
 	Log     *slog.Logger
 	// SLO is the promise: alerts accepted within SLO of the event.
 	SLO time.Duration
+	// MaxAge skips events older than this (0: never), so that a new
+	// durable reading a month of stream history does not page anyone for
+	// it. Replays of dead letters are always handled.
+	MaxAge time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -63,7 +67,23 @@ func (h *Handler) Handle(ctx context.Context, d *bus.Delivery) error {
 	}
 	log := h.Log.With("event_id", ev.GetEventId(), "event_type", ev.GetType(), "customer_id", ev.GetCustomerId(),
 		"subscription_id", ev.GetSubscriptionId(), "delivery", d.Delivered, "action", "alert")
-	sent, err := store.AlertSent(ctx, h.Pool, ev.GetEventId())
+	created := ev.GetCreated().AsTime()
+	age := h.now().Sub(created)
+	if h.MaxAge > 0 && age > h.MaxAge && !d.Replay {
+		log.WarnContext(ctx, "event too old to alert on", "outcome", "too_old", "age", age.Round(time.Second).String())
+		return nil
+	}
+	conn, err := h.Pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("alert for %s: %w", ev.GetEventId(), err)
+	}
+	defer conn.Release()
+	unlock, err := store.LockAlert(ctx, conn, ev.GetEventId())
+	if err != nil {
+		return fmt.Errorf("alert for %s: %w", ev.GetEventId(), err)
+	}
+	defer unlock()
+	sent, err := store.AlertSent(ctx, conn, ev.GetEventId())
 	if err != nil {
 		return fmt.Errorf("alert for %s: %w", ev.GetEventId(), err)
 	}
@@ -71,8 +91,7 @@ func (h *Handler) Handle(ctx context.Context, d *bus.Delivery) error {
 		log.InfoContext(ctx, "alert already sent", "outcome", "duplicate")
 		return nil
 	}
-	created := ev.GetCreated().AsTime()
-	age := h.now().Sub(created)
+	age = h.now().Sub(created)
 	late := render.Lateness{Late: age > h.SLO, Age: age, SLO: h.SLO}
 	if err := h.Channel.Send(ctx, render.Alert(ev, late)); err != nil {
 		log.WarnContext(ctx, "alert not accepted", "outcome", "error", "error", bus.Redact(err.Error()))

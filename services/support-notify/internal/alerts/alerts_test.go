@@ -63,6 +63,7 @@ func (b *bundle) handle(ev *billingv1.BillingEvent) error {
 }
 
 func TestAlertSentOnceAndMeasured(t *testing.T) {
+	t.Parallel()
 	b := setup(t)
 	ev := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, b.now.Add(-5*time.Second))
 	if err := b.handle(ev); err != nil {
@@ -100,6 +101,7 @@ func TestAlertSentOnceAndMeasured(t *testing.T) {
 }
 
 func TestLateAlertStillSentAndCounted(t *testing.T) {
+	t.Parallel()
 	b := setup(t)
 	ev := fakes.NewCustomer().Dispute(5000, "fraudulent", b.now.Add(-3*time.Minute))
 	if err := b.handle(ev); err != nil {
@@ -115,6 +117,7 @@ func TestLateAlertStillSentAndCounted(t *testing.T) {
 }
 
 func TestNoAlertForEventsWithoutAlertRule(t *testing.T) {
+	t.Parallel()
 	b := setup(t)
 	c := fakes.NewCustomer()
 	for _, ev := range []*billingv1.BillingEvent{
@@ -132,6 +135,7 @@ func TestNoAlertForEventsWithoutAlertRule(t *testing.T) {
 }
 
 func TestSlackFailuresAreClassifiedAndNotRecorded(t *testing.T) {
+	t.Parallel()
 	b := setup(t)
 	ev := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, b.now)
 	b.slack.RateLimitNext(1, "2")
@@ -166,4 +170,54 @@ func histogramCount(t *testing.T, h prometheus.Histogram) uint64 {
 		t.Fatal(err)
 	}
 	return m.GetHistogram().GetSampleCount()
+}
+
+// A re-sent event and its original handled at the same time: the advisory
+// lock lets only one of them pass the dedupe check.
+func TestConcurrentDeliveriesOfOneEventSendOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.slack.Hang(300 * time.Millisecond)
+	ev := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, b.now)
+	errs := make(chan error, 3)
+	for range 3 {
+		go func() { errs <- b.handle(ev) }()
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := b.slack.Calls(); n != 1 {
+		t.Fatalf("want 1 webhook call, got %d", n)
+	}
+}
+
+// A new durable starts at the beginning of a month of stream history; old
+// events must not page anyone, unless an operator replays them.
+func TestEventsOlderThanMaxAgeAreSkippedUnlessReplayed(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.h.MaxAge = 96 * time.Hour
+	ev := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, b.now.Add(-10*24*time.Hour))
+	if err := b.handle(ev); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.slack.Calls(); n != 0 {
+		t.Fatalf("a 10-day-old event alerted")
+	}
+	if err := b.h.Handle(context.Background(), &bus.Delivery{Event: ev, Delivered: 1, Replay: true}); err != nil {
+		t.Fatal(err)
+	}
+	if msgs := b.slack.Messages(); len(msgs) != 1 || !strings.HasPrefix(msgs[0].Text, "LATE: ") {
+		t.Fatalf("a replayed old event should alert, marked late: %+v", msgs)
+	}
+	// Within the limit (Stripe retries for three days), late alerts still go.
+	ev2 := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, b.now.Add(-50*time.Hour))
+	if err := b.handle(ev2); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(b.slack.Messages()); n != 2 {
+		t.Fatalf("a 50-hour-old event should still alert (late); got %d messages", n)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/launchready/launchready/pkg/pg"
@@ -148,8 +149,30 @@ type SentAlert struct {
 	Late         bool
 }
 
+// DB is what the alert queries need: a pool or one acquired connection.
+type DB interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// LockAlert takes a session-level advisory lock on eventID's alert on conn,
+// so that two deliveries of one event (a re-sent event, a replay) cannot
+// both pass the dedupe check and both send. The returned function releases
+// it; a broken connection releases it too.
+func LockAlert(ctx context.Context, conn *pgxpool.Conn, eventID string) (func(), error) {
+	key := "support-notify:alert:" + eventID
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended($1, 7))`, key); err != nil {
+		return nil, fmt.Errorf("lock alert %s: %w", eventID, err)
+	}
+	return func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_, _ = conn.Exec(uctx, `SELECT pg_advisory_unlock(hashtextextended($1, 7))`, key)
+	}, nil
+}
+
 // AlertSent reports whether the alert for eventID was already accepted.
-func AlertSent(ctx context.Context, db *pgxpool.Pool, eventID string) (bool, error) {
+func AlertSent(ctx context.Context, db DB, eventID string) (bool, error) {
 	var ok bool
 	err := db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+q("alerts_sent")+` WHERE event_id = $1)`, eventID).Scan(&ok)
 	if err != nil {
@@ -160,7 +183,7 @@ func AlertSent(ctx context.Context, db *pgxpool.Pool, eventID string) (bool, err
 
 // RecordAlert records an accepted alert; a second record of the same event
 // is a no-op.
-func RecordAlert(ctx context.Context, db *pgxpool.Pool, a SentAlert) error {
+func RecordAlert(ctx context.Context, db DB, a SentAlert) error {
 	_, err := db.Exec(ctx, `INSERT INTO `+q("alerts_sent")+` (event_id, event_type, customer_id, event_created, sent_at, latency_seconds, late)
 		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING`,
 		a.EventID, a.EventType, a.CustomerID, a.EventCreated, a.SentAt, a.Latency.Seconds(), a.Late)

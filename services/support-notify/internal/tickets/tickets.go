@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -48,6 +49,11 @@ type Handler struct {
 	Desk     Desk
 	Metrics  *metrics.Metrics
 	Log      *slog.Logger
+	// MaxAge skips ticket actions for events older than this (0: never),
+	// so that a new durable reading a month of stream history does not
+	// open a month of tickets. Resolutions always apply, and replays of
+	// dead letters are always handled.
+	MaxAge time.Duration
 	// beforeCommit runs after the desk call, inside the transaction; tests
 	// use it to stage a crash between the Zendesk call and the commit.
 	beforeCommit func(ctx context.Context) error
@@ -67,6 +73,11 @@ func (h *Handler) Handle(ctx context.Context, d *bus.Delivery) error {
 	}
 	dec := h.Rules.Decide(ev)
 	if !dec.Ticket && !dec.Resolve {
+		return nil
+	}
+	if age := time.Since(ev.GetCreated().AsTime()); dec.Ticket && h.MaxAge > 0 && age > h.MaxAge && !d.Replay {
+		h.Log.WarnContext(ctx, "event too old to open a ticket for", "event_id", ev.GetEventId(), "customer_id", ev.GetCustomerId(),
+			"action", "ticket", "delivery", d.Delivered, "outcome", "too_old", "age", age.Round(time.Second).String())
 		return nil
 	}
 	primary, related := render.Keys(ev)

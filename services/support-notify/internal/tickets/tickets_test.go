@@ -85,6 +85,7 @@ func (b *bundle) ticketRows(t *testing.T) (open, solved int) {
 }
 
 func TestFailedPaymentOpensOneTicketOnce(t *testing.T) {
+	t.Parallel()
 	b := setup(t)
 	c := fakes.NewCustomer()
 	ev := c.InvoiceFailed(fakes.ID("in"), 1, time.Now().Add(-3*time.Second))
@@ -119,6 +120,7 @@ func TestFailedPaymentOpensOneTicketOnce(t *testing.T) {
 }
 
 func TestSuccessfulPurchaseOpensNothing(t *testing.T) {
+	t.Parallel()
 	b := setup(t)
 	c := fakes.NewCustomer()
 	b.mustHandle(t, c.CheckoutPaid(time.Now()))
@@ -132,6 +134,7 @@ func TestSuccessfulPurchaseOpensNothing(t *testing.T) {
 // transaction rolls back, the event comes again, and the repeated
 // Idempotency-Key gets the first ticket back instead of a second one.
 func TestCrashBetweenZendeskCallAndCommit(t *testing.T) {
+	t.Parallel()
 	b := setup(t)
 	crashed := false
 	b.h.beforeCommit = func(context.Context) error {
@@ -163,6 +166,7 @@ func TestCrashBetweenZendeskCallAndCommit(t *testing.T) {
 }
 
 func TestFailedThenPaidResolvesWithoutNewTicket(t *testing.T) {
+	t.Parallel()
 	b := setup(t)
 	c := fakes.NewCustomer()
 	in := fakes.ID("in")
@@ -197,6 +201,7 @@ func TestFailedThenPaidResolvesWithoutNewTicket(t *testing.T) {
 // Stripe does not order events: a failure delivered after the payment that
 // settled its invoice must not open a ticket.
 func TestFailureAfterItsResolutionOpensNothing(t *testing.T) {
+	t.Parallel()
 	b := setup(t)
 	c := fakes.NewCustomer()
 	in := fakes.ID("in")
@@ -209,6 +214,7 @@ func TestFailureAfterItsResolutionOpensNothing(t *testing.T) {
 }
 
 func TestDisputeTicketIsUrgent(t *testing.T) {
+	t.Parallel()
 	b := setup(t)
 	ev := fakes.NewCustomer().Dispute(12_050, "fraudulent", time.Now())
 	b.mustHandle(t, ev)
@@ -225,6 +231,7 @@ func TestDisputeTicketIsUrgent(t *testing.T) {
 }
 
 func TestCancellationAfterFailuresJoinsTheInvoiceTicket(t *testing.T) {
+	t.Parallel()
 	b := setup(t)
 	c := fakes.NewCustomer()
 	in := fakes.ID("in")
@@ -238,6 +245,7 @@ func TestCancellationAfterFailuresJoinsTheInvoiceTicket(t *testing.T) {
 }
 
 func TestClosedTicketGetsAFollowUp(t *testing.T) {
+	t.Parallel()
 	b := setup(t)
 	c := fakes.NewCustomer()
 	in := fakes.ID("in")
@@ -254,6 +262,7 @@ func TestClosedTicketGetsAFollowUp(t *testing.T) {
 }
 
 func TestZendeskFailuresAreClassified(t *testing.T) {
+	t.Parallel()
 	b := setup(t)
 	ev := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, time.Now())
 
@@ -287,6 +296,7 @@ func TestZendeskFailuresAreClassified(t *testing.T) {
 // Two failures of one invoice handled at once must still open one ticket:
 // the advisory lock serialises them.
 func TestConcurrentFailuresOfOneInvoiceOpenOneTicket(t *testing.T) {
+	t.Parallel()
 	b := setup(t)
 	c := fakes.NewCustomer()
 	in := fakes.ID("in")
@@ -304,5 +314,22 @@ func TestConcurrentFailuresOfOneInvoiceOpenOneTicket(t *testing.T) {
 	ts := b.desk.Tickets()
 	if len(ts) != 1 || len(ts[0].Comments) != 2 {
 		t.Fatalf("want 1 ticket with 2 comments, got %+v", ts)
+	}
+}
+
+func TestEventsOlderThanMaxAgeOpenNothingUnlessReplayed(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.h.MaxAge = 96 * time.Hour
+	ev := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, time.Now().Add(-10*24*time.Hour))
+	b.mustHandle(t, ev)
+	if n := len(b.desk.Tickets()); n != 0 {
+		t.Fatalf("a 10-day-old failure opened %d tickets", n)
+	}
+	if err := b.h.Handle(context.Background(), &bus.Delivery{Event: ev, Delivered: 1, Replay: true}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(b.desk.Tickets()); n != 1 {
+		t.Fatalf("a replayed old failure should open a ticket, got %d", n)
 	}
 }
