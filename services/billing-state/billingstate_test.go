@@ -1,0 +1,630 @@
+package billingstate
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/pkg/config"
+	"github.com/launchready/launchready/pkg/stripeevent"
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/services/billing-state/internal/journeytest"
+	"github.com/launchready/launchready/services/billing-state/internal/state"
+)
+
+var base = time.Date(2025, 5, 1, 8, 0, 0, 0, time.UTC)
+
+// TestJourneysAndFixturesThroughNATS runs every journey, shuffled with
+// duplicates, and every fixture envelope through ingress's publisher, the
+// stream and the service, and reads the results over gRPC.
+func TestJourneysAndFixturesThroughNATS(t *testing.T) {
+	h := start(t)
+	want := map[string]journeytest.Step{}
+	var evs []*billingv1.BillingEvent
+	for name, journey := range journeytest.Journeys {
+		jb := journeytest.New(t, "cus_nats"+strings.ReplaceAll(name, " ", ""), base)
+		steps := journey(jb)
+		want[jb.CustomerID] = steps[len(steps)-1]
+		evs = append(evs, journeytest.Events(steps)...)
+	}
+	r := rand.New(rand.NewSource(7))
+	for i := 0; i < 6; i++ {
+		evs = append(evs, evs[r.Intn(len(evs))])
+	}
+	r.Shuffle(len(evs), func(i, j int) { evs[i], evs[j] = evs[j], evs[i] })
+	h.publish(evs...)
+
+	// Every fixture envelope, normalised as ingress does.
+	dir := journeytest.FixturesDir(t)
+	envelopes := 0
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".json") {
+			return err
+		}
+		raw, rerr := os.ReadFile(p)
+		if rerr != nil {
+			t.Fatal(rerr)
+		}
+		ev, nerr := stripeevent.Normalize(raw)
+		if nerr != nil {
+			return nil // bare objects and data-only files
+		}
+		envelopes++
+		h.publish(ev)
+		return nil
+	})
+
+	for cus, step := range want {
+		h.eventually(20*time.Second, "final status of "+cus, func() bool {
+			st := h.statusOf(cus)
+			return st != nil && st.GetStatus() == step.Status && st.GetEntitled() == step.Entitled &&
+				st.GetDisputeOpen() == step.DisputeOpen && st.GetCancelAtPeriodEnd() == step.Cancel
+		})
+	}
+	h.eventually(30*time.Second, "the consumer to drain", h.drained)
+	dls, err := bus.ListDeadLetters(h.ctx, h.js, Durable, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dls) != 0 {
+		t.Fatalf("%d dead letters, first: %s %s", len(dls), dls[0].EventType, dls[0].Error)
+	}
+	if envelopes < 170 || h.counter("lr_billing_state_events_total", "outcome", "ignored") == 0 ||
+		h.counter("lr_billing_state_events_total", "outcome", "applied") == 0 {
+		t.Fatalf("%d envelopes; outcomes applied=%v ignored=%v", envelopes,
+			h.counter("lr_billing_state_events_total", "outcome", "applied"), h.counter("lr_billing_state_events_total", "outcome", "ignored"))
+	}
+	// Duplicates were caught by the stream or by processed_events; either
+	// way nothing applied twice.
+	var dupAudits int
+	if err := h.db.QueryRow(h.ctx, `SELECT count(*) FROM (SELECT event_id FROM billing.audit_log WHERE event_id <> ''
+		GROUP BY event_id HAVING count(*) > 1) d`).Scan(&dupAudits); err != nil || dupAudits != 0 {
+		t.Fatalf("events audited twice: %d %v", dupAudits, err)
+	}
+}
+
+// TestCrashBetweenCommitAndAck commits an event, then drops the
+// connection before the ack, as a process killed at that moment would.
+// JetStream redelivers it; processed_events makes the second delivery a
+// no-op.
+func TestCrashBetweenCommitAndAck(t *testing.T) {
+	h := start(t)
+	h.stop() // the service's own consumer stays out of the way
+	store := state.New(h.db, state.Options{Policy: h.cfg.Policy})
+	if err := state.Migrate(h.ctx, h.db); err != nil {
+		t.Fatal(err)
+	}
+	jb := journeytest.New(t, "cus_Crash1", base)
+	ev := jb.Subscription("customer.subscription.created", 0, "sub_Crash1", "active", false, nil)
+
+	cfg := h.cfg.withDefaults()
+	cfg.Consumer.AckWait = time.Second
+	ncA, jsA, err := bus.Connect(h.ctx, h.nats.URL(), "crashing", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed := make(chan struct{})
+	inner := handler(store, newMetrics(prometheusRegistry()), cfg, cfg.Logger)
+	crashing := bus.NewConsumer(jsA, cfg.Consumer, func(ctx context.Context, d *bus.Delivery) error {
+		err := inner(ctx, d)
+		ncA.Close() // the process dies: no ack ever leaves
+		close(committed)
+		return err
+	}, bus.ConsumerOptions{DrainTimeout: time.Second})
+	ctxA, cancelA := context.WithCancel(h.ctx)
+	doneA := make(chan struct{})
+	go func() { defer close(doneA); _ = crashing.Run(ctxA) }()
+	h.publish(ev)
+	select {
+	case <-committed:
+	case <-h.ctx.Done():
+		t.Fatal("first delivery never arrived")
+	}
+	cancelA()
+	<-doneA
+
+	reg := prometheusRegistry()
+	m := newMetrics(reg)
+	var deliveries atomic.Int64
+	again := make(chan uint64, 1)
+	restarted := bus.NewConsumer(h.js, cfg.Consumer, func(ctx context.Context, d *bus.Delivery) error {
+		deliveries.Add(1)
+		err := handler(store, m, cfg, cfg.Logger)(ctx, d)
+		select {
+		case again <- d.Delivered:
+		default:
+		}
+		return err
+	}, bus.ConsumerOptions{})
+	ctxB, cancelB := context.WithCancel(h.ctx)
+	doneB := make(chan struct{})
+	go func() { defer close(doneB); _ = restarted.Run(ctxB) }()
+	defer func() { cancelB(); <-doneB }()
+	select {
+	case n := <-again:
+		if n < 2 {
+			t.Fatalf("redelivery count %d, want >= 2", n)
+		}
+	case <-h.ctx.Done():
+		t.Fatal("the unacked event was not redelivered")
+	}
+	if got := m.events.WithLabelValues("duplicate"); counterValue(got) != 1 {
+		t.Fatalf("duplicate outcomes = %v, want 1", counterValue(got))
+	}
+	var audits int
+	if err := h.db.QueryRow(h.ctx, `SELECT count(*) FROM billing.audit_log WHERE event_id = $1`, ev.GetEventId()).Scan(&audits); err != nil || audits != 1 {
+		t.Fatalf("audit rows for the event: %d %v; want exactly one apply", audits, err)
+	}
+}
+
+// TestPostgresOutage makes the service's database refuse connections,
+// checks that events are nak'd meanwhile, and that all of them are applied
+// once it is back.
+func TestPostgresOutage(t *testing.T) {
+	h := start(t)
+	jb := journeytest.New(t, "cus_Outage1", base)
+	steps := journeytest.SubscriptionLifecycle(jb)
+	h.publish(steps[0].Events...)
+	h.eventually(10*time.Second, "first event", func() bool { return h.statusOf(jb.CustomerID) != nil })
+
+	admin, err := pgxConnectAdmin(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(h.ctx, `ALTER DATABASE `+h.dbName+` ALLOW_CONNECTIONS false`); err != nil {
+		t.Fatal(err)
+	}
+	restored := false
+	restore := func() {
+		if !restored {
+			restored = true
+			if _, err := admin.Exec(context.Background(), `ALTER DATABASE `+h.dbName+` ALLOW_CONNECTIONS true`); err != nil {
+				t.Errorf("restore database: %v", err)
+			}
+		}
+	}
+	defer restore()
+	if _, err := admin.Exec(h.ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, h.dbName); err != nil {
+		t.Fatal(err)
+	}
+	naksBefore := h.counter("lr_consumer_deliveries_total", "outcome", "nak")
+	h.publish(journeytest.Events(steps[1:])...)
+	h.eventually(10*time.Second, "naks while Postgres is away", func() bool {
+		return h.counter("lr_consumer_deliveries_total", "outcome", "nak") >= naksBefore+3
+	})
+	if n := h.counter("lr_consumer_deliveries_total", "outcome", "dead_letter"); n != 0 {
+		t.Fatalf("%v dead letters during the outage", n)
+	}
+	restore()
+	last := steps[len(steps)-1]
+	h.eventually(20*time.Second, "every event applied after the outage", func() bool {
+		st := h.statusOf(jb.CustomerID)
+		return st != nil && st.GetStatus() == last.Status
+	})
+	h.eventually(20*time.Second, "the consumer to drain", h.drained)
+	var applied int
+	if err := h.db.QueryRow(h.ctx, `SELECT count(*) FROM billing.processed_events WHERE customer_id = $1 AND outcome IN ('applied', 'stale')`,
+		jb.CustomerID).Scan(&applied); err != nil {
+		t.Fatal(err)
+	}
+	if want := len(journeytest.Events(steps)); applied != want {
+		t.Fatalf("%d events recorded, want %d: something was lost", applied, want)
+	}
+}
+
+// TestDeadLetters: a poison message goes to the DLQ on its first delivery;
+// an event that keeps failing goes there after MaxDeliver; replaying it
+// once the cause is fixed applies it.
+func TestDeadLetters(t *testing.T) {
+	h := start(t)
+	// Poison: not a BillingEvent at all.
+	if _, err := h.pub.Publish(h.ctx, bus.EventSubject("customer.subscription.updated"), "poison-1", []byte{0xff, 0xff, 0xff}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Malformed: a BillingEvent the service can never apply.
+	bad, _ := proto.Marshal(&billingv1.BillingEvent{EventId: "evt_bad1", Type: "customer.subscription.updated",
+		ObjectType: "subscription", CustomerId: "cus_Bad1"})
+	if _, err := h.pub.Publish(h.ctx, bus.EventSubject("customer.subscription.updated"), "evt_bad1", bad, nil); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually(10*time.Second, "two dead letters", func() bool {
+		dls, err := bus.ListDeadLetters(h.ctx, h.js, Durable, 10)
+		return err == nil && len(dls) == 2
+	})
+	dls, _ := bus.ListDeadLetters(h.ctx, h.js, Durable, 10)
+	for _, dl := range dls {
+		if dl.Delivered != 1 {
+			t.Errorf("%s dead-lettered after %d deliveries, want 1", dl.EventID, dl.Delivered)
+		}
+	}
+
+	// Always failing: the database refuses this event until the trigger goes.
+	jb := journeytest.New(t, "cus_Fail1", base)
+	ev := jb.Subscription("customer.subscription.created", 0, "sub_Fail1", "trialing", false, nil)
+	if _, err := h.db.Exec(h.ctx, fmt.Sprintf(`CREATE FUNCTION billing.test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN IF NEW.event_id = '%s' THEN RAISE EXCEPTION 'refused for the test'; END IF; RETURN NEW; END $$;
+		CREATE TRIGGER test_refuse BEFORE INSERT ON billing.processed_events FOR EACH ROW EXECUTE FUNCTION billing.test_refuse();`,
+		ev.GetEventId())); err != nil {
+		t.Fatal(err)
+	}
+	h.publish(ev)
+	var failed bus.DeadLetter
+	h.eventually(15*time.Second, "the failing event in the DLQ", func() bool {
+		dls, _ := bus.ListDeadLetters(h.ctx, h.js, Durable, 10)
+		for _, dl := range dls {
+			if dl.EventID == ev.GetEventId() {
+				failed = dl
+				return true
+			}
+		}
+		return false
+	})
+	if failed.Delivered != uint64(h.cfg.Consumer.MaxDeliver) {
+		t.Fatalf("dead-lettered after %d deliveries, want MaxDeliver=%d", failed.Delivered, h.cfg.Consumer.MaxDeliver)
+	}
+	if !strings.Contains(failed.Error, "refused for the test") {
+		t.Errorf("dead letter error %q", failed.Error)
+	}
+	if st := h.statusOf(jb.CustomerID); st != nil {
+		t.Fatalf("failing event left state behind: %v", st)
+	}
+	if _, err := h.db.Exec(h.ctx, `DROP TRIGGER test_refuse ON billing.processed_events`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bus.ReplayDeadLetter(h.ctx, h.js, failed.Seq); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually(10*time.Second, "the replayed event applied", func() bool {
+		st := h.statusOf(jb.CustomerID)
+		return st != nil && st.GetStatus() == billingv1.BillingStatus_BILLING_STATUS_TRIALING
+	})
+}
+
+func TestGRPC(t *testing.T) {
+	h := start(t)
+	jb := journeytest.New(t, "cus_Grpc1", base)
+	steps := journeytest.SubscriptionLifecycle(jb)
+	h.publish(journeytest.Events(steps[:3])...)
+	h.eventually(10*time.Second, "active", func() bool {
+		st := h.statusOf(jb.CustomerID)
+		return st != nil && st.GetStatus() == billingv1.BillingStatus_BILLING_STATUS_ACTIVE
+	})
+	read, admin := h.as(h.readToken), h.as(h.adminToken)
+	byID := &billingv1.GetCustomerStatusRequest{Lookup: &billingv1.GetCustomerStatusRequest_CustomerId{CustomerId: jb.CustomerID}}
+
+	t.Run("get by id, user id and email", func(t *testing.T) {
+		for _, req := range []*billingv1.GetCustomerStatusRequest{
+			byID,
+			{Lookup: &billingv1.GetCustomerStatusRequest_UserId{UserId: jb.UserID()}},
+			{Lookup: &billingv1.GetCustomerStatusRequest_Email{Email: strings.ToUpper(jb.Email())}},
+		} {
+			st, err := h.client.GetCustomerStatus(read, req)
+			if err != nil || st.GetCustomerId() != jb.CustomerID || !st.GetEntitled() {
+				t.Fatalf("%v: %v %v", req, st, err)
+			}
+		}
+	})
+	t.Run("admin token may read", func(t *testing.T) {
+		if _, err := h.client.GetCustomerStatus(admin, byID); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("errors", func(t *testing.T) {
+		cases := []struct {
+			name string
+			call func() error
+			code codes.Code
+		}{
+			{"no token", func() error { _, err := h.client.GetCustomerStatus(h.ctx, byID); return err }, codes.Unauthenticated},
+			{"unknown token", func() error { _, err := h.client.GetCustomerStatus(h.as(randomToken(t)), byID); return err }, codes.Unauthenticated},
+			{"not bearer", func() error {
+				_, err := h.client.GetCustomerStatus(metadataCtx(h.ctx, "Basic "+h.readToken), byID)
+				return err
+			}, codes.Unauthenticated},
+			{"unknown token on watch", func() error {
+				s, err := h.client.WatchCustomerStatus(h.as(randomToken(t)), &billingv1.WatchCustomerStatusRequest{CustomerId: jb.CustomerID})
+				if err != nil {
+					return err
+				}
+				_, err = s.Recv()
+				return err
+			}, codes.Unauthenticated},
+			{"unknown token on list", func() error {
+				_, err := h.client.ListCustomerEvents(h.as(randomToken(t)), &billingv1.ListCustomerEventsRequest{CustomerId: jb.CustomerID})
+				return err
+			}, codes.Unauthenticated},
+			{"read token reconciles", func() error {
+				_, err := h.client.ReconcileCustomer(read, &billingv1.ReconcileCustomerRequest{CustomerId: jb.CustomerID})
+				return err
+			}, codes.PermissionDenied},
+			{"no token reconciles", func() error {
+				_, err := h.client.ReconcileCustomer(h.ctx, &billingv1.ReconcileCustomerRequest{CustomerId: jb.CustomerID})
+				return err
+			}, codes.Unauthenticated},
+			{"empty lookup", func() error { _, err := h.client.GetCustomerStatus(read, &billingv1.GetCustomerStatusRequest{}); return err }, codes.InvalidArgument},
+			{"blank customer id", func() error {
+				_, err := h.client.GetCustomerStatus(read, &billingv1.GetCustomerStatusRequest{Lookup: &billingv1.GetCustomerStatusRequest_CustomerId{CustomerId: "  "}})
+				return err
+			}, codes.InvalidArgument},
+			{"unknown customer", func() error {
+				_, err := h.client.GetCustomerStatus(read, &billingv1.GetCustomerStatusRequest{Lookup: &billingv1.GetCustomerStatusRequest_CustomerId{CustomerId: "cus_nobody"}})
+				return err
+			}, codes.NotFound},
+			{"unknown user", func() error {
+				_, err := h.client.GetCustomerStatus(read, &billingv1.GetCustomerStatusRequest{Lookup: &billingv1.GetCustomerStatusRequest_UserId{UserId: "user_nobody"}})
+				return err
+			}, codes.NotFound},
+			{"unknown email", func() error {
+				_, err := h.client.GetCustomerStatus(read, &billingv1.GetCustomerStatusRequest{Lookup: &billingv1.GetCustomerStatusRequest_Email{Email: "nobody@example.com"}})
+				return err
+			}, codes.NotFound},
+			{"list unknown customer", func() error {
+				_, err := h.client.ListCustomerEvents(read, &billingv1.ListCustomerEventsRequest{CustomerId: "cus_nobody"})
+				return err
+			}, codes.NotFound},
+			{"list without customer", func() error {
+				_, err := h.client.ListCustomerEvents(read, &billingv1.ListCustomerEventsRequest{})
+				return err
+			}, codes.InvalidArgument},
+			{"list bad token", func() error {
+				_, err := h.client.ListCustomerEvents(read, &billingv1.ListCustomerEventsRequest{CustomerId: jb.CustomerID, PageToken: "not-a-cursor"})
+				return err
+			}, codes.InvalidArgument},
+			{"list negative size", func() error {
+				_, err := h.client.ListCustomerEvents(read, &billingv1.ListCustomerEventsRequest{CustomerId: jb.CustomerID, PageSize: -1})
+				return err
+			}, codes.InvalidArgument},
+			{"reconcile unknown customer", func() error {
+				_, err := h.client.ReconcileCustomer(admin, &billingv1.ReconcileCustomerRequest{CustomerId: "cus_nobody"})
+				return err
+			}, codes.NotFound},
+			{"reconcile without customer", func() error {
+				_, err := h.client.ReconcileCustomer(admin, &billingv1.ReconcileCustomerRequest{})
+				return err
+			}, codes.InvalidArgument},
+			{"watch without customer", func() error {
+				s, err := h.client.WatchCustomerStatus(read, &billingv1.WatchCustomerStatusRequest{})
+				if err != nil {
+					return err
+				}
+				_, err = s.Recv()
+				return err
+			}, codes.InvalidArgument},
+			{"watch wildcard", func() error {
+				s, err := h.client.WatchCustomerStatus(read, &billingv1.WatchCustomerStatusRequest{CustomerId: "cus_>"})
+				if err != nil {
+					return err
+				}
+				_, err = s.Recv()
+				return err
+			}, codes.InvalidArgument},
+		}
+		for _, c := range cases {
+			err := c.call()
+			if status.Code(err) != c.code {
+				t.Errorf("%s: %v, want %s", c.name, err, c.code)
+			}
+		}
+	})
+	t.Run("list events paginates newest first", func(t *testing.T) {
+		var ids []int64
+		tok := ""
+		for page := 0; page < 10; page++ {
+			resp, err := h.client.ListCustomerEvents(read, &billingv1.ListCustomerEventsRequest{CustomerId: jb.CustomerID, PageSize: 2, PageToken: tok})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range resp.GetEvents() {
+				ids = append(ids, e.GetId())
+				if e.GetActor() != "stripe" || e.GetAfter() == nil || e.GetEventId() == "" {
+					t.Errorf("event %v", e)
+				}
+			}
+			if tok = resp.GetNextPageToken(); tok == "" {
+				break
+			}
+		}
+		if len(ids) != len(journeytest.Events(steps[:3])) {
+			t.Fatalf("ids %v", ids)
+		}
+		for i := 1; i < len(ids); i++ {
+			if ids[i] >= ids[i-1] {
+				t.Fatalf("not newest first: %v", ids)
+			}
+		}
+		resp, err := h.client.ListCustomerEvents(read, &billingv1.ListCustomerEventsRequest{CustomerId: jb.CustomerID, PageSize: 100000})
+		if err != nil || len(resp.GetEvents()) != len(ids) || resp.GetNextPageToken() != "" {
+			t.Fatalf("oversized page: %d events, token %q, %v", len(resp.GetEvents()), resp.GetNextPageToken(), err)
+		}
+	})
+	t.Run("watch sees a change within a second", func(t *testing.T) {
+		wctx, cancel := context.WithCancel(read)
+		stream, err := h.client.WatchCustomerStatus(wctx, &billingv1.WatchCustomerStatusRequest{CustomerId: jb.CustomerID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, err := stream.Recv()
+		if err != nil || first.GetStatus() != billingv1.BillingStatus_BILLING_STATUS_ACTIVE {
+			t.Fatalf("current status first: %v %v", first, err)
+		}
+		published := time.Now()
+		h.publish(steps[3].Events...) // payment failed: past_due
+		got := make(chan *billingv1.CustomerStatus, 4)
+		go func() {
+			for {
+				st, err := stream.Recv()
+				if err != nil {
+					close(got)
+					return
+				}
+				got <- st
+			}
+		}()
+		deadline := time.After(time.Second)
+	wait:
+		for {
+			select {
+			case st := <-got:
+				if st.GetStatus() == billingv1.BillingStatus_BILLING_STATUS_PAST_DUE {
+					t.Logf("change seen %s after publish", time.Since(published))
+					break wait
+				}
+			case <-deadline:
+				t.Fatal("no past_due change within 1s of publish")
+			}
+		}
+		cancel()
+		for range got { // the stream ends once the client cancels
+		}
+	})
+	t.Run("watch a customer not seen yet", func(t *testing.T) {
+		wctx, cancel := context.WithCancel(read)
+		defer cancel()
+		stream, err := h.client.WatchCustomerStatus(wctx, &billingv1.WatchCustomerStatusRequest{CustomerId: "cus_Later1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, err := stream.Recv()
+		if err != nil || first.GetStatus() != billingv1.BillingStatus_BILLING_STATUS_NONE {
+			t.Fatalf("first: %v %v", first, err)
+		}
+		later := journeytest.New(t, "cus_Later1", base)
+		h.publish(later.Subscription("customer.subscription.created", 0, "sub_Later1", "trialing", false, nil))
+		next, err := stream.Recv()
+		if err != nil || next.GetStatus() != billingv1.BillingStatus_BILLING_STATUS_TRIALING {
+			t.Fatalf("next: %v %v", next, err)
+		}
+	})
+	t.Run("reconcile by admin is audited with the token name", func(t *testing.T) {
+		st, err := h.client.ReconcileCustomer(admin, &billingv1.ReconcileCustomerRequest{CustomerId: jb.CustomerID})
+		if err != nil || st.GetNeedsReconciliation() {
+			t.Fatalf("%v %v", st, err)
+		}
+		resp, err := h.client.ListCustomerEvents(read, &billingv1.ListCustomerEventsRequest{CustomerId: jb.CustomerID, PageSize: 1})
+		if err != nil || resp.GetEvents()[0].GetActor() != "ops" || resp.GetEvents()[0].GetAction() != "reconcile" {
+			t.Fatalf("%v %v", resp, err)
+		}
+	})
+	t.Run("health and reflection", func(t *testing.T) {
+		hc := healthpb.NewHealthClient(h.conn)
+		h.eventually(5*time.Second, "SERVING", func() bool {
+			r, err := hc.Check(h.ctx, &healthpb.HealthCheckRequest{Service: "launchready.billing.v1.BillingStatusService"})
+			return err == nil && r.GetStatus() == healthpb.HealthCheckResponse_SERVING
+		})
+		rs, err := reflectionpb.NewServerReflectionClient(h.conn).ServerReflectionInfo(h.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rs.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := rs.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, s := range resp.GetListServicesResponse().GetService() {
+			names = append(names, s.GetName())
+		}
+		if !strings.Contains(strings.Join(names, ","), "launchready.billing.v1.BillingStatusService") {
+			t.Fatalf("reflection lists %v", names)
+		}
+		_ = rs.CloseSend()
+	})
+	t.Run("ops endpoints", func(t *testing.T) {
+		resp, err := http.Get("http://" + h.addrs["http"] + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("/readyz %d", resp.StatusCode)
+		}
+		resp, err = http.Get("http://" + h.addrs["http"] + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, name := range []string{"lr_billing_state_events_total", "lr_billing_state_apply_seconds", "lr_billing_state_outbox_lag_seconds",
+			"lr_billing_state_outbox_pending", "lr_consumer_deliveries_total", "lr_billing_state_unresolved_events"} {
+			if !strings.Contains(string(body), name) {
+				t.Errorf("/metrics lacks %s", name)
+			}
+		}
+	})
+}
+
+// TestInternalErrorsDoNotLeak closes the service's database under it: the
+// answer is a bare Internal, never the driver's message.
+func TestInternalErrorsDoNotLeak(t *testing.T) {
+	h := start(t)
+	admin, err := pgxConnectAdmin(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(h.ctx, `ALTER DATABASE `+h.dbName+` ALLOW_CONNECTIONS false`); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_, _ = admin.Exec(context.Background(), `ALTER DATABASE `+h.dbName+` ALLOW_CONNECTIONS true`)
+	}()
+	if _, err := admin.Exec(h.ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1`, h.dbName); err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.client.GetCustomerStatus(h.as(h.readToken), &billingv1.GetCustomerStatusRequest{
+		Lookup: &billingv1.GetCustomerStatusRequest_CustomerId{CustomerId: "cus_x"}})
+	if status.Code(err) != codes.Internal || status.Convert(err).Message() != "internal error" {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestConfigFromEnv(t *testing.T) {
+	cfg, err := ConfigFromEnv(config.Map(map[string]string{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.GRPCAddr != ":9090" || cfg.HTTPAddr != ":8081" || !cfg.Policy.PastDueEntitled || cfg.Consumer.Durable != Durable ||
+		cfg.StripeAPIRate != 10 || cfg.Tokens.Len() != 0 || cfg.NATSURL != nats.DefaultURL {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+	tok := randomToken(t)
+	cfg, err = ConfigFromEnv(config.Map(map[string]string{
+		"PAST_DUE_ENTITLED": "false", "STATUS_API_TOKENS": "mobile=" + tok + ":read", "GRPC_ADDR": ":9999",
+		"STRIPE_API_KEY": "sk_test_" + tok, "STRIPE_API_RATE": "2.5",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Policy.PastDueEntitled || cfg.Tokens.Len() != 1 || cfg.GRPCAddr != ":9999" || cfg.StripeAPIRate != 2.5 {
+		t.Fatalf("%+v", cfg)
+	}
+	if dump := fmt.Sprintf("%+v %v", cfg, cfg.Tokens); strings.Contains(dump, tok) {
+		t.Fatal("config prints a token or key")
+	}
+	_, err = ConfigFromEnv(config.Map(map[string]string{
+		"STATUS_API_TOKENS": "mobile=" + tok + ":write", "PAST_DUE_ENTITLED": "maybe", "STRIPE_API_RATE": "0",
+	}))
+	if err == nil || !strings.Contains(err.Error(), "write") || !strings.Contains(err.Error(), "PAST_DUE_ENTITLED") ||
+		!strings.Contains(err.Error(), "STRIPE_API_RATE") || strings.Contains(err.Error(), tok) {
+		t.Fatalf("errors: %v", err)
+	}
+}
