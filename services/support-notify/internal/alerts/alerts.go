@@ -111,7 +111,7 @@ func (h *Handler) Handle(ctx context.Context, d *bus.Delivery) error {
 	}
 	rec := store.SentAlert{EventID: ev.GetEventId(), EventType: ev.GetType(), CustomerID: ev.GetCustomerId(),
 		EventCreated: created, SentAt: accepted, Latency: latency, Late: isLate}
-	if err := h.record(ctx, rec); err != nil {
+	if err := h.record(ctx, conn, rec); err != nil {
 		// Returning the error redelivers the event, which sends the alert
 		// again: the documented duplicate, preferred to silence.
 		log.ErrorContext(ctx, "alert sent but not recorded; a redelivery will send it again", "outcome", "unrecorded", "error", bus.Redact(err.Error()))
@@ -122,26 +122,30 @@ func (h *Handler) Handle(ctx context.Context, d *bus.Delivery) error {
 }
 
 // record retries the insert a few times: the alert is already out, and
-// every failed record is a duplicate alert later.
-func (h *Handler) record(ctx context.Context, a store.SentAlert) error {
+// every failed record is a duplicate alert later. It writes on the
+// connection that holds the lock; only when that connection broke does it
+// borrow another from the pool, each attempt bounded so that an exhausted
+// pool cannot stall the worker.
+func (h *Handler) record(ctx context.Context, conn *pgxpool.Conn, a store.SentAlert) error {
 	var err error
 	wait := 200 * time.Millisecond
 	for attempt := 0; attempt < 4; attempt++ {
-		if err = store.RecordAlert(ctx, h.Pool, a); err == nil {
+		// The alert is out: finish recording even when shutdown has begun.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		var db store.DB = conn
+		if conn.Conn().IsClosed() {
+			db = h.Pool
+		}
+		err = store.RecordAlert(actx, db, a)
+		cancel()
+		if err == nil {
 			return nil
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			// The context is ending (shutdown): one last try on a fresh,
-			// short context, since the alert is out either way.
-			c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			defer cancel()
-			return store.RecordAlert(c, h.Pool, a)
-		case <-t.C:
+		if attempt < 3 {
+			t := time.NewTimer(wait)
+			<-t.C
+			wait *= 2
 		}
-		wait *= 2
 	}
 	return err
 }
