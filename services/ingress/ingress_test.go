@@ -36,7 +36,7 @@ import (
 // bundle is one running ingress with its own NATS server and a separate
 // client connection for looking at the stream.
 type bundle struct {
-	t       *testing.T
+	t       testing.TB
 	base    string // http://127.0.0.1:port
 	secrets []string
 	nats    *natstest.Server
@@ -46,7 +46,7 @@ type bundle struct {
 	client  *http.Client
 }
 
-func newSecret(t *testing.T) string {
+func newSecret(t testing.TB) string {
 	t.Helper()
 	b := make([]byte, 24)
 	if _, err := rand.Read(b); err != nil {
@@ -57,7 +57,7 @@ func newSecret(t *testing.T) string {
 
 // setup starts NATS and ingress. env overrides the defaults; a key mapped
 // to "" is unset.
-func setup(t *testing.T, env map[string]string) *bundle {
+func setup(t testing.TB, env map[string]string) *bundle {
 	t.Helper()
 	ns := natstest.Start(t)
 	secret := newSecret(t)
@@ -228,7 +228,7 @@ func hasLabel(m *dto.Metric, name, value string) bool {
 // fixturesDir finds the shared Stripe fixtures: FIXTURES_DIR, else the first
 // shared/fixtures/stripe above the working directory. Missing fixtures fail
 // the test; a run without them proves nothing.
-func fixturesDir(t *testing.T) string {
+func fixturesDir(t testing.TB) string {
 	t.Helper()
 	if dir := os.Getenv("FIXTURES_DIR"); dir != "" {
 		return dir
@@ -250,7 +250,7 @@ func fixturesDir(t *testing.T) string {
 
 // fixture returns a real Stripe envelope with its event id replaced by id,
 // every other byte as Stripe wrote it.
-func fixture(t *testing.T, name, id string) []byte {
+func fixture(t testing.TB, name, id string) []byte {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(fixturesDir(t), name))
 	if err != nil {

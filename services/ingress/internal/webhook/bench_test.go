@@ -1,0 +1,78 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace/noop"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/pkg/logging"
+	"github.com/launchready/launchready/pkg/stripeevent"
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+)
+
+// marshalPublisher does the publisher's CPU work (encoding) and nothing
+// else, so the benchmark shows the handler's own cost.
+type marshalPublisher struct{}
+
+func (marshalPublisher) PublishEvent(_ context.Context, ev *billingv1.BillingEvent) (bus.PubResult, error) {
+	_, err := proto.Marshal(ev)
+	return bus.PubResult{}, err
+}
+
+// BenchmarkHandler is the request path without the network and without
+// JetStream: read, verify, normalise, encode, answer.
+func BenchmarkHandler(b *testing.B) {
+	payload := benchPayload(b)
+	key := "whsec_benchmark_only_not_a_secret"
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := New(Config{Secrets: []string{key}, Tolerance: 5 * time.Minute, MaxBody: 1 << 20, PublishTimeout: time.Second, RetryAfter: time.Second},
+		marshalPublisher{}, m, logging.Discard(), noop.NewTracerProvider().Tracer("bench"))
+	sig := stripeevent.Sign(payload, key, time.Now())
+	b.SetBytes(int64(len(payload)))
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(payload))
+		req.Header.Set("Stripe-Signature", sig)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			b.Fatalf("status %d %s", rec.Code, rec.Body)
+		}
+	}
+}
+
+// benchPayload is a real 6 KB subscription event from the shared fixtures.
+func benchPayload(b *testing.B) []byte {
+	b.Helper()
+	dir := os.Getenv("FIXTURES_DIR")
+	if dir == "" {
+		wd, _ := os.Getwd()
+		for d := wd; ; d = filepath.Dir(d) {
+			if _, err := os.Stat(filepath.Join(d, "shared", "fixtures", "stripe", "INDEX.tsv")); err == nil {
+				dir = filepath.Join(d, "shared", "fixtures", "stripe")
+				break
+			}
+			if filepath.Dir(d) == d {
+				b.Fatal("shared/fixtures/stripe not found; set FIXTURES_DIR")
+			}
+		}
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "stripe-sync-engine", "subscription_created.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return raw
+}
