@@ -1,0 +1,3 @@
+module github.com/launchready/launchready/deploy/healthcheck
+
+go 1.26.0
