@@ -614,3 +614,36 @@ func TestRunFailsWithoutNATS(t *testing.T) {
 		t.Fatalf("Run without NATS returned %v, want bus.ErrUnavailable", err)
 	}
 }
+
+func TestReadyzNeedsTheEventsStream(t *testing.T) {
+	b := setup(t, nil)
+	if a := b.do("GET", "/readyz", nil, nil); a.code != http.StatusOK {
+		t.Fatalf("readyz: %d %s", a.code, a.raw)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.js().DeleteStream(ctx, "BILLING_EVENTS"); err != nil {
+		t.Fatal(err)
+	}
+	// A successful stream check is trusted for a moment; within a few
+	// seconds readiness must notice.
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		a := b.do("GET", "/readyz", nil, nil)
+		if a.code == http.StatusServiceUnavailable {
+			if !strings.Contains(a.raw, "BILLING_EVENTS") {
+				t.Fatalf("readyz does not say what is missing: %s", a.raw)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz still %d 10s after the stream was deleted", a.code)
+		}
+		<-tick.C
+	}
+	if a := b.post(event("evt_ingress_nostream", "customer.created", false)); a.code != http.StatusServiceUnavailable {
+		t.Fatalf("publish without a stream: %d %s, want 503", a.code, a.raw)
+	}
+}

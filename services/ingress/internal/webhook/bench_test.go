@@ -17,6 +17,7 @@ import (
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/logging"
 	"github.com/launchready/launchready/pkg/stripeevent"
+	"github.com/launchready/launchready/pkg/telemetry"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 )
 
@@ -75,4 +76,34 @@ func benchPayload(b *testing.B) []byte {
 		b.Fatal(err)
 	}
 	return raw
+}
+
+// BenchmarkHandlerInstrumented adds the otelhttp server wrapper with its
+// metrics, as Run serves it (spans not exported).
+func BenchmarkHandlerInstrumented(b *testing.B) {
+	payload := benchPayload(b)
+	key := "whsec_benchmark_only_not_a_secret"
+	reg := prometheus.NewRegistry()
+	tel, err := telemetry.Setup(context.Background(), telemetry.Config{ServiceName: "bench", Registerer: reg})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := NewMetrics(reg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var h http.Handler = New(Config{Secrets: []string{key}, Tolerance: 5 * time.Minute, MaxBody: 1 << 20, PublishTimeout: time.Second, RetryAfter: time.Second},
+		marshalPublisher{}, m, logging.Discard(), tel.Tracer("bench"))
+	h = tel.HTTPHandler(h, "POST "+Path)
+	sig := stripeevent.Sign(payload, key, time.Now())
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(payload))
+		req.Header.Set("Stripe-Signature", sig)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			b.Fatalf("status %d %s", rec.Code, rec.Body)
+		}
+	}
 }
