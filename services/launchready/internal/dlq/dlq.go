@@ -1,0 +1,204 @@
+// Package dlq is `launchready dlq`: list the dead letters in BILLING_DLQ and
+// replay one to the consumer that gave up on it, once its cause is fixed.
+// Replaying is idempotent: a consumer applies each event once however often
+// it arrives.
+package dlq
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/pkg/config"
+)
+
+const usage = `usage: launchready dlq list [--consumer NAME] [--limit N] [--json]
+       launchready dlq replay ID [ID...]
+
+list prints dead letters, oldest first: the ID to replay, the consumer that
+gave up, the event, how often it was tried and the error. replay puts each
+one back for its consumer only and removes it from the DLQ.
+
+NATS is --nats, else NATS_URL, else nats://127.0.0.1:4223 (the embedded
+server of "launchready dev"). Exits 1 on failure, 2 on bad usage.
+
+`
+
+// Main runs the command; args follow the word "dlq".
+func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("dlq "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	env := config.New(getenv)
+	natsURL := fs.String("nats", env.String("NATS_URL", "nats://127.0.0.1:4223"), "NATS server URL")
+	timeout := fs.Duration("timeout", 10*time.Second, "timeout of the whole command")
+	var consumer *string
+	var limit *int
+	var asJSON *bool
+	if sub == "list" {
+		consumer = fs.String("consumer", "", "only this consumer's dead letters (billing-state, crm-sync, support-notify)")
+		limit = fs.Int("limit", 50, "at most this many")
+		asJSON = fs.Bool("json", false, "print JSON lines")
+	}
+	rest, err := parseInterspersed(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+
+	switch sub {
+	case "list":
+		if len(rest) != 0 {
+			fs.Usage()
+			return 2
+		}
+		js, closeFn, code := connect(ctx, *natsURL, stderr)
+		if js == nil {
+			return code
+		}
+		defer closeFn()
+		return list(ctx, js, *consumer, *limit, *asJSON, stdout, stderr)
+	case "replay":
+		if len(rest) == 0 {
+			fs.Usage()
+			return 2
+		}
+		var seqs []uint64
+		for _, a := range rest {
+			seq, err := strconv.ParseUint(a, 10, 64)
+			if err != nil || seq == 0 {
+				fmt.Fprintf(stderr, "launchready dlq replay: %q is not a dead letter ID (see dlq list)\n", a)
+				return 2
+			}
+			seqs = append(seqs, seq)
+		}
+		js, closeFn, code := connect(ctx, *natsURL, stderr)
+		if js == nil {
+			return code
+		}
+		defer closeFn()
+		return replay(ctx, js, seqs, stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "launchready dlq: unknown subcommand %q\n\n", sub)
+	fmt.Fprint(stderr, usage)
+	return 2
+}
+
+func connect(ctx context.Context, url string, stderr io.Writer) (jetstream.JetStream, func(), int) {
+	nc, js, err := bus.Connect(ctx, url, "launchready-dlq", nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "launchready dlq: %v\n", err)
+		return nil, nil, 1
+	}
+	return js, nc.Close, 0
+}
+
+type row struct {
+	ID        uint64    `json:"id"`
+	Consumer  string    `json:"consumer"`
+	EventID   string    `json:"event_id"`
+	EventType string    `json:"event_type"`
+	Delivered uint64    `json:"delivered"`
+	FailedAt  time.Time `json:"failed_at"`
+	Error     string    `json:"error"`
+}
+
+func list(ctx context.Context, js jetstream.JetStream, consumer string, limit int, asJSON bool, stdout, stderr io.Writer) int {
+	dls, err := bus.ListDeadLetters(ctx, js, consumer, limit)
+	if err != nil {
+		fmt.Fprintf(stderr, "launchready dlq list: %v\n", err)
+		return 1
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		for _, d := range dls {
+			_ = enc.Encode(row{d.Seq, d.Consumer, d.EventID, d.EventType, d.Delivered, d.FailedAt.UTC(), d.Error})
+		}
+		return 0
+	}
+	if len(dls) == 0 {
+		fmt.Fprintln(stdout, "no dead letters")
+		return 0
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tCONSUMER\tEVENT\tTYPE\tTRIES\tFAILED AT\tERROR")
+	for _, d := range dls {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", d.Seq, d.Consumer, dash(d.EventID), dash(d.EventType), d.Delivered,
+			d.FailedAt.UTC().Format(time.RFC3339), oneLine(d.Error, 120))
+	}
+	_ = tw.Flush()
+	return 0
+}
+
+func replay(ctx context.Context, js jetstream.JetStream, seqs []uint64, stdout, stderr io.Writer) int {
+	code := 0
+	for _, seq := range seqs {
+		dl, err := bus.ReplayDeadLetter(ctx, js, seq)
+		if err != nil {
+			if errors.Is(err, bus.ErrDeadLetterNotFound) {
+				fmt.Fprintf(stderr, "launchready dlq replay: %d: no such dead letter (already replayed?)\n", seq)
+			} else {
+				fmt.Fprintf(stderr, "launchready dlq replay: %v\n", err)
+			}
+			code = 1
+			continue
+		}
+		fmt.Fprintf(stdout, "replayed %d: %s %s to %s\n", seq, dash(dl.EventID), dash(dl.EventType), dl.Consumer)
+	}
+	return code
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func oneLine(s string, n int) string {
+	r := []rune(strings.Join(strings.Fields(s), " "))
+	if len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return string(r)
+}
+
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return rest, nil
+		}
+		rest = append(rest, args[0])
+		args = args[1:]
+	}
+}

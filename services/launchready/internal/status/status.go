@@ -1,0 +1,303 @@
+// Package status is `launchready status`: the operator's quick look at a
+// customer's canonical billing status, read from billing-state's gRPC API
+// exactly as the business's backend sees it.
+package status
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	grpcstatus "google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/launchready/launchready/pkg/canonical"
+	"github.com/launchready/launchready/pkg/config"
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+)
+
+const usage = `usage: launchready status [flags] cus_...
+       launchready status [flags] --user USER_ID
+       launchready status [flags] --email ADDRESS
+
+Prints a customer's canonical billing status from billing-state's gRPC API.
+The address is --addr, else GRPC_ADDR (127.0.0.1:9090). The bearer token is
+--token, else STATUS_API_TOKEN, else the dev token that "launchready dev"
+keeps in <data>/dev-secrets.json. Exits 1 when the customer is unknown or
+the call fails, 2 on bad usage.
+
+`
+
+// Main runs the command; args follow the word "status".
+func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	env := config.New(getenv)
+	addr := fs.String("addr", env.String("GRPC_ADDR", "127.0.0.1:9090"), "billing-state gRPC address")
+	token := fs.String("token", "", "bearer token with the read role")
+	user := fs.String("user", "", "look up by the app's user id (metadata.user_id)")
+	email := fs.String("email", "", "look up by email")
+	asJSON := fs.Bool("json", false, "print the status as JSON")
+	events := fs.Int("events", 0, "also print this many of the customer's most recent audit events")
+	useTLS := fs.Bool("tls", false, "connect with TLS (system roots)")
+	dataDir := fs.String("data", ".data", "the dev data directory holding dev-secrets.json")
+	timeout := fs.Duration("timeout", 10*time.Second, "timeout of the whole command")
+	rest, err := parseInterspersed(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	req := &billingv1.GetCustomerStatusRequest{}
+	switch {
+	case len(rest) == 1 && *user == "" && *email == "":
+		req.Lookup = &billingv1.GetCustomerStatusRequest_CustomerId{CustomerId: rest[0]}
+	case len(rest) == 0 && *user != "" && *email == "":
+		req.Lookup = &billingv1.GetCustomerStatusRequest_UserId{UserId: *user}
+	case len(rest) == 0 && *email != "" && *user == "":
+		req.Lookup = &billingv1.GetCustomerStatusRequest_Email{Email: *email}
+	default:
+		fs.Usage()
+		return 2
+	}
+	tok := *token
+	if tok == "" {
+		tok = env.String("STATUS_API_TOKEN", "")
+	}
+	if tok == "" {
+		tok = devToken(filepath.Join(*dataDir, "dev-secrets.json"))
+	}
+	if tok == "" {
+		fmt.Fprintln(stderr, "launchready status: no token: pass --token or set STATUS_API_TOKEN")
+		return 2
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	creds := insecure.NewCredentials()
+	if *useTLS {
+		creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})
+	}
+	conn, err := grpc.NewClient(dialable(*addr), grpc.WithTransportCredentials(creds))
+	if err != nil {
+		fmt.Fprintf(stderr, "launchready status: %v\n", err)
+		return 1
+	}
+	defer conn.Close()
+	client := billingv1.NewBillingStatusServiceClient(conn)
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
+
+	st, err := client.GetCustomerStatus(ctx, req)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	var timeline []*billingv1.CustomerEvent
+	if *events > 0 {
+		resp, err := client.ListCustomerEvents(ctx, &billingv1.ListCustomerEventsRequest{CustomerId: st.GetCustomerId(), PageSize: int32(min(*events, 500))})
+		if err != nil {
+			return fail(stderr, err)
+		}
+		timeline = resp.GetEvents()
+	}
+	if *asJSON {
+		return printJSON(stdout, stderr, st, timeline)
+	}
+	printStatus(stdout, st, timeline)
+	return 0
+}
+
+func fail(stderr io.Writer, err error) int {
+	s := grpcstatus.Convert(err)
+	switch s.Code() {
+	case codes.NotFound:
+		fmt.Fprintln(stderr, "launchready status: customer not found")
+	case codes.Unauthenticated, codes.PermissionDenied:
+		fmt.Fprintf(stderr, "launchready status: %s: %s (check the token)\n", s.Code(), s.Message())
+	case codes.Unavailable, codes.DeadlineExceeded:
+		fmt.Fprintf(stderr, "launchready status: billing-state unreachable: %s\n", s.Message())
+	default:
+		fmt.Fprintf(stderr, "launchready status: %s: %s\n", s.Code(), s.Message())
+	}
+	return 1
+}
+
+func printJSON(stdout, stderr io.Writer, st *billingv1.CustomerStatus, timeline []*billingv1.CustomerEvent) int {
+	m := protojson.MarshalOptions{UseProtoNames: true}
+	b, err := m.Marshal(st)
+	if err != nil {
+		fmt.Fprintf(stderr, "launchready status: %v\n", err)
+		return 1
+	}
+	if timeline == nil {
+		fmt.Fprintln(stdout, string(b))
+		return 0
+	}
+	out := map[string]json.RawMessage{"status": b}
+	var evs []json.RawMessage
+	for _, e := range timeline {
+		eb, err := m.Marshal(e)
+		if err != nil {
+			fmt.Fprintf(stderr, "launchready status: %v\n", err)
+			return 1
+		}
+		evs = append(evs, eb)
+	}
+	out["events"], _ = json.Marshal(evs)
+	b, _ = json.Marshal(out)
+	fmt.Fprintln(stdout, string(b))
+	return 0
+}
+
+func printStatus(w io.Writer, st *billingv1.CustomerStatus, timeline []*billingv1.CustomerEvent) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
+	row("customer", st.GetCustomerId())
+	row("status", canonical.StatusName(st.GetStatus()))
+	row("entitled", yesNo(st.GetEntitled()))
+	plan := dash(st.GetPlan())
+	if st.GetSubscriptionId() != "" {
+		plan += " (" + st.GetSubscriptionId() + ")"
+	}
+	row("plan", plan)
+	row("period end", when(st.GetCurrentPeriodEnd()))
+	row("cancel at period end", yesNo(st.GetCancelAtPeriodEnd()))
+	row("trial end", when(st.GetTrialEnd()))
+	row("mrr", money(st.GetMrr(), st.GetCurrency()))
+	row("refunded", money(st.GetAmountRefunded(), st.GetCurrency()))
+	row("dispute open", yesNo(st.GetDisputeOpen()))
+	row("last payment failure", when(st.GetLastPaymentFailedAt()))
+	row("email", dash(st.GetEmail()))
+	row("user id", dash(st.GetUserId()))
+	row("deleted", yesNo(st.GetDeleted()))
+	row("needs reconciliation", yesNo(st.GetNeedsReconciliation()))
+	row("livemode", yesNo(st.GetLivemode()))
+	row("last event", dash(st.GetLastEventId()))
+	row("updated", when(st.GetUpdatedAt()))
+	_ = tw.Flush()
+	if len(timeline) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RECORDED\tACTION\tACTOR\tEVENT\tTYPE\tSTATUS")
+	for _, e := range timeline {
+		after := e.GetAfter().GetStatus()
+		before := billingv1.BillingStatus_BILLING_STATUS_NONE // a customer first seen in this event
+		if b := e.GetBefore(); b != nil {
+			before = b.GetStatus()
+		}
+		change := canonical.StatusName(after)
+		if before != after {
+			change = canonical.StatusName(before) + " -> " + change
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", when(e.GetRecordedAt()), e.GetAction(), e.GetActor(),
+			dash(e.GetEventId()), dash(e.GetEventType()), change)
+	}
+	_ = tw.Flush()
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func when(ts *timestamppb.Timestamp) string {
+	if ts == nil {
+		return "-"
+	}
+	return ts.AsTime().UTC().Format(time.RFC3339)
+}
+
+// money prints an amount in the smallest unit as the currency's units,
+// assuming two decimals (zero-decimal currencies print as such).
+func money(amount int64, currency string) string {
+	if currency == "" {
+		if amount == 0 {
+			return "0"
+		}
+		return fmt.Sprintf("%d", amount)
+	}
+	cur := strings.ToUpper(currency)
+	switch strings.ToLower(currency) {
+	case "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf":
+		return fmt.Sprintf("%d %s", amount, cur)
+	}
+	sign := ""
+	if amount < 0 {
+		sign, amount = "-", -amount
+	}
+	return fmt.Sprintf("%s%d.%02d %s", sign, amount/100, amount%100, cur)
+}
+
+// dialable turns a listen address (":9090") into one a client can dial.
+func dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if host == "" || host == "::" || host == "0.0.0.0" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func devToken(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	var s struct {
+		APIToken string `json:"api_token"`
+	}
+	if json.Unmarshal(b, &s) != nil {
+		return ""
+	}
+	return s.APIToken
+}
+
+// parseInterspersed allows flags after the customer id, as operators type
+// them ("status cus_123 --json").
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return rest, nil
+		}
+		rest = append(rest, args[0])
+		args = args[1:]
+	}
+}
