@@ -89,13 +89,13 @@ func TestRateLimitStorm(t *testing.T) {
 	}
 	n429 := 0
 	var first429, after time.Time
-	for _, r := range e.fake.Requests() {
+	for _, r := range e.fake.Requests() { // in order of arrival
 		if r.Status == http.StatusTooManyRequests {
 			n429++
 			if first429.IsZero() {
 				first429 = r.At
 			}
-		} else if !first429.IsZero() && after.IsZero() {
+		} else if !first429.IsZero() && after.IsZero() && r.At.After(first429) {
 			after = r.At
 		}
 	}

@@ -245,11 +245,13 @@ func (s *Server) Archive(object, id string) {
 	}
 }
 
-// Requests returns every request received so far.
+// Requests returns every request answered so far, in order of arrival.
 func (s *Server) Requests() []Request {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Request(nil), s.requests...)
+	out := append([]Request(nil), s.requests...)
+	s.mu.Unlock()
+	sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
+	return out
 }
 
 // MaxInFlight is the most requests the fake was serving at once.

@@ -126,7 +126,7 @@ type Caller struct {
 // with a Limit-sized burst could reach twice the limit in one window.
 // Behind the bucket a sliding-window log of the last Limit admissions is
 // the hard cap: a request is let through only once the Limit-th request
-// before it is more than Window (plus a 2% margin) old, measured when it
+// before it is more than Window (plus a 5% margin, at least 50 ms, for scheduling and connection jitter) old, measured when it
 // actually leaves, so a worker that was descheduled after its token came
 // due cannot bunch up with the next ones.
 func NewCaller(cfg CallerConfig) *Caller {
@@ -163,7 +163,7 @@ func NewCaller(cfg CallerConfig) *Caller {
 		limiter: rate.NewLimiter(per, burst),
 		metrics: cfg.Metrics,
 		sent:    make([]time.Time, 0, cfg.Limit),
-		margin:  max(cfg.Window/50, 10*time.Millisecond),
+		margin:  max(cfg.Window/20, 50*time.Millisecond),
 	}
 }
 

@@ -47,7 +47,7 @@ func TestCallerRateIsSharedAcrossWorkers(t *testing.T) {
 	tok := token(t)
 	fake := hubspotfake.Start(tok)
 	defer fake.Close()
-	const limit, window = 10, 250 * time.Millisecond
+	const limit, window = 10, 500 * time.Millisecond
 	reg := prometheus.NewRegistry()
 	c := crm.NewCaller(crm.CallerConfig{Vendor: "hubspot", Limit: limit, Window: window, Metrics: crm.NewMetrics(reg)})
 	var wg sync.WaitGroup
