@@ -126,9 +126,11 @@ type Caller struct {
 // with a Limit-sized burst could reach twice the limit in one window.
 // Behind the bucket a sliding-window log of the last Limit admissions is
 // the hard cap: a request is let through only once the Limit-th request
-// before it is more than Window (plus a 5% margin, at least 50 ms, for scheduling and connection jitter) old, measured when it
-// actually leaves, so a worker that was descheduled after its token came
-// due cannot bunch up with the next ones.
+// before it is more than Window old, measured when it actually leaves, so
+// a worker that was descheduled after its token came due cannot bunch up
+// with the next ones. A margin of 5% of Window (at least 50 ms) absorbs
+// the scheduling and connection jitter between leaving here and arriving
+// at the vendor.
 func NewCaller(cfg CallerConfig) *Caller {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
