@@ -1,0 +1,49 @@
+package crmsync
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/launchready/launchready/pkg/bus"
+)
+
+// The event's trace continues through crm-sync: the consumer span, the
+// sync span and the HubSpot calls share the producer's trace id.
+func TestTraceContinuesToTheCRMCall(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	exp := tracetest.NewInMemoryExporter()
+	e.start(func(c *Config) {
+		c.Telemetry.Exporter = exp
+		c.Telemetry.Syncer = true
+	})
+	producer := sdktrace.NewTracerProvider(sdktrace.WithSyncer(tracetest.NewInMemoryExporter()))
+	defer producer.Shutdown(context.Background())
+	ctx, span := producer.Tracer("test").Start(context.Background(), "stripe webhook")
+	_, all := journeys(t, "trace")
+	if _, err := bus.NewPublisher(e.js, producer).PublishEvent(ctx, all[0]); err != nil {
+		t.Fatal(err)
+	}
+	span.End()
+	e.waitProcessed(1, 20*time.Second)
+	want := span.SpanContext().TraceID()
+	var names []string
+	eventually(t, 10*time.Second, "crm spans exported", func() (bool, string) {
+		names = names[:0]
+		sawSync, sawCall := false, false
+		for _, s := range exp.GetSpans() {
+			if s.SpanContext.TraceID() != want {
+				continue
+			}
+			names = append(names, s.Name)
+			sawSync = sawSync || strings.HasPrefix(s.Name, "crm-sync ")
+			sawCall = sawCall || strings.HasPrefix(s.Name, "hubspot ")
+		}
+		return sawSync && sawCall, strings.Join(names, ", ")
+	})
+}
