@@ -151,12 +151,10 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	log.Info("ingress starting", "config", cfg)
 
-	// Tracing.
-	telCfg := cfg.Telemetry
-	if telCfg.Registerer == nil {
-		telCfg.Registerer = reg
-	}
-	tel, err := telemetry.Setup(ctx, telCfg)
+	// Tracing. The OTel HTTP server metrics stay off (no Registerer):
+	// lr_webhook_request_seconds and lr_webhook_requests_total already say
+	// it, and recording them twice costs a few percent of the hot path.
+	tel, err := telemetry.Setup(ctx, cfg.Telemetry)
 	if err != nil {
 		return fmt.Errorf("ingress: %w", err)
 	}

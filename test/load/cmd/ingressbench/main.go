@@ -30,6 +30,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -116,21 +117,43 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "ingressbench: %d fixture envelopes from %s, mean body %d bytes\n", len(payloads), o.fixtures, mean)
 	fmt.Fprintf(out, "ingressbench: c=%d for %s after %s warm-up against %s\n", o.conc, o.duration, o.warmup, o.url)
 
-	var cpuBefore time.Duration
-	if o.pid > 0 {
-		cpuBefore, _ = processCPU(o.pid)
-	}
+	// CPU is sampled around the measured window only, once warm-up is over.
+	var cpuBefore, selfBefore, cpuAfter, selfAfter time.Duration
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		select {
+		case <-time.After(o.warmup):
+		case <-ctx.Done():
+			return
+		}
+		if o.pid > 0 {
+			cpuBefore, _ = processCPU(o.pid)
+		}
+		selfBefore, _ = processCPU(os.Getpid())
+	}()
 	res := load(ctx, o, payloads)
-	var cpuAfter time.Duration
+	<-sampled
 	if o.pid > 0 {
 		cpuAfter, _ = processCPU(o.pid)
 	}
+	selfAfter, _ = processCPU(os.Getpid())
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
 	res.print(out, o)
 	if o.pid > 0 {
-		printProcess(out, o.pid, cpuAfter-cpuBefore, res.elapsed)
+		printProcess(out, o.pid, cpuAfter-cpuBefore, res.elapsed, res.accepted)
+	}
+	what := "load generator"
+	if env != nil {
+		what = "load generator + embedded NATS"
+	}
+	self := selfAfter - selfBefore
+	fmt.Fprintf(out, "this proc  %s CPU %.1fs (%.0f%% of one core)\n", what, self.Seconds(), 100*self.Seconds()/res.elapsed.Seconds())
+	if o.pid > 0 {
+		fmt.Fprintf(out, "machine    %d cores; the two processes above used %.0f%% of them; load average %s\n",
+			runtime.NumCPU(), 100*(self+cpuAfter-cpuBefore).Seconds()/res.elapsed.Seconds()/float64(runtime.NumCPU()), loadAvg())
 	}
 	if env != nil {
 		if err := env.checkStream(ctx, res, out); err != nil {
@@ -157,16 +180,6 @@ type result struct {
 }
 
 func load(ctx context.Context, o options, payloads []payload) result {
-	tr := &http.Transport{
-		MaxIdleConns:        o.conc,
-		MaxIdleConnsPerHost: o.conc,
-		MaxConnsPerHost:     o.conc,
-		IdleConnTimeout:     time.Minute,
-		DisableCompression:  true,
-	}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
-
 	run := make([]byte, 6)
 	_, _ = rand.Read(run)
 	runID := hex.EncodeToString(run)
@@ -178,7 +191,7 @@ func load(ctx context.Context, o options, payloads []payload) result {
 	var wg sync.WaitGroup
 	for w := range o.conc {
 		wg.Go(func() {
-			results[w] = worker(ctx, client, o, payloads, w, runID, measureFrom, stopAt)
+			results[w] = worker(ctx, o, payloads, w, runID, measureFrom, stopAt)
 		})
 	}
 	wg.Wait()
@@ -205,12 +218,17 @@ func load(ctx context.Context, o options, payloads []payload) result {
 	return result{elapsed: end.Sub(measureFrom), workerResult: total}
 }
 
-func worker(ctx context.Context, client *http.Client, o options, payloads []payload, w int, runID string, measureFrom, stopAt time.Time) workerResult {
+func worker(ctx context.Context, o options, payloads []payload, w int, runID string, measureFrom, stopAt time.Time) workerResult {
 	r := workerResult{codes: map[int]int{}, latencies: make([]time.Duration, 0, 1<<16)}
+	client, err := newRawClient(o.url)
+	if err != nil {
+		r.netErrs, r.firstErr = 1, err.Error()
+		return r
+	}
+	defer client.close()
 	body := make([]byte, 0, 64<<10)
 	id := make([]byte, 0, 64)
 	answer := make([]byte, 512)
-	header := http.Header{"Content-Type": {"application/json; charset=utf-8"}, "User-Agent": {"ingressbench"}}
 	for seq := 0; ; seq++ {
 		if ctx.Err() != nil || time.Now().After(stopAt) {
 			return r
@@ -223,24 +241,10 @@ func worker(ctx context.Context, client *http.Client, o options, payloads []payl
 		id = append(id, '_')
 		id = strconv.AppendInt(id, int64(seq), 10)
 		body = p.render(body[:0], id)
-
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, o.url, bytes.NewReader(body))
-		if err != nil {
-			r.netErrs++
-			r.firstErr = err.Error()
-			return r
-		}
-		req.Header = header.Clone()
-		req.Header["Stripe-Signature"] = []string{stripeevent.Sign(body, o.secret, time.Now())}
+		sig := stripeevent.Sign(body, o.secret, time.Now())
 
 		t0 := time.Now()
-		resp, err := client.Do(req)
-		var n int
-		if err == nil {
-			n, _ = io.ReadFull(resp.Body, answer)
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}
+		code, n, err := client.post(body, sig, answer)
 		t1 := time.Now()
 		if t0.Before(measureFrom) || t1.After(stopAt) {
 			continue
@@ -255,10 +259,10 @@ func worker(ctx context.Context, client *http.Client, o options, payloads []payl
 			}
 			continue
 		}
-		r.codes[resp.StatusCode]++
-		if resp.StatusCode != http.StatusOK {
+		r.codes[code]++
+		if code != http.StatusOK {
 			if r.firstErr == "" {
-				r.firstErr = fmt.Sprintf("%d %s (%s)", resp.StatusCode, bytes.TrimSpace(answer[:n]), p.name)
+				r.firstErr = fmt.Sprintf("%d %s (%s)", code, bytesTrim(answer[:n]), p.name)
 			}
 			continue
 		}
@@ -306,10 +310,26 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float6
 
 // ---- the process under test
 
-func printProcess(out io.Writer, pid int, cpu, elapsed time.Duration) {
+func printProcess(out io.Writer, pid int, cpu, elapsed time.Duration, accepted int) {
 	rss, hwm := procStatus(pid, "VmRSS"), procStatus(pid, "VmHWM")
-	fmt.Fprintf(out, "ingress    pid %d  RSS %s  peak RSS %s  CPU %.1fs (%.0f%% of one core)\n",
-		pid, rss, hwm, cpu.Seconds(), 100*cpu.Seconds()/elapsed.Seconds())
+	perEvent := time.Duration(0)
+	if accepted > 0 {
+		perEvent = cpu / time.Duration(accepted)
+	}
+	fmt.Fprintf(out, "ingress    pid %d  RSS %s  peak RSS %s  CPU %.1fs (%.0f%% of one core, %s per event)\n",
+		pid, rss, hwm, cpu.Seconds(), 100*cpu.Seconds()/elapsed.Seconds(), perEvent.Round(time.Microsecond))
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 // procStatus reads one field of /proc/<pid>/status, e.g. "VmRSS" -> "23.4 MiB".
