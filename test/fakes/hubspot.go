@@ -1,0 +1,53 @@
+package fakes
+
+import (
+	"net/http/httptest"
+
+	"github.com/launchready/launchready/services/crm-sync/hubspotfake"
+)
+
+// HubSpot is crm-sync's in-memory HubSpot (contacts, deals, associations,
+// unique properties) behind this package's latency, rules and call log.
+type HubSpot struct {
+	*hubspotfake.Server
+	base
+	srv *httptest.Server
+}
+
+// NewHubSpot serves a fake HubSpot that accepts the bearer token token.
+func NewHubSpot(token string) *HubSpot {
+	h := &HubSpot{Server: hubspotfake.New(token), base: newBase()}
+	h.srv = httptest.NewServer(h.serve(h.Server.Handler()))
+	return h
+}
+
+// URL is the base URL for HUBSPOT_BASE_URL.
+func (h *HubSpot) URL() string { return h.srv.URL }
+
+// Close stops the server.
+func (h *HubSpot) Close() {
+	h.Server.Release()
+	closeServer(h.srv)
+}
+
+// ContactsFor returns the live contacts whose stripe_customer_id is cus.
+func (h *HubSpot) ContactsFor(cus string) []hubspotfake.Object {
+	var out []hubspotfake.Object
+	for _, c := range h.Contacts() {
+		if c.Properties["stripe_customer_id"] == cus {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// DealsFor returns the live deals whose stripe_subscription_id is sub.
+func (h *HubSpot) DealsFor(sub string) []hubspotfake.Object {
+	var out []hubspotfake.Object
+	for _, d := range h.Deals() {
+		if d.Properties["stripe_subscription_id"] == sub {
+			out = append(out, d)
+		}
+	}
+	return out
+}

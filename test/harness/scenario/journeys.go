@@ -1,0 +1,345 @@
+package scenario
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+)
+
+// Canonical statuses, for Want.
+const (
+	StatusTrialing = billingv1.BillingStatus_BILLING_STATUS_TRIALING
+	StatusActive   = billingv1.BillingStatus_BILLING_STATUS_ACTIVE
+	StatusPastDue  = billingv1.BillingStatus_BILLING_STATUS_PAST_DUE
+	StatusCanceled = billingv1.BillingStatus_BILLING_STATUS_CANCELED
+	StatusRefunded = billingv1.BillingStatus_BILLING_STATUS_REFUNDED
+)
+
+// Template builds one customer's natural events.
+type Template struct {
+	Name  string
+	Build func(b *B) (*Journey, error)
+}
+
+// Templates are the journeys a chaos or load run cycles through. Several
+// put two or three events of one object in the same second, as Stripe
+// does, so only previous_attributes can order them.
+var Templates = []Template{
+	{"subscription lifecycle", Lifecycle},
+	{"trial converts", TrialConverts},
+	{"one-time purchase refunded", PurchaseRefunded},
+	{"dispute won", DisputeWon},
+	{"renewal fails", RenewalFails},
+	{"dispute lost", DisputeLost},
+	{"dispute open", DisputeOpen},
+	{"basil subscription", BasilSubscription},
+	{"same-second chain", SameSecondChain},
+}
+
+// Lifecycle: checkout → subscription created (incomplete) → first invoice
+// paid and active in the same second → renewal fails (past_due, same
+// second as the invoice) → paid again → cancel at period end → deleted.
+func Lifecycle(b *B) (*Journey, error) {
+	sub, cs := b.ID("sub"), b.ID("cs")
+	in1, in2 := b.ID("in", 1), b.ID("in", 2)
+	renew := 30 * Day
+	b.CustomerEvent("customer.created", 0)
+	b.CheckoutSubscription(1, cs, sub)
+	b.Subscription("customer.subscription.created", 1, sub, "incomplete", SubOpts{LatestInvoice: in1})
+	b.Invoice("invoice.paid", 1, in1, sub, b.ID("ch", 1), b.ID("pi", 1), "paid", InvoiceOpts{Attempt: 1, Reason: "subscription_create"})
+	b.Subscription("customer.subscription.updated", 1, sub, "active", SubOpts{LatestInvoice: in1, Prev: map[string]any{"status": "incomplete"}})
+	b.Invoice("invoice.payment_failed", renew, in2, sub, b.ID("ch", 2), b.ID("pi", 2), "open", InvoiceOpts{Attempt: 1, NextAttempt: renew + 3*Day})
+	b.Subscription("customer.subscription.updated", renew, sub, "past_due", SubOpts{LatestInvoice: in2, Prev: map[string]any{"status": "active"}})
+	b.Invoice("invoice.paid", renew+3*Day, in2, sub, b.ID("ch", 3), b.ID("pi", 2), "paid", InvoiceOpts{Attempt: 2})
+	b.Subscription("customer.subscription.updated", renew+3*Day, sub, "active", SubOpts{LatestInvoice: in2, Prev: map[string]any{"status": "past_due"}})
+	b.Subscription("customer.subscription.updated", renew+10*Day, sub, "active", SubOpts{LatestInvoice: in2, Cancel: true, Prev: map[string]any{"cancel_at_period_end": false}})
+	b.Subscription("customer.subscription.deleted", 2*renew, sub, "canceled", SubOpts{LatestInvoice: in2, Cancel: true, Reason: "cancellation_requested"})
+	return b.Build("subscription lifecycle", Want{Status: StatusCanceled})
+}
+
+// TrialConverts: a trial starts, is warned about, then converts.
+func TrialConverts(b *B) (*Journey, error) {
+	sub, in1 := b.ID("sub"), b.ID("in", 1)
+	b.CustomerEvent("customer.created", 0)
+	b.Subscription("customer.subscription.created", 0, sub, "trialing", SubOpts{Trial: true})
+	b.Subscription("customer.subscription.trial_will_end", 11*Day, sub, "trialing", SubOpts{Trial: true})
+	b.Invoice("invoice.paid", 14*Day, in1, sub, b.ID("ch", 1), b.ID("pi", 1), "paid", InvoiceOpts{Attempt: 1})
+	b.Subscription("customer.subscription.updated", 14*Day, sub, "active", SubOpts{Trial: true, LatestInvoice: in1, Prev: map[string]any{"status": "trialing"}})
+	b.CustomerEvent("customer.updated", 14*Day+3600)
+	return b.Build("trial converts", Want{Status: StatusActive, Entitled: true})
+}
+
+// PurchaseRefunded: a one-time Checkout purchase, a partial refund, then a
+// full refund and its refund object (which names only the charge).
+func PurchaseRefunded(b *B) (*Journey, error) {
+	pi, ch := b.ID("pi"), b.ID("ch")
+	b.CustomerEvent("customer.created", 0)
+	b.CheckoutPayment("checkout.session.completed", 60, b.ID("cs"), pi, 2000, "paid")
+	b.Charge("charge.succeeded", 60, ch, pi, "", 2000, 0, 0)
+	b.PaymentIntent("payment_intent.succeeded", 60, pi, 2000, "succeeded")
+	b.Charge("charge.refunded", 3600, ch, pi, "", 2000, 500, 0)
+	b.Charge("charge.refunded", 7200, ch, pi, "", 2000, 2000, 500)
+	b.Refund("refund.created", 7200, b.ID("re", 2), ch, 1500, "succeeded")
+	return b.Build("one-time purchase refunded", Want{Status: StatusRefunded})
+}
+
+// DisputeWon: a paid purchase is disputed, reviewed, and won.
+func DisputeWon(b *B) (*Journey, error) {
+	pi, ch, dp := b.ID("pi"), b.ID("ch"), b.ID("dp")
+	b.CustomerEvent("customer.created", 0)
+	b.CheckoutPayment("checkout.session.completed", 60, b.ID("cs"), pi, 2000, "paid")
+	b.Charge("charge.succeeded", 60, ch, pi, "", 2000, 0, 0)
+	b.Dispute("charge.dispute.created", Day, dp, ch, "needs_response", "", 2000)
+	b.Dispute("charge.dispute.updated", 10*Day, dp, ch, "under_review", "needs_response", 2000)
+	b.Dispute("charge.dispute.closed", 20*Day, dp, ch, "won", "under_review", 2000)
+	return b.Build("dispute won", Want{Status: StatusActive, Entitled: true})
+}
+
+// RenewalFails: an active subscription whose renewal fails twice; nothing
+// recovers it, so its invoice keeps one open ticket.
+func RenewalFails(b *B) (*Journey, error) {
+	sub, in1, in2 := b.ID("sub"), b.ID("in", 1), b.ID("in", 2)
+	b.CustomerEvent("customer.created", 0)
+	b.Subscription("customer.subscription.created", 0, sub, "active", SubOpts{LatestInvoice: in1})
+	b.Invoice("invoice.paid", 0, in1, sub, b.ID("ch", 1), b.ID("pi", 1), "paid", InvoiceOpts{Attempt: 1, Reason: "subscription_create"})
+	b.Invoice("invoice.payment_failed", 30*Day, in2, sub, b.ID("ch", 2), b.ID("pi", 2), "open", InvoiceOpts{Attempt: 1, NextAttempt: 33 * Day})
+	b.Subscription("customer.subscription.updated", 30*Day, sub, "past_due", SubOpts{LatestInvoice: in2, Prev: map[string]any{"status": "active"}})
+	b.Invoice("invoice.payment_failed", 33*Day, in2, sub, b.ID("ch", 3), b.ID("pi", 2), "open", InvoiceOpts{Attempt: 2, NextAttempt: 38 * Day})
+	return b.Build("renewal fails", Want{Status: StatusPastDue, Entitled: true}, "invoice:"+in2)
+}
+
+// DisputeLost: a purchase disputed and lost, which refunds it.
+func DisputeLost(b *B) (*Journey, error) {
+	pi, ch, dp := b.ID("pi"), b.ID("ch"), b.ID("dp")
+	b.CustomerEvent("customer.created", 0)
+	b.CheckoutPayment("checkout.session.completed", 60, b.ID("cs"), pi, 2000, "paid")
+	b.Charge("charge.succeeded", 60, ch, pi, "", 2000, 0, 0)
+	b.Dispute("charge.dispute.created", Day, dp, ch, "needs_response", "", 2000)
+	b.Dispute("charge.dispute.updated", 5*Day, dp, ch, "under_review", "needs_response", 2000)
+	b.Dispute("charge.dispute.closed", 30*Day, dp, ch, "lost", "under_review", 2000)
+	return b.Build("dispute lost", Want{Status: StatusRefunded})
+}
+
+// DisputeOpen: a purchase disputed, still open: one urgent ticket.
+func DisputeOpen(b *B) (*Journey, error) {
+	pi, ch, dp := b.ID("pi"), b.ID("ch"), b.ID("dp")
+	b.CustomerEvent("customer.created", 0)
+	b.CheckoutPayment("checkout.session.completed", 60, b.ID("cs"), pi, 2000, "paid")
+	b.Charge("charge.succeeded", 60, ch, pi, "", 2000, 0, 0)
+	b.PaymentIntent("payment_intent.succeeded", 60, pi, 2000, "succeeded")
+	b.Dispute("charge.dispute.created", 2*Day, dp, ch, "needs_response", "", 2000)
+	return b.Build("dispute open", Want{Status: StatusActive, Entitled: true, DisputeOpen: true}, "dispute:"+dp)
+}
+
+// BasilSubscription: API 2025-03-31.basil shapes: the period on the
+// subscription items, the invoice's subscription under parent.
+func BasilSubscription(b *B) (*Journey, error) {
+	sub, in1 := b.ID("sub"), b.ID("in", 1)
+	b.CustomerEvent("customer.created", 0)
+	b.Subscription("customer.subscription.created", 0, sub, "active", SubOpts{Basil: true, LatestInvoice: in1})
+	b.Invoice("invoice.paid", 0, in1, sub, "", "", "paid", InvoiceOpts{Attempt: 1, Basil: true, Reason: "subscription_create"})
+	b.Subscription("customer.subscription.updated", 20*Day, sub, "active", SubOpts{Basil: true, LatestInvoice: in1, Cancel: true, Prev: map[string]any{"cancel_at_period_end": false}})
+	return b.Build("basil subscription", Want{Status: StatusActive, Entitled: true})
+}
+
+// SameSecondChain: in one second the customer schedules a cancellation and
+// the renewal fails; the two snapshots are ordered only by their
+// previous_attributes.
+func SameSecondChain(b *B) (*Journey, error) {
+	sub, in1, in2 := b.ID("sub"), b.ID("in", 1), b.ID("in", 2)
+	s := 30 * Day
+	b.CustomerEvent("customer.created", 0)
+	b.Subscription("customer.subscription.created", 0, sub, "active", SubOpts{LatestInvoice: in1})
+	b.Invoice("invoice.paid", 0, in1, sub, b.ID("ch", 1), b.ID("pi", 1), "paid", InvoiceOpts{Attempt: 1, Reason: "subscription_create"})
+	b.Subscription("customer.subscription.updated", s, sub, "active", SubOpts{LatestInvoice: in1, Cancel: true, Prev: map[string]any{"cancel_at_period_end": false}})
+	b.Subscription("customer.subscription.updated", s, sub, "past_due", SubOpts{LatestInvoice: in2, Cancel: true, Prev: map[string]any{"status": "active", "latest_invoice": in1}})
+	b.Invoice("invoice.payment_failed", s, in2, sub, b.ID("ch", 2), b.ID("pi", 2), "open", InvoiceOpts{Attempt: 1, NextAttempt: s + 3*Day})
+	return b.Build("same-second chain", Want{Status: StatusPastDue, Entitled: true}, "invoice:"+in2)
+}
+
+// Mix builds customers journeys cycling through Templates, padded with the
+// noise a real account sends (payment methods attached, profile updates)
+// so that they hold exactly total events. Customer i starts at base plus i
+// minutes.
+func (g *Gen) Mix(customers, total int, base time.Time) ([]*Journey, error) {
+	if customers <= 0 {
+		return nil, fmt.Errorf("scenario: need customers")
+	}
+	var js []*Journey
+	var bs []*B
+	n := 0
+	for i := range customers {
+		b := g.Customer(fmt.Sprintf("c%04d", i), base.Add(time.Duration(i)*time.Minute))
+		tpl := Templates[i%len(Templates)]
+		j, err := tpl.Build(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", tpl.Name, err)
+		}
+		js, bs = append(js, j), append(bs, b)
+		n += len(j.Events)
+	}
+	if n > total {
+		return nil, fmt.Errorf("scenario: %d customers make %d events, more than %d", customers, n, total)
+	}
+	for k := 0; n < total; k++ {
+		i := k % customers
+		b := bs[i]
+		// After the journey's own first event, so a profile update is never
+		// the customer's first word.
+		at := 2*Day + 3600*(k/customers+1)
+		if (k/customers)%2 == 0 {
+			b.PaymentMethodAttached(at)
+		} else {
+			b.CustomerEvent("customer.updated", at)
+		}
+		if b.Err() != nil {
+			return nil, b.Err()
+		}
+		n++
+	}
+	return js, nil
+}
+
+// Delivery is one POST of an event: the first, or a repeat.
+type Delivery struct {
+	Event  *Event
+	Repeat bool
+}
+
+// Shuffle returns every event once plus dupFraction of them a second time,
+// in a random order drawn from seed.
+func Shuffle(js []*Journey, dupFraction float64, seed uint64) []Delivery {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	var out []Delivery
+	var all []*Event
+	for _, j := range js {
+		for _, e := range j.Events {
+			all = append(all, e)
+			out = append(out, Delivery{Event: e})
+		}
+	}
+	dups := int(float64(len(all)) * dupFraction)
+	for _, i := range r.Perm(len(all))[:dups] {
+		out = append(out, Delivery{Event: all[i], Repeat: true})
+	}
+	r.Shuffle(len(out), func(i, k int) { out[i], out[k] = out[k], out[i] })
+	return out
+}
+
+// InOrder returns every event once, each customer's in Stripe's order,
+// customers interleaved round robin.
+func InOrder(js []*Journey) []*Event {
+	var out []*Event
+	for i := 0; ; i++ {
+		added := false
+		for _, j := range js {
+			if i < len(j.Events) {
+				out = append(out, j.Events[i])
+				added = true
+			}
+		}
+		if !added {
+			return out
+		}
+	}
+}
+
+// Consumers, by durable name.
+const (
+	BillingState = "billing-state"
+	CRMSync      = "crm-sync"
+	Tickets      = "support-notify"
+	Alerts       = "support-notify-alerts"
+)
+
+// HandledBy reports whether the durable acts on the event and so records it
+// as processed: billing-state.processed_events, crm.processed_events,
+// support.processed_events (tickets) and support.alerts_sent (alerts).
+// It restates each service's contract for the event types this package
+// builds; a change in a service's scope shows up as a mismatch here.
+func (e *Event) HandledBy(durable string) bool {
+	t := e.Type
+	switch durable {
+	case BillingState:
+		switch {
+		case t == "customer.created", t == "customer.updated", t == "customer.deleted":
+			return true
+		case strings.HasPrefix(t, "customer.subscription."), strings.HasPrefix(t, "checkout.session."),
+			strings.HasPrefix(t, "charge."), strings.HasPrefix(t, "refund."), strings.HasPrefix(t, "payment_intent."):
+			return true
+		case strings.HasPrefix(t, "invoice."):
+			return e.Invoice != ""
+		}
+		return false
+	case CRMSync:
+		switch t {
+		case "customer.created", "customer.updated", "customer.deleted",
+			"checkout.session.completed", "checkout.session.async_payment_succeeded", "checkout.session.async_payment_failed",
+			"invoice.paid", "invoice.payment_succeeded", "invoice.payment_failed",
+			"charge.refund.updated", "refund.created", "refund.updated", "refund.failed",
+			"charge.succeeded", "charge.refunded", "charge.captured", "charge.updated",
+			"charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed",
+			"charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated",
+			"payment_intent.succeeded":
+			return true
+		}
+		return strings.HasPrefix(t, "customer.subscription.")
+	case Tickets:
+		return e.TicketAction() != ""
+	case Alerts:
+		return e.Alerts()
+	}
+	return false
+}
+
+// TicketAction is what support-notify's default rules do with the event on
+// the ticket side: "ticket", "resolve" or "".
+func (e *Event) TicketAction() string {
+	switch e.Type {
+	case "invoice.payment_failed", "charge.dispute.created", "checkout.session.async_payment_failed",
+		"invoice.payment_action_required":
+		return "ticket"
+	case "customer.subscription.deleted":
+		if e.CancellationReason == "payment_failed" {
+			return "ticket"
+		}
+	case "payment_intent.payment_failed":
+		if e.OutsideInvoice {
+			return "ticket"
+		}
+	case "invoice.paid", "invoice.payment_succeeded", "checkout.session.async_payment_succeeded",
+		"payment_intent.succeeded", "charge.dispute.closed":
+		return "resolve"
+	}
+	return ""
+}
+
+// Alerts reports whether the default rules send an ops alert.
+func (e *Event) Alerts() bool {
+	switch e.Type {
+	case "invoice.payment_failed", "charge.dispute.created", "customer.subscription.deleted", "charge.refunded":
+		return true
+	}
+	return false
+}
+
+// TicketObject is the support object the event is about
+// ("invoice:in_...", "dispute:dp_...").
+func (e *Event) TicketObject() string {
+	switch {
+	case strings.HasPrefix(e.Type, "charge.dispute."):
+		return "dispute:" + e.Dispute
+	case strings.HasPrefix(e.Type, "invoice."):
+		return "invoice:" + e.Invoice
+	case strings.HasPrefix(e.Type, "customer.subscription."):
+		return "subscription:" + e.Subscription
+	case strings.HasPrefix(e.Type, "checkout.session."):
+		return "checkout:" + e.Checkout
+	case strings.HasPrefix(e.Type, "payment_intent."):
+		return "payment_intent:" + e.PaymentIntent
+	}
+	return ""
+}

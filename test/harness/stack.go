@@ -1,0 +1,459 @@
+package harness
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/pkg/pg/pgtest"
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/test/fakes"
+)
+
+// Random returns n random bytes as hex (crypto/rand): secrets, tokens and
+// run tags are made fresh for every stack.
+func Random(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// NATS is a nats-server process (v2.15, built from the module) with
+// JetStream on file storage.
+type NATS struct {
+	Proc        *Proc
+	Port        int
+	MonitorPort int
+	StoreDir    string
+}
+
+// StartNATS runs nats-server from bin on 127.0.0.1 with its store in
+// storeDir and waits until JetStream is ready.
+func StartNATS(t T, bin, storeDir string) *NATS {
+	t.Helper()
+	n := &NATS{Port: FreePort(t), MonitorPort: FreePort(t), StoreDir: storeDir}
+	n.Proc = Start(t, "nats-server", filepath.Join(bin, "nats-server"), nil,
+		"-a", "127.0.0.1", "-p", strconv.Itoa(n.Port), "-m", strconv.Itoa(n.MonitorPort),
+		"-js", "-sd", storeDir, "-n", "lr-e2e-"+strconv.Itoa(n.Port))
+	n.WaitReady(t)
+	return n
+}
+
+// URL is the client URL; it stays the same across restarts.
+func (n *NATS) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.Port) }
+
+// WaitReady waits for /healthz (JetStream included).
+func (n *NATS) WaitReady(t T) {
+	t.Helper()
+	WaitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/healthz", n.MonitorPort), 60*time.Second, n.Proc)
+}
+
+// Restart stops the server gracefully (SIGTERM), starts it again on the
+// same port with the same store, and waits until JetStream is ready.
+func (n *NATS) Restart(t T) {
+	t.Helper()
+	n.Proc.Stop()
+	n.Proc.Resume()
+	n.WaitReady(t)
+}
+
+// StackOptions shapes a Stack.
+type StackOptions struct {
+	// Services to start, in order (default: all four).
+	Services []string
+	// Env is added to every service's environment (CONSUMER_*, ...).
+	Env map[string]string
+	// ServiceEnv is added to one service's environment.
+	ServiceEnv map[string]map[string]string
+	// Supervise restarts services that exit on their own, as a container
+	// runtime would.
+	Supervise bool
+	// LogLevel of the services (default "info").
+	LogLevel string
+}
+
+// Stack is the whole system as separate processes: nats-server, the
+// services, a fresh Postgres database, and fake HubSpot, Zendesk and
+// Slack.
+type Stack struct {
+	T   T
+	Bin string
+
+	DatabaseURL  string
+	DatabaseName string
+	NATS         *NATS
+	Procs        map[string]*Proc
+	// Ops is each service's /healthz /readyz /metrics base URL.
+	Ops        map[string]string
+	WebhookURL string
+	GRPCAddr   string
+	// Secret is the webhook signing secret (whsec_...), Token the gRPC
+	// bearer token (role read); both fresh per stack.
+	Secret string
+	Token  string
+
+	HubSpot *fakes.HubSpot
+	Zendesk *fakes.Zendesk
+	Slack   *fakes.Slack
+
+	DB     *pgxpool.Pool
+	NC     *nats.Conn
+	JS     jetstream.JetStream
+	Driver *Driver
+
+	grpcConn *grpc.ClientConn
+	Status   billingv1.BillingStatusServiceClient
+	opts     StackOptions
+}
+
+// StartStack builds the binaries (once) and starts everything, then waits
+// until every service reports ready.
+func StartStack(t T, o StackOptions) *Stack {
+	t.Helper()
+	start := time.Now()
+	if len(o.Services) == 0 {
+		o.Services = Services
+	}
+	if o.LogLevel == "" {
+		o.LogLevel = "info"
+	}
+	s := &Stack{T: t, Bin: Binaries(t), Procs: map[string]*Proc{}, Ops: map[string]string{}, opts: o,
+		Secret: "whsec_" + Random(24), Token: "tok_" + Random(24)}
+	s.DatabaseURL = NewDatabase(t)
+	u, err := url.Parse(s.DatabaseURL)
+	if err != nil {
+		t.Fatalf("database url: %v", err)
+	}
+	s.DatabaseName = strings.TrimPrefix(u.Path, "/")
+
+	// Third parties.
+	hubToken := "pat-" + Random(16)
+	s.HubSpot = fakes.NewHubSpot(hubToken)
+	t.Cleanup(s.HubSpot.Close)
+	zdEmail, zdToken := "ops@example.com", Random(16)
+	s.Zendesk = fakes.NewZendesk(zdEmail, zdToken)
+	t.Cleanup(s.Zendesk.Close)
+	s.Slack = fakes.NewSlack("/services/T" + Random(4) + "/B" + Random(4) + "/" + Random(12))
+	t.Cleanup(s.Slack.Close)
+
+	// Broker.
+	s.NATS = StartNATS(t, s.Bin, filepath.Join(t.TempDir(), "jetstream"))
+
+	// Services.
+	common := map[string]string{
+		"NATS_URL":                    s.NATS.URL(),
+		"DATABASE_URL":                s.DatabaseURL,
+		"LOG_LEVEL":                   o.LogLevel,
+		"NATS_STREAM_REPLICAS":        "1",
+		"OTEL_EXPORTER_OTLP_ENDPOINT": "",
+	}
+	per := map[string]map[string]string{
+		"ingress": {
+			"INGRESS_ADDR":          fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
+			"STRIPE_WEBHOOK_SECRET": s.Secret,
+		},
+		"billing-state": {
+			"GRPC_ADDR":         fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
+			"HTTP_ADDR":         fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
+			"STATUS_API_TOKENS": "e2e=" + s.Token + ":read",
+		},
+		"crm-sync": {
+			"HTTP_ADDR":        fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
+			"CRM_PROVIDER":     "hubspot",
+			"HUBSPOT_TOKEN":    hubToken,
+			"HUBSPOT_BASE_URL": s.HubSpot.URL(),
+			// The fake has no portal limit unless a test sets one; the
+			// client's own limiter must not be what a test measures.
+			"CRM_RATE_LIMIT":  "100000",
+			"CRM_RATE_WINDOW": "1s",
+		},
+		"support-notify": {
+			"HTTP_ADDR":         fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
+			"SUPPORT_PROVIDER":  "zendesk",
+			"ZENDESK_BASE_URL":  s.Zendesk.URL(),
+			"ZENDESK_EMAIL":     zdEmail,
+			"ZENDESK_API_TOKEN": zdToken,
+			"ALERT_PROVIDER":    "slack",
+			"SLACK_WEBHOOK_URL": s.Slack.URL(),
+		},
+	}
+	s.WebhookURL = "http://" + per["ingress"]["INGRESS_ADDR"] + "/webhooks/stripe"
+	s.GRPCAddr = per["billing-state"]["GRPC_ADDR"]
+	for _, name := range o.Services {
+		env := map[string]string{}
+		for k, v := range common {
+			env[k] = v
+		}
+		for k, v := range per[name] {
+			env[k] = v
+		}
+		for k, v := range o.Env {
+			env[k] = v
+		}
+		for k, v := range o.ServiceEnv[name] {
+			env[k] = v
+		}
+		if name == "ingress" {
+			delete(env, "DATABASE_URL") // ingress holds no database
+			s.Ops[name] = "http://" + env["INGRESS_ADDR"]
+		} else {
+			s.Ops[name] = "http://" + env["HTTP_ADDR"]
+		}
+		p := Start(t, name, filepath.Join(s.Bin, name), envList(env))
+		if o.Supervise {
+			p.Supervise()
+		}
+		s.Procs[name] = p
+	}
+	for _, name := range o.Services {
+		WaitHTTP(t, s.Ops[name]+"/readyz", 90*time.Second, s.Procs[name])
+	}
+
+	// Test-side clients.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pool, err := pgxpool.New(ctx, s.DatabaseURL+"&pool_max_conns=4")
+	if err != nil {
+		t.Fatalf("test pool: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	s.DB = pool
+	nc, js, err := bus.Connect(ctx, s.NATS.URL(), "e2e-observer", nil)
+	if err != nil {
+		t.Fatalf("test nats: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	s.NC, s.JS = nc, js
+	s.Driver = NewDriver(s.WebhookURL, s.Secret)
+	if contains(o.Services, "billing-state") {
+		conn, err := grpc.NewClient(s.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithPerRPCCredentials(bearer(s.Token)))
+		if err != nil {
+			t.Fatalf("grpc client: %v", err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		s.grpcConn = conn
+		s.Status = billingv1.NewBillingStatusServiceClient(conn)
+	}
+	t.Logf("harness: stack up in %s (db %s, nats %s, ingress %s, grpc %s)",
+		time.Since(start).Round(time.Millisecond), s.DatabaseName, s.NATS.URL(), s.WebhookURL, s.GRPCAddr)
+	return s
+}
+
+func envList(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, k+"="+m[k])
+	}
+	return out
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// bearer sends the token on every call; plaintext is fine on loopback.
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+func (bearer) RequireTransportSecurity() bool { return false }
+
+// WaitReady waits until name answers /readyz again (after a restart).
+func (s *Stack) WaitReady(name string, timeout time.Duration) {
+	s.T.Helper()
+	WaitHTTP(s.T, s.Ops[name]+"/readyz", timeout)
+}
+
+// RestartNATS restarts nats-server (same port, same store).
+func (s *Stack) RestartNATS() { s.NATS.Restart(s.T) }
+
+// NewDatabase returns the URL of a fresh, empty database on the test
+// Postgres server, dropped at cleanup. Tests get it from pgtest; the load
+// benchmark, which is not a test, from the same recipe here.
+func NewDatabase(t T) string {
+	t.Helper()
+	if tb, ok := t.(testing.TB); ok {
+		return pgtest.NewDatabase(tb)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	base := pgtest.BaseURL()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("postgres unreachable at %s: %v", base, err)
+	}
+	defer conn.Close(ctx)
+	name := "lrbench_" + Random(6)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create database: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if c, err := pgx.Connect(ctx, base); err == nil {
+			_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			c.Close(ctx)
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("parse base URL: %v", err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+// CutDatabase makes the stack's database refuse connections and ends every
+// session on it, without touching the shared server or other databases.
+func (s *Stack) CutDatabase() error {
+	return adminExec(fmt.Sprintf("ALTER DATABASE %s WITH ALLOW_CONNECTIONS false", pgx.Identifier{s.DatabaseName}.Sanitize()),
+		"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '"+s.DatabaseName+"' AND pid <> pg_backend_pid()")
+}
+
+// RestoreDatabase lets connections in again.
+func (s *Stack) RestoreDatabase() error {
+	return adminExec(fmt.Sprintf("ALTER DATABASE %s WITH ALLOW_CONNECTIONS true", pgx.Identifier{s.DatabaseName}.Sanitize()))
+}
+
+func adminExec(stmts ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, pgtest.BaseURL())
+	if err != nil {
+		return fmt.Errorf("admin connect: %w", err)
+	}
+	defer conn.Close(ctx)
+	for _, q := range stmts {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	return nil
+}
+
+// Count runs a count(*) style query against the stack's database.
+func (s *Stack) Count(query string, args ...any) int {
+	s.T.Helper()
+	n, err := s.CountErr(query, args...)
+	if err != nil {
+		s.T.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+// CountErr is Count returning the error.
+func (s *Stack) CountErr(query string, args ...any) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var n int
+	err := s.DB.QueryRow(ctx, query, args...).Scan(&n)
+	return n, err
+}
+
+// Strings runs a query returning one text column.
+func (s *Stack) Strings(query string, args ...any) []string {
+	s.T.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rows, err := s.DB.Query(ctx, query, args...)
+	if err != nil {
+		s.T.Fatalf("%s: %v", query, err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		s.T.Fatalf("%s: %v", query, err)
+	}
+	return out
+}
+
+// TableExists reports whether schema.table exists yet (services migrate
+// their schema at start).
+func (s *Stack) TableExists(qualified string) bool {
+	n, err := s.CountErr(`SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname || '.' || tablename = $1`, qualified)
+	return err == nil && n == 1
+}
+
+// StreamMsgs is the number of messages in stream.
+func (s *Stack) StreamMsgs(stream string) (uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := s.JS.Stream(ctx, stream)
+	if err != nil {
+		return 0, err
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.Msgs, nil
+}
+
+// ConsumerBacklog is what the durable still has to finish: messages not
+// yet delivered plus those delivered and not acked.
+func (s *Stack) ConsumerBacklog(durable string) (uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := s.JS.Consumer(ctx, bus.StreamEvents, durable)
+	if err != nil {
+		return 0, err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.NumPending + uint64(info.NumAckPending) + uint64(info.NumRedelivered), nil
+}
+
+// Durables are the consumers the four services run.
+var Durables = []string{"billing-state", "crm-sync", "support-notify", "support-notify-alerts"}
+
+// WaitDrained waits until every durable has acked everything in the
+// stream, i.e. the system is quiet.
+func (s *Stack) WaitDrained(timeout time.Duration, durables ...string) {
+	s.T.Helper()
+	if len(durables) == 0 {
+		durables = Durables
+	}
+	var last string
+	ok := Poll(timeout, 100*time.Millisecond, func() bool {
+		for _, d := range durables {
+			n, err := s.ConsumerBacklog(d)
+			if err != nil || n > 0 {
+				last = fmt.Sprintf("%s backlog %d (%v)", d, n, err)
+				return false
+			}
+		}
+		return true
+	})
+	if !ok {
+		s.T.Fatalf("consumers not drained within %s: %s", timeout, last)
+	}
+}
