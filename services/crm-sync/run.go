@@ -185,7 +185,8 @@ func NewAdapter(cfg Config, log *slog.Logger, tp trace.TracerProvider, reg prome
 		Window:         cfg.RateWindow,
 		TracerProvider: tp,
 		Metrics:        crm.NewMetrics(reg),
-		Secrets:        []string{cfg.HubSpot.Token.Reveal(), cfg.Webhook.Secret.Reveal()},
+		Secrets:        []string{cfg.HubSpot.Token.Reveal(), cfg.Webhook.Secret.Reveal(), cfg.Webhook.URL},
+		HideURLPath:    cfg.Provider == ProviderWebhook,
 	})
 	switch cfg.Provider {
 	case ProviderHubSpot:

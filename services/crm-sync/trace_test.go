@@ -2,6 +2,8 @@ package crmsync
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -46,4 +48,42 @@ func TestTraceContinuesToTheCRMCall(t *testing.T) {
 		}
 		return sawSync && sawCall, strings.Join(names, ", ")
 	})
+}
+
+// A webhook URL is a credential: spans name the host only.
+func TestWebhookURLPathStaysOutOfSpans(t *testing.T) {
+	t.Parallel()
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/hooks/catch/123/s3cretpath" {
+			t.Errorf("request path %q", r.URL.Path)
+		}
+	}))
+	defer recv.Close()
+	e := newEnv(t, map[string]string{
+		"CRM_PROVIDER":       "webhook",
+		"CRM_WEBHOOK_URL":    recv.URL + "/hooks/catch/123/s3cretpath",
+		"CRM_WEBHOOK_SECRET": secret(t, ""),
+	})
+	exp := tracetest.NewInMemoryExporter()
+	e.start(func(c *Config) {
+		c.Telemetry.Exporter = exp
+		c.Telemetry.Syncer = true
+	})
+	_, all := journeys(t, "whtrace")
+	e.publish(all[0])
+	e.waitProcessed(1, 20*time.Second)
+	calls := 0
+	for _, s := range exp.GetSpans() {
+		if strings.HasPrefix(s.Name, "webhook ") {
+			calls++
+		}
+		for _, a := range s.Attributes {
+			if strings.Contains(a.Value.Emit(), "s3cretpath") || strings.Contains(a.Value.Emit(), "hooks/catch") {
+				t.Errorf("span %s attribute %s carries the webhook path", s.Name, a.Key)
+			}
+		}
+	}
+	if calls == 0 {
+		t.Fatal("no webhook call span")
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -98,6 +99,9 @@ type CallerConfig struct {
 	Metrics        *Metrics
 	// Secrets are removed from any response body kept as an error reason.
 	Secrets []string
+	// HideURLPath keeps the URL's path and query out of spans: a webhook
+	// URL (Zapier, Make, Slack-style) is often itself the credential.
+	HideURLPath bool
 }
 
 // Caller makes every outbound CRM request of one service instance. Its
@@ -158,15 +162,42 @@ func NewCaller(cfg CallerConfig) *Caller {
 	topts = append(topts, otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
 		return cfg.Vendor + " " + r.Method
 	}))
+	var rt http.RoundTripper = otelhttp.NewTransport(restoreURL{base}, topts...)
+	if cfg.HideURLPath {
+		rt = hideURL{rt}
+	}
 	burst, per := BucketFor(cfg.Limit, cfg.Window)
 	return &Caller{
 		cfg:     cfg,
-		client:  &http.Client{Timeout: cfg.Timeout, Transport: otelhttp.NewTransport(base, topts...)},
+		client:  &http.Client{Timeout: cfg.Timeout, Transport: rt},
 		limiter: rate.NewLimiter(per, burst),
 		metrics: cfg.Metrics,
 		sent:    make([]time.Time, 0, cfg.Limit),
 		margin:  max(cfg.Window/20, 50*time.Millisecond),
 	}
+}
+
+type realURLKey struct{}
+
+// hideURL shows the tracing transport a URL without path or query; the
+// real one travels in the request context to restoreURL, under it.
+type hideURL struct{ next http.RoundTripper }
+
+func (h hideURL) RoundTrip(r *http.Request) (*http.Response, error) {
+	shown := &url.URL{Scheme: r.URL.Scheme, Host: r.URL.Host, Path: "/"}
+	r2 := r.Clone(context.WithValue(r.Context(), realURLKey{}, r.URL))
+	r2.URL = shown
+	return h.next.RoundTrip(r2)
+}
+
+type restoreURL struct{ next http.RoundTripper }
+
+func (t restoreURL) RoundTrip(r *http.Request) (*http.Response, error) {
+	if u, ok := r.Context().Value(realURLKey{}).(*url.URL); ok {
+		r = r.Clone(r.Context())
+		r.URL = u
+	}
+	return t.next.RoundTrip(r)
 }
 
 // BucketFor returns the token bucket that keeps any window of length window
