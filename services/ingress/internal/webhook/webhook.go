@@ -133,11 +133,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 
 	bp := bodyPool.Get().(*[]byte)
 	body, err := readBody(http.MaxBytesReader(w, r.Body, h.cfg.MaxBody), (*bp)[:0])
-	keep := true
 	defer func() {
-		// A publish that timed out may, in principle, still reference the
-		// body through the event; such a buffer is left to the GC.
-		if keep && cap(body) <= maxPooled {
+		// Safe to reuse once the request is answered: Normalize copies the
+		// bytes it keeps (raw_json), so nothing outlives the request.
+		if cap(body) <= maxPooled {
 			*bp = body[:0]
 			bodyPool.Put(bp)
 		}
@@ -178,7 +177,6 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 	res, err := h.pub.PublishEvent(pctx, ev)
 	cancel()
 	if err != nil {
-		keep = false
 		// Either answer makes Stripe retry. 503 says "soon": the broker is
 		// down or slow. 500 is for what a retry to this deployment will not
 		// fix (a payload over the broker's max_payload, a subject NATS
