@@ -1,0 +1,61 @@
+// Command launchready is the operator's tool: `dev` runs the whole system in
+// one process, `send` posts a signed event, `status` shows a customer, and
+// `dlq` lists and replays dead letters.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/launchready/launchready/pkg/config"
+	"github.com/launchready/launchready/services/launchready/internal/dev"
+	"github.com/launchready/launchready/services/launchready/internal/dlq"
+	"github.com/launchready/launchready/services/launchready/internal/send"
+	"github.com/launchready/launchready/services/launchready/internal/status"
+)
+
+type command struct {
+	name, usage string
+	main        func(ctx context.Context, args []string, getenv config.Getenv, stdout, stderr io.Writer) int
+}
+
+var commands = []command{
+	{"dev", "run every service in one process on an embedded JetStream", dev.Main},
+	{"send", "sign a Stripe event payload and post it to ingress", send.Main},
+	{"status", "print a customer's canonical billing status", status.Main},
+	{"dlq", "list or replay dead letters (dlq list | dlq replay ID)", dlq.Main},
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := realMain(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+func realMain(ctx context.Context, args []string) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(os.Stdout)
+		return 0
+	}
+	for _, c := range commands {
+		if c.name == args[0] {
+			return c.main(ctx, args[1:], os.Getenv, os.Stdout, os.Stderr)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "launchready: unknown command %q\n\n", args[0])
+	usage(os.Stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: launchready <command> [arguments]")
+	fmt.Fprintln(w)
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-7s %s\n", c.name, c.usage)
+	}
+}

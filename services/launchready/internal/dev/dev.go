@@ -1,0 +1,278 @@
+// Package dev runs the whole system in one process for a laptop: an
+// embedded JetStream server with its data under .data/, the local Postgres,
+// and every service, each under its own name and ports, as in production.
+package dev
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/launchready/launchready/pkg/config"
+	"github.com/launchready/launchready/pkg/logging"
+	"github.com/launchready/launchready/pkg/natsembed"
+	"github.com/launchready/launchready/pkg/pg"
+	billingstate "github.com/launchready/launchready/services/billing-state"
+	crmsync "github.com/launchready/launchready/services/crm-sync"
+	"github.com/launchready/launchready/services/ingress"
+	supportnotify "github.com/launchready/launchready/services/support-notify"
+)
+
+// service is one service as the dev runner sees it: its name and a function
+// that builds its config from the environment and runs it.
+type service struct {
+	name string
+	env  map[string]string
+	run  func(ctx context.Context, getenv config.Getenv, log *slog.Logger, ready func(map[string]string)) error
+}
+
+// Main runs `launchready dev`.
+func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data", ".data", "directory for the embedded JetStream store and dev secrets")
+	natsPort := fs.Int("nats-port", 4223, "port of the embedded NATS server (4222 is often taken by a system server)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := run(ctx, getenv, *dataDir, *natsPort, stdout, stderr); err != nil {
+		fmt.Fprintf(stderr, "launchready dev: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func run(ctx context.Context, getenv config.Getenv, dataDir string, natsPort int, stdout, stderr io.Writer) error {
+	env := config.New(getenv)
+	log := logging.New(stderr, "launchready-dev", logging.ParseLevel(env.String("LOG_LEVEL", "info")))
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", dataDir, err)
+	}
+	secrets, err := loadDevSecrets(filepath.Join(dataDir, "dev-secrets.json"))
+	if err != nil {
+		return err
+	}
+
+	// ---- NATS: the given NATS_URL, or an embedded JetStream under .data/.
+	natsURL := env.String("NATS_URL", "")
+	if natsURL == "" {
+		srv, err := natsembed.Start(natsembed.Options{Host: "127.0.0.1", Port: natsPort, StoreDir: filepath.Join(dataDir, "jetstream"), ServerName: "launchready-dev"})
+		if err != nil {
+			return fmt.Errorf("embedded NATS on port %d: %w (set NATS_URL to use another server, or -nats-port)", natsPort, err)
+		}
+		defer func() {
+			srv.Shutdown()
+			srv.WaitForShutdown()
+		}()
+		natsURL = srv.ClientURL()
+	}
+
+	// ---- Postgres: DATABASE_URL or the local server; created if missing.
+	dbURL := env.String("DATABASE_URL", pg.DefaultURL)
+	ectx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	err = pg.EnsureDatabase(ectx, dbURL)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("postgres at %s: %w", config.MaskURL(dbURL), err)
+	}
+
+	webhookSecret := env.String("STRIPE_WEBHOOK_SECRET", secrets.WebhookSecret)
+	tokens := env.String("STATUS_API_TOKENS", "dev="+secrets.APIToken+":read+admin")
+	ingressAddr := env.String("INGRESS_ADDR", "127.0.0.1:8080")
+	grpcAddr := env.String("GRPC_ADDR", "127.0.0.1:9090")
+	common := map[string]string{
+		"NATS_URL":     natsURL,
+		"DATABASE_URL": dbURL,
+	}
+	services := []service{
+		{name: "ingress", env: map[string]string{"INGRESS_ADDR": ingressAddr, "STRIPE_WEBHOOK_SECRET": webhookSecret}, run: runIngress},
+		{name: "billing-state", env: map[string]string{"GRPC_ADDR": grpcAddr, "STATUS_API_TOKENS": tokens, "HTTP_ADDR": env.String("BILLING_STATE_HTTP_ADDR", "127.0.0.1:8081")}, run: runBillingState},
+		{name: "crm-sync", env: map[string]string{"HTTP_ADDR": env.String("CRM_SYNC_HTTP_ADDR", "127.0.0.1:8082")}, run: runCRMSync},
+		{name: "support-notify", env: map[string]string{"HTTP_ADDR": env.String("SUPPORT_NOTIFY_HTTP_ADDR", "127.0.0.1:8083")}, run: runSupportNotify},
+	}
+
+	ctx, cancelAll := context.WithCancel(ctx)
+	defer cancelAll()
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+		addrs    = map[string]map[string]string{}
+		readyc   = make(chan string, len(services))
+	)
+	for _, s := range services {
+		over := map[string]string{"OTEL_SERVICE_NAME": s.name}
+		for k, v := range common {
+			over[k] = v
+		}
+		for k, v := range s.env {
+			over[k] = v
+		}
+		svcEnv := config.Overlay(getenv, over)
+		svcLog := logging.New(stderr, s.name, logging.ParseLevel(env.String("LOG_LEVEL", "info")))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := s.run(ctx, svcEnv, svcLog, func(a map[string]string) {
+				mu.Lock()
+				addrs[s.name] = a
+				mu.Unlock()
+				readyc <- s.name
+			})
+			if err != nil && !errors.Is(err, context.Canceled) {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = fmt.Errorf("%s: %w", s.name, err)
+				}
+				mu.Unlock()
+				log.Error("service stopped", "service_name", s.name, "error", err)
+			}
+			cancelAll()
+		}()
+	}
+
+	// Wait until every service is listening, then tell the user what to do.
+	pending := len(services)
+	for pending > 0 {
+		select {
+		case <-readyc:
+			pending--
+		case <-ctx.Done():
+			wg.Wait()
+			return firstErr
+		}
+	}
+	mu.Lock()
+	webhookURL := "http://" + hostPort(addrs["ingress"]["http"]) + "/webhooks/stripe"
+	grpcShown := hostPort(addrs["billing-state"]["grpc"])
+	mu.Unlock()
+	fmt.Fprintf(stdout, `
+Launch Ready is running.
+  webhook URL     %s
+  gRPC address    %s
+  NATS            %s
+  Postgres        %s
+  webhook secret  %s
+  API token       %s  (send as "authorization: Bearer <token>")
+
+Forward real test-mode events from Stripe with:
+  stripe listen --forward-to %s
+and restart with STRIPE_WEBHOOK_SECRET set to the whsec_... it prints
+(a comma list keeps this dev secret too: STRIPE_WEBHOOK_SECRET=whsec_new,%s).
+
+Or send a fixture signed with the dev secret:
+  go run ./services/launchready/cmd/launchready send ../shared/fixtures/stripe/stripe-sync-engine/subscription_created.json
+
+ready
+`, webhookURL, grpcShown, natsURL, config.MaskURL(dbURL), webhookSecret, apiTokenOf(tokens),
+		strings.TrimPrefix(webhookURL, "http://"), webhookSecret)
+
+	<-ctx.Done()
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	fmt.Fprintln(stdout, "stopped")
+	return nil
+}
+
+// hostPort shows a listener address the way a user types it.
+func hostPort(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if host == "" || host == "::" || host == "0.0.0.0" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// apiTokenOf shows the first token of a STATUS_API_TOKENS value.
+func apiTokenOf(tokens string) string {
+	first := strings.Split(tokens, ",")[0]
+	if i := strings.Index(first, "="); i >= 0 {
+		first = first[i+1:]
+	}
+	if i := strings.LastIndex(first, ":"); i >= 0 {
+		first = first[:i]
+	}
+	return first
+}
+
+// devSecrets are made once per checkout and kept under .data/, so the
+// secret a user configured in `stripe listen` or a client stays valid across
+// restarts.
+type devSecrets struct {
+	WebhookSecret string `json:"webhook_secret"`
+	APIToken      string `json:"api_token"`
+}
+
+func loadDevSecrets(path string) (devSecrets, error) {
+	var s devSecrets
+	b, err := os.ReadFile(path)
+	if err == nil && json.Unmarshal(b, &s) == nil && s.WebhookSecret != "" && s.APIToken != "" {
+		return s, nil
+	}
+	s = devSecrets{WebhookSecret: "whsec_" + randomHex(24), APIToken: "lr_dev_" + randomHex(16)}
+	b, _ = json.MarshalIndent(s, "", "  ")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return s, fmt.Errorf("save dev secrets: %w", err)
+	}
+	return s, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+
+func runIngress(ctx context.Context, getenv config.Getenv, log *slog.Logger, ready func(map[string]string)) error {
+	cfg, err := ingress.ConfigFromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	cfg.Logger, cfg.Ready = log, ready
+	return ingress.Run(ctx, cfg)
+}
+
+func runBillingState(ctx context.Context, getenv config.Getenv, log *slog.Logger, ready func(map[string]string)) error {
+	cfg, err := billingstate.ConfigFromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	cfg.Logger, cfg.Ready = log, ready
+	return billingstate.Run(ctx, cfg)
+}
+
+func runCRMSync(ctx context.Context, getenv config.Getenv, log *slog.Logger, ready func(map[string]string)) error {
+	cfg, err := crmsync.ConfigFromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	cfg.Logger, cfg.Ready = log, ready
+	return crmsync.Run(ctx, cfg)
+}
+
+func runSupportNotify(ctx context.Context, getenv config.Getenv, log *slog.Logger, ready func(map[string]string)) error {
+	cfg, err := supportnotify.ConfigFromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	cfg.Logger, cfg.Ready = log, ready
+	return supportnotify.Run(ctx, cfg)
+}
