@@ -3,6 +3,7 @@ package crmsync
 import (
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"time"
 
@@ -162,7 +163,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("provider", c.Provider),
 		slog.String("hubspot_base_url", c.HubSpot.BaseURL),
 		slog.Any("hubspot_token", c.HubSpot.Token),
-		slog.String("webhook_url", config.MaskURL(c.Webhook.URL)),
+		slog.String("webhook_url", hostOnly(c.Webhook.URL)),
 		slog.Any("webhook_secret", c.Webhook.Secret),
 		slog.Int("rate_limit", c.RateLimit),
 		slog.Duration("rate_window", c.RateWindow),
@@ -170,4 +171,17 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("concurrency", c.Consumer.Concurrency),
 		slog.Bool("past_due_entitled", c.Policy.PastDueEntitled),
 	)
+}
+
+// hostOnly shows where webhooks go without the path, which for most
+// automation platforms is itself the credential.
+func hostOnly(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		if raw == "" {
+			return ""
+		}
+		return "****"
+	}
+	return u.Scheme + "://" + u.Host + "/****"
 }

@@ -51,6 +51,7 @@ func TestConfigLogsNoSecret(t *testing.T) {
 	tok, whsec := secret(t, "pat-na1-"), secret(t, "")
 	cfg, err := ConfigFromEnv(config.Map(map[string]string{
 		"CRM_PROVIDER": "hubspot", "HUBSPOT_TOKEN": tok, "CRM_WEBHOOK_SECRET": whsec,
+		"CRM_WEBHOOK_URL":     "https://hooks.example.com/catch/123/capabilitypath",
 		"DATABASE_URL":        "postgres://crm:hunter2pass@db:5432/lr",
 		"HUBSPOT_DEAL_STAGES": "active=subscribed, canceled=churned",
 	}))
@@ -62,7 +63,7 @@ func TestConfigLogsNoSecret(t *testing.T) {
 	}
 	var buf bytes.Buffer
 	slog.New(slog.NewJSONHandler(&buf, nil)).Info("start", "config", cfg)
-	for _, leak := range []string{tok, whsec, "hunter2pass"} {
+	for _, leak := range []string{tok, whsec, "hunter2pass", "capabilitypath"} {
 		if strings.Contains(buf.String(), leak) {
 			t.Fatalf("config log line leaks a secret: %s", buf.String())
 		}
