@@ -306,6 +306,7 @@ func TestGRPC(t *testing.T) {
 		st := h.statusOf(jb.CustomerID)
 		return st != nil && st.GetStatus() == billingv1.BillingStatus_BILLING_STATUS_ACTIVE
 	})
+	h.eventually(10*time.Second, "the consumer to drain", h.drained)
 	read, admin := h.as(h.readToken), h.as(h.adminToken)
 	byID := &billingv1.GetCustomerStatusRequest{Lookup: &billingv1.GetCustomerStatusRequest_CustomerId{CustomerId: jb.CustomerID}}
 

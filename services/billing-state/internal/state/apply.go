@@ -8,10 +8,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/launchready/launchready/pkg/canonical"
-	"github.com/launchready/launchready/pkg/pg"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 )
 
@@ -210,12 +210,15 @@ func (s *Store) ApplyEvent(ctx context.Context, ev *billingv1.BillingEvent, opts
 	}
 }
 
-// txn is one ApplyEvent transaction.
+// txn is one transaction (see pipeline.go).
 type txn struct {
-	s   *Store
-	ctx context.Context
-	tx  pgx.Tx
-	cus customerRow
+	s    *Store
+	ctx  context.Context
+	conn *pgxpool.Conn
+	// pending statements not sent yet, and what each does.
+	pending *pgx.Batch
+	what    []string
+	cus     customerRow
 	// subs are the customer's subscriptions, kept current in memory so the
 	// derivation after the change needs no second read.
 	subs      []canonical.Subscription
@@ -226,38 +229,37 @@ type txn struct {
 
 func (s *Store) applyOnce(ctx context.Context, ev *billingv1.BillingEvent, k kind, h hint, opts ApplyOptions, noMoreFetch bool) (Result, error) {
 	var res Result
-	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(t *txn) error {
 		res = Result{}
-		tag, err := tx.Exec(ctx, `INSERT INTO billing.processed_events (event_id, event_type, outcome) VALUES ($1, $2, 'applied') ON CONFLICT (event_id) DO NOTHING`,
-			ev.GetEventId(), ev.GetType())
+		// One round trip records the event and, when it names its customer,
+		// locks the customer and reads its subscriptions.
+		cusID := ev.GetCustomerId()
+		fresh, err := t.begin(ev, cusID)
 		if err != nil {
-			return fmt.Errorf("record event %s: %w", ev.GetEventId(), err)
+			return err
 		}
-		if tag.RowsAffected() == 0 {
+		if !fresh {
 			res.Outcome = OutcomeDuplicate
 			return nil
 		}
-		cusID, err := s.resolveCustomer(ctx, tx, ev, k, h, noMoreFetch)
-		if err != nil {
-			return err
-		}
 		if cusID == "" {
-			if k == kindDispute || k == kindRefund {
-				if !opts.ParkUnresolved {
-					return fmt.Errorf("event %s charge %s: %w", ev.GetEventId(), ev.GetChargeId(), ErrCustomerUnknown)
-				}
-				return s.park(ctx, tx, ev, &res)
+			if cusID, err = t.resolveCustomer(ev, k, h, noMoreFetch); err != nil {
+				return err
 			}
-			res.Outcome = OutcomeIgnored
-			_, err := tx.Exec(ctx, `UPDATE billing.processed_events SET outcome = 'ignored' WHERE event_id = $1`, ev.GetEventId())
-			return err
-		}
-		t := &txn{s: s, ctx: ctx, tx: tx}
-		if err := t.lockCustomer(cusID, ev.GetLivemode()); err != nil {
-			return err
-		}
-		if err := t.loadSubscriptions(); err != nil {
-			return err
+			if cusID == "" {
+				if k == kindDispute || k == kindRefund {
+					if !opts.ParkUnresolved {
+						return fmt.Errorf("event %s charge %s: %w", ev.GetEventId(), ev.GetChargeId(), ErrCustomerUnknown)
+					}
+					return t.park(ev, &res)
+				}
+				res.Outcome = OutcomeIgnored
+				t.queueAs("record outcome", `UPDATE billing.processed_events SET outcome = 'ignored' WHERE event_id = $1`, ev.GetEventId())
+				return nil
+			}
+			if err := t.lockCustomer(cusID, ev.GetLivemode()); err != nil {
+				return err
+			}
 		}
 		before := t.cus.status
 		outcome, err := t.mutate(ev, k, h, noMoreFetch)
@@ -290,15 +292,15 @@ func (s *Store) applyOnce(ctx context.Context, ev *billingv1.BillingEvent, k kin
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE billing.processed_events SET customer_id = $2, outcome = $3 WHERE event_id = $1`,
-			ev.GetEventId(), cusID, string(outcome)); err != nil {
-			return fmt.Errorf("record outcome %s: %w", ev.GetEventId(), err)
+		if outcome != OutcomeApplied || cusID != ev.GetCustomerId() {
+			t.queueAs("record outcome", `UPDATE billing.processed_events SET customer_id = $2, outcome = $3 WHERE event_id = $1`,
+				ev.GetEventId(), cusID, string(outcome))
 		}
 		res = Result{Outcome: outcome, CustomerID: cusID, StatusChanged: changed, Ambiguous: t.ambiguous, Status: final}
 		return nil
 	})
 	if err != nil {
-		return Result{}, err
+		return Result{}, fmt.Errorf("apply %s: %w", ev.GetEventId(), err)
 	}
 	return res, nil
 }
@@ -306,7 +308,7 @@ func (s *Store) applyOnce(ctx context.Context, ev *billingv1.BillingEvent, k kin
 // resolveCustomer finds the customer an event belongs to. Disputes and
 // refunds name a charge; its customer comes from what earlier events taught
 // (payment_refs), or from Stripe when an API key is configured.
-func (s *Store) resolveCustomer(ctx context.Context, tx pgx.Tx, ev *billingv1.BillingEvent, k kind, h hint, noMoreFetch bool) (string, error) {
+func (t *txn) resolveCustomer(ev *billingv1.BillingEvent, k kind, h hint, noMoreFetch bool) (string, error) {
 	if id := ev.GetCustomerId(); id != "" {
 		return id, nil
 	}
@@ -318,7 +320,7 @@ func (s *Store) resolveCustomer(ctx context.Context, tx pgx.Tx, ev *billingv1.Bi
 	}
 	if k == kindInvoicePayment && ev.GetInvoiceId() != "" {
 		var id string
-		err := tx.QueryRow(ctx, `SELECT customer_id FROM billing.invoices WHERE id = $1`, ev.GetInvoiceId()).Scan(&id)
+		err := t.queryRow(`SELECT customer_id FROM billing.invoices WHERE id = $1`, []any{ev.GetInvoiceId()}, &id)
 		if err == nil {
 			return id, nil
 		}
@@ -330,7 +332,7 @@ func (s *Store) resolveCustomer(ctx context.Context, tx pgx.Tx, ev *billingv1.Bi
 		return "", nil
 	}
 	var id string
-	err := tx.QueryRow(ctx, `SELECT customer_id FROM billing.payment_refs WHERE ref = ANY($1) LIMIT 1`, refs).Scan(&id)
+	err := t.queryRow(`SELECT customer_id FROM billing.payment_refs WHERE ref = ANY($1) LIMIT 1`, []any{refs}, &id)
 	switch {
 	case err == nil:
 		return id, nil
@@ -343,7 +345,7 @@ func (s *Store) resolveCustomer(ctx context.Context, tx pgx.Tx, ev *billingv1.Bi
 	if h.charge != nil {
 		return h.charge.CustomerID, nil
 	}
-	if s.fetcher != nil && ev.GetChargeId() != "" && !noMoreFetch {
+	if t.s.fetcher != nil && ev.GetChargeId() != "" && !noMoreFetch {
 		return "", &needFetch{chargeID: ev.GetChargeId()}
 	}
 	return "", nil
@@ -351,7 +353,7 @@ func (s *Store) resolveCustomer(ctx context.Context, tx pgx.Tx, ev *billingv1.Bi
 
 // park records an event whose customer cannot be found yet. It is applied
 // when a later event teaches its charge's customer (see resolveParked).
-func (s *Store) park(ctx context.Context, tx pgx.Tx, ev *billingv1.BillingEvent, res *Result) error {
+func (t *txn) park(ev *billingv1.BillingEvent, res *Result) error {
 	ref := ev.GetChargeId()
 	if ref == "" {
 		ref = ev.GetPaymentIntentId()
@@ -360,14 +362,10 @@ func (s *Store) park(ctx context.Context, tx pgx.Tx, ev *billingv1.BillingEvent,
 	if err != nil {
 		return fmt.Errorf("park %s: %w", ev.GetEventId(), err)
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO billing.unresolved_events (event_id, event_type, ref, event) VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING`,
-		ev.GetEventId(), ev.GetType(), ref, body); err != nil {
-		return fmt.Errorf("park %s: %w", ev.GetEventId(), err)
-	}
-	if _, err := tx.Exec(ctx, `UPDATE billing.processed_events SET outcome = 'unresolved' WHERE event_id = $1`, ev.GetEventId()); err != nil {
-		return fmt.Errorf("park %s: %w", ev.GetEventId(), err)
-	}
-	s.log.WarnContext(ctx, "event parked until its charge's customer is known",
+	t.queueAs("park", `INSERT INTO billing.unresolved_events (event_id, event_type, ref, event) VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING`,
+		ev.GetEventId(), ev.GetType(), ref, body)
+	t.queueAs("park", `UPDATE billing.processed_events SET outcome = 'unresolved' WHERE event_id = $1`, ev.GetEventId())
+	t.s.log.WarnContext(t.ctx, "event parked until its charge's customer is known",
 		"event_id", ev.GetEventId(), "charge_id", ref, "action", "park", "outcome", string(OutcomeUnresolved))
 	res.Outcome = OutcomeUnresolved
 	return nil
@@ -378,8 +376,15 @@ func (t *txn) resolveParked(before *billingv1.CustomerStatus) error {
 	if len(t.learned) == 0 {
 		return nil
 	}
-	rows, err := t.tx.Query(t.ctx, `UPDATE billing.unresolved_events SET resolved_at = now()
-		WHERE ref = ANY($1) AND resolved_at IS NULL RETURNING event_id, event`, t.learned)
+	br, err := t.send(func(b *pgx.Batch) {
+		b.Queue(`UPDATE billing.unresolved_events SET resolved_at = now()
+			WHERE ref = ANY($1) AND resolved_at IS NULL RETURNING event_id, event`, t.learned)
+	})
+	if err != nil {
+		return err
+	}
+	defer br.Close()
+	rows, err := br.Query()
 	if err != nil {
 		return fmt.Errorf("resolve parked events: %w", err)
 	}
@@ -402,6 +407,9 @@ func (t *txn) resolveParked(before *billingv1.CustomerStatus) error {
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("resolve parked events: %w", err)
 	}
+	if err := br.Close(); err != nil {
+		return fmt.Errorf("resolve parked events: %w", err)
+	}
 	prev := before
 	for _, ev := range parked {
 		b, err := t.derive()
@@ -422,10 +430,8 @@ func (t *txn) resolveParked(before *billingv1.CustomerStatus) error {
 		if err := t.audit(ev, ActorStripe, ActionResolved, b, a); err != nil {
 			return err
 		}
-		if _, err := t.tx.Exec(t.ctx, `UPDATE billing.processed_events SET customer_id = $2, outcome = $3 WHERE event_id = $1`,
-			ev.GetEventId(), t.cus.id, string(outcome)); err != nil {
-			return fmt.Errorf("record outcome %s: %w", ev.GetEventId(), err)
-		}
+		t.queueAs("record outcome", `UPDATE billing.processed_events SET customer_id = $2, outcome = $3 WHERE event_id = $1`,
+			ev.GetEventId(), t.cus.id, string(outcome))
 		t.s.log.InfoContext(t.ctx, "parked event applied", "event_id", ev.GetEventId(), "customer_id", t.cus.id, "action", ActionResolved)
 	}
 	return nil
@@ -565,7 +571,7 @@ func (t *txn) applySubscription(ev *billingv1.BillingEvent, h hint, noMoreFetch 
 	if !d.Applies() {
 		return OutcomeStale, nil
 	}
-	if _, err := t.tx.Exec(t.ctx, `INSERT INTO billing.subscriptions (id, customer_id, status, price_id, created, current_period_end, trial_end,
+	t.queueAs("store subscription "+in.ID, `INSERT INTO billing.subscriptions (id, customer_id, status, price_id, created, current_period_end, trial_end,
 			cancel_at_period_end, deleted, quantity, unit_amount, interval, interval_count, currency, user_id, livemode,
 			last_event_id, last_event_type, last_event_created, prev_status, prev_cancel_at_period_end, prev_price_id)
 		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22)
@@ -581,9 +587,7 @@ func (t *txn) applySubscription(ev *billingv1.BillingEvent, h hint, noMoreFetch 
 		in.ID, in.CustomerID, in.Status, in.PriceID, nt(in.Created), nt(in.CurrentPeriodEnd), nt(in.TrialEnd),
 		in.CancelAtPeriodEnd, in.Deleted, in.Quantity, in.UnitAmount, in.Interval, in.IntervalCount, in.Currency, in.UserID, in.Livemode,
 		in.LastEventID, in.LastEventType, nt(in.LastEventCreated), in.Previous.Status, in.Previous.CancelAtPeriodEnd, in.Previous.PriceID,
-	); err != nil {
-		return "", fmt.Errorf("store subscription %s: %w", in.ID, err)
-	}
+	)
 	if idx >= 0 {
 		if in.Created.IsZero() {
 			in.Created = t.subs[idx].Created
@@ -617,7 +621,7 @@ func (t *txn) applyCheckout(ev *billingv1.BillingEvent) error {
 	if id == "" {
 		return fmt.Errorf("%w: checkout event %s has no session id", ErrMalformed, ev.GetEventId())
 	}
-	_, err := t.tx.Exec(t.ctx, `INSERT INTO billing.payments (id, customer_id, checkout_session_id, payment_intent_id, from_checkout,
+	t.queueAs("store checkout "+ev.GetCheckoutSessionId(), `INSERT INTO billing.payments (id, customer_id, checkout_session_id, payment_intent_id, from_checkout,
 			paid, awaiting_async, async_failed, amount, currency, user_id, created)
 		VALUES ($1,$2,$3,$4,true,$5,$6,$7,$8,$9,$10,$11)
 		ON CONFLICT (id) DO UPDATE SET checkout_session_id = EXCLUDED.checkout_session_id,
@@ -631,9 +635,6 @@ func (t *txn) applyCheckout(ev *billingv1.BillingEvent) error {
 			created = LEAST(payments.created, EXCLUDED.created), updated_at = now()`,
 		id, t.cus.id, ev.GetCheckoutSessionId(), ev.GetPaymentIntentId(), paid, awaiting, failed,
 		ev.GetAmount(), ev.GetCurrency(), ev.GetUserId(), eventTime(ev))
-	if err != nil {
-		return fmt.Errorf("store checkout %s: %w", ev.GetCheckoutSessionId(), err)
-	}
 	return nil
 }
 
@@ -663,7 +664,7 @@ func (t *txn) upsertPayment(pi, charge string, paid bool, amount, refunded int64
 	if id == "" {
 		return nil
 	}
-	_, err := t.tx.Exec(t.ctx, `INSERT INTO billing.payments (id, customer_id, charge_id, payment_intent_id, paid, amount,
+	t.queueAs("store payment "+id, `INSERT INTO billing.payments (id, customer_id, charge_id, payment_intent_id, paid, amount,
 			amount_refunded, refunded, currency, user_id, created)
 		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)
 		ON CONFLICT (id) DO UPDATE SET charge_id = COALESCE(NULLIF(EXCLUDED.charge_id, ''), payments.charge_id),
@@ -675,9 +676,6 @@ func (t *txn) upsertPayment(pi, charge string, paid bool, amount, refunded int64
 			user_id = COALESCE(NULLIF(payments.user_id, ''), EXCLUDED.user_id),
 			created = LEAST(payments.created, EXCLUDED.created), updated_at = now()`,
 		id, t.cus.id, charge, pi, paid, amount, refunded, fullyRefunded, ev.GetCurrency(), ev.GetUserId(), eventTime(ev))
-	if err != nil {
-		return fmt.Errorf("store payment %s: %w", id, err)
-	}
 	return nil
 }
 
@@ -706,7 +704,7 @@ func (t *txn) applyDispute(ev *billingv1.BillingEvent) error {
 	if err := t.learn(ev.GetChargeId(), ev.GetPaymentIntentId()); err != nil {
 		return err
 	}
-	_, err := t.tx.Exec(t.ctx, `INSERT INTO billing.disputes (id, customer_id, charge_id, payment_intent_id, status, reason, amount, currency,
+	t.queueAs("store dispute "+id, `INSERT INTO billing.disputes (id, customer_id, charge_id, payment_intent_id, status, reason, amount, currency,
 			closed, lost, last_event_created)
 		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)
 		ON CONFLICT (id) DO UPDATE SET
@@ -722,9 +720,6 @@ func (t *txn) applyDispute(ev *billingv1.BillingEvent) error {
 			last_event_created = GREATEST(disputes.last_event_created, EXCLUDED.last_event_created), updated_at = now()`,
 		id, t.cus.id, ev.GetChargeId(), ev.GetPaymentIntentId(), ev.GetStatus(), ev.GetDisputeReason(), ev.GetAmount(), ev.GetCurrency(),
 		closedDispute(ev.GetType(), ev.GetStatus()), ev.GetStatus() == "lost", eventTime(ev))
-	if err != nil {
-		return fmt.Errorf("store dispute %s: %w", id, err)
-	}
 	return nil
 }
 
@@ -741,7 +736,7 @@ func (t *txn) applyRefund(ev *billingv1.BillingEvent) error {
 	if err := t.learn(ev.GetChargeId(), ev.GetPaymentIntentId()); err != nil {
 		return err
 	}
-	_, err := t.tx.Exec(t.ctx, `INSERT INTO billing.refunds (id, customer_id, charge_id, payment_intent_id, amount, status, last_event_created)
+	t.queueAs("store refund "+id, `INSERT INTO billing.refunds (id, customer_id, charge_id, payment_intent_id, amount, status, last_event_created)
 		VALUES ($1,$2,$3,$4,$5,$6,$7)
 		ON CONFLICT (id) DO UPDATE SET
 			status = CASE WHEN refunds.last_event_created IS NULL OR EXCLUDED.last_event_created >= refunds.last_event_created
@@ -751,9 +746,6 @@ func (t *txn) applyRefund(ev *billingv1.BillingEvent) error {
 			payment_intent_id = COALESCE(NULLIF(EXCLUDED.payment_intent_id, ''), refunds.payment_intent_id),
 			last_event_created = GREATEST(refunds.last_event_created, EXCLUDED.last_event_created), updated_at = now()`,
 		id, t.cus.id, ev.GetChargeId(), ev.GetPaymentIntentId(), ev.GetAmount(), ev.GetStatus(), eventTime(ev))
-	if err != nil {
-		return fmt.Errorf("store refund %s: %w", id, err)
-	}
 	return nil
 }
 
@@ -774,7 +766,7 @@ func (t *txn) applyInvoice(ev *billingv1.BillingEvent) (Outcome, error) {
 		v := ev.GetNextPaymentAttempt().AsTime()
 		npa = &v
 	}
-	tag, err := t.tx.Exec(t.ctx, `INSERT INTO billing.invoices (id, customer_id, subscription_id, status, amount_due, amount_paid, currency,
+	tag, err := t.exec(`INSERT INTO billing.invoices (id, customer_id, subscription_id, status, amount_due, amount_paid, currency,
 			attempt_count, next_payment_attempt, charge_id, payment_intent_id, last_event_id, last_event_created)
 		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)
 		ON CONFLICT (id) DO UPDATE SET subscription_id = COALESCE(NULLIF(EXCLUDED.subscription_id, ''), invoices.subscription_id),
@@ -808,10 +800,8 @@ func (t *txn) learn(refs ...string) error {
 	if len(rs) == 0 {
 		return nil
 	}
-	if _, err := t.tx.Exec(t.ctx, `INSERT INTO billing.payment_refs (ref, customer_id) SELECT unnest($1::text[]), $2 ON CONFLICT (ref) DO NOTHING`,
-		rs, t.cus.id); err != nil {
-		return fmt.Errorf("remember payment refs: %w", err)
-	}
+	t.queueAs("remember payment refs", `INSERT INTO billing.payment_refs (ref, customer_id) SELECT unnest($1::text[]), $2 ON CONFLICT (ref) DO NOTHING`,
+		rs, t.cus.id)
 	t.learned = append(t.learned, rs...)
 	return nil
 }

@@ -50,18 +50,75 @@ func scanCustomer(row pgx.Row) (customerRow, error) {
 	return c, nil
 }
 
-// lockCustomer creates a placeholder for a customer first seen here and
-// locks the row: every event of one customer applies in turn.
+// begin records the event in processed_events and, when customerID is
+// known, creates a placeholder for a customer first seen here, locks the
+// customer's row (every event of one customer applies in turn) and reads
+// its subscriptions, all in one round trip. fresh is false for an event
+// applied before.
+func (t *txn) begin(ev *billingv1.BillingEvent, customerID string) (fresh bool, err error) {
+	br, err := t.send(func(b *pgx.Batch) {
+		b.Queue(`INSERT INTO billing.processed_events (event_id, event_type, customer_id, outcome) VALUES ($1, $2, $3, 'applied')
+			ON CONFLICT (event_id) DO NOTHING`, ev.GetEventId(), ev.GetType(), customerID)
+		if customerID != "" {
+			queueLock(b, customerID, ev.GetLivemode())
+		}
+	})
+	if err != nil {
+		return false, err
+	}
+	defer br.Close()
+	tag, err := br.Exec()
+	if err != nil {
+		return false, fmt.Errorf("record event %s: %w", ev.GetEventId(), err)
+	}
+	if tag.RowsAffected() == 0 {
+		return false, nil
+	}
+	if customerID != "" {
+		if err := t.readLock(br, customerID); err != nil {
+			return false, err
+		}
+	}
+	return true, br.Close()
+}
+
+// lockCustomer is begin's customer part, for an event whose customer had
+// to be looked up first.
 func (t *txn) lockCustomer(id string, livemode bool) error {
-	// DO UPDATE (not DO NOTHING) so the statement returns and locks the row
-	// in one round trip whether or not it existed.
-	row := t.tx.QueryRow(t.ctx, `INSERT INTO billing.customers (id, livemode) VALUES ($1, $2)
-		ON CONFLICT (id) DO UPDATE SET id = EXCLUDED.id RETURNING `+customerColumns, id, livemode)
-	c, err := scanCustomer(row)
+	br, err := t.send(func(b *pgx.Batch) { queueLock(b, id, livemode) })
+	if err != nil {
+		return err
+	}
+	defer br.Close()
+	if err := t.readLock(br, id); err != nil {
+		return err
+	}
+	return br.Close()
+}
+
+func queueLock(b *pgx.Batch, id string, livemode bool) {
+	b.Queue(`INSERT INTO billing.customers (id, livemode) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`, id, livemode)
+	b.Queue(`SELECT `+customerColumns+` FROM billing.customers WHERE id = $1 FOR UPDATE`, id)
+	b.Queue(`SELECT `+subscriptionColumns+` FROM billing.subscriptions WHERE customer_id = $1`, id)
+}
+
+func (t *txn) readLock(br pgx.BatchResults, id string) error {
+	if _, err := br.Exec(); err != nil {
+		return fmt.Errorf("create customer %s: %w", id, err)
+	}
+	c, err := scanCustomer(br.QueryRow())
 	if err != nil {
 		return fmt.Errorf("lock customer %s: %w", id, err)
 	}
 	t.cus = c
+	rows, err := br.Query()
+	if err != nil {
+		return fmt.Errorf("load subscriptions of %s: %w", id, err)
+	}
+	t.subs, err = scanSubscriptions(rows)
+	if err != nil {
+		return fmt.Errorf("load subscriptions of %s: %w", id, err)
+	}
 	return nil
 }
 
@@ -70,19 +127,24 @@ const subscriptionColumns = `id, customer_id, status, price_id, created, current
 	prev_status, prev_cancel_at_period_end, prev_price_id`
 
 func (t *txn) loadSubscriptions() error {
-	subs, err := loadSubscriptions(t, t.cus.id)
+	br, err := t.send(func(b *pgx.Batch) {
+		b.Queue(`SELECT `+subscriptionColumns+` FROM billing.subscriptions WHERE customer_id = $1`, t.cus.id)
+	})
 	if err != nil {
 		return err
 	}
-	t.subs = subs
-	return nil
+	defer br.Close()
+	rows, err := br.Query()
+	if err != nil {
+		return fmt.Errorf("load subscriptions of %s: %w", t.cus.id, err)
+	}
+	if t.subs, err = scanSubscriptions(rows); err != nil {
+		return fmt.Errorf("load subscriptions of %s: %w", t.cus.id, err)
+	}
+	return br.Close()
 }
 
-func loadSubscriptions(t *txn, customerID string) ([]canonical.Subscription, error) {
-	rows, err := t.tx.Query(t.ctx, `SELECT `+subscriptionColumns+` FROM billing.subscriptions WHERE customer_id = $1`, customerID)
-	if err != nil {
-		return nil, fmt.Errorf("load subscriptions of %s: %w", customerID, err)
-	}
+func scanSubscriptions(rows pgx.Rows) ([]canonical.Subscription, error) {
 	defer rows.Close()
 	var out []canonical.Subscription
 	for rows.Next() {
@@ -91,21 +153,19 @@ func loadSubscriptions(t *txn, customerID string) ([]canonical.Subscription, err
 		if err := rows.Scan(&s.ID, &s.CustomerID, &s.Status, &s.PriceID, &created, &cpe, &trialEnd, &s.CancelAtPeriodEnd, &s.Deleted,
 			&s.Quantity, &s.UnitAmount, &s.Interval, &s.IntervalCount, &s.Currency, &s.UserID, &s.Livemode,
 			&s.LastEventID, &s.LastEventType, &lastCreated, &s.Previous.Status, &s.Previous.CancelAtPeriodEnd, &s.Previous.PriceID); err != nil {
-			return nil, fmt.Errorf("load subscriptions of %s: %w", customerID, err)
+			return nil, err
 		}
 		s.Created, s.CurrentPeriodEnd, s.TrialEnd, s.LastEventCreated = tv(created), tv(cpe), tv(trialEnd), tv(lastCreated)
 		out = append(out, s)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("load subscriptions of %s: %w", customerID, err)
-	}
-	return out, nil
+	return out, rows.Err()
 }
 
 // derive computes the customer's CustomerStatus from the stored facts
 // through pkg/canonical. LastEventId and UpdatedAt are left to the caller.
 func (t *txn) derive() (*billingv1.CustomerStatus, error) {
-	rows, err := t.tx.Query(t.ctx, `SELECT p.id, p.paid, p.awaiting_async AND NOT p.async_failed, p.amount,
+	br, err := t.send(func(b *pgx.Batch) {
+		b.Queue(`SELECT p.id, p.paid, p.awaiting_async AND NOT p.async_failed, p.amount,
 			GREATEST(p.amount_refunded, COALESCE((SELECT sum(r.amount) FROM billing.refunds r
 				WHERE r.customer_id = p.customer_id AND r.status IN ('succeeded', 'pending')
 				AND ((p.charge_id <> '' AND r.charge_id = p.charge_id) OR (p.payment_intent_id <> '' AND r.payment_intent_id = p.payment_intent_id))), 0))::bigint,
@@ -114,6 +174,13 @@ func (t *txn) derive() (*billingv1.CustomerStatus, error) {
 				AND ((p.charge_id <> '' AND d.charge_id = p.charge_id) OR (p.payment_intent_id <> '' AND d.payment_intent_id = p.payment_intent_id))),
 			p.currency, p.created
 		FROM billing.payments p WHERE p.customer_id = $1 AND p.from_checkout`, t.cus.id)
+		b.Queue(`SELECT EXISTS (SELECT 1 FROM billing.disputes WHERE customer_id = $1 AND NOT closed)`, t.cus.id)
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer br.Close()
+	rows, err := br.Query()
 	if err != nil {
 		return nil, fmt.Errorf("load purchases of %s: %w", t.cus.id, err)
 	}
@@ -133,8 +200,11 @@ func (t *txn) derive() (*billingv1.CustomerStatus, error) {
 		return nil, fmt.Errorf("load purchases of %s: %w", t.cus.id, err)
 	}
 	var disputeOpen bool
-	if err := t.tx.QueryRow(t.ctx, `SELECT EXISTS (SELECT 1 FROM billing.disputes WHERE customer_id = $1 AND NOT closed)`, t.cus.id).Scan(&disputeOpen); err != nil {
+	if err := br.QueryRow().Scan(&disputeOpen); err != nil {
 		return nil, fmt.Errorf("load disputes of %s: %w", t.cus.id, err)
+	}
+	if err := br.Close(); err != nil {
+		return nil, fmt.Errorf("derive %s: %w", t.cus.id, err)
 	}
 	return buildStatus(t.cus, t.subs, purchases, disputeOpen, t.s.policy), nil
 }
@@ -187,10 +257,8 @@ func (t *txn) audit(ev *billingv1.BillingEvent, actor, action string, before, af
 	if ev != nil {
 		evID, evType, created = ev.GetEventId(), ev.GetType(), eventTime(ev)
 	}
-	if _, err := t.tx.Exec(t.ctx, `INSERT INTO billing.audit_log (customer_id, event_id, event_type, actor, action, before, after, event_created)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8)`, t.cus.id, evID, evType, actor, action, b, a, created); err != nil {
-		return fmt.Errorf("audit %s for %s: %w", evID, t.cus.id, err)
-	}
+	t.queueAs("audit "+evID, `INSERT INTO billing.audit_log (customer_id, event_id, event_type, actor, action, before, after, event_created)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8)`, t.cus.id, evID, evType, actor, action, b, a, created)
 	return nil
 }
 
@@ -200,14 +268,12 @@ func (t *txn) writeCustomer(st *billingv1.CustomerStatus) error {
 		return err
 	}
 	c := t.cus
-	if _, err := t.tx.Exec(t.ctx, `UPDATE billing.customers SET email = $2, name = $3, user_id = $4, livemode = $5, placeholder = $6,
+	t.queueAs("store customer "+c.id, `UPDATE billing.customers SET email = $2, name = $3, user_id = $4, livemode = $5, placeholder = $6,
 			deleted = $7, profile_event_created = $8, profile_event_id = $9, profile_event_type = $10, last_payment_failed_at = $11,
 			needs_reconciliation = $12, status = $13, entitled = $14, status_json = $15, last_event_id = $16, updated_at = now()
 		WHERE id = $1`,
 		c.id, c.email, c.name, c.userID, c.livemode, c.placeholder, c.deleted, c.profileCreated, c.profileEventID, c.profileEventType,
-		c.lastPaymentFailedAt, c.needsReconciliation, canonical.StatusName(st.GetStatus()), st.GetEntitled(), js, st.GetLastEventId()); err != nil {
-		return fmt.Errorf("store customer %s: %w", c.id, err)
-	}
+		c.lastPaymentFailedAt, c.needsReconciliation, canonical.StatusName(st.GetStatus()), st.GetEntitled(), js, st.GetLastEventId())
 	t.cus.status = st
 	return nil
 }
@@ -217,9 +283,7 @@ func (t *txn) writeOutbox(st *billingv1.CustomerStatus) error {
 	if err != nil {
 		return fmt.Errorf("outbox for %s: %w", t.cus.id, err)
 	}
-	if _, err := t.tx.Exec(t.ctx, `INSERT INTO billing.outbox (customer_id, payload) VALUES ($1, $2)`, t.cus.id, body); err != nil {
-		return fmt.Errorf("outbox for %s: %w", t.cus.id, err)
-	}
+	t.queueAs("outbox", `INSERT INTO billing.outbox (customer_id, payload) VALUES ($1, $2)`, t.cus.id, body)
 	return nil
 }
 

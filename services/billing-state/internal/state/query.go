@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/launchready/launchready/pkg/pg"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 )
 
@@ -119,10 +118,15 @@ func (s *Store) Timeline(ctx context.Context, customerID string, beforeID int64,
 func (s *Store) Reconcile(ctx context.Context, customerID, actor string) (*billingv1.CustomerStatus, error) {
 	var out *billingv1.CustomerStatus
 	var changed bool
-	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
-		t := &txn{s: s, ctx: ctx, tx: tx}
-		row := tx.QueryRow(ctx, `SELECT `+customerColumns+` FROM billing.customers WHERE id = $1 FOR UPDATE`, customerID)
-		c, err := scanCustomer(row)
+	err := s.inTx(ctx, func(t *txn) error {
+		br, err := t.send(func(b *pgx.Batch) {
+			b.Queue(`SELECT `+customerColumns+` FROM billing.customers WHERE id = $1 FOR UPDATE`, customerID)
+		})
+		if err != nil {
+			return err
+		}
+		c, err := scanCustomer(br.QueryRow())
+		_ = br.Close()
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrNotFound
 		}

@@ -52,7 +52,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func sharedPool(t *testing.T) *pgxpool.Pool {
+func sharedPool(t testing.TB) *pgxpool.Pool {
 	t.Helper()
 	shared.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
