@@ -1,13 +1,16 @@
 package deploy
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 )
@@ -143,5 +146,57 @@ func TestDevNATSSingleNode(t *testing.T) {
 	}
 	if !strings.Contains(conf, "store_dir: /data") {
 		t.Errorf("dev nats.conf does not keep the store on /data")
+	}
+}
+
+// The NATS server the project pins parses the dev server config and the
+// prod JetStream setting, so neither fails only when a pod starts.
+func TestNATSServerAcceptsConfigs(t *testing.T) {
+	var devConf string
+	for _, d := range inOverlay(t, "dev") {
+		if cm, ok := d.obj.(*corev1.ConfigMap); ok && strings.HasPrefix(cm.Name, "nats-config") {
+			devConf = cm.Data["nats.conf"]
+		}
+	}
+	if devConf == "" {
+		t.Fatal("dev renders no nats.conf")
+	}
+	dir := t.TempDir()
+	t.Setenv("POD_NAME", "nats-0")
+	path := filepath.Join(dir, "dev.conf")
+	if err := os.WriteFile(path, []byte(devConf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(path)
+	if err != nil {
+		t.Fatalf("dev nats.conf: %v", err)
+	}
+	if !opts.JetStream || opts.StoreDir != "/data" || opts.ServerName != "nats-0" || opts.HTTPPort != 8222 {
+		t.Errorf("dev nats.conf: jetstream=%v store=%q name=%q http=%d", opts.JetStream, opts.StoreDir, opts.ServerName, opts.HTTPPort)
+	}
+	if opts.SyncAlways || opts.SyncInterval != 2*time.Minute {
+		t.Errorf("dev nats.conf: sync_interval %v (always=%v), want the 2m default written out", opts.SyncInterval, opts.SyncAlways)
+	}
+
+	// What the chart renders from the prod values' jetstream.merge.
+	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "k8s", "overlays", "prod", "nats", "values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v natsChartValues
+	if err := yaml.Unmarshal(raw, &v); err != nil {
+		t.Fatal(err)
+	}
+	prod := fmt.Sprintf("jetstream {\n  store_dir: %s\n  sync_interval: %v\n}\n", v.Config.JetStream.FileStore.Dir, v.Config.JetStream.Merge["sync_interval"])
+	path = filepath.Join(dir, "prod.conf")
+	if err := os.WriteFile(path, []byte(prod), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err = server.ProcessConfigFile(path)
+	if err != nil {
+		t.Fatalf("prod jetstream block %q: %v", prod, err)
+	}
+	if !opts.SyncAlways {
+		t.Errorf("prod jetstream block %q does not make the server fsync every write", prod)
 	}
 }
