@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/launchready/launchready/pkg/bus"
@@ -204,14 +206,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer pool.Close()
 
-	// NATS.
-	nc, js, err := bus.Connect(ctx, cfg.NATSURL, "billing-state", log)
-	if err != nil {
-		return fmt.Errorf("billing-state: %w", err)
-	}
-	defer nc.Close()
-
-	// Listeners.
+	// Listeners and the ops server first: /healthz answers while NATS,
+	// Postgres, the schema or the streams are still coming up, and /readyz
+	// says which.
 	gln, err := httpserver.Listen(cfg.GRPCAddr)
 	if err != nil {
 		return fmt.Errorf("billing-state: %w", err)
@@ -221,26 +218,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("billing-state: %w", err)
 	}
-
-	m := newMetrics(cfg.Registry)
-	var fetcher state.Fetcher
-	if cfg.StripeAPIKey != "" {
-		fetcher = stripeapi.New(cfg.StripeAPIKey.Reveal(), cfg.StripeAPIBase, cfg.StripeAPIRate)
-	}
-	var rl *relay.Relay
-	store := state.New(pool, state.Options{
-		Policy: cfg.Policy, Fetcher: fetcher, Logger: log,
-		OutboxWritten: func() { rl.Kick() },
-	})
-	rl = relay.New(store, bus.NewPublisher(js, tp.TracerProvider(), bus.WithPublisherRegistry(cfg.Registry)),
-		relay.Options{Poll: cfg.OutboxPoll, Logger: log, Registry: cfg.Registry})
-	m.registerGauges(cfg.Registry, store)
-
+	var natsConn atomic.Pointer[nats.Conn]
 	setupDone := make(chan struct{})
 	checks := map[string]httpserver.Check{
 		"postgres": func(ctx context.Context) error { return pool.Ping(ctx) },
 		"nats": func(context.Context) error {
-			if !nc.IsConnected() {
+			if nc := natsConn.Load(); nc == nil || !nc.IsConnected() {
 				return errors.New("not connected")
 			}
 			return nil
@@ -257,20 +240,6 @@ func Run(ctx context.Context, cfg Config) error {
 	mux := http.NewServeMux()
 	httpserver.Ops(mux, cfg.Registry, checks)
 	hsrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-
-	// gRPC.
-	stopWatch := make(chan struct{})
-	gsrv := grpc.NewServer(
-		grpc.StatsHandler(tp.GRPCServerHandler()),
-		grpc.ChainUnaryInterceptor(cfg.Tokens.UnaryInterceptor()),
-		grpc.ChainStreamInterceptor(cfg.Tokens.StreamInterceptor()),
-	)
-	billingv1.RegisterBillingStatusServiceServer(gsrv, grpcapi.NewServer(store, nc, log, stopWatch))
-	hs := health.NewServer()
-	healthpb.RegisterHealthServer(gsrv, hs)
-	reflection.Register(gsrv)
-	setHealth(hs, false)
-
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 6)
@@ -281,6 +250,53 @@ func Run(ctx context.Context, cfg Config) error {
 			errc <- err
 		}
 	}()
+	stopEarly := func() {
+		cancel()
+		<-httpDone
+	}
+
+	// NATS: Connect waits for the server; a stop meanwhile is clean.
+	nc, js, err := bus.Connect(runCtx, cfg.NATSURL, "billing-state", log)
+	if err != nil {
+		stopEarly()
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("billing-state: %w", err)
+	}
+	defer nc.Close()
+	natsConn.Store(nc)
+
+	m := newMetrics(cfg.Registry)
+	var fetcher state.Fetcher
+	if cfg.StripeAPIKey != "" {
+		fetcher = stripeapi.New(cfg.StripeAPIKey.Reveal(), cfg.StripeAPIBase, cfg.StripeAPIRate)
+	}
+	var rl *relay.Relay
+	store := state.New(pool, state.Options{
+		Policy: cfg.Policy, Fetcher: fetcher, Logger: log,
+		OutboxWritten: func() { rl.Kick() },
+	})
+	rl = relay.New(store, bus.NewPublisher(js, tp.TracerProvider(), bus.WithPublisherRegistry(cfg.Registry)),
+		relay.Options{Poll: cfg.OutboxPoll, Logger: log, Registry: cfg.Registry})
+	m.registerGauges(cfg.Registry, store)
+
+	// gRPC.
+	stopWatch := make(chan struct{})
+	gsrv := grpc.NewServer(
+		grpc.StatsHandler(tp.GRPCServerHandler()),
+		// Watch streams live long: find dead clients instead of keeping
+		// their subscriptions forever.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.ChainUnaryInterceptor(cfg.Tokens.UnaryInterceptor()),
+		grpc.ChainStreamInterceptor(cfg.Tokens.StreamInterceptor()),
+	)
+	billingv1.RegisterBillingStatusServiceServer(gsrv, grpcapi.NewServer(store, nc, log, stopWatch))
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gsrv, hs)
+	reflection.Register(gsrv)
+	setHealth(hs, false)
 
 	// Schema and streams: retried, so the service can start before
 	// Postgres and NATS and report it through /readyz. retry fails only
@@ -290,8 +306,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}) != nil || retry(runCtx, cfg.SetupRetry, log, "ensure streams", func(ctx context.Context) error {
 		return bus.EnsureStreams(ctx, js, cfg.Streams)
 	}) != nil {
-		cancel()
-		<-httpDone
+		stopEarly()
 		return nil
 	}
 	close(setupDone)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -22,6 +23,8 @@ import (
 
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/config"
+	"github.com/launchready/launchready/pkg/natstest"
+	"github.com/launchready/launchready/pkg/pg/pgtest"
 	"github.com/launchready/launchready/pkg/stripeevent"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/billing-state/internal/journeytest"
@@ -359,7 +362,10 @@ func TestGRPC(t *testing.T) {
 				_, err := h.client.ReconcileCustomer(h.ctx, &billingv1.ReconcileCustomerRequest{CustomerId: jb.CustomerID})
 				return err
 			}, codes.Unauthenticated},
-			{"empty lookup", func() error { _, err := h.client.GetCustomerStatus(read, &billingv1.GetCustomerStatusRequest{}); return err }, codes.InvalidArgument},
+			{"empty lookup", func() error {
+				_, err := h.client.GetCustomerStatus(read, &billingv1.GetCustomerStatusRequest{})
+				return err
+			}, codes.InvalidArgument},
 			{"blank customer id", func() error {
 				_, err := h.client.GetCustomerStatus(read, &billingv1.GetCustomerStatusRequest{Lookup: &billingv1.GetCustomerStatusRequest_CustomerId{CustomerId: "  "}})
 				return err
@@ -627,5 +633,66 @@ func TestConfigFromEnv(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "write") || !strings.Contains(err.Error(), "PAST_DUE_ENTITLED") ||
 		!strings.Contains(err.Error(), "STRIPE_API_RATE") || strings.Contains(err.Error(), tok) {
 		t.Fatalf("errors: %v", err)
+	}
+}
+
+// TestStartsBeforeNATS starts the service while NATS is down: the ops
+// server answers at once, /readyz says NATS is missing, and the service
+// becomes ready when NATS comes up.
+func TestStartsBeforeNATS(t *testing.T) {
+	ns := natstest.Start(t)
+	ns.Shutdown()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpAddr := ln.Addr().String()
+	ln.Close()
+	cfg, _, _ := testConfig(t, ns.URL(), pgtest.NewDatabase(t))
+	cfg.HTTPAddr = httpAddr
+	ready := make(chan map[string]string, 1)
+	cfg.Ready = func(a map[string]string) { ready <- a }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + httpAddr + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for code, _ := get("/healthz"); code != http.StatusOK; code, _ = get("/healthz") {
+		if time.Now().After(deadline) {
+			t.Fatal("/healthz never answered while NATS was down")
+		}
+		select {
+		case <-time.After(10 * time.Millisecond):
+		case err := <-done:
+			t.Fatalf("Run ended: %v", err)
+		}
+	}
+	if code, body := get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "nats") {
+		t.Fatalf("/readyz without NATS: %d %s", code, body)
+	}
+	ns.Restart()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("Run ended: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("not ready after NATS came up")
+	}
+	if code, body := get("/readyz"); code != http.StatusOK {
+		t.Fatalf("/readyz with NATS: %d %s", code, body)
 	}
 }

@@ -44,8 +44,8 @@ func FixturesDir(t testing.TB) string {
 
 // Builder makes events for one customer.
 type Builder struct {
-	t        testing.TB
-	dir      string
+	t          testing.TB
+	dir        string
 	CustomerID string
 	// Base is the time of second 0 of the journey.
 	Base time.Time
