@@ -32,37 +32,66 @@ const (
 	kindPaymentIntent
 )
 
-// classify routes an event type. Besides the types the CRM shows directly
-// (customer, checkout, subscription, invoice paid and failed, refunds,
-// disputes), the mirror reads every other event that changes what
-// pkg/canonical derives (paused and resumed subscriptions, async checkout
-// outcomes, closed disputes) or that ties a charge to a customer, so the
-// CRM's status is the one billing-state serves.
-func classify(t string) kind {
-	switch t {
-	case "customer.created", "customer.updated":
-		return kindCustomer
-	case "customer.deleted":
-		return kindCustomerDeleted
-	case "checkout.session.completed", "checkout.session.async_payment_succeeded",
-		"checkout.session.async_payment_failed":
-		return kindCheckout
-	case "invoice.paid", "invoice.payment_succeeded":
-		return kindInvoice
-	case "invoice.payment_failed":
-		return kindInvoiceFailed
-	case "charge.refund.updated", "refund.created", "refund.updated", "refund.failed":
-		return kindRefund
-	case "charge.succeeded", "charge.refunded", "charge.captured", "charge.updated":
-		return kindCharge
-	case "charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed",
-		"charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated":
-		return kindDispute
-	case "payment_intent.succeeded":
-		return kindPaymentIntent
+// classify routes an event the way billing-state does: by the object it
+// carries (the type only when an old payload has no data.object.object),
+// because the object is what the fields describe. Besides the types the
+// CRM shows directly (customer, checkout, subscription, invoice paid and
+// failed, refunds, disputes), the mirror reads every event that changes
+// what pkg/canonical derives (paused and resumed subscriptions, async
+// checkout outcomes, closed disputes, refund objects) or that ties a charge
+// to a customer, so the CRM's status is the one billing-state serves.
+func classify(ev *billingv1.BillingEvent) kind {
+	t, obj := ev.GetType(), ev.GetObjectType()
+	if obj == "" {
+		switch {
+		case canonical.IsSubscriptionSnapshot(t):
+			obj = "subscription"
+		case strings.HasPrefix(t, "checkout.session."):
+			obj = "checkout.session"
+		case strings.HasPrefix(t, "charge.dispute."):
+			obj = "dispute"
+		case strings.HasPrefix(t, "charge.refund.") || strings.HasPrefix(t, "refund."):
+			obj = "refund"
+		case strings.HasPrefix(t, "charge."):
+			obj = "charge"
+		case strings.HasPrefix(t, "invoice."):
+			obj = "invoice"
+		case strings.HasPrefix(t, "payment_intent."):
+			obj = "payment_intent"
+		case t == "customer.created" || t == "customer.updated" || t == "customer.deleted":
+			obj = "customer"
+		}
 	}
-	if canonical.IsSubscriptionSnapshot(t) {
-		return kindSubscription
+	switch obj {
+	case "customer":
+		switch t {
+		case "customer.created", "customer.updated":
+			return kindCustomer
+		case "customer.deleted":
+			return kindCustomerDeleted
+		}
+	case "subscription":
+		if canonical.IsSubscriptionSnapshot(t) {
+			return kindSubscription
+		}
+	case "checkout.session":
+		return kindCheckout
+	case "charge":
+		return kindCharge
+	case "dispute":
+		return kindDispute
+	case "refund":
+		return kindRefund
+	case "invoice":
+		if ev.GetInvoiceId() == "" { // invoice.upcoming previews have no id
+			return kindIgnored
+		}
+		if t == "invoice.payment_failed" {
+			return kindInvoiceFailed
+		}
+		return kindInvoice
+	case "invoice_payment", "payment_intent":
+		return kindPaymentIntent
 	}
 	return kindIgnored
 }

@@ -119,7 +119,7 @@ func (s *Syncer) SyncEvent(ctx context.Context, ev *billingv1.BillingEvent, deli
 	defer span.End()
 	log := s.o.Logger.With(slog.String("event_id", ev.GetEventId()), slog.Uint64("delivery", delivery))
 
-	k := classify(ev.GetType())
+	k := classify(ev)
 	if k == kindIgnored {
 		log.DebugContext(ctx, "event ignored", slog.String("action", ev.GetType()), slog.String("outcome", OutcomeIgnored))
 		span.SetAttributes(attribute.String("outcome", OutcomeIgnored))

@@ -81,13 +81,23 @@ func TestJourneysInOrderMatchCanonicalAfterEveryStep(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
 	ctx := context.Background()
+	outcomes := map[string]int{}
 	for _, j := range journeys(t, "ord") {
 		for i, ev := range j.Events {
-			if _, err := b.sy.SyncEvent(ctx, ev, 1); err != nil {
+			before := len(b.fake.Requests())
+			out, err := b.sy.SyncEvent(ctx, ev, 1)
+			if err != nil {
 				t.Fatalf("%s step %d (%s): %v", j.Name, i, ev.GetType(), err)
+			}
+			outcomes[out]++
+			if out == syncer.OutcomeUnchanged && len(b.fake.Requests()) != before {
+				t.Errorf("%s step %d: unchanged, yet %d CRM calls", j.Name, i, len(b.fake.Requests())-before)
 			}
 			checkCRM(t, b, j, j.Events[:i+1])
 		}
+	}
+	if outcomes[syncer.OutcomeSynced] == 0 || outcomes[syncer.OutcomeUnchanged] == 0 {
+		t.Errorf("outcomes %v: want some synced and some unchanged (an invoice.paid that changes nothing makes no call)", outcomes)
 	}
 	// Spot checks that the oracle itself says what the journeys are about.
 	want := map[string]string{"lifecycle": "canceled", "trial": "active", "refund": "refunded", "dispute": "active", "two-subscriptions": "active"}
