@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
@@ -360,10 +361,26 @@ func Run(ctx context.Context, cfg Config) error {
 // handler turns ApplyEvent's answer into the runner's: malformed events are
 // dead-lettered at once, unknown charges are retried a few times and then
 // parked, everything else that fails is retried with backoff.
+//
+// A database outage must not turn into a flood of dead letters: on its last
+// delivery, an event that failed because Postgres is unreachable waits for
+// Postgres (the runner keeps the message alive meanwhile) and is applied
+// then. Once every worker waits, consumption pauses until the database is
+// back.
 func handler(store *state.Store, m *metrics, cfg Config, log *slog.Logger) bus.Handler {
 	return func(ctx context.Context, d *bus.Delivery) error {
 		start := time.Now()
-		res, err := store.ApplyEvent(ctx, d.Event, state.ApplyOptions{ParkUnresolved: d.Delivered >= uint64(cfg.ParkAfter)})
+		opts := state.ApplyOptions{ParkUnresolved: d.Delivered >= uint64(cfg.ParkAfter)}
+		res, err := store.ApplyEvent(ctx, d.Event, opts)
+		if err != nil && d.Delivered >= uint64(cfg.Consumer.MaxDeliver) && !errors.Is(err, state.ErrMalformed) &&
+			!errors.Is(err, state.ErrCustomerUnknown) && databaseUnavailable(err) && ctx.Err() == nil {
+			m.outcome("hold")
+			log.WarnContext(ctx, "database unavailable on the last delivery; holding the event until it is back",
+				"event_id", d.Event.GetEventId(), "customer_id", d.Event.GetCustomerId(), "delivery", d.Delivered, "outcome", "hold")
+			if waitForDatabase(ctx, store) == nil {
+				res, err = store.ApplyEvent(ctx, d.Event, opts)
+			}
+		}
 		m.applySeconds.Observe(time.Since(start).Seconds())
 		switch {
 		case errors.Is(err, state.ErrMalformed):
@@ -383,6 +400,34 @@ func handler(store *state.Store, m *metrics, cfg Config, log *slog.Logger) bus.H
 				"outcome", string(res.Outcome), "status_changed", res.StatusChanged)
 		}
 		return nil
+	}
+}
+
+// databaseUnavailable reports whether err means Postgres could not be
+// reached. A refused connection counts whatever its SQLSTATE: a database
+// that does not accept connections right now answers 55000, which
+// pg.IsUnavailable does not list.
+func databaseUnavailable(err error) bool {
+	var ce *pgconn.ConnectError
+	return errors.As(err, &ce) || pg.IsUnavailable(err)
+}
+
+// waitForDatabase returns once Postgres answers, or with ctx's error.
+func waitForDatabase(ctx context.Context, store *state.Store) error {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := store.Pool().Ping(pctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
 	}
 }
 
@@ -466,7 +511,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lr_billing_state_events_total",
-			Help: "Events by outcome: applied, duplicate, stale, ignored, unresolved (parked), retry, malformed.",
+			Help: "Events by outcome: applied, duplicate, stale, ignored, unresolved (parked), retry, malformed, hold (last delivery waiting for Postgres).",
 		}, []string{"outcome"}),
 	}
 	h := prometheus.NewHistogram(prometheus.HistogramOpts{
