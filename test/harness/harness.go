@@ -305,19 +305,21 @@ func (p *Proc) signal(sig syscall.Signal, wait time.Duration) bool {
 
 // Restart kills the process (SIGKILL) and starts it again with the same
 // command line.
-func (p *Proc) Restart() {
+func (p *Proc) Restart() error {
 	p.Kill()
-	p.Resume()
+	return p.Resume()
 }
 
-// Resume starts a process that was killed or stopped.
-func (p *Proc) Resume() {
+// Resume starts a process that was killed or stopped. It is safe to call
+// from any goroutine.
+func (p *Proc) Resume() error {
 	if p.Running() {
-		return
+		return nil
 	}
 	if err := p.start(); err != nil {
-		p.t.Fatalf("restart %s: %v", p.Name, err)
+		return fmt.Errorf("restart %s: %w", p.Name, err)
 	}
+	return nil
 }
 
 // Running reports whether the process is still alive.

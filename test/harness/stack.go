@@ -61,16 +61,24 @@ func (n *NATS) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.Port) 
 // WaitReady waits for /healthz (JetStream included).
 func (n *NATS) WaitReady(t T) {
 	t.Helper()
-	WaitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/healthz", n.MonitorPort), 60*time.Second, n.Proc)
+	if err := n.waitReady(); err != nil {
+		t.Fatalf("%v", err)
+	}
+}
+
+func (n *NATS) waitReady() error {
+	return PollHTTP(fmt.Sprintf("http://127.0.0.1:%d/healthz", n.MonitorPort), 60*time.Second, n.Proc)
 }
 
 // Restart stops the server gracefully (SIGTERM), starts it again on the
-// same port with the same store, and waits until JetStream is ready.
-func (n *NATS) Restart(t T) {
-	t.Helper()
+// same port with the same store, and waits until JetStream is ready. It is
+// safe to call from any goroutine.
+func (n *NATS) Restart() error {
 	n.Proc.Stop()
-	n.Proc.Resume()
-	n.WaitReady(t)
+	if err := n.Proc.Resume(); err != nil {
+		return err
+	}
+	return n.waitReady()
 }
 
 // StackOptions shapes a Stack.
@@ -292,8 +300,10 @@ func (s *Stack) WaitReady(name string, timeout time.Duration) {
 	WaitHTTP(s.T, s.Ops[name]+"/readyz", timeout)
 }
 
-// RestartNATS restarts nats-server (same port, same store).
-func (s *Stack) RestartNATS() { s.NATS.Restart(s.T) }
+// ReadyErr polls name's /readyz; safe from any goroutine.
+func (s *Stack) ReadyErr(name string, timeout time.Duration) error {
+	return PollHTTP(s.Ops[name]+"/readyz", timeout)
+}
 
 // NewDatabase returns the URL of a fresh, empty database on the test
 // Postgres server, dropped at cleanup. Tests get it from pgtest; the load

@@ -45,17 +45,17 @@ var Templates = []Template{
 func Lifecycle(b *B) (*Journey, error) {
 	sub, cs := b.ID("sub"), b.ID("cs")
 	in1, in2 := b.ID("in", 1), b.ID("in", 2)
-	renew := 30 * Day
+	renew := 30 * b.Day
 	b.CustomerEvent("customer.created", 0)
 	b.CheckoutSubscription(1, cs, sub)
 	b.Subscription("customer.subscription.created", 1, sub, "incomplete", SubOpts{LatestInvoice: in1})
 	b.Invoice("invoice.paid", 1, in1, sub, b.ID("ch", 1), b.ID("pi", 1), "paid", InvoiceOpts{Attempt: 1, Reason: "subscription_create"})
 	b.Subscription("customer.subscription.updated", 1, sub, "active", SubOpts{LatestInvoice: in1, Prev: map[string]any{"status": "incomplete"}})
-	b.Invoice("invoice.payment_failed", renew, in2, sub, b.ID("ch", 2), b.ID("pi", 2), "open", InvoiceOpts{Attempt: 1, NextAttempt: renew + 3*Day})
+	b.Invoice("invoice.payment_failed", renew, in2, sub, b.ID("ch", 2), b.ID("pi", 2), "open", InvoiceOpts{Attempt: 1, NextAttempt: renew + 3*b.Day})
 	b.Subscription("customer.subscription.updated", renew, sub, "past_due", SubOpts{LatestInvoice: in2, Prev: map[string]any{"status": "active"}})
-	b.Invoice("invoice.paid", renew+3*Day, in2, sub, b.ID("ch", 3), b.ID("pi", 2), "paid", InvoiceOpts{Attempt: 2})
-	b.Subscription("customer.subscription.updated", renew+3*Day, sub, "active", SubOpts{LatestInvoice: in2, Prev: map[string]any{"status": "past_due"}})
-	b.Subscription("customer.subscription.updated", renew+10*Day, sub, "active", SubOpts{LatestInvoice: in2, Cancel: true, Prev: map[string]any{"cancel_at_period_end": false}})
+	b.Invoice("invoice.paid", renew+3*b.Day, in2, sub, b.ID("ch", 3), b.ID("pi", 2), "paid", InvoiceOpts{Attempt: 2})
+	b.Subscription("customer.subscription.updated", renew+3*b.Day, sub, "active", SubOpts{LatestInvoice: in2, Prev: map[string]any{"status": "past_due"}})
+	b.Subscription("customer.subscription.updated", renew+10*b.Day, sub, "active", SubOpts{LatestInvoice: in2, Cancel: true, Prev: map[string]any{"cancel_at_period_end": false}})
 	b.Subscription("customer.subscription.deleted", 2*renew, sub, "canceled", SubOpts{LatestInvoice: in2, Cancel: true, Reason: "cancellation_requested"})
 	return b.Build("subscription lifecycle", Want{Status: StatusCanceled})
 }
@@ -65,10 +65,10 @@ func TrialConverts(b *B) (*Journey, error) {
 	sub, in1 := b.ID("sub"), b.ID("in", 1)
 	b.CustomerEvent("customer.created", 0)
 	b.Subscription("customer.subscription.created", 0, sub, "trialing", SubOpts{Trial: true})
-	b.Subscription("customer.subscription.trial_will_end", 11*Day, sub, "trialing", SubOpts{Trial: true})
-	b.Invoice("invoice.paid", 14*Day, in1, sub, b.ID("ch", 1), b.ID("pi", 1), "paid", InvoiceOpts{Attempt: 1})
-	b.Subscription("customer.subscription.updated", 14*Day, sub, "active", SubOpts{Trial: true, LatestInvoice: in1, Prev: map[string]any{"status": "trialing"}})
-	b.CustomerEvent("customer.updated", 14*Day+3600)
+	b.Subscription("customer.subscription.trial_will_end", 11*b.Day, sub, "trialing", SubOpts{Trial: true})
+	b.Invoice("invoice.paid", 14*b.Day, in1, sub, b.ID("ch", 1), b.ID("pi", 1), "paid", InvoiceOpts{Attempt: 1})
+	b.Subscription("customer.subscription.updated", 14*b.Day, sub, "active", SubOpts{Trial: true, LatestInvoice: in1, Prev: map[string]any{"status": "trialing"}})
+	b.CustomerEvent("customer.updated", 14*b.Day+3600)
 	return b.Build("trial converts", Want{Status: StatusActive, Entitled: true})
 }
 
@@ -92,9 +92,9 @@ func DisputeWon(b *B) (*Journey, error) {
 	b.CustomerEvent("customer.created", 0)
 	b.CheckoutPayment("checkout.session.completed", 60, b.ID("cs"), pi, 2000, "paid")
 	b.Charge("charge.succeeded", 60, ch, pi, "", 2000, 0, 0)
-	b.Dispute("charge.dispute.created", Day, dp, ch, "needs_response", "", 2000)
-	b.Dispute("charge.dispute.updated", 10*Day, dp, ch, "under_review", "needs_response", 2000)
-	b.Dispute("charge.dispute.closed", 20*Day, dp, ch, "won", "under_review", 2000)
+	b.Dispute("charge.dispute.created", b.Day, dp, ch, "needs_response", "", 2000)
+	b.Dispute("charge.dispute.updated", 10*b.Day, dp, ch, "under_review", "needs_response", 2000)
+	b.Dispute("charge.dispute.closed", 20*b.Day, dp, ch, "won", "under_review", 2000)
 	return b.Build("dispute won", Want{Status: StatusActive, Entitled: true})
 }
 
@@ -105,9 +105,9 @@ func RenewalFails(b *B) (*Journey, error) {
 	b.CustomerEvent("customer.created", 0)
 	b.Subscription("customer.subscription.created", 0, sub, "active", SubOpts{LatestInvoice: in1})
 	b.Invoice("invoice.paid", 0, in1, sub, b.ID("ch", 1), b.ID("pi", 1), "paid", InvoiceOpts{Attempt: 1, Reason: "subscription_create"})
-	b.Invoice("invoice.payment_failed", 30*Day, in2, sub, b.ID("ch", 2), b.ID("pi", 2), "open", InvoiceOpts{Attempt: 1, NextAttempt: 33 * Day})
-	b.Subscription("customer.subscription.updated", 30*Day, sub, "past_due", SubOpts{LatestInvoice: in2, Prev: map[string]any{"status": "active"}})
-	b.Invoice("invoice.payment_failed", 33*Day, in2, sub, b.ID("ch", 3), b.ID("pi", 2), "open", InvoiceOpts{Attempt: 2, NextAttempt: 38 * Day})
+	b.Invoice("invoice.payment_failed", 30*b.Day, in2, sub, b.ID("ch", 2), b.ID("pi", 2), "open", InvoiceOpts{Attempt: 1, NextAttempt: 33 * b.Day})
+	b.Subscription("customer.subscription.updated", 30*b.Day, sub, "past_due", SubOpts{LatestInvoice: in2, Prev: map[string]any{"status": "active"}})
+	b.Invoice("invoice.payment_failed", 33*b.Day, in2, sub, b.ID("ch", 3), b.ID("pi", 2), "open", InvoiceOpts{Attempt: 2, NextAttempt: 38 * b.Day})
 	return b.Build("renewal fails", Want{Status: StatusPastDue, Entitled: true}, "invoice:"+in2)
 }
 
@@ -117,9 +117,9 @@ func DisputeLost(b *B) (*Journey, error) {
 	b.CustomerEvent("customer.created", 0)
 	b.CheckoutPayment("checkout.session.completed", 60, b.ID("cs"), pi, 2000, "paid")
 	b.Charge("charge.succeeded", 60, ch, pi, "", 2000, 0, 0)
-	b.Dispute("charge.dispute.created", Day, dp, ch, "needs_response", "", 2000)
-	b.Dispute("charge.dispute.updated", 5*Day, dp, ch, "under_review", "needs_response", 2000)
-	b.Dispute("charge.dispute.closed", 30*Day, dp, ch, "lost", "under_review", 2000)
+	b.Dispute("charge.dispute.created", b.Day, dp, ch, "needs_response", "", 2000)
+	b.Dispute("charge.dispute.updated", 5*b.Day, dp, ch, "under_review", "needs_response", 2000)
+	b.Dispute("charge.dispute.closed", 30*b.Day, dp, ch, "lost", "under_review", 2000)
 	return b.Build("dispute lost", Want{Status: StatusRefunded})
 }
 
@@ -130,7 +130,7 @@ func DisputeOpen(b *B) (*Journey, error) {
 	b.CheckoutPayment("checkout.session.completed", 60, b.ID("cs"), pi, 2000, "paid")
 	b.Charge("charge.succeeded", 60, ch, pi, "", 2000, 0, 0)
 	b.PaymentIntent("payment_intent.succeeded", 60, pi, 2000, "succeeded")
-	b.Dispute("charge.dispute.created", 2*Day, dp, ch, "needs_response", "", 2000)
+	b.Dispute("charge.dispute.created", 2*b.Day, dp, ch, "needs_response", "", 2000)
 	return b.Build("dispute open", Want{Status: StatusActive, Entitled: true, DisputeOpen: true}, "dispute:"+dp)
 }
 
@@ -141,7 +141,7 @@ func BasilSubscription(b *B) (*Journey, error) {
 	b.CustomerEvent("customer.created", 0)
 	b.Subscription("customer.subscription.created", 0, sub, "active", SubOpts{Basil: true, LatestInvoice: in1})
 	b.Invoice("invoice.paid", 0, in1, sub, "", "", "paid", InvoiceOpts{Attempt: 1, Basil: true, Reason: "subscription_create"})
-	b.Subscription("customer.subscription.updated", 20*Day, sub, "active", SubOpts{Basil: true, LatestInvoice: in1, Cancel: true, Prev: map[string]any{"cancel_at_period_end": false}})
+	b.Subscription("customer.subscription.updated", 20*b.Day, sub, "active", SubOpts{Basil: true, LatestInvoice: in1, Cancel: true, Prev: map[string]any{"cancel_at_period_end": false}})
 	return b.Build("basil subscription", Want{Status: StatusActive, Entitled: true})
 }
 
@@ -150,13 +150,13 @@ func BasilSubscription(b *B) (*Journey, error) {
 // previous_attributes.
 func SameSecondChain(b *B) (*Journey, error) {
 	sub, in1, in2 := b.ID("sub"), b.ID("in", 1), b.ID("in", 2)
-	s := 30 * Day
+	s := 30 * b.Day
 	b.CustomerEvent("customer.created", 0)
 	b.Subscription("customer.subscription.created", 0, sub, "active", SubOpts{LatestInvoice: in1})
 	b.Invoice("invoice.paid", 0, in1, sub, b.ID("ch", 1), b.ID("pi", 1), "paid", InvoiceOpts{Attempt: 1, Reason: "subscription_create"})
 	b.Subscription("customer.subscription.updated", s, sub, "active", SubOpts{LatestInvoice: in1, Cancel: true, Prev: map[string]any{"cancel_at_period_end": false}})
 	b.Subscription("customer.subscription.updated", s, sub, "past_due", SubOpts{LatestInvoice: in2, Cancel: true, Prev: map[string]any{"status": "active", "latest_invoice": in1}})
-	b.Invoice("invoice.payment_failed", s, in2, sub, b.ID("ch", 2), b.ID("pi", 2), "open", InvoiceOpts{Attempt: 1, NextAttempt: s + 3*Day})
+	b.Invoice("invoice.payment_failed", s, in2, sub, b.ID("ch", 2), b.ID("pi", 2), "open", InvoiceOpts{Attempt: 1, NextAttempt: s + 3*b.Day})
 	return b.Build("same-second chain", Want{Status: StatusPastDue, Entitled: true}, "invoice:"+in2)
 }
 
@@ -189,7 +189,7 @@ func (g *Gen) Mix(customers, total int, base time.Time) ([]*Journey, error) {
 		b := bs[i]
 		// After the journey's own first event, so a profile update is never
 		// the customer's first word.
-		at := 2*Day + 3600*(k/customers+1)
+		at := 2*b.Day + 3600*(k/customers+1)
 		if (k/customers)%2 == 0 {
 			b.PaymentMethodAttached(at)
 		} else {

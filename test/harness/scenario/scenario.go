@@ -89,6 +89,11 @@ type Journey struct {
 type Gen struct {
 	dir string
 	tag string
+	// DaySeconds is how long a journey's day is (86400 unless set). A
+	// run delivered all at once sets it to an hour so that a two-month
+	// lifecycle fits in the last few days, as a burst of live Stripe
+	// traffic would: support-notify rightly ignores problems days old.
+	DaySeconds int
 
 	mu    sync.Mutex
 	files map[string][]byte
@@ -102,7 +107,7 @@ func NewGen(dir, tag string) (*Gen, error) {
 			return nil, fmt.Errorf("scenario: tag %q must be letters and digits", tag)
 		}
 	}
-	return &Gen{dir: dir, tag: tag, files: map[string][]byte{}}, nil
+	return &Gen{dir: dir, tag: tag, files: map[string][]byte{}, DaySeconds: Day}, nil
 }
 
 // Tag is the run tag.
@@ -127,7 +132,11 @@ func (g *Gen) fixture(name string) ([]byte, error) {
 func (g *Gen) Customer(suffix string, base time.Time) *B {
 	id := g.tag + suffix
 	j := &Journey{Customer: "cus_" + id, Email: strings.ToLower(id) + "@example.com", UserID: "user_" + id}
-	return &B{g: g, J: j, id: id, Base: base.Truncate(time.Second)}
+	day := g.DaySeconds
+	if day <= 0 {
+		day = Day
+	}
+	return &B{g: g, J: j, id: id, Base: base.Truncate(time.Second), Day: day}
 }
 
 // B builds one customer's journey. Methods append an event and return it;
@@ -137,8 +146,10 @@ type B struct {
 	J    *Journey
 	id   string
 	Base time.Time
-	seq  int
-	err  error
+	// Day is the length of a journey day in seconds (Gen.DaySeconds).
+	Day int
+	seq int
+	err error
 }
 
 // Err is the first error met while building.
@@ -153,7 +164,7 @@ func (b *B) ID(prefix string, n ...int) string {
 	return s
 }
 
-// Day is a Stripe day in seconds, for offsets.
+// Day is a calendar day in seconds, for offsets.
 const Day = 24 * 3600
 
 // raw loads file, sets the envelope (a fresh event id, typ, created =
@@ -287,7 +298,7 @@ func (b *B) Subscription(typ string, at int, sub, status string, o SubOpts) *Eve
 	start := b.Base.Unix()
 	obj := map[string]any{
 		"id": sub, "customer": b.J.Customer, "status": status, "created": start, "start_date": start,
-		"billing_cycle_anchor": start, "current_period_start": start, "current_period_end": start + 30*Day,
+		"billing_cycle_anchor": start, "current_period_start": start, "current_period_end": start + 30*int64(b.Day),
 		"cancel_at_period_end": o.Cancel, "metadata": map[string]any{"user_id": b.J.UserID},
 		"items.data.0.price.unit_amount": 1500, "items.data.0.plan.amount": 1500,
 		"items.data.0.id": "si_" + strings.TrimPrefix(sub, "sub_") + "a", "items.data.1.id": "si_" + strings.TrimPrefix(sub, "sub_") + "b",
@@ -298,7 +309,7 @@ func (b *B) Subscription(typ string, at int, sub, status string, o SubOpts) *Eve
 	}
 	if o.Trial {
 		obj["trial_start"] = start
-		obj["trial_end"] = start + 14*Day
+		obj["trial_end"] = start + 14*int64(b.Day)
 	}
 	if typ == "customer.subscription.deleted" {
 		obj["canceled_at"] = start + int64(at)
@@ -314,7 +325,7 @@ func (b *B) Subscription(typ string, at int, sub, status string, o SubOpts) *Eve
 		obj["current_period_end"] = Delete
 		for _, i := range []string{"0", "1"} {
 			obj["items.data."+i+".current_period_start"] = start
-			obj["items.data."+i+".current_period_end"] = start + 30*Day
+			obj["items.data."+i+".current_period_end"] = start + 30*int64(b.Day)
 		}
 	}
 	if !containsString(b.J.Subscriptions, sub) {
