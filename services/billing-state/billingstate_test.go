@@ -610,6 +610,7 @@ func TestInternalErrorsDoNotLeak(t *testing.T) {
 }
 
 func TestConfigFromEnv(t *testing.T) {
+	t.Parallel()
 	cfg, err := ConfigFromEnv(config.Map(map[string]string{}))
 	if err != nil {
 		t.Fatal(err)
@@ -645,6 +646,7 @@ func TestConfigFromEnv(t *testing.T) {
 // server answers at once, /readyz says NATS is missing, and the service
 // becomes ready when NATS comes up.
 func TestStartsBeforeNATS(t *testing.T) {
+	t.Parallel()
 	ns := natstest.Start(t)
 	ns.Shutdown()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

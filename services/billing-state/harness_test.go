@@ -89,6 +89,7 @@ func testConfig(t *testing.T, natsURL, dbURL string) (Config, string, string) {
 
 func start(t *testing.T, mods ...func(*Config)) *harness {
 	t.Helper()
+	t.Parallel() // each test has its own server and database
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	t.Cleanup(cancel)
 	h := &harness{t: t, ctx: ctx, nats: natstest.Start(t), reg: httpserver.NewRegistry()}
