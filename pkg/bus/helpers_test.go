@@ -7,6 +7,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
 	"go.uber.org/goleak"
 
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
@@ -16,7 +18,11 @@ import (
 	"github.com/launchready/launchready/pkg/natstest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	// What telemetry.Setup installs in the services.
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	goleak.VerifyTestMain(m)
+}
 
 type bundle struct {
 	srv *natstest.Server

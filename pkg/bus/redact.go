@@ -22,9 +22,11 @@ var redactRules = []struct {
 	// HubSpot private app tokens.
 	{regexp.MustCompile(`\bpat-[a-z0-9]+-[0-9A-Za-z-]+`), "pat-" + redacted},
 	// Slack incoming webhook URLs are themselves the credential.
-	{regexp.MustCompile(`(hooks\.slack\.com/(?:services|workflows|triggers)/)[^\s"'<>]+`), "${1}" + redacted},
-	// Authorization header values.
-	{regexp.MustCompile(`(?i)\b(bearer|basic|token)\s+[0-9A-Za-z\-._~+/]+=*`), "${1} " + redacted},
+	{regexp.MustCompile(`(hooks\.slack\.com/(?:services|workflows|triggers)/)[^\s"'<>:]+`), "${1}" + redacted},
+	// Authorization header values. "Basic" only as HTTP spells it and
+	// followed by something base64-sized, so "basic plan" survives.
+	{regexp.MustCompile(`(?i)\b(bearer)\s+[0-9A-Za-z\-._~+/]+=*`), "${1} " + redacted},
+	{regexp.MustCompile(`\b(Basic)\s+[0-9A-Za-z+/]{12,}=*`), "${1} " + redacted},
 	// user:password@ (or a bare token@) in any URL.
 	{regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@"'<>]+@`), "${1}" + redacted + "@"},
 	// Credentials passed as query or form parameters, or key=value in logs.

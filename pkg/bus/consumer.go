@@ -1,0 +1,655 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/proto"
+
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+
+	"github.com/launchready/launchready/pkg/config"
+)
+
+// Delivery is one message handed to a Handler.
+type Delivery struct {
+	Event *billingv1.BillingEvent
+	// Subject is billing.events.<type>, or billing.replay.<durable>.<type>
+	// for a replayed dead letter.
+	Subject string
+	// Delivered counts deliveries of this message to this consumer, from 1.
+	Delivered uint64
+	// StreamSeq is the message's sequence in BILLING_EVENTS.
+	StreamSeq uint64
+	// Replay is true for a dead letter put back by an operator.
+	Replay bool
+	Header nats.Header
+}
+
+// Handler processes one delivery. nil acks it (also for events the handler
+// ignores); Permanent(err) dead-letters it at once; RetryAfter(err, d) asks
+// for another attempt after d; any other error retries with exponential
+// backoff until MaxDeliver, then dead-letters. ctx carries the consumer
+// span and is cancelled only if the handler outlives the shutdown grace.
+type Handler func(ctx context.Context, d *Delivery) error
+
+// ConsumerConfig describes one durable consumer.
+type ConsumerConfig struct {
+	// Stream defaults to BILLING_EVENTS.
+	Stream string
+	// Durable names the consumer; it is one subject token (no dots).
+	Durable string
+	// FilterSubjects defaults to DefaultFilterSubjects(Durable).
+	FilterSubjects []string
+	// Concurrency is the number of handlers running at once (8).
+	Concurrency int
+	// MaxDeliver is the number of attempts before a dead letter (10).
+	MaxDeliver int
+	// AckWait is how long JetStream waits for an outcome before it
+	// redelivers (30s); a running handler keeps its message alive.
+	AckWait time.Duration
+	// BackoffBase and BackoffMax bound the delay before a retry: the n-th
+	// failure waits a random time in [b/2, b], b = min(Max, Base*2^(n-1)).
+	BackoffBase time.Duration
+	BackoffMax  time.Duration
+}
+
+// ConsumerConfigFromEnv reads CONSUMER_CONCURRENCY (8), CONSUMER_MAX_DELIVER
+// (10), CONSUMER_ACK_WAIT (30s), CONSUMER_BACKOFF_BASE (500ms) and
+// CONSUMER_BACKOFF_MAX (5m). Problems are collected in e.
+func ConsumerConfigFromEnv(e *config.Env, durable string) ConsumerConfig {
+	c := ConsumerConfig{
+		Stream:      StreamEvents,
+		Durable:     durable,
+		Concurrency: e.Int("CONSUMER_CONCURRENCY", 8),
+		MaxDeliver:  e.Int("CONSUMER_MAX_DELIVER", 10),
+		AckWait:     e.Duration("CONSUMER_ACK_WAIT", 30*time.Second),
+		BackoffBase: e.Duration("CONSUMER_BACKOFF_BASE", 500*time.Millisecond),
+		BackoffMax:  e.Duration("CONSUMER_BACKOFF_MAX", 5*time.Minute),
+	}
+	if err := c.validate(); err != nil {
+		e.Fail("%v", err)
+	}
+	return c
+}
+
+func (c ConsumerConfig) withDefaults() ConsumerConfig {
+	if c.Stream == "" {
+		c.Stream = StreamEvents
+	}
+	if len(c.FilterSubjects) == 0 {
+		c.FilterSubjects = DefaultFilterSubjects(c.Durable)
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 8
+	}
+	if c.MaxDeliver == 0 {
+		c.MaxDeliver = 10
+	}
+	if c.AckWait == 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.BackoffBase == 0 {
+		c.BackoffBase = 500 * time.Millisecond
+	}
+	if c.BackoffMax == 0 {
+		c.BackoffMax = 5 * time.Minute
+	}
+	return c
+}
+
+func (c ConsumerConfig) validate() error {
+	var errs []error
+	if err := validName(c.Durable); err != nil {
+		errs = append(errs, fmt.Errorf("consumer durable name: %w", err))
+	}
+	if c.Concurrency < 1 {
+		errs = append(errs, fmt.Errorf("CONSUMER_CONCURRENCY: %d is below 1", c.Concurrency))
+	}
+	if c.MaxDeliver < 1 {
+		errs = append(errs, fmt.Errorf("CONSUMER_MAX_DELIVER: %d is below 1", c.MaxDeliver))
+	}
+	if c.AckWait < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("CONSUMER_ACK_WAIT: %s is below 100ms", c.AckWait))
+	}
+	if c.BackoffBase <= 0 || c.BackoffMax < c.BackoffBase {
+		errs = append(errs, fmt.Errorf("CONSUMER_BACKOFF_BASE %s / CONSUMER_BACKOFF_MAX %s: need 0 < base <= max", c.BackoffBase, c.BackoffMax))
+	}
+	return errors.Join(errs...)
+}
+
+// ConsumerOptions are the runner's collaborators.
+type ConsumerOptions struct {
+	Logger         *slog.Logger
+	TracerProvider trace.TracerProvider
+	// Registry, when set, receives the lr_consumer_* and lr_dlq_depth metrics.
+	Registry prometheus.Registerer
+	// DrainTimeout bounds how long Run waits for handlers in flight once its
+	// context ends (25s, inside Kubernetes' default 30 s grace). Handlers
+	// still running then see their context cancelled.
+	DrainTimeout time.Duration
+}
+
+// Consumer runs a Handler over a durable pull consumer.
+type Consumer struct {
+	js      jetstream.JetStream
+	cfg     ConsumerConfig
+	handler Handler
+	log     *slog.Logger
+	tracer  trace.Tracer
+	metrics *consumerMetrics
+	drain   time.Duration
+
+	// doubleAck waits for the server to confirm each ack. Off: a lost ack
+	// only causes a redelivery, which the handlers' processed_events check
+	// absorbs, and waiting costs a round trip per message (see
+	// BenchmarkConsume).
+	doubleAck bool
+}
+
+// NewConsumer prepares a consumer; nothing talks to NATS until Run.
+func NewConsumer(js jetstream.JetStream, cfg ConsumerConfig, h Handler, opts ConsumerOptions) *Consumer {
+	cfg = cfg.withDefaults()
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &Consumer{
+		js:      js,
+		cfg:     cfg,
+		handler: h,
+		log:     log.With("consumer", cfg.Durable),
+		tracer:  tracerFrom(opts.TracerProvider),
+		drain:   opts.DrainTimeout,
+	}
+	if c.drain <= 0 {
+		c.drain = 25 * time.Second
+	}
+	if opts.Registry != nil && validName(cfg.Durable) == nil {
+		c.metrics = newConsumerMetrics(opts.Registry, cfg.Durable)
+		registerBacklog(opts.Registry, newBacklogCollector(js, cfg.Stream, cfg.Durable))
+	}
+	return c
+}
+
+// registerBacklog replaces the collector of an earlier consumer with the
+// same name, which would otherwise keep querying through a stale handle.
+func registerBacklog(reg prometheus.Registerer, b *backlogCollector) {
+	err := reg.Register(b)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		reg.Unregister(are.ExistingCollector)
+		_ = reg.Register(b)
+	}
+}
+
+// Config returns the configuration in use, defaults applied.
+func (c *Consumer) Config() ConsumerConfig { return c.cfg }
+
+// Run creates or updates the durable consumer and processes messages until
+// ctx ends. It then stops pulling (once the pull request in flight ends, at
+// most a second later), waits for handlers in flight (bounded by the drain
+// timeout) and returns nil. It returns an error only when the consumer cannot be set up
+// or the connection is closed under it.
+func (c *Consumer) Run(ctx context.Context) error {
+	if err := c.cfg.validate(); err != nil {
+		return fmt.Errorf("consumer %s: %w", c.cfg.Durable, err)
+	}
+	if c.handler == nil {
+		return fmt.Errorf("consumer %s: nil handler", c.cfg.Durable)
+	}
+	// Handlers outlive ctx so that shutdown finishes their work instead of
+	// failing it; they are cancelled only when the drain timeout expires.
+	hctx, hardStop := context.WithCancel(context.WithoutCancel(ctx))
+	defer hardStop()
+
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, c.cfg.Concurrency)
+	err := c.pull(ctx, hctx, sem, &wg)
+	c.waitHandlers(&wg, hardStop)
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", c.cfg.Durable, err)
+	}
+	return nil
+}
+
+// pull keeps pulling, recreating the consumer if it disappears (a broker
+// restarted on memory storage, an operator's mistake).
+func (c *Consumer) pull(ctx, hctx context.Context, sem chan struct{}, wg *sync.WaitGroup) error {
+	first := true
+	retry := 250 * time.Millisecond
+	for {
+		cons, err := c.ensureConsumer(ctx, first)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if first {
+			c.log.Info("consumer running", "stream", c.cfg.Stream, "filter", c.cfg.FilterSubjects,
+				"concurrency", c.cfg.Concurrency, "max_deliver", c.cfg.MaxDeliver, "ack_wait", c.cfg.AckWait.String())
+		}
+		first = false
+		err = c.consume(ctx, hctx, cons, sem, wg)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, jetstream.ErrConnectionClosed) {
+			return err
+		}
+		c.log.Warn("consumer lost; setting it up again", "error", Redact(fmt.Sprint(err)))
+		if !sleepCtx(ctx, retry) {
+			return nil
+		}
+		retry = min(2*retry, 5*time.Second)
+	}
+}
+
+func (c *Consumer) consumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:        c.cfg.Durable,
+		Description:    "launchready " + c.cfg.Durable,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        c.cfg.AckWait,
+		FilterSubjects: c.cfg.FilterSubjects,
+		// The runner enforces MaxDeliver itself: if the server stopped
+		// delivering at the limit, a message whose dead-letter publish
+		// failed on its last attempt would be stranded, unacked, forever.
+		MaxDeliver:    -1,
+		MaxAckPending: max(4*c.cfg.Concurrency, 256),
+	}
+}
+
+// ensureConsumer creates or updates the durable. At start, a refusal (no
+// stream, bad config) is returned at once and only "broker not answering"
+// is retried; when recovering, everything is retried until ctx ends.
+func (c *Consumer) ensureConsumer(ctx context.Context, first bool) (jetstream.Consumer, error) {
+	wait := 250 * time.Millisecond
+	for {
+		cons, err := c.js.CreateOrUpdateConsumer(ctx, c.cfg.Stream, c.consumerConfig())
+		if err == nil {
+			return cons, nil
+		}
+		if first && !connectionTrouble(err) {
+			return nil, fmt.Errorf("create consumer on %s: %w", c.cfg.Stream, err)
+		}
+		c.log.Warn("cannot set up consumer yet; retrying", "error", Redact(err.Error()), "retry_in", wait.String())
+		if !sleepCtx(ctx, wait) {
+			return nil, ctx.Err()
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// fetchWait bounds one pull request. Shutdown waits for the request in
+// flight to end rather than abandoning it, because a message the server
+// sends to an abandoned request is stuck until AckWait; so this also bounds
+// how long Run takes to stop pulling.
+const fetchWait = time.Second
+
+// consume pulls only as many messages as there are free handler slots, so
+// nothing sits in a client buffer with its AckWait running, and hands each
+// to a handler as soon as it arrives.
+//
+// It uses one Fetch per batch rather than the Messages iterator: under load
+// the iterator's pull accounting can drift and stall until its heartbeat
+// check fires (30 s), which we reproduced on the embedded server.
+func (c *Consumer) consume(ctx, hctx context.Context, cons jetstream.Consumer, sem chan struct{}, wg *sync.WaitGroup) error {
+	failures := 0
+	for ctx.Err() == nil {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+		n := 1
+		for n < c.cfg.Concurrency {
+			select {
+			case sem <- struct{}{}:
+				n++
+				continue
+			default:
+			}
+			break
+		}
+
+		got, err := c.fetch(hctx, cons, n, sem, wg)
+		for range n - got {
+			<-sem
+		}
+		if err == nil {
+			failures = 0
+			continue
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
+			errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, nats.ErrConnectionClosed) {
+			return err
+		}
+		// The broker is unreachable or refused the pull (no responders while
+		// JetStream restarts, a reconnect in progress): back off, and make
+		// sure there is still a consumer to pull from.
+		failures++
+		if failures == 1 || failures%10 == 0 {
+			c.log.Warn("cannot pull messages; retrying", "error", Redact(err.Error()), "failures", failures)
+		}
+		if !sleepCtx(ctx, min(time.Duration(failures)*250*time.Millisecond, 5*time.Second)) {
+			return nil
+		}
+		if failures%4 == 0 {
+			if gone := c.consumerGone(ctx, cons); gone != nil {
+				return gone
+			}
+		}
+	}
+	return nil
+}
+
+// fetch asks for up to n messages and starts a handler for each one as it
+// arrives; the caller holds n slots and each handler releases one. It
+// returns the number of handlers started.
+func (c *Consumer) fetch(hctx context.Context, cons jetstream.Consumer, n int, sem chan struct{}, wg *sync.WaitGroup) (int, error) {
+	batch, err := cons.Fetch(n, jetstream.FetchMaxWait(fetchWait))
+	if err != nil {
+		return 0, err
+	}
+	got := 0
+	for msg := range batch.Messages() {
+		got++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			c.process(hctx, msg)
+		}()
+	}
+	return got, batch.Error()
+}
+
+// consumerGone returns an error when the durable no longer exists.
+func (c *Consumer) consumerGone(ctx context.Context, cons jetstream.Consumer) error {
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := cons.Info(ictx)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		return err
+	}
+	return nil
+}
+
+// waitHandlers waits for handlers in flight; past the drain timeout it
+// cancels their context and gives them a short while to return.
+func (c *Consumer) waitHandlers(wg *sync.WaitGroup, hardStop context.CancelFunc) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(c.drain)
+	defer t.Stop()
+	select {
+	case <-done:
+		return
+	case <-t.C:
+	}
+	c.log.Warn("handlers still running after the drain timeout; cancelling them", "drain_timeout", c.drain.String())
+	hardStop()
+	t.Reset(5 * time.Second)
+	select {
+	case <-done:
+	case <-t.C:
+		c.log.Error("handlers ignored cancellation; returning without them")
+	}
+}
+
+// process runs the handler for one message and settles it.
+func (c *Consumer) process(base context.Context, msg jetstream.Msg) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		// Not a JetStream delivery: nothing to redeliver, nothing to record.
+		c.log.Error("message without JetStream metadata; terminating it", "subject", msg.Subject(), "error", err.Error())
+		_ = msg.Term()
+		c.metrics.outcome(outcomeTerm, 0)
+		return
+	}
+	subject := msg.Subject()
+	eventType, replay := eventTypeFromSubject(subject)
+	d := &Delivery{
+		Subject:   subject,
+		Delivered: meta.NumDelivered,
+		StreamSeq: meta.Sequence.Stream,
+		Replay:    replay,
+		Header:    msg.Headers(),
+	}
+	if d.Delivered > 1 {
+		c.metrics.redelivery()
+	}
+
+	ctx := otel.GetTextMapPropagator().Extract(base, headerCarrier(d.Header))
+	ctx, span := c.tracer.Start(ctx, "process "+subject,
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			attrMessagingSystem.String("nats"),
+			attrMessagingOperationType.String("process"),
+			attrMessagingDestination.String(subject),
+			attrMessagingConsumerGroup.String(c.cfg.Durable),
+			attrMessagingDeliveryCount.Int64(int64(d.Delivered)),
+			attrMessagingStreamSeq.Int64(int64(d.StreamSeq)),
+		))
+	defer span.End()
+
+	var herr error
+	var took time.Duration
+	ev := &billingv1.BillingEvent{}
+	switch err := proto.Unmarshal(msg.Data(), ev); {
+	case err != nil:
+		herr = Permanent(fmt.Errorf("decode BillingEvent: %w", err))
+	case ev.GetEventId() == "":
+		herr = Permanent(errors.New("decode BillingEvent: no event id"))
+	default:
+		d.Event = ev
+		eventType = ev.GetType()
+		span.SetAttributes(eventAttrs(ev)...)
+		if d.Delivered > uint64(c.cfg.MaxDeliver) {
+			// Earlier deliveries ended with no outcome (a crash, an
+			// unreachable server): do not risk another crash loop.
+			herr = fmt.Errorf("delivered %d times without an outcome, past max %d", d.Delivered, c.cfg.MaxDeliver)
+			break
+		}
+		start := time.Now()
+		herr = c.call(ctx, msg, d)
+		took = time.Since(start)
+	}
+
+	eventID := ev.GetEventId()
+	if eventID == "" {
+		eventID = d.Header.Get(jetstream.MsgIDHeader)
+	}
+	outcome, delay := c.settle(ctx, base, msg, d, eventID, eventType, herr)
+	c.metrics.outcome(outcome, took)
+	span.SetAttributes(attrOutcome.String(outcome))
+
+	attrs := []any{"event_id", eventID, "customer_id", ev.GetCustomerId(), "subject", subject,
+		"delivery", d.Delivered, "outcome", outcome}
+	switch {
+	case herr == nil && outcome == outcomeAck:
+		c.log.DebugContext(ctx, "event handled", attrs...)
+	case outcome == outcomeNak:
+		text := redactError(herr)
+		span.SetStatus(codes.Error, text)
+		c.log.WarnContext(ctx, "event failed; will retry", append(attrs, "error", text, "retry_in", delay.String())...)
+	default:
+		text := redactError(herr)
+		span.SetStatus(codes.Error, text)
+		c.log.ErrorContext(ctx, "event dead-lettered", append(attrs, "error", text)...)
+	}
+}
+
+// call runs the handler, keeping the message alive while it works and
+// turning a panic into a permanent failure: a bug does not get better by
+// retrying, and the dead letter makes it visible.
+func (c *Consumer) call(ctx context.Context, msg jetstream.Msg, d *Delivery) (err error) {
+	ka := keepAlive(msg, c.cfg.AckWait/3)
+	defer ka.stop()
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.ErrorContext(ctx, "handler panic", "panic", Redact(fmt.Sprint(r)), "stack", string(debug.Stack()))
+			err = Permanent(fmt.Errorf("handler panic: %v", r))
+		}
+	}()
+	return c.handler(ctx, d)
+}
+
+// settle turns the handler's answer into ack, nak or dead letter. It
+// returns the outcome and, for a nak, the delay asked for.
+func (c *Consumer) settle(ctx, base context.Context, msg jetstream.Msg, d *Delivery, eventID, eventType string, herr error) (string, time.Duration) {
+	switch {
+	case herr == nil:
+		c.ack(ctx, msg)
+		return outcomeAck, 0
+	case IsPermanent(herr):
+		return c.deadLetter(ctx, msg, d, eventID, eventType, herr)
+	case base.Err() != nil:
+		// Cancelled by shutdown, not failed: let another instance take it now.
+		_ = msg.Nak()
+		return outcomeNak, 0
+	case d.Delivered >= uint64(c.cfg.MaxDeliver):
+		return c.deadLetter(ctx, msg, d, eventID, eventType, herr)
+	}
+	delay, ok := retryAfter(herr)
+	if !ok {
+		delay = backoff(c.cfg.BackoffBase, c.cfg.BackoffMax, d.Delivered)
+	}
+	_ = msg.NakWithDelay(delay)
+	return outcomeNak, delay
+}
+
+func (c *Consumer) ack(ctx context.Context, msg jetstream.Msg) {
+	if !c.doubleAck {
+		if err := msg.Ack(); err != nil {
+			c.log.WarnContext(ctx, "ack not sent; the message will be redelivered", "error", err.Error())
+		}
+		return
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := msg.DoubleAck(actx); err != nil {
+		c.log.WarnContext(ctx, "ack not confirmed; the message may be redelivered", "error", err.Error())
+	}
+}
+
+// deadLetter stores the message in BILLING_DLQ and only then terminates it.
+// If the DLQ publish fails the message is nak'd instead, so it is never
+// lost; the Nats-Msg-Id <durable>:<seq> makes a repeat after a crash
+// between the two steps a no-op.
+func (c *Consumer) deadLetter(ctx context.Context, msg jetstream.Msg, d *Delivery, eventID, eventType string, herr error) (string, time.Duration) {
+	h := nats.Header{}
+	for _, k := range traceHeaders {
+		if v := d.Header.Values(k); len(v) > 0 {
+			h[k] = v
+		}
+	}
+	seq := strconv.FormatUint(d.StreamSeq, 10)
+	h.Set(jetstream.MsgIDHeader, c.cfg.Durable+":"+seq)
+	h.Set(HeaderConsumer, c.cfg.Durable)
+	h.Set(HeaderError, redactError(herr))
+	h.Set(HeaderDeliveryCount, strconv.FormatUint(d.Delivered, 10))
+	h.Set(HeaderOriginalSubject, d.Subject)
+	h.Set(HeaderOriginalSeq, seq)
+	h.Set(HeaderEventID, eventID)
+	h.Set(HeaderEventType, eventType)
+	h.Set(HeaderFailedAt, time.Now().UTC().Format(time.RFC3339Nano))
+
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	dlq := &nats.Msg{Subject: DLQSubject(c.cfg.Durable), Data: msg.Data(), Header: h}
+	if _, err := c.js.PublishMsg(pctx, dlq); err != nil {
+		delay := backoff(c.cfg.BackoffBase, c.cfg.BackoffMax, d.Delivered)
+		c.log.ErrorContext(ctx, "dead letter not stored; keeping the message", "event_id", eventID,
+			"delivery", d.Delivered, "error", Redact(err.Error()))
+		_ = msg.NakWithDelay(delay)
+		return outcomeNak, delay
+	}
+	trace.SpanFromContext(ctx).AddEvent("dead-lettered", trace.WithAttributes(
+		attribute.String("messaging.destination.name", dlq.Subject)))
+	if err := msg.TermWithReason("dead-lettered"); err != nil {
+		// Redelivery will find the dead letter already stored (same msg id).
+		c.log.WarnContext(ctx, "term not sent after dead letter", "event_id", eventID, "error", err.Error())
+	}
+	return outcomeDeadLetter, 0
+}
+
+// backoff is the delay after the n-th failed delivery:
+// b = min(max, base*2^(n-1)), then a random value in [b/2, b] so that a
+// burst of failures does not come back as a burst.
+func backoff(base, maxDelay time.Duration, delivered uint64) time.Duration {
+	b := base
+	for i := uint64(1); i < delivered && b < maxDelay; i++ {
+		b *= 2
+	}
+	b = min(b, maxDelay)
+	half := b / 2
+	return half + rand.N(b-half+1)
+}
+
+// keepAliveTimer sends InProgress while a handler works so that JetStream
+// does not redeliver a message that is merely slow. It uses a timer rather
+// than a goroutine per message.
+type keepAliveTimer struct {
+	mu      sync.Mutex
+	t       *time.Timer
+	stopped bool
+}
+
+func keepAlive(msg jetstream.Msg, every time.Duration) *keepAliveTimer {
+	k := &keepAliveTimer{}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.t = time.AfterFunc(every, func() {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		if k.stopped {
+			return
+		}
+		_ = msg.InProgress()
+		k.t.Reset(every)
+	})
+	return k
+}
+
+func (k *keepAliveTimer) stop() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.stopped = true
+	k.t.Stop()
+}
+
+// sleepCtx waits d or until ctx ends; it reports whether d elapsed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
