@@ -20,6 +20,15 @@ build() {
 		return 0
 	fi
 	mkdir -p "$(dirname "$BIN")"
+	# One build at a time: a second caller waits, then finds the binary.
+	if command -v flock >/dev/null; then
+		exec 9>"$BIN.lock"
+		flock 9
+		if [[ -x "$BIN" ]]; then
+			echo "$BIN"
+			return 0
+		fi
+	fi
 	local scratch
 	scratch="$(mktemp -d)"
 	trap 'rm -rf "$scratch"' RETURN
@@ -32,10 +41,10 @@ build() {
 		# the last release published under that path so the build resolves.
 		go mod edit -replace github.com/Shopify/sarama=github.com/Shopify/sarama@v1.33.0
 		go get -tool "github.com/jaegertracing/jaeger/cmd/jaeger@${JAEGER_VERSION}" >&2
-		go build -o jaeger.tmp github.com/jaegertracing/jaeger/cmd/jaeger
-		# Move into place only when complete, so an interrupted build never
-		# leaves a half-written binary that later runs would trust.
-		mv jaeger.tmp "$BIN"
+		# Build next to the destination and rename, so an interrupted build
+		# never leaves a half-written binary that later runs would trust.
+		go build -o "$BIN.partial" github.com/jaegertracing/jaeger/cmd/jaeger
+		mv -f "$BIN.partial" "$BIN"
 	)
 	echo "$BIN"
 }
