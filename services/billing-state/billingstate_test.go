@@ -703,3 +703,26 @@ func TestStartsBeforeNATS(t *testing.T) {
 		t.Fatalf("/readyz with NATS: %d %s", code, body)
 	}
 }
+
+// TestJourneyStepsThroughNATS publishes each journey step by step and
+// checks the status and entitlement gRPC reports after every step.
+func TestJourneyStepsThroughNATS(t *testing.T) {
+	h := start(t)
+	for name, journey := range journeytest.Journeys {
+		jb := journeytest.New(t, "cus_step"+strings.ReplaceAll(name, " ", ""), base)
+		for _, step := range journey(jb) {
+			h.publish(step.Events...)
+			h.eventually(10*time.Second, name+": "+step.Name, func() bool {
+				st := h.statusOf(jb.CustomerID)
+				return st != nil && st.GetStatus() == step.Status && st.GetEntitled() == step.Entitled &&
+					st.GetDisputeOpen() == step.DisputeOpen && st.GetCancelAtPeriodEnd() == step.Cancel
+			})
+			h.eventually(10*time.Second, "the consumer to drain", h.drained)
+			// Drained: the step is fully applied and must still hold.
+			st := h.statusOf(jb.CustomerID)
+			if st.GetStatus() != step.Status || st.GetEntitled() != step.Entitled || st.GetNeedsReconciliation() {
+				t.Fatalf("%s after %q: %v", name, step.Name, st)
+			}
+		}
+	}
+}
