@@ -201,7 +201,7 @@ func Run(ctx context.Context, cfg Config) error {
 	mux := http.NewServeMux()
 	// Only the webhook route is traced: probes and scrapes would bury the
 	// spans that matter.
-	mux.Handle(webhook.Path, tel.HTTPHandler(hook, "POST "+webhook.Path))
+	mux.Handle(webhook.Path, traced(tel, hook, "POST "+webhook.Path))
 	ready := newReadiness(nc, js)
 	httpserver.Ops(mux, reg, map[string]httpserver.Check{"nats": ready.check})
 	mux.HandleFunc("/", notFound)

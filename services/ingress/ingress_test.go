@@ -59,6 +59,12 @@ func newSecret(t testing.TB) string {
 // to "" is unset.
 func setup(t testing.TB, env map[string]string) *bundle {
 	t.Helper()
+	return setupWith(t, env, nil)
+}
+
+// setupWith is setup with a last change to the Config before Run.
+func setupWith(t testing.TB, env map[string]string, change func(*ingress.Config)) *bundle {
+	t.Helper()
 	ns := natstest.Start(t)
 	secret := newSecret(t)
 	vars := map[string]string{
@@ -79,6 +85,9 @@ func setup(t testing.TB, env map[string]string) *bundle {
 		b.secrets = append(b.secrets, s.Reveal())
 	}
 	cfg.Registry = b.reg
+	if change != nil {
+		change(&cfg)
+	}
 	ready := make(chan map[string]string, 1)
 	cfg.Ready = func(addrs map[string]string) { ready <- addrs }
 	ctx, cancel := context.WithCancel(context.Background())
