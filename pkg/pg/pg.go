@@ -161,9 +161,11 @@ func IsUnavailable(err error) bool {
 	if errors.As(err, &pgErr) {
 		// Class 08: connection exception; 57P0x: admin shutdown, crash
 		// shutdown, cannot connect now; 40001/40P01: serialization and
-		// deadlock, which a retry resolves.
+		// deadlock, which a retry resolves; 53300: too many connections;
+		// 55000: "database is not currently accepting connections", what an
+		// operator's ALLOW_CONNECTIONS false looks like to a client.
 		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57P") ||
-			pgErr.Code == "40001" || pgErr.Code == "40P01" || pgErr.Code == "53300"
+			pgErr.Code == "40001" || pgErr.Code == "40P01" || pgErr.Code == "53300" || pgErr.Code == "55000"
 	}
 	// Anything that is not a server error is a transport error.
 	return !errors.Is(err, pgx.ErrNoRows)

@@ -169,3 +169,28 @@ func TestIsUnavailable(t *testing.T) {
 		t.Fatalf("refused connection not classed as unavailable: %v", err)
 	}
 }
+
+func TestIsUnavailableWhenDatabaseRefusesConnections(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	name := url[strings.LastIndex(url, "/")+1:]
+	if i := strings.Index(name, "?"); i >= 0 {
+		name = name[:i]
+	}
+	admin, err := pgx.Connect(ctx, pgtest.BaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "ALTER DATABASE "+name+" WITH ALLOW_CONNECTIONS false"); err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Exec(ctx, "ALTER DATABASE "+name+" WITH ALLOW_CONNECTIONS true") //nolint:errcheck
+	_, err = pgx.Connect(ctx, url)
+	if err == nil {
+		t.Fatal("connected to a database that refuses connections")
+	}
+	if !pg.IsUnavailable(err) {
+		t.Fatalf("refusing database not classed as unavailable: %v", err)
+	}
+}
