@@ -135,9 +135,16 @@ func BenchmarkConsume(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			var handled atomic.Int64
+			var handled, last, maxGap atomic.Int64
+			last.Store(time.Now().UnixNano())
 			all := make(chan struct{})
 			c := NewConsumer(js, ConsumerConfig{Durable: "bench", Concurrency: 8}, func(context.Context, *Delivery) error {
+				// The longest pause between two deliveries shows stalls
+				// that an average would hide.
+				now := time.Now().UnixNano()
+				if gap := now - last.Swap(now); gap > maxGap.Load() {
+					maxGap.Store(gap)
+				}
 				if handled.Add(1) == int64(b.N) {
 					close(all)
 				}
@@ -155,6 +162,7 @@ func BenchmarkConsume(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+			b.ReportMetric(float64(time.Duration(maxGap.Load()).Milliseconds()), "max-gap-ms")
 		})
 	}
 }

@@ -130,10 +130,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, sc jetstream.Stre
 		_, err = js.CreateOrUpdateStream(ctx, sc)
 	}
 	if err != nil {
-		if isUnavailable(err) {
-			err = errors.Join(ErrUnavailable, err)
-		}
-		return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
+		return fmt.Errorf("ensure stream %s: %w", sc.Name, wrapUnavailable(err))
 	}
 	return nil
 }
