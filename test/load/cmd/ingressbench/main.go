@@ -59,6 +59,20 @@ type options struct {
 	ingressBin string
 	keep       bool
 	cpuProfile string
+	ingressEnv envList
+}
+
+// envList collects repeated -ingress-env K=V flags.
+type envList []string
+
+func (l *envList) String() string { return strings.Join(*l, " ") }
+
+func (l *envList) Set(v string) error {
+	if !strings.Contains(v, "=") {
+		return fmt.Errorf("%q is not K=V", v)
+	}
+	*l = append(*l, v)
+	return nil
 }
 
 func main() {
@@ -89,6 +103,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&o.fixtures, "fixtures", "", "Stripe fixture directory (default FIXTURES_DIR or shared/fixtures/stripe above the working directory)")
 	fs.StringVar(&o.ingressBin, "ingress-bin", "", "ingress binary to run (default: go build ./services/ingress/cmd/ingress)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (JetStream store, ingress log)")
+	fs.Var(&o.ingressEnv, "ingress-env", "extra K=V for the ingress process (repeatable), e.g. GOMAXPROCS=1")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write this process's CPU profile (load generator and embedded NATS) to a file")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -443,6 +458,7 @@ func startSelfHosted(ctx context.Context, o *options, out io.Writer) (_ *selfHos
 		"OTEL_EXPORTER_OTLP_ENDPOINT=",
 		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=",
 	)
+	cmd.Env = append(cmd.Env, o.ingressEnv...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
