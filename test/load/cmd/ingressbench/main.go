@@ -154,7 +154,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		defer pprof.StopCPUProfile()
 	}
 	// CPU is sampled around the measured window only, once warm-up is over.
-	var cpuBefore, selfBefore, cpuAfter, selfAfter time.Duration
+	var cpuBefore, selfBefore, cpuAfter, selfAfter, busyBefore, busyAfter time.Duration
 	sampled := make(chan struct{})
 	go func() {
 		defer close(sampled)
@@ -167,6 +167,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			cpuBefore, _ = processCPU(o.pid)
 		}
 		selfBefore, _ = processCPU(os.Getpid())
+		busyBefore, _ = machineBusy()
 	}()
 	res := load(ctx, o, payloads)
 	<-sampled
@@ -174,6 +175,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		cpuAfter, _ = processCPU(o.pid)
 	}
 	selfAfter, _ = processCPU(os.Getpid())
+	busyAfter, _ = machineBusy()
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -188,8 +190,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	self := selfAfter - selfBefore
 	fmt.Fprintf(out, "this proc  %s CPU %.1fs (%.0f%% of one core)\n", what, self.Seconds(), 100*self.Seconds()/res.elapsed.Seconds())
 	if o.pid > 0 {
-		fmt.Fprintf(out, "machine    %d cores; the two processes above used %.0f%% of them; load average %s\n",
-			runtime.NumCPU(), 100*(self+cpuAfter-cpuBefore).Seconds()/res.elapsed.Seconds()/float64(runtime.NumCPU()), loadAvg())
+		capacity := res.elapsed.Seconds() * float64(runtime.NumCPU())
+		ours := (self + cpuAfter - cpuBefore).Seconds()
+		others := max((busyAfter-busyBefore).Seconds()-ours, 0)
+		fmt.Fprintf(out, "machine    %d cores: the two processes above used %.0f%%, other processes %.0f%%; load average %s\n",
+			runtime.NumCPU(), 100*ours/capacity, 100*others/capacity, loadAvg())
 	}
 	if env != nil {
 		if err := env.checkStream(ctx, res, out); err != nil {
@@ -354,6 +359,33 @@ func printProcess(out io.Writer, pid int, cpu, elapsed time.Duration, accepted i
 	}
 	fmt.Fprintf(out, "ingress    pid %d  RSS %s  peak RSS %s  CPU %.1fs (%.0f%% of one core, %s per event)\n",
 		pid, rss, hwm, cpu.Seconds(), 100*cpu.Seconds()/elapsed.Seconds(), perEvent.Round(time.Microsecond))
+}
+
+// machineBusy is the non-idle CPU time of the whole machine, from the cpu
+// line of /proc/stat (user nice system idle iowait irq softirq steal ...).
+func machineBusy() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, errors.New("unexpected /proc/stat")
+	}
+	var busy int64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		if i >= 8 { // guest time is already counted in user
+			break
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		busy += n
+	}
+	const clkTck = 100
+	return time.Duration(busy) * time.Second / clkTck, nil
 }
 
 func loadAvg() string {
