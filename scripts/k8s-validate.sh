@@ -10,8 +10,8 @@
 #   scripts/k8s-validate.sh --render-only render only (what `make k8s` prints)
 #
 # K8S_OUT=dir changes where the rendered YAML goes. kustomize is taken from
-# KUSTOMIZE, PATH or GOPATH/bin when it is v5.8.2, and installed with
-# `go install` otherwise.
+# KUSTOMIZE, bin/ (make's install), PATH or GOPATH/bin when it is v5.8.2, and
+# installed with `go install` otherwise.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,7 +21,7 @@ mode="${1:-validate}"
 
 find_kustomize() {
 	local c
-	for c in "${KUSTOMIZE:-}" "$(command -v kustomize || true)" "$(go env GOPATH)/bin/kustomize"; do
+	for c in "${KUSTOMIZE:-}" "$ROOT/bin/kustomize" "$(command -v kustomize || true)" "$(go env GOPATH)/bin/kustomize"; do
 		[[ -n "$c" && -x "$c" ]] || continue
 		if [[ "$("$c" version 2>/dev/null)" == "$WANT" ]]; then
 			echo "$c"

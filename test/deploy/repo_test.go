@@ -125,6 +125,9 @@ func findKustomize() (string, error) {
 	if p := os.Getenv("KUSTOMIZE"); p != "" {
 		candidates = append(candidates, p)
 	}
+	if root, err := filepath.Abs(filepath.Join("..", "..", "bin", "kustomize")); err == nil {
+		candidates = append(candidates, root)
+	}
 	if p, err := exec.LookPath("kustomize"); err == nil {
 		candidates = append(candidates, p)
 	}
@@ -135,6 +138,9 @@ func findKustomize() (string, error) {
 	}
 	var problems []string
 	for _, c := range candidates {
+		if _, err := os.Stat(c); err != nil {
+			continue
+		}
 		out, err := exec.Command(c, "version").Output()
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("%s: %v", c, err))
@@ -147,7 +153,7 @@ func findKustomize() (string, error) {
 		return c, nil
 	}
 	if len(problems) == 0 {
-		return "", errors.New("kustomize not found on PATH or in GOPATH/bin, and LR_K8S_RENDERED is not set")
+		return "", errors.New("kustomize not found in bin/, on PATH or in GOPATH/bin, and LR_K8S_RENDERED is not set")
 	}
 	return "", fmt.Errorf("no usable kustomize: %s", strings.Join(problems, "; "))
 }
