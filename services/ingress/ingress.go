@@ -127,8 +127,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Any("webhook_secrets", masked),
 		slog.String("livemode", c.Livemode),
 		slog.Int64("max_body", c.MaxBody),
-		slog.Duration("tolerance", c.Tolerance),
-		slog.Duration("publish_timeout", c.PublishTimeout),
+		slog.String("tolerance", c.Tolerance.String()),
+		slog.String("publish_timeout", c.PublishTimeout.String()),
 		slog.String("otel_endpoint", c.Telemetry.Endpoint),
 	)
 }
@@ -238,7 +238,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// Shutdown: stop accepting, finish requests in flight, then let NATS
 	// flush. Every request that got a 200 had its PubAck already; waiting
 	// here is what keeps a request that is mid-publish from being cut.
-	log.Info("ingress shutting down", "grace", grace)
+	log.Info("ingress shutting down", "grace", grace.String())
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
 	defer cancel()
 	var errs []error
