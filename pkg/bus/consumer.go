@@ -38,7 +38,15 @@ type Delivery struct {
 	// Replay is true for a dead letter put back by an operator.
 	Replay bool
 	Header nats.Header
+
+	duplicate bool
 }
+
+// MarkDuplicate tells the runner the handler found the event already
+// processed (its processed_events row exists). The delivery is still acked;
+// the runner counts it in lr_consumer_duplicates_total so every consumer
+// reports duplicates the same way.
+func (d *Delivery) MarkDuplicate() { d.duplicate = true }
 
 // Handler processes one delivery. nil acks it (also for events the handler
 // ignores); Permanent(err) dead-letters it at once; RetryAfter(err, d) asks
@@ -485,6 +493,9 @@ func (c *Consumer) process(base context.Context, msg jetstream.Msg) {
 	}
 	outcome, delay := c.settle(ctx, base, msg, d, eventID, eventType, herr)
 	c.metrics.outcome(outcome, took)
+	if outcome == outcomeAck && d.duplicate {
+		c.metrics.duplicate()
+	}
 	span.SetAttributes(attrOutcome.String(outcome))
 
 	attrs := []any{"event_id", eventID, "customer_id", ev.GetCustomerId(), "subject", subject,

@@ -510,11 +510,13 @@ func TestConsumerMetrics(t *testing.T) {
 			return bus.Permanent(errors.New("bad"))
 		case strings.HasSuffix(d.Event.EventId, "flaky") && d.Delivered == 1:
 			return errors.New("flaky")
+		case strings.HasSuffix(d.Event.EventId, "seen"):
+			d.MarkDuplicate()
 		}
 		return nil
 	}, bus.ConsumerOptions{Registry: reg})
 	pub := bus.NewPublisher(b.js, nil, bus.WithPublisherRegistry(reg))
-	for _, id := range []string{"evt_ok", "evt_bad", "evt_flaky", "evt_ok"} {
+	for _, id := range []string{"evt_ok", "evt_bad", "evt_flaky", "evt_ok", "evt_seen"} {
 		if _, err := pub.PublishEvent(testCtx(t), event(id, "invoice.paid", "cus_m")); err != nil {
 			t.Fatal(err)
 		}
@@ -523,7 +525,7 @@ func TestConsumerMetrics(t *testing.T) {
 		return settled(t, b.js, "metered") && streamMsgs(t, b.js, bus.StreamDLQ) == 1
 	})
 	eventually(t, 10*time.Second, "counters", func() bool {
-		return deliveries(t, reg, "ack") == 2
+		return deliveries(t, reg, "ack") == 3
 	})
 	for name, want := range map[string]float64{
 		"nak":         1,
@@ -537,6 +539,9 @@ func TestConsumerMetrics(t *testing.T) {
 # HELP lr_consumer_dead_letters_total Messages moved to BILLING_DLQ.
 # TYPE lr_consumer_dead_letters_total counter
 lr_consumer_dead_letters_total{consumer="metered"} 1
+# HELP lr_consumer_duplicates_total Deliveries acked because the consumer had already processed the event id.
+# TYPE lr_consumer_duplicates_total counter
+lr_consumer_duplicates_total{consumer="metered"} 1
 # HELP lr_consumer_redeliveries_total Deliveries of a message that had been delivered before.
 # TYPE lr_consumer_redeliveries_total counter
 lr_consumer_redeliveries_total{consumer="metered"} 1
@@ -549,8 +554,8 @@ lr_dlq_depth{consumer="metered"} 1
 # HELP lr_publish_total Publishes by outcome: ok, duplicate (already stored) or error.
 # TYPE lr_publish_total counter
 lr_publish_total{outcome="duplicate"} 1
-lr_publish_total{outcome="ok"} 3
-`), "lr_consumer_dead_letters_total", "lr_consumer_redeliveries_total", "lr_consumer_pending", "lr_dlq_depth", "lr_publish_total")
+lr_publish_total{outcome="ok"} 4
+`), "lr_consumer_dead_letters_total", "lr_consumer_duplicates_total", "lr_consumer_redeliveries_total", "lr_consumer_pending", "lr_dlq_depth", "lr_publish_total")
 	if err != nil {
 		t.Fatal(err)
 	}

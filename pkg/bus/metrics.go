@@ -65,6 +65,7 @@ type consumerMetrics struct {
 	redelivered prometheus.Counter
 	processing  prometheus.Observer
 	deadLetters prometheus.Counter
+	duplicates  prometheus.Counter
 	outcomes    map[string]prometheus.Counter
 }
 
@@ -88,6 +89,10 @@ func newConsumerMetrics(reg prometheus.Registerer, durable string) *consumerMetr
 			Name: "lr_consumer_dead_letters_total",
 			Help: "Messages moved to BILLING_DLQ.",
 		}, []string{"consumer"})).WithLabelValues(durable),
+		duplicates: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lr_consumer_duplicates_total",
+			Help: "Deliveries acked because the consumer had already processed the event id.",
+		}, []string{"consumer"})).WithLabelValues(durable),
 		outcomes: map[string]prometheus.Counter{},
 	}
 	for _, o := range []string{outcomeAck, outcomeNak, outcomeTerm, outcomeDeadLetter} {
@@ -106,6 +111,12 @@ func (m *consumerMetrics) outcome(o string, handler time.Duration) {
 	}
 	if o == outcomeDeadLetter {
 		m.deadLetters.Inc()
+	}
+}
+
+func (m *consumerMetrics) duplicate() {
+	if m != nil {
+		m.duplicates.Inc()
 	}
 }
 

@@ -77,29 +77,32 @@ func (p *Publisher) PublishEvent(ctx context.Context, ev *billingv1.BillingEvent
 	if err != nil {
 		return PubResult{}, fmt.Errorf("publish %s: marshal: %w", id, err)
 	}
-	return p.publish(ctx, EventSubject(ev.GetType()), id, data, nil, eventAttrs(ev))
+	return p.publish(ctx, EventSubject(ev.GetType()), id, data, nil, func() []attribute.KeyValue { return eventAttrs(ev) })
 }
 
 // Publish publishes data to subject with msgID as Nats-Msg-Id (none when
 // empty) plus hdr and the current trace context. Errors are as for
 // PublishEvent.
 func (p *Publisher) Publish(ctx context.Context, subject, msgID string, data []byte, hdr nats.Header) (PubResult, error) {
-	return p.publish(ctx, subject, msgID, data, hdr, nil)
+	return p.publish(ctx, subject, msgID, data, hdr, func() []attribute.KeyValue { return nil })
 }
 
-func (p *Publisher) publish(ctx context.Context, subject, msgID string, data []byte, hdr nats.Header, attrs []attribute.KeyValue) (PubResult, error) {
-	ctx, span := p.tracer.Start(ctx, "publish "+subject,
-		trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(
+func (p *Publisher) publish(ctx context.Context, subject, msgID string, data []byte, hdr nats.Header, attrs func() []attribute.KeyValue) (PubResult, error) {
+	ctx, span := p.tracer.Start(ctx, "publish "+subject, trace.WithSpanKind(trace.SpanKindProducer))
+	defer span.End()
+	// Attributes cost allocations on the hot path; build them only for a
+	// span that will be exported.
+	recording := span.IsRecording()
+	if recording {
+		span.SetAttributes(
 			attrMessagingSystem.String("nats"),
 			attrMessagingOperationType.String("publish"),
 			attrMessagingDestination.String(subject),
-		),
-		trace.WithAttributes(attrs...),
-	)
-	defer span.End()
-	if msgID != "" {
-		span.SetAttributes(attrMessagingMessageID.String(msgID))
+		)
+		span.SetAttributes(attrs()...)
+		if msgID != "" {
+			span.SetAttributes(attrMessagingMessageID.String(msgID))
+		}
 	}
 
 	m := &nats.Msg{Subject: subject, Data: data, Header: make(nats.Header, len(hdr)+3)}
@@ -133,6 +136,8 @@ func (p *Publisher) publish(ctx context.Context, subject, msgID string, data []b
 	} else {
 		p.metrics.observe(elapsed, "ok")
 	}
-	span.SetAttributes(attrMessagingStreamSeq.Int64(int64(res.Seq)), attribute.Bool("messaging.nats.duplicate", res.Duplicate))
+	if recording {
+		span.SetAttributes(attrMessagingStreamSeq.Int64(int64(res.Seq)), attribute.Bool("messaging.nats.duplicate", res.Duplicate))
+	}
 	return res, nil
 }
