@@ -394,6 +394,9 @@ func handler(store *state.Store, m *metrics, cfg Config, log *slog.Logger) bus.H
 			return fmt.Errorf("apply %s: %w", d.Event.GetEventId(), err)
 		}
 		m.outcome(string(res.Outcome))
+		if res.Outcome == state.OutcomeDuplicate {
+			d.MarkDuplicate()
+		}
 		if res.Outcome != state.OutcomeIgnored && res.Outcome != state.OutcomeDuplicate {
 			log.DebugContext(ctx, "event applied", "event_id", d.Event.GetEventId(), "customer_id", res.CustomerID,
 				"subscription_id", d.Event.GetSubscriptionId(), "action", d.Event.GetType(), "delivery", d.Delivered,

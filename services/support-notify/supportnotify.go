@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
@@ -320,7 +321,7 @@ func Run(ctx context.Context, cfg Config) error {
 	sctx, cancelStart := context.WithTimeout(ctx, startTimeout)
 	defer cancelStart()
 	maxConns := int32(cfg.Tickets.Concurrency + cfg.Alerts.Concurrency + 2)
-	p, err := openDatabase(sctx, cfg.DatabaseURL, maxConns, log)
+	p, err := openDatabase(sctx, cfg.DatabaseURL, maxConns, tel.PgxTracer(), log)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -397,11 +398,11 @@ func Run(ctx context.Context, cfg Config) error {
 // openDatabase opens the pool and applies migrations, retrying while
 // Postgres is unreachable (compose starts everything at once) until ctx
 // ends.
-func openDatabase(ctx context.Context, dbURL string, maxConns int32, log *slog.Logger) (*pgxpool.Pool, error) {
+func openDatabase(ctx context.Context, dbURL string, maxConns int32, tracer pgx.QueryTracer, log *slog.Logger) (*pgxpool.Pool, error) {
 	// Vendor calls run inside ticket transactions, so every worker of both
 	// consumers may hold a connection at once: size the pool for that, or
 	// a slow Zendesk would starve the alert workers of connections.
-	pool, err := pg.Open(ctx, dbURL, pg.WithMaxConns(maxConns))
+	pool, err := pg.Open(ctx, dbURL, pg.WithMaxConns(maxConns), pg.WithTracer(tracer))
 	if err != nil {
 		return nil, err
 	}

@@ -259,13 +259,13 @@ func TestAlertsFire(t *testing.T) {
 			lr_alert_latency_seconds_bucket{le="300"} 0+10x60
 			lr_alert_latency_seconds_bucket{le="+Inf"} 0+10x60`, false},
 		{"LaunchReadyWeeklyDuplicates", "at ingress", `lr_webhook_duplicates_total 0+1x60`, true},
-		{"LaunchReadyWeeklyDuplicates", "at billing-state", `
+		{"LaunchReadyWeeklyDuplicates", "at a consumer", `
 			lr_webhook_duplicates_total 0x60
-			lr_billing_state_events_total{outcome="applied"} 0+5x60
-			lr_billing_state_events_total{outcome="duplicate"} 0 0 1x59`, true},
+			lr_consumer_duplicates_total{consumer="billing-state"} 0x60
+			lr_consumer_duplicates_total{consumer="crm-sync"} 0 0 1x59`, true},
 		{"LaunchReadyWeeklyDuplicates", "none", `
 			lr_webhook_duplicates_total 0x60
-			lr_billing_state_events_total{outcome="duplicate"} 0x60`, false},
+			lr_consumer_duplicates_total{consumer="crm-sync"} 0x60`, false},
 	}
 	for _, c := range cases {
 		t.Run(c.alert+"/"+c.name, func(t *testing.T) {

@@ -274,7 +274,7 @@ func eventTrace(spans tracetest.SpanStubs, evID string) (tracetest.SpanStubs, bo
 // pgxTraced are the services whose Postgres pool carries telemetry's pgx
 // tracer (pg.WithTracer(tel.PgxTracer())); their statements must appear
 // under their consumer span.
-var pgxTraced = []string{"billing-state"}
+var pgxTraced = []string{"billing-state", "crm-sync", "support-notify"}
 
 // consumerSpans is how many consumer spans each service starts per event:
 // support-notify runs two durables (tickets and alerts).

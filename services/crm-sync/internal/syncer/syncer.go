@@ -102,7 +102,10 @@ func (s *Syncer) Handle(ctx context.Context, d *bus.Delivery) error {
 	if d == nil || d.Event == nil || d.Event.GetEventId() == "" {
 		return bus.Permanent(errors.New("crm-sync: delivery without an event"))
 	}
-	_, err := s.SyncEvent(ctx, d.Event, d.Delivered)
+	outcome, err := s.SyncEvent(ctx, d.Event, d.Delivered)
+	if err == nil && outcome == OutcomeDuplicate {
+		d.MarkDuplicate()
+	}
 	return err
 }
 

@@ -88,6 +88,7 @@ func (h *Handler) Handle(ctx context.Context, d *bus.Delivery) error {
 		return fmt.Errorf("alert for %s: %w", ev.GetEventId(), err)
 	}
 	if sent {
+		d.MarkDuplicate()
 		log.InfoContext(ctx, "alert already sent", "outcome", "duplicate")
 		return nil
 	}

@@ -121,6 +121,8 @@ func (h *Handler) Handle(ctx context.Context, d *bus.Delivery) error {
 		return fmt.Errorf("ticket for %s: %w", ev.GetEventId(), err)
 	}
 	switch outcome {
+	case "duplicate":
+		d.MarkDuplicate()
 	case "created", "commented", "resolved":
 		if h.Metrics != nil {
 			h.Metrics.Tickets.WithLabelValues(outcome).Inc()
