@@ -75,7 +75,8 @@ jaeger: ## build (cached) and run Jaeger v1.76 with in-memory storage
 
 .PHONY: up
 up: ## docker compose: Postgres, NATS, Jaeger and the four services
-	docker compose -f deploy/docker-compose.yml --env-file deploy/.env up -d --build
+	test -f deploy/.env || cp deploy/.env.example deploy/.env
+	docker compose -f deploy/docker-compose.yml --env-file deploy/.env up -d --build --wait
 
 .PHONY: down
 down: ## stop the compose stack
