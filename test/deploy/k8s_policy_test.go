@@ -302,9 +302,9 @@ func isTrue(b *bool) bool { return b != nil && *b }
 // the services read is documented for operators, and no secret value is set
 // inline.
 func TestK8sReferencesResolve(t *testing.T) {
-	doc, err := os.ReadFile(filepath.Join(repoRoot(t), "docs", "operating.md"))
+	doc, err := os.ReadFile(filepath.Join(repoRoot(t), "README.md"))
 	if err != nil {
-		t.Fatalf("docs/operating.md documents the Secrets to create: %v", err)
+		t.Fatalf("README.md documents the Secrets to create: %v", err)
 	}
 	for _, overlay := range overlays(t) {
 		o := objectsOf(t, overlay)
@@ -339,7 +339,7 @@ func TestK8sReferencesResolve(t *testing.T) {
 							t.Errorf("%s/%s: %s reads Secret key %s; keep key and variable names equal", name, c.Name, e.Name, ref.Key)
 						}
 						if !strings.Contains(string(doc), "`"+ref.Name+"`") || !strings.Contains(string(doc), ref.Key) {
-							t.Errorf("%s/%s: Secret %s key %s is not documented in docs/operating.md", name, c.Name, ref.Name, ref.Key)
+							t.Errorf("%s/%s: Secret %s key %s is not documented in README.md (Operating, Secrets)", name, c.Name, ref.Name, ref.Key)
 						}
 					case e.ValueFrom != nil && e.ValueFrom.ConfigMapKeyRef != nil:
 						cm := o.ConfigMaps[e.ValueFrom.ConfigMapKeyRef.Name]
