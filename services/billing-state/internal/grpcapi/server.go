@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc/codes"
@@ -91,7 +92,11 @@ func (s *Server) WatchCustomerStatus(req *billingv1.WatchCustomerStatusRequest, 
 		return s.fail(ctx, "watch subscribe", id, err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	if err := s.nc.FlushWithContext(ctx); err != nil {
+	// A watch usually has no deadline, and FlushWithContext insists on one.
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err = s.nc.FlushWithContext(fctx)
+	cancel()
+	if err != nil {
 		return s.fail(ctx, "watch subscribe", id, err)
 	}
 	cur, err := s.store.Status(ctx, id)
