@@ -7,6 +7,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -304,6 +305,8 @@ type phase struct {
 	procs     []*procStat
 	waits     map[string]int // Postgres session states sampled
 	profiles  map[string]string
+	// billing-state's own histograms over the phase (sum, count).
+	apply, outboxLag metric
 }
 
 func (ph *phase) acceptedPerSec() float64 {
@@ -390,6 +393,7 @@ func fullPhase(s *harness.Stack, p *probes, sup *supply, o options, name string,
 	p.reset()
 	p.d.ResetStats()
 	applied0 := count(s, `SELECT count(*) FROM billing.processed_events`)
+	m0 := scrape(s.Ops["billing-state"] + "/metrics")
 	crm0 := count(s, `SELECT count(*) FROM crm.processed_events`)
 	smp := sample(pids(s), backendPids(s.DB, s.DatabaseName))
 	waits := sampleWaits(s.DB, s.DatabaseName)
@@ -411,6 +415,9 @@ func fullPhase(s *harness.Stack, p *probes, sup *supply, o options, name string,
 		ph.profiles = prof.finish()
 	}
 	ph.applied = count(s, `SELECT count(*) FROM billing.processed_events`) - applied0
+	m1 := scrape(s.Ops["billing-state"] + "/metrics")
+	ph.apply = m1["lr_billing_state_apply_seconds"].sub(m0["lr_billing_state_apply_seconds"])
+	ph.outboxLag = m1["lr_billing_state_outbox_lag_seconds"].sub(m0["lr_billing_state_outbox_lag_seconds"])
 	ph.vendorCRM = count(s, `SELECT count(*) FROM crm.processed_events`) - crm0
 	wg.Wait()
 	// Probes are webhooks too.
@@ -458,7 +465,21 @@ func run(ctx context.Context, t *benchT, o options) error {
 
 	fmt.Fprintf(os.Stderr, "loadbench: building and starting the system (nats-server, ingress, billing-state, crm-sync, support-notify)\n")
 	st := t.sub()
-	s := harness.StartStack(st, harness.StackOptions{LogLevel: o.logLevel})
+	so := harness.StackOptions{LogLevel: o.logLevel}
+	if o.services != "" {
+		so.Services = strings.Split(o.services, ",")
+	}
+	if o.env != "" {
+		so.Env = map[string]string{}
+		for _, kv := range strings.Split(o.env, ",") {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok {
+				return fmt.Errorf("-env: %q is not K=V", kv)
+			}
+			so.Env[k] = v
+		}
+	}
+	s := harness.StartStack(st, so)
 	for _, f := range []interface{ SetLatency(time.Duration) }{s.HubSpot, s.Zendesk, s.Slack} {
 		f.SetLatency(o.vendorLatency)
 	}

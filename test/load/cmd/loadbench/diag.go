@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,6 +90,12 @@ func classify(state, wt, we, q string) string {
 	case strings.Contains(q, "support."), strings.Contains(q, "hashtextextended("):
 		svc = "support-notify"
 	}
+	if svc == "?" {
+		svc = "last statement: " + strings.Join(strings.Fields(q), " ")
+		if len(svc) > 60 {
+			svc = svc[:60]
+		}
+	}
 	switch {
 	case state == "idle in transaction" && wt == "Client":
 		return "idle in transaction, waiting for the service's next statement (" + svc + ")"
@@ -116,6 +124,7 @@ type profiler struct {
 	dir   string
 	procs map[string]*exec.Cmd
 	files map[string]string
+	exe   map[string]string // binary name, perf's dso for the process's own code
 }
 
 func startPerf(pids map[string]int, d time.Duration) *profiler {
@@ -127,7 +136,7 @@ func startPerf(pids map[string]int, d time.Duration) *profiler {
 	if err != nil {
 		return nil
 	}
-	p := &profiler{dir: dir, procs: map[string]*exec.Cmd{}, files: map[string]string{}}
+	p := &profiler{dir: dir, procs: map[string]*exec.Cmd{}, files: map[string]string{}, exe: map[string]string{}}
 	for name, pid := range pids {
 		if strings.HasPrefix(name, "loadbench") {
 			continue
@@ -137,6 +146,9 @@ func startPerf(pids map[string]int, d time.Duration) *profiler {
 			"--", "sleep", strconv.Itoa(int(d.Seconds())))
 		if cmd.Start() == nil {
 			p.procs[name], p.files[name] = cmd, f
+			if exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe"); err == nil {
+				p.exe[name] = filepath.Base(exe)
+			}
 		}
 	}
 	return p
@@ -146,24 +158,31 @@ func startPerf(pids map[string]int, d time.Duration) *profiler {
 // functions (self time).
 func (p *profiler) finish() map[string]string {
 	out := map[string]string{}
-	for name, cmd := range p.procs {
-		_ = cmd.Wait()
-		rep, err := exec.Command("perf", "report", "-i", p.files[name], "--stdio", "--no-children",
-			"--sort", "symbol", "-g", "none", "--percent-limit", "1.5").Output()
+	top := func(n int, args ...string) []string {
+		rep, err := exec.Command("perf", append([]string{"report", "--stdio", "--no-children", "-g", "none"}, args...)...).Output()
 		if err != nil {
-			continue
+			return nil
 		}
 		var lines []string
 		for _, l := range strings.Split(string(rep), "\n") {
-			l = strings.TrimSpace(l)
+			l = strings.Join(strings.Fields(l), " ")
 			if l == "" || strings.HasPrefix(l, "#") {
 				continue
 			}
 			lines = append(lines, l)
-			if len(lines) == 12 {
+			if len(lines) == n {
 				break
 			}
 		}
+		return lines
+	}
+	for name, cmd := range p.procs {
+		_ = cmd.Wait()
+		// Where the CPU went by binary (kernel vs the process's own code),
+		// then the process's own hottest functions.
+		lines := append([]string{"by object:"}, top(4, "-i", p.files[name], "--sort", "dso")...)
+		lines = append(lines, "own code, hottest functions (share of all samples):")
+		lines = append(lines, top(10, "-i", p.files[name], "--sort", "symbol", "--dsos", p.exe[name])...)
 		out[name] = strings.Join(lines, "\n")
 	}
 	os.RemoveAll(p.dir)
@@ -189,6 +208,50 @@ func topWaits(h map[string]int) []string {
 			break
 		}
 		out = append(out, fmt.Sprintf("%5.1f%% %s", 100*float64(x.v)/float64(total), x.k))
+	}
+	return out
+}
+
+// metric is a Prometheus histogram's sum and count.
+type metric struct{ sum, count float64 }
+
+func (m metric) sub(o metric) metric { return metric{m.sum - o.sum, m.count - o.count} }
+
+func (m metric) mean() time.Duration {
+	if m.count <= 0 {
+		return 0
+	}
+	return time.Duration(m.sum / m.count * float64(time.Second))
+}
+
+// scrape reads the _sum and _count of every histogram at url.
+func scrape(url string) map[string]metric {
+	out := map[string]metric{}
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		return out
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 2 || strings.HasPrefix(l, "#") {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[1], 64)
+		if err != nil {
+			continue
+		}
+		if name, ok := strings.CutSuffix(f[0], "_sum"); ok {
+			m := out[name]
+			m.sum = v
+			out[name] = m
+		} else if name, ok := strings.CutSuffix(f[0], "_count"); ok {
+			m := out[name]
+			m.count = v
+			out[name] = m
+		}
 	}
 	return out
 }

@@ -54,6 +54,8 @@ type options struct {
 	noNaive       bool
 	verbose       bool
 	perf          bool
+	services      string
+	env           string
 }
 
 func main() {
@@ -77,6 +79,8 @@ func main() {
 	fs.StringVar(&o.logLevel, "log-level", "info", "LOG_LEVEL of the services")
 	fs.BoolVar(&o.noNaive, "no-naive", false, "skip the naive baseline")
 	fs.BoolVar(&o.verbose, "v", false, "log harness progress")
+	fs.StringVar(&o.services, "services", "", "comma list of services to run (default all four; e.g. ingress,billing-state to isolate the status path)")
+	fs.StringVar(&o.env, "env", "", "extra environment for every service, K=V,K=V (e.g. CONSUMER_CONCURRENCY=32)")
 	fs.BoolVar(&o.perf, "perf", false, "profile every process with perf(1) during the max-rate phase and add the top functions to the report")
 	_ = fs.Parse(os.Args[1:])
 	if o.duration <= 0 || o.conc < 1 || o.rate < 1 || o.probes < 1 {

@@ -82,6 +82,9 @@ func markdown(o options, light, steady, mx, nv *phase, vendors, startLoad, start
 	w("- Machine: %d CPUs (%s), everything on one box: load generator, nats-server %s, the four services as separate processes, Postgres (shared server), fake vendors. Load average at start: %s; CPU pressure (PSI, share of the last minute some task waited for a CPU): %s.",
 		harness.NumCPU(), cpuModel(), "v2.15 (file storage)", startLoad, startPressure)
 	w("- Build: %s, %s. Services at their defaults (`CONSUMER_CONCURRENCY=8`, `LOG_LEVEL=%s`), tracing without an exporter.", gitRev(), goVersion(), o.logLevel)
+	if o.env != "" || o.services != "" {
+		w("- Overrides: services %q, environment %q.", o.services, o.env)
+	}
 	w("- Events: realistic Stripe payloads from `shared/fixtures/stripe` (scenario templates: lifecycles, trials, refunds, disputes, basil shapes, noise), every body a new event of a new customer. HubSpot, Zendesk and Slack fakes answer in %s.", o.vendorLatency)
 	w("- End-to-end latency: probe customers flip a subscription between active and past_due (%d probes/s, part of the load); measured from the POST until `GetCustomerStatus` returns the new status (polled every 2 ms over gRPC).", o.probeRate)
 	w("- Run took %s.", total.Round(time.Second))
@@ -174,6 +177,38 @@ func markdown(o options, light, steady, mx, nv *phase, vendors, startLoad, start
 		row += fmt.Sprintf(" **%.3f** | |", v)
 	}
 	w("%s", row)
+	if light != nil {
+		w("")
+		w("At %d/s the per-event figures include a fixed cost spread over few events: idle polling (consumer fetches, health checks) and the probes' own `GetCustomerStatus` reads.", o.lightRate)
+	}
+	workers := 8
+	for _, kv := range strings.Split(o.env, ",") {
+		if v, ok := strings.CutPrefix(kv, "CONSUMER_CONCURRENCY="); ok {
+			fmt.Sscan(v, &workers)
+		}
+	}
+	w("")
+	w("## Why: the numbers behind the bottlenecks")
+	w("")
+	for _, ph := range full {
+		cpuAll := 0.0
+		var bsCPU float64
+		for _, p := range ph.procs {
+			cpuAll += p.cpu
+			if p.name == "billing-state" {
+				bsCPU = p.cpu
+			}
+		}
+		perEvent := 0.0
+		if ph.applied > 0 {
+			perEvent = bsCPU / float64(ph.applied) * 1000
+		}
+		w("- %s: billing-state's mean `ApplyEvent` (its `lr_billing_state_apply_seconds`) was %s ms over %d deliveries, of which %.2f ms on its own CPU: "+
+			"with %d workers that caps it at ≈ %.0f events/s. Outbox lag to `billing.status.*` (Watch) averaged %s ms. "+
+			"All processes together (load generator and Postgres backends included) used %.2f CPU-s per 1,000 webhooks: two idle CPUs could carry at most ≈ %.0f/s at that cost.",
+			ph.name, msf(ph.apply.mean()), int(ph.apply.count), perEvent, workers, float64(workers)/max(ph.apply.mean().Seconds(), 1e-6),
+			msf(ph.outboxLag.mean()), perK(cpuAll, ph.driver.Accepted), 2000/max(perK(cpuAll, ph.driver.Accepted), 1e-6))
+	}
 	w("")
 	w("## Where the time goes in Postgres")
 	w("")
