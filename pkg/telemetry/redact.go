@@ -68,12 +68,12 @@ func redactAttrs(kvs []attribute.KeyValue) ([]attribute.KeyValue, bool) {
 func redactValue(k string, v attribute.Value) (string, bool) {
 	switch {
 	case k == "url.full" || k == "http.url":
-		r := RedactURL(v.Emit())
-		return r, r != v.Emit()
+		r := RedactURL(v.String())
+		return r, r != v.String()
 	case k == "url.query":
-		return redacted, v.Emit() != redacted
+		return redacted, v.String() != redacted
 	case sensitiveKey(k):
-		return redacted, v.Emit() != redacted
+		return redacted, v.String() != redacted
 	}
 	return "", false
 }

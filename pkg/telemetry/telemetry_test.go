@@ -35,7 +35,7 @@ func setup(t *testing.T, cfg telemetry.Config) (*telemetry.Provider, *tracetest.
 func attrs(kvs []attribute.KeyValue) map[string]string {
 	m := make(map[string]string, len(kvs))
 	for _, kv := range kvs {
-		m[string(kv.Key)] = kv.Value.Emit()
+		m[string(kv.Key)] = kv.Value.String()
 	}
 	return m
 }

@@ -218,7 +218,7 @@ func serviceOf(s *tracetest.SpanStub) string {
 func attr(s *tracetest.SpanStub, key string) string {
 	for _, kv := range s.Attributes {
 		if string(kv.Key) == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""
@@ -480,11 +480,11 @@ func noSecrets(t *testing.T, spans tracetest.SpanStubs, secrets ...string) {
 		var text []string
 		text = append(text, s.Name, s.Status.Description)
 		for _, kv := range s.Attributes {
-			text = append(text, kv.Value.Emit())
+			text = append(text, kv.Value.String())
 		}
 		for _, ev := range s.Events {
 			for _, kv := range ev.Attributes {
-				text = append(text, kv.Value.Emit())
+				text = append(text, kv.Value.String())
 			}
 		}
 		joined := strings.Join(text, "\x00")
