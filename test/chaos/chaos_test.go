@@ -1,7 +1,3 @@
-// Package chaos delivers a realistic, shuffled, partly duplicated event
-// stream to Launch Ready running as separate processes while it kills and
-// restarts every consumer, restarts nats-server and cuts the database off,
-// then proves that nothing was lost and no side effect happened twice.
 package chaos
 
 import (

@@ -3,7 +3,9 @@
 // killed with SIGKILL and restarted by the tests.
 //
 // Everything takes a T, which *testing.T satisfies, so the load benchmark
-// (a main program) drives the same stack as the tests.
+// (a main program) drives the same stack as the tests. A failing test
+// prints the tail of every process's output; LR_E2E_LOGDIR=dir keeps the
+// whole of it in files.
 package harness
 
 import (
