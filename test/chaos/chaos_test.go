@@ -16,6 +16,7 @@ import (
 	"github.com/launchready/launchready/pkg/canonical"
 	"github.com/launchready/launchready/pkg/stripeevent"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/test/fakes"
 	"github.com/launchready/launchready/test/harness"
 	"github.com/launchready/launchready/test/harness/scenario"
 )
@@ -99,6 +100,12 @@ func TestChaos(t *testing.T) {
 
 	t0 := time.Now()
 	s := harness.StartStack(t, harness.StackOptions{Env: chaosEnv, Supervise: true})
+	// Vendors take a little while, half before acting and half after, so
+	// a kill -9 lands mid-call often: the redelivery must then find the
+	// ticket by its Idempotency-Key and the contact by its unique property.
+	s.HubSpot.SetLatency(40 * time.Millisecond)
+	s.Zendesk.SetLatency(300 * time.Millisecond)
+	s.Slack.SetLatency(100 * time.Millisecond)
 	phase("stack up", t0)
 
 	// ---- Deliver while breaking things.
@@ -209,7 +216,7 @@ func TestChaos(t *testing.T) {
 
 	// Tickets: at most one per support object, exactly one where nothing
 	// resolved the problem, and Zendesk agrees with support.tickets.
-	checkTickets(t, s, journeys, byID)
+	checkTickets(t, s, journeys, byID, fs.all())
 
 	// Alerts: every alert sent; a second copy only where a crash or the
 	// database cut fell between Slack's answer and the record (the risk
@@ -447,28 +454,44 @@ func checkCRM(t *testing.T, s *harness.Stack, js []*scenario.Journey) {
 	t.Logf("hubspot: %d contacts, %d deals, %d calls (%d concurrent at most)", len(s.HubSpot.Contacts()), len(s.HubSpot.Deals()), s.HubSpot.CallCount(), s.HubSpot.MaxConcurrent())
 }
 
-func checkTickets(t *testing.T, s *harness.Stack, js []*scenario.Journey, byID map[string]*scenario.Event) {
+func checkTickets(t *testing.T, s *harness.Stack, js []*scenario.Journey, byID map[string]*scenario.Event, ws []window) {
 	t.Helper()
-	perObject := map[string]int{}
+	perObject := map[string][]fakes.Ticket{}
 	for _, tk := range s.Zendesk.Tickets() {
 		e := byID[tk.ExternalID]
 		if e == nil {
 			t.Errorf("zendesk ticket %d names unknown event %q", tk.ID, tk.ExternalID)
 			continue
 		}
-		perObject[e.TicketObject()]++
+		perObject[e.TicketObject()] = append(perObject[e.TicketObject()], tk)
 	}
-	for obj, n := range perObject {
-		if n > 1 {
-			t.Errorf("zendesk: %d tickets about %s, want at most 1", n, obj)
+	recorded := map[string]bool{}
+	for _, id := range s.Strings(`SELECT ticket_id::text FROM support.tickets`) {
+		recorded[id] = true
+	}
+	for obj, tks := range perObject {
+		if len(tks) > 1 {
+			var desc []string
+			for _, tk := range tks {
+				desc = append(desc, fmt.Sprintf("ticket %d opened %s by %s (%s), status %s, in support.tickets %v, %d comments",
+					tk.ID, tk.CreatedAt.Format("15:04:05.000"), tk.ExternalID, byID[tk.ExternalID].Type, tk.Status,
+					recorded[strconv.FormatInt(tk.ID, 10)], len(tk.Comments)))
+			}
+			t.Errorf("zendesk: %d tickets about %s, want at most 1:\n  %s\n  faults: %s", len(tks), obj, strings.Join(desc, "\n  "), faultList(ws))
+		}
+	}
+	for _, tk := range s.Zendesk.Tickets() {
+		if !recorded[strconv.FormatInt(tk.ID, 10)] && tk.Status != "solved" {
+			t.Errorf("zendesk ticket %d (opened %s by %s, %s) is open but support-notify has no record of it: nobody will resolve it",
+				tk.ID, tk.CreatedAt.Format("15:04:05.000"), tk.ExternalID, byID[tk.ExternalID].Type)
 		}
 	}
 	must := 0
 	for _, j := range js {
 		for _, obj := range j.MustTicket {
 			must++
-			if perObject[obj] != 1 {
-				t.Errorf("zendesk: %d tickets about %s (%s), want exactly 1: nothing resolved it", perObject[obj], obj, j.Name)
+			if len(perObject[obj]) != 1 {
+				t.Errorf("zendesk: %d tickets about %s (%s), want exactly 1: nothing resolved it", len(perObject[obj]), obj, j.Name)
 			}
 		}
 	}
@@ -488,6 +511,14 @@ func checkTickets(t *testing.T, s *harness.Stack, js []*scenario.Journey, byID m
 	posts, puts, hits := s.Zendesk.Counts()
 	t.Logf("zendesk: %d tickets (%d must-have), %d creates (%d answered from the idempotency store), %d updates",
 		len(zd), must, posts, hits, puts)
+}
+
+func faultList(ws []window) string {
+	var out []string
+	for _, w := range ws {
+		out = append(out, fmt.Sprintf("%s %s-%s", w.name, w.start.Format("15:04:05.000"), w.end.Format("15:04:05.000")))
+	}
+	return strings.Join(out, "; ")
 }
 
 func checkAlerts(t *testing.T, s *harness.Stack, want map[string]bool, ws []window) {

@@ -152,29 +152,63 @@ func (b *base) serve(next http.Handler) http.Handler {
 			b.changed = make(chan struct{})
 			b.mu.Unlock()
 		}()
-		if d := b.Latency(); d > 0 {
-			t := time.NewTimer(d)
-			select {
-			case <-t.C:
-			case <-r.Context().Done():
-				t.Stop()
-				canceled = true
-				rec.status = 0
-				return
-			}
-		}
-		if rule != nil {
-			rule.hits.Add(1)
-			if rule.RetryAfter != "" {
-				rec.Header().Set("Retry-After", rule.RetryAfter)
-			}
-			rec.Header().Set("Content-Type", "application/json")
-			rec.WriteHeader(rule.Status)
-			_, _ = io.WriteString(rec, `{"status":"error","message":"injected failure","category":"TEST_FAULT"}`)
+		// Half the latency before the vendor acts and half after, so a
+		// client that dies mid-call may or may not have changed the vendor's
+		// state, as with a real network.
+		d := b.Latency()
+		if !wait(r, d/2) {
+			canceled = true
+			rec.status = 0
 			return
 		}
-		next.ServeHTTP(rec, r)
+		if d-d/2 > 0 {
+			// Act now, answer later.
+			buf := httptest.NewRecorder()
+			b.answer(buf, r, rule, next)
+			if !wait(r, d-d/2) {
+				canceled = true
+				rec.status = buf.Code
+				return
+			}
+			for k, v := range buf.Header() {
+				rec.Header()[k] = v
+			}
+			rec.WriteHeader(buf.Code)
+			_, _ = rec.Write(buf.Body.Bytes())
+			return
+		}
+		b.answer(rec, r, rule, next)
 	})
+}
+
+// wait holds the request for d; false when the client went away first.
+func wait(r *http.Request, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.Context().Done():
+		return false
+	}
+}
+
+// answer serves the request: the failure rule's answer, or the fake's.
+func (b *base) answer(w http.ResponseWriter, r *http.Request, rule *Rule, next http.Handler) {
+	if rule == nil {
+		next.ServeHTTP(w, r)
+		return
+	}
+	rule.hits.Add(1)
+	if rule.RetryAfter != "" {
+		w.Header().Set("Retry-After", rule.RetryAfter)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(rule.Status)
+	_, _ = io.WriteString(w, `{"status":"error","message":"injected failure","category":"TEST_FAULT"}`)
 }
 
 type statusRecorder struct {
