@@ -59,7 +59,7 @@ func sampleWaits(pool *pgxpool.Pool, db string) *waitSampler {
 			case <-t.C:
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			rows, err := pool.Query(ctx, `SELECT state, coalesce(wait_event_type, ''), coalesce(wait_event, ''), left(query, 240)
+			rows, err := pool.Query(ctx, `SELECT state, coalesce(wait_event_type, ''), coalesce(wait_event, ''), left(query, 1000)
 				FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND state <> 'idle'`, db)
 			if err == nil {
 				for rows.Next() {
@@ -85,7 +85,7 @@ func classify(state, wt, we, q string) string {
 	switch {
 	case strings.Contains(q, "billing.outbox"):
 		svc = "billing-state outbox relay"
-	case strings.Contains(q, "billing."):
+	case strings.Contains(q, "billing."), strings.Contains(q, "price_id"):
 		svc = "billing-state"
 	case strings.Contains(q, "crm."), strings.Contains(q, "pg_advisory_xact_lock(hashtext("):
 		svc = "crm-sync"
