@@ -236,7 +236,12 @@ func StartStack(t T, o StackOptions) *Stack {
 	// Test-side clients.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	pool, err := pgxpool.New(ctx, s.DatabaseURL+"&pool_max_conns=4")
+	pc, err := pgxpool.ParseConfig(s.DatabaseURL)
+	if err != nil {
+		t.Fatalf("test pool: %v", err)
+	}
+	pc.MaxConns = 4 // the services need the server's connections more
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		t.Fatalf("test pool: %v", err)
 	}
