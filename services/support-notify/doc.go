@@ -29,9 +29,11 @@
 //
 // Tickets: the Zendesk call runs inside the transaction that records the
 // ticket, under an advisory lock on the Stripe object. A crash after
-// Zendesk opened the ticket but before the commit leaves no record; the
-// redelivered event repeats the same Idempotency-Key (stable per event and
-// action) and Zendesk answers with the ticket it already opened. Comments
+// Zendesk opened the ticket but before the commit leaves no ticket record,
+// only the intent committed before the call (the exact request and its
+// Idempotency-Key, stable per event and action). The next event about the
+// object, the redelivery or a different one, replays that intent first and
+// Zendesk answers with the ticket it already opened. Comments
 // on an existing ticket (a later failure, "resolved") carry a key as well,
 // but Zendesk documents idempotency for ticket creation only, so the same
 // crash during a comment may add that comment twice.

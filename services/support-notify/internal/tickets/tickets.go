@@ -6,13 +6,17 @@
 // Exactly once: the ticket row and the processed_events row commit in one
 // transaction; the Zendesk call happens inside that transaction, under an
 // advisory lock on the object, so two events about one invoice never race
-// to open two tickets. A crash after Zendesk answered but before the commit
-// replays the same Idempotency-Key on redelivery, and Zendesk answers with
-// the ticket it already opened.
+// to open two tickets. Before a ticket is created, its exact request and
+// Idempotency-Key are committed as an intent. A crash after Zendesk answered
+// but before the commit leaves that intent pending, and whichever event
+// about the object comes next (the redelivery, or a later failure or
+// payment) replays it first: Zendesk answers with the ticket it already
+// opened, and the object never gets a second, orphaned ticket.
 package tickets
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -87,35 +91,19 @@ func (h *Handler) Handle(ctx context.Context, d *bus.Delivery) error {
 
 	var outcome string
 	var ticketID int64
-	err := pg.InTx(ctx, h.Pool, func(tx pgx.Tx) error {
-		if err := store.LockObjects(ctx, tx, keys); err != nil {
-			return err
+	var err error
+	// The first pass commits only the intent when a ticket must be
+	// created; the second replays it and records the ticket.
+	for pass := 0; ; pass++ {
+		outcome, ticketID, err = h.attempt(ctx, ev, dec, keys, primary, log)
+		if err != nil || outcome != outcomeIntent {
+			break
 		}
-		done, err := store.Processed(ctx, tx, h.Consumer, ev.GetEventId())
-		if err != nil || done {
-			outcome = "duplicate"
-			return err
+		if pass > 0 {
+			err = fmt.Errorf("ticket intent for %s was recorded twice without a ticket", primary)
+			break
 		}
-		open, err := store.OpenTicket(ctx, tx, keys)
-		if err != nil {
-			return err
-		}
-		if dec.Resolve {
-			outcome, ticketID, err = h.resolve(ctx, tx, ev, primary, open)
-		} else {
-			outcome, ticketID, err = h.ticket(ctx, tx, ev, primary, open, dec.Priority)
-		}
-		if err != nil {
-			return err
-		}
-		if err := store.MarkProcessed(ctx, tx, h.Consumer, ev.GetEventId(), ev.GetType(), outcome); err != nil {
-			return err
-		}
-		if h.beforeCommit != nil {
-			return h.beforeCommit(ctx)
-		}
-		return nil
-	})
+	}
 	if err != nil {
 		log.WarnContext(ctx, "ticket action failed", "action", actionName(dec), "outcome", "error", "error", bus.Redact(err.Error()))
 		return fmt.Errorf("ticket for %s: %w", ev.GetEventId(), err)
@@ -132,6 +120,91 @@ func (h *Handler) Handle(ctx context.Context, d *bus.Delivery) error {
 	return nil
 }
 
+// outcomeIntent means the pass only committed a ticket intent.
+const outcomeIntent = "intent"
+
+// attempt runs one transaction: pending intents about the objects first,
+// then the event's own action.
+func (h *Handler) attempt(ctx context.Context, ev *billingv1.BillingEvent, dec rules.Decision, keys []string, primary string, log *slog.Logger) (string, int64, error) {
+	var outcome string
+	var ticketID int64
+	err := pg.InTx(ctx, h.Pool, func(tx pgx.Tx) error {
+		if err := store.LockObjects(ctx, tx, keys); err != nil {
+			return err
+		}
+		done, err := store.Processed(ctx, tx, h.Consumer, ev.GetEventId())
+		if err != nil || done {
+			outcome = "duplicate"
+			return err
+		}
+		if err := h.adoptIntents(ctx, tx, ev, keys, log); err != nil {
+			return err
+		}
+		open, err := store.OpenTicket(ctx, tx, keys)
+		if err != nil {
+			return err
+		}
+		if dec.Resolve {
+			outcome, ticketID, err = h.resolve(ctx, tx, ev, primary, open)
+		} else {
+			outcome, ticketID, err = h.ticket(ctx, tx, ev, primary, open, dec.Priority)
+		}
+		if err != nil || outcome == outcomeIntent {
+			return err
+		}
+		if err := store.MarkProcessed(ctx, tx, h.Consumer, ev.GetEventId(), ev.GetType(), outcome); err != nil {
+			return err
+		}
+		if h.beforeCommit != nil {
+			return h.beforeCommit(ctx)
+		}
+		return nil
+	})
+	return outcome, ticketID, err
+}
+
+// adoptIntents replays the pending ticket creations about keys with their
+// own request and Idempotency-Key, and records the tickets Zendesk returns,
+// so that the event at hand sees them as the objects' open tickets.
+func (h *Handler) adoptIntents(ctx context.Context, tx pgx.Tx, ev *billingv1.BillingEvent, keys []string, log *slog.Logger) error {
+	intents, err := store.PendingIntents(ctx, tx, keys)
+	if err != nil {
+		return err
+	}
+	for _, in := range intents {
+		var req zendesk.NewTicket
+		if err := json.Unmarshal(in.Request, &req); err != nil {
+			return fmt.Errorf("decode ticket intent %s: %w", in.IdempotencyKey, err)
+		}
+		id, err := h.Desk.CreateTicket(ctx, req, in.IdempotencyKey)
+		if err != nil {
+			if bus.IsPermanent(err) && in.EventID != ev.GetEventId() {
+				// Its own event dead-letters with the error; a later
+				// event must not be blocked by it.
+				log.WarnContext(ctx, "ticket intent refused by the desk, abandoned", "action", "ticket", "outcome", "intent_abandoned",
+					"intent_event_id", in.EventID, "error", bus.Redact(err.Error()))
+				if err := store.AbandonIntent(ctx, tx, in.IdempotencyKey); err != nil {
+					return err
+				}
+				continue
+			}
+			return err
+		}
+		t := store.Ticket{ObjectKey: in.ObjectKey, TicketID: id, Priority: req.Priority}
+		if err := store.InsertTicket(ctx, tx, t, in.CustomerID, in.EventID); err != nil {
+			return err
+		}
+		if err := store.CompleteIntent(ctx, tx, in.IdempotencyKey, id); err != nil {
+			return err
+		}
+		if in.EventID != ev.GetEventId() {
+			log.InfoContext(ctx, "ticket recovered from an interrupted creation", "action", "ticket", "outcome", "recovered",
+				"ticket_id", id, "intent_event_id", in.EventID)
+		}
+	}
+	return nil
+}
+
 func actionName(d rules.Decision) string {
 	if d.Resolve {
 		return "resolve"
@@ -141,6 +214,12 @@ func actionName(d rules.Decision) string {
 
 // ticket opens a ticket about primary, or comments on the open one.
 func (h *Handler) ticket(ctx context.Context, tx pgx.Tx, ev *billingv1.BillingEvent, primary string, open *store.Ticket, priority string) (string, int64, error) {
+	if id, ok, err := store.TicketOpenedBy(ctx, tx, ev.GetEventId()); err != nil {
+		return "", 0, err
+	} else if ok {
+		// This event's intent was replayed, here or by a later event.
+		return "created", id, nil
+	}
 	if by, err := store.Resolved(ctx, tx, primary); err != nil {
 		return "", 0, err
 	} else if by != "" {
@@ -163,7 +242,7 @@ func (h *Handler) ticket(ctx context.Context, tx pgx.Tx, ev *billingv1.BillingEv
 		}
 	}
 	content := render.NewTicket(ev)
-	id, err := h.Desk.CreateTicket(ctx, zendesk.NewTicket{
+	req, err := json.Marshal(zendesk.NewTicket{
 		Subject:        content.Subject,
 		Body:           content.Body,
 		Tags:           content.Tags,
@@ -171,12 +250,13 @@ func (h *Handler) ticket(ctx context.Context, tx pgx.Tx, ev *billingv1.BillingEv
 		ExternalID:     ev.GetEventId(),
 		RequesterEmail: ev.GetEmail(),
 		RequesterName:  ev.GetCustomerName(),
-	}, IdempotencyKey(ev.GetEventId(), "ticket"))
+	})
 	if err != nil {
-		return "", 0, err
+		return "", 0, fmt.Errorf("encode ticket for %s: %w", primary, err)
 	}
-	t := store.Ticket{ObjectKey: primary, TicketID: id, Priority: priority}
-	return "created", id, store.InsertTicket(ctx, tx, t, ev.GetCustomerId(), ev.GetEventId())
+	in := store.Intent{IdempotencyKey: IdempotencyKey(ev.GetEventId(), "ticket"), ObjectKey: primary, EventID: ev.GetEventId(),
+		CustomerID: ev.GetCustomerId(), Request: req}
+	return outcomeIntent, 0, store.RecordIntent(ctx, tx, in)
 }
 
 // resolve comments on and solves the open ticket about the object; with no

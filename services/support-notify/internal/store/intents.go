@@ -1,0 +1,86 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Intent is a ticket creation committed before the Zendesk call: the exact
+// request and Idempotency-Key to replay if the call's outcome was lost.
+type Intent struct {
+	IdempotencyKey string
+	ObjectKey      string
+	EventID        string
+	CustomerID     string
+	Request        []byte // JSON
+}
+
+// RecordIntent stores an intent to create a ticket. Recording the same key
+// again (after Zendesk refused it for good) makes it pending once more.
+func RecordIntent(ctx context.Context, tx pgx.Tx, in Intent) error {
+	_, err := tx.Exec(ctx, `INSERT INTO `+q("ticket_intents")+` (idempotency_key, object_key, event_id, customer_id, request)
+		VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (idempotency_key) DO UPDATE SET object_key = EXCLUDED.object_key, event_id = EXCLUDED.event_id,
+			customer_id = EXCLUDED.customer_id, request = EXCLUDED.request, abandoned_at = NULL
+		WHERE `+q("ticket_intents")+`.ticket_id IS NULL`,
+		in.IdempotencyKey, in.ObjectKey, in.EventID, in.CustomerID, string(in.Request))
+	if err != nil {
+		return fmt.Errorf("record ticket intent for %s: %w", in.ObjectKey, err)
+	}
+	return nil
+}
+
+// PendingIntents returns the intents about any of keys whose ticket is not
+// recorded yet, oldest first.
+func PendingIntents(ctx context.Context, tx pgx.Tx, keys []string) ([]Intent, error) {
+	rows, err := tx.Query(ctx, `SELECT idempotency_key, object_key, event_id, customer_id, request::text FROM `+q("ticket_intents")+`
+		WHERE object_key = ANY($1) AND ticket_id IS NULL AND abandoned_at IS NULL ORDER BY created_at, idempotency_key`, keys)
+	if err != nil {
+		return nil, fmt.Errorf("look up ticket intents: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Intent, error) {
+		var in Intent
+		var req string
+		err := r.Scan(&in.IdempotencyKey, &in.ObjectKey, &in.EventID, &in.CustomerID, &req)
+		in.Request = []byte(req)
+		return in, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("look up ticket intents: %w", err)
+	}
+	return out, nil
+}
+
+// CompleteIntent records the ticket an intent opened.
+func CompleteIntent(ctx context.Context, tx pgx.Tx, key string, ticketID int64) error {
+	_, err := tx.Exec(ctx, `UPDATE `+q("ticket_intents")+` SET ticket_id = $2, done_at = now() WHERE idempotency_key = $1`, key, ticketID)
+	if err != nil {
+		return fmt.Errorf("complete ticket intent %s: %w", key, err)
+	}
+	return nil
+}
+
+// AbandonIntent gives up an intent Zendesk refuses for good.
+func AbandonIntent(ctx context.Context, tx pgx.Tx, key string) error {
+	_, err := tx.Exec(ctx, `UPDATE `+q("ticket_intents")+` SET abandoned_at = now() WHERE idempotency_key = $1`, key)
+	if err != nil {
+		return fmt.Errorf("abandon ticket intent %s: %w", key, err)
+	}
+	return nil
+}
+
+// TicketOpenedBy returns the ticket eventID opened, if any.
+func TicketOpenedBy(ctx context.Context, tx pgx.Tx, eventID string) (int64, bool, error) {
+	var id int64
+	err := tx.QueryRow(ctx, `SELECT ticket_id FROM `+q("tickets")+` WHERE opened_by_event = $1`, eventID).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("look up ticket opened by %s: %w", eventID, err)
+	}
+	return id, true, nil
+}
