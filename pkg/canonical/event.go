@@ -16,6 +16,37 @@ func IsSubscriptionSnapshot(eventType string) bool {
 	return strings.HasPrefix(eventType, "customer.subscription.")
 }
 
+// ObjectOf names the Stripe object an event describes: data.object.object,
+// or, for older payloads that lack it, the object its type implies. Routing
+// by object rather than by type matters because a few real payloads carry an
+// object their type does not suggest, and the object is what the fields
+// describe. Every consumer routes with this one function.
+func ObjectOf(ev *billingv1.BillingEvent) string {
+	t, obj := ev.GetType(), ev.GetObjectType()
+	if obj != "" {
+		return obj
+	}
+	switch {
+	case IsSubscriptionSnapshot(t):
+		return "subscription"
+	case strings.HasPrefix(t, "checkout.session."):
+		return "checkout.session"
+	case strings.HasPrefix(t, "charge.dispute."):
+		return "dispute"
+	case strings.HasPrefix(t, "charge.refund.") || strings.HasPrefix(t, "refund."):
+		return "refund"
+	case strings.HasPrefix(t, "charge."):
+		return "charge"
+	case strings.HasPrefix(t, "invoice."):
+		return "invoice"
+	case strings.HasPrefix(t, "payment_intent."):
+		return "payment_intent"
+	case t == "customer.created" || t == "customer.updated" || t == "customer.deleted":
+		return "customer"
+	}
+	return ""
+}
+
 // SubscriptionFromEvent reads the subscription snapshot a
 // customer.subscription.* event carries. Normalised fields come from the
 // BillingEvent; the few it does not carry (the subscription's own created

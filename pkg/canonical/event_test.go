@@ -116,3 +116,26 @@ func TestSubscriptionFromEventRejects(t *testing.T) {
 		t.Errorf("deleted event: %+v, %v", s, err)
 	}
 }
+
+func TestObjectOf(t *testing.T) {
+	for _, c := range []struct{ typ, obj, want string }{
+		{"charge.dispute.created", "dispute", "dispute"},
+		{"invoice_payment.paid", "invoice_payment", "invoice_payment"}, // the object names itself
+		{"customer.subscription.updated", "", "subscription"},
+		{"checkout.session.completed", "", "checkout.session"},
+		{"charge.dispute.closed", "", "dispute"},
+		{"charge.refund.updated", "", "refund"},
+		{"refund.created", "", "refund"},
+		{"charge.succeeded", "", "charge"},
+		{"invoice.paid", "", "invoice"},
+		{"payment_intent.succeeded", "", "payment_intent"},
+		{"customer.deleted", "", "customer"},
+		{"customer.tax_id.created", "", ""},
+		{"plan.created", "", ""},
+	} {
+		ev := &billingv1.BillingEvent{Type: c.typ, ObjectType: c.obj}
+		if got := ObjectOf(ev); got != c.want {
+			t.Errorf("ObjectOf(%s, %q) = %q, want %q", c.typ, c.obj, got, c.want)
+		}
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -90,28 +89,7 @@ const (
 // type alone: a few real payloads carry an object the type does not suggest,
 // and the object is what the fields describe.
 func classify(ev *billingv1.BillingEvent) kind {
-	t, obj := ev.GetType(), ev.GetObjectType()
-	if obj == "" {
-		// Older payloads without data.object.object: infer from the type.
-		switch {
-		case strings.HasPrefix(t, "customer.subscription."):
-			obj = "subscription"
-		case strings.HasPrefix(t, "checkout.session."):
-			obj = "checkout.session"
-		case strings.HasPrefix(t, "charge.dispute."):
-			obj = "dispute"
-		case strings.HasPrefix(t, "charge.refund.") || strings.HasPrefix(t, "refund."):
-			obj = "refund"
-		case strings.HasPrefix(t, "charge."):
-			obj = "charge"
-		case strings.HasPrefix(t, "invoice."):
-			obj = "invoice"
-		case strings.HasPrefix(t, "payment_intent."):
-			obj = "payment_intent"
-		case t == "customer.created" || t == "customer.updated" || t == "customer.deleted":
-			obj = "customer"
-		}
-	}
+	t, obj := ev.GetType(), canonical.ObjectOf(ev)
 	switch obj {
 	case "customer":
 		if t == "customer.created" || t == "customer.updated" || t == "customer.deleted" {

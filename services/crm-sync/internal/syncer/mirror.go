@@ -41,27 +41,7 @@ const (
 // checkout outcomes, closed disputes, refund objects) or that ties a charge
 // to a customer, so the CRM's status is the one billing-state serves.
 func classify(ev *billingv1.BillingEvent) kind {
-	t, obj := ev.GetType(), ev.GetObjectType()
-	if obj == "" {
-		switch {
-		case canonical.IsSubscriptionSnapshot(t):
-			obj = "subscription"
-		case strings.HasPrefix(t, "checkout.session."):
-			obj = "checkout.session"
-		case strings.HasPrefix(t, "charge.dispute."):
-			obj = "dispute"
-		case strings.HasPrefix(t, "charge.refund.") || strings.HasPrefix(t, "refund."):
-			obj = "refund"
-		case strings.HasPrefix(t, "charge."):
-			obj = "charge"
-		case strings.HasPrefix(t, "invoice."):
-			obj = "invoice"
-		case strings.HasPrefix(t, "payment_intent."):
-			obj = "payment_intent"
-		case t == "customer.created" || t == "customer.updated" || t == "customer.deleted":
-			obj = "customer"
-		}
-	}
+	t, obj := ev.GetType(), canonical.ObjectOf(ev)
 	switch obj {
 	case "customer":
 		switch t {

@@ -240,7 +240,6 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-
 func runIngress(ctx context.Context, getenv config.Getenv, log *slog.Logger, ready func(map[string]string)) error {
 	cfg, err := ingress.ConfigFromEnv(getenv)
 	if err != nil {
