@@ -39,7 +39,17 @@ type Delivery struct {
 	Replay bool
 	Header nats.Header
 
+	ctx       context.Context
 	duplicate bool
+}
+
+// Context carries the delivery's consumer span. A BatchHandler uses it for
+// the work it does on this delivery, so that each event keeps its own trace.
+func (d *Delivery) Context() context.Context {
+	if d.ctx == nil {
+		return context.Background()
+	}
+	return d.ctx
 }
 
 // MarkDuplicate tells the runner the handler found the event already
@@ -55,6 +65,13 @@ func (d *Delivery) MarkDuplicate() { d.duplicate = true }
 // span and is cancelled only if the handler outlives the shutdown grace.
 type Handler func(ctx context.Context, d *Delivery) error
 
+// BatchHandler processes several deliveries in one call, so that their
+// work can share a database transaction. It returns one error per
+// delivery, each with a Handler's meaning; a delivery's span is in
+// d.Context(). A panic dead-letters nothing at once: the runner calls the
+// handler again with each delivery alone, to find the one that panics.
+type BatchHandler func(ctx context.Context, ds []*Delivery) []error
+
 // ConsumerConfig describes one durable consumer.
 type ConsumerConfig struct {
 	// Stream defaults to BILLING_EVENTS.
@@ -65,6 +82,11 @@ type ConsumerConfig struct {
 	FilterSubjects []string
 	// Concurrency is the number of handlers running at once (8).
 	Concurrency int
+	// BatchSize is the most deliveries one BatchHandler call gets (1 means
+	// the service's default). A batch is what is waiting when a handler
+	// becomes free: nothing waits to fill it, so a quiet stream still gets
+	// each event at once. Handlers that take one delivery ignore it.
+	BatchSize int
 	// MaxDeliver is the number of attempts before a dead letter (10).
 	MaxDeliver int
 	// AckWait is how long JetStream waits for an outcome before it
@@ -76,14 +98,16 @@ type ConsumerConfig struct {
 	BackoffMax  time.Duration
 }
 
-// ConsumerConfigFromEnv reads CONSUMER_CONCURRENCY (8), CONSUMER_MAX_DELIVER
-// (10), CONSUMER_ACK_WAIT (30s), CONSUMER_BACKOFF_BASE (500ms) and
-// CONSUMER_BACKOFF_MAX (5m). Problems are collected in e.
+// ConsumerConfigFromEnv reads CONSUMER_CONCURRENCY (8), CONSUMER_BATCH_SIZE
+// (0: the service's default), CONSUMER_MAX_DELIVER (10), CONSUMER_ACK_WAIT
+// (30s), CONSUMER_BACKOFF_BASE (500ms) and CONSUMER_BACKOFF_MAX (5m).
+// Problems are collected in e.
 func ConsumerConfigFromEnv(e *config.Env, durable string) ConsumerConfig {
 	c := ConsumerConfig{
 		Stream:      StreamEvents,
 		Durable:     durable,
 		Concurrency: e.Int("CONSUMER_CONCURRENCY", 8),
+		BatchSize:   e.Int("CONSUMER_BATCH_SIZE", 0),
 		MaxDeliver:  e.Int("CONSUMER_MAX_DELIVER", 10),
 		AckWait:     e.Duration("CONSUMER_ACK_WAIT", 30*time.Second),
 		BackoffBase: e.Duration("CONSUMER_BACKOFF_BASE", 500*time.Millisecond),
@@ -104,6 +128,9 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 	}
 	if c.Concurrency == 0 {
 		c.Concurrency = 8
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 1
 	}
 	if c.MaxDeliver == 0 {
 		c.MaxDeliver = 10
@@ -128,6 +155,9 @@ func (c ConsumerConfig) validate() error {
 	if c.Concurrency < 1 {
 		errs = append(errs, fmt.Errorf("CONSUMER_CONCURRENCY: %d is below 1", c.Concurrency))
 	}
+	if c.BatchSize < 0 || c.BatchSize > maxBatch {
+		errs = append(errs, fmt.Errorf("CONSUMER_BATCH_SIZE: %d is outside 1..%d", c.BatchSize, maxBatch))
+	}
 	if c.MaxDeliver < 1 {
 		errs = append(errs, fmt.Errorf("CONSUMER_MAX_DELIVER: %d is below 1", c.MaxDeliver))
 	}
@@ -139,6 +169,10 @@ func (c ConsumerConfig) validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// maxBatch bounds CONSUMER_BATCH_SIZE: a batch is one transaction, and
+// every delivery in it waits for the slowest.
+const maxBatch = 1000
 
 // ConsumerOptions are the runner's collaborators.
 type ConsumerOptions struct {
@@ -156,7 +190,9 @@ type ConsumerOptions struct {
 type Consumer struct {
 	js      jetstream.JetStream
 	cfg     ConsumerConfig
-	handler Handler
+	handler BatchHandler
+	// batch: handler takes several deliveries (NewBatchConsumer).
+	batch   bool
 	log     *slog.Logger
 	tracer  trace.Tracer
 	metrics *consumerMetrics
@@ -169,8 +205,30 @@ type Consumer struct {
 	doubleAck bool
 }
 
-// NewConsumer prepares a consumer; nothing talks to NATS until Run.
+// NewConsumer prepares a consumer whose handler takes one delivery at a
+// time; nothing talks to NATS until Run.
 func NewConsumer(js jetstream.JetStream, cfg ConsumerConfig, h Handler, opts ConsumerOptions) *Consumer {
+	var bh BatchHandler
+	if h != nil {
+		bh = func(_ context.Context, ds []*Delivery) []error {
+			errs := make([]error, len(ds))
+			for i, d := range ds {
+				errs[i] = h(d.Context(), d)
+			}
+			return errs
+		}
+	}
+	cfg.BatchSize = 1
+	return newConsumer(js, cfg, bh, false, opts)
+}
+
+// NewBatchConsumer prepares a consumer whose handler takes up to
+// cfg.BatchSize deliveries per call.
+func NewBatchConsumer(js jetstream.JetStream, cfg ConsumerConfig, h BatchHandler, opts ConsumerOptions) *Consumer {
+	return newConsumer(js, cfg, h, true, opts)
+}
+
+func newConsumer(js jetstream.JetStream, cfg ConsumerConfig, h BatchHandler, batch bool, opts ConsumerOptions) *Consumer {
 	cfg = cfg.withDefaults()
 	log := opts.Logger
 	if log == nil {
@@ -180,6 +238,7 @@ func NewConsumer(js jetstream.JetStream, cfg ConsumerConfig, h Handler, opts Con
 		js:      js,
 		cfg:     cfg,
 		handler: h,
+		batch:   batch,
 		log:     log.With("consumer", cfg.Durable),
 		tracer:  tracerFrom(opts.TracerProvider),
 		drain:   opts.DrainTimeout,
@@ -225,9 +284,18 @@ func (c *Consumer) Run(ctx context.Context) error {
 	hctx, hardStop := context.WithCancel(context.WithoutCancel(ctx))
 	defer hardStop()
 
+	// Up to Concurrency×BatchSize messages are held at once: fetched
+	// messages wait in work for a free handler, which takes what is there.
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, c.cfg.Concurrency)
-	err := c.pull(ctx, hctx, sem, &wg)
+	window := c.window()
+	sem := make(chan struct{}, window)
+	work := make(chan jetstream.Msg, window)
+	for range c.cfg.Concurrency {
+		wg.Add(1)
+		go c.worker(hctx, work, sem, &wg)
+	}
+	err := c.pull(ctx, sem, work)
+	close(work)
 	c.waitHandlers(&wg, hardStop)
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", c.cfg.Durable, err)
@@ -237,7 +305,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 // pull keeps pulling, recreating the consumer if it disappears (a broker
 // restarted on memory storage, an operator's mistake).
-func (c *Consumer) pull(ctx, hctx context.Context, sem chan struct{}, wg *sync.WaitGroup) error {
+func (c *Consumer) pull(ctx context.Context, sem chan struct{}, work chan<- jetstream.Msg) error {
 	first := true
 	retry := 250 * time.Millisecond
 	for {
@@ -253,7 +321,7 @@ func (c *Consumer) pull(ctx, hctx context.Context, sem chan struct{}, wg *sync.W
 				"concurrency", c.cfg.Concurrency, "max_deliver", c.cfg.MaxDeliver, "ack_wait", c.cfg.AckWait.String())
 		}
 		first = false
-		err = c.consume(ctx, hctx, cons, sem, wg)
+		err = c.consume(ctx, cons, sem, work)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -280,7 +348,7 @@ func (c *Consumer) consumerConfig() jetstream.ConsumerConfig {
 		// delivering at the limit, a message whose dead-letter publish
 		// failed on its last attempt would be stranded, unacked, forever.
 		MaxDeliver:    -1,
-		MaxAckPending: max(4*c.cfg.Concurrency, 256),
+		MaxAckPending: max(4*c.window(), 256),
 	}
 }
 
@@ -311,14 +379,17 @@ func (c *Consumer) ensureConsumer(ctx context.Context, first bool) (jetstream.Co
 // how long Run takes to stop pulling.
 const fetchWait = time.Second
 
-// consume pulls only as many messages as there are free handler slots, so
-// nothing sits in a client buffer with its AckWait running, and hands each
-// to a handler as soon as it arrives.
+// window is how many messages the runner holds at once.
+func (c *Consumer) window() int { return c.cfg.Concurrency * c.cfg.BatchSize }
+
+// consume pulls only as many messages as there are free slots, so little
+// sits in a client buffer with its AckWait running, and queues each for the
+// handlers as soon as it arrives.
 //
 // It uses one Fetch per batch rather than the Messages iterator: under load
 // the iterator's pull accounting can drift and stall until its heartbeat
 // check fires (30 s), which we reproduced on the embedded server.
-func (c *Consumer) consume(ctx, hctx context.Context, cons jetstream.Consumer, sem chan struct{}, wg *sync.WaitGroup) error {
+func (c *Consumer) consume(ctx context.Context, cons jetstream.Consumer, sem chan struct{}, work chan<- jetstream.Msg) error {
 	failures := 0
 	for ctx.Err() == nil {
 		select {
@@ -327,7 +398,7 @@ func (c *Consumer) consume(ctx, hctx context.Context, cons jetstream.Consumer, s
 			return nil
 		}
 		n := 1
-		for n < c.cfg.Concurrency {
+		for n < cap(sem) {
 			select {
 			case sem <- struct{}{}:
 				n++
@@ -337,7 +408,7 @@ func (c *Consumer) consume(ctx, hctx context.Context, cons jetstream.Consumer, s
 			break
 		}
 
-		got, err := c.fetch(hctx, cons, n, sem, wg)
+		got, err := c.fetch(cons, n, work)
 		for range n - got {
 			<-sem
 		}
@@ -371,10 +442,10 @@ func (c *Consumer) consume(ctx, hctx context.Context, cons jetstream.Consumer, s
 	return nil
 }
 
-// fetch asks for up to n messages and starts a handler for each one as it
-// arrives; the caller holds n slots and each handler releases one. It
-// returns the number of handlers started.
-func (c *Consumer) fetch(hctx context.Context, cons jetstream.Consumer, n int, sem chan struct{}, wg *sync.WaitGroup) (int, error) {
+// fetch asks for up to n messages and queues each one as it arrives; the
+// caller holds n slots and the handlers release one per message. It returns
+// the number of messages queued.
+func (c *Consumer) fetch(cons jetstream.Consumer, n int, work chan<- jetstream.Msg) (int, error) {
 	batch, err := cons.Fetch(n, jetstream.FetchMaxWait(fetchWait))
 	if err != nil {
 		return 0, err
@@ -382,14 +453,36 @@ func (c *Consumer) fetch(hctx context.Context, cons jetstream.Consumer, n int, s
 	got := 0
 	for msg := range batch.Messages() {
 		got++
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			c.process(hctx, msg)
-		}()
+		work <- msg // never blocks: work holds as many as there are slots
 	}
 	return got, batch.Error()
+}
+
+// worker handles queued messages until work is closed: it takes the first
+// one that comes and, for a batch handler, whatever else is already
+// waiting, up to BatchSize.
+func (c *Consumer) worker(hctx context.Context, work <-chan jetstream.Msg, sem <-chan struct{}, wg *sync.WaitGroup) {
+	defer wg.Done()
+	msgs := make([]jetstream.Msg, 0, c.cfg.BatchSize)
+	for msg := range work {
+		msgs = append(msgs[:0], msg)
+	fill:
+		for len(msgs) < c.cfg.BatchSize {
+			select {
+			case m, ok := <-work:
+				if !ok {
+					break fill
+				}
+				msgs = append(msgs, m)
+			default:
+				break fill
+			}
+		}
+		c.processBatch(hctx, msgs)
+		for range msgs {
+			<-sem
+		}
+	}
 }
 
 // consumerGone returns an error when the durable no longer exists.
@@ -428,15 +521,51 @@ func (c *Consumer) waitHandlers(wg *sync.WaitGroup, hardStop context.CancelFunc)
 	}
 }
 
-// process runs the handler for one message and settles it.
-func (c *Consumer) process(base context.Context, msg jetstream.Msg) {
+// flight is one message between its arrival and its settlement.
+type flight struct {
+	msg       jetstream.Msg
+	d         *Delivery
+	ev        *billingv1.BillingEvent
+	span      trace.Span
+	eventType string
+	// ready: decoded and within MaxDeliver, so the handler gets it.
+	ready bool
+	herr  error
+	took  time.Duration
+}
+
+// processBatch runs the handler over msgs and settles each one.
+func (c *Consumer) processBatch(base context.Context, msgs []jetstream.Msg) {
+	fs := make([]*flight, 0, len(msgs))
+	var ready []*flight
+	for _, msg := range msgs {
+		f := c.open(base, msg)
+		if f == nil {
+			continue
+		}
+		fs = append(fs, f)
+		if f.ready {
+			ready = append(ready, f)
+		}
+	}
+	if len(ready) > 0 {
+		c.call(base, ready)
+	}
+	for _, f := range fs {
+		c.close(base, f)
+	}
+}
+
+// open starts a message's span and decodes it. It returns nil for a message
+// that is not a JetStream delivery, which it terminates.
+func (c *Consumer) open(base context.Context, msg jetstream.Msg) *flight {
 	meta, err := msg.Metadata()
 	if err != nil {
 		// Not a JetStream delivery: nothing to redeliver, nothing to record.
 		c.log.Error("message without JetStream metadata; terminating it", "subject", msg.Subject(), "error", err.Error())
 		_ = msg.Term()
 		c.metrics.outcome(outcomeTerm, 0)
-		return
+		return nil
 	}
 	subject := msg.Subject()
 	eventType, replay := eventTypeFromSubject(subject)
@@ -462,71 +591,111 @@ func (c *Consumer) process(base context.Context, msg jetstream.Msg) {
 			attrMessagingDeliveryCount.Int64(int64(d.Delivered)),
 			attrMessagingStreamSeq.Int64(int64(d.StreamSeq)),
 		))
-	defer span.End()
-
-	var herr error
-	var took time.Duration
-	ev := &billingv1.BillingEvent{}
-	switch err := proto.Unmarshal(msg.Data(), ev); {
+	d.ctx = ctx
+	f := &flight{msg: msg, d: d, span: span, eventType: eventType, ev: &billingv1.BillingEvent{}}
+	switch err := proto.Unmarshal(msg.Data(), f.ev); {
 	case err != nil:
-		herr = Permanent(fmt.Errorf("decode BillingEvent: %w", err))
-	case ev.GetEventId() == "":
-		herr = Permanent(errors.New("decode BillingEvent: no event id"))
+		f.herr = Permanent(fmt.Errorf("decode BillingEvent: %w", err))
+	case f.ev.GetEventId() == "":
+		f.herr = Permanent(errors.New("decode BillingEvent: no event id"))
 	default:
-		d.Event = ev
-		eventType = ev.GetType()
-		span.SetAttributes(eventAttrs(ev)...)
+		d.Event = f.ev
+		f.eventType = f.ev.GetType()
+		span.SetAttributes(eventAttrs(f.ev)...)
 		if d.Delivered > uint64(c.cfg.MaxDeliver) {
 			// Earlier deliveries ended with no outcome (a crash, an
 			// unreachable server): do not risk another crash loop.
-			herr = fmt.Errorf("delivered %d times without an outcome, past max %d", d.Delivered, c.cfg.MaxDeliver)
+			f.herr = fmt.Errorf("delivered %d times without an outcome, past max %d", d.Delivered, c.cfg.MaxDeliver)
 			break
 		}
-		start := time.Now()
-		herr = c.call(ctx, msg, d)
-		took = time.Since(start)
+		f.ready = true
 	}
+	return f
+}
 
+// close settles a message, records its outcome and ends its span.
+func (c *Consumer) close(base context.Context, f *flight) {
+	defer f.span.End()
+	d, ev, span := f.d, f.ev, f.span
+	ctx := d.Context()
 	eventID := ev.GetEventId()
 	if eventID == "" {
 		eventID = d.Header.Get(jetstream.MsgIDHeader)
 	}
-	outcome, delay := c.settle(ctx, base, msg, d, eventID, eventType, herr)
-	c.metrics.outcome(outcome, took)
+	outcome, delay := c.settle(ctx, base, f.msg, d, eventID, f.eventType, f.herr)
+	c.metrics.outcome(outcome, f.took)
 	if outcome == outcomeAck && d.duplicate {
 		c.metrics.duplicate()
 	}
 	span.SetAttributes(attrOutcome.String(outcome))
 
-	attrs := []any{"event_id", eventID, "customer_id", ev.GetCustomerId(), "subject", subject,
+	attrs := []any{"event_id", eventID, "customer_id", ev.GetCustomerId(), "subject", d.Subject,
 		"delivery", d.Delivered, "outcome", outcome}
 	switch {
-	case herr == nil && outcome == outcomeAck:
+	case f.herr == nil && outcome == outcomeAck:
 		c.log.DebugContext(ctx, "event handled", attrs...)
 	case outcome == outcomeNak:
-		text := redactError(herr)
+		text := redactError(f.herr)
 		span.SetStatus(codes.Error, text)
 		c.log.WarnContext(ctx, "event failed; will retry", append(attrs, "error", text, "retry_in", delay.String())...)
 	default:
-		text := redactError(herr)
+		text := redactError(f.herr)
 		span.SetStatus(codes.Error, text)
 		c.log.ErrorContext(ctx, "event dead-lettered", append(attrs, "error", text)...)
 	}
 }
 
-// call runs the handler, keeping the message alive while it works and
-// turning a panic into a permanent failure: a bug does not get better by
-// retrying, and the dead letter makes it visible.
-func (c *Consumer) call(ctx context.Context, msg jetstream.Msg, d *Delivery) (err error) {
-	ka := keepAlive(msg, c.cfg.AckWait/3)
+// call runs the handler over fs, keeping their messages alive while it
+// works, and stores each answer in its flight. A panic is a bug, which does
+// not get better by retrying: the delivery that causes it is dead-lettered
+// so that it is visible. In a batch the culprit is found by calling the
+// handler again with each delivery alone.
+func (c *Consumer) call(base context.Context, fs []*flight) {
+	msgs := make([]jetstream.Msg, len(fs))
+	ds := make([]*Delivery, len(fs))
+	for i, f := range fs {
+		msgs[i], ds[i] = f.msg, f.d
+	}
+	ka := keepAlive(msgs, c.cfg.AckWait/3)
 	defer ka.stop()
+	ctx := base
+	if len(fs) == 1 {
+		ctx = fs[0].d.Context()
+	}
+	start := time.Now()
+	errs, perr := c.invoke(ctx, ds)
+	took := time.Since(start)
+	if perr != nil && len(fs) > 1 {
+		for _, f := range fs {
+			f.d.duplicate = false
+			c.call(base, []*flight{f})
+		}
+		return
+	}
+	for i, f := range fs {
+		f.took = took
+		if perr != nil {
+			f.herr = perr
+			continue
+		}
+		f.herr = errs[i]
+	}
+}
+
+// invoke calls the handler and turns a panic, or an answer of the wrong
+// length, into a permanent error.
+func (c *Consumer) invoke(ctx context.Context, ds []*Delivery) (errs []error, perr error) {
 	defer func() {
 		if r := recover(); r != nil {
 			c.log.ErrorContext(ctx, "handler panic", "panic", Redact(fmt.Sprint(r)), "stack", string(debug.Stack()))
-			err = Permanent(fmt.Errorf("handler panic: %v", r))
+			perr = Permanent(fmt.Errorf("handler panic: %v", r))
 		}
 	}()
-	return c.handler(ctx, d)
+	errs = c.handler(ctx, ds)
+	if len(errs) != len(ds) {
+		return nil, Permanent(fmt.Errorf("handler answered %d results for %d deliveries", len(errs), len(ds)))
+	}
+	return errs, nil
 }
 
 // settle turns the handler's answer into ack, nak or dead letter. It
@@ -622,15 +791,15 @@ func backoff(base, maxDelay time.Duration, delivered uint64) time.Duration {
 }
 
 // keepAliveTimer sends InProgress while a handler works so that JetStream
-// does not redeliver a message that is merely slow. It uses a timer rather
-// than a goroutine per message.
+// does not redeliver a message that is merely slow. It uses one timer per
+// handler call rather than a goroutine per message.
 type keepAliveTimer struct {
 	mu      sync.Mutex
 	t       *time.Timer
 	stopped bool
 }
 
-func keepAlive(msg jetstream.Msg, every time.Duration) *keepAliveTimer {
+func keepAlive(msgs []jetstream.Msg, every time.Duration) *keepAliveTimer {
 	k := &keepAliveTimer{}
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -640,7 +809,9 @@ func keepAlive(msg jetstream.Msg, every time.Duration) *keepAliveTimer {
 		if k.stopped {
 			return
 		}
-		_ = msg.InProgress()
+		for _, msg := range msgs {
+			_ = msg.InProgress()
+		}
 		k.t.Reset(every)
 	})
 	return k

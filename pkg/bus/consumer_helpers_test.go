@@ -19,7 +19,13 @@ func (b *bundle) run(t *testing.T, cfg bus.ConsumerConfig, h bus.Handler, opts b
 	if opts.Logger == nil {
 		opts.Logger = logging.Discard()
 	}
-	c := bus.NewConsumer(b.js, cfg, h, opts)
+	return b.runConsumer(t, bus.NewConsumer(b.js, cfg, h, opts))
+}
+
+// runConsumer runs c until the returned stop function or the test's
+// cleanup stops it.
+func (b *bundle) runConsumer(t *testing.T, c *bus.Consumer) (stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()

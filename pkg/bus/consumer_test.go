@@ -33,9 +33,9 @@ func TestConsumerConfigFromEnv(t *testing.T) {
 	if fmt.Sprint(c) != fmt.Sprint(want) {
 		t.Fatalf("defaults = %+v, want %+v", c, want)
 	}
-	e = config.New(config.Map(map[string]string{"CONSUMER_CONCURRENCY": "0", "CONSUMER_BACKOFF_MAX": "1ms"}))
+	e = config.New(config.Map(map[string]string{"CONSUMER_CONCURRENCY": "0", "CONSUMER_BACKOFF_MAX": "1ms", "CONSUMER_BATCH_SIZE": "-1"}))
 	bus.ConsumerConfigFromEnv(e, "crm.sync")
-	if err := e.Err(); err == nil || !strings.Contains(err.Error(), "CONSUMER_CONCURRENCY") ||
+	if err := e.Err(); err == nil || !strings.Contains(err.Error(), "CONSUMER_CONCURRENCY") || !strings.Contains(err.Error(), "CONSUMER_BATCH_SIZE") ||
 		!strings.Contains(err.Error(), "durable") || !strings.Contains(err.Error(), "BACKOFF") {
 		t.Fatalf("bad settings: err = %v", err)
 	}
