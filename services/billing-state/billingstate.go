@@ -44,6 +44,12 @@ import (
 // Durable is the JetStream consumer name.
 const Durable = "billing-state"
 
+// DefaultBatchSize is how many waiting events one transaction applies at
+// most when CONSUMER_BATCH_SIZE is not set. A batch is only what is already
+// waiting, so a quiet stream still gets each event at once; under load one
+// commit serves many events (see BenchmarkApplyBatch).
+const DefaultBatchSize = 32
+
 // Tokens is the parsed STATUS_API_TOKENS: names, roles and SHA-256 hashes.
 type Tokens = grpcapi.Tokens
 
@@ -138,6 +144,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Consumer.Concurrency == 0 {
 		c.Consumer.Concurrency = 8
+	}
+	if c.Consumer.BatchSize == 0 {
+		c.Consumer.BatchSize = DefaultBatchSize
 	}
 	if c.Consumer.MaxDeliver == 0 {
 		c.Consumer.MaxDeliver = 10
@@ -312,7 +321,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	close(setupDone)
 
-	consumer := bus.NewConsumer(js, cfg.Consumer, handler(store, m, cfg, log), bus.ConsumerOptions{
+	consumer := bus.NewBatchConsumer(js, cfg.Consumer, batchHandler(store, m, cfg, log), bus.ConsumerOptions{
 		Logger: log, TracerProvider: tp.TracerProvider(), Registry: cfg.Registry, DrainTimeout: cfg.ShutdownGrace,
 	})
 	consumerDone := make(chan struct{})
@@ -358,52 +367,85 @@ func Run(ctx context.Context, cfg Config) error {
 	return runErr
 }
 
-// handler turns ApplyEvent's answer into the runner's: malformed events are
-// dead-lettered at once, unknown charges are retried a few times and then
-// parked, everything else that fails is retried with backoff.
+// batchHandler applies what the runner hands over in one shared
+// transaction (state.ApplyBatch) and turns each answer into the runner's:
+// malformed events are dead-lettered at once, unknown charges are retried a
+// few times and then parked, everything else that fails is retried with
+// backoff.
 //
 // A database outage must not turn into a flood of dead letters: on its last
 // delivery, an event that failed because Postgres is unreachable waits for
 // Postgres (the runner keeps the message alive meanwhile) and is applied
 // then. Once every worker waits, consumption pauses until the database is
 // back.
-func handler(store *state.Store, m *metrics, cfg Config, log *slog.Logger) bus.Handler {
-	return func(ctx context.Context, d *bus.Delivery) error {
+func batchHandler(store *state.Store, m *metrics, cfg Config, log *slog.Logger) bus.BatchHandler {
+	return func(ctx context.Context, ds []*bus.Delivery) []error {
 		start := time.Now()
-		opts := state.ApplyOptions{ParkUnresolved: d.Delivered >= uint64(cfg.ParkAfter)}
-		res, err := store.ApplyEvent(ctx, d.Event, opts)
-		if err != nil && d.Delivered >= uint64(cfg.Consumer.MaxDeliver) && !errors.Is(err, state.ErrMalformed) &&
-			!errors.Is(err, state.ErrCustomerUnknown) && databaseUnavailable(err) && ctx.Err() == nil {
-			m.outcome("hold")
-			log.WarnContext(ctx, "database unavailable on the last delivery; holding the event until it is back",
-				"event_id", d.Event.GetEventId(), "customer_id", d.Event.GetCustomerId(), "delivery", d.Delivered, "outcome", "hold")
-			if waitForDatabase(ctx, store) == nil {
-				res, err = store.ApplyEvent(ctx, d.Event, opts)
+		items := make([]state.BatchItem, len(ds))
+		for i, d := range ds {
+			items[i] = state.BatchItem{Ctx: d.Context(), Event: d.Event, Opts: applyOptions(cfg, d)}
+		}
+		results := store.ApplyBatch(ctx, items)
+		took := time.Since(start)
+		errs := make([]error, len(ds))
+		for i, d := range ds {
+			res, err := results[i].Result, results[i].Err
+			if err != nil && lastChance(cfg, d, err) && ctx.Err() == nil {
+				res, err = holdForDatabase(d.Context(), store, m, log, d, items[i].Opts)
 			}
+			m.applySeconds.Observe(took.Seconds())
+			errs[i] = settle(d.Context(), m, cfg, log, d, res, err)
 		}
-		m.applySeconds.Observe(time.Since(start).Seconds())
-		switch {
-		case errors.Is(err, state.ErrMalformed):
-			m.outcome("malformed")
-			return bus.Permanent(err)
-		case errors.Is(err, state.ErrCustomerUnknown):
-			m.outcome("retry")
-			return bus.RetryAfter(err, cfg.ParkRetry)
-		case err != nil:
-			m.outcome("retry")
-			return fmt.Errorf("apply %s: %w", d.Event.GetEventId(), err)
-		}
-		m.outcome(string(res.Outcome))
-		if res.Outcome == state.OutcomeDuplicate {
-			d.MarkDuplicate()
-		}
-		if res.Outcome != state.OutcomeIgnored && res.Outcome != state.OutcomeDuplicate {
-			log.DebugContext(ctx, "event applied", "event_id", d.Event.GetEventId(), "customer_id", res.CustomerID,
-				"subscription_id", d.Event.GetSubscriptionId(), "action", d.Event.GetType(), "delivery", d.Delivered,
-				"outcome", string(res.Outcome), "status_changed", res.StatusChanged)
-		}
-		return nil
+		m.batchSize.Observe(float64(len(ds)))
+		return errs
 	}
+}
+
+func applyOptions(cfg Config, d *bus.Delivery) state.ApplyOptions {
+	return state.ApplyOptions{ParkUnresolved: d.Delivered >= uint64(cfg.ParkAfter)}
+}
+
+// lastChance: the event failed on its last delivery only because the
+// database is out of reach.
+func lastChance(cfg Config, d *bus.Delivery, err error) bool {
+	return d.Delivered >= uint64(cfg.Consumer.MaxDeliver) && !errors.Is(err, state.ErrMalformed) &&
+		!errors.Is(err, state.ErrCustomerUnknown) && databaseUnavailable(err)
+}
+
+// holdForDatabase waits until Postgres answers again and applies the event.
+func holdForDatabase(ctx context.Context, store *state.Store, m *metrics, log *slog.Logger, d *bus.Delivery, opts state.ApplyOptions) (state.Result, error) {
+	m.outcome("hold")
+	log.WarnContext(ctx, "database unavailable on the last delivery; holding the event until it is back",
+		"event_id", d.Event.GetEventId(), "customer_id", d.Event.GetCustomerId(), "delivery", d.Delivered, "outcome", "hold")
+	if err := waitForDatabase(ctx, store); err != nil {
+		return state.Result{}, err
+	}
+	return store.ApplyEvent(ctx, d.Event, opts)
+}
+
+// settle turns one ApplyEvent answer into the runner's.
+func settle(ctx context.Context, m *metrics, cfg Config, log *slog.Logger, d *bus.Delivery, res state.Result, err error) error {
+	switch {
+	case errors.Is(err, state.ErrMalformed):
+		m.outcome("malformed")
+		return bus.Permanent(err)
+	case errors.Is(err, state.ErrCustomerUnknown):
+		m.outcome("retry")
+		return bus.RetryAfter(err, cfg.ParkRetry)
+	case err != nil:
+		m.outcome("retry")
+		return fmt.Errorf("apply %s: %w", d.Event.GetEventId(), err)
+	}
+	m.outcome(string(res.Outcome))
+	if res.Outcome == state.OutcomeDuplicate {
+		d.MarkDuplicate()
+	}
+	if res.Outcome != state.OutcomeIgnored && res.Outcome != state.OutcomeDuplicate {
+		log.DebugContext(ctx, "event applied", "event_id", d.Event.GetEventId(), "customer_id", res.CustomerID,
+			"subscription_id", d.Event.GetSubscriptionId(), "action", d.Event.GetType(), "delivery", d.Delivered,
+			"outcome", string(res.Outcome), "status_changed", res.StatusChanged)
+	}
+	return nil
 }
 
 // databaseUnavailable reports whether err means Postgres could not be
@@ -508,6 +550,7 @@ func watchHealth(ctx context.Context, hs *health.Server, pool *pgxpool.Pool, nc 
 type metrics struct {
 	events       *prometheus.CounterVec
 	applySeconds prometheus.Observer
+	batchSize    prometheus.Observer
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -519,11 +562,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	h := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "lr_billing_state_apply_seconds",
-		Help:    "ApplyEvent time per delivery, transaction included.",
+		Help:    "Time from a delivery's batch starting until its transaction committed.",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5},
 	})
 	m.applySeconds = h
-	for _, c := range []prometheus.Collector{m.events, h} {
+	bs := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "lr_billing_state_batch_size",
+		Help:    "Deliveries applied per shared transaction.",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128},
+	})
+	m.batchSize = bs
+	for _, c := range []prometheus.Collector{m.events, h, bs} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {
@@ -531,7 +580,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 				case *prometheus.CounterVec:
 					m.events = existing
 				case prometheus.Histogram:
-					m.applySeconds = existing
+					if c == bs {
+						m.batchSize = existing
+					} else {
+						m.applySeconds = existing
+					}
 				}
 			}
 		}

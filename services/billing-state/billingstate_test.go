@@ -123,12 +123,12 @@ func TestCrashBetweenCommitAndAck(t *testing.T) {
 		t.Fatal(err)
 	}
 	committed := make(chan struct{})
-	inner := handler(store, newMetrics(prometheusRegistry()), cfg, cfg.Logger)
-	crashing := bus.NewConsumer(jsA, cfg.Consumer, func(ctx context.Context, d *bus.Delivery) error {
-		err := inner(ctx, d)
+	inner := batchHandler(store, newMetrics(prometheusRegistry()), cfg, cfg.Logger)
+	crashing := bus.NewBatchConsumer(jsA, cfg.Consumer, func(ctx context.Context, ds []*bus.Delivery) []error {
+		errs := inner(ctx, ds)
 		ncA.Close() // the process dies: no ack ever leaves
 		close(committed)
-		return err
+		return errs
 	}, bus.ConsumerOptions{DrainTimeout: time.Second})
 	ctxA, cancelA := context.WithCancel(h.ctx)
 	doneA := make(chan struct{})
@@ -146,14 +146,14 @@ func TestCrashBetweenCommitAndAck(t *testing.T) {
 	m := newMetrics(reg)
 	var deliveries atomic.Int64
 	again := make(chan uint64, 1)
-	restarted := bus.NewConsumer(h.js, cfg.Consumer, func(ctx context.Context, d *bus.Delivery) error {
-		deliveries.Add(1)
-		err := handler(store, m, cfg, cfg.Logger)(ctx, d)
+	restarted := bus.NewBatchConsumer(h.js, cfg.Consumer, func(ctx context.Context, ds []*bus.Delivery) []error {
+		deliveries.Add(int64(len(ds)))
+		errs := batchHandler(store, m, cfg, cfg.Logger)(ctx, ds)
 		select {
-		case again <- d.Delivered:
+		case again <- ds[0].Delivered:
 		default:
 		}
-		return err
+		return errs
 	}, bus.ConsumerOptions{})
 	ctxB, cancelB := context.WithCancel(h.ctx)
 	doneB := make(chan struct{})

@@ -195,7 +195,15 @@ type txn struct {
 	conn *pgxpool.Conn
 	// pending statements not sent yet, and what each does.
 	pending *pgx.Batch
-	what    []string
+	what    []step
+	// owner is the index of the event being applied in a shared
+	// transaction (see ApplyBatch); 0 otherwise.
+	owner int
+	// batch is what a shared transaction read up front; nil otherwise.
+	batch *batchState
+	// touched: the current event wrote payments, refunds or disputes, so
+	// derivation must read them again.
+	touched bool
 	cus     customerRow
 	// subs are the customer's subscriptions, kept current in memory so the
 	// derivation after the change needs no second read.
@@ -208,79 +216,93 @@ type txn struct {
 func (s *Store) applyOnce(ctx context.Context, ev *billingv1.BillingEvent, k kind, h hint, opts ApplyOptions, noMoreFetch bool) (Result, error) {
 	var res Result
 	err := s.inTx(ctx, func(t *txn) error {
-		res = Result{}
-		// One round trip records the event and, when it names its customer,
-		// locks the customer and reads its subscriptions.
-		cusID := ev.GetCustomerId()
-		fresh, err := t.begin(ev, cusID)
-		if err != nil {
-			return err
-		}
-		if !fresh {
-			res.Outcome = OutcomeDuplicate
-			return nil
-		}
-		if cusID == "" {
-			if cusID, err = t.resolveCustomer(ev, k, h, noMoreFetch); err != nil {
-				return err
-			}
-			if cusID == "" {
-				if k == kindDispute || k == kindRefund {
-					if !opts.ParkUnresolved {
-						return fmt.Errorf("event %s charge %s: %w", ev.GetEventId(), ev.GetChargeId(), ErrCustomerUnknown)
-					}
-					return t.park(ev, &res)
-				}
-				res.Outcome = OutcomeIgnored
-				t.queueAs("record outcome", `UPDATE billing.processed_events SET outcome = 'ignored' WHERE event_id = $1`, ev.GetEventId())
-				return nil
-			}
-			if err := t.lockCustomer(cusID, ev.GetLivemode()); err != nil {
-				return err
-			}
-		}
-		before := t.cus.status
-		outcome, err := t.mutate(ev, k, h, noMoreFetch)
-		if err != nil {
-			return err
-		}
-		after, err := t.derive()
-		if err != nil {
-			return err
-		}
-		action := ActionApplied
-		if outcome == OutcomeStale {
-			action = ActionStale
-		}
-		if err := t.audit(ev, ActorStripe, action, before, after); err != nil {
-			return err
-		}
-		// Events parked for a charge this event taught us: apply them now, in
-		// the same transaction, each with its own audit row.
-		if err := t.resolveParked(before); err != nil {
-			return err
-		}
-		final := after
-		if len(t.learned) > 0 {
-			if final, err = t.derive(); err != nil {
-				return err
-			}
-		}
-		changed, err := t.commitCustomer(ev, outcome, before, final)
-		if err != nil {
-			return err
-		}
-		if outcome != OutcomeApplied || cusID != ev.GetCustomerId() {
-			t.queueAs("record outcome", `UPDATE billing.processed_events SET customer_id = $2, outcome = $3 WHERE event_id = $1`,
-				ev.GetEventId(), cusID, string(outcome))
-		}
-		res = Result{Outcome: outcome, CustomerID: cusID, StatusChanged: changed, Ambiguous: t.ambiguous, Status: final}
-		return nil
+		var err error
+		res, err = t.apply(ev, k, h, opts, noMoreFetch)
+		return err
 	})
 	if err != nil {
 		return Result{}, fmt.Errorf("apply %s: %w", ev.GetEventId(), err)
 	}
 	return res, nil
+}
+
+// startEvent readies the transaction for the next event of a shared
+// transaction: its own context (its trace) and clean per-event state. The
+// statements still queued belong to the events before it.
+func (t *txn) startEvent(ctx context.Context, owner int) {
+	t.ctx, t.owner = ctx, owner
+	t.cus, t.subs, t.ambiguous, t.learned, t.touched = customerRow{}, nil, false, nil, false
+}
+
+// apply is one event's part of a transaction: processed_events, the state
+// change, the audit row and, when the status changed, the outbox row.
+func (t *txn) apply(ev *billingv1.BillingEvent, k kind, h hint, opts ApplyOptions, noMoreFetch bool) (Result, error) {
+	// One round trip records the event and, when it names its customer,
+	// locks the customer and reads its subscriptions.
+	cusID := ev.GetCustomerId()
+	fresh, err := t.begin(ev, cusID)
+	if err != nil {
+		return Result{}, err
+	}
+	if !fresh {
+		return Result{Outcome: OutcomeDuplicate}, nil
+	}
+	if cusID == "" {
+		if cusID, err = t.resolveCustomer(ev, k, h, noMoreFetch); err != nil {
+			return Result{}, err
+		}
+		if cusID == "" {
+			if k == kindDispute || k == kindRefund {
+				if !opts.ParkUnresolved {
+					return Result{}, fmt.Errorf("event %s charge %s: %w", ev.GetEventId(), ev.GetChargeId(), ErrCustomerUnknown)
+				}
+				var res Result
+				err := t.park(ev, &res)
+				return res, err
+			}
+			t.queueAs("record outcome", `UPDATE billing.processed_events SET outcome = 'ignored' WHERE event_id = $1`, ev.GetEventId())
+			return Result{Outcome: OutcomeIgnored}, nil
+		}
+		if err := t.lockCustomer(cusID, ev.GetLivemode()); err != nil {
+			return Result{}, err
+		}
+	}
+	before := t.cus.status
+	outcome, err := t.mutate(ev, k, h, noMoreFetch)
+	if err != nil {
+		return Result{}, err
+	}
+	after, err := t.derive()
+	if err != nil {
+		return Result{}, err
+	}
+	action := ActionApplied
+	if outcome == OutcomeStale {
+		action = ActionStale
+	}
+	if err := t.audit(ev, ActorStripe, action, before, after); err != nil {
+		return Result{}, err
+	}
+	// Events parked for a charge this event taught us: apply them now, in
+	// the same transaction, each with its own audit row.
+	if err := t.resolveParked(before); err != nil {
+		return Result{}, err
+	}
+	final := after
+	if len(t.learned) > 0 {
+		if final, err = t.derive(); err != nil {
+			return Result{}, err
+		}
+	}
+	changed, err := t.commitCustomer(ev, outcome, before, final)
+	if err != nil {
+		return Result{}, err
+	}
+	if outcome != OutcomeApplied || cusID != ev.GetCustomerId() {
+		t.queueAs("record outcome", `UPDATE billing.processed_events SET customer_id = $2, outcome = $3 WHERE event_id = $1`,
+			ev.GetEventId(), cusID, string(outcome))
+	}
+	return Result{Outcome: outcome, CustomerID: cusID, StatusChanged: changed, Ambiguous: t.ambiguous, Status: final}, nil
 }
 
 // resolveCustomer finds the customer an event belongs to. Disputes and
@@ -599,6 +621,7 @@ func (t *txn) applyCheckout(ev *billingv1.BillingEvent) error {
 	if id == "" {
 		return fmt.Errorf("%w: checkout event %s has no session id", ErrMalformed, ev.GetEventId())
 	}
+	t.touched = true
 	t.queueAs("store checkout "+ev.GetCheckoutSessionId(), `INSERT INTO billing.payments (id, customer_id, checkout_session_id, payment_intent_id, from_checkout,
 			paid, awaiting_async, async_failed, amount, currency, user_id, created)
 		VALUES ($1,$2,$3,$4,true,$5,$6,$7,$8,$9,$10,$11)
@@ -642,6 +665,7 @@ func (t *txn) upsertPayment(pi, charge string, paid bool, amount, refunded int64
 	if id == "" {
 		return nil
 	}
+	t.touched = true
 	t.queueAs("store payment "+id, `INSERT INTO billing.payments (id, customer_id, charge_id, payment_intent_id, paid, amount,
 			amount_refunded, refunded, currency, user_id, created)
 		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)
@@ -682,6 +706,7 @@ func (t *txn) applyDispute(ev *billingv1.BillingEvent) error {
 	if err := t.learn(ev.GetChargeId(), ev.GetPaymentIntentId()); err != nil {
 		return err
 	}
+	t.touched = true
 	t.queueAs("store dispute "+id, `INSERT INTO billing.disputes (id, customer_id, charge_id, payment_intent_id, status, reason, amount, currency,
 			closed, lost, last_event_created)
 		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)
@@ -714,6 +739,7 @@ func (t *txn) applyRefund(ev *billingv1.BillingEvent) error {
 	if err := t.learn(ev.GetChargeId(), ev.GetPaymentIntentId()); err != nil {
 		return err
 	}
+	t.touched = true
 	t.queueAs("store refund "+id, `INSERT INTO billing.refunds (id, customer_id, charge_id, payment_intent_id, amount, status, last_event_created)
 		VALUES ($1,$2,$3,$4,$5,$6,$7)
 		ON CONFLICT (id) DO UPDATE SET

@@ -56,6 +56,9 @@ func scanCustomer(row pgx.Row) (customerRow, error) {
 // its subscriptions, all in one round trip. fresh is false for an event
 // applied before.
 func (t *txn) begin(ev *billingv1.BillingEvent, customerID string) (fresh bool, err error) {
+	if t.batch != nil {
+		return t.batch.begin(t, ev.GetEventId(), customerID), nil
+	}
 	br, err := t.send(func(b *pgx.Batch) {
 		b.Queue(`INSERT INTO billing.processed_events (event_id, event_type, customer_id, outcome) VALUES ($1, $2, $3, 'applied')
 			ON CONFLICT (event_id) DO NOTHING`, ev.GetEventId(), ev.GetType(), customerID)
@@ -161,11 +164,11 @@ func scanSubscriptions(rows pgx.Rows) ([]canonical.Subscription, error) {
 	return out, rows.Err()
 }
 
-// derive computes the customer's CustomerStatus from the stored facts
-// through pkg/canonical. LastEventId and UpdatedAt are left to the caller.
-func (t *txn) derive() (*billingv1.CustomerStatus, error) {
-	br, err := t.send(func(b *pgx.Batch) {
-		b.Queue(`SELECT p.id, p.paid, p.awaiting_async AND NOT p.async_failed, p.amount,
+// purchasesSQL reads the one-time purchases of the customers in $1, with
+// their refunded amounts and lost disputes; openDisputesSQL names those
+// with a dispute still open.
+const (
+	purchasesSQL = `SELECT p.customer_id, p.id, p.paid, p.awaiting_async AND NOT p.async_failed, p.amount,
 			GREATEST(p.amount_refunded, COALESCE((SELECT sum(r.amount) FROM billing.refunds r
 				WHERE r.customer_id = p.customer_id AND r.status IN ('succeeded', 'pending')
 				AND ((p.charge_id <> '' AND r.charge_id = p.charge_id) OR (p.payment_intent_id <> '' AND r.payment_intent_id = p.payment_intent_id))), 0))::bigint,
@@ -173,40 +176,104 @@ func (t *txn) derive() (*billingv1.CustomerStatus, error) {
 			EXISTS (SELECT 1 FROM billing.disputes d WHERE d.customer_id = p.customer_id AND d.lost
 				AND ((p.charge_id <> '' AND d.charge_id = p.charge_id) OR (p.payment_intent_id <> '' AND d.payment_intent_id = p.payment_intent_id))),
 			p.currency, p.created
-		FROM billing.payments p WHERE p.customer_id = $1 AND p.from_checkout`, t.cus.id)
-		b.Queue(`SELECT EXISTS (SELECT 1 FROM billing.disputes WHERE customer_id = $1 AND NOT closed)`, t.cus.id)
-	})
+		FROM billing.payments p WHERE p.customer_id = ANY($1) AND p.from_checkout`
+	openDisputesSQL = `SELECT DISTINCT customer_id FROM billing.disputes WHERE customer_id = ANY($1) AND NOT closed`
+)
+
+// purchaseFacts is what derivation needs beyond the subscriptions.
+type purchaseFacts struct {
+	purchases   []canonical.Purchase
+	disputeOpen bool
+}
+
+// queuePurchaseFacts asks for the purchase facts of customers.
+func queuePurchaseFacts(b *pgx.Batch, customers []string) {
+	b.Queue(purchasesSQL, customers)
+	b.Queue(openDisputesSQL, customers)
+}
+
+// readPurchaseFacts reads queuePurchaseFacts' answers, by customer.
+func readPurchaseFacts(br pgx.BatchResults, into map[string]*purchaseFacts) error {
+	fact := func(id string) *purchaseFacts {
+		f := into[id]
+		if f == nil {
+			f = &purchaseFacts{}
+			into[id] = f
+		}
+		return f
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return fmt.Errorf("load purchases: %w", err)
+	}
+	for rows.Next() {
+		var id string
+		var p canonical.Purchase
+		var created *time.Time
+		if err := rows.Scan(&id, &p.ID, &p.Paid, &p.AwaitingAsync, &p.Amount, &p.AmountRefunded, &p.Refunded, &p.DisputeLost, &p.Currency, &created); err != nil {
+			rows.Close()
+			return fmt.Errorf("load purchases: %w", err)
+		}
+		p.Created = tv(created)
+		f := fact(id)
+		f.purchases = append(f.purchases, p)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("load purchases: %w", err)
+	}
+	rows, err = br.Query()
+	if err != nil {
+		return fmt.Errorf("load disputes: %w", err)
+	}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return fmt.Errorf("load disputes: %w", err)
+		}
+		fact(id).disputeOpen = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("load disputes: %w", err)
+	}
+	return nil
+}
+
+// derive computes the customer's CustomerStatus from the stored facts
+// through pkg/canonical. LastEventId and UpdatedAt are left to the caller.
+// In a shared transaction the purchase facts read before are reused while
+// no event has written payments, refunds or disputes of this customer.
+func (t *txn) derive() (*billingv1.CustomerStatus, error) {
+	var bc *batchCustomer
+	if t.batch != nil {
+		bc = t.batch.customers[t.cus.id]
+	}
+	if bc != nil && bc.facts != nil && !t.touched {
+		return buildStatus(t.cus, t.subs, bc.facts.purchases, bc.facts.disputeOpen, t.s.policy), nil
+	}
+	br, err := t.send(func(b *pgx.Batch) { queuePurchaseFacts(b, []string{t.cus.id}) })
 	if err != nil {
 		return nil, err
 	}
 	defer br.Close()
-	rows, err := br.Query()
-	if err != nil {
-		return nil, fmt.Errorf("load purchases of %s: %w", t.cus.id, err)
-	}
-	var purchases []canonical.Purchase
-	for rows.Next() {
-		var p canonical.Purchase
-		var created *time.Time
-		if err := rows.Scan(&p.ID, &p.Paid, &p.AwaitingAsync, &p.Amount, &p.AmountRefunded, &p.Refunded, &p.DisputeLost, &p.Currency, &created); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("load purchases of %s: %w", t.cus.id, err)
-		}
-		p.Created = tv(created)
-		purchases = append(purchases, p)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("load purchases of %s: %w", t.cus.id, err)
-	}
-	var disputeOpen bool
-	if err := br.QueryRow().Scan(&disputeOpen); err != nil {
-		return nil, fmt.Errorf("load disputes of %s: %w", t.cus.id, err)
+	facts := map[string]*purchaseFacts{}
+	if err := readPurchaseFacts(br, facts); err != nil {
+		return nil, fmt.Errorf("derive %s: %w", t.cus.id, err)
 	}
 	if err := br.Close(); err != nil {
 		return nil, fmt.Errorf("derive %s: %w", t.cus.id, err)
 	}
-	return buildStatus(t.cus, t.subs, purchases, disputeOpen, t.s.policy), nil
+	f := facts[t.cus.id]
+	if f == nil {
+		f = &purchaseFacts{}
+	}
+	if bc != nil {
+		bc.facts = f
+	}
+	t.touched = false
+	return buildStatus(t.cus, t.subs, f.purchases, f.disputeOpen, t.s.policy), nil
 }
 
 func buildStatus(c customerRow, subs []canonical.Subscription, purchases []canonical.Purchase, disputeOpen bool, p canonical.Policy) *billingv1.CustomerStatus {

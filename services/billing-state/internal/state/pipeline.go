@@ -19,26 +19,50 @@ import (
 // inTx runs fn in one transaction on one connection: committed when fn
 // returns nil, rolled back otherwise.
 func (s *Store) inTx(ctx context.Context, fn func(t *txn) error) error {
+	_, err := s.runTx(ctx, fn)
+	return err
+}
+
+// runTx is inTx that also reports, on failure, whether the connection was
+// lost (as opposed to Postgres refusing a statement, or fn failing).
+func (s *Store) runTx(ctx context.Context, fn func(t *txn) error) (connLost bool, err error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("acquire connection: %w", err)
+		return true, fmt.Errorf("acquire connection: %w", err)
 	}
 	// A connection released inside a transaction (a failed rollback) is
 	// closed by the pool rather than reused.
 	defer conn.Release()
 	t := &txn{s: s, ctx: ctx, conn: conn}
 	t.queueAs("begin", "BEGIN")
-	if err := fn(t); err != nil {
-		t.rollback()
-		return err
+	if err = fn(t); err == nil {
+		t.queueAs("commit", "COMMIT")
+		err = t.flush()
 	}
-	t.queueAs("commit", "COMMIT")
-	if err := t.flush(); err != nil {
+	if err != nil {
+		lost := conn.Conn().IsClosed() || ctx.Err() != nil
 		t.rollback()
-		return err
+		return lost, err
 	}
-	return nil
+	return false, nil
 }
+
+// step is a queued statement: what it does, and which event of a shared
+// transaction queued it.
+type step struct {
+	what  string
+	owner int
+}
+
+// stepError is a queued statement's failure, reported by whichever later
+// statement carried it to Postgres; owner says whose it was.
+type stepError struct {
+	owner int
+	err   error
+}
+
+func (e *stepError) Error() string { return e.err.Error() }
+func (e *stepError) Unwrap() error { return e.err }
 
 func (t *txn) rollback() {
 	t.pending, t.what = nil, nil
@@ -54,7 +78,7 @@ func (t *txn) queueAs(what, sql string, args ...any) {
 		t.pending = &pgx.Batch{}
 	}
 	t.pending.Queue(sql, args...)
-	t.what = append(t.what, what)
+	t.what = append(t.what, step{what: what, owner: t.owner})
 }
 
 // send sends the queued statements plus those extra adds, checks the
@@ -72,7 +96,7 @@ func (t *txn) send(extra func(b *pgx.Batch)) (pgx.BatchResults, error) {
 	for _, w := range what {
 		if _, err := br.Exec(); err != nil {
 			_ = br.Close()
-			return nil, fmt.Errorf("%s: %w", w, err)
+			return nil, &stepError{owner: w.owner, err: fmt.Errorf("%s: %w", w.what, err)}
 		}
 	}
 	return br, nil

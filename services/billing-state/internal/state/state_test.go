@@ -212,6 +212,55 @@ func TestSubscriptionLifecycleDetails(t *testing.T) {
 	}
 }
 
+// shuffledRun is one journey of one customer, shuffled with duplicates.
+type shuffledRun struct {
+	name string
+	seed int
+	cus  string
+	evs  []*billingv1.BillingEvent
+}
+
+// shuffledRuns builds every journey in 50 shuffled orders with duplicates
+// (same-second ties included), for customers named after prefix, and
+// returns them with the status each journey ends at when delivered in
+// order.
+func shuffledRuns(t *testing.T, b *bundle, prefix string) ([]shuffledRun, map[string]*billingv1.CustomerStatus) {
+	t.Helper()
+	const seeds = 50
+	want := map[string]*billingv1.CustomerStatus{}
+	var runs []shuffledRun
+	for name, journey := range journeytest.Journeys {
+		key := strings.ReplaceAll(name, " ", "")
+		ordered := journeytest.New(t, "cus_"+prefix+"ord"+key, base)
+		for _, ev := range journeytest.Events(journey(ordered)) {
+			b.apply(t, ev)
+		}
+		want[name] = b.status(t, ordered.CustomerID)
+		for seed := 0; seed < seeds; seed++ {
+			jb := journeytest.New(t, fmt.Sprintf("cus_%ss%d%s", prefix, seed, key), base)
+			evs := journeytest.Events(journey(jb))
+			r := rand.New(rand.NewSource(int64(seed)))
+			for i := 0; i < 2+r.Intn(3); i++ {
+				evs = append(evs, evs[r.Intn(len(evs))])
+			}
+			r.Shuffle(len(evs), func(i, j int) { evs[i], evs[j] = evs[j], evs[i] })
+			runs = append(runs, shuffledRun{name: name, seed: seed, cus: jb.CustomerID, evs: evs})
+		}
+	}
+	return runs, want
+}
+
+// checkConverged compares each run's final status with in-order delivery.
+func checkConverged(t *testing.T, b *bundle, runs []shuffledRun, want map[string]*billingv1.CustomerStatus) {
+	t.Helper()
+	for _, r := range runs {
+		got := b.status(t, r.cus)
+		if !sameMaterial(got, want[r.name]) {
+			t.Fatalf("%s seed %d: shuffled delivery ended at\n%v\nin order:\n%v", r.name, r.seed, got, want[r.name])
+		}
+	}
+}
+
 // TestShuffledDeliveryConverges delivers every journey in 50 shuffled
 // orders with duplicates (same-second ties included) and checks each ends
 // where in-order delivery ends. It drives ApplyEvent the way the consumer
@@ -219,36 +268,10 @@ func TestSubscriptionLifecycleDetails(t *testing.T) {
 // queue, and is parked once its retries are used up.
 func TestShuffledDeliveryConverges(t *testing.T) {
 	b := setup(t)
-	const seeds = 50
-	type run struct {
-		name string
-		seed int
-		cus  string
-		evs  []*billingv1.BillingEvent
-	}
-	want := map[string]*billingv1.CustomerStatus{}
-	var runs []run
-	for name, journey := range journeytest.Journeys {
-		key := strings.ReplaceAll(name, " ", "")
-		ordered := journeytest.New(t, "cus_ord"+key, base)
-		for _, ev := range journeytest.Events(journey(ordered)) {
-			b.apply(t, ev)
-		}
-		want[name] = b.status(t, ordered.CustomerID)
-		for seed := 0; seed < seeds; seed++ {
-			jb := journeytest.New(t, fmt.Sprintf("cus_s%d%s", seed, key), base)
-			evs := journeytest.Events(journey(jb))
-			r := rand.New(rand.NewSource(int64(seed)))
-			for i := 0; i < 2+r.Intn(3); i++ {
-				evs = append(evs, evs[r.Intn(len(evs))])
-			}
-			r.Shuffle(len(evs), func(i, j int) { evs[i], evs[j] = evs[j], evs[i] })
-			runs = append(runs, run{name: name, seed: seed, cus: jb.CustomerID, evs: evs})
-		}
-	}
+	runs, want := shuffledRuns(t, b, "")
 	var wg sync.WaitGroup
 	errs := make(chan error, len(runs))
-	work := make(chan run)
+	work := make(chan shuffledRun)
 	for w := 0; w < 4; w++ {
 		wg.Add(1)
 		go func() {
@@ -269,12 +292,7 @@ func TestShuffledDeliveryConverges(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	for _, r := range runs {
-		got := b.status(t, r.cus)
-		if !sameMaterial(got, want[r.name]) {
-			t.Fatalf("%s seed %d: shuffled delivery ended at\n%v\nin order:\n%v", r.name, r.seed, got, want[r.name])
-		}
-	}
+	checkConverged(t, b, runs, want)
 }
 
 // deliver applies events as the consumer would: unknown charges are
