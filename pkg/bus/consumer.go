@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
 	"runtime/debug"
@@ -18,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
@@ -82,6 +84,11 @@ type ConsumerConfig struct {
 	FilterSubjects []string
 	// Concurrency is the number of handlers running at once (8).
 	Concurrency int
+	// PartitionByCustomer sends every delivery of one customer to the same
+	// handler, so that concurrent handlers never wait on each other for a
+	// customer (billing-state's batches lock their customers until they
+	// commit). Deliveries that name no customer go to any handler.
+	PartitionByCustomer bool
 	// BatchSize is the most deliveries one BatchHandler call gets (1 means
 	// the service's default). A batch is what is waiting when a handler
 	// becomes free: nothing waits to fill it, so a quiet stream still gets
@@ -285,17 +292,26 @@ func (c *Consumer) Run(ctx context.Context) error {
 	defer hardStop()
 
 	// Up to Concurrency×BatchSize messages are held at once: fetched
-	// messages wait in work for a free handler, which takes what is there.
+	// messages wait in a queue for a free handler, which takes what is
+	// there. Partitioned, each handler has a queue of its own.
 	var wg sync.WaitGroup
 	window := c.window()
 	sem := make(chan struct{}, window)
-	work := make(chan jetstream.Msg, window)
-	for range c.cfg.Concurrency {
-		wg.Add(1)
-		go c.worker(hctx, work, sem, &wg)
+	queues := make([]chan jetstream.Msg, 1)
+	if c.cfg.PartitionByCustomer {
+		queues = make([]chan jetstream.Msg, c.cfg.Concurrency)
 	}
-	err := c.pull(ctx, sem, work)
-	close(work)
+	for i := range queues {
+		queues[i] = make(chan jetstream.Msg, window)
+	}
+	for i := range c.cfg.Concurrency {
+		wg.Add(1)
+		go c.worker(hctx, queues[i%len(queues)], sem, &wg)
+	}
+	err := c.pull(ctx, sem, newDispatcher(queues))
+	for _, q := range queues {
+		close(q)
+	}
 	c.waitHandlers(&wg, hardStop)
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", c.cfg.Durable, err)
@@ -305,7 +321,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 // pull keeps pulling, recreating the consumer if it disappears (a broker
 // restarted on memory storage, an operator's mistake).
-func (c *Consumer) pull(ctx context.Context, sem chan struct{}, work chan<- jetstream.Msg) error {
+func (c *Consumer) pull(ctx context.Context, sem chan struct{}, work *dispatcher) error {
 	first := true
 	retry := 250 * time.Millisecond
 	for {
@@ -389,7 +405,7 @@ func (c *Consumer) window() int { return c.cfg.Concurrency * c.cfg.BatchSize }
 // It uses one Fetch per batch rather than the Messages iterator: under load
 // the iterator's pull accounting can drift and stall until its heartbeat
 // check fires (30 s), which we reproduced on the embedded server.
-func (c *Consumer) consume(ctx context.Context, cons jetstream.Consumer, sem chan struct{}, work chan<- jetstream.Msg) error {
+func (c *Consumer) consume(ctx context.Context, cons jetstream.Consumer, sem chan struct{}, work *dispatcher) error {
 	failures := 0
 	for ctx.Err() == nil {
 		select {
@@ -445,7 +461,7 @@ func (c *Consumer) consume(ctx context.Context, cons jetstream.Consumer, sem cha
 // fetch asks for up to n messages and queues each one as it arrives; the
 // caller holds n slots and the handlers release one per message. It returns
 // the number of messages queued.
-func (c *Consumer) fetch(cons jetstream.Consumer, n int, work chan<- jetstream.Msg) (int, error) {
+func (c *Consumer) fetch(cons jetstream.Consumer, n int, work *dispatcher) (int, error) {
 	batch, err := cons.Fetch(n, jetstream.FetchMaxWait(fetchWait))
 	if err != nil {
 		return 0, err
@@ -453,9 +469,62 @@ func (c *Consumer) fetch(cons jetstream.Consumer, n int, work chan<- jetstream.M
 	got := 0
 	for msg := range batch.Messages() {
 		got++
-		work <- msg // never blocks: work holds as many as there are slots
+		work.send(msg)
 	}
 	return got, batch.Error()
+}
+
+// dispatcher queues fetched messages for the handlers: into the one shared
+// queue, or by customer into the handlers' own.
+type dispatcher struct {
+	queues []chan jetstream.Msg
+	next   int
+}
+
+func newDispatcher(queues []chan jetstream.Msg) *dispatcher { return &dispatcher{queues: queues} }
+
+// send never blocks: each queue holds as many messages as there are slots.
+func (w *dispatcher) send(msg jetstream.Msg) {
+	if len(w.queues) == 1 {
+		w.queues[0] <- msg
+		return
+	}
+	var q int
+	if cus := customerOf(msg.Data()); cus != "" {
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(cus))
+		q = int(h.Sum32() % uint32(len(w.queues)))
+	} else {
+		q = w.next
+		w.next = (w.next + 1) % len(w.queues)
+	}
+	w.queues[q] <- msg
+}
+
+// customerOf reads BillingEvent.customer_id from an encoded event without
+// decoding the rest; "" when absent or unreadable.
+func customerOf(b []byte) string {
+	const customerField = 10 // BillingEvent.customer_id
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return ""
+		}
+		b = b[n:]
+		if num == customerField && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return ""
+			}
+			return string(v)
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return ""
+		}
+		b = b[n:]
+	}
+	return ""
 }
 
 // worker handles queued messages until work is closed: it takes the first

@@ -6,6 +6,10 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"google.golang.org/protobuf/proto"
+
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 )
 
 func TestBackoffBounds(t *testing.T) {
@@ -72,5 +76,28 @@ func TestEventTypeFromSubject(t *testing.T) {
 		if typ != want.typ || replay != want.replay {
 			t.Errorf("%s -> %q %v, want %q %v", subject, typ, replay, want.typ, want.replay)
 		}
+	}
+}
+
+func TestCustomerOfReadsOnlyTheCustomerField(t *testing.T) {
+	if n := (&billingv1.BillingEvent{}).ProtoReflect().Descriptor().Fields().ByName("customer_id").Number(); n != 10 {
+		t.Fatalf("customer_id is field %d; customerOf reads field 10", n)
+	}
+	ev := &billingv1.BillingEvent{EventId: "evt_1", Type: "invoice.paid", CustomerId: "cus_Part1", RawJson: []byte(`{"id":"evt_1"}`),
+		Email: "a@example.com", Amount: 1200}
+	b, err := proto.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := customerOf(b); got != "cus_Part1" {
+		t.Fatalf("customerOf = %q", got)
+	}
+	ev.CustomerId = ""
+	b, _ = proto.Marshal(ev)
+	if got := customerOf(b); got != "" {
+		t.Fatalf("no customer: customerOf = %q", got)
+	}
+	if got := customerOf([]byte{0xff, 0xff, 0xff}); got != "" {
+		t.Fatalf("garbage: customerOf = %q", got)
 	}
 }
