@@ -148,6 +148,9 @@ func (c Config) withDefaults() Config {
 	if c.Consumer.BatchSize == 0 {
 		c.Consumer.BatchSize = DefaultBatchSize
 	}
+	// A batch locks its customers until it commits: a customer's events
+	// all go to one worker, so that batches never queue behind each other.
+	c.Consumer.PartitionByCustomer = true
 	if c.Consumer.MaxDeliver == 0 {
 		c.Consumer.MaxDeliver = 10
 	}
