@@ -272,7 +272,9 @@ func (t *txn) apply(ev *billingv1.BillingEvent, k kind, h hint, opts ApplyOption
 	if err != nil {
 		return Result{}, err
 	}
-	after, err := t.derive()
+	// One round trip at most: the customer's purchase facts, when this
+	// event wrote them, and the events parked for the charges it taught.
+	after, parked, err := t.deriveAndClaim()
 	if err != nil {
 		return Result{}, err
 	}
@@ -285,11 +287,11 @@ func (t *txn) apply(ev *billingv1.BillingEvent, k kind, h hint, opts ApplyOption
 	}
 	// Events parked for a charge this event taught us: apply them now, in
 	// the same transaction, each with its own audit row.
-	if err := t.resolveParked(before); err != nil {
-		return Result{}, err
-	}
 	final := after
-	if len(t.learned) > 0 {
+	if len(parked) > 0 {
+		if err := t.applyParked(parked); err != nil {
+			return Result{}, err
+		}
 		if final, err = t.derive(); err != nil {
 			return Result{}, err
 		}
@@ -371,53 +373,72 @@ func (t *txn) park(ev *billingv1.BillingEvent, res *Result) error {
 	return nil
 }
 
-// resolveParked applies parked events for the charges this event taught.
-func (t *txn) resolveParked(before *billingv1.CustomerStatus) error {
+// deriveAndClaim is derive plus, when the event taught charges or payment
+// intents, the claim of the events parked for them, in one round trip.
+func (t *txn) deriveAndClaim() (*billingv1.CustomerStatus, []*billingv1.BillingEvent, error) {
 	if len(t.learned) == 0 {
-		return nil
+		st, err := t.derive()
+		return st, nil, err
 	}
+	facts := t.cachedFacts()
 	br, err := t.send(func(b *pgx.Batch) {
 		b.Queue(`UPDATE billing.unresolved_events SET resolved_at = now()
 			WHERE ref = ANY($1) AND resolved_at IS NULL RETURNING event_id, event`, t.learned)
+		if facts == nil {
+			queuePurchaseFacts(b, []string{t.cus.id})
+		}
 	})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	defer br.Close()
+	parked, err := readParked(br)
+	if err != nil {
+		return nil, nil, err
+	}
+	if facts == nil {
+		if facts, err = t.readFacts(br); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := br.Close(); err != nil {
+		return nil, nil, fmt.Errorf("resolve parked events: %w", err)
+	}
+	return buildStatus(t.cus, t.subs, facts.purchases, facts.disputeOpen, t.s.policy), parked, nil
+}
+
+func readParked(br pgx.BatchResults) ([]*billingv1.BillingEvent, error) {
 	rows, err := br.Query()
 	if err != nil {
-		return fmt.Errorf("resolve parked events: %w", err)
+		return nil, fmt.Errorf("resolve parked events: %w", err)
 	}
+	defer rows.Close()
 	var parked []*billingv1.BillingEvent
 	for rows.Next() {
 		var id string
 		var body []byte
 		if err := rows.Scan(&id, &body); err != nil {
-			rows.Close()
-			return fmt.Errorf("resolve parked events: %w", err)
+			return nil, fmt.Errorf("resolve parked events: %w", err)
 		}
 		ev := &billingv1.BillingEvent{}
 		if err := proto.Unmarshal(body, ev); err != nil {
-			rows.Close()
-			return fmt.Errorf("resolve parked event %s: %w", id, err)
+			return nil, fmt.Errorf("resolve parked event %s: %w", id, err)
 		}
 		parked = append(parked, ev)
 	}
-	rows.Close()
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("resolve parked events: %w", err)
+		return nil, fmt.Errorf("resolve parked events: %w", err)
 	}
-	if err := br.Close(); err != nil {
-		return fmt.Errorf("resolve parked events: %w", err)
-	}
-	prev := before
+	return parked, nil
+}
+
+// applyParked applies events parked for a charge the current event taught,
+// each with its own audit row.
+func (t *txn) applyParked(parked []*billingv1.BillingEvent) error {
 	for _, ev := range parked {
 		b, err := t.derive()
 		if err != nil {
 			return err
-		}
-		if prev == nil {
-			prev = b
 		}
 		outcome, err := t.mutate(ev, classify(ev), hint{}, true)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -108,19 +109,25 @@ func (s *Store) applyShared(ctx context.Context, items []BatchItem, idx []int, o
 			res[n] = r
 			t.batch.keep(t)
 		}
-		// COMMIT belongs to the batch, not to its last event.
-		t.ctx, t.owner = ctx, len(idx)-1
-		return nil
+		// The batch's own writes and COMMIT belong to no single event.
+		t.ctx = ctx
+		return t.batch.flushWrites(t)
 	})
 	if err != nil {
 		if lost || current < 0 {
 			return -1, err
 		}
 		// A queued statement fails when a later one carries it: blame the
-		// event that queued it.
+		// event that queued it. When a statement written for the whole
+		// batch fails, every event is applied alone.
 		var se *stepError
-		if errors.As(err, &se) && se.owner >= 0 && se.owner < len(idx) {
-			return se.owner, err
+		if errors.As(err, &se) {
+			if se.owner == batchOwner {
+				return -1, err
+			}
+			if se.owner >= 0 && se.owner < len(idx) {
+				return se.owner, err
+			}
 		}
 		return current, err
 	}
@@ -144,6 +151,10 @@ func (s *Store) applyShared(ctx context.Context, items []BatchItem, idx []int, o
 type batchState struct {
 	fresh     map[string]bool
 	customers map[string]*batchCustomer
+	// Rows written once for the whole batch, in apply order (flushWrites).
+	audits          []auditRow
+	outboxCustomers []string
+	outboxPayloads  [][]byte
 }
 
 type batchCustomer struct {
@@ -151,6 +162,88 @@ type batchCustomer struct {
 	subs []canonical.Subscription
 	// facts is nil until read, and replaced whenever an event writes them.
 	facts *purchaseFacts
+	// dirty: an event changed the row, which flushWrites stores.
+	dirty bool
+}
+
+type auditRow struct {
+	customer, eventID, eventType, actor, action string
+	before, after                               []byte
+	created                                     *time.Time
+}
+
+// batchOwner marks the statements that write for the whole batch: when one
+// fails, no single event is to blame.
+const batchOwner = -1
+
+// flushWrites queues the batch's customer rows, audit rows and outbox rows
+// as one statement each instead of one per event. Audit and outbox rows
+// keep the order the events applied in, so each customer's timeline and
+// published changes stay in order.
+func (b *batchState) flushWrites(t *txn) error {
+	t.owner = batchOwner
+	var ids, emails, names, users, profileIDs, profileTypes, statuses, lastEvents []string
+	var live, placeholder, deleted, reconcile, entitled []bool
+	var profileAt, failedAt []*time.Time
+	var statusJSON []string
+	for _, id := range slices.Sorted(maps.Keys(b.customers)) {
+		c := b.customers[id]
+		if !c.dirty {
+			continue
+		}
+		r := c.row
+		js, err := marshalStatus(r.status)
+		if err != nil {
+			return err
+		}
+		ids, emails, names, users = append(ids, r.id), append(emails, r.email), append(names, r.name), append(users, r.userID)
+		live, placeholder, deleted = append(live, r.livemode), append(placeholder, r.placeholder), append(deleted, r.deleted)
+		profileAt, profileIDs, profileTypes = append(profileAt, r.profileCreated), append(profileIDs, r.profileEventID), append(profileTypes, r.profileEventType)
+		failedAt, reconcile = append(failedAt, r.lastPaymentFailedAt), append(reconcile, r.needsReconciliation)
+		statuses, entitled = append(statuses, canonical.StatusName(r.status.GetStatus())), append(entitled, r.status.GetEntitled())
+		statusJSON, lastEvents = append(statusJSON, string(js)), append(lastEvents, r.status.GetLastEventId())
+	}
+	if len(ids) > 0 {
+		t.queueAs("store customers", `UPDATE billing.customers c SET email = u.email, name = u.name, user_id = u.user_id, livemode = u.livemode,
+				placeholder = u.placeholder, deleted = u.deleted, profile_event_created = u.profile_event_created,
+				profile_event_id = u.profile_event_id, profile_event_type = u.profile_event_type,
+				last_payment_failed_at = u.last_payment_failed_at, needs_reconciliation = u.needs_reconciliation,
+				status = u.status, entitled = u.entitled, status_json = u.status_json::jsonb, last_event_id = u.last_event_id, updated_at = now()
+			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::bool[], $7::bool[], $8::timestamptz[], $9::text[],
+				$10::text[], $11::timestamptz[], $12::bool[], $13::text[], $14::bool[], $15::text[], $16::text[])
+				AS u(id, email, name, user_id, livemode, placeholder, deleted, profile_event_created, profile_event_id,
+				profile_event_type, last_payment_failed_at, needs_reconciliation, status, entitled, status_json, last_event_id)
+			WHERE c.id = u.id`,
+			ids, emails, names, users, live, placeholder, deleted, profileAt, profileIDs, profileTypes, failedAt, reconcile,
+			statuses, entitled, statusJSON, lastEvents)
+	}
+	if n := len(b.audits); n > 0 {
+		cus, evIDs, evTypes, actors, actions := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		before, after := make([]*string, n), make([]*string, n)
+		created := make([]*time.Time, n)
+		for i, a := range b.audits {
+			cus[i], evIDs[i], evTypes[i], actors[i], actions[i], created[i] = a.customer, a.eventID, a.eventType, a.actor, a.action, a.created
+			before[i], after[i] = jsonText(a.before), jsonText(a.after)
+		}
+		t.queueAs("audit", `INSERT INTO billing.audit_log (customer_id, event_id, event_type, actor, action, before, after, event_created)
+			SELECT c, e, ty, ac, an, b::jsonb, a::jsonb, cr FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+				$6::text[], $7::text[], $8::timestamptz[]) WITH ORDINALITY AS u(c, e, ty, ac, an, b, a, cr, n) ORDER BY n`,
+			cus, evIDs, evTypes, actors, actions, before, after, created)
+	}
+	if len(b.outboxCustomers) > 0 {
+		t.queueAs("outbox", `INSERT INTO billing.outbox (customer_id, payload)
+			SELECT c, p FROM unnest($1::text[], $2::bytea[]) WITH ORDINALITY AS u(c, p, n) ORDER BY n`,
+			b.outboxCustomers, b.outboxPayloads)
+	}
+	return nil
+}
+
+func jsonText(b []byte) *string {
+	if b == nil {
+		return nil
+	}
+	s := string(b)
+	return &s
 }
 
 // prefetch records every event of the batch in processed_events and locks

@@ -246,34 +246,54 @@ func readPurchaseFacts(br pgx.BatchResults, into map[string]*purchaseFacts) erro
 // In a shared transaction the purchase facts read before are reused while
 // no event has written payments, refunds or disputes of this customer.
 func (t *txn) derive() (*billingv1.CustomerStatus, error) {
-	var bc *batchCustomer
-	if t.batch != nil {
-		bc = t.batch.customers[t.cus.id]
+	facts := t.cachedFacts()
+	if facts == nil {
+		br, err := t.send(func(b *pgx.Batch) { queuePurchaseFacts(b, []string{t.cus.id}) })
+		if err != nil {
+			return nil, err
+		}
+		defer br.Close()
+		if facts, err = t.readFacts(br); err != nil {
+			return nil, err
+		}
+		if err := br.Close(); err != nil {
+			return nil, fmt.Errorf("derive %s: %w", t.cus.id, err)
+		}
 	}
-	if bc != nil && bc.facts != nil && !t.touched {
-		return buildStatus(t.cus, t.subs, bc.facts.purchases, bc.facts.disputeOpen, t.s.policy), nil
+	return buildStatus(t.cus, t.subs, facts.purchases, facts.disputeOpen, t.s.policy), nil
+}
+
+// cachedFacts returns the customer's purchase facts when a shared
+// transaction holds them and the current event has not written them since;
+// nil when they must be read.
+func (t *txn) cachedFacts() *purchaseFacts {
+	if t.batch == nil || t.touched {
+		return nil
 	}
-	br, err := t.send(func(b *pgx.Batch) { queuePurchaseFacts(b, []string{t.cus.id}) })
-	if err != nil {
-		return nil, err
+	if bc := t.batch.customers[t.cus.id]; bc != nil {
+		return bc.facts
 	}
-	defer br.Close()
-	facts := map[string]*purchaseFacts{}
-	if err := readPurchaseFacts(br, facts); err != nil {
+	return nil
+}
+
+// readFacts reads queuePurchaseFacts' answer for the current customer and
+// keeps it for the batch.
+func (t *txn) readFacts(br pgx.BatchResults) (*purchaseFacts, error) {
+	all := map[string]*purchaseFacts{}
+	if err := readPurchaseFacts(br, all); err != nil {
 		return nil, fmt.Errorf("derive %s: %w", t.cus.id, err)
 	}
-	if err := br.Close(); err != nil {
-		return nil, fmt.Errorf("derive %s: %w", t.cus.id, err)
-	}
-	f := facts[t.cus.id]
+	f := all[t.cus.id]
 	if f == nil {
 		f = &purchaseFacts{}
 	}
-	if bc != nil {
-		bc.facts = f
+	if t.batch != nil {
+		if bc := t.batch.customers[t.cus.id]; bc != nil {
+			bc.facts = f
+		}
 	}
 	t.touched = false
-	return buildStatus(t.cus, t.subs, f.purchases, f.disputeOpen, t.s.policy), nil
+	return f, nil
 }
 
 func buildStatus(c customerRow, subs []canonical.Subscription, purchases []canonical.Purchase, disputeOpen bool, p canonical.Policy) *billingv1.CustomerStatus {
@@ -324,12 +344,23 @@ func (t *txn) audit(ev *billingv1.BillingEvent, actor, action string, before, af
 	if ev != nil {
 		evID, evType, created = ev.GetEventId(), ev.GetType(), eventTime(ev)
 	}
+	if t.batch != nil {
+		t.batch.audits = append(t.batch.audits, auditRow{customer: t.cus.id, eventID: evID, eventType: evType,
+			actor: actor, action: action, before: b, after: a, created: created})
+		return nil
+	}
 	t.queueAs("audit "+evID, `INSERT INTO billing.audit_log (customer_id, event_id, event_type, actor, action, before, after, event_created)
 		VALUES ($1,$2,$3,$4,$5,$6,$7,$8)`, t.cus.id, evID, evType, actor, action, b, a, created)
 	return nil
 }
 
 func (t *txn) writeCustomer(st *billingv1.CustomerStatus) error {
+	if t.batch != nil {
+		// Written once per customer when the batch ends (flushWrites).
+		t.cus.status = st
+		t.batch.customers[t.cus.id].dirty = true
+		return nil
+	}
 	js, err := marshalStatus(st)
 	if err != nil {
 		return err
@@ -349,6 +380,11 @@ func (t *txn) writeOutbox(st *billingv1.CustomerStatus) error {
 	body, err := proto.Marshal(st)
 	if err != nil {
 		return fmt.Errorf("outbox for %s: %w", t.cus.id, err)
+	}
+	if t.batch != nil {
+		t.batch.outboxCustomers = append(t.batch.outboxCustomers, t.cus.id)
+		t.batch.outboxPayloads = append(t.batch.outboxPayloads, body)
+		return nil
 	}
 	t.queueAs("outbox", `INSERT INTO billing.outbox (customer_id, payload) VALUES ($1, $2)`, t.cus.id, body)
 	return nil
