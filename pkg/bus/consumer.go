@@ -395,8 +395,15 @@ func (c *Consumer) ensureConsumer(ctx context.Context, first bool) (jetstream.Co
 // how long Run takes to stop pulling.
 const fetchWait = time.Second
 
-// window is how many messages the runner holds at once.
-func (c *Consumer) window() int { return c.cfg.Concurrency * c.cfg.BatchSize }
+// window is how many messages the runner holds at once. With batches it
+// holds two per handler, so that a handler finishing a batch finds the next
+// one already waiting instead of what trickled in meanwhile.
+func (c *Consumer) window() int {
+	if c.cfg.BatchSize > 1 {
+		return 2 * c.cfg.Concurrency * c.cfg.BatchSize
+	}
+	return c.cfg.Concurrency
+}
 
 // consume pulls only as many messages as there are free slots, so little
 // sits in a client buffer with its AckWait running, and queues each for the
