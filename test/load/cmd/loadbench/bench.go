@@ -502,6 +502,13 @@ func run(ctx context.Context, t *benchT, o options) error {
 	maxPh := fullPhase(s, p, sup, o, "max rate", 0, o.conc)
 	report(os.Stderr, maxPh)
 	vendors := vendorSummary(s)
+	var dr *drainResult
+	if _, ok := s.Procs["billing-state"]; ok {
+		fmt.Fprintf(os.Stderr, "loadbench: billing-state alone on a backlog: consumers stopped, %d senders for %s, then billing-state started\n", o.conc, o.duration)
+		if dr, err = drainPhase(s, sup, o); err != nil {
+			return err
+		}
+	}
 	st.runCleanups()
 
 	var nv *phase
@@ -513,7 +520,7 @@ func run(ctx context.Context, t *benchT, o options) error {
 		}
 		report(os.Stderr, nv)
 	}
-	md := markdown(o, light, steady, maxPh, nv, vendors, startLoad, startPressure, time.Since(began))
+	md := markdown(o, light, steady, maxPh, nv, dr, vendors, startLoad, startPressure, time.Since(began))
 	fmt.Println(md)
 	if o.out != "-" {
 		if err := os.WriteFile(o.out, []byte(md), 0o644); err != nil {

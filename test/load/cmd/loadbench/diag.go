@@ -219,6 +219,14 @@ type metric struct{ sum, count float64 }
 
 func (m metric) sub(o metric) metric { return metric{m.sum - o.sum, m.count - o.count} }
 
+// avg is the mean of a histogram that does not measure seconds.
+func (m metric) avg() float64 {
+	if m.count <= 0 {
+		return 0
+	}
+	return m.sum / m.count
+}
+
 func (m metric) mean() time.Duration {
 	if m.count <= 0 {
 		return 0
