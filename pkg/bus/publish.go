@@ -118,13 +118,26 @@ func (p *Publisher) publish(ctx context.Context, subject, msgID string, data []b
 	ack, err := p.js.PublishMsg(ctx, m)
 	elapsed := time.Since(start)
 
+	res, err := p.answer(subject, msgID, ack, err, elapsed)
+	if err != nil {
+		span.SetStatus(codes.Error, Redact(err.Error()))
+		return PubResult{}, err
+	}
+	if recording {
+		span.SetAttributes(attrMessagingStreamSeq.Int64(int64(res.Seq)), attribute.Bool("messaging.nats.duplicate", res.Duplicate))
+	}
+	return res, nil
+}
+
+// answer turns JetStream's PubAck (or failure) into a PubResult and records
+// it in the publish metrics.
+func (p *Publisher) answer(subject, msgID string, ack *jetstream.PubAck, err error, elapsed time.Duration) (PubResult, error) {
 	name := msgID
 	if name == "" {
 		name = subject
 	}
 	if err != nil {
 		p.metrics.observe(elapsed, "error")
-		span.SetStatus(codes.Error, Redact(err.Error()))
 		if isUnavailable(err) {
 			return PubResult{}, fmt.Errorf("publish %s: %w: %w", name, ErrUnavailable, err)
 		}
@@ -136,8 +149,64 @@ func (p *Publisher) publish(ctx context.Context, subject, msgID string, data []b
 	} else {
 		p.metrics.observe(elapsed, "ok")
 	}
-	if recording {
-		span.SetAttributes(attrMessagingStreamSeq.Int64(int64(res.Seq)), attribute.Bool("messaging.nats.duplicate", res.Duplicate))
-	}
 	return res, nil
+}
+
+// Message is one message for PublishAll.
+type Message struct {
+	Subject string
+	// MsgID becomes Nats-Msg-Id, so that publishing it again is a no-op.
+	MsgID string
+	Data  []byte
+}
+
+// PublishAll publishes msgs in order without waiting for each PubAck
+// before sending the next one, then waits for them all: one round trip for
+// the lot instead of one each. It returns the results of the messages
+// stored from the start of msgs up to the first that was not, and that
+// one's error. Messages after a failure may have been stored too;
+// publishing them again is harmless, since their ids deduplicate. Without a
+// deadline on ctx it waits at most 5 s.
+func (p *Publisher) PublishAll(ctx context.Context, msgs []Message) ([]PubResult, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	start := time.Now()
+	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	var sendErr error
+	for _, msg := range msgs {
+		m := &nats.Msg{Subject: msg.Subject, Data: msg.Data, Header: nats.Header{}}
+		if msg.MsgID != "" {
+			m.Header[jetstream.MsgIDHeader] = []string{msg.MsgID}
+		}
+		f, err := p.js.PublishMsgAsync(m)
+		if err != nil {
+			sendErr = err
+			break
+		}
+		futures = append(futures, f)
+	}
+	out := make([]PubResult, 0, len(futures))
+	for i, f := range futures {
+		var ack *jetstream.PubAck
+		var err error
+		select {
+		case ack = <-f.Ok():
+		case err = <-f.Err():
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		res, err := p.answer(msgs[i].Subject, msgs[i].MsgID, ack, err, time.Since(start))
+		if err != nil {
+			return out, err
+		}
+		out = append(out, res)
+	}
+	if sendErr != nil {
+		_, err := p.answer(msgs[len(futures)].Subject, msgs[len(futures)].MsgID, nil, sendErr, time.Since(start))
+		return out, err
+	}
+	return out, nil
 }

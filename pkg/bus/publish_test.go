@@ -3,6 +3,8 @@ package bus_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -211,5 +213,54 @@ func TestPublishGeneric(t *testing.T) {
 	}
 	if n := streamMsgs(t, b.js, bus.StreamStatus); n != 1 {
 		t.Fatalf("status stream holds %d", n)
+	}
+}
+
+func TestPublishAllStoresInOrderAndDeduplicates(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := testCtx(t)
+	var msgs []bus.Message
+	for i := range 50 {
+		msgs = append(msgs, bus.Message{Subject: bus.StatusSubject("cus_All1"), MsgID: fmt.Sprintf("outbox-%d", i), Data: []byte{byte(i)}})
+	}
+	res, err := b.pub.PublishAll(ctx, msgs)
+	if err != nil || len(res) != len(msgs) {
+		t.Fatalf("PublishAll: %d results, %v", len(res), err)
+	}
+	for i := 1; i < len(res); i++ {
+		if res[i].Seq <= res[i-1].Seq || res[i].Duplicate {
+			t.Fatalf("result %d: %+v after %+v; want stored in order", i, res[i], res[i-1])
+		}
+	}
+	again, err := b.pub.PublishAll(ctx, msgs[:10])
+	if err != nil || len(again) != 10 {
+		t.Fatalf("again: %d results, %v", len(again), err)
+	}
+	for i, r := range again {
+		if !r.Duplicate || r.Seq != res[i].Seq {
+			t.Fatalf("republished %d: %+v, want a duplicate of seq %d", i, r, res[i].Seq)
+		}
+	}
+	if n := streamMsgs(t, b.js, bus.StreamStatus); n != 50 {
+		t.Fatalf("stream holds %d, want 50", n)
+	}
+}
+
+func TestPublishAllReportsTheStoredPrefix(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := testCtx(t)
+	msgs := []bus.Message{
+		{Subject: bus.StatusSubject("cus_All2"), MsgID: "outbox-1", Data: []byte("a")},
+		{Subject: "nowhere.no.stream", MsgID: "outbox-2", Data: []byte("b")},
+		{Subject: bus.StatusSubject("cus_All2"), MsgID: "outbox-3", Data: []byte("c")},
+	}
+	res, err := b.pub.PublishAll(ctx, msgs)
+	if err == nil || len(res) != 1 {
+		t.Fatalf("PublishAll = %d results, %v; want the first stored and the second's error", len(res), err)
+	}
+	if !strings.Contains(err.Error(), "outbox-2") {
+		t.Fatalf("error %q does not name the message", err)
 	}
 }
