@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/launchready/launchready/pkg/bus"
@@ -21,7 +20,7 @@ import (
 
 // Publisher is the part of bus.Publisher the relay uses.
 type Publisher interface {
-	Publish(ctx context.Context, subject, msgID string, data []byte, hdr nats.Header) (bus.PubResult, error)
+	PublishAll(ctx context.Context, msgs []bus.Message) ([]bus.PubResult, error)
 }
 
 // Options tune the relay.
@@ -147,13 +146,19 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 }
 
-func (r *Relay) publish(ctx context.Context, row state.OutboxRow) error {
+// publish sends a claimed batch in one go (see bus.Publisher.PublishAll)
+// and reports how many rows from the start JetStream stored.
+func (r *Relay) publish(ctx context.Context, rows []state.OutboxRow) (int, error) {
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := r.pub.Publish(pctx, bus.StatusSubject(row.CustomerID), "outbox-"+strconv.FormatInt(row.ID, 10), row.Payload, nil); err != nil {
-		return err
+	msgs := make([]bus.Message, len(rows))
+	for i, row := range rows {
+		msgs[i] = bus.Message{Subject: bus.StatusSubject(row.CustomerID), MsgID: "outbox-" + strconv.FormatInt(row.ID, 10), Data: row.Payload}
 	}
-	r.published.Inc()
-	r.lag.Observe(time.Since(row.CreatedAt).Seconds())
-	return nil
+	done, err := r.pub.PublishAll(pctx, msgs)
+	for _, row := range rows[:len(done)] {
+		r.published.Inc()
+		r.lag.Observe(time.Since(row.CreatedAt).Seconds())
+	}
+	return len(done), err
 }

@@ -20,12 +20,13 @@ type OutboxRow struct {
 }
 
 // PublishOutbox claims up to limit unpublished rows (skipping rows another
-// replica holds), calls publish for each in id order and marks the
-// published ones. A row whose publish fails stays pending, and so do the
-// rows after it, to keep each customer's changes in order. A crash after
-// publish and before the mark publishes the row again with the same
-// message id, which JetStream's duplicate window drops.
-func (s *Store) PublishOutbox(ctx context.Context, limit int, publish func(context.Context, OutboxRow) error) (int, error) {
+// replica holds), hands them to publish in id order and marks the ones it
+// reports published: publish returns how many rows from the start went
+// out, and the error that stopped it. A row whose publish fails stays
+// pending, and so do the rows after it. A crash after publish and before
+// the mark publishes the row again with the same message id, which
+// JetStream's duplicate window drops.
+func (s *Store) PublishOutbox(ctx context.Context, limit int, publish func(context.Context, []OutboxRow) (int, error)) (int, error) {
 	var done int
 	var failed error
 	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
@@ -48,13 +49,14 @@ func (s *Store) PublishOutbox(ctx context.Context, limit int, publish func(conte
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("claim outbox: %w", err)
 		}
-		var ids []int64
-		var pubErr error
-		for _, r := range batch {
-			if pubErr = publish(ctx, r); pubErr != nil {
-				break
-			}
-			ids = append(ids, r.ID)
+		if len(batch) == 0 {
+			return nil
+		}
+		sent, pubErr := publish(ctx, batch)
+		sent = max(0, min(sent, len(batch)))
+		ids := make([]int64, sent)
+		for i, r := range batch[:sent] {
+			ids[i] = r.ID
 		}
 		if len(ids) > 0 {
 			if _, err := tx.Exec(ctx, `UPDATE billing.outbox SET published_at = now() WHERE id = ANY($1)`, ids); err != nil {

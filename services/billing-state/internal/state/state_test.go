@@ -670,17 +670,19 @@ func TestOutboxPublishesOnceInOrder(t *testing.T) {
 	}
 	var seen []*billingv1.CustomerStatus
 	var last int64
-	n, err := b.store.PublishOutbox(b.ctx, 100, func(_ context.Context, r state.OutboxRow) error {
-		if r.ID <= last {
-			t.Errorf("outbox out of order: %d after %d", r.ID, last)
+	n, err := b.store.PublishOutbox(b.ctx, 100, func(_ context.Context, rows []state.OutboxRow) (int, error) {
+		for i, r := range rows {
+			if r.ID <= last {
+				t.Errorf("outbox out of order: %d after %d", r.ID, last)
+			}
+			last = r.ID
+			st := &billingv1.CustomerStatus{}
+			if err := proto.Unmarshal(r.Payload, st); err != nil {
+				return i, err
+			}
+			seen = append(seen, st)
 		}
-		last = r.ID
-		st := &billingv1.CustomerStatus{}
-		if err := proto.Unmarshal(r.Payload, st); err != nil {
-			return err
-		}
-		seen = append(seen, st)
-		return nil
+		return len(rows), nil
 	})
 	if err != nil || n != pending {
 		t.Fatalf("published %d of %d: %v", n, pending, err)
@@ -688,9 +690,9 @@ func TestOutboxPublishesOnceInOrder(t *testing.T) {
 	if final := seen[len(seen)-1]; final.GetStatus() != billingv1.BillingStatus_BILLING_STATUS_CANCELED {
 		t.Fatalf("last published status %v", final.GetStatus())
 	}
-	n, err = b.store.PublishOutbox(b.ctx, 100, func(context.Context, state.OutboxRow) error {
+	n, err = b.store.PublishOutbox(b.ctx, 100, func(_ context.Context, rows []state.OutboxRow) (int, error) {
 		t.Error("published twice")
-		return nil
+		return len(rows), nil
 	})
 	if err != nil || n != 0 {
 		t.Fatalf("second pass: %d %v", n, err)
@@ -698,11 +700,25 @@ func TestOutboxPublishesOnceInOrder(t *testing.T) {
 	// A failing publish leaves the row pending for the next pass.
 	jb2 := journeytest.New(t, "cus_Out2", base)
 	b.apply(t, jb2.Subscription("customer.subscription.created", 0, "sub_Out2", "active", false, nil))
-	if _, err := b.store.PublishOutbox(b.ctx, 100, func(context.Context, state.OutboxRow) error { return errors.New("nats down") }); err == nil {
+	if _, err := b.store.PublishOutbox(b.ctx, 100, func(context.Context, []state.OutboxRow) (int, error) { return 0, errors.New("nats down") }); err == nil {
 		t.Fatal("publish failure not reported")
 	}
 	if p, _, _ := b.store.OutboxPending(b.ctx); p != 1 {
 		t.Fatalf("pending after failure = %d, want 1", p)
+	}
+	// A batch that fails part way marks only the rows before the failure.
+	b.apply(t, jb2.Subscription("customer.subscription.updated", 10, "sub_Out2", "past_due", false, map[string]any{"status": "active"}))
+	n, err = b.store.PublishOutbox(b.ctx, 100, func(_ context.Context, rows []state.OutboxRow) (int, error) {
+		if len(rows) != 2 {
+			t.Errorf("claimed %d rows, want 2", len(rows))
+		}
+		return 1, errors.New("nats went away after the first")
+	})
+	if err == nil || n != 1 {
+		t.Fatalf("partial batch: published %d, err %v; want 1 and the error", n, err)
+	}
+	if p, _, _ := b.store.OutboxPending(b.ctx); p != 1 {
+		t.Fatalf("pending after a partial batch = %d, want 1", p)
 	}
 }
 
