@@ -42,6 +42,17 @@ func DefaultFilterSubjects(durable string) []string {
 	return []string{EventsPrefix + ">", ReplayPrefix + durable + ".>"}
 }
 
+// TypeFilterSubjects is the filter of a durable that needs only some event
+// types: JetStream then never delivers the others to it. Dead letters of
+// the durable can always be replayed to it.
+func TypeFilterSubjects(durable string, types []string) []string {
+	out := make([]string, 0, len(types)+1)
+	for _, t := range types {
+		out = append(out, EventSubject(t))
+	}
+	return append(out, ReplayPrefix+durable+".>")
+}
+
 // eventTypeFromSubject recovers the Stripe type from an event or replay
 // subject; replay subjects carry the durable name first.
 func eventTypeFromSubject(subject string) (eventType string, replay bool) {

@@ -363,6 +363,14 @@ func Run(ctx context.Context, cfg Config) error {
 	ticketHandler := &tickets.Handler{Consumer: TicketsDurable, Pool: p, Rules: set, Desk: desk, Metrics: m, Log: log, MaxAge: cfg.MaxEventAge}
 	alertHandler := &alerts.Handler{Pool: p, Rules: set, Channel: channel, Metrics: m, Log: log, SLO: slo, MaxAge: cfg.MaxEventAge}
 	opts := bus.ConsumerOptions{Logger: log, TracerProvider: tel.TracerProvider(), Registry: reg}
+	// Each durable receives only the event types its rules act on; the
+	// rest of the stream never reaches the service.
+	if len(cfg.Tickets.FilterSubjects) == 0 {
+		cfg.Tickets.FilterSubjects = bus.TypeFilterSubjects(cfg.Tickets.Durable, set.Types(rules.Ticket, rules.Resolve))
+	}
+	if len(cfg.Alerts.FilterSubjects) == 0 {
+		cfg.Alerts.FilterSubjects = bus.TypeFilterSubjects(cfg.Alerts.Durable, set.Types(rules.Alert))
+	}
 	consumers := []*bus.Consumer{
 		bus.NewConsumer(js, cfg.Tickets, ticketHandler.Handle, opts),
 		bus.NewConsumer(js, cfg.Alerts, alertHandler.Handle, opts),

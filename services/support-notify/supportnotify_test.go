@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -471,5 +472,43 @@ func TestRealStripePayloads(t *testing.T) {
 	}
 	if m := len(b.slack.Messages()); m != 2 {
 		t.Fatalf("want alerts for the failed invoice and the dispute only, got %d", m)
+	}
+}
+
+// TestConsumersReceiveOnlyTheTypesTheirRulesActOn: each durable filters on
+// the event types of its rules, so an event no rule acts on never reaches
+// the service, while a failed payment reaches both.
+func TestConsumersReceiveOnlyTheTypesTheirRulesActOn(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil, nil)
+	c := fakes.NewCustomer()
+	b.publish(t, c.CheckoutPaid(time.Now()))
+	b.drained(t)
+	delivered := func(durable string) uint64 {
+		cons, err := b.js.Consumer(context.Background(), bus.StreamEvents, durable)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := cons.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(info.Config.FilterSubjects, bus.EventSubject("invoice.payment_failed")) ||
+			slices.Contains(info.Config.FilterSubjects, bus.EventsPrefix+">") {
+			t.Fatalf("%s filters on %v", durable, info.Config.FilterSubjects)
+		}
+		return info.Delivered.Stream
+	}
+	for _, d := range []string{supportnotify.TicketsDurable, supportnotify.AlertsDurable} {
+		if n := delivered(d); n != 0 {
+			t.Fatalf("%s was delivered stream seq %d: a checkout no rule acts on reached it", d, n)
+		}
+	}
+	b.publish(t, c.InvoiceFailed(fakes.ID("in"), 1, time.Now()))
+	b.drained(t)
+	for _, d := range []string{supportnotify.TicketsDurable, supportnotify.AlertsDurable} {
+		if n := delivered(d); n != 2 {
+			t.Fatalf("%s: last delivered stream seq %d, want the failed payment (2)", d, n)
+		}
 	}
 }

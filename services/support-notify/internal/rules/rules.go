@@ -257,6 +257,24 @@ func KnownTypes() []string {
 	return out
 }
 
+// Types returns the sorted event types some rule takes one of actions for:
+// the only events a consumer doing those actions needs to receive.
+func (s *Set) Types(actions ...Action) []string {
+	var out []string
+	if s == nil {
+		return out
+	}
+	for _, r := range s.rules {
+		for _, a := range r.Actions {
+			if slices.Contains(actions, a) && !slices.Contains(out, r.Event) {
+				out = append(out, r.Event)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Rules returns a copy of the rules, for logging the effective set.
 func (s *Set) Rules() []Rule { return slices.Clone(s.rules) }
 

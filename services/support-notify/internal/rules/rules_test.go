@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 
@@ -177,5 +179,34 @@ func TestLoad(t *testing.T) {
 	}
 	if _, err := Load(bad); err == nil || !strings.Contains(err.Error(), bad) {
 		t.Fatalf("bad file error should name the file: %v", err)
+	}
+}
+
+func TestTypesAreTheRulesEventsForTheActions(t *testing.T) {
+	s := Defaults()
+	for _, actions := range [][]Action{{Alert}, {Ticket, Resolve}} {
+		got := s.Types(actions...)
+		if !sort.StringsAreSorted(got) || len(got) == 0 {
+			t.Fatalf("Types(%v) = %v, want a sorted, non-empty list", actions, got)
+		}
+		want := map[string]bool{}
+		for _, r := range s.Rules() {
+			for _, a := range r.Actions {
+				if slices.Contains(actions, a) {
+					want[r.Event] = true
+				}
+			}
+		}
+		if len(got) != len(want) {
+			t.Fatalf("Types(%v) = %v, want each of %v once", actions, got, want)
+		}
+		for _, typ := range got {
+			if !want[typ] {
+				t.Fatalf("Types(%v) has %s, which no such rule names", actions, typ)
+			}
+		}
+	}
+	if got := (*Set)(nil).Types(Alert); len(got) != 0 {
+		t.Fatalf("nil set: %v", got)
 	}
 }
