@@ -13,6 +13,8 @@ import (
 // backlog that waits in JetStream when nothing else competes for the box.
 type drainResult struct {
 	queued  int           // webhooks accepted while the consumers were stopped
+	acks    []time.Duration
+	sending time.Duration
 	applied int           // billing.processed_events rows added from /readyz until the backlog was empty
 	took    time.Duration // from /readyz until the backlog was empty
 	startup time.Duration // from the restart until /readyz
@@ -45,9 +47,10 @@ func drainPhase(s *harness.Stack, sup *supply, o options) (*drainResult, error) 
 	}()
 	d := harness.NewDriver(s.WebhookURL, s.Secret)
 	ctx, cancel := context.WithTimeout(context.Background(), o.duration)
+	sendStart := time.Now()
 	drive(ctx, d, sup, 0, o.conc)
 	cancel()
-	r := &drainResult{queued: d.Stats().Accepted}
+	r := &drainResult{queued: d.Stats().Accepted, acks: d.Stats().AckLatencies, sending: time.Since(sendStart)}
 
 	start := time.Now()
 	if err := bs.Resume(); err != nil {

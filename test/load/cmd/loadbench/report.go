@@ -103,6 +103,9 @@ func markdown(o options, light, steady, mx, nv *phase, dr *drainResult, vendors,
 	}
 	w("| ≥ 2,000 events/s applied (billing-state) | %.0f/s during the max-rate phase, sharing the box with ingress, the load generator and the other consumers | %s |", mx.appliedPerSec(), yes(mx.appliedPerSec() >= 2000))
 	if dr != nil {
+		_, _, q99, _ := pct(dr.acks)
+		w("| (context, not the target) webhooks accepted while the consumers are stopped: the ingress path alone, consumers catching up later | %.0f/s at p99 %s ms (c=%d) | |",
+			float64(dr.queued)/dr.sending.Seconds(), msf(q99), o.conc)
 		w("| ≥ 2,000 events/s applied (billing-state), alone on a backlog | %.0f/s: %d events queued in JetStream while the consumers were stopped, applied in %s (mean batch %.1f) | %s |",
 			dr.perSec(), dr.applied, dr.took.Round(time.Millisecond), dr.batch.avg(), yes(dr.perSec() >= 2000))
 	}
