@@ -86,7 +86,7 @@ func markdown(o options, light, steady, mx, nv *phase, dr *drainResult, vendors,
 		w("- Overrides: services %q, environment %q.", o.services, o.env)
 	}
 	w("- Events: realistic Stripe payloads from `shared/fixtures/stripe` (scenario templates: lifecycles, trials, refunds, disputes, basil shapes, noise), every body a new event of a new customer. HubSpot, Zendesk and Slack fakes answer in %s.", o.vendorLatency)
-	w("- End-to-end latency: probe customers flip a subscription between active and past_due (%d probes/s, part of the load); measured from the POST until `GetCustomerStatus` returns the new status (polled every 2 ms over gRPC).", o.probeRate)
+	w("- End-to-end latency: probe customers flip a subscription between active and past_due (%d probes/s, part of the load); measured from the POST until `GetCustomerStatus` returns the new status (polled over gRPC every %s, then backing off to 50 ms after ten polls).", o.probeRate, pollEvery)
 	w("- Run took %s.", total.Round(time.Second))
 	w("")
 	w("## Targets")
