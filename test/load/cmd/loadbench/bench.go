@@ -509,8 +509,8 @@ func run(ctx context.Context, t *benchT, o options) error {
 	report(os.Stderr, maxPh)
 	vendors := vendorSummary(s)
 	var dr *drainResult
-	if _, ok := s.Procs["billing-state"]; ok {
-		fmt.Fprintf(os.Stderr, "loadbench: billing-state alone on a backlog: consumers stopped, %d senders for %s, then billing-state started\n", o.conc, o.duration)
+	if _, ok := s.Procs["billing-state"]; ok && o.queueFor > 0 {
+		fmt.Fprintf(os.Stderr, "loadbench: billing-state alone on a backlog: consumers stopped, %d senders for %s, then billing-state started\n", o.conc, o.queueFor)
 		if dr, err = drainPhase(s, sup, o); err != nil {
 			return err
 		}

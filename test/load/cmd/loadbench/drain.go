@@ -24,8 +24,8 @@ type drainResult struct {
 
 func (r *drainResult) perSec() float64 { return float64(r.applied) / r.took.Seconds() }
 
-// drainPhase stops the three consumers, lets ingress queue webhooks for d
-// at full speed, then starts billing-state alone and times it until its
+// drainPhase stops the three consumers, lets ingress queue webhooks for
+// o.queueFor at full speed, then starts billing-state alone and times it until its
 // backlog is applied. crm-sync and support-notify are started again once
 // it is done.
 func drainPhase(s *harness.Stack, sup *supply, o options) (*drainResult, error) {
@@ -46,7 +46,7 @@ func drainPhase(s *harness.Stack, sup *supply, o options) (*drainResult, error) 
 		}
 	}()
 	d := harness.NewDriver(s.WebhookURL, s.Secret)
-	ctx, cancel := context.WithTimeout(context.Background(), o.duration)
+	ctx, cancel := context.WithTimeout(context.Background(), o.queueFor)
 	sendStart := time.Now()
 	drive(ctx, d, sup, 0, o.conc)
 	cancel()

@@ -43,6 +43,7 @@ import (
 
 type options struct {
 	duration      time.Duration
+	queueFor      time.Duration
 	conc          int
 	rate          int
 	lightRate     int
@@ -69,6 +70,7 @@ func main() {
 	var o options
 	fs := flag.NewFlagSet("loadbench", flag.ExitOnError)
 	fs.DurationVar(&o.duration, "d", 20*time.Second, "length of each measured phase")
+	fs.DurationVar(&o.queueFor, "queue", 5*time.Second, "how long ingress queues webhooks with the consumers stopped, before billing-state alone applies the backlog (0: skip)")
 	fs.IntVar(&o.conc, "c", 16, "concurrent senders in the max-rate and naive phases")
 	fs.IntVar(&o.rate, "rate", 500, "webhooks/s in the steady phase")
 	fs.IntVar(&o.lightRate, "light-rate", 100, "webhooks/s in a first, light phase that shows the pipeline's own latency (0: skip)")

@@ -154,7 +154,7 @@ func markdown(o options, light, steady, mx, nv *phase, dr *drainResult, vendors,
 		w("## billing-state alone on a backlog")
 		w("")
 		w("ingress accepted %d webhooks in %s (c=%d) while billing-state, crm-sync and support-notify were stopped; then billing-state alone was started. It answered `/readyz` after %s and applied %d events in the %s that followed: **%.0f events/s**, in transactions of %.1f events on average (`lr_billing_state_batch_size`).",
-			dr.queued, o.duration, o.conc, dr.startup.Round(time.Millisecond), dr.applied, dr.took.Round(time.Millisecond), dr.perSec(), dr.batch.avg())
+			dr.queued, dr.sending.Round(100*time.Millisecond), o.conc, dr.startup.Round(time.Millisecond), dr.applied, dr.took.Round(time.Millisecond), dr.perSec(), dr.batch.avg())
 		w("")
 		w("| process | CPU-s / 1,000 applied | RSS peak MiB |")
 		w("|---|---|---|")
