@@ -312,7 +312,7 @@ type phase struct {
 	waits     map[string]int // Postgres session states sampled
 	profiles  map[string]string
 	// billing-state's own histograms over the phase (sum, count).
-	apply, outboxLag metric
+	apply, outboxLag, batch metric
 }
 
 func (ph *phase) acceptedPerSec() float64 {
@@ -424,6 +424,7 @@ func fullPhase(s *harness.Stack, p *probes, sup *supply, o options, name string,
 	m1 := scrape(s.Ops["billing-state"] + "/metrics")
 	ph.apply = m1["lr_billing_state_apply_seconds"].sub(m0["lr_billing_state_apply_seconds"])
 	ph.outboxLag = m1["lr_billing_state_outbox_lag_seconds"].sub(m0["lr_billing_state_outbox_lag_seconds"])
+	ph.batch = m1["lr_billing_state_batch_size"].sub(m0["lr_billing_state_batch_size"])
 	ph.vendorCRM = count(s, `SELECT count(*) FROM crm.processed_events`) - crm0
 	wg.Wait()
 	// Probes are webhooks too.

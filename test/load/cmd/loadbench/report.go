@@ -217,10 +217,12 @@ func markdown(o options, light, steady, mx, nv *phase, dr *drainResult, vendors,
 		if ph.applied > 0 {
 			perEvent = bsCPU / float64(ph.applied) * 1000
 		}
-		w("- %s: billing-state's mean `ApplyEvent` (its `lr_billing_state_apply_seconds`) was %s ms over %d deliveries, of which %.2f ms on its own CPU: "+
-			"with %d workers that caps it at ≈ %.0f events/s. Outbox lag to `billing.status.*` (Watch) averaged %s ms. "+
+		batch := max(ph.batch.avg(), 1)
+		w("- %s: billing-state applied in transactions of %.1f events on average (`lr_billing_state_batch_size`), each taking %s ms from its start to its commit "+
+			"(`lr_billing_state_apply_seconds`, %d deliveries), and spent %.2f ms of its own CPU per event: with %d workers that caps it at ≈ %.0f events/s. "+
+			"Outbox lag to `billing.status.*` (Watch) averaged %s ms. "+
 			"All processes together (load generator and Postgres backends included) used %.2f CPU-s per 1,000 webhooks: two idle CPUs could carry at most ≈ %.0f/s at that cost.",
-			ph.name, msf(ph.apply.mean()), int(ph.apply.count), perEvent, workers, float64(workers)/max(ph.apply.mean().Seconds(), 1e-6),
+			ph.name, batch, msf(ph.apply.mean()), int(ph.apply.count), perEvent, workers, float64(workers)*batch/max(ph.apply.mean().Seconds(), 1e-6),
 			msf(ph.outboxLag.mean()), perK(cpuAll, ph.driver.Accepted), 2000/max(perK(cpuAll, ph.driver.Accepted), 1e-6))
 	}
 	w("")
