@@ -12,7 +12,7 @@ import (
 // drainResult is billing-state's own capacity: how fast it applies a
 // backlog that waits in JetStream when nothing else competes for the box.
 type drainResult struct {
-	queued  int           // webhooks accepted while the consumers were stopped
+	queued  int // webhooks accepted while the consumers were stopped
 	acks    []time.Duration
 	sending time.Duration
 	applied int           // billing.processed_events rows added from /readyz until the backlog was empty
