@@ -152,6 +152,10 @@ func (b *bundle) drained(t *testing.T) {
 		idle := true
 		for _, durable := range []string{supportnotify.TicketsDurable, supportnotify.AlertsDurable} {
 			c, err := b.js.Consumer(context.Background(), bus.StreamEvents, durable)
+			if errors.Is(err, jetstream.ErrConsumerNotFound) {
+				idle = false // Run creates the durables after it reports ready
+				continue
+			}
 			if err != nil {
 				t.Fatalf("consumer %s: %v", durable, err)
 			}
