@@ -506,6 +506,41 @@ func TestGRPC(t *testing.T) {
 		for range got { // the stream ends once the client cancels
 		}
 	})
+	t.Run("watch skips a late copy of a change it already showed", func(t *testing.T) {
+		// The relay may publish a change after the watcher's first read
+		// already showed it, with an older last_event_id (later events that
+		// changed nothing a watcher sees moved it on).
+		cp := journeytest.New(t, "cus_Copy1", base)
+		h.publish(cp.Subscription("customer.subscription.created", 0, "sub_Copy1", "active", false, nil))
+		h.eventually(10*time.Second, "cus_Copy1 active", func() bool {
+			st := h.statusOf(cp.CustomerID)
+			return st != nil && st.GetStatus() == billingv1.BillingStatus_BILLING_STATUS_ACTIVE
+		})
+		wctx, cancel := context.WithCancel(read)
+		defer cancel()
+		stream, err := h.client.WatchCustomerStatus(wctx, &billingv1.WatchCustomerStatusRequest{CustomerId: cp.CustomerID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, err := stream.Recv()
+		if err != nil || first.GetStatus() != billingv1.BillingStatus_BILLING_STATUS_ACTIVE {
+			t.Fatalf("first: %v %v", first, err)
+		}
+		late := proto.Clone(first).(*billingv1.CustomerStatus)
+		late.LastEventId = "evt_earlier"
+		body, err := proto.Marshal(late)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.js.Publish(h.ctx, bus.StatusSubject(cp.CustomerID), body); err != nil {
+			t.Fatal(err)
+		}
+		h.publish(cp.Subscription("customer.subscription.updated", 10, "sub_Copy1", "past_due", false, map[string]any{"status": "active"}))
+		next, err := stream.Recv()
+		if err != nil || next.GetStatus() != billingv1.BillingStatus_BILLING_STATUS_PAST_DUE {
+			t.Fatalf("after a late copy of the current status, watch sent %v %v; want the past_due change", next, err)
+		}
+	})
 	t.Run("watch a customer not seen yet", func(t *testing.T) {
 		wctx, cancel := context.WithCancel(read)
 		defer cancel()

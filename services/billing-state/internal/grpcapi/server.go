@@ -122,8 +122,12 @@ func (s *Server) WatchCustomerStatus(req *billingv1.WatchCustomerStatusRequest, 
 				s.log.WarnContext(ctx, "undecodable status message", "customer_id", id, "error", err.Error())
 				continue
 			}
-			// The relay may publish a change the first read already showed.
-			if u := next.GetUpdatedAt(); u != nil && last.GetUpdatedAt() != nil && u.AsTime().Before(last.GetUpdatedAt().AsTime()) {
+			// The relay may publish a change the first read already showed,
+			// or publish changes late and out of order after a failed
+			// publish. updated_at moves only when something a watcher sees
+			// changes, so a snapshot no newer than the last one sent adds
+			// nothing, whatever its last_event_id.
+			if u := next.GetUpdatedAt(); u != nil && last.GetUpdatedAt() != nil && !u.AsTime().After(last.GetUpdatedAt().AsTime()) {
 				continue
 			}
 			if proto.Equal(next, last) {
