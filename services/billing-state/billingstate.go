@@ -84,6 +84,9 @@ type Config struct {
 	// delay between those deliveries (2s).
 	ParkAfter int
 	ParkRetry time.Duration
+	// ParkSweep is how often parked events whose charge's customer has
+	// become known are applied, for those their teaching event missed (5s).
+	ParkSweep time.Duration
 	// OutboxPoll bounds how long a change waits for the relay when no
 	// in-process signal wakes it (50ms).
 	OutboxPoll time.Duration
@@ -161,6 +164,9 @@ func (c Config) withDefaults() Config {
 	c.ParkAfter = max(1, min(c.ParkAfter, c.Consumer.MaxDeliver-1))
 	if c.ParkRetry <= 0 {
 		c.ParkRetry = 2 * time.Second
+	}
+	if c.ParkSweep <= 0 {
+		c.ParkSweep = 5 * time.Second
 	}
 	if c.OutboxPoll <= 0 {
 		c.OutboxPoll = 50 * time.Millisecond
@@ -334,6 +340,11 @@ func Run(ctx context.Context, cfg Config) error {
 			errc <- fmt.Errorf("consumer: %w", err)
 		}
 	}()
+	sweepDone := make(chan struct{})
+	go func() {
+		defer close(sweepDone)
+		sweepParked(runCtx, store, cfg.ParkSweep, log)
+	}()
 	relayDone := make(chan struct{})
 	go func() {
 		defer close(relayDone)
@@ -365,6 +376,7 @@ func Run(ctx context.Context, cfg Config) error {
 	stopGRPC(gsrv, cfg.ShutdownGrace)
 	<-consumerDone
 	<-relayDone
+	<-sweepDone
 	<-httpDone
 	log.InfoContext(context.WithoutCancel(ctx), "billing-state stopped")
 	return runErr
@@ -449,6 +461,30 @@ func settle(ctx context.Context, m *metrics, cfg Config, log *slog.Logger, d *bu
 			"outcome", string(res.Outcome), "status_changed", res.StatusChanged)
 	}
 	return nil
+}
+
+// sweepParked applies, every interval, the parked events whose charge's
+// customer became known without their teaching event claiming them (see
+// state.Store.ResolveParked).
+func sweepParked(ctx context.Context, store *state.Store, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := store.ResolveParked(ctx, 100)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			log.WarnContext(ctx, "parked-event sweep failed; retrying at the next one", "action", "resolve_parked", "error", bus.Redact(err.Error()))
+		case n > 0:
+			log.InfoContext(ctx, "parked events applied by the sweep", "action", "resolve_parked", "applied", n)
+		}
+	}
 }
 
 // databaseUnavailable reports whether err means Postgres could not be

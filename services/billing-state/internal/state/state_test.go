@@ -780,3 +780,46 @@ func TestEveryFixtureApplies(t *testing.T) {
 	}
 	t.Logf("%d envelopes: %v", envelopes, outcomes)
 }
+
+// TestParkedEventMissedByItsTeacherIsSwept reproduces the race between
+// parking and learning: the charge's customer becomes known by a
+// transaction that did not see the parked event. The sweep applies it once.
+func TestParkedEventMissedByItsTeacherIsSwept(t *testing.T) {
+	b := setupIsolated(t)
+	jb := journeytest.New(t, "cus_Sweep1", base)
+	dispute := jb.Dispute("charge.dispute.created", 100, "dp_Sweep1", "ch_Sweep1", "needs_response")
+	if res, err := b.store.ApplyEvent(b.ctx, dispute, state.ApplyOptions{ParkUnresolved: true}); err != nil || res.Outcome != state.OutcomeUnresolved {
+		t.Fatalf("park: %+v %v", res, err)
+	}
+	if n, err := b.store.ResolveParked(b.ctx, 100); err != nil || n != 0 {
+		t.Fatalf("sweep before the charge is known: %d %v", n, err)
+	}
+	// The teacher committed its payment ref without claiming the parked
+	// event, as a transaction running alongside the park would.
+	b.apply(t, jb.CheckoutPayment("checkout.session.completed", 0, "cs_Sweep1", "pi_Sweep1", 2000, "paid"))
+	if _, err := b.store.Pool().Exec(b.ctx, `INSERT INTO billing.payment_refs (ref, customer_id) VALUES ('ch_Sweep1', $1)`, jb.CustomerID); err != nil {
+		t.Fatal(err)
+	}
+	if st := b.status(t, jb.CustomerID); st.GetDisputeOpen() {
+		t.Fatal("dispute applied before the sweep")
+	}
+	n, err := b.store.ResolveParked(b.ctx, 100)
+	if err != nil || n != 1 {
+		t.Fatalf("sweep: applied %d, %v; want 1", n, err)
+	}
+	if st := b.status(t, jb.CustomerID); !st.GetDisputeOpen() {
+		t.Fatalf("swept dispute not in the status: %v", st)
+	}
+	if n, err := b.store.ResolveParked(b.ctx, 100); err != nil || n != 0 {
+		t.Fatalf("second sweep: %d %v; want nothing left", n, err)
+	}
+	if u, _ := b.store.Unresolved(b.ctx); u != 0 {
+		t.Fatalf("unresolved = %d", u)
+	}
+	var outcome string
+	var audits int
+	if err := b.store.Pool().QueryRow(b.ctx, `SELECT outcome, (SELECT count(*) FROM billing.audit_log WHERE event_id = $1)
+		FROM billing.processed_events WHERE event_id = $1`, dispute.GetEventId()).Scan(&outcome, &audits); err != nil || outcome != "applied" || audits != 1 {
+		t.Fatalf("swept event: outcome %q, %d audit rows, %v; want applied and 1", outcome, audits, err)
+	}
+}
