@@ -37,6 +37,37 @@ func WithMaxConns(n int32) Option {
 	}
 }
 
+// WithIndexPlans is for a service whose statements are all index lookups
+// by key (billing-state's are), prepared once per connection. Left to
+// itself, Postgres plans an "= ANY($1)" statement again on every call (for
+// a short array a custom plan looks cheaper than the generic one), and it
+// keeps a generic plan built while a table was still small, with a
+// sequential scan, until the table is next analyzed. This option makes
+// each statement one generic plan, with sequential scans only where no
+// index serves. It is wrong for a statement whose best plan depends on its
+// parameters ("($1 <> '' AND a = $1) OR b = $2"): its generic plan cannot
+// pick the index. A DATABASE_URL that sets either setting wins.
+func WithIndexPlans() Option {
+	return func(c *pgxpool.Config) {
+		for k, v := range map[string]string{"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off"} {
+			if _, set := c.ConnConfig.RuntimeParams[k]; !set {
+				c.ConnConfig.RuntimeParams[k] = v
+			}
+		}
+	}
+}
+
+// WithApplicationName names the sessions in pg_stat_activity, so an
+// operator sees which service holds a connection. A DATABASE_URL that sets
+// application_name itself wins.
+func WithApplicationName(name string) Option {
+	return func(c *pgxpool.Config) {
+		if _, set := c.ConnConfig.RuntimeParams["application_name"]; !set && name != "" {
+			c.ConnConfig.RuntimeParams["application_name"] = name
+		}
+	}
+}
+
 // Open returns a pool for url. It does not wait for the server: a service
 // starts while Postgres is down and reports it through readiness.
 func Open(ctx context.Context, url string, opts ...Option) (*pgxpool.Pool, error) {

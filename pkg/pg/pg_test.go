@@ -194,3 +194,58 @@ func TestIsUnavailableWhenDatabaseRefusesConnections(t *testing.T) {
 		t.Fatalf("refusing database not classed as unavailable: %v", err)
 	}
 }
+
+func TestWithApplicationNameNamesSessionsUnlessTheURLDoes(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	name := func(u string) string {
+		t.Helper()
+		pool, err := pg.Open(ctx, u, pg.WithApplicationName("billing-state"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pool.Close()
+		var got string
+		if err := pool.QueryRow(ctx, `SELECT current_setting('application_name')`).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := name(url); got != "billing-state" {
+		t.Fatalf("application_name = %q, want billing-state", got)
+	}
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	if got := name(url + sep + "application_name=ops"); got != "ops" {
+		t.Fatalf("application_name = %q, want the URL's own ops", got)
+	}
+}
+
+func TestWithIndexPlansAppliesUnlessTheURLSetsThem(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	settings := func(u string) (plan, seq string) {
+		t.Helper()
+		pool, err := pg.Open(ctx, u, pg.WithIndexPlans())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pool.Close()
+		if err := pool.QueryRow(ctx, `SELECT current_setting('plan_cache_mode'), current_setting('enable_seqscan')`).Scan(&plan, &seq); err != nil {
+			t.Fatal(err)
+		}
+		return plan, seq
+	}
+	if plan, seq := settings(url); plan != "force_generic_plan" || seq != "off" {
+		t.Fatalf("plan_cache_mode=%s enable_seqscan=%s, want force_generic_plan and off", plan, seq)
+	}
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	if plan, seq := settings(url + sep + "plan_cache_mode=auto&enable_seqscan=on"); plan != "auto" || seq != "on" {
+		t.Fatalf("plan_cache_mode=%s enable_seqscan=%s, want the URL's auto and on", plan, seq)
+	}
+}

@@ -63,7 +63,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// Each worker holds one connection for its delivery (the advisory lock
 	// and the transaction span the CRM call); a few spare serve /readyz
 	// and the failure log.
-	pool, err := pg.Open(ctx, cfg.DatabaseURL, pg.WithMaxConns(int32(concurrency+4)), pg.WithTracer(tel.PgxTracer()))
+	pool, err := pg.Open(ctx, cfg.DatabaseURL, pg.WithMaxConns(int32(concurrency+4)), pg.WithTracer(tel.PgxTracer()), pg.WithApplicationName("crm-sync"))
 	if err != nil {
 		return fmt.Errorf("crm-sync database: %w", err)
 	}

@@ -410,7 +410,7 @@ func openDatabase(ctx context.Context, dbURL string, maxConns int32, tracer pgx.
 	// Vendor calls run inside ticket transactions, so every worker of both
 	// consumers may hold a connection at once: size the pool for that, or
 	// a slow Zendesk would starve the alert workers of connections.
-	pool, err := pg.Open(ctx, dbURL, pg.WithMaxConns(maxConns), pg.WithTracer(tracer))
+	pool, err := pg.Open(ctx, dbURL, pg.WithMaxConns(maxConns), pg.WithTracer(tracer), pg.WithApplicationName("support-notify"))
 	if err != nil {
 		return nil, err
 	}
