@@ -219,7 +219,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}()
 
 	// Database.
-	pool, err := pg.Open(ctx, cfg.DatabaseURL, pg.WithMaxConns(cfg.DBMaxConns), pg.WithTracer(tp.PgxTracer()))
+	pool, err := pg.Open(ctx, cfg.DatabaseURL, pg.WithMaxConns(cfg.DBMaxConns), pg.WithTracer(tp.PgxTracer()), pg.WithApplicationName("billing-state"), pg.WithIndexPlans())
 	if err != nil {
 		return fmt.Errorf("billing-state: %w", err)
 	}

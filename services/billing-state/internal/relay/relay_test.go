@@ -55,7 +55,7 @@ func (p *lossyPublisher) PublishAll(ctx context.Context, msgs []bus.Message) ([]
 func TestRelayPublishesEachChangeOnceAcrossFailuresAndRestarts(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	pool, err := pg.Open(ctx, pgtest.NewDatabase(t))
+	pool, err := pg.Open(ctx, pgtest.NewDatabase(t), pg.WithIndexPlans())
 	if err != nil {
 		t.Fatal(err)
 	}

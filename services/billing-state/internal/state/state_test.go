@@ -72,7 +72,7 @@ func sharedPool(t testing.TB) *pgxpool.Pool {
 		u, _ := url.Parse(base)
 		u.Path = "/" + name
 		shared.url = u.String()
-		shared.pool, shared.err = pg.Open(ctx, shared.url)
+		shared.pool, shared.err = pg.Open(ctx, shared.url, pg.WithIndexPlans()) // as the service opens it
 		shared.drop = func() {
 			if shared.pool != nil {
 				shared.pool.Close()
@@ -112,7 +112,7 @@ func setupIsolated(t *testing.T, opts ...option) *bundle {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	pool, err := pg.Open(ctx, pgtest.NewDatabase(t))
+	pool, err := pg.Open(ctx, pgtest.NewDatabase(t), pg.WithIndexPlans())
 	if err != nil {
 		t.Fatal(err)
 	}
