@@ -654,6 +654,8 @@ func (c *Consumer) open(base context.Context, msg jetstream.Msg) *flight {
 	}
 	if d.Delivered > 1 {
 		c.metrics.redelivery()
+	} else {
+		c.metrics.waited(meta.Timestamp, time.Now())
 	}
 
 	ctx := otel.GetTextMapPropagator().Extract(base, headerCarrier(d.Header))

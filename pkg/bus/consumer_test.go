@@ -562,6 +562,20 @@ lr_publish_total{outcome="ok"} 4
 	if n := testutil.CollectAndCount(reg, "lr_consumer_processing_seconds", "lr_publish_seconds"); n != 2 {
 		t.Fatalf("histograms collected: %d", n)
 	}
+	// One wait per stored message: the redelivery is not a second wait.
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var waits uint64 = 99
+	for _, mf := range mfs {
+		if mf.GetName() == "lr_consumer_wait_seconds" {
+			waits = mf.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	if waits != 4 {
+		t.Fatalf("lr_consumer_wait_seconds observed %d waits, want 4 (the stored messages)", waits)
+	}
 }
 
 // deliveries reads lr_consumer_deliveries_total for one outcome.

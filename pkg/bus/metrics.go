@@ -64,6 +64,7 @@ type consumerMetrics struct {
 	deliveries  *prometheus.CounterVec
 	redelivered prometheus.Counter
 	processing  prometheus.Observer
+	waiting     prometheus.Observer
 	deadLetters prometheus.Counter
 	duplicates  prometheus.Counter
 	outcomes    map[string]prometheus.Counter
@@ -84,6 +85,11 @@ func newConsumerMetrics(reg prometheus.Registerer, durable string) *consumerMetr
 			Name:    "lr_consumer_processing_seconds",
 			Help:    "Handler time per delivery.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"consumer"})).WithLabelValues(durable),
+		waiting: register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "lr_consumer_wait_seconds",
+			Help:    "Time from JetStream storing a first delivery until its handler starts: the consumer's lag, as one delivery sees it (server clock).",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}, []string{"consumer"})).WithLabelValues(durable),
 		deadLetters: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lr_consumer_dead_letters_total",
@@ -117,6 +123,14 @@ func (m *consumerMetrics) outcome(o string, handler time.Duration) {
 func (m *consumerMetrics) duplicate() {
 	if m != nil {
 		m.duplicates.Inc()
+	}
+}
+
+// waited records how long a first delivery waited for its handler; a
+// redelivery's wait includes the retries' backoff and says nothing of lag.
+func (m *consumerMetrics) waited(stored time.Time, now time.Time) {
+	if m != nil && !stored.IsZero() {
+		m.waiting.Observe(max(0, now.Sub(stored).Seconds()))
 	}
 }
 

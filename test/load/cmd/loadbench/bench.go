@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -204,8 +206,8 @@ func (p *probes) fail(timeout bool) {
 }
 
 // procStat tracks one process's CPU and peak RSS over a phase. The
-// Postgres backends serving the stack's database are one row: their CPU
-// is summed, and their RSS (mostly shared buffers) is not reported.
+// Postgres backends serving one service are one row: their CPU is summed,
+// and their RSS (mostly shared buffers) is not reported.
 type procStat struct {
 	name     string
 	pid      int
@@ -229,18 +231,13 @@ type sampler struct {
 	done  chan struct{}
 }
 
-func sample(procs map[string]int, backends func() []int) *sampler {
+func sample(procs map[string]int, backends map[string]func() []int) *sampler {
 	s := &sampler{stop: make(chan struct{}), done: make(chan struct{})}
-	names := make([]string, 0, len(procs))
-	for n := range procs {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(procs)) {
 		s.stats = append(s.stats, &procStat{name: n, pid: procs[n]})
 	}
-	if backends != nil {
-		s.stats = append(s.stats, &procStat{name: "postgres (backends of this database)", backends: backends})
+	for _, n := range slices.Sorted(maps.Keys(backends)) {
+		s.stats = append(s.stats, &procStat{name: n, backends: backends[n]})
 	}
 	for _, st := range s.stats {
 		st.cpu0 = map[int]float64{}
@@ -312,7 +309,7 @@ type phase struct {
 	waits     map[string]int // Postgres session states sampled
 	profiles  map[string]string
 	// billing-state's own histograms over the phase (sum, count).
-	apply, outboxLag, batch metric
+	apply, outboxLag, batch, wait metric
 }
 
 func (ph *phase) acceptedPerSec() float64 {
@@ -387,6 +384,18 @@ func pids(s *harness.Stack) map[string]int {
 	return out
 }
 
+// serviceNames lists the stack's services that use Postgres.
+func serviceNames(s *harness.Stack) []string {
+	var out []string
+	for n := range s.Procs {
+		if n != "ingress" {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // fullPhase runs one phase against the stack.
 func fullPhase(s *harness.Stack, p *probes, sup *supply, o options, name string, rate, conc int) *phase {
 	ph := &phase{name: name}
@@ -401,7 +410,7 @@ func fullPhase(s *harness.Stack, p *probes, sup *supply, o options, name string,
 	applied0 := count(s, `SELECT count(*) FROM billing.processed_events`)
 	m0 := scrape(s.Ops["billing-state"] + "/metrics")
 	crm0 := count(s, `SELECT count(*) FROM crm.processed_events`)
-	smp := sample(pids(s), backendPids(s.DB, s.DatabaseName))
+	smp := sample(pids(s), backendPids(s.DB, s.DatabaseName, serviceNames(s)))
 	waits := sampleWaits(s.DB, s.DatabaseName)
 	var prof *profiler
 	if o.perf && rate == 0 {
@@ -425,6 +434,7 @@ func fullPhase(s *harness.Stack, p *probes, sup *supply, o options, name string,
 	ph.apply = m1["lr_billing_state_apply_seconds"].sub(m0["lr_billing_state_apply_seconds"])
 	ph.outboxLag = m1["lr_billing_state_outbox_lag_seconds"].sub(m0["lr_billing_state_outbox_lag_seconds"])
 	ph.batch = m1["lr_billing_state_batch_size"].sub(m0["lr_billing_state_batch_size"])
+	ph.wait = m1["lr_consumer_wait_seconds"].sub(m0["lr_consumer_wait_seconds"])
 	ph.vendorCRM = count(s, `SELECT count(*) FROM crm.processed_events`) - crm0
 	wg.Wait()
 	// Probes are webhooks too.

@@ -18,23 +18,35 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// backendPids lists the Postgres server processes serving db (other than
-// the observer's own), read at each call so new pool connections count.
-func backendPids(pool *pgxpool.Pool, db string) func() []int {
-	return func() []int {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		rows, err := pool.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, db)
-		if err != nil {
-			return nil
+// backendPids returns, for each service that runs, a lister of the Postgres
+// server processes serving it on db (sessions are named by
+// application_name), plus one for the database's other sessions, such as
+// this harness's own queries. Each call reads pg_stat_activity afresh, so
+// new pool connections count.
+func backendPids(pool *pgxpool.Pool, db string, services []string) map[string]func() []int {
+	list := func(app string) func() []int {
+		return func() []int {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			rows, err := pool.Query(ctx, `SELECT pid FROM pg_stat_activity
+				WHERE datname = $1 AND pid <> pg_backend_pid()
+				AND CASE WHEN application_name = ANY($2) THEN application_name ELSE '' END = $3`, db, services, app)
+			if err != nil {
+				return nil
+			}
+			out, _ := pgx.CollectRows(rows, pgx.RowTo[int32])
+			pids := make([]int, len(out))
+			for i, p := range out {
+				pids[i] = int(p)
+			}
+			return pids
 		}
-		out, _ := pgx.CollectRows(rows, pgx.RowTo[int32])
-		pids := make([]int, len(out))
-		for i, p := range out {
-			pids[i] = int(p)
-		}
-		return pids
 	}
+	m := map[string]func() []int{"postgres, other sessions": list("")}
+	for _, sv := range services {
+		m["postgres for "+sv] = list(sv)
+	}
+	return m
 }
 
 // waitSampler samples what the database's sessions are doing every 10 ms:
@@ -234,7 +246,8 @@ func (m metric) mean() time.Duration {
 	return time.Duration(m.sum / m.count * float64(time.Second))
 }
 
-// scrape reads the _sum and _count of every histogram at url.
+// scrape reads the _sum and _count of every histogram at url, summed over
+// its label sets.
 func scrape(url string) map[string]metric {
 	out := map[string]metric{}
 	client := &http.Client{Timeout: 5 * time.Second}
@@ -253,13 +266,15 @@ func scrape(url string) map[string]metric {
 		if err != nil {
 			continue
 		}
-		if name, ok := strings.CutSuffix(f[0], "_sum"); ok {
+		// Series of one name (one per label set) add up.
+		series, _, _ := strings.Cut(f[0], "{")
+		if name, ok := strings.CutSuffix(series, "_sum"); ok {
 			m := out[name]
-			m.sum = v
+			m.sum += v
 			out[name] = m
-		} else if name, ok := strings.CutSuffix(f[0], "_count"); ok {
+		} else if name, ok := strings.CutSuffix(series, "_count"); ok {
 			m := out[name]
-			m.count = v
+			m.count += v
 			out[name] = m
 		}
 	}
