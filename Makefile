@@ -25,7 +25,7 @@ run: ## start the whole system in one process (embedded JetStream, local Postgre
 	$(GO) run ./services/launchready/cmd/launchready dev
 
 .PHONY: test
-test: ## every module's tests against real Postgres and embedded NATS
+test: $(BIN)/kustomize ## every module's tests against real Postgres and embedded NATS (the k8s tests render with kustomize)
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 
 .PHONY: cover
