@@ -45,8 +45,8 @@ func WithMaxConns(n int32) Option {
 // sequential scan, until the table is next analyzed. This option makes
 // each statement one generic plan, with sequential scans only where no
 // index serves. It is wrong for a statement whose best plan depends on its
-// parameters ("($1 <> '' AND a = $1) OR b = $2"): its generic plan cannot
-// pick the index. A DATABASE_URL that sets either setting wins.
+// parameters ("(a = $1 OR $1 IS NULL) AND b = $2"): its generic plan
+// cannot pick the index. A DATABASE_URL that sets either setting wins.
 func WithIndexPlans() Option {
 	return func(c *pgxpool.Config) {
 		for k, v := range map[string]string{"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off"} {

@@ -39,9 +39,10 @@ const maxStatement = 2048
 // ("INSERT billing.processed_events"). Statement text is recorded with
 // string literals blanked and cut to 2 KiB; query parameters never are.
 //
-// A statement with no span in its context is not traced: pool health
-// checks, migrations at start-up and pollers would otherwise each start a
-// trace of their own every few milliseconds.
+// A statement with no sampled span in its context is not traced: pool
+// health checks, migrations at start-up and pollers would otherwise each
+// start a trace of their own every few milliseconds, and a span under an
+// unsampled parent is never exported.
 func PgxTracer(tp trace.TracerProvider) pgx.QueryTracer {
 	return &pgxTracer{tracer: tp.Tracer("github.com/launchready/launchready/pkg/telemetry/pgx")}
 }
@@ -68,7 +69,11 @@ func (t *pgxTracer) start(ctx context.Context, conn *pgx.Conn, name string, attr
 	return ctx
 }
 
-func traced(ctx context.Context) bool { return trace.SpanContextFromContext(ctx).IsValid() }
+// traced reports whether a statement gets spans: only under a sampled
+// span. A statement under an unsampled one (no exporter, or a trace the
+// ratio sampler left out) would make a span nothing exports, after the
+// work of summarising and sanitising its SQL.
+func traced(ctx context.Context) bool { return trace.SpanContextFromContext(ctx).IsSampled() }
 
 func (t *pgxTracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
 	if !traced(ctx) {

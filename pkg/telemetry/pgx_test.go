@@ -98,6 +98,40 @@ func TestPgxTracer(t *testing.T) {
 	}
 }
 
+// A statement under an unsampled span (no exporter, or a trace the ratio
+// left out) gets no span, even from a sampler that would record one: it
+// would be an orphan nobody exports, and summarising and sanitising its SQL
+// is work on every statement.
+func TestPgxTracerSkipsStatementsUnderAnUnsampledSpan(t *testing.T) {
+	p, exp := setup(t, telemetry.Config{Sampler: telemetry.SamplerAlwaysOn})
+	ctx := context.Background()
+	pool, err := pg.Open(ctx, pgtest.NewDatabase(t), pg.WithTracer(telemetry.PgxTracer(p.TracerProvider())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	unsampled := trace.ContextWithSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1},
+	}))
+	if _, err := pool.Exec(unsampled, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := pool.SendBatch(unsampled, &pgx.Batch{QueuedQueries: []*pgx.QueuedQuery{{SQL: "SELECT 2"}}}).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(exp.GetSpans()); n != 0 {
+		t.Fatalf("%d spans for statements under an unsampled span", n)
+	}
+	sampled, root := p.Tracer("t").Start(ctx, "handle")
+	if _, err := pool.Exec(sampled, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	root.End()
+	if n := len(exp.GetSpans()); n != 2 {
+		t.Fatalf("%d spans under a sampled span, want the statement's and the root", n)
+	}
+}
+
 func TestSQLSummaryAndSanitize(t *testing.T) {
 	for _, c := range []struct{ sql, name string }{
 		{"SELECT 1", "SELECT"},
