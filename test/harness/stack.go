@@ -94,6 +94,9 @@ type StackOptions struct {
 	Supervise bool
 	// LogLevel of the services (default "info").
 	LogLevel string
+	// Nice lowers a service's CPU priority (nice(1) increments, 1-19),
+	// as a shared box runs background work.
+	Nice map[string]int
 }
 
 // Stack is the whole system as separate processes: nats-server, the
@@ -223,7 +226,14 @@ func StartStack(t T, o StackOptions) *Stack {
 		} else {
 			s.Ops[name] = "http://" + env["HTTP_ADDR"]
 		}
-		p := Start(t, name, filepath.Join(s.Bin, name), envList(env))
+		var p *Proc
+		if n := o.Nice[name]; n > 0 {
+			// nice(1) execs the service: the pid is the service's, and
+			// every thread the Go runtime starts inherits the priority.
+			p = Start(t, name, "nice", envList(env), "-n", strconv.Itoa(n), filepath.Join(s.Bin, name))
+		} else {
+			p = Start(t, name, filepath.Join(s.Bin, name), envList(env))
+		}
 		if o.Supervise {
 			p.Supervise()
 		}

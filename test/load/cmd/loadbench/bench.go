@@ -486,6 +486,17 @@ func run(ctx context.Context, t *benchT, o options) error {
 	if o.services != "" {
 		so.Services = strings.Split(o.services, ",")
 	}
+	if o.nice != "" {
+		so.Nice = map[string]int{}
+		for _, kv := range strings.Split(o.nice, ",") {
+			k, v, ok := strings.Cut(kv, "=")
+			n, err := strconv.Atoi(v)
+			if !ok || err != nil || n < 1 || n > 19 {
+				return fmt.Errorf("-nice: %q is not name=1..19", kv)
+			}
+			so.Nice[k] = n
+		}
+	}
 	if o.env != "" {
 		so.Env = map[string]string{}
 		for _, kv := range strings.Split(o.env, ",") {

@@ -71,14 +71,14 @@ func sampleWaits(pool *pgxpool.Pool, db string) *waitSampler {
 			case <-t.C:
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			rows, err := pool.Query(ctx, `SELECT state, coalesce(wait_event_type, ''), coalesce(wait_event, ''), left(query, 1000)
+			rows, err := pool.Query(ctx, `SELECT state, coalesce(wait_event_type, ''), coalesce(wait_event, ''), left(query, 1000), application_name
 				FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND state <> 'idle'`, db)
 			if err == nil {
 				for rows.Next() {
-					var st, wt, we, q string
-					if rows.Scan(&st, &wt, &we, &q) == nil {
+					var st, wt, we, q, app string
+					if rows.Scan(&st, &wt, &we, &q, &app) == nil {
 						w.mu.Lock()
-						w.hist[classify(st, wt, we, q)]++
+						w.hist[classify(st, wt, we, q, app)]++
 						w.mu.Unlock()
 					}
 				}
@@ -90,24 +90,18 @@ func sampleWaits(pool *pgxpool.Pool, db string) *waitSampler {
 	return w
 }
 
-// classify names a session state for the report; the schema in the last
-// statement says which service the session belongs to.
-func classify(state, wt, we, q string) string {
-	svc := "?"
+// classify names a session state for the report, with the service the
+// session belongs to (its application_name; the outbox relay shares
+// billing-state's pool and is told by its statements).
+func classify(state, wt, we, q, app string) string {
+	svc := app
 	switch {
-	case strings.Contains(q, "billing.outbox"):
+	case app == "billing-state" && strings.Contains(q, "billing.outbox") && !strings.Contains(q, "INSERT"):
 		svc = "billing-state outbox relay"
-	case strings.Contains(q, "billing."), strings.Contains(q, "price_id"):
-		svc = "billing-state"
-	case strings.Contains(q, "crm."), strings.Contains(q, "pg_advisory_xact_lock(hashtext("):
-		svc = "crm-sync"
-	case strings.Contains(q, "support."), strings.Contains(q, "hashtextextended("):
-		svc = "support-notify"
-	}
-	if svc == "?" {
-		svc = "last statement: " + strings.Join(strings.Fields(q), " ")
-		if len(svc) > 60 {
-			svc = svc[:60]
+	case app == "":
+		svc = "other session, last statement: " + strings.Join(strings.Fields(q), " ")
+		if len(svc) > 70 {
+			svc = svc[:70]
 		}
 	}
 	switch {
@@ -116,13 +110,13 @@ func classify(state, wt, we, q string) string {
 	case state == "idle in transaction":
 		return "idle in transaction (" + svc + ")"
 	case wt == "":
-		return "running on a CPU"
+		return "running on a CPU (" + svc + ")"
 	case we == "WALWrite" || we == "WALSync" || we == "WALInsert" || we == "WALBufMapping":
-		return "commit: writing and flushing WAL (" + wt + ":" + we + ")"
+		return "commit: writing and flushing WAL (" + wt + ":" + we + ", " + svc + ")"
 	case wt == "Lock" || wt == "LWLock":
-		return "lock wait (" + wt + ":" + we + ")"
+		return "lock wait (" + wt + ":" + we + ", " + svc + ")"
 	}
-	return wt + ":" + we
+	return wt + ":" + we + " (" + svc + ")"
 }
 
 func (w *waitSampler) finish() map[string]int {

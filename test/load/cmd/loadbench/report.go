@@ -87,6 +87,9 @@ func markdown(o options, light, steady, mx, nv *phase, dr *drainResult, vendors,
 	if o.env != "" || o.services != "" {
 		w("- Overrides: services %q, environment %q.", o.services, o.env)
 	}
+	if o.nice != "" {
+		w("- CPU priority: %s ran at a lower priority (nice increments `%s`); the rest at the default.", o.nice, o.nice)
+	}
 	w("- Events: realistic Stripe payloads from `shared/fixtures/stripe` (scenario templates: lifecycles, trials, refunds, disputes, basil shapes, noise), every body a new event of a new customer. HubSpot, Zendesk and Slack fakes answer in %s.", o.vendorLatency)
 	w("- End-to-end latency: probe customers flip a subscription between active and past_due (%d probes/s, part of the load); measured from the POST until `GetCustomerStatus` returns the new status (polled over gRPC every %s, then backing off to 50 ms after ten polls).", o.probeRate, pollEvery)
 	w("- Run took %s.", total.Round(time.Second))
@@ -231,7 +234,7 @@ func markdown(o options, light, steady, mx, nv *phase, dr *drainResult, vendors,
 	w("")
 	w("## Where the time goes in Postgres")
 	w("")
-	w("What the stack's database sessions were doing, sampled every 10 ms from `pg_stat_activity` (share of non-idle samples; the schema of the last statement names the service).")
+	w("What the stack's database sessions were doing, sampled every 10 ms from `pg_stat_activity` (share of non-idle samples; each session's `application_name` names its service).")
 	for _, ph := range full {
 		w("")
 		w("%s:", ph.name)
