@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
@@ -248,4 +250,66 @@ func TestWithIndexPlansAppliesUnlessTheURLSetsThem(t *testing.T) {
 	if plan, seq := settings(url + sep + "plan_cache_mode=auto&enable_seqscan=on"); plan != "auto" || seq != "on" {
 		t.Fatalf("plan_cache_mode=%s enable_seqscan=%s, want the URL's auto and on", plan, seq)
 	}
+}
+
+func TestPoolMetricsCountWaitedAcquires(t *testing.T) {
+	ctx := context.Background()
+	pool, err := pg.Open(ctx, pgtest.NewDatabase(t), pg.WithMaxConns(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	reg := prometheus.NewRegistry()
+	if err := pg.RegisterPoolMetrics(reg, pool, "billing-state"); err != nil {
+		t.Fatal(err)
+	}
+	held, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		c, err := pool.Acquire(ctx) // waits: the only connection is held
+		if err == nil {
+			c.Release()
+		}
+		got <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	held.Release()
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	err = testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP lr_db_pool_acquires_total Connections taken from the pool.
+# TYPE lr_db_pool_acquires_total counter
+lr_db_pool_acquires_total{pool="billing-state"} 2
+# HELP lr_db_pool_acquires_waited_total Acquires that found no idle connection and waited for one to be released or opened.
+# TYPE lr_db_pool_acquires_waited_total counter
+lr_db_pool_acquires_waited_total{pool="billing-state"} 2
+# HELP lr_db_pool_connections Pool connections by state: idle, in_use, opening.
+# TYPE lr_db_pool_connections gauge
+lr_db_pool_connections{pool="billing-state",state="idle"} 1
+lr_db_pool_connections{pool="billing-state",state="in_use"} 0
+lr_db_pool_connections{pool="billing-state",state="opening"} 0
+# HELP lr_db_pool_max_connections The pool's size limit.
+# TYPE lr_db_pool_max_connections gauge
+lr_db_pool_max_connections{pool="billing-state"} 1
+`), "lr_db_pool_acquires_total", "lr_db_pool_acquires_waited_total", "lr_db_pool_connections", "lr_db_pool_max_connections")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "lr_db_pool_acquire_seconds_total" {
+			if v := mf.GetMetric()[0].GetCounter().GetValue(); v < 0.04 {
+				t.Fatalf("acquire seconds %v, want at least the 50 ms wait", v)
+			}
+			return
+		}
+	}
+	t.Fatal("no lr_db_pool_acquire_seconds_total")
 }

@@ -224,6 +224,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("billing-state: %w", err)
 	}
 	defer pool.Close()
+	if err := pg.RegisterPoolMetrics(cfg.Registry, pool, "billing-state"); err != nil {
+		return fmt.Errorf("billing-state: %w", err)
+	}
 
 	// Listeners and the ops server first: /healthz answers while NATS,
 	// Postgres, the schema or the streams are still coming up, and /readyz

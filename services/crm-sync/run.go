@@ -68,6 +68,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("crm-sync database: %w", err)
 	}
 	defer pool.Close()
+	if err := pg.RegisterPoolMetrics(reg, pool, "crm-sync"); err != nil {
+		return fmt.Errorf("crm-sync database: %w", err)
+	}
 
 	// --- CRM ---
 	adapter, err := NewAdapter(cfg, log, tel.TracerProvider(), reg)

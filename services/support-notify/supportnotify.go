@@ -329,6 +329,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("support-notify: %w", err)
 	}
 	defer p.Close()
+	if err := pg.RegisterPoolMetrics(reg, p, ServiceName); err != nil {
+		return fmt.Errorf("support-notify: %w", err)
+	}
 	conn, js, err := bus.Connect(sctx, cfg.NATSURL, ServiceName, log)
 	if err == nil {
 		defer conn.Close()
