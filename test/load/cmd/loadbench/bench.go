@@ -310,6 +310,8 @@ type phase struct {
 	profiles  map[string]string
 	// billing-state's own histograms over the phase (sum, count).
 	apply, outboxLag, batch, wait metric
+	// billing-state's pool: acquires that waited, and seconds acquiring
+	poolWaited, poolSeconds float64
 }
 
 func (ph *phase) acceptedPerSec() float64 {
@@ -435,6 +437,8 @@ func fullPhase(s *harness.Stack, p *probes, sup *supply, o options, name string,
 	ph.outboxLag = m1["lr_billing_state_outbox_lag_seconds"].sub(m0["lr_billing_state_outbox_lag_seconds"])
 	ph.batch = m1["lr_billing_state_batch_size"].sub(m0["lr_billing_state_batch_size"])
 	ph.wait = m1["lr_consumer_wait_seconds"].sub(m0["lr_consumer_wait_seconds"])
+	ph.poolWaited = m1["lr_db_pool_acquires_waited_total"].sub(m0["lr_db_pool_acquires_waited_total"]).sum
+	ph.poolSeconds = m1["lr_db_pool_acquire_seconds_total"].sub(m0["lr_db_pool_acquire_seconds_total"]).sum
 	ph.vendorCRM = count(s, `SELECT count(*) FROM crm.processed_events`) - crm0
 	wg.Wait()
 	// Probes are webhooks too.

@@ -240,8 +240,8 @@ func (m metric) mean() time.Duration {
 	return time.Duration(m.sum / m.count * float64(time.Second))
 }
 
-// scrape reads the _sum and _count of every histogram at url, summed over
-// its label sets.
+// scrape reads the _sum and _count of every histogram at url, and the value
+// of every counter (as sum), each summed over its label sets.
 func scrape(url string) map[string]metric {
 	out := map[string]metric{}
 	client := &http.Client{Timeout: 5 * time.Second}
@@ -270,6 +270,10 @@ func scrape(url string) map[string]metric {
 			m := out[name]
 			m.count += v
 			out[name] = m
+		} else if strings.HasSuffix(series, "_total") {
+			m := out[series] // a counter: its value in sum
+			m.sum += v
+			out[series] = m
 		}
 	}
 	return out

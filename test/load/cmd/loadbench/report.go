@@ -31,8 +31,8 @@ func report(w io.Writer, ph *phase) {
 		msf(a50), msf(a95), msf(a99), msf(amax), ph.driver.Statuses)
 	fmt.Fprintf(w, "  %-15s e2e (%d probes, %d timed out) p50 %sms p95 %sms p99 %sms max %sms; applied %.0f/s, all applied %s after the phase\n",
 		"", len(ph.e2e), ph.e2eTO, msf(e50), msf(e95), msf(e99), msf(emax), ph.appliedPerSec(), ph.drained.Round(time.Millisecond))
-	fmt.Fprintf(w, "  %-15s billing-state: mean wait %sms, mean batch %.1f, mean batch start to commit %sms, outbox lag %sms\n",
-		"", msf(ph.wait.mean()), ph.batch.avg(), msf(ph.apply.mean()), msf(ph.outboxLag.mean()))
+	fmt.Fprintf(w, "  %-15s billing-state: mean wait %sms, mean batch %.1f, mean batch start to commit %sms, outbox lag %sms; %.0f pool acquires waited, %.2fs acquiring\n",
+		"", msf(ph.wait.mean()), ph.batch.avg(), msf(ph.apply.mean()), msf(ph.outboxLag.mean()), ph.poolWaited, ph.poolSeconds)
 	for _, p := range ph.procs {
 		fmt.Fprintf(w, "  %-15s   %-28s cpu %6.2fs (%.2f s/1000 events) rss peak %6.1f MiB\n", "", p.name, p.cpu,
 			perK(p.cpu, ph.driver.Accepted), float64(p.rssPeak)/(1<<20))
@@ -226,10 +226,11 @@ func markdown(o options, light, steady, mx, nv *phase, dr *drainResult, vendors,
 		w("- %s: an event waited %s ms on average from JetStream storing it until billing-state started on it (`lr_consumer_wait_seconds`). "+
 			"billing-state applied in transactions of %.1f events on average (`lr_billing_state_batch_size`), each taking %s ms from its start to its commit "+
 			"(`lr_billing_state_apply_seconds`, %d deliveries), and spent %.2f ms of its own CPU per event: with %d workers that caps it at ≈ %.0f events/s. "+
+			"Its database pool made %.0f acquires wait for a connection, and spent %.2f s acquiring in all (`lr_db_pool_acquires_waited_total`, `lr_db_pool_acquire_seconds_total`). "+
 			"Outbox lag to `billing.status.*` (Watch) averaged %s ms. "+
 			"All processes together (load generator and Postgres backends included) used %.2f CPU-s per 1,000 webhooks: two idle CPUs could carry at most ≈ %.0f/s at that cost.",
 			ph.name, msf(ph.wait.mean()), batch, msf(ph.apply.mean()), int(ph.apply.count), perEvent, workers, float64(workers)*batch/max(ph.apply.mean().Seconds(), 1e-6),
-			msf(ph.outboxLag.mean()), perK(cpuAll, ph.driver.Accepted), 2000/max(perK(cpuAll, ph.driver.Accepted), 1e-6))
+			ph.poolWaited, ph.poolSeconds, msf(ph.outboxLag.mean()), perK(cpuAll, ph.driver.Accepted), 2000/max(perK(cpuAll, ph.driver.Accepted), 1e-6))
 	}
 	w("")
 	w("## Where the time goes in Postgres")
