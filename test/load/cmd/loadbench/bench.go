@@ -306,7 +306,8 @@ type phase struct {
 	drained   time.Duration
 	vendorCRM int // crm.processed_events rows added during the phase
 	procs     []*procStat
-	waits     map[string]int // Postgres session states sampled
+	waits     map[string]int  // Postgres session states sampled
+	commits   []time.Duration // the commit prober's insert latencies
 	profiles  map[string]string
 	// billing-state's own histograms over the phase (sum, count).
 	apply, outboxLag, batch, wait metric
@@ -414,6 +415,7 @@ func fullPhase(s *harness.Stack, p *probes, sup *supply, o options, name string,
 	crm0 := count(s, `SELECT count(*) FROM crm.processed_events`)
 	smp := sample(pids(s), backendPids(s.DB, s.DatabaseName, serviceNames(s)))
 	waits := sampleWaits(s.DB, s.DatabaseName)
+	commits := probeCommits(s.DB)
 	var prof *profiler
 	if o.perf && rate == 0 {
 		prof = startPerf(pids(s), o.duration)
@@ -428,6 +430,7 @@ func fullPhase(s *harness.Stack, p *probes, sup *supply, o options, name string,
 	ph.elapsed = time.Since(start)
 	ph.procs = smp.finish()
 	ph.waits = waits.finish()
+	ph.commits = commits.finish()
 	if prof != nil {
 		ph.profiles = prof.finish()
 	}

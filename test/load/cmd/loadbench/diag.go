@@ -278,3 +278,54 @@ func scrape(url string) map[string]metric {
 	}
 	return out
 }
+
+// commitProber times a one-row autocommit insert every 10 ms, into a table
+// of its own that no service touches: how long any commit waits on this
+// Postgres, whatever the services do. When it stalls, every service's
+// commits stall with it.
+type commitProber struct {
+	mu   sync.Mutex
+	lat  []time.Duration
+	stop chan struct{}
+	done chan struct{}
+}
+
+func probeCommits(pool *pgxpool.Pool) *commitProber {
+	c := &commitProber{stop: make(chan struct{}), done: make(chan struct{})}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS public.loadbench_commit_probe (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())`)
+	cancel()
+	go func() {
+		defer close(c.done)
+		if err != nil {
+			return
+		}
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-c.stop:
+				return
+			case <-t.C:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			start := time.Now()
+			_, err := pool.Exec(ctx, `INSERT INTO public.loadbench_commit_probe DEFAULT VALUES`)
+			cancel()
+			if err == nil {
+				c.mu.Lock()
+				c.lat = append(c.lat, time.Since(start))
+				c.mu.Unlock()
+			}
+		}
+	}()
+	return c
+}
+
+func (c *commitProber) finish() []time.Duration {
+	close(c.stop)
+	<-c.done
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lat
+}

@@ -37,6 +37,10 @@ func report(w io.Writer, ph *phase) {
 		fmt.Fprintf(w, "  %-15s   %-28s cpu %6.2fs (%.2f s/1000 events) rss peak %6.1f MiB\n", "", p.name, p.cpu,
 			perK(p.cpu, ph.driver.Accepted), float64(p.rssPeak)/(1<<20))
 	}
+	if len(ph.commits) > 0 {
+		c50, c95, c99, cmax := pct(ph.commits)
+		fmt.Fprintf(w, "  %-15s commit prober (one-row insert every 10 ms, own table): p50 %sms p95 %sms p99 %sms max %sms\n", "", msf(c50), msf(c95), msf(c99), msf(cmax))
+	}
 	for _, l := range topWaits(ph.waits) {
 		fmt.Fprintf(w, "  %-15s   postgres: %s\n", "", l)
 	}
@@ -234,6 +238,15 @@ func markdown(o options, light, steady, mx, nv *phase, dr *drainResult, vendors,
 	}
 	w("")
 	w("## Where the time goes in Postgres")
+	w("")
+	w("A commit prober inserted one row into a table of its own every 10 ms during each phase (autocommit, through the harness's pool): the time any commit took on this Postgres, whatever the services did.")
+	w("")
+	w("| phase | probe commits | p50 / p95 / p99 / max (ms) |")
+	w("|---|---|---|")
+	for _, ph := range full {
+		c50, c95, c99, cmax := pct(ph.commits)
+		w("| %s | %d | %s / %s / %s / %s |", ph.name, len(ph.commits), msf(c50), msf(c95), msf(c99), msf(cmax))
+	}
 	w("")
 	w("What the stack's database sessions were doing, sampled every 10 ms from `pg_stat_activity` (share of non-idle samples; each session's `application_name` names its service).")
 	for _, ph := range full {
