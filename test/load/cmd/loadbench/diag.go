@@ -60,33 +60,23 @@ type waitSampler struct {
 
 func sampleWaits(pool *pgxpool.Pool, db string) *waitSampler {
 	w := &waitSampler{hist: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(w.done)
-		t := time.NewTicker(10 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-w.stop:
-				return
-			case <-t.C:
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			rows, err := pool.Query(ctx, `SELECT state, coalesce(wait_event_type, ''), coalesce(wait_event, ''), left(query, 1000), application_name
+	go every(10*time.Millisecond, w.stop, w.done, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		rows, err := pool.Query(ctx, `SELECT state, coalesce(wait_event_type, ''), coalesce(wait_event, ''), left(query, 1000), application_name
 				FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND state <> 'idle'`, db)
-			if err == nil {
-				for rows.Next() {
-					var st, wt, we, q, app string
-					if rows.Scan(&st, &wt, &we, &q, &app) == nil {
-						w.mu.Lock()
-						w.hist[classify(st, wt, we, q, app)]++
-						w.mu.Unlock()
-					}
+		if err == nil {
+			for rows.Next() {
+				var st, wt, we, q, app string
+				if rows.Scan(&st, &wt, &we, &q, &app) == nil {
+					w.mu.Lock()
+					w.hist[classify(st, wt, we, q, app)]++
+					w.mu.Unlock()
 				}
-				rows.Close()
 			}
-			cancel()
+			rows.Close()
 		}
-	}()
+		cancel()
+	})
 	return w
 }
 
@@ -295,30 +285,21 @@ func probeCommits(pool *pgxpool.Pool) *commitProber {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	_, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS public.loadbench_commit_probe (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())`)
 	cancel()
-	go func() {
-		defer close(c.done)
-		if err != nil {
-			return
+	if err != nil {
+		close(c.done)
+		return c
+	}
+	go every(10*time.Millisecond, c.stop, c.done, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		start := time.Now()
+		_, err := pool.Exec(ctx, `INSERT INTO public.loadbench_commit_probe DEFAULT VALUES`)
+		cancel()
+		if err == nil {
+			c.mu.Lock()
+			c.lat = append(c.lat, time.Since(start))
+			c.mu.Unlock()
 		}
-		t := time.NewTicker(10 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-c.stop:
-				return
-			case <-t.C:
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			start := time.Now()
-			_, err := pool.Exec(ctx, `INSERT INTO public.loadbench_commit_probe DEFAULT VALUES`)
-			cancel()
-			if err == nil {
-				c.mu.Lock()
-				c.lat = append(c.lat, time.Since(start))
-				c.mu.Unlock()
-			}
-		}
-	}()
+	})
 	return c
 }
 
@@ -328,4 +309,19 @@ func (c *commitProber) finish() []time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.lat
+}
+
+// every runs fn each interval until stop closes, then closes done.
+func every(interval time.Duration, stop <-chan struct{}, done chan<- struct{}, fn func()) {
+	defer close(done)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		fn()
+	}
 }
