@@ -44,12 +44,16 @@ func WithMaxConns(n int32) Option {
 // keeps a generic plan built while a table was still small, with a
 // sequential scan, until the table is next analyzed. This option makes
 // each statement one generic plan, with sequential scans only where no
-// index serves. It is wrong for a statement whose best plan depends on its
-// parameters ("(a = $1 OR $1 IS NULL) AND b = $2"): its generic plan
-// cannot pick the index. A DATABASE_URL that sets either setting wins.
+// index serves, and turns JIT off: a plan left with a disabled scan costs
+// more than JIT's threshold, and compiling it took 300 ms a call. It is
+// wrong for a statement whose best plan depends on its parameters
+// ("(a = $1 OR $1 IS NULL) AND b = $2"): its generic plan cannot pick the
+// index. A partial index serves a generic plan only if the statement
+// repeats the index's predicate. A DATABASE_URL that sets any of these
+// settings wins.
 func WithIndexPlans() Option {
 	return func(c *pgxpool.Config) {
-		for k, v := range map[string]string{"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off"} {
+		for k, v := range map[string]string{"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off", "jit": "off"} {
 			if _, set := c.ConnConfig.RuntimeParams[k]; !set {
 				c.ConnConfig.RuntimeParams[k] = v
 			}

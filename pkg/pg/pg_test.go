@@ -228,27 +228,28 @@ func TestWithApplicationNameNamesSessionsUnlessTheURLDoes(t *testing.T) {
 func TestWithIndexPlansAppliesUnlessTheURLSetsThem(t *testing.T) {
 	ctx := context.Background()
 	url := pgtest.NewDatabase(t)
-	settings := func(u string) (plan, seq string) {
+	settings := func(u string) string {
 		t.Helper()
 		pool, err := pg.Open(ctx, u, pg.WithIndexPlans())
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer pool.Close()
-		if err := pool.QueryRow(ctx, `SELECT current_setting('plan_cache_mode'), current_setting('enable_seqscan')`).Scan(&plan, &seq); err != nil {
+		var got string
+		if err := pool.QueryRow(ctx, `SELECT current_setting('plan_cache_mode') || ' ' || current_setting('enable_seqscan') || ' ' || current_setting('jit')`).Scan(&got); err != nil {
 			t.Fatal(err)
 		}
-		return plan, seq
+		return got
 	}
-	if plan, seq := settings(url); plan != "force_generic_plan" || seq != "off" {
-		t.Fatalf("plan_cache_mode=%s enable_seqscan=%s, want force_generic_plan and off", plan, seq)
+	if got := settings(url); got != "force_generic_plan off off" {
+		t.Fatalf("plan_cache_mode, enable_seqscan, jit = %s; want force_generic_plan off off", got)
 	}
 	sep := "?"
 	if strings.Contains(url, "?") {
 		sep = "&"
 	}
-	if plan, seq := settings(url + sep + "plan_cache_mode=auto&enable_seqscan=on"); plan != "auto" || seq != "on" {
-		t.Fatalf("plan_cache_mode=%s enable_seqscan=%s, want the URL's auto and on", plan, seq)
+	if got := settings(url + sep + "plan_cache_mode=auto&enable_seqscan=on&jit=on"); got != "auto on on" {
+		t.Fatalf("plan_cache_mode, enable_seqscan, jit = %s; want the URL's auto on on", got)
 	}
 }
 

@@ -33,21 +33,34 @@ func (s *Store) Status(ctx context.Context, customerID string) (*billingv1.Custo
 // a subscription or a checkout session) is userID. When several customers
 // match, the entitled one, then the most recently updated, wins.
 func (s *Store) StatusByUserID(ctx context.Context, userID string) (*billingv1.CustomerStatus, error) {
-	return s.statusWhere(ctx, `c.user_id = $1
-		OR c.id IN (SELECT customer_id FROM billing.subscriptions WHERE user_id = $1)
-		OR c.id IN (SELECT customer_id FROM billing.payments WHERE user_id = $1)`, userID)
+	return s.statusWhere(ctx, byUserIDSQL, userID)
 }
 
 // StatusByEmail finds a customer by email, case-insensitively, with the
 // same preference as StatusByUserID.
 func (s *Store) StatusByEmail(ctx context.Context, email string) (*billingv1.CustomerStatus, error) {
-	return s.statusWhere(ctx, `lower(c.email) = lower($1) AND c.email <> ''`, strings.TrimSpace(email))
+	return s.statusWhere(ctx, byEmailSQL, strings.TrimSpace(email))
 }
 
-func (s *Store) statusWhere(ctx context.Context, where string, arg string) (*billingv1.CustomerStatus, error) {
+// The lookups by user id and by email. Each "<> ”" term repeats the
+// predicate of the partial index that serves it: the service's sessions
+// use one generic plan per statement (pg.WithIndexPlans), and a generic
+// plan may use a partial index only when the query itself implies the
+// index's predicate; without them every lookup scanned whole tables.
+const (
+	byUserIDSQL = lookupSQL + `c.id IN (
+		SELECT id FROM billing.customers WHERE user_id = $1 AND user_id <> ''
+		UNION SELECT customer_id FROM billing.subscriptions WHERE user_id = $1 AND user_id <> ''
+		UNION SELECT customer_id FROM billing.payments WHERE user_id = $1 AND user_id <> '')` + lookupOrder
+	byEmailSQL  = lookupSQL + `lower(c.email) = lower($1) AND c.email <> ''` + lookupOrder
+	lookupSQL   = `SELECT c.status_json FROM billing.customers c WHERE c.status_json IS NOT NULL AND (`
+	lookupOrder = `)
+		ORDER BY c.entitled DESC, c.deleted ASC, c.updated_at DESC, c.id LIMIT 1`
+)
+
+func (s *Store) statusWhere(ctx context.Context, sql string, arg string) (*billingv1.CustomerStatus, error) {
 	var js []byte
-	err := s.pool.QueryRow(ctx, `SELECT c.status_json FROM billing.customers c WHERE (`+where+`) AND c.status_json IS NOT NULL
-		ORDER BY c.entitled DESC, c.deleted ASC, c.updated_at DESC, c.id LIMIT 1`, arg).Scan(&js)
+	err := s.pool.QueryRow(ctx, sql, arg).Scan(&js)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNotFound
 	}

@@ -30,6 +30,7 @@ var base = time.Date(2025, 4, 1, 9, 0, 0, 0, time.UTC)
 
 type bundle struct {
 	store *state.Store
+	pool  *pgxpool.Pool
 	ctx   context.Context
 }
 
@@ -130,7 +131,7 @@ func newBundle(t *testing.T, pool *pgxpool.Pool, opts []option) *bundle {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
-	return &bundle{store: state.New(pool, o), ctx: ctx}
+	return &bundle{store: state.New(pool, o), pool: pool, ctx: ctx}
 }
 
 func (b *bundle) apply(t *testing.T, ev *billingv1.BillingEvent) state.Result {
@@ -602,6 +603,45 @@ func TestCustomerProfileAndDeletion(t *testing.T) {
 	res = b.apply(t, jb.Subscription("customer.subscription.deleted", 20, "sub_Prof1", "canceled", false, nil))
 	if res.Status.GetStatus() != billingv1.BillingStatus_BILLING_STATUS_CANCELED || res.Status.GetEntitled() || !res.Status.GetDeleted() {
 		t.Fatalf("after the subscription's deletion: %v", res.Status)
+	}
+}
+
+// The lookups run as the service runs them: one generic plan, sequential
+// scans off. Their partial indexes must still serve them; a whole-table scan
+// per lookup by user id is what they did before the queries repeated the
+// indexes' predicates.
+func TestLookupsUseTheirIndexesUnderGenericPlans(t *testing.T) {
+	b := setupIsolated(t)
+	ctx := b.ctx
+	pool := b.pool
+	if _, err := pool.Exec(ctx, `INSERT INTO billing.customers (id, email, user_id, placeholder, status_json)
+		SELECT 'cus_p' || g, 'p' || g || '@example.com', CASE WHEN g % 2 = 0 THEN 'usr_' || g ELSE '' END, false, '{}'
+		FROM generate_series(1, 5000) g`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `ANALYZE billing.customers`); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	for name, sql := range state.LookupSQL {
+		if _, err := conn.Exec(ctx, "PREPARE lookup_"+name+"(text) AS "+sql); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := conn.Query(ctx, "EXPLAIN EXECUTE lookup_"+name+"('usr_10')")
+		if err != nil {
+			t.Fatal(err)
+		}
+		plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if text := strings.Join(plan, "\n"); strings.Contains(text, "Seq Scan") || !strings.Contains(text, "Index") {
+			t.Errorf("lookup by %s does not use its indexes under a generic plan:\n%s", name, text)
+		}
 	}
 }
 
