@@ -511,6 +511,17 @@ func run(ctx context.Context, t *benchT, o options) error {
 			if !ok {
 				return fmt.Errorf("-env: %q is not K=V", kv)
 			}
+			// "service:K=V" sets K for that service only.
+			if svc, kk, one := strings.Cut(k, ":"); one {
+				if so.ServiceEnv == nil {
+					so.ServiceEnv = map[string]map[string]string{}
+				}
+				if so.ServiceEnv[svc] == nil {
+					so.ServiceEnv[svc] = map[string]string{}
+				}
+				so.ServiceEnv[svc][kk] = v
+				continue
+			}
 			so.Env[k] = v
 		}
 	}

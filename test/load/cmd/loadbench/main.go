@@ -84,7 +84,7 @@ func main() {
 	fs.BoolVar(&o.verbose, "v", false, "log harness progress")
 	fs.StringVar(&o.services, "services", "", "comma list of services to run (default all four; e.g. ingress,billing-state to isolate the status path)")
 	fs.StringVar(&o.nice, "nice", "", "lower services' CPU priority, name=increment,... (e.g. crm-sync=10,support-notify=10: the side-effect workers yield the CPU to the status path)")
-	fs.StringVar(&o.env, "env", "", "extra environment for every service, K=V,K=V (e.g. CONSUMER_CONCURRENCY=32)")
+	fs.StringVar(&o.env, "env", "", "extra environment for every service, K=V,K=V (e.g. CONSUMER_CONCURRENCY=32), or for one, service:K=V (billing-state:CONSUMER_CONCURRENCY=4)")
 	fs.BoolVar(&o.perf, "perf", false, "profile every process with perf(1) during the max-rate phase and add the top functions to the report")
 	_ = fs.Parse(os.Args[1:])
 	if o.duration <= 0 || o.conc < 1 || o.rate < 1 || o.probes < 1 {

@@ -206,6 +206,7 @@ func markdown(o options, light, steady, mx, nv *phase, dr *drainResult, vendors,
 	}
 	workers := 8
 	for _, kv := range strings.Split(o.env, ",") {
+		kv = strings.TrimPrefix(kv, "billing-state:")
 		if v, ok := strings.CutPrefix(kv, "CONSUMER_CONCURRENCY="); ok {
 			fmt.Sscan(v, &workers)
 		}
