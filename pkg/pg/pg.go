@@ -52,22 +52,26 @@ func WithMaxConns(n int32) Option {
 // repeats the index's predicate. A DATABASE_URL that sets any of these
 // settings wins.
 func WithIndexPlans() Option {
-	return func(c *pgxpool.Config) {
-		for k, v := range map[string]string{"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off", "jit": "off"} {
-			if _, set := c.ConnConfig.RuntimeParams[k]; !set {
-				c.ConnConfig.RuntimeParams[k] = v
-			}
-		}
-	}
+	return sessionDefaults(map[string]string{"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off", "jit": "off"})
 }
 
 // WithApplicationName names the sessions in pg_stat_activity, so an
 // operator sees which service holds a connection. A DATABASE_URL that sets
 // application_name itself wins.
 func WithApplicationName(name string) Option {
+	if name == "" {
+		return func(*pgxpool.Config) {}
+	}
+	return sessionDefaults(map[string]string{"application_name": name})
+}
+
+// sessionDefaults sets session settings the connection string did not.
+func sessionDefaults(settings map[string]string) Option {
 	return func(c *pgxpool.Config) {
-		if _, set := c.ConnConfig.RuntimeParams["application_name"]; !set && name != "" {
-			c.ConnConfig.RuntimeParams["application_name"] = name
+		for k, v := range settings {
+			if _, set := c.ConnConfig.RuntimeParams[k]; !set {
+				c.ConnConfig.RuntimeParams[k] = v
+			}
 		}
 	}
 }

@@ -197,58 +197,48 @@ func TestIsUnavailableWhenDatabaseRefusesConnections(t *testing.T) {
 	}
 }
 
-func TestWithApplicationNameNamesSessionsUnlessTheURLDoes(t *testing.T) {
+// sessionSetting opens a pool on url (plus extra URL parameters) with opt
+// and reads one expression of its session's settings.
+func sessionSetting(t *testing.T, url, extra string, opt pg.Option, expr string) string {
+	t.Helper()
 	ctx := context.Background()
-	url := pgtest.NewDatabase(t)
-	name := func(u string) string {
-		t.Helper()
-		pool, err := pg.Open(ctx, u, pg.WithApplicationName("billing-state"))
-		if err != nil {
-			t.Fatal(err)
+	if extra != "" {
+		sep := "?"
+		if strings.Contains(url, "?") {
+			sep = "&"
 		}
-		defer pool.Close()
-		var got string
-		if err := pool.QueryRow(ctx, `SELECT current_setting('application_name')`).Scan(&got); err != nil {
-			t.Fatal(err)
-		}
-		return got
+		url += sep + extra
 	}
-	if got := name(url); got != "billing-state" {
+	pool, err := pg.Open(ctx, url, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	var got string
+	if err := pool.QueryRow(ctx, `SELECT `+expr).Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func TestWithApplicationNameNamesSessionsUnlessTheURLDoes(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	const expr = `current_setting('application_name')`
+	if got := sessionSetting(t, url, "", pg.WithApplicationName("billing-state"), expr); got != "billing-state" {
 		t.Fatalf("application_name = %q, want billing-state", got)
 	}
-	sep := "?"
-	if strings.Contains(url, "?") {
-		sep = "&"
-	}
-	if got := name(url + sep + "application_name=ops"); got != "ops" {
+	if got := sessionSetting(t, url, "application_name=ops", pg.WithApplicationName("billing-state"), expr); got != "ops" {
 		t.Fatalf("application_name = %q, want the URL's own ops", got)
 	}
 }
 
 func TestWithIndexPlansAppliesUnlessTheURLSetsThem(t *testing.T) {
-	ctx := context.Background()
 	url := pgtest.NewDatabase(t)
-	settings := func(u string) string {
-		t.Helper()
-		pool, err := pg.Open(ctx, u, pg.WithIndexPlans())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer pool.Close()
-		var got string
-		if err := pool.QueryRow(ctx, `SELECT current_setting('plan_cache_mode') || ' ' || current_setting('enable_seqscan') || ' ' || current_setting('jit')`).Scan(&got); err != nil {
-			t.Fatal(err)
-		}
-		return got
-	}
-	if got := settings(url); got != "force_generic_plan off off" {
+	const expr = `current_setting('plan_cache_mode') || ' ' || current_setting('enable_seqscan') || ' ' || current_setting('jit')`
+	if got := sessionSetting(t, url, "", pg.WithIndexPlans(), expr); got != "force_generic_plan off off" {
 		t.Fatalf("plan_cache_mode, enable_seqscan, jit = %s; want force_generic_plan off off", got)
 	}
-	sep := "?"
-	if strings.Contains(url, "?") {
-		sep = "&"
-	}
-	if got := settings(url + sep + "plan_cache_mode=auto&enable_seqscan=on&jit=on"); got != "auto on on" {
+	if got := sessionSetting(t, url, "plan_cache_mode=auto&enable_seqscan=on&jit=on", pg.WithIndexPlans(), expr); got != "auto on on" {
 		t.Fatalf("plan_cache_mode, enable_seqscan, jit = %s; want the URL's auto on on", got)
 	}
 }
