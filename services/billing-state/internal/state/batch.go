@@ -286,26 +286,18 @@ func (t *txn) prefetch(items []BatchItem, idx []int) error {
 	}
 	defer br.Close()
 	bs := &batchState{fresh: map[string]bool{}, customers: make(map[string]*batchCustomer, len(cids))}
-	rows, err := br.Query()
+	fresh, err := collectIDs(br)
 	if err != nil {
 		return fmt.Errorf("record events: %w", err)
 	}
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return fmt.Errorf("record events: %w", err)
-		}
+	for _, id := range fresh {
 		bs.fresh[id] = true
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("record events: %w", err)
 	}
 	if _, err := br.Exec(); err != nil {
 		return fmt.Errorf("create customers: %w", err)
 	}
-	if rows, err = br.Query(); err != nil {
+	rows, err := br.Query()
+	if err != nil {
 		return fmt.Errorf("lock customers: %w", err)
 	}
 	for rows.Next() {

@@ -222,23 +222,23 @@ func readPurchaseFacts(br pgx.BatchResults, into map[string]*purchaseFacts) erro
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("load purchases: %w", err)
 	}
-	rows, err = br.Query()
+	disputed, err := collectIDs(br)
 	if err != nil {
 		return fmt.Errorf("load disputes: %w", err)
 	}
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return fmt.Errorf("load disputes: %w", err)
-		}
+	for _, id := range disputed {
 		fact(id).disputeOpen = true
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("load disputes: %w", err)
-	}
 	return nil
+}
+
+// collectIDs reads the next result of a batch: one text column.
+func collectIDs(br pgx.BatchResults) ([]string, error) {
+	rows, err := br.Query()
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
 // derive computes the customer's CustomerStatus from the stored facts
