@@ -55,6 +55,18 @@ func WithIndexPlans() Option {
 	return sessionDefaults(map[string]string{"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off", "jit": "off"})
 }
 
+// WithAsyncCommit makes the sessions commit without waiting for the WAL
+// to reach disk (synchronous_commit=off): a commit is visible to every
+// session at once, and durable a moment later, when Postgres's WAL writer
+// or any synchronous commit flushes it. Until then a crash of Postgres
+// (not of the service) loses it. A service that uses it must not let
+// anything outside the database depend on a commit before it is durable;
+// billing-state holds its JetStream acks and its outbox publishes until
+// then (state.FlushGate). A DATABASE_URL that sets synchronous_commit wins.
+func WithAsyncCommit() Option {
+	return sessionDefaults(map[string]string{"synchronous_commit": "off"})
+}
+
 // WithApplicationName names the sessions in pg_stat_activity, so an
 // operator sees which service holds a connection. A DATABASE_URL that sets
 // application_name itself wins.

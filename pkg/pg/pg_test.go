@@ -243,6 +243,17 @@ func TestWithIndexPlansAppliesUnlessTheURLSetsThem(t *testing.T) {
 	}
 }
 
+func TestWithAsyncCommitAppliesUnlessTheURLSetsIt(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	const expr = `current_setting('synchronous_commit')`
+	if got := sessionSetting(t, url, "", pg.WithAsyncCommit(), expr); got != "off" {
+		t.Fatalf("synchronous_commit = %s; want off", got)
+	}
+	if got := sessionSetting(t, url, "synchronous_commit=on", pg.WithAsyncCommit(), expr); got != "on" {
+		t.Fatalf("synchronous_commit = %s; want the URL's on", got)
+	}
+}
+
 func TestPoolMetricsCountWaitedAcquires(t *testing.T) {
 	ctx := context.Background()
 	pool, err := pg.Open(ctx, pgtest.NewDatabase(t), pg.WithMaxConns(1))
