@@ -191,6 +191,12 @@ type ConsumerOptions struct {
 	// context ends (25s, inside Kubernetes' default 30 s grace). Handlers
 	// still running then see their context cancelled.
 	DrainTimeout time.Duration
+	// AckAfter, when set, is handed each successful delivery's ack instead
+	// of it being sent at once, and sends it when it sees fit: billing-state
+	// holds acks until the commits they confirm are on disk (its commits do
+	// not wait for the disk). An ack never sent means a redelivery after
+	// AckWait, which the handler's processed_events check absorbs.
+	AckAfter func(ack func())
 }
 
 // Consumer runs a Handler over a durable pull consumer.
@@ -204,6 +210,8 @@ type Consumer struct {
 	tracer  trace.Tracer
 	metrics *consumerMetrics
 	drain   time.Duration
+	// ackAfter: see ConsumerOptions.AckAfter.
+	ackAfter func(ack func())
 
 	// doubleAck waits for the server to confirm each ack. Off: a lost ack
 	// only causes a redelivery, which the handlers' processed_events check
@@ -249,6 +257,8 @@ func newConsumer(js jetstream.JetStream, cfg ConsumerConfig, h BatchHandler, bat
 		log:     log.With("consumer", cfg.Durable),
 		tracer:  tracerFrom(opts.TracerProvider),
 		drain:   opts.DrainTimeout,
+
+		ackAfter: opts.AckAfter,
 	}
 	if c.drain <= 0 {
 		c.drain = 25 * time.Second
@@ -780,6 +790,9 @@ func (c *Consumer) invoke(ctx context.Context, ds []*Delivery) (errs []error, pe
 // returns the outcome and, for a nak, the delay asked for.
 func (c *Consumer) settle(ctx, base context.Context, msg jetstream.Msg, d *Delivery, eventID, eventType string, herr error) (string, time.Duration) {
 	switch {
+	case herr == nil && c.ackAfter != nil:
+		c.ackAfter(func() { c.ack(ctx, msg) })
+		return outcomeAck, 0
 	case herr == nil:
 		c.ack(ctx, msg)
 		return outcomeAck, 0

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -74,6 +75,53 @@ func TestConsumerAcksOnSuccess(t *testing.T) {
 	}
 	if n := streamMsgs(t, b.js, bus.StreamDLQ); n != 0 {
 		t.Fatalf("%d dead letters", n)
+	}
+}
+
+func TestConsumerHandsAcksToAckAfter(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var (
+		mu   sync.Mutex
+		held []func()
+	)
+	var calls atomic.Int32
+	b.run(t, quiet("held"), func(_ context.Context, d *bus.Delivery) error {
+		calls.Add(1)
+		if d.Event.EventId == "evt_held_fail" {
+			return bus.Permanent(errors.New("malformed"))
+		}
+		return nil
+	}, bus.ConsumerOptions{AckAfter: func(ack func()) {
+		mu.Lock()
+		defer mu.Unlock()
+		held = append(held, ack)
+	}})
+	const n = 5
+	for i := range n {
+		b.publish(t, event(fmt.Sprintf("evt_held_%d", i), "invoice.paid", "cus_1"))
+	}
+	b.publish(t, event("evt_held_fail", "invoice.paid", "cus_1"))
+	heldLen := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(held)
+	}
+	eventually(t, 10*time.Second, "every success handed over", func() bool { return heldLen() == n && calls.Load() == n+1 })
+	// Handled but not acked: JetStream still counts them as pending; the
+	// dead letter is settled at once.
+	eventually(t, 5*time.Second, "dead letter settled", func() bool { return streamMsgs(t, b.js, bus.StreamDLQ) == 1 })
+	if info := consumerInfo(t, b.js, "held"); info.NumAckPending != n {
+		t.Fatalf("NumAckPending = %d before the acks are released, want %d", info.NumAckPending, n)
+	}
+	mu.Lock()
+	for _, ack := range held {
+		ack()
+	}
+	mu.Unlock()
+	eventually(t, 10*time.Second, "released acks settle", func() bool { return settled(t, b.js, "held") })
+	if c := calls.Load(); c != n+1 {
+		t.Fatalf("handler ran %d times, want %d (no redelivery)", c, n+1)
 	}
 }
 
