@@ -76,6 +76,11 @@ type Config struct {
 	Streams       bus.StreamConfig
 	Consumer      bus.ConsumerConfig
 	Telemetry     telemetry.Config
+	// AsyncCommit (ASYNC_COMMIT, default true) commits without waiting for
+	// the disk, so a change is visible at once, and holds the JetStream
+	// acks and the outbox publishes until it is durable (state.FlushGate).
+	// Off, every commit waits for its WAL flush.
+	AsyncCommit bool
 
 	// Not read from the environment.
 
@@ -94,6 +99,10 @@ type Config struct {
 	ShutdownGrace time.Duration
 	// DBMaxConns sizes the pool (consumer concurrency + 6 when 0).
 	DBMaxConns int32
+	// FlushForceAfter is how long a held ack waits for Postgres to flush
+	// the WAL on its own before billing-state forces a flush (0: at once;
+	// negative: never, leaving it to the WAL writer).
+	FlushForceAfter time.Duration
 	// SetupRetry is the pause between attempts to migrate the schema and
 	// create the streams while Postgres or NATS are not up yet (1s).
 	SetupRetry time.Duration
@@ -107,8 +116,8 @@ type Config struct {
 
 // ConfigFromEnv reads DATABASE_URL, NATS_URL, GRPC_ADDR, HTTP_ADDR,
 // STATUS_API_TOKENS, PAST_DUE_ENTITLED, STRIPE_API_KEY, STRIPE_API_BASE,
-// STRIPE_API_RATE, the NATS_* stream settings, CONSUMER_* and OTEL_*. Every
-// problem is reported at once.
+// STRIPE_API_RATE, ASYNC_COMMIT, the NATS_* stream settings, CONSUMER_*
+// and OTEL_*. Every problem is reported at once.
 func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	e := config.New(getenv)
 	cfg := Config{
@@ -120,6 +129,7 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 		StripeAPIKey:  e.Secret("STRIPE_API_KEY"),
 		StripeAPIBase: e.String("STRIPE_API_BASE", ""),
 		StripeAPIRate: e.Float("STRIPE_API_RATE", 10),
+		AsyncCommit:   e.Bool("ASYNC_COMMIT", true),
 		Streams:       bus.StreamConfigFromEnv(e),
 		Consumer:      bus.ConsumerConfigFromEnv(e, Durable),
 		Telemetry:     telemetry.ConfigFromEnv(e, "billing-state"),
@@ -202,7 +212,7 @@ func Run(ctx context.Context, cfg Config) error {
 		"grpc_addr", cfg.GRPCAddr, "http_addr", cfg.HTTPAddr, "tokens", cfg.Tokens.Names(),
 		"past_due_entitled", cfg.Policy.PastDueEntitled, "stripe_api_key", cfg.StripeAPIKey,
 		"stripe_api_base", cfg.StripeAPIBase, "consumer_concurrency", cfg.Consumer.Concurrency,
-		"consumer_max_deliver", cfg.Consumer.MaxDeliver)
+		"consumer_max_deliver", cfg.Consumer.MaxDeliver, "async_commit", cfg.AsyncCommit)
 	if cfg.Tokens.Len() == 0 {
 		log.WarnContext(ctx, "STATUS_API_TOKENS is empty: every gRPC call will be refused")
 	}
@@ -219,7 +229,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}()
 
 	// Database.
-	pool, err := pg.Open(ctx, cfg.DatabaseURL, pg.WithMaxConns(cfg.DBMaxConns), pg.WithTracer(tp.PgxTracer()), pg.WithApplicationName("billing-state"), pg.WithIndexPlans())
+	pgOpts := []pg.Option{pg.WithMaxConns(cfg.DBMaxConns), pg.WithTracer(tp.PgxTracer()), pg.WithApplicationName("billing-state"), pg.WithIndexPlans()}
+	if cfg.AsyncCommit {
+		pgOpts = append(pgOpts, pg.WithAsyncCommit())
+	}
+	pool, err := pg.Open(ctx, cfg.DatabaseURL, pgOpts...)
 	if err != nil {
 		return fmt.Errorf("billing-state: %w", err)
 	}
@@ -295,10 +309,20 @@ func Run(ctx context.Context, cfg Config) error {
 		fetcher = stripeapi.New(cfg.StripeAPIKey.Reveal(), cfg.StripeAPIBase, cfg.StripeAPIRate)
 	}
 	var rl *relay.Relay
-	store := state.New(pool, state.Options{
+	storeOpts := state.Options{
 		Policy: cfg.Policy, Fetcher: fetcher, Logger: log,
 		OutboxWritten: func() { rl.Kick() },
-	})
+	}
+	consumerOpts := bus.ConsumerOptions{
+		Logger: log, TracerProvider: tp.TracerProvider(), Registry: cfg.Registry, DrainTimeout: cfg.ShutdownGrace,
+	}
+	var gate *state.FlushGate
+	if cfg.AsyncCommit {
+		gate = state.NewFlushGate(pool, state.FlushGateOptions{ForceAfter: cfg.FlushForceAfter, Registry: cfg.Registry})
+		storeOpts.Durable = gate.Wait
+		consumerOpts.AckAfter = gate.After
+	}
+	store := state.New(pool, storeOpts)
 	rl = relay.New(store, bus.NewPublisher(js, tp.TracerProvider(), bus.WithPublisherRegistry(cfg.Registry)),
 		relay.Options{Poll: cfg.OutboxPoll, Logger: log, Registry: cfg.Registry})
 	m.registerGauges(cfg.Registry, store)
@@ -333,9 +357,18 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	close(setupDone)
 
-	consumer := bus.NewBatchConsumer(js, cfg.Consumer, batchHandler(store, m, cfg, log), bus.ConsumerOptions{
-		Logger: log, TracerProvider: tp.TracerProvider(), Registry: cfg.Registry, DrainTimeout: cfg.ShutdownGrace,
-	})
+	// The gate outlives the consumer and the relay, so that a clean stop
+	// sends the acks of everything they finished.
+	gateCtx, stopGate := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopGate()
+	gateDone := make(chan struct{})
+	go func() {
+		defer close(gateDone)
+		if gate != nil {
+			_ = gate.Run(gateCtx)
+		}
+	}()
+	consumer := bus.NewBatchConsumer(js, cfg.Consumer, batchHandler(store, m, cfg, log), consumerOpts)
 	consumerDone := make(chan struct{})
 	go func() {
 		defer close(consumerDone)
@@ -380,6 +413,8 @@ func Run(ctx context.Context, cfg Config) error {
 	<-consumerDone
 	<-relayDone
 	<-sweepDone
+	stopGate()
+	<-gateDone
 	<-httpDone
 	log.InfoContext(context.WithoutCancel(ctx), "billing-state stopped")
 	return runErr

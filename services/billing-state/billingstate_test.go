@@ -651,18 +651,18 @@ func TestConfigFromEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.GRPCAddr != ":9090" || cfg.HTTPAddr != ":8081" || !cfg.Policy.PastDueEntitled || cfg.Consumer.Durable != Durable ||
-		cfg.StripeAPIRate != 10 || cfg.Tokens.Len() != 0 || cfg.NATSURL != nats.DefaultURL {
+		cfg.StripeAPIRate != 10 || cfg.Tokens.Len() != 0 || cfg.NATSURL != nats.DefaultURL || !cfg.AsyncCommit {
 		t.Fatalf("defaults: %+v", cfg)
 	}
 	tok := randomToken(t)
 	cfg, err = ConfigFromEnv(config.Map(map[string]string{
 		"PAST_DUE_ENTITLED": "false", "STATUS_API_TOKENS": "mobile=" + tok + ":read", "GRPC_ADDR": ":9999",
-		"STRIPE_API_KEY": "sk_test_" + tok, "STRIPE_API_RATE": "2.5",
+		"STRIPE_API_KEY": "sk_test_" + tok, "STRIPE_API_RATE": "2.5", "ASYNC_COMMIT": "false",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Policy.PastDueEntitled || cfg.Tokens.Len() != 1 || cfg.GRPCAddr != ":9999" || cfg.StripeAPIRate != 2.5 {
+	if cfg.Policy.PastDueEntitled || cfg.Tokens.Len() != 1 || cfg.GRPCAddr != ":9999" || cfg.StripeAPIRate != 2.5 || cfg.AsyncCommit {
 		t.Fatalf("%+v", cfg)
 	}
 	if dump := fmt.Sprintf("%+v %v", cfg, cfg.Tokens); strings.Contains(dump, tok) {

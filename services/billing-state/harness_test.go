@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -74,6 +75,7 @@ func testConfig(t *testing.T, natsURL, dbURL string) (Config, string, string) {
 		HTTPAddr:    "127.0.0.1:0",
 		Tokens:      tokens,
 		Policy:      canonical.DefaultPolicy(),
+		AsyncCommit: true, // the default of ConfigFromEnv
 		Streams:     bus.StreamConfig{Replicas: 1, DuplicateWindow: time.Hour, MaxAge: time.Hour, Storage: jetstream.FileStorage},
 		Consumer: bus.ConsumerConfig{
 			Durable: Durable, Concurrency: 4, MaxDeliver: 4, AckWait: 2 * time.Second,
@@ -103,35 +105,11 @@ func start(t *testing.T, mods ...func(*Config)) *harness {
 	for _, m := range mods {
 		m(&h.cfg)
 	}
-	ready := make(chan map[string]string, 1)
-	h.cfg.Ready = func(a map[string]string) { ready <- a }
-	runCtx, stopRun := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Run(runCtx, h.cfg) }()
-	stopped := false
-	h.stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		stopRun()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run returned %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("Run did not stop within 30s")
-		}
+	if h.cfg.DatabaseURL != h.dbURL { // a test's own server (pgtest.StartServer)
+		h.dbURL = h.cfg.DatabaseURL
+		h.dbName = ""
 	}
-	t.Cleanup(h.stop)
-	select {
-	case h.addrs = <-ready:
-	case err := <-done:
-		t.Fatalf("Run ended before ready: %v", err)
-	case <-ctx.Done():
-		t.Fatal("billing-state not ready in time")
-	}
+	h.addrs, h.stop = h.launch(h.cfg)
 
 	var err error
 	h.nc, h.js, err = bus.Connect(ctx, h.nats.URL(), "test-client", nil)
@@ -152,6 +130,43 @@ func start(t *testing.T, mods ...func(*Config)) *harness {
 	t.Cleanup(func() { _ = h.conn.Close() })
 	h.client = billingv1.NewBillingStatusServiceClient(h.conn)
 	return h
+}
+
+// launch runs billing-state with cfg and returns, once it serves, its
+// addresses and a function that stops it; the test's cleanup calls that
+// too.
+func (h *harness) launch(cfg Config) (map[string]string, func()) {
+	t := h.t
+	t.Helper()
+	ready := make(chan map[string]string, 1)
+	cfg.Ready = func(a map[string]string) { ready <- a }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run returned %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Errorf("Run did not stop within 30s")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	select {
+	case addrs := <-ready:
+		return addrs, stop
+	case err := <-done:
+		t.Fatalf("Run ended before ready: %v", err)
+	case <-h.ctx.Done():
+		t.Fatal("billing-state not ready in time")
+	}
+	return nil, stop
 }
 
 // as returns ctx carrying a bearer token.

@@ -25,7 +25,8 @@ type OutboxRow struct {
 // out, and the error that stopped it. A row whose publish fails stays
 // pending, and so do the rows after it. A crash after publish and before
 // the mark publishes the row again with the same message id, which
-// JetStream's duplicate window drops.
+// JetStream's duplicate window drops. With asynchronous commits it
+// publishes only rows already on disk (Options.Durable).
 func (s *Store) PublishOutbox(ctx context.Context, limit int, publish func(context.Context, []OutboxRow) (int, error)) (int, error) {
 	var done int
 	var failed error
@@ -51,6 +52,12 @@ func (s *Store) PublishOutbox(ctx context.Context, limit int, publish func(conte
 		}
 		if len(batch) == 0 {
 			return nil
+		}
+		if s.durable != nil {
+			// Publish nothing a crash of Postgres could still take back.
+			if err := s.durable(ctx); err != nil {
+				return fmt.Errorf("wait for the outbox rows to be durable: %w", err)
+			}
 		}
 		sent, pubErr := publish(ctx, batch)
 		sent = max(0, min(sent, len(batch)))

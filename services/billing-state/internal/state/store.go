@@ -79,6 +79,10 @@ type Options struct {
 	OutboxWritten func()
 	// Now is the clock for updated_at; nil means time.Now.
 	Now func() time.Time
+	// Durable, set when commits are asynchronous (FlushGate.Wait), returns
+	// once every commit made before the call is on disk. The outbox relay
+	// waits for it before publishing what it claimed.
+	Durable func(ctx context.Context) error
 }
 
 // Store is the billing schema.
@@ -89,11 +93,12 @@ type Store struct {
 	log     *slog.Logger
 	kick    func()
 	now     func() time.Time
+	durable func(ctx context.Context) error
 }
 
 // New returns a Store on pool. The schema must be migrated.
 func New(pool *pgxpool.Pool, o Options) *Store {
-	s := &Store{pool: pool, policy: o.Policy, fetcher: o.Fetcher, log: o.Logger, kick: o.OutboxWritten, now: o.Now}
+	s := &Store{pool: pool, policy: o.Policy, fetcher: o.Fetcher, log: o.Logger, kick: o.OutboxWritten, now: o.Now, durable: o.Durable}
 	if s.log == nil {
 		s.log = logging.Discard()
 	}
