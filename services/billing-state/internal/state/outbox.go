@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/launchready/launchready/pkg/pg"
 )
 
 // OutboxRow is one status change waiting to be published.
@@ -30,24 +28,12 @@ type OutboxRow struct {
 func (s *Store) PublishOutbox(ctx context.Context, limit int, publish func(context.Context, []OutboxRow) (int, error)) (int, error) {
 	var done int
 	var failed error
-	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+	// Pipelined (see pipeline.go): BEGIN travels with the claim, the mark
+	// with COMMIT, so a pass costs two round trips.
+	err := s.inTx(ctx, func(t *txn) error {
 		done, failed = 0, nil
-		rows, err := tx.Query(ctx, `SELECT id, customer_id, payload, created_at FROM billing.outbox
-			WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, limit)
+		batch, err := t.claimOutbox(limit)
 		if err != nil {
-			return fmt.Errorf("claim outbox: %w", err)
-		}
-		var batch []OutboxRow
-		for rows.Next() {
-			var r OutboxRow
-			if err := rows.Scan(&r.ID, &r.CustomerID, &r.Payload, &r.CreatedAt); err != nil {
-				rows.Close()
-				return fmt.Errorf("claim outbox: %w", err)
-			}
-			batch = append(batch, r)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return fmt.Errorf("claim outbox: %w", err)
 		}
 		if len(batch) == 0 {
@@ -66,9 +52,7 @@ func (s *Store) PublishOutbox(ctx context.Context, limit int, publish func(conte
 			ids[i] = r.ID
 		}
 		if len(ids) > 0 {
-			if _, err := tx.Exec(ctx, `UPDATE billing.outbox SET published_at = now() WHERE id = ANY($1)`, ids); err != nil {
-				return fmt.Errorf("mark outbox published: %w", err)
-			}
+			t.queueAs("mark outbox published", `UPDATE billing.outbox SET published_at = now() WHERE id = ANY($1)`, ids)
 		}
 		done = len(ids)
 		if pubErr != nil && len(ids) == 0 {
@@ -81,6 +65,37 @@ func (s *Store) PublishOutbox(ctx context.Context, limit int, publish func(conte
 		return 0, err
 	}
 	return done, failed
+}
+
+// claimOutbox locks up to limit unpublished rows, in id order, skipping
+// rows another replica holds.
+func (t *txn) claimOutbox(limit int) ([]OutboxRow, error) {
+	br, err := t.send(func(b *pgx.Batch) {
+		b.Queue(`SELECT id, customer_id, payload, created_at FROM billing.outbox
+			WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, limit)
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer br.Close()
+	rows, err := br.Query()
+	if err != nil {
+		return nil, err
+	}
+	var batch []OutboxRow
+	for rows.Next() {
+		var r OutboxRow
+		if err := rows.Scan(&r.ID, &r.CustomerID, &r.Payload, &r.CreatedAt); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		batch = append(batch, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return batch, br.Close()
 }
 
 // OutboxPending returns the number of unpublished rows and the age of the
