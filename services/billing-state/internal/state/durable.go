@@ -179,8 +179,8 @@ func (g *FlushGate) pending() bool {
 }
 
 // round reads the WAL position, forces a flush when the oldest held group
-// has waited forceAfter (never when negative), and releases every group the flush covers. It
-// reports whether groups are still held.
+// has waited forceAfter (never when negative), and releases every group
+// the flush covers. It reports whether groups are still held.
 func (g *FlushGate) round(ctx context.Context, forceAfter time.Duration) (bool, error) {
 	g.mu.Lock()
 	fresh := g.fresh
