@@ -114,6 +114,12 @@ type Config struct {
 	Registry *prometheus.Registry
 }
 
+// WithLogger returns the configuration with its logs going to log.
+func (c Config) WithLogger(log *slog.Logger) Config {
+	c.Logger = log
+	return c
+}
+
 // ConfigFromEnv reads DATABASE_URL, NATS_URL, GRPC_ADDR, HTTP_ADDR,
 // STATUS_API_TOKENS, PAST_DUE_ENTITLED, STRIPE_API_KEY, STRIPE_API_BASE,
 // STRIPE_API_RATE, ASYNC_COMMIT, the NATS_* stream settings, CONSUMER_*

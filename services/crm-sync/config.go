@@ -77,6 +77,12 @@ type WebhookConfig struct {
 	Secret config.Secret
 }
 
+// WithLogger returns the configuration with its logs going to log.
+func (c Config) WithLogger(log *slog.Logger) Config {
+	c.Logger = log
+	return c
+}
+
 // ConfigFromEnv reads the configuration. Every problem is reported at once.
 func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	e := config.New(getenv)

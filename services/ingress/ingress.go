@@ -79,6 +79,12 @@ const (
 	DefaultPublishTimeout = 5 * time.Second
 )
 
+// WithLogger returns the configuration with its logs going to log.
+func (c Config) WithLogger(log *slog.Logger) Config {
+	c.Logger = log
+	return c
+}
+
 // ConfigFromEnv reads INGRESS_ADDR, NATS_URL, STRIPE_WEBHOOK_SECRET,
 // STRIPE_LIVEMODE, WEBHOOK_MAX_BODY, WEBHOOK_TOLERANCE, PUBLISH_TIMEOUT, the
 // NATS_* stream settings and the OTEL_* variables.

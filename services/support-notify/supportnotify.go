@@ -118,6 +118,12 @@ type Config struct {
 
 var subdomainRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
 
+// WithLogger returns the configuration with its logs going to log.
+func (c Config) WithLogger(log *slog.Logger) Config {
+	c.Logger = log
+	return c
+}
+
 // ConfigFromEnv reads HTTP_ADDR, NATS_URL, DATABASE_URL, the NATS_* stream
 // and CONSUMER_* settings, OTEL_*, SUPPORT_PROVIDER, ALERT_PROVIDER,
 // ZENDESK_SUBDOMAIN, ZENDESK_EMAIL, ZENDESK_API_TOKEN, ZENDESK_BASE_URL,
