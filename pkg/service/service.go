@@ -16,6 +16,13 @@ import (
 	"github.com/launchready/launchready/pkg/logging"
 )
 
+// Env lists the variables Main reads itself, besides those the service's
+// configuration reads.
+var Env = []string{logLevelVar}
+
+// logLevelVar sets the logs' level: debug, info (default), warn, error.
+const logLevelVar = "LOG_LEVEL"
+
 // Config is a service's configuration: it takes the logger Main makes.
 type Config[C any] interface {
 	WithLogger(log *slog.Logger) C
@@ -36,7 +43,7 @@ func Main[C Config[C]](name string, fromEnv func(config.Getenv) (C, error), run 
 // Run is Main without the process: logs go to w, the environment is
 // getenv, and the error is returned (it has been logged).
 func Run[C Config[C]](ctx context.Context, name string, fromEnv func(config.Getenv) (C, error), run func(context.Context, C) error, w io.Writer, getenv config.Getenv) error {
-	log := logging.New(w, name, logging.ParseLevel(getenv("LOG_LEVEL")))
+	log := logging.New(w, name, logging.ParseLevel(getenv(logLevelVar)))
 	cfg, err := fromEnv(getenv)
 	if err != nil {
 		log.Error("configuration", "error", err.Error())

@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/launchready/launchready/pkg/config"
+	lrservice "github.com/launchready/launchready/pkg/service"
 	billingstate "github.com/launchready/launchready/services/billing-state"
 	crmsync "github.com/launchready/launchready/services/crm-sync"
 	"github.com/launchready/launchready/services/ingress"
@@ -99,7 +100,8 @@ func secretSample(t *testing.T, key string) string {
 }
 
 // envReadsInSource finds os.Getenv("X") and os.LookupEnv("X") in a service's
-// main and root package: variables read outside ConfigFromEnv (LOG_LEVEL).
+// main and root package: variables read outside ConfigFromEnv, and, for a
+// main that calls service.Main, those Main reads (LOG_LEVEL).
 func envReadsInSource(t *testing.T, service string) map[string]bool {
 	t.Helper()
 	root := filepath.Join(repoRoot(t), "services", service)
@@ -127,6 +129,12 @@ func envReadsInSource(t *testing.T, service string) map[string]bool {
 					return true
 				}
 				pkg, ok := sel.X.(*ast.Ident)
+				if ok && pkg.Name == "service" && sel.Sel.Name == "Main" {
+					for _, v := range lrservice.Env {
+						out[v] = true
+					}
+					return true
+				}
 				if !ok || pkg.Name != "os" || (sel.Sel.Name != "Getenv" && sel.Sel.Name != "LookupEnv") {
 					return true
 				}
