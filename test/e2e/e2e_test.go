@@ -151,7 +151,7 @@ func TestFailedPayment(t *testing.T) {
 	harness.Eventually(t, 60*time.Second, "the ticket", func() bool { return len(s.Zendesk.Tickets()) > 0 })
 	s.WaitDrained(60 * time.Second)
 	ts := s.Zendesk.Tickets()
-	if len(ts) != 1 || ts[0].ExternalID != failed.ID || ts[0].Requester != j.Email {
+	if len(ts) != 1 || ts[0].ExternalID != failed.ID || ts[0].Requester.Email != j.Email {
 		t.Fatalf("zendesk tickets %+v: want one, external_id %s, requester %s", ts, failed.ID, j.Email)
 	}
 	if slackFor(s, failed.ID) != 1 || len(s.Slack.Messages()) != 1 {

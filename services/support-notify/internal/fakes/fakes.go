@@ -5,18 +5,16 @@
 package fakes
 
 import (
-	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/launchready/launchready/services/support-notify/zendeskfake"
 )
 
 // Trouble is the misbehaviour planned for upcoming calls.
@@ -128,52 +126,21 @@ func (t *Trouble) close() {
 }
 
 // ZendeskTicket is a ticket as the fake desk holds it.
-type ZendeskTicket struct {
-	ID         int64
-	Subject    string
-	Priority   string
-	Tags       []string
-	ExternalID string
-	Requester  struct{ Email, Name string }
-	Status     string
-	Comments   []ZendeskComment
-	CreatedAt  time.Time
-}
+type ZendeskTicket = zendeskfake.Ticket
 
 // ZendeskComment is one comment; the first is the ticket's description.
-type ZendeskComment struct {
-	Body   string
-	Public bool
-	At     time.Time
-}
+type ZendeskComment = zendeskfake.Comment
 
-// Zendesk is the fake desk.
+// Zendesk is the fake desk (zendeskfake.Desk) behind the planned trouble.
 type Zendesk struct {
 	*Trouble
+	*zendeskfake.Desk
 	Server *httptest.Server
-	Email  string
-	Token  string
-
-	mu       sync.Mutex
-	nextID   int64
-	tickets  map[int64]*ZendeskTicket
-	idem     map[string]idemEntry
-	posts    int
-	puts     int
-	idemHits int
-	changed  chan struct{}
-}
-
-type idemEntry struct {
-	payload []byte
-	status  int
-	answer  []byte
 }
 
 // NewZendesk starts a fake desk that accepts email/token credentials.
 func NewZendesk(t testing.TB, email, token string) *Zendesk {
-	z := &Zendesk{Trouble: newTrouble(), Email: email, Token: token, nextID: 1000,
-		tickets: map[int64]*ZendeskTicket{}, idem: map[string]idemEntry{}, changed: make(chan struct{})}
+	z := &Zendesk{Trouble: newTrouble(), Desk: zendeskfake.New(email, token)}
 	z.Server = httptest.NewServer(http.HandlerFunc(z.serve))
 	t.Cleanup(func() { z.close(); z.Server.Close() })
 	return z
@@ -183,9 +150,8 @@ func NewZendesk(t testing.TB, email, token string) *Zendesk {
 func (z *Zendesk) URL() string { return z.Server.URL }
 
 func (z *Zendesk) serve(w http.ResponseWriter, r *http.Request) {
-	want := "Basic " + base64.StdEncoding.EncodeToString([]byte(z.Email+"/token:"+z.Token))
-	if r.Header.Get("Authorization") != want {
-		http.Error(w, `{"error":"Couldn't authenticate you"}`, http.StatusUnauthorized)
+	if !z.Authorized(r) {
+		zendeskfake.Unauthorized(w)
 		return
 	}
 	body, _ := io.ReadAll(r.Body)
@@ -193,163 +159,14 @@ func (z *Zendesk) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if lose, release := z.takeLose(); lose {
-		z.route(httptest.NewRecorder(), r, body)
+		z.Route(httptest.NewRecorder(), r, body)
 		select {
 		case <-r.Context().Done():
 		case <-release:
 		}
 		panic(http.ErrAbortHandler)
 	}
-	z.route(w, r, body)
-}
-
-func (z *Zendesk) route(w http.ResponseWriter, r *http.Request, body []byte) {
-	switch {
-	case r.Method == http.MethodPost && r.URL.Path == "/api/v2/tickets.json":
-		z.create(w, r, body)
-	case r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/api/v2/tickets/") && strings.HasSuffix(r.URL.Path, ".json"):
-		id, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/api/v2/tickets/"), ".json"), 10, 64)
-		if err != nil {
-			http.Error(w, `{"error":"InvalidEndpoint"}`, http.StatusNotFound)
-			return
-		}
-		z.update(w, id, body)
-	default:
-		http.Error(w, `{"error":"InvalidEndpoint"}`, http.StatusNotFound)
-	}
-}
-
-type wireTicket struct {
-	Ticket struct {
-		Subject string `json:"subject"`
-		Comment *struct {
-			Body   string `json:"body"`
-			Public *bool  `json:"public"`
-		} `json:"comment"`
-		Requester *struct {
-			Email string `json:"email"`
-			Name  string `json:"name"`
-		} `json:"requester"`
-		Priority   string   `json:"priority"`
-		Tags       []string `json:"tags"`
-		ExternalID string   `json:"external_id"`
-		Status     string   `json:"status"`
-	} `json:"ticket"`
-}
-
-// create follows Zendesk's Idempotency-Key rules: a repeated key with the
-// same payload gets the first answer back (x-idempotency-lookup: hit), a
-// repeated key with another payload is refused.
-func (z *Zendesk) create(w http.ResponseWriter, r *http.Request, body []byte) {
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	z.posts++
-	key := r.Header.Get("Idempotency-Key")
-	if key != "" {
-		if e, ok := z.idem[key]; ok {
-			if !bytes.Equal(e.payload, body) {
-				writeJSON(w, http.StatusBadRequest, map[string]any{"error": "IdempotentRequestError",
-					"description": "Request parameters differ from the original request with this Idempotency-Key"})
-				return
-			}
-			z.idemHits++
-			w.Header().Set("x-idempotency-lookup", "hit")
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(e.status)
-			_, _ = w.Write(e.answer)
-			return
-		}
-	}
-	var in wireTicket
-	if err := json.Unmarshal(body, &in); err != nil || in.Ticket.Comment == nil || in.Ticket.Comment.Body == "" {
-		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": "RecordInvalid", "description": "comment body required"})
-		return
-	}
-	z.nextID++
-	t := &ZendeskTicket{ID: z.nextID, Subject: in.Ticket.Subject, Priority: in.Ticket.Priority, Tags: in.Ticket.Tags,
-		ExternalID: in.Ticket.ExternalID, Status: "new", CreatedAt: time.Now()}
-	if in.Ticket.Requester != nil {
-		t.Requester.Email, t.Requester.Name = in.Ticket.Requester.Email, in.Ticket.Requester.Name
-	}
-	public := in.Ticket.Comment.Public == nil || *in.Ticket.Comment.Public
-	t.Comments = append(t.Comments, ZendeskComment{Body: in.Ticket.Comment.Body, Public: public, At: time.Now()})
-	z.tickets[t.ID] = t
-	answer, _ := json.Marshal(map[string]any{"ticket": map[string]any{"id": t.ID, "status": t.Status, "external_id": t.ExternalID}})
-	if key != "" {
-		z.idem[key] = idemEntry{payload: body, status: http.StatusCreated, answer: answer}
-	}
-	z.notify()
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusCreated)
-	_, _ = w.Write(answer)
-}
-
-func (z *Zendesk) update(w http.ResponseWriter, id int64, body []byte) {
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	z.puts++
-	t, ok := z.tickets[id]
-	if !ok {
-		writeJSON(w, http.StatusNotFound, map[string]any{"error": "RecordNotFound", "description": "Not found"})
-		return
-	}
-	if t.Status == "closed" {
-		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": "RecordInvalid",
-			"details": map[string]any{"status": []map[string]string{{"description": "Status: closed prevents ticket update"}}}})
-		return
-	}
-	var in wireTicket
-	if err := json.Unmarshal(body, &in); err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "InvalidJSON"})
-		return
-	}
-	if c := in.Ticket.Comment; c != nil {
-		public := c.Public == nil || *c.Public
-		t.Comments = append(t.Comments, ZendeskComment{Body: c.Body, Public: public, At: time.Now()})
-	}
-	if in.Ticket.Status != "" {
-		t.Status = in.Ticket.Status
-	}
-	z.notify()
-	writeJSON(w, http.StatusOK, map[string]any{"ticket": map[string]any{"id": t.ID, "status": t.Status}})
-}
-
-// notify wakes waiters; called with z.mu held.
-func (z *Zendesk) notify() {
-	close(z.changed)
-	z.changed = make(chan struct{})
-}
-
-// Close marks a ticket closed, as Zendesk does some days after solved.
-func (z *Zendesk) Close(id int64) {
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	if t, ok := z.tickets[id]; ok {
-		t.Status = "closed"
-	}
-}
-
-// Tickets returns copies of every ticket, in id order.
-func (z *Zendesk) Tickets() []ZendeskTicket {
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	out := make([]ZendeskTicket, 0, len(z.tickets))
-	for id := int64(1001); id <= z.nextID; id++ {
-		if t, ok := z.tickets[id]; ok {
-			c := *t
-			c.Comments = append([]ZendeskComment(nil), t.Comments...)
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
-// Counts returns POST and PUT calls that reached the desk logic and how
-// many POSTs were answered from the idempotency store.
-func (z *Zendesk) Counts() (posts, puts, idemHits int) {
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	return z.posts, z.puts, z.idemHits
+	z.Route(w, r, body)
 }
 
 // WaitFor waits until cond holds over the tickets, failing the test at the
@@ -359,9 +176,7 @@ func (z *Zendesk) WaitFor(t testing.TB, timeout time.Duration, what string, cond
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
-		z.mu.Lock()
-		ch := z.changed
-		z.mu.Unlock()
+		ch := z.Changed()
 		if ts := z.Tickets(); cond(ts) {
 			return ts
 		}
@@ -467,10 +282,4 @@ func (s *Slack) WaitFor(t testing.TB, timeout time.Duration, what string, cond f
 			return nil
 		}
 	}
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
 }
