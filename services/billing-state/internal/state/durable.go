@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -23,12 +24,12 @@ import (
 //     database no longer has.
 //
 // A FlushGate holds both until the WAL is flushed past every commit made
-// before they were handed over. It reads the WAL position, waits for
-// Postgres's own flush (the WAL writer, or any synchronous commit) and, if
-// that takes longer than ForceAfter, forces one: a one-row update committed
-// synchronously, which flushes everything written before it. One flush
-// serves every commit waiting, like Postgres's group commit, but nothing
-// on the status path waits for it.
+// before they were handed over. By default each round forces a flush: a
+// one-row update committed synchronously, which flushes everything written
+// before it. With ForceAfter set, a round first reads the WAL position and
+// waits that long for Postgres's own flush (the WAL writer, or any
+// synchronous commit). One flush serves every commit waiting, like
+// Postgres's group commit, but nothing on the status path waits for it.
 
 // FlushGateOptions tune a FlushGate.
 type FlushGateOptions struct {
@@ -51,10 +52,12 @@ type FlushGate struct {
 	wake chan struct{}
 
 	mu sync.Mutex
-	// fresh were handed over since the gate last read the WAL position;
-	// held know the position they wait for, oldest first.
-	fresh []func()
-	held  []heldGroup
+	// fresh were handed over since the gate last read the WAL position
+	// (the first at freshSince); held know the position they wait for,
+	// oldest first.
+	fresh      []func()
+	freshSince time.Time
+	held       []heldGroup
 
 	holdSeconds prometheus.Histogram
 	forced      prometheus.Counter
@@ -97,6 +100,9 @@ func NewFlushGate(pool *pgxpool.Pool, o FlushGateOptions) *FlushGate {
 // fn never runs; a held JetStream ack then expires into a redelivery.
 func (g *FlushGate) After(fn func()) {
 	g.mu.Lock()
+	if len(g.fresh) == 0 {
+		g.freshSince = time.Now()
+	}
 	g.fresh = append(g.fresh, fn)
 	g.mu.Unlock()
 	select {
@@ -178,25 +184,45 @@ func (g *FlushGate) pending() bool {
 	return len(g.fresh) > 0 || len(g.held) > 0
 }
 
-// round reads the WAL position, forces a flush when the oldest held group
-// has waited forceAfter (never when negative), and releases every group
-// the flush covers. It reports whether groups are still held.
+// round releases what the WAL flush has passed, and reports whether
+// anything is still held. Forcing at once (forceAfter 0), it forces a
+// flush, which passes everything handed over before it: one round trip.
+// Otherwise it reads the WAL position first, and forces only when the
+// oldest held group has waited forceAfter (never when negative).
 func (g *FlushGate) round(ctx context.Context, forceAfter time.Duration) (bool, error) {
 	g.mu.Lock()
-	fresh := g.fresh
+	fresh, since := g.fresh, g.freshSince
 	g.fresh = nil
 	g.mu.Unlock()
-	insert, flushed, err := g.positions(ctx)
-	if err != nil {
+	restore := func() { // ahead of what came meanwhile
 		g.mu.Lock()
+		if len(fresh) > 0 {
+			g.freshSince = since
+		}
 		g.fresh = append(fresh, g.fresh...)
 		g.mu.Unlock()
+	}
+	if forceAfter == 0 {
+		if err := g.force(ctx); err != nil {
+			restore()
+			return true, err
+		}
+		g.mu.Lock()
+		if len(fresh) > 0 {
+			g.held = append(g.held, heldGroup{since: since, fns: fresh})
+		}
+		g.mu.Unlock()
+		return g.release(math.MaxUint64), nil
+	}
+	insert, flushed, err := g.positions(ctx)
+	if err != nil {
+		restore()
 		return true, err
 	}
 	now := time.Now()
 	g.mu.Lock()
 	if len(fresh) > 0 {
-		g.held = append(g.held, heldGroup{target: insert, since: now, fns: fresh})
+		g.held = append(g.held, heldGroup{target: insert, since: since, fns: fresh})
 	}
 	if len(g.held) == 0 {
 		g.mu.Unlock()
@@ -208,7 +234,6 @@ func (g *FlushGate) round(ctx context.Context, forceAfter time.Duration) (bool, 
 		if err := g.force(ctx); err != nil {
 			return true, err
 		}
-		g.forced.Inc()
 		// The forced commit came after the position was read: everything
 		// inserted before it is on disk now.
 		flushed = insert
@@ -261,5 +286,6 @@ func (g *FlushGate) force(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("force WAL flush: %w", err)
 	}
+	g.forced.Inc()
 	return nil
 }

@@ -3,9 +3,11 @@ package state_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -50,9 +52,17 @@ func TestFlushGateHoldsUntilTheWALIsOnDisk(t *testing.T) {
 	}
 	stopNever()
 
-	// Forcing at once: released, and the commit is on disk.
+	// Forcing at once: released, and the commit is on disk. The gate's
+	// round is one statement, the forced commit, on a pool of its own here
+	// so that its statements can be counted.
+	var statements atomic.Int64
+	gatePool, err := pg.Open(ctx, srv.URL("postgres"), pg.WithTracer(countingTracer{&statements}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gatePool.Close()
 	reg := prometheus.NewRegistry()
-	gate := state.NewFlushGate(pool, state.FlushGateOptions{ForceAfter: 0, Registry: reg})
+	gate := state.NewFlushGate(gatePool, state.FlushGateOptions{ForceAfter: 0, Registry: reg})
 	stop := runGate(t, gate)
 	defer stop()
 	committed := commit()
@@ -64,6 +74,9 @@ func TestFlushGateHoldsUntilTheWALIsOnDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	took := time.Since(start)
+	if n := statements.Load(); n != 1 {
+		t.Fatalf("the gate sent %d statements for one round, want 1 (the forced commit)", n)
+	}
 	if flushed := walPosition(t, pool, "pg_current_wal_flush_lsn()"); flushed < committed {
 		t.Fatalf("released with the WAL flushed to %d, before the commit at %d", flushed, committed)
 	}
@@ -124,6 +137,16 @@ func TestFlushGateKeepsWhatItCannotRelease(t *testing.T) {
 	default:
 	}
 }
+
+// countingTracer counts the statements a pool sends.
+type countingTracer struct{ n *atomic.Int64 }
+
+func (c countingTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+
+func (countingTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
 func runGate(t *testing.T, g *state.FlushGate) (stop func()) {
 	t.Helper()
