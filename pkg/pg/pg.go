@@ -195,13 +195,6 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string, migrations 
 	return nil
 }
 
-// InTx runs fn in one transaction: committed when fn returns nil, rolled
-// back otherwise. It is the one way services write, so a state change, its
-// processed_events row, its audit row and its outbox row commit together.
-func InTx(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) error {
-	return pgx.BeginFunc(ctx, pool, fn)
-}
-
 // IsUnavailable reports whether err means the database could not be reached
 // or the connection broke, i.e. a retry later may succeed.
 func IsUnavailable(err error) bool {

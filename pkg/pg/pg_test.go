@@ -2,7 +2,6 @@ package pg_test
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -82,41 +81,6 @@ func TestMigrateFailureLeavesNoHalfApplied(t *testing.T) {
 	}
 	if exists {
 		t.Fatal("table from a failed migration was left behind")
-	}
-}
-
-func TestInTxRollsBackOnError(t *testing.T) {
-	ctx := context.Background()
-	pool, err := pg.Open(ctx, pgtest.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if _, err := pool.Exec(ctx, `CREATE TABLE t (v int)`); err != nil {
-		t.Fatal(err)
-	}
-	boom := errors.New("boom")
-	err = pg.InTx(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO t VALUES (1)`); err != nil {
-			return err
-		}
-		return boom
-	})
-	if !errors.Is(err, boom) {
-		t.Fatalf("err = %v, want boom", err)
-	}
-	if err := pg.InTx(ctx, pool, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO t VALUES (2)`)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	var sum int
-	if err := pool.QueryRow(ctx, `SELECT coalesce(sum(v),0) FROM t`).Scan(&sum); err != nil {
-		t.Fatal(err)
-	}
-	if sum != 2 {
-		t.Fatalf("sum = %d, want 2 (first tx rolled back)", sum)
 	}
 }
 

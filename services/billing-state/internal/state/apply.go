@@ -7,10 +7,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/launchready/launchready/pkg/canonical"
+	"github.com/launchready/launchready/pkg/pg"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 )
 
@@ -190,15 +190,11 @@ func (s *Store) ApplyEvent(ctx context.Context, ev *billingv1.BillingEvent, opts
 
 // txn is one transaction (see pipeline.go).
 type txn struct {
-	s    *Store
-	ctx  context.Context
-	conn *pgxpool.Conn
-	// pending statements not sent yet, and what each does.
-	pending *pgx.Batch
-	what    []step
-	// owner is the index of the event being applied in a shared
+	s   *Store
+	ctx context.Context
+	// tx.Owner is the index of the event being applied in a shared
 	// transaction (see ApplyBatch); 0 otherwise.
-	owner int
+	tx *pg.Tx
 	// batch is what a shared transaction read up front; nil otherwise.
 	batch *batchState
 	// touched: the current event wrote payments, refunds or disputes, so
@@ -230,7 +226,7 @@ func (s *Store) applyOnce(ctx context.Context, ev *billingv1.BillingEvent, k kin
 // transaction: its own context (its trace) and clean per-event state. The
 // statements still queued belong to the events before it.
 func (t *txn) startEvent(ctx context.Context, owner int) {
-	t.ctx, t.owner = ctx, owner
+	t.ctx, t.tx.Owner = ctx, owner
 	t.cus, t.subs, t.ambiguous, t.learned, t.touched = customerRow{}, nil, false, nil, false
 }
 

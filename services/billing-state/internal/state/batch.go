@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/launchready/launchready/pkg/canonical"
+	"github.com/launchready/launchready/pkg/pg"
 
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 )
@@ -120,13 +121,13 @@ func (s *Store) applyShared(ctx context.Context, items []BatchItem, idx []int, o
 		// A queued statement fails when a later one carries it: blame the
 		// event that queued it. When a statement written for the whole
 		// batch fails, every event is applied alone.
-		var se *stepError
+		var se *pg.StepError
 		if errors.As(err, &se) {
-			if se.owner == batchOwner {
+			if se.Owner == batchOwner {
 				return -1, err
 			}
-			if se.owner >= 0 && se.owner < len(idx) {
-				return se.owner, err
+			if se.Owner >= 0 && se.Owner < len(idx) {
+				return se.Owner, err
 			}
 		}
 		return current, err
@@ -181,7 +182,7 @@ const batchOwner = -1
 // keep the order the events applied in, so each customer's timeline and
 // published changes stay in order.
 func (b *batchState) flushWrites(t *txn) error {
-	t.owner = batchOwner
+	t.tx.Owner = batchOwner
 	var ids, emails, names, users, profileIDs, profileTypes, statuses, lastEvents []string
 	var live, placeholder, deleted, reconcile, entitled []bool
 	var profileAt, failedAt []*time.Time

@@ -12,6 +12,7 @@ import (
 
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/canonical"
+	"github.com/launchready/launchready/pkg/pg"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 )
 
@@ -97,8 +98,8 @@ func nullTime(t time.Time) any {
 // ensureCustomer creates the customer's row (a placeholder when the
 // customer.created event has not arrived yet) and moves its newest-event
 // watermark forward; an older event leaves it alone.
-func ensureCustomer(ctx context.Context, tx pgx.Tx, customerID string, ev *billingv1.BillingEvent) error {
-	_, err := tx.Exec(ctx, `
+func ensureCustomer(tx *pg.Tx, customerID string, ev *billingv1.BillingEvent) {
+	tx.Queue("upsert customer "+customerID, `
 		INSERT INTO crm.customers (customer_id, livemode, last_event_id, last_event_created)
 		VALUES ($1, $2, $3, $4)
 		ON CONFLICT (customer_id) DO UPDATE SET
@@ -110,10 +111,6 @@ func ensureCustomer(ctx context.Context, tx pgx.Tx, customerID string, ev *billi
 			last_event_created = GREATEST(crm.customers.last_event_created, EXCLUDED.last_event_created),
 			updated_at = now()`,
 		customerID, ev.GetLivemode(), ev.GetEventId(), nullTime(created(ev)))
-	if err != nil {
-		return fmt.Errorf("upsert customer %s: %w", customerID, err)
-	}
-	return nil
 }
 
 // setField applies one profile field under its watermark. customer.*
@@ -121,15 +118,15 @@ func ensureCustomer(ctx context.Context, tx pgx.Tx, customerID string, ev *billi
 // objects only suggest a value and never beat an authoritative one. An
 // empty value says nothing: a CRM contact keeps the email it has rather
 // than lose it to a customer object that was saved without one.
-func setField(ctx context.Context, tx pgx.Tx, customerID, field, value string, authoritative bool, ev *billingv1.BillingEvent) error {
+func setField(tx *pg.Tx, customerID, field, value string, authoritative bool, ev *billingv1.BillingEvent) {
 	if value == "" {
-		return nil
+		return
 	}
 	authCol := field + "_authoritative"
 	if field == "name" {
 		// Only customer objects carry a name worth keeping.
 		if !authoritative {
-			return nil
+			return
 		}
 		authCol = "true"
 	}
@@ -140,25 +137,18 @@ func setField(ctx context.Context, tx pgx.Tx, customerID, field, value string, a
 			OR ($5 AND NOT %[2]s)
 			OR ($5 = %[2]s AND ($3 > %[1]s_created OR ($3 = %[1]s_created AND $4 > %[1]s_event_id))))`,
 		field, authCol, map[bool]string{true: "", false: ", " + authCol + " = $5"}[field == "name"])
-	if _, err := tx.Exec(ctx, q, customerID, value, created(ev), ev.GetEventId(), authoritative); err != nil {
-		return fmt.Errorf("set %s of %s: %w", field, customerID, err)
-	}
-	return nil
+	tx.Queue("set "+field+" of "+customerID, q, customerID, value, created(ev), ev.GetEventId(), authoritative)
 }
 
-func applyProfile(ctx context.Context, tx pgx.Tx, customerID string, ev *billingv1.BillingEvent, authoritative bool) error {
-	if err := setField(ctx, tx, customerID, "email", strings.TrimSpace(ev.GetEmail()), authoritative, ev); err != nil {
-		return err
-	}
-	if err := setField(ctx, tx, customerID, "name", strings.TrimSpace(ev.GetCustomerName()), authoritative, ev); err != nil {
-		return err
-	}
-	return setField(ctx, tx, customerID, "user_id", ev.GetUserId(), authoritative, ev)
+func applyProfile(tx *pg.Tx, customerID string, ev *billingv1.BillingEvent, authoritative bool) {
+	setField(tx, customerID, "email", strings.TrimSpace(ev.GetEmail()), authoritative, ev)
+	setField(tx, customerID, "name", strings.TrimSpace(ev.GetCustomerName()), authoritative, ev)
+	setField(tx, customerID, "user_id", ev.GetUserId(), authoritative, ev)
 }
 
 // applySubscription stores the snapshot when canonical.DecideSnapshot says
 // it is newer than the stored one.
-func applySubscription(ctx context.Context, tx pgx.Tx, ev *billingv1.BillingEvent) (canonical.Decision, error) {
+func applySubscription(ctx context.Context, tx *pg.Tx, ev *billingv1.BillingEvent) (canonical.Decision, error) {
 	in, err := canonical.SubscriptionFromEvent(ev)
 	if err != nil {
 		// raw_json is the verified Stripe body; if it does not parse, no
@@ -191,13 +181,10 @@ func applySubscription(ctx context.Context, tx pgx.Tx, ev *billingv1.BillingEven
 	if err != nil {
 		return dec, fmt.Errorf("encode subscription %s: %w", in.ID, err)
 	}
-	_, err = tx.Exec(ctx, `
+	tx.Queue("store subscription "+in.ID, `
 		INSERT INTO crm.subscriptions (subscription_id, customer_id, snapshot) VALUES ($1, $2, $3)
 		ON CONFLICT (subscription_id) DO UPDATE SET customer_id = EXCLUDED.customer_id, snapshot = EXCLUDED.snapshot, updated_at = now()`,
 		in.ID, in.CustomerID, b)
-	if err != nil {
-		return dec, fmt.Errorf("store subscription %s: %w", in.ID, err)
-	}
 	return dec, nil
 }
 
@@ -212,11 +199,11 @@ type purchaseFacts struct {
 	created                                                time.Time
 }
 
-func mergePurchase(ctx context.Context, tx pgx.Tx, f purchaseFacts) error {
+func mergePurchase(tx *pg.Tx, f purchaseFacts) {
 	if f.key == "" {
-		return nil
+		return
 	}
-	_, err := tx.Exec(ctx, `
+	tx.Queue("merge purchase "+f.key, `
 		INSERT INTO crm.purchases (purchase_key, customer_id, checkout_session_id, payment_intent_id, charge_id,
 			from_checkout, paid, awaiting_async, async_failed,
 			amount, amount_refunded, refunded, currency, created)
@@ -239,10 +226,6 @@ func mergePurchase(ctx context.Context, tx pgx.Tx, f purchaseFacts) error {
 		f.key, f.customerID, f.checkoutID, f.paymentIntentID, f.chargeID,
 		f.fromCheckout, f.paid, f.awaitingAsync, f.asyncFailed,
 		f.amount, f.amountRefunded, f.refunded, f.currency, nullTime(f.created))
-	if err != nil {
-		return fmt.Errorf("merge purchase %s: %w", f.key, err)
-	}
-	return nil
 }
 
 // purchaseKey names a payment the way billing-state does (the payment
@@ -259,19 +242,15 @@ func purchaseKey(paymentIntentID, checkoutID, chargeID string) string {
 }
 
 // mapCharge remembers which customer a charge belongs to, for disputes.
-func mapCharge(ctx context.Context, tx pgx.Tx, chargeID, customerID, paymentIntentID string) error {
+func mapCharge(tx *pg.Tx, chargeID, customerID, paymentIntentID string) {
 	if chargeID == "" || customerID == "" {
-		return nil
+		return
 	}
-	_, err := tx.Exec(ctx, `
+	tx.Queue("map charge "+chargeID, `
 		INSERT INTO crm.charges (charge_id, customer_id, payment_intent_id) VALUES ($1, $2, $3)
 		ON CONFLICT (charge_id) DO UPDATE SET
 			payment_intent_id = GREATEST(crm.charges.payment_intent_id, EXCLUDED.payment_intent_id)`,
 		chargeID, customerID, paymentIntentID)
-	if err != nil {
-		return fmt.Errorf("map charge %s: %w", chargeID, err)
-	}
-	return nil
 }
 
 // resolveCustomer finds the customer of an event that may not name one
@@ -302,15 +281,15 @@ func resolveCustomer(ctx context.Context, q querier, ev *billingv1.BillingEvent)
 
 // applyRefund keeps each refund's latest status; refunds name a charge, and
 // purchases find them by charge or payment intent whatever the order.
-func applyRefund(ctx context.Context, tx pgx.Tx, ev *billingv1.BillingEvent) error {
+func applyRefund(tx *pg.Tx, ev *billingv1.BillingEvent) {
 	id := ev.GetRefundId()
 	if id == "" {
 		id = ev.GetObjectId()
 	}
 	if id == "" {
-		return nil
+		return
 	}
-	_, err := tx.Exec(ctx, `
+	tx.Queue("store refund "+id, `
 		INSERT INTO crm.refunds (refund_id, charge_id, payment_intent_id, amount, status, last_event_created)
 		VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (refund_id) DO UPDATE SET
@@ -321,24 +300,20 @@ func applyRefund(ctx context.Context, tx pgx.Tx, ev *billingv1.BillingEvent) err
 			payment_intent_id = GREATEST(crm.refunds.payment_intent_id, EXCLUDED.payment_intent_id),
 			last_event_created = GREATEST(crm.refunds.last_event_created, EXCLUDED.last_event_created)`,
 		id, ev.GetChargeId(), ev.GetPaymentIntentId(), ev.GetAmount(), ev.GetStatus(), nullTime(created(ev)))
-	if err != nil {
-		return fmt.Errorf("store refund %s: %w", id, err)
-	}
-	return nil
 }
 
 type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-func applyDispute(ctx context.Context, tx pgx.Tx, ev *billingv1.BillingEvent) error {
+func applyDispute(tx *pg.Tx, ev *billingv1.BillingEvent) {
 	status := ev.GetStatus()
 	closed := ev.GetType() == "charge.dispute.closed"
 	switch status {
 	case "won", "lost", "warning_closed", "prevented":
 		closed = true
 	}
-	_, err := tx.Exec(ctx, `
+	tx.Queue("store dispute "+ev.GetDisputeId(), `
 		INSERT INTO crm.disputes (dispute_id, charge_id, payment_intent_id, closed, lost) VALUES ($1,$2,$3,$4,$5)
 		ON CONFLICT (dispute_id) DO UPDATE SET
 			charge_id = GREATEST(crm.disputes.charge_id, EXCLUDED.charge_id),
@@ -347,48 +322,33 @@ func applyDispute(ctx context.Context, tx pgx.Tx, ev *billingv1.BillingEvent) er
 			lost = crm.disputes.lost OR EXCLUDED.lost,
 			updated_at = now()`,
 		ev.GetDisputeId(), ev.GetChargeId(), ev.GetPaymentIntentId(), closed, status == "lost")
-	if err != nil {
-		return fmt.Errorf("store dispute %s: %w", ev.GetDisputeId(), err)
-	}
-	return nil
 }
 
-// applyEvent folds one event into the mirror of customerID.
-func applyEvent(ctx context.Context, tx pgx.Tx, k kind, customerID string, ev *billingv1.BillingEvent) (string, error) {
-	if err := ensureCustomer(ctx, tx, customerID, ev); err != nil {
-		return "", err
-	}
+// applyEvent folds one event into the mirror of customerID. Its writes
+// are queued: they reach Postgres with the next read (see pg.Tx).
+func applyEvent(ctx context.Context, tx *pg.Tx, k kind, customerID string, ev *billingv1.BillingEvent) (string, error) {
+	ensureCustomer(tx, customerID, ev)
 	at := created(ev)
 	switch k {
 	case kindCustomer:
-		return "applied", applyProfile(ctx, tx, customerID, ev, true)
+		applyProfile(tx, customerID, ev, true)
 	case kindCustomerDeleted:
-		if err := applyProfile(ctx, tx, customerID, ev, false); err != nil {
-			return "", err
-		}
-		_, err := tx.Exec(ctx, `UPDATE crm.customers SET deleted = true WHERE customer_id = $1`, customerID)
-		if err != nil {
-			return "", fmt.Errorf("delete customer %s: %w", customerID, err)
-		}
-		return "applied", nil
+		applyProfile(tx, customerID, ev, false)
+		tx.Queue("delete customer "+customerID, `UPDATE crm.customers SET deleted = true WHERE customer_id = $1`, customerID)
 	case kindSubscription:
-		if err := applyProfile(ctx, tx, customerID, ev, false); err != nil {
-			return "", err
-		}
+		applyProfile(tx, customerID, ev, false)
 		dec, err := applySubscription(ctx, tx, ev)
 		if err != nil {
 			return "", err
 		}
 		return "snapshot_" + dec.Outcome.String(), nil
 	case kindCheckout:
-		if err := applyProfile(ctx, tx, customerID, ev, false); err != nil {
-			return "", err
-		}
+		applyProfile(tx, customerID, ev, false)
 		if ev.GetCheckoutMode() != "payment" {
 			return "applied", nil
 		}
 		paid, awaiting := canonical.CheckoutPayment(ev.GetType(), ev.GetPaymentStatus())
-		return "applied", mergePurchase(ctx, tx, purchaseFacts{
+		mergePurchase(tx, purchaseFacts{
 			key:             purchaseKey(ev.GetPaymentIntentId(), ev.GetCheckoutSessionId(), ""),
 			customerID:      customerID,
 			checkoutID:      ev.GetCheckoutSessionId(),
@@ -402,24 +362,16 @@ func applyEvent(ctx context.Context, tx pgx.Tx, k kind, customerID string, ev *b
 			created:         at,
 		})
 	case kindInvoice, kindInvoiceFailed:
-		if err := applyProfile(ctx, tx, customerID, ev, false); err != nil {
-			return "", err
-		}
+		applyProfile(tx, customerID, ev, false)
 		if k == kindInvoiceFailed && !at.IsZero() {
-			_, err := tx.Exec(ctx, `UPDATE crm.customers SET last_payment_failed_at = GREATEST(last_payment_failed_at, $2) WHERE customer_id = $1`, customerID, at)
-			if err != nil {
-				return "", fmt.Errorf("record payment failure of %s: %w", customerID, err)
-			}
+			tx.Queue("record payment failure of "+customerID,
+				`UPDATE crm.customers SET last_payment_failed_at = GREATEST(last_payment_failed_at, $2) WHERE customer_id = $1`, customerID, at)
 		}
-		return "applied", mapCharge(ctx, tx, ev.GetChargeId(), customerID, ev.GetPaymentIntentId())
+		mapCharge(tx, ev.GetChargeId(), customerID, ev.GetPaymentIntentId())
 	case kindCharge:
-		if err := applyProfile(ctx, tx, customerID, ev, false); err != nil {
-			return "", err
-		}
-		if err := mapCharge(ctx, tx, ev.GetChargeId(), customerID, ev.GetPaymentIntentId()); err != nil {
-			return "", err
-		}
-		return "applied", mergePurchase(ctx, tx, purchaseFacts{
+		applyProfile(tx, customerID, ev, false)
+		mapCharge(tx, ev.GetChargeId(), customerID, ev.GetPaymentIntentId())
+		mergePurchase(tx, purchaseFacts{
 			key:             purchaseKey(ev.GetPaymentIntentId(), "", ev.GetChargeId()),
 			customerID:      customerID,
 			paymentIntentID: ev.GetPaymentIntentId(),
@@ -432,10 +384,8 @@ func applyEvent(ctx context.Context, tx pgx.Tx, k kind, customerID string, ev *b
 			created:         at,
 		})
 	case kindPaymentIntent:
-		if err := mapCharge(ctx, tx, ev.GetChargeId(), customerID, ev.GetPaymentIntentId()); err != nil {
-			return "", err
-		}
-		return "applied", mergePurchase(ctx, tx, purchaseFacts{
+		mapCharge(tx, ev.GetChargeId(), customerID, ev.GetPaymentIntentId())
+		mergePurchase(tx, purchaseFacts{
 			key:             purchaseKey(ev.GetPaymentIntentId(), "", ev.GetChargeId()),
 			customerID:      customerID,
 			paymentIntentID: ev.GetPaymentIntentId(),
@@ -446,17 +396,15 @@ func applyEvent(ctx context.Context, tx pgx.Tx, k kind, customerID string, ev *b
 			created:         at,
 		})
 	case kindRefund:
-		if err := mapCharge(ctx, tx, ev.GetChargeId(), customerID, ev.GetPaymentIntentId()); err != nil {
-			return "", err
-		}
-		return "applied", applyRefund(ctx, tx, ev)
+		mapCharge(tx, ev.GetChargeId(), customerID, ev.GetPaymentIntentId())
+		applyRefund(tx, ev)
 	case kindDispute:
-		if err := mapCharge(ctx, tx, ev.GetChargeId(), customerID, ev.GetPaymentIntentId()); err != nil {
-			return "", err
-		}
-		return "applied", applyDispute(ctx, tx, ev)
+		mapCharge(tx, ev.GetChargeId(), customerID, ev.GetPaymentIntentId())
+		applyDispute(tx, ev)
+	default:
+		return "ignored", nil
 	}
-	return "ignored", nil
+	return "applied", nil
 }
 
 // customerState is the mirror of one customer, read back for derivation.
@@ -470,13 +418,41 @@ type customerState struct {
 	disputeOpen         bool
 }
 
-func loadCustomer(ctx context.Context, tx pgx.Tx, customerID string) (*customerState, error) {
+// queueLoadCustomer queues the reads of customerID's mirror, which
+// readCustomer reads back from the batch's results in the same order.
+func queueLoadCustomer(b *pgx.Batch, customerID string) {
+	b.Queue(`
+		SELECT email, name, user_id, deleted, livemode, last_payment_failed_at, last_event_created
+		FROM crm.customers WHERE customer_id = $1`, customerID)
+	b.Queue(`SELECT snapshot FROM crm.subscriptions WHERE customer_id = $1 ORDER BY subscription_id`, customerID)
+	b.Queue(`
+		SELECT p.purchase_key, p.paid, p.awaiting_async AND NOT p.async_failed, p.amount,
+			GREATEST(p.amount_refunded, COALESCE((SELECT sum(r.amount) FROM crm.refunds r
+				WHERE r.status IN ('succeeded', 'pending') AND (
+					(p.charge_id <> '' AND r.charge_id = p.charge_id) OR
+					(p.payment_intent_id <> '' AND r.payment_intent_id = p.payment_intent_id))), 0))::bigint,
+			p.refunded, p.currency, p.created,
+			EXISTS (SELECT 1 FROM crm.disputes d WHERE d.lost AND (
+				(d.charge_id <> '' AND d.charge_id = p.charge_id) OR
+				(d.payment_intent_id <> '' AND d.payment_intent_id = p.payment_intent_id) OR
+				(d.charge_id <> '' AND d.charge_id IN (SELECT c.charge_id FROM crm.charges c
+					WHERE c.payment_intent_id <> '' AND c.payment_intent_id = p.payment_intent_id))))
+		FROM crm.purchases p
+		WHERE p.customer_id = $1 AND p.from_checkout
+		ORDER BY p.purchase_key`, customerID)
+	b.Queue(`
+		SELECT EXISTS (SELECT 1 FROM crm.disputes d WHERE NOT d.closed AND (
+			d.charge_id IN (SELECT charge_id FROM crm.charges WHERE customer_id = $1) OR
+			(d.payment_intent_id <> '' AND (
+				d.payment_intent_id IN (SELECT payment_intent_id FROM crm.charges WHERE customer_id = $1) OR
+				d.payment_intent_id IN (SELECT payment_intent_id FROM crm.purchases WHERE customer_id = $1)))))`,
+		customerID)
+}
+
+func readCustomer(br pgx.BatchResults, customerID string) (*customerState, error) {
 	st := &customerState{}
 	var failed, last *time.Time
-	err := tx.QueryRow(ctx, `
-		SELECT email, name, user_id, deleted, livemode, last_payment_failed_at, last_event_created
-		FROM crm.customers WHERE customer_id = $1`, customerID).
-		Scan(&st.email, &st.name, &st.userID, &st.deleted, &st.livemode, &failed, &last)
+	err := br.QueryRow().Scan(&st.email, &st.name, &st.userID, &st.deleted, &st.livemode, &failed, &last)
 	if err != nil {
 		return nil, fmt.Errorf("load customer %s: %w", customerID, err)
 	}
@@ -487,7 +463,7 @@ func loadCustomer(ctx context.Context, tx pgx.Tx, customerID string) (*customerS
 		st.lastEventCreated = last.UTC()
 	}
 
-	rows, err := tx.Query(ctx, `SELECT snapshot FROM crm.subscriptions WHERE customer_id = $1 ORDER BY subscription_id`, customerID)
+	rows, err := br.Query()
 	if err != nil {
 		return nil, fmt.Errorf("load subscriptions of %s: %w", customerID, err)
 	}
@@ -509,21 +485,7 @@ func loadCustomer(ctx context.Context, tx pgx.Tx, customerID string) (*customerS
 		return nil, fmt.Errorf("load subscriptions of %s: %w", customerID, err)
 	}
 
-	rows, err = tx.Query(ctx, `
-		SELECT p.purchase_key, p.paid, p.awaiting_async AND NOT p.async_failed, p.amount,
-			GREATEST(p.amount_refunded, COALESCE((SELECT sum(r.amount) FROM crm.refunds r
-				WHERE r.status IN ('succeeded', 'pending') AND (
-					(p.charge_id <> '' AND r.charge_id = p.charge_id) OR
-					(p.payment_intent_id <> '' AND r.payment_intent_id = p.payment_intent_id))), 0))::bigint,
-			p.refunded, p.currency, p.created,
-			EXISTS (SELECT 1 FROM crm.disputes d WHERE d.lost AND (
-				(d.charge_id <> '' AND d.charge_id = p.charge_id) OR
-				(d.payment_intent_id <> '' AND d.payment_intent_id = p.payment_intent_id) OR
-				(d.charge_id <> '' AND d.charge_id IN (SELECT c.charge_id FROM crm.charges c
-					WHERE c.payment_intent_id <> '' AND c.payment_intent_id = p.payment_intent_id))))
-		FROM crm.purchases p
-		WHERE p.customer_id = $1 AND p.from_checkout
-		ORDER BY p.purchase_key`, customerID)
+	rows, err = br.Query()
 	if err != nil {
 		return nil, fmt.Errorf("load purchases of %s: %w", customerID, err)
 	}
@@ -547,13 +509,7 @@ func loadCustomer(ctx context.Context, tx pgx.Tx, customerID string) (*customerS
 		return nil, fmt.Errorf("load purchases of %s: %w", customerID, err)
 	}
 
-	err = tx.QueryRow(ctx, `
-		SELECT EXISTS (SELECT 1 FROM crm.disputes d WHERE NOT d.closed AND (
-			d.charge_id IN (SELECT charge_id FROM crm.charges WHERE customer_id = $1) OR
-			(d.payment_intent_id <> '' AND (
-				d.payment_intent_id IN (SELECT payment_intent_id FROM crm.charges WHERE customer_id = $1) OR
-				d.payment_intent_id IN (SELECT payment_intent_id FROM crm.purchases WHERE customer_id = $1)))))`,
-		customerID).Scan(&st.disputeOpen)
+	err = br.QueryRow().Scan(&st.disputeOpen)
 	if err != nil {
 		return nil, fmt.Errorf("load disputes of %s: %w", customerID, err)
 	}

@@ -141,15 +141,17 @@ func (s *Syncer) SyncEvent(ctx context.Context, ev *billingv1.BillingEvent, deli
 		change  *crm.Change
 		pushed  bool
 	)
-	err = pg.InTx(ctx, s.o.Pool, func(tx pgx.Tx) error {
+	// Four round trips for a synced event: BEGIN, the lock and the
+	// duplicate check; the mirror's writes with the read of a stored
+	// snapshot; the rest of the writes with every read the change needs;
+	// after the push, its records with COMMIT.
+	err = pg.InTx(ctx, s.o.Pool, func(tx *pg.Tx) error {
 		outcome, res, change, pushed = "", crm.Result{}, nil, false
 		lockKey := customerID
 		if lockKey == "" {
 			lockKey = "object:" + ev.GetObjectId()
 		}
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('crm-sync'), hashtext($1))`, lockKey); err != nil {
-			return fmt.Errorf("lock customer %s: %w", customerID, err)
-		}
+		tx.Queue("lock customer "+customerID, `SELECT pg_advisory_xact_lock(hashtext('crm-sync'), hashtext($1))`, lockKey)
 		var seen bool
 		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM crm.processed_events WHERE event_id = $1)`, ev.GetEventId()).Scan(&seen); err != nil {
 			return fmt.Errorf("check processed %s: %w", ev.GetEventId(), err)
@@ -163,16 +165,13 @@ func (s *Syncer) SyncEvent(ctx context.Context, ev *billingv1.BillingEvent, deli
 			// customer's next event (which names the charge) finds it.
 			switch k {
 			case kindDispute:
-				if err := applyDispute(ctx, tx, ev); err != nil {
-					return err
-				}
+				applyDispute(tx, ev)
 			case kindRefund:
-				if err := applyRefund(ctx, tx, ev); err != nil {
-					return err
-				}
+				applyRefund(tx, ev)
 			}
 			outcome = OutcomeUnresolved
-			return markProcessed(ctx, tx, ev, "", outcome)
+			markProcessed(tx, ev, "", outcome)
+			return nil
 		}
 		applied, err := applyEvent(ctx, tx, k, customerID, ev)
 		if err != nil {
@@ -185,10 +184,9 @@ func (s *Syncer) SyncEvent(ctx context.Context, ev *billingv1.BillingEvent, deli
 		}
 		if !needsPush(change, s.o.Adapter.TracksRecords()) {
 			outcome = OutcomeUnchanged
-			if err := s.logCalls(ctx, tx, ev, customerID, delivery, []crm.Call{{Op: "none", Object: customerID, Outcome: OutcomeUnchanged}}); err != nil {
-				return err
-			}
-			return markProcessed(ctx, tx, ev, customerID, outcome)
+			s.logCalls(tx, ev, customerID, delivery, []crm.Call{{Op: "none", Object: customerID, Outcome: OutcomeUnchanged}})
+			markProcessed(tx, ev, customerID, outcome)
+			return nil
 		}
 		res, err = s.o.Adapter.Sync(ctx, change)
 		if err != nil {
@@ -200,14 +198,11 @@ func (s *Syncer) SyncEvent(ctx context.Context, ev *billingv1.BillingEvent, deli
 				return err
 			}
 		}
-		if err := s.remember(ctx, tx, change, res, true); err != nil {
-			return err
-		}
-		if err := s.logCalls(ctx, tx, ev, customerID, delivery, res.Calls); err != nil {
-			return err
-		}
+		s.remember(tx, change, res, true)
+		s.logCalls(tx, ev, customerID, delivery, res.Calls)
 		outcome = OutcomeSynced
-		return markProcessed(ctx, tx, ev, customerID, outcome)
+		markProcessed(tx, ev, customerID, outcome)
+		return nil
 	})
 	if err != nil {
 		// The transaction is gone; keep what the CRM told us and what was
@@ -253,19 +248,27 @@ func needsPush(ch *crm.Change, tracksRecords bool) bool {
 	return false
 }
 
-func markProcessed(ctx context.Context, tx pgx.Tx, ev *billingv1.BillingEvent, customerID, outcome string) error {
-	_, err := tx.Exec(ctx, `INSERT INTO crm.processed_events (event_id, event_type, customer_id, outcome) VALUES ($1, $2, $3, $4)`,
+func markProcessed(tx *pg.Tx, ev *billingv1.BillingEvent, customerID, outcome string) {
+	tx.Queue("record processed "+ev.GetEventId(),
+		`INSERT INTO crm.processed_events (event_id, event_type, customer_id, outcome) VALUES ($1, $2, $3, $4)`,
 		ev.GetEventId(), ev.GetType(), customerID, outcome)
-	if err != nil {
-		return fmt.Errorf("record processed %s: %w", ev.GetEventId(), err)
-	}
-	return nil
 }
 
 // buildChange derives the customer's state and compares it with what was
 // last pushed to the configured CRM.
-func (s *Syncer) buildChange(ctx context.Context, tx pgx.Tx, customerID string, ev *billingv1.BillingEvent, delivery uint64) (*crm.Change, error) {
-	st, err := loadCustomer(ctx, tx, customerID)
+func (s *Syncer) buildChange(ctx context.Context, tx *pg.Tx, customerID string, ev *billingv1.BillingEvent, delivery uint64) (*crm.Change, error) {
+	provider := s.o.Adapter.Name()
+	br, err := tx.Send(ctx, func(b *pgx.Batch) {
+		queueLoadCustomer(b, customerID)
+		b.Queue(`SELECT crm_id, pushed_hash FROM crm.contacts WHERE provider = $1 AND customer_id = $2`, provider, customerID)
+		b.Queue(`SELECT subscription_id, crm_id, associated_to, pushed_hash FROM crm.deals WHERE provider = $1 AND customer_id = $2`,
+			provider, customerID)
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer br.Close()
+	st, err := readCustomer(br, customerID)
 	if err != nil {
 		return nil, err
 	}
@@ -278,18 +281,15 @@ func (s *Syncer) buildChange(ctx context.Context, tx pgx.Tx, customerID string, 
 		Delivery:  delivery,
 		Contact:   contact,
 	}
-	provider := s.o.Adapter.Name()
 	var pushedHash string
-	err = tx.QueryRow(ctx, `SELECT crm_id, pushed_hash FROM crm.contacts WHERE provider = $1 AND customer_id = $2`,
-		provider, customerID).Scan(&ch.ContactCRMID, &pushedHash)
+	err = br.QueryRow().Scan(&ch.ContactCRMID, &pushedHash)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("load contact %s: %w", customerID, err)
 	}
 	ch.ContactChanged = hashOf(contact) != pushedHash
 
 	known := map[string]struct{ id, assoc, hash string }{}
-	rows, err := tx.Query(ctx, `SELECT subscription_id, crm_id, associated_to, pushed_hash FROM crm.deals WHERE provider = $1 AND customer_id = $2`,
-		provider, customerID)
+	rows, err := br.Query()
 	if err != nil {
 		return nil, fmt.Errorf("load deals of %s: %w", customerID, err)
 	}
@@ -304,6 +304,9 @@ func (s *Syncer) buildChange(ctx context.Context, tx pgx.Tx, customerID string, 
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("load deals of %s: %w", customerID, err)
+	}
+	if err := br.Close(); err != nil {
+		return nil, fmt.Errorf("load %s: %w", customerID, err)
 	}
 	for _, sub := range st.subs {
 		deal, ok := DeriveDeal(sub, contact.Email)
@@ -388,9 +391,9 @@ func hashOf(v any) string {
 
 // remember stores the ids the CRM returned and, when complete is true,
 // the documents now in the CRM.
-func (s *Syncer) remember(ctx context.Context, tx pgx.Tx, ch *crm.Change, res crm.Result, complete bool) error {
+func (s *Syncer) remember(tx *pg.Tx, ch *crm.Change, res crm.Result, complete bool) {
 	if ch == nil {
-		return nil
+		return
 	}
 	provider := s.o.Adapter.Name()
 	customerID := ch.Contact.CustomerID
@@ -400,7 +403,7 @@ func (s *Syncer) remember(ctx context.Context, tx pgx.Tx, ch *crm.Change, res cr
 		doc, _ = json.Marshal(ch.Contact)
 		hash = hashOf(ch.Contact)
 	}
-	_, err := tx.Exec(ctx, `
+	tx.Queue("remember contact "+customerID, `
 		INSERT INTO crm.contacts (provider, customer_id, crm_id, pushed, pushed_hash, last_event_id, last_event_created, synced_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $8 THEN now() END)
 		ON CONFLICT (provider, customer_id) DO UPDATE SET
@@ -411,9 +414,6 @@ func (s *Syncer) remember(ctx context.Context, tx pgx.Tx, ch *crm.Change, res cr
 			last_event_created = CASE WHEN $8 THEN GREATEST(crm.contacts.last_event_created, EXCLUDED.last_event_created) ELSE crm.contacts.last_event_created END,
 			synced_at = CASE WHEN $8 THEN now() ELSE crm.contacts.synced_at END`,
 		provider, customerID, res.ContactCRMID, doc, hash, ch.EventID, nullTime(ch.AsOf), complete)
-	if err != nil {
-		return fmt.Errorf("remember contact %s: %w", customerID, err)
-	}
 	for _, d := range ch.Deals {
 		r, ok := res.Deals[d.Deal.SubscriptionID]
 		if !ok {
@@ -425,7 +425,7 @@ func (s *Syncer) remember(ctx context.Context, tx pgx.Tx, ch *crm.Change, res cr
 			ddoc, _ = json.Marshal(d.Deal)
 			dhash = hashOf(d.Deal)
 		}
-		_, err := tx.Exec(ctx, `
+		tx.Queue("remember deal "+d.Deal.SubscriptionID, `
 			INSERT INTO crm.deals (provider, subscription_id, customer_id, crm_id, associated_to, pushed, pushed_hash, last_event_id, last_event_created, synced_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, CASE WHEN $10 THEN now() END)
 			ON CONFLICT (provider, subscription_id) DO UPDATE SET
@@ -437,25 +437,17 @@ func (s *Syncer) remember(ctx context.Context, tx pgx.Tx, ch *crm.Change, res cr
 				last_event_created = CASE WHEN $10 THEN GREATEST(crm.deals.last_event_created, EXCLUDED.last_event_created) ELSE crm.deals.last_event_created END,
 				synced_at = CASE WHEN $10 THEN now() ELSE crm.deals.synced_at END`,
 			provider, d.Deal.SubscriptionID, customerID, r.CRMID, r.AssociatedTo, ddoc, dhash, ch.EventID, nullTime(ch.AsOf), complete)
-		if err != nil {
-			return fmt.Errorf("remember deal %s: %w", d.Deal.SubscriptionID, err)
-		}
 	}
-	return nil
 }
 
-func (s *Syncer) logCalls(ctx context.Context, q pgx.Tx, ev *billingv1.BillingEvent, customerID string, delivery uint64, calls []crm.Call) error {
+func (s *Syncer) logCalls(tx *pg.Tx, ev *billingv1.BillingEvent, customerID string, delivery uint64, calls []crm.Call) {
 	for _, c := range calls {
-		_, err := q.Exec(ctx, `
+		tx.Queue("sync log "+ev.GetEventId(), `
 			INSERT INTO crm.sync_log (event_id, event_type, customer_id, provider, call, object_id, status, outcome, duration_ms, delivery, detail)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 			ev.GetEventId(), ev.GetType(), customerID, s.o.Adapter.Name(), c.Op, c.Object, c.Status, c.Outcome,
 			int(c.Duration/time.Millisecond), int(delivery), bus.Redact(c.Detail))
-		if err != nil {
-			return fmt.Errorf("sync log %s: %w", ev.GetEventId(), err)
-		}
 	}
-	return nil
 }
 
 // afterFailure runs once the delivery's transaction rolled back: it keeps
@@ -467,17 +459,16 @@ func (s *Syncer) afterFailure(ctx context.Context, ev *billingv1.BillingEvent, c
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	err := pg.InTx(ctx, s.o.Pool, func(tx pgx.Tx) error {
+	err := pg.InTx(ctx, s.o.Pool, func(tx *pg.Tx) error {
 		if ch != nil && (res.ContactCRMID != "" || len(res.Deals) > 0) {
-			if err := s.remember(ctx, tx, ch, res, false); err != nil {
-				return err
-			}
+			s.remember(tx, ch, res, false)
 		}
 		calls := res.Calls
 		if pushed {
 			calls = append(calls, crm.Call{Op: "commit", Object: customerID, Outcome: "rolled_back"})
 		}
-		return s.logCalls(ctx, tx, ev, customerID, delivery, calls)
+		s.logCalls(tx, ev, customerID, delivery, calls)
+		return nil
 	})
 	if err != nil {
 		s.o.Logger.WarnContext(ctx, "record failed sync", slog.String("event_id", ev.GetEventId()), slog.String("error", err.Error()))

@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/launchready/launchready/pkg/pg"
 )
 
 // Intent is a ticket creation committed before the Zendesk call: the exact
@@ -20,22 +22,18 @@ type Intent struct {
 
 // RecordIntent stores an intent to create a ticket. Recording the same key
 // again (after Zendesk refused it for good) makes it pending once more.
-func RecordIntent(ctx context.Context, tx pgx.Tx, in Intent) error {
-	_, err := tx.Exec(ctx, `INSERT INTO `+q("ticket_intents")+` (idempotency_key, object_key, event_id, customer_id, request)
+func RecordIntent(tx *pg.Tx, in Intent) {
+	tx.Queue("record ticket intent for "+in.ObjectKey, `INSERT INTO `+q("ticket_intents")+` (idempotency_key, object_key, event_id, customer_id, request)
 		VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (idempotency_key) DO UPDATE SET object_key = EXCLUDED.object_key, event_id = EXCLUDED.event_id,
 			customer_id = EXCLUDED.customer_id, request = EXCLUDED.request, abandoned_at = NULL
 		WHERE `+q("ticket_intents")+`.ticket_id IS NULL`,
 		in.IdempotencyKey, in.ObjectKey, in.EventID, in.CustomerID, string(in.Request))
-	if err != nil {
-		return fmt.Errorf("record ticket intent for %s: %w", in.ObjectKey, err)
-	}
-	return nil
 }
 
 // PendingIntents returns the intents about any of keys whose ticket is not
 // recorded yet, oldest first.
-func PendingIntents(ctx context.Context, tx pgx.Tx, keys []string) ([]Intent, error) {
+func PendingIntents(ctx context.Context, tx *pg.Tx, keys []string) ([]Intent, error) {
 	rows, err := tx.Query(ctx, `SELECT idempotency_key, object_key, event_id, customer_id, request::text FROM `+q("ticket_intents")+`
 		WHERE object_key = ANY($1) AND ticket_id IS NULL AND abandoned_at IS NULL ORDER BY created_at, idempotency_key`, keys)
 	if err != nil {
@@ -55,25 +53,17 @@ func PendingIntents(ctx context.Context, tx pgx.Tx, keys []string) ([]Intent, er
 }
 
 // CompleteIntent records the ticket an intent opened.
-func CompleteIntent(ctx context.Context, tx pgx.Tx, key string, ticketID int64) error {
-	_, err := tx.Exec(ctx, `UPDATE `+q("ticket_intents")+` SET ticket_id = $2, done_at = now() WHERE idempotency_key = $1`, key, ticketID)
-	if err != nil {
-		return fmt.Errorf("complete ticket intent %s: %w", key, err)
-	}
-	return nil
+func CompleteIntent(tx *pg.Tx, key string, ticketID int64) {
+	tx.Queue("complete ticket intent "+key, `UPDATE `+q("ticket_intents")+` SET ticket_id = $2, done_at = now() WHERE idempotency_key = $1`, key, ticketID)
 }
 
 // AbandonIntent gives up an intent Zendesk refuses for good.
-func AbandonIntent(ctx context.Context, tx pgx.Tx, key string) error {
-	_, err := tx.Exec(ctx, `UPDATE `+q("ticket_intents")+` SET abandoned_at = now() WHERE idempotency_key = $1`, key)
-	if err != nil {
-		return fmt.Errorf("abandon ticket intent %s: %w", key, err)
-	}
-	return nil
+func AbandonIntent(tx *pg.Tx, key string) {
+	tx.Queue("abandon ticket intent "+key, `UPDATE `+q("ticket_intents")+` SET abandoned_at = now() WHERE idempotency_key = $1`, key)
 }
 
 // TicketOpenedBy returns the ticket eventID opened, if any.
-func TicketOpenedBy(ctx context.Context, tx pgx.Tx, eventID string) (int64, bool, error) {
+func TicketOpenedBy(ctx context.Context, tx *pg.Tx, eventID string) (int64, bool, error) {
 	var id int64
 	err := tx.QueryRow(ctx, `SELECT ticket_id FROM `+q("tickets")+` WHERE opened_by_event = $1`, eventID).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {

@@ -48,17 +48,14 @@ type Ticket struct {
 // LockObjects serialises work on the given objects across workers and
 // replicas until tx ends. Keys are locked in sorted order so two events
 // naming the same pair cannot deadlock.
-func LockObjects(ctx context.Context, tx pgx.Tx, keys []string) error {
+func LockObjects(tx *pg.Tx, keys []string) {
 	for _, k := range sortedUnique(keys) {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 7))`, "support-notify:"+k); err != nil {
-			return fmt.Errorf("lock %s: %w", k, err)
-		}
+		tx.Queue("lock "+k, `SELECT pg_advisory_xact_lock(hashtextextended($1, 7))`, "support-notify:"+k)
 	}
-	return nil
 }
 
 // Processed reports whether consumer already finished eventID.
-func Processed(ctx context.Context, tx pgx.Tx, consumer, eventID string) (bool, error) {
+func Processed(ctx context.Context, tx *pg.Tx, consumer, eventID string) (bool, error) {
 	var ok bool
 	err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+q("processed_events")+` WHERE consumer = $1 AND event_id = $2)`, consumer, eventID).Scan(&ok)
 	if err != nil {
@@ -68,17 +65,13 @@ func Processed(ctx context.Context, tx pgx.Tx, consumer, eventID string) (bool, 
 }
 
 // MarkProcessed records that consumer finished eventID with outcome.
-func MarkProcessed(ctx context.Context, tx pgx.Tx, consumer, eventID, eventType, outcome string) error {
-	_, err := tx.Exec(ctx, `INSERT INTO `+q("processed_events")+` (consumer, event_id, event_type, outcome) VALUES ($1, $2, $3, $4)`,
+func MarkProcessed(tx *pg.Tx, consumer, eventID, eventType, outcome string) {
+	tx.Queue("mark processed "+eventID, `INSERT INTO `+q("processed_events")+` (consumer, event_id, event_type, outcome) VALUES ($1, $2, $3, $4)`,
 		consumer, eventID, eventType, outcome)
-	if err != nil {
-		return fmt.Errorf("mark processed %s: %w", eventID, err)
-	}
-	return nil
 }
 
 // OpenTicket returns the open ticket of the first key that has one.
-func OpenTicket(ctx context.Context, tx pgx.Tx, keys []string) (*Ticket, error) {
+func OpenTicket(ctx context.Context, tx *pg.Tx, keys []string) (*Ticket, error) {
 	for _, k := range keys {
 		var t Ticket
 		err := tx.QueryRow(ctx, `SELECT object_key, ticket_id, status, priority FROM `+q("tickets")+` WHERE object_key = $1 AND status = 'open'`, k).
@@ -95,38 +88,26 @@ func OpenTicket(ctx context.Context, tx pgx.Tx, keys []string) (*Ticket, error) 
 }
 
 // InsertTicket records a newly opened ticket.
-func InsertTicket(ctx context.Context, tx pgx.Tx, t Ticket, customerID, eventID string) error {
-	_, err := tx.Exec(ctx, `INSERT INTO `+q("tickets")+` (object_key, ticket_id, status, priority, customer_id, opened_by_event, last_event_id)
+func InsertTicket(tx *pg.Tx, t Ticket, customerID, eventID string) {
+	tx.Queue("record ticket for "+t.ObjectKey, `INSERT INTO `+q("tickets")+` (object_key, ticket_id, status, priority, customer_id, opened_by_event, last_event_id)
 		VALUES ($1, $2, 'open', $3, $4, $5, $5)`, t.ObjectKey, t.TicketID, t.Priority, customerID, eventID)
-	if err != nil {
-		return fmt.Errorf("record ticket %d for %s: %w", t.TicketID, t.ObjectKey, err)
-	}
-	return nil
 }
 
 // TouchTicket records the last event that commented on an open ticket, and
 // solves it when status is "solved".
-func TouchTicket(ctx context.Context, tx pgx.Tx, objectKey, eventID, status string) error {
-	_, err := tx.Exec(ctx, `UPDATE `+q("tickets")+` SET last_event_id = $2, status = $3, updated_at = now()
+func TouchTicket(tx *pg.Tx, objectKey, eventID, status string) {
+	tx.Queue("update ticket for "+objectKey, `UPDATE `+q("tickets")+` SET last_event_id = $2, status = $3, updated_at = now()
 		WHERE object_key = $1 AND status = 'open'`, objectKey, eventID, status)
-	if err != nil {
-		return fmt.Errorf("update ticket for %s: %w", objectKey, err)
-	}
-	return nil
 }
 
 // Resolve records that a success event settled objectKey.
-func Resolve(ctx context.Context, tx pgx.Tx, objectKey, eventID, eventType string) error {
-	_, err := tx.Exec(ctx, `INSERT INTO `+q("resolutions")+` (object_key, event_id, event_type) VALUES ($1, $2, $3)
+func Resolve(tx *pg.Tx, objectKey, eventID, eventType string) {
+	tx.Queue("record resolution of "+objectKey, `INSERT INTO `+q("resolutions")+` (object_key, event_id, event_type) VALUES ($1, $2, $3)
 		ON CONFLICT (object_key) DO NOTHING`, objectKey, eventID, eventType)
-	if err != nil {
-		return fmt.Errorf("record resolution of %s: %w", objectKey, err)
-	}
-	return nil
 }
 
 // Resolved reports whether objectKey was settled, and by which event.
-func Resolved(ctx context.Context, tx pgx.Tx, objectKey string) (string, error) {
+func Resolved(ctx context.Context, tx *pg.Tx, objectKey string) (string, error) {
 	var id string
 	err := tx.QueryRow(ctx, `SELECT event_id FROM `+q("resolutions")+` WHERE object_key = $1`, objectKey).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {

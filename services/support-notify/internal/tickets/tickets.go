@@ -23,7 +23,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/launchready/launchready/pkg/bus"
@@ -128,10 +127,8 @@ const outcomeIntent = "intent"
 func (h *Handler) attempt(ctx context.Context, ev *billingv1.BillingEvent, dec rules.Decision, keys []string, primary string, log *slog.Logger) (string, int64, error) {
 	var outcome string
 	var ticketID int64
-	err := pg.InTx(ctx, h.Pool, func(tx pgx.Tx) error {
-		if err := store.LockObjects(ctx, tx, keys); err != nil {
-			return err
-		}
+	err := pg.InTx(ctx, h.Pool, func(tx *pg.Tx) error {
+		store.LockObjects(tx, keys)
 		done, err := store.Processed(ctx, tx, h.Consumer, ev.GetEventId())
 		if err != nil || done {
 			outcome = "duplicate"
@@ -152,9 +149,7 @@ func (h *Handler) attempt(ctx context.Context, ev *billingv1.BillingEvent, dec r
 		if err != nil || outcome == outcomeIntent {
 			return err
 		}
-		if err := store.MarkProcessed(ctx, tx, h.Consumer, ev.GetEventId(), ev.GetType(), outcome); err != nil {
-			return err
-		}
+		store.MarkProcessed(tx, h.Consumer, ev.GetEventId(), ev.GetType(), outcome)
 		if h.beforeCommit != nil {
 			return h.beforeCommit(ctx)
 		}
@@ -166,7 +161,7 @@ func (h *Handler) attempt(ctx context.Context, ev *billingv1.BillingEvent, dec r
 // adoptIntents replays the pending ticket creations about keys with their
 // own request and Idempotency-Key, and records the tickets Zendesk returns,
 // so that the event at hand sees them as the objects' open tickets.
-func (h *Handler) adoptIntents(ctx context.Context, tx pgx.Tx, ev *billingv1.BillingEvent, keys []string, log *slog.Logger) error {
+func (h *Handler) adoptIntents(ctx context.Context, tx *pg.Tx, ev *billingv1.BillingEvent, keys []string, log *slog.Logger) error {
 	intents, err := store.PendingIntents(ctx, tx, keys)
 	if err != nil {
 		return err
@@ -183,20 +178,14 @@ func (h *Handler) adoptIntents(ctx context.Context, tx pgx.Tx, ev *billingv1.Bil
 				// event must not be blocked by it.
 				log.WarnContext(ctx, "ticket intent refused by the desk, abandoned", "action", "ticket", "outcome", "intent_abandoned",
 					"intent_event_id", in.EventID, "error", bus.Redact(err.Error()))
-				if err := store.AbandonIntent(ctx, tx, in.IdempotencyKey); err != nil {
-					return err
-				}
+				store.AbandonIntent(tx, in.IdempotencyKey)
 				continue
 			}
 			return err
 		}
 		t := store.Ticket{ObjectKey: in.ObjectKey, TicketID: id, Priority: req.Priority}
-		if err := store.InsertTicket(ctx, tx, t, in.CustomerID, in.EventID); err != nil {
-			return err
-		}
-		if err := store.CompleteIntent(ctx, tx, in.IdempotencyKey, id); err != nil {
-			return err
-		}
+		store.InsertTicket(tx, t, in.CustomerID, in.EventID)
+		store.CompleteIntent(tx, in.IdempotencyKey, id)
 		if in.EventID != ev.GetEventId() {
 			log.InfoContext(ctx, "ticket recovered from an interrupted creation", "action", "ticket", "outcome", "recovered",
 				"ticket_id", id, "intent_event_id", in.EventID)
@@ -213,7 +202,7 @@ func actionName(d rules.Decision) string {
 }
 
 // ticket opens a ticket about primary, or comments on the open one.
-func (h *Handler) ticket(ctx context.Context, tx pgx.Tx, ev *billingv1.BillingEvent, primary string, open *store.Ticket, priority string) (string, int64, error) {
+func (h *Handler) ticket(ctx context.Context, tx *pg.Tx, ev *billingv1.BillingEvent, primary string, open *store.Ticket, priority string) (string, int64, error) {
 	if id, ok, err := store.TicketOpenedBy(ctx, tx, ev.GetEventId()); err != nil {
 		return "", 0, err
 	} else if ok {
@@ -231,12 +220,11 @@ func (h *Handler) ticket(ctx context.Context, tx pgx.Tx, ev *billingv1.BillingEv
 		err := h.Desk.AddComment(ctx, open.TicketID, render.Details(ev), false, IdempotencyKey(ev.GetEventId(), "comment"))
 		switch {
 		case err == nil:
-			return "commented", open.TicketID, store.TouchTicket(ctx, tx, open.ObjectKey, ev.GetEventId(), "open")
+			store.TouchTicket(tx, open.ObjectKey, ev.GetEventId(), "open")
+			return "commented", open.TicketID, nil
 		case errors.Is(err, zendesk.ErrTicketGone):
 			// Closed or deleted in Zendesk: forget it and open a follow-up.
-			if err := store.TouchTicket(ctx, tx, open.ObjectKey, ev.GetEventId(), "solved"); err != nil {
-				return "", 0, err
-			}
+			store.TouchTicket(tx, open.ObjectKey, ev.GetEventId(), "solved")
 		default:
 			return "", 0, err
 		}
@@ -256,15 +244,14 @@ func (h *Handler) ticket(ctx context.Context, tx pgx.Tx, ev *billingv1.BillingEv
 	}
 	in := store.Intent{IdempotencyKey: IdempotencyKey(ev.GetEventId(), "ticket"), ObjectKey: primary, EventID: ev.GetEventId(),
 		CustomerID: ev.GetCustomerId(), Request: req}
-	return outcomeIntent, 0, store.RecordIntent(ctx, tx, in)
+	store.RecordIntent(tx, in)
+	return outcomeIntent, 0, nil
 }
 
 // resolve comments on and solves the open ticket about the object; with no
 // open ticket it only remembers the object is settled.
-func (h *Handler) resolve(ctx context.Context, tx pgx.Tx, ev *billingv1.BillingEvent, primary string, open *store.Ticket) (string, int64, error) {
-	if err := store.Resolve(ctx, tx, primary, ev.GetEventId(), ev.GetType()); err != nil {
-		return "", 0, err
-	}
+func (h *Handler) resolve(ctx context.Context, tx *pg.Tx, ev *billingv1.BillingEvent, primary string, open *store.Ticket) (string, int64, error) {
+	store.Resolve(tx, primary, ev.GetEventId(), ev.GetType())
 	if open == nil {
 		return "nothing_open", 0, nil
 	}
@@ -272,7 +259,8 @@ func (h *Handler) resolve(ctx context.Context, tx pgx.Tx, ev *billingv1.BillingE
 	if err != nil && !errors.Is(err, zendesk.ErrTicketGone) {
 		return "", 0, err
 	}
-	return "resolved", open.TicketID, store.TouchTicket(ctx, tx, open.ObjectKey, ev.GetEventId(), "solved")
+	store.TouchTicket(tx, open.ObjectKey, ev.GetEventId(), "solved")
+	return "resolved", open.TicketID, nil
 }
 
 // LogDesk writes tickets to the log instead of a desk, for development.
