@@ -3,36 +3,18 @@ package pg_test
 import (
 	"context"
 	"errors"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
 )
 
-// roundTrips counts what a pool sends to Postgres: one per statement run
-// on its own, one per batch.
-type roundTrips struct{ n atomic.Int64 }
-
-func (r *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
-	r.n.Add(1)
-	return ctx
-}
-func (r *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-func (r *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
-	r.n.Add(1)
-	return ctx
-}
-func (r *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
-func (r *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
-
-func openCounted(t *testing.T) (*pgxpool.Pool, *roundTrips) {
+func openCounted(t *testing.T) (*pgxpool.Pool, *pgtest.RoundTrips) {
 	t.Helper()
-	rt := &roundTrips{}
+	rt := &pgtest.RoundTrips{}
 	pool, err := pg.Open(context.Background(), pgtest.NewDatabase(t), pg.WithTracer(rt))
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +38,7 @@ func sum(t *testing.T, pool *pgxpool.Pool) int {
 func TestInTxSendsQueuedStatementsWithTheNextAnswer(t *testing.T) {
 	ctx := context.Background()
 	pool, rt := openCounted(t)
-	before := rt.n.Load()
+	before := rt.Count()
 	var seen, rowsRead int
 	err := pg.InTx(ctx, pool, func(tx *pg.Tx) error {
 		tx.Queue("lock", `SELECT pg_advisory_xact_lock(42)`)
@@ -87,7 +69,7 @@ func TestInTxSendsQueuedStatementsWithTheNextAnswer(t *testing.T) {
 		t.Fatalf("inside the transaction: count %d, rows %d; want 1 and 2", seen, rowsRead)
 	}
 	// BEGIN+lock+insert+count, insert+select, insert+COMMIT.
-	if got := rt.n.Load() - before; got != 3 {
+	if got := rt.Count() - before; got != 3 {
 		t.Fatalf("%d round trips, want 3", got)
 	}
 	if got := sum(t, pool); got != 7 {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	mrand "math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -29,6 +30,7 @@ type bundle struct {
 	hubspot *crm.HubSpot
 	sy      *syncer.Syncer
 	policy  canonical.Policy
+	trips   *pgtest.RoundTrips
 }
 
 func randomToken(t *testing.T) string {
@@ -43,7 +45,8 @@ func randomToken(t *testing.T) string {
 func setup(t *testing.T, mutate func(*syncer.Options)) *bundle {
 	t.Helper()
 	ctx := context.Background()
-	pool, err := pg.Open(ctx, pgtest.NewDatabase(t), pg.WithMaxConns(16))
+	trips := &pgtest.RoundTrips{}
+	pool, err := pg.Open(ctx, pgtest.NewDatabase(t), pg.WithMaxConns(16), pg.WithTracer(trips))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +63,7 @@ func setup(t *testing.T, mutate func(*syncer.Options)) *bundle {
 	if mutate != nil {
 		mutate(&o)
 	}
-	return &bundle{pool: pool, fake: fake, hubspot: hs, sy: syncer.New(o), policy: o.Policy}
+	return &bundle{pool: pool, fake: fake, hubspot: hs, sy: syncer.New(o), policy: o.Policy, trips: trips}
 }
 
 func journeys(t *testing.T, tag string) []eventgen.Journey {
@@ -128,6 +131,42 @@ func TestDuplicateEventIsSkipped(t *testing.T) {
 	}
 	if b.fake.Writes() != writes {
 		t.Fatalf("redelivery wrote to the CRM: %d writes, want %d", b.fake.Writes(), writes)
+	}
+}
+
+// A synced subscription event costs four round trips to Postgres (see the
+// README), a duplicate one.
+func TestSyncedEventCostsFourRoundTrips(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := context.Background()
+	j := journeys(t, "trips")[0]
+	measured := 0
+	for i, ev := range j.Events {
+		before := b.trips.Count()
+		out, err := b.sy.SyncEvent(ctx, ev, 1)
+		if err != nil {
+			t.Fatalf("event %d (%s): %v", i, ev.GetType(), err)
+		}
+		if out != syncer.OutcomeSynced || !strings.HasPrefix(ev.GetType(), "customer.subscription.") {
+			continue
+		}
+		measured++
+		t.Logf("%s: %d round trips", ev.GetType(), b.trips.Count()-before)
+		if got := b.trips.Count() - before; got != 4 {
+			t.Fatalf("event %d (%s) synced in %d round trips, want 4", i, ev.GetType(), got)
+		}
+		before = b.trips.Count()
+		if out, err := b.sy.SyncEvent(ctx, ev, 2); err != nil || out != syncer.OutcomeDuplicate {
+			t.Fatalf("redelivery: outcome %q, err %v; want duplicate", out, err)
+		}
+		// BEGIN with the lock and the check, then COMMIT.
+		if got := b.trips.Count() - before; got != 2 {
+			t.Fatalf("duplicate of %s took %d round trips, want 2", ev.GetType(), got)
+		}
+	}
+	if measured == 0 {
+		t.Fatalf("journey %s has no synced subscription event", j.Name)
 	}
 }
 
