@@ -22,7 +22,10 @@ help: ## list targets
 
 .PHONY: run
 run: ## start the whole system in one process (embedded JetStream, local Postgres)
-	$(GO) run ./services/launchready/cmd/launchready dev
+	@$(GO) build -o $(BIN)/launchready ./services/launchready/cmd/launchready
+	@# Run the binary, not `go run`: go run exits 1 after Ctrl-C even when the
+	@# system stopped cleanly, and make then reports an error.
+	$(BIN)/launchready dev
 
 .PHONY: test
 test: $(BIN)/kustomize ## every module's tests against real Postgres and embedded NATS (the k8s tests render with kustomize)
