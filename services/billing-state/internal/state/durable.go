@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -40,9 +41,16 @@ type FlushGateOptions struct {
 	ForceAfter time.Duration
 	// Poll is the pause between reads of the flush position while held
 	// items wait for Postgres's own flush (5ms).
-	Poll     time.Duration
+	Poll time.Duration
+	// Slot is the row of billing.wal_flush that this gate's forced flushes
+	// update, 1 to FlushSlots; 0 picks one at random, so that replicas
+	// rarely share a row and seldom wait on each other's row lock.
+	Slot     int
 	Registry prometheus.Registerer
 }
+
+// FlushSlots is how many rows billing.wal_flush allows (migration 0003).
+const FlushSlots = 64
 
 // FlushGate releases callbacks once every commit made before they were
 // handed over is on disk. Run must be running.
@@ -50,6 +58,8 @@ type FlushGate struct {
 	pool *pgxpool.Pool
 	opts FlushGateOptions
 	wake chan struct{}
+	// forceSQL is the forced flush, on this gate's slot.
+	forceSQL string
 
 	mu sync.Mutex
 	// fresh were handed over since the gate last read the WAL position
@@ -75,7 +85,16 @@ func NewFlushGate(pool *pgxpool.Pool, o FlushGateOptions) *FlushGate {
 	if o.Poll <= 0 {
 		o.Poll = 5 * time.Millisecond
 	}
+	if o.Slot < 1 || o.Slot > FlushSlots {
+		o.Slot = 1 + rand.IntN(FlushSlots)
+	}
 	g := &FlushGate{pool: pool, opts: o, wake: make(chan struct{}, 1)}
+	// One simple-protocol round trip, so the slot is a literal (an int).
+	g.forceSQL = fmt.Sprintf(`BEGIN;
+		SET LOCAL synchronous_commit TO on;
+		INSERT INTO billing.wal_flush AS f (id, flushes, flushed_at) VALUES (%d, 1, now())
+			ON CONFLICT (id) DO UPDATE SET flushes = f.flushes + 1, flushed_at = now();
+		COMMIT`, o.Slot)
 	g.holdSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "lr_billing_state_flush_hold_seconds",
 		Help:    "Time an ack or outbox publish waited for its commit to reach disk.",
@@ -278,11 +297,7 @@ func (g *FlushGate) positions(ctx context.Context) (insert, flushed uint64, err 
 // WAL to be flushed up to itself, and so past every earlier commit.
 // (A transaction that writes nothing commits without a flush.)
 func (g *FlushGate) force(ctx context.Context) error {
-	_, err := g.pool.Exec(ctx, `BEGIN;
-		SET LOCAL synchronous_commit TO on;
-		INSERT INTO billing.wal_flush AS f (id, flushes, flushed_at) VALUES (1, 1, now())
-			ON CONFLICT (id) DO UPDATE SET flushes = f.flushes + 1, flushed_at = now();
-		COMMIT`)
+	_, err := g.pool.Exec(ctx, g.forceSQL)
 	if err != nil {
 		return fmt.Errorf("force WAL flush: %w", err)
 	}

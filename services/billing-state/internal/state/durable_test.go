@@ -3,11 +3,9 @@ package state_test
 import (
 	"context"
 	"errors"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -55,8 +53,8 @@ func TestFlushGateHoldsUntilTheWALIsOnDisk(t *testing.T) {
 	// Forcing at once: released, and the commit is on disk. The gate's
 	// round is one statement, the forced commit, on a pool of its own here
 	// so that its statements can be counted.
-	var statements atomic.Int64
-	gatePool, err := pg.Open(ctx, srv.URL("postgres"), pg.WithTracer(countingTracer{&statements}))
+	statements := &pgtest.RoundTrips{}
+	gatePool, err := pg.Open(ctx, srv.URL("postgres"), pg.WithTracer(statements))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +72,7 @@ func TestFlushGateHoldsUntilTheWALIsOnDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	took := time.Since(start)
-	if n := statements.Load(); n != 1 {
+	if n := statements.Count(); n != 1 {
 		t.Fatalf("the gate sent %d statements for one round, want 1 (the forced commit)", n)
 	}
 	if flushed := walPosition(t, pool, "pg_current_wal_flush_lsn()"); flushed < committed {
@@ -109,6 +107,56 @@ func TestFlushGateHoldsUntilTheWALIsOnDisk(t *testing.T) {
 	}
 }
 
+// TestFlushGatesOfReplicasDoNotWaitOnEachOther: while a transaction holds
+// one gate's row of billing.wal_flush (as a replica's forced flush does
+// while its commit waits for the disk), a gate on another slot still
+// releases, and the gate on the held slot waits for it.
+func TestFlushGatesOfReplicasDoNotWaitOnEachOther(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pool, err := pg.Open(ctx, pgtest.NewDatabase(t), pg.WithAsyncCommit())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if err := state.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	holder, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback(ctx) //nolint:errcheck
+	if _, err := holder.Exec(ctx, `INSERT INTO billing.wal_flush AS f (id, flushes, flushed_at) VALUES (7, 1, now())
+		ON CONFLICT (id) DO UPDATE SET flushes = f.flushes + 1`); err != nil {
+		t.Fatal(err)
+	}
+	other := state.NewFlushGate(pool, state.FlushGateOptions{Slot: 8})
+	runGate(t, other)
+	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer wcancel()
+	if err := other.Wait(wctx); err != nil {
+		t.Fatalf("a gate on slot 8 did not release while slot 7 was held: %v", err)
+	}
+	same := state.NewFlushGate(pool, state.FlushGateOptions{Slot: 7})
+	runGate(t, same)
+	released := make(chan struct{})
+	same.After(func() { close(released) })
+	select {
+	case <-released:
+		t.Fatal("the gate on the held slot released: the test's lock is not what a replica's flush holds")
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := holder.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-released:
+	case <-ctx.Done():
+		t.Fatal("the gate on slot 7 never released after the lock went")
+	}
+}
+
 // TestFlushGateKeepsWhatItCannotRelease: with Postgres unreachable nothing
 // is released, the failure is counted, and Run still stops.
 func TestFlushGateKeepsWhatItCannotRelease(t *testing.T) {
@@ -137,16 +185,6 @@ func TestFlushGateKeepsWhatItCannotRelease(t *testing.T) {
 	default:
 	}
 }
-
-// countingTracer counts the statements a pool sends.
-type countingTracer struct{ n *atomic.Int64 }
-
-func (c countingTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
-	c.n.Add(1)
-	return ctx
-}
-
-func (countingTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
 func runGate(t *testing.T, g *state.FlushGate) (stop func()) {
 	t.Helper()
