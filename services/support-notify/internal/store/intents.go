@@ -1,8 +1,6 @@
 package store
 
 import (
-	"context"
-	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -31,11 +29,16 @@ func RecordIntent(tx *pg.Tx, in Intent) {
 		in.IdempotencyKey, in.ObjectKey, in.EventID, in.CustomerID, string(in.Request))
 }
 
-// PendingIntents returns the intents about any of keys whose ticket is not
-// recorded yet, oldest first.
-func PendingIntents(ctx context.Context, tx *pg.Tx, keys []string) ([]Intent, error) {
-	rows, err := tx.Query(ctx, `SELECT idempotency_key, object_key, event_id, customer_id, request::text FROM `+q("ticket_intents")+`
+// queuePendingIntents queues the read of the intents about any of keys
+// whose ticket is not recorded yet, oldest first; readPendingIntents reads
+// them back.
+func queuePendingIntents(b *pgx.Batch, keys []string) {
+	b.Queue(`SELECT idempotency_key, object_key, event_id, customer_id, request::text FROM `+q("ticket_intents")+`
 		WHERE object_key = ANY($1) AND ticket_id IS NULL AND abandoned_at IS NULL ORDER BY created_at, idempotency_key`, keys)
+}
+
+func readPendingIntents(br pgx.BatchResults) ([]Intent, error) {
+	rows, err := br.Query()
 	if err != nil {
 		return nil, fmt.Errorf("look up ticket intents: %w", err)
 	}
@@ -60,17 +63,4 @@ func CompleteIntent(tx *pg.Tx, key string, ticketID int64) {
 // AbandonIntent gives up an intent Zendesk refuses for good.
 func AbandonIntent(tx *pg.Tx, key string) {
 	tx.Queue("abandon ticket intent "+key, `UPDATE `+q("ticket_intents")+` SET abandoned_at = now() WHERE idempotency_key = $1`, key)
-}
-
-// TicketOpenedBy returns the ticket eventID opened, if any.
-func TicketOpenedBy(ctx context.Context, tx *pg.Tx, eventID string) (int64, bool, error) {
-	var id int64
-	err := tx.QueryRow(ctx, `SELECT ticket_id FROM `+q("tickets")+` WHERE opened_by_event = $1`, eventID).Scan(&id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, false, nil
-	}
-	if err != nil {
-		return 0, false, fmt.Errorf("look up ticket opened by %s: %w", eventID, err)
-	}
-	return id, true, nil
 }

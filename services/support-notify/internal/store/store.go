@@ -54,37 +54,77 @@ func LockObjects(tx *pg.Tx, keys []string) {
 	}
 }
 
-// Processed reports whether consumer already finished eventID.
-func Processed(ctx context.Context, tx *pg.Tx, consumer, eventID string) (bool, error) {
-	var ok bool
-	err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+q("processed_events")+` WHERE consumer = $1 AND event_id = $2)`, consumer, eventID).Scan(&ok)
+// Start is what a pass reads first, with the objects' locks: whether
+// consumer already finished eventID, and the pending ticket intents about
+// keys, oldest first. One round trip, with BEGIN and the locks.
+func Start(ctx context.Context, tx *pg.Tx, consumer, eventID string, keys []string) (done bool, intents []Intent, err error) {
+	br, err := tx.Send(ctx, func(b *pgx.Batch) {
+		b.Queue(`SELECT EXISTS (SELECT 1 FROM `+q("processed_events")+` WHERE consumer = $1 AND event_id = $2)`, consumer, eventID)
+		queuePendingIntents(b, keys)
+	})
 	if err != nil {
-		return false, fmt.Errorf("look up processed %s: %w", eventID, err)
+		return false, nil, err
 	}
-	return ok, nil
+	defer br.Close()
+	if err := br.QueryRow().Scan(&done); err != nil {
+		return false, nil, fmt.Errorf("look up processed %s: %w", eventID, err)
+	}
+	if intents, err = readPendingIntents(br); err != nil {
+		return false, nil, err
+	}
+	return done, intents, br.Close()
+}
+
+// Objects is what a pass knows of its objects once pending intents are
+// adopted.
+type Objects struct {
+	// Open is the open ticket of the first key that has one, or nil.
+	Open *Ticket
+	// OpenedBy is the ticket the event itself opened (a replayed
+	// intent), when Opened.
+	OpenedBy int64
+	Opened   bool
+	// ResolvedBy is the event that settled the primary object, or "".
+	ResolvedBy string
+}
+
+// ReadObjects reads Objects for keys (the primary first) and eventID in
+// one round trip, after the queued writes.
+func ReadObjects(ctx context.Context, tx *pg.Tx, keys []string, eventID string) (Objects, error) {
+	var o Objects
+	br, err := tx.Send(ctx, func(b *pgx.Batch) {
+		b.Queue(`SELECT object_key, ticket_id, status, priority FROM `+q("tickets")+`
+			WHERE object_key = ANY($1) AND status = 'open' ORDER BY array_position($1::text[], object_key) LIMIT 1`, keys)
+		b.Queue(`SELECT ticket_id FROM `+q("tickets")+` WHERE opened_by_event = $1`, eventID)
+		b.Queue(`SELECT event_id FROM `+q("resolutions")+` WHERE object_key = $1`, keys[0])
+	})
+	if err != nil {
+		return o, err
+	}
+	defer br.Close()
+	var t Ticket
+	switch err := br.QueryRow().Scan(&t.ObjectKey, &t.TicketID, &t.Status, &t.Priority); {
+	case err == nil:
+		o.Open = &t
+	case !errors.Is(err, pgx.ErrNoRows):
+		return o, fmt.Errorf("look up open ticket of %s: %w", keys[0], err)
+	}
+	switch err := br.QueryRow().Scan(&o.OpenedBy); {
+	case err == nil:
+		o.Opened = true
+	case !errors.Is(err, pgx.ErrNoRows):
+		return o, fmt.Errorf("look up ticket opened by %s: %w", eventID, err)
+	}
+	if err := br.QueryRow().Scan(&o.ResolvedBy); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return o, fmt.Errorf("look up resolution of %s: %w", keys[0], err)
+	}
+	return o, br.Close()
 }
 
 // MarkProcessed records that consumer finished eventID with outcome.
 func MarkProcessed(tx *pg.Tx, consumer, eventID, eventType, outcome string) {
 	tx.Queue("mark processed "+eventID, `INSERT INTO `+q("processed_events")+` (consumer, event_id, event_type, outcome) VALUES ($1, $2, $3, $4)`,
 		consumer, eventID, eventType, outcome)
-}
-
-// OpenTicket returns the open ticket of the first key that has one.
-func OpenTicket(ctx context.Context, tx *pg.Tx, keys []string) (*Ticket, error) {
-	for _, k := range keys {
-		var t Ticket
-		err := tx.QueryRow(ctx, `SELECT object_key, ticket_id, status, priority FROM `+q("tickets")+` WHERE object_key = $1 AND status = 'open'`, k).
-			Scan(&t.ObjectKey, &t.TicketID, &t.Status, &t.Priority)
-		if errors.Is(err, pgx.ErrNoRows) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("look up open ticket %s: %w", k, err)
-		}
-		return &t, nil
-	}
-	return nil, nil
 }
 
 // InsertTicket records a newly opened ticket.
@@ -104,19 +144,6 @@ func TouchTicket(tx *pg.Tx, objectKey, eventID, status string) {
 func Resolve(tx *pg.Tx, objectKey, eventID, eventType string) {
 	tx.Queue("record resolution of "+objectKey, `INSERT INTO `+q("resolutions")+` (object_key, event_id, event_type) VALUES ($1, $2, $3)
 		ON CONFLICT (object_key) DO NOTHING`, objectKey, eventID, eventType)
-}
-
-// Resolved reports whether objectKey was settled, and by which event.
-func Resolved(ctx context.Context, tx *pg.Tx, objectKey string) (string, error) {
-	var id string
-	err := tx.QueryRow(ctx, `SELECT event_id FROM `+q("resolutions")+` WHERE object_key = $1`, objectKey).Scan(&id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("look up resolution of %s: %w", objectKey, err)
-	}
-	return id, nil
 }
 
 // SentAlert is one accepted alert.

@@ -127,24 +127,27 @@ const outcomeIntent = "intent"
 func (h *Handler) attempt(ctx context.Context, ev *billingv1.BillingEvent, dec rules.Decision, keys []string, primary string, log *slog.Logger) (string, int64, error) {
 	var outcome string
 	var ticketID int64
+	// Three round trips: BEGIN, the locks, the duplicate check and the
+	// pending intents; the intents' records with what the objects' tickets
+	// are; the event's own writes with COMMIT.
 	err := pg.InTx(ctx, h.Pool, func(tx *pg.Tx) error {
 		store.LockObjects(tx, keys)
-		done, err := store.Processed(ctx, tx, h.Consumer, ev.GetEventId())
+		done, intents, err := store.Start(ctx, tx, h.Consumer, ev.GetEventId(), keys)
 		if err != nil || done {
 			outcome = "duplicate"
 			return err
 		}
-		if err := h.adoptIntents(ctx, tx, ev, keys, log); err != nil {
+		if err := h.adoptIntents(ctx, tx, ev, intents, log); err != nil {
 			return err
 		}
-		open, err := store.OpenTicket(ctx, tx, keys)
+		obj, err := store.ReadObjects(ctx, tx, keys, ev.GetEventId())
 		if err != nil {
 			return err
 		}
 		if dec.Resolve {
-			outcome, ticketID, err = h.resolve(ctx, tx, ev, primary, open)
+			outcome, ticketID, err = h.resolve(ctx, tx, ev, primary, obj.Open)
 		} else {
-			outcome, ticketID, err = h.ticket(ctx, tx, ev, primary, open, dec.Priority)
+			outcome, ticketID, err = h.ticket(ctx, tx, ev, primary, obj, dec.Priority)
 		}
 		if err != nil || outcome == outcomeIntent {
 			return err
@@ -161,11 +164,7 @@ func (h *Handler) attempt(ctx context.Context, ev *billingv1.BillingEvent, dec r
 // adoptIntents replays the pending ticket creations about keys with their
 // own request and Idempotency-Key, and records the tickets Zendesk returns,
 // so that the event at hand sees them as the objects' open tickets.
-func (h *Handler) adoptIntents(ctx context.Context, tx *pg.Tx, ev *billingv1.BillingEvent, keys []string, log *slog.Logger) error {
-	intents, err := store.PendingIntents(ctx, tx, keys)
-	if err != nil {
-		return err
-	}
+func (h *Handler) adoptIntents(ctx context.Context, tx *pg.Tx, ev *billingv1.BillingEvent, intents []store.Intent, log *slog.Logger) error {
 	for _, in := range intents {
 		var req zendesk.NewTicket
 		if err := json.Unmarshal(in.Request, &req); err != nil {
@@ -202,16 +201,13 @@ func actionName(d rules.Decision) string {
 }
 
 // ticket opens a ticket about primary, or comments on the open one.
-func (h *Handler) ticket(ctx context.Context, tx *pg.Tx, ev *billingv1.BillingEvent, primary string, open *store.Ticket, priority string) (string, int64, error) {
-	if id, ok, err := store.TicketOpenedBy(ctx, tx, ev.GetEventId()); err != nil {
-		return "", 0, err
-	} else if ok {
+func (h *Handler) ticket(ctx context.Context, tx *pg.Tx, ev *billingv1.BillingEvent, primary string, obj store.Objects, priority string) (string, int64, error) {
+	if obj.Opened {
 		// This event's intent was replayed, here or by a later event.
-		return "created", id, nil
+		return "created", obj.OpenedBy, nil
 	}
-	if by, err := store.Resolved(ctx, tx, primary); err != nil {
-		return "", 0, err
-	} else if by != "" {
+	open := obj.Open
+	if obj.ResolvedBy != "" {
 		// Stripe does not order events: this failure was overtaken by the
 		// success that settled the object, so there is nothing to do.
 		return "already_resolved", 0, nil

@@ -29,15 +29,17 @@ import (
 )
 
 type bundle struct {
-	h    *Handler
-	desk *fakes.Zendesk
-	pool *pgxpool.Pool
+	h     *Handler
+	desk  *fakes.Zendesk
+	pool  *pgxpool.Pool
+	trips *pgtest.RoundTrips
 }
 
 func setup(t *testing.T) *bundle {
 	t.Helper()
 	ctx := context.Background()
-	pool, err := pg.Open(ctx, pgtest.NewDatabase(t))
+	trips := &pgtest.RoundTrips{}
+	pool, err := pg.Open(ctx, pgtest.NewDatabase(t), pg.WithTracer(trips))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +53,7 @@ func setup(t *testing.T) *bundle {
 	client := zendesk.New(zendesk.Config{BaseURL: desk.URL(), Email: "ops@example.com", APIToken: config.Secret(token)},
 		&vendor.Caller{Vendor: "zendesk", HTTP: vendor.NewHTTPClient(5*time.Second, nil), Metrics: m})
 	h := &Handler{Consumer: "support-notify", Pool: pool, Rules: rules.Defaults(), Desk: client, Metrics: m, Log: logging.Discard()}
-	return &bundle{h: h, desk: desk, pool: pool}
+	return &bundle{h: h, desk: desk, pool: pool, trips: trips}
 }
 
 func randomHex(t *testing.T) string {
@@ -116,6 +118,38 @@ func TestFailedPaymentOpensOneTicketOnce(t *testing.T) {
 	}
 	if open, _ := b.ticketRows(t); open != 1 {
 		t.Fatalf("want 1 open ticket row, got %d", open)
+	}
+}
+
+// Each pass of the handler is three round trips (see attempt): opening a
+// ticket takes two passes (the intent, then the ticket), a comment or a
+// resolution one.
+func TestTicketActionsCostThreeRoundTripsAPass(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	c := fakes.NewCustomer()
+	inv := fakes.ID("in")
+	for _, step := range []struct {
+		name string
+		ev   *billingv1.BillingEvent
+		want int64
+	}{
+		{"open", c.InvoiceFailed(inv, 1, time.Now().Add(-3*time.Second)), 6},
+		{"comment", c.InvoiceFailed(inv, 2, time.Now().Add(-2*time.Second)), 3},
+		{"resolve", c.InvoicePaid("invoice.paid", inv, time.Now().Add(-time.Second)), 3},
+	} {
+		n := b.trips.Count()
+		b.mustHandle(t, step.ev)
+		if got := b.trips.Count() - n; got != step.want {
+			t.Errorf("%s: %d round trips, want %d", step.name, got, step.want)
+		}
+	}
+	ts := b.desk.Tickets()
+	if len(ts) != 1 || len(ts[0].Comments) != 3 || ts[0].Status != "solved" {
+		t.Fatalf("want one ticket with its description, a comment and the resolution, solved; got %+v", ts)
+	}
+	if open, solved := b.ticketRows(t); open != 0 || solved != 1 {
+		t.Fatalf("ticket rows: %d open, %d solved; want 0 and 1", open, solved)
 	}
 }
 
