@@ -78,15 +78,11 @@ func (h *Handler) Handle(ctx context.Context, d *bus.Delivery) error {
 		return fmt.Errorf("alert for %s: %w", ev.GetEventId(), err)
 	}
 	defer conn.Release()
-	unlock, err := store.LockAlert(ctx, conn, ev.GetEventId())
+	unlock, sent, err := store.LockAlert(ctx, conn, ev.GetEventId())
 	if err != nil {
 		return fmt.Errorf("alert for %s: %w", ev.GetEventId(), err)
 	}
 	defer unlock()
-	sent, err := store.AlertSent(ctx, conn, ev.GetEventId())
-	if err != nil {
-		return fmt.Errorf("alert for %s: %w", ev.GetEventId(), err)
-	}
 	if sent {
 		d.MarkDuplicate()
 		log.InfoContext(ctx, "alert already sent", "outcome", "duplicate")

@@ -33,12 +33,14 @@ type bundle struct {
 	pool  *pgxpool.Pool
 	m     *metrics.Metrics
 	now   time.Time
+	trips *pgtest.RoundTrips
 }
 
 func setup(t *testing.T) *bundle {
 	t.Helper()
 	ctx := context.Background()
-	pool, err := pg.Open(ctx, pgtest.NewDatabase(t))
+	trips := &pgtest.RoundTrips{}
+	pool, err := pg.Open(ctx, pgtest.NewDatabase(t), pg.WithTracer(trips))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +53,7 @@ func setup(t *testing.T) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &bundle{slack: hook, pool: pool, m: m, now: time.Now()}
+	b := &bundle{slack: hook, pool: pool, m: m, now: time.Now(), trips: trips}
 	ch := slack.New(config.Secret(hook.URL()), &vendor.Caller{Vendor: "slack", HTTP: vendor.NewHTTPClient(2*time.Second, nil), Metrics: m})
 	b.h = &Handler{Pool: pool, Rules: rules.Defaults(), Channel: ch, Metrics: m, Log: logging.Discard(),
 		SLO: 2 * time.Minute, Now: func() time.Time { return b.now }}
@@ -66,11 +68,16 @@ func TestAlertSentOnceAndMeasured(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ev := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, b.now.Add(-5*time.Second))
-	if err := b.handle(ev); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.handle(ev); err != nil {
-		t.Fatal(err)
+	// Sending costs three round trips (the lock with the dedupe check, the
+	// record, the unlock), the duplicate two.
+	for i, want := range []int64{3, 2} {
+		n := b.trips.Count()
+		if err := b.handle(ev); err != nil {
+			t.Fatal(err)
+		}
+		if got := b.trips.Count() - n; got != want {
+			t.Errorf("delivery %d: %d round trips, want %d", i+1, got, want)
+		}
 	}
 	msgs := b.slack.Messages()
 	if len(msgs) != 1 {

@@ -165,18 +165,35 @@ type DB interface {
 
 // LockAlert takes a session-level advisory lock on eventID's alert on conn,
 // so that two deliveries of one event (a re-sent event, a replay) cannot
-// both pass the dedupe check and both send. The returned function releases
-// it; a broken connection releases it too.
-func LockAlert(ctx context.Context, conn *pgxpool.Conn, eventID string) (func(), error) {
+// both pass the dedupe check and both send, and reports in the same round
+// trip whether the alert was already accepted. The check is a statement of
+// its own after the lock, so its snapshot sees a record the previous
+// holder committed. The returned function releases the lock; a broken
+// connection releases it too.
+func LockAlert(ctx context.Context, conn *pgxpool.Conn, eventID string) (unlock func(), sent bool, err error) {
 	key := "support-notify:alert:" + eventID
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended($1, 7))`, key); err != nil {
-		return nil, fmt.Errorf("lock alert %s: %w", eventID, err)
+	b := &pgx.Batch{}
+	b.Queue(`SELECT pg_advisory_lock(hashtextextended($1, 7))`, key)
+	b.Queue(`SELECT EXISTS (SELECT 1 FROM `+q("alerts_sent")+` WHERE event_id = $1)`, eventID)
+	br := conn.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		_ = br.Close()
+		return nil, false, fmt.Errorf("lock alert %s: %w", eventID, err)
 	}
-	return func() {
+	unlock = func() {
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
 		_, _ = conn.Exec(uctx, `SELECT pg_advisory_unlock(hashtextextended($1, 7))`, key)
-	}, nil
+	}
+	err = br.QueryRow().Scan(&sent)
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		unlock()
+		return nil, false, fmt.Errorf("look up sent alert %s: %w", eventID, err)
+	}
+	return unlock, sent, nil
 }
 
 // AlertSent reports whether the alert for eventID was already accepted.
