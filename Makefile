@@ -13,6 +13,7 @@ PROTOC_GEN_GO_VERSION    := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 STATICCHECK_VERSION      := v0.8.2
 KUSTOMIZE_VERSION        := v5.8.2
+STRIPE_MOCK_VERSION      := v0.203.0
 
 export PATH := $(BIN):$(PATH)
 
@@ -28,11 +29,11 @@ run: ## start the whole system in one process (embedded JetStream, local Postgre
 	$(BIN)/launchready dev
 
 .PHONY: test
-test: $(BIN)/kustomize ## every module's tests against real Postgres and embedded NATS (the k8s tests render with kustomize)
+test: $(BIN)/kustomize $(BIN)/stripe-mock ## every module's tests against real Postgres and embedded NATS (the k8s tests render with kustomize; billing-state's Stripe client is tested against stripe-mock)
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 
 .PHONY: cover
-cover: ## coverage of the billing workflow packages (bar: 80%)
+cover: $(BIN)/stripe-mock ## coverage of the billing workflow packages (bar: 80%)
 	@scripts/cover.sh
 
 .PHONY: bench
@@ -50,6 +51,8 @@ $(BIN)/staticcheck:
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 $(BIN)/kustomize:
 	GOBIN=$(BIN) $(GO) install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+$(BIN)/stripe-mock:
+	GOBIN=$(BIN) $(GO) install github.com/stripe/stripe-mock@$(STRIPE_MOCK_VERSION)
 
 .PHONY: tools
 tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/staticcheck ## install pinned tools into ./bin

@@ -24,6 +24,8 @@ import (
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/billing-state/internal/journeytest"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
+	"github.com/launchready/launchready/services/billing-state/internal/stripeapi"
+	"github.com/launchready/launchready/services/billing-state/internal/stripemock"
 )
 
 var base = time.Date(2025, 4, 1, 9, 0, 0, 0, time.UTC)
@@ -466,6 +468,32 @@ func TestSameSecondTieSettledByStripe(t *testing.T) {
 	}
 	if len(f.calls) != 1 || f.calls[0] != "sub:sub_Tie2" {
 		t.Fatalf("fetches: %v", f.calls)
+	}
+}
+
+// TestSameSecondTieSettledByStripeMock settles the same tie through
+// stripe-go against stripe-mock (STRIPE_API_BASE's use offline): the
+// status, cancel flag and plan come from what the API answers.
+func TestSameSecondTieSettledByStripeMock(t *testing.T) {
+	api := stripeapi.New("sk_test_"+strings.Repeat("0", 24), stripemock.Start(t), 100)
+	want, err := api.Subscription(context.Background(), "sub_TieMock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want.Status != "active" || !want.CancelAtPeriodEnd {
+		t.Fatalf("stripe-mock %s answers %+v; this test expects its fixture's active subscription set to cancel", stripemock.Version, want)
+	}
+	b := setup(t, withFetcher(api))
+	jb := journeytest.New(t, "cus_TieMock", base)
+	b.apply(t, jb.Subscription("customer.subscription.created", 0, "sub_TieMock", "active", false, nil))
+	b.apply(t, jb.Subscription("customer.subscription.updated", 50, "sub_TieMock", "past_due", false, map[string]any{"latest_invoice": "in_y"}))
+	res := b.apply(t, jb.Subscription("customer.subscription.updated", 50, "sub_TieMock", "unpaid", false, map[string]any{"latest_invoice": "in_x"}))
+	if res.Ambiguous || res.Status.GetNeedsReconciliation() {
+		t.Fatalf("tie should be settled by the API: %+v", res)
+	}
+	st := b.status(t, jb.CustomerID)
+	if st.GetStatus() != billingv1.BillingStatus_BILLING_STATUS_ACTIVE || !st.GetCancelAtPeriodEnd() || st.GetPlan() != want.PriceID {
+		t.Fatalf("status not taken from the API (%+v): %v", want, st)
 	}
 }
 
