@@ -455,17 +455,7 @@ func (f *fakeFetcher) Charge(_ context.Context, id string) (state.FetchedCharge,
 func TestSameSecondTieSettledByStripe(t *testing.T) {
 	f := &fakeFetcher{sub: state.FetchedSubscription{Status: "active", CancelAtPeriodEnd: true, PriceID: "price_now"}}
 	b := setup(t, withFetcher(f))
-	jb := journeytest.New(t, "cus_Tie2", base)
-	b.apply(t, jb.Subscription("customer.subscription.created", 0, "sub_Tie2", "active", false, nil))
-	b.apply(t, jb.Subscription("customer.subscription.updated", 50, "sub_Tie2", "active", true, map[string]any{"latest_invoice": "in_y"}))
-	res := b.apply(t, jb.Subscription("customer.subscription.updated", 50, "sub_Tie2", "past_due", false, map[string]any{"latest_invoice": "in_x"}))
-	if res.Ambiguous || res.Status.GetNeedsReconciliation() {
-		t.Fatalf("tie should be settled by the API: %+v", res)
-	}
-	st := b.status(t, jb.CustomerID)
-	if st.GetStatus() != billingv1.BillingStatus_BILLING_STATUS_ACTIVE || !st.GetCancelAtPeriodEnd() || st.GetPlan() != "price_now" {
-		t.Fatalf("status not taken from stripe: %v", st)
-	}
+	settleTie(t, b, "Tie2", "price_now")
 	if len(f.calls) != 1 || f.calls[0] != "sub:sub_Tie2" {
 		t.Fatalf("fetches: %v", f.calls)
 	}
@@ -483,17 +473,25 @@ func TestSameSecondTieSettledByStripeMock(t *testing.T) {
 	if want.Status != "active" || !want.CancelAtPeriodEnd {
 		t.Fatalf("stripe-mock %s answers %+v; this test expects its fixture's active subscription set to cancel", stripemock.Version, want)
 	}
-	b := setup(t, withFetcher(api))
-	jb := journeytest.New(t, "cus_TieMock", base)
-	b.apply(t, jb.Subscription("customer.subscription.created", 0, "sub_TieMock", "active", false, nil))
-	b.apply(t, jb.Subscription("customer.subscription.updated", 50, "sub_TieMock", "past_due", false, map[string]any{"latest_invoice": "in_y"}))
-	res := b.apply(t, jb.Subscription("customer.subscription.updated", 50, "sub_TieMock", "unpaid", false, map[string]any{"latest_invoice": "in_x"}))
+	settleTie(t, setup(t, withFetcher(api)), "TieMock", want.PriceID)
+}
+
+// settleTie applies a subscription's creation and then two updates in one
+// second that nothing orders (past_due, unpaid), and checks that the
+// customer took what the fetcher answers: active, set to cancel, on plan.
+func settleTie(t *testing.T, b *bundle, name, plan string) {
+	t.Helper()
+	jb := journeytest.New(t, "cus_"+name, base)
+	sub := "sub_" + name
+	b.apply(t, jb.Subscription("customer.subscription.created", 0, sub, "active", false, nil))
+	b.apply(t, jb.Subscription("customer.subscription.updated", 50, sub, "past_due", false, map[string]any{"latest_invoice": "in_y"}))
+	res := b.apply(t, jb.Subscription("customer.subscription.updated", 50, sub, "unpaid", false, map[string]any{"latest_invoice": "in_x"}))
 	if res.Ambiguous || res.Status.GetNeedsReconciliation() {
 		t.Fatalf("tie should be settled by the API: %+v", res)
 	}
 	st := b.status(t, jb.CustomerID)
-	if st.GetStatus() != billingv1.BillingStatus_BILLING_STATUS_ACTIVE || !st.GetCancelAtPeriodEnd() || st.GetPlan() != want.PriceID {
-		t.Fatalf("status not taken from the API (%+v): %v", want, st)
+	if st.GetStatus() != billingv1.BillingStatus_BILLING_STATUS_ACTIVE || !st.GetCancelAtPeriodEnd() || st.GetPlan() != plan {
+		t.Fatalf("status not taken from the API: %v", st)
 	}
 }
 
