@@ -465,7 +465,7 @@ func TestSameSecondTieSettledByStripe(t *testing.T) {
 // stripe-go against stripe-mock (STRIPE_API_BASE's use offline): the
 // status, cancel flag and plan come from what the API answers.
 func TestSameSecondTieSettledByStripeMock(t *testing.T) {
-	api := stripeapi.New("sk_test_"+strings.Repeat("0", 24), stripemock.Start(t), 100)
+	api := stripeapi.New(fmt.Sprintf("sk_test_%024x", rand.Int63()), stripemock.Start(t), 100) // a made-up test-mode key
 	want, err := api.Subscription(context.Background(), "sub_TieMock")
 	if err != nil {
 		t.Fatal(err)
