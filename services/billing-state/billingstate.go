@@ -95,6 +95,8 @@ type Config struct {
 	// OutboxPoll bounds how long a change waits for the relay when no
 	// in-process signal wakes it (50ms).
 	OutboxPoll time.Duration
+	// OutboxRetention is how long published outbox rows are kept (24h).
+	OutboxRetention time.Duration
 	// ShutdownGrace bounds the graceful stop of each server (10s).
 	ShutdownGrace time.Duration
 	// DBMaxConns sizes the pool (consumer concurrency + 6 when 0).
@@ -122,23 +124,24 @@ func (c Config) WithLogger(log *slog.Logger) Config {
 
 // ConfigFromEnv reads DATABASE_URL, NATS_URL, GRPC_ADDR, HTTP_ADDR,
 // STATUS_API_TOKENS, PAST_DUE_ENTITLED, STRIPE_API_KEY, STRIPE_API_BASE,
-// STRIPE_API_RATE, ASYNC_COMMIT, the NATS_* stream settings, CONSUMER_*
-// and OTEL_*. Every problem is reported at once.
+// STRIPE_API_RATE, ASYNC_COMMIT, OUTBOX_RETENTION, the NATS_* stream
+// settings, CONSUMER_* and OTEL_*. Every problem is reported at once.
 func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	e := config.New(getenv)
 	cfg := Config{
-		DatabaseURL:   e.String("DATABASE_URL", pg.DefaultURL),
-		NATSURL:       e.String("NATS_URL", nats.DefaultURL),
-		GRPCAddr:      e.String("GRPC_ADDR", ":9090"),
-		HTTPAddr:      e.String("HTTP_ADDR", ":8081"),
-		Policy:        canonical.Policy{PastDueEntitled: e.Bool("PAST_DUE_ENTITLED", true)},
-		StripeAPIKey:  e.Secret("STRIPE_API_KEY"),
-		StripeAPIBase: e.String("STRIPE_API_BASE", ""),
-		StripeAPIRate: e.Float("STRIPE_API_RATE", 10),
-		AsyncCommit:   e.Bool("ASYNC_COMMIT", true),
-		Streams:       bus.StreamConfigFromEnv(e),
-		Consumer:      bus.ConsumerConfigFromEnv(e, Durable),
-		Telemetry:     telemetry.ConfigFromEnv(e, "billing-state"),
+		DatabaseURL:     e.String("DATABASE_URL", pg.DefaultURL),
+		NATSURL:         e.String("NATS_URL", nats.DefaultURL),
+		GRPCAddr:        e.String("GRPC_ADDR", ":9090"),
+		HTTPAddr:        e.String("HTTP_ADDR", ":8081"),
+		Policy:          canonical.Policy{PastDueEntitled: e.Bool("PAST_DUE_ENTITLED", true)},
+		StripeAPIKey:    e.Secret("STRIPE_API_KEY"),
+		StripeAPIBase:   e.String("STRIPE_API_BASE", ""),
+		StripeAPIRate:   e.Float("STRIPE_API_RATE", 10),
+		AsyncCommit:     e.Bool("ASYNC_COMMIT", true),
+		OutboxRetention: e.Duration("OUTBOX_RETENTION", 24*time.Hour),
+		Streams:         bus.StreamConfigFromEnv(e),
+		Consumer:        bus.ConsumerConfigFromEnv(e, Durable),
+		Telemetry:       telemetry.ConfigFromEnv(e, "billing-state"),
 	}
 	tokens, err := ParseTokens(e.Lookup("STATUS_API_TOKENS"))
 	if err != nil {
@@ -147,6 +150,9 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	cfg.Tokens = tokens
 	if cfg.StripeAPIRate <= 0 {
 		e.Fail("STRIPE_API_RATE: must be positive")
+	}
+	if cfg.OutboxRetention <= 0 {
+		e.Fail("OUTBOX_RETENTION: must be positive")
 	}
 	return cfg, e.Err()
 }
@@ -330,7 +336,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	store := state.New(pool, storeOpts)
 	rl = relay.New(store, bus.NewPublisher(js, tp.TracerProvider(), bus.WithPublisherRegistry(cfg.Registry)),
-		relay.Options{Poll: cfg.OutboxPoll, Logger: log, Registry: cfg.Registry})
+		relay.Options{Poll: cfg.OutboxPoll, Retention: cfg.OutboxRetention, Logger: log, Registry: cfg.Registry})
 	m.registerGauges(cfg.Registry, store)
 
 	// gRPC.

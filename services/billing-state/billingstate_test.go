@@ -651,18 +651,20 @@ func TestConfigFromEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.GRPCAddr != ":9090" || cfg.HTTPAddr != ":8081" || !cfg.Policy.PastDueEntitled || cfg.Consumer.Durable != Durable ||
-		cfg.StripeAPIRate != 10 || cfg.Tokens.Len() != 0 || cfg.NATSURL != nats.DefaultURL || !cfg.AsyncCommit {
+		cfg.StripeAPIRate != 10 || cfg.Tokens.Len() != 0 || cfg.NATSURL != nats.DefaultURL || !cfg.AsyncCommit ||
+		cfg.OutboxRetention != 24*time.Hour {
 		t.Fatalf("defaults: %+v", cfg)
 	}
 	tok := randomToken(t)
 	cfg, err = ConfigFromEnv(config.Map(map[string]string{
 		"PAST_DUE_ENTITLED": "false", "STATUS_API_TOKENS": "mobile=" + tok + ":read", "GRPC_ADDR": ":9999",
-		"STRIPE_API_KEY": "sk_test_" + tok, "STRIPE_API_RATE": "2.5", "ASYNC_COMMIT": "false",
+		"STRIPE_API_KEY": "sk_test_" + tok, "STRIPE_API_RATE": "2.5", "ASYNC_COMMIT": "false", "OUTBOX_RETENTION": "2h",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Policy.PastDueEntitled || cfg.Tokens.Len() != 1 || cfg.GRPCAddr != ":9999" || cfg.StripeAPIRate != 2.5 || cfg.AsyncCommit {
+	if cfg.Policy.PastDueEntitled || cfg.Tokens.Len() != 1 || cfg.GRPCAddr != ":9999" || cfg.StripeAPIRate != 2.5 || cfg.AsyncCommit ||
+		cfg.OutboxRetention != 2*time.Hour {
 		t.Fatalf("%+v", cfg)
 	}
 	if dump := fmt.Sprintf("%+v %v", cfg, cfg.Tokens); strings.Contains(dump, tok) {
@@ -670,9 +672,10 @@ func TestConfigFromEnv(t *testing.T) {
 	}
 	_, err = ConfigFromEnv(config.Map(map[string]string{
 		"STATUS_API_TOKENS": "mobile=" + tok + ":write", "PAST_DUE_ENTITLED": "maybe", "STRIPE_API_RATE": "0",
+		"OUTBOX_RETENTION": "0s",
 	}))
 	if err == nil || !strings.Contains(err.Error(), "write") || !strings.Contains(err.Error(), "PAST_DUE_ENTITLED") ||
-		!strings.Contains(err.Error(), "STRIPE_API_RATE") || strings.Contains(err.Error(), tok) {
+		!strings.Contains(err.Error(), "STRIPE_API_RATE") || !strings.Contains(err.Error(), "OUTBOX_RETENTION") || strings.Contains(err.Error(), tok) {
 		t.Fatalf("errors: %v", err)
 	}
 }

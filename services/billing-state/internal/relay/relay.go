@@ -29,9 +29,15 @@ type Options struct {
 	// arrives (another replica's commit, a restart): 50ms.
 	Poll time.Duration
 	// Batch is the most rows per transaction: 200.
-	Batch    int
-	Logger   *slog.Logger
-	Registry prometheus.Registerer
+	Batch int
+	// Retention is how long published rows stay in the outbox before the
+	// relay deletes them (24h); negative keeps them forever. The change's
+	// history stays in audit_log either way.
+	Retention time.Duration
+	// PruneEvery is the pause between deletions of expired rows (1m).
+	PruneEvery time.Duration
+	Logger     *slog.Logger
+	Registry   prometheus.Registerer
 }
 
 // Relay moves outbox rows to NATS.
@@ -43,6 +49,7 @@ type Relay struct {
 	kick  chan struct{}
 
 	published prometheus.Counter
+	pruned    prometheus.Counter
 	lag       prometheus.Observer
 	pending   prometheus.Gauge
 	failures  prometheus.Counter
@@ -56,6 +63,12 @@ func New(store *state.Store, pub Publisher, o Options) *Relay {
 	if o.Batch <= 0 {
 		o.Batch = 200
 	}
+	if o.Retention == 0 {
+		o.Retention = 24 * time.Hour
+	}
+	if o.PruneEvery <= 0 {
+		o.PruneEvery = time.Minute
+	}
 	log := o.Logger
 	if log == nil {
 		log = logging.Discard()
@@ -63,6 +76,9 @@ func New(store *state.Store, pub Publisher, o Options) *Relay {
 	r := &Relay{store: store, pub: pub, opts: o, log: log, kick: make(chan struct{}, 1)}
 	r.published = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "lr_billing_state_outbox_published_total", Help: "Status changes published from the outbox.",
+	})
+	r.pruned = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lr_billing_state_outbox_pruned_total", Help: "Published outbox rows deleted after the retention.",
 	})
 	r.lag = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "lr_billing_state_outbox_lag_seconds",
@@ -76,7 +92,7 @@ func New(store *state.Store, pub Publisher, o Options) *Relay {
 		Name: "lr_billing_state_outbox_publish_failures_total", Help: "Relay passes that could not publish.",
 	})
 	if o.Registry != nil {
-		for _, c := range []prometheus.Collector{r.published, r.lag.(prometheus.Histogram), r.pending, r.failures} {
+		for _, c := range []prometheus.Collector{r.published, r.pruned, r.lag.(prometheus.Histogram), r.pending, r.failures} {
 			_ = o.Registry.Register(c)
 		}
 	}
@@ -96,7 +112,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	poll := time.NewTimer(r.opts.Poll)
 	defer poll.Stop()
 	backoff := time.Duration(0)
-	lastGauge := time.Time{}
+	lastGauge, lastPrune := time.Time{}, time.Now()
 	for {
 		n, err := r.store.PublishOutbox(ctx, r.opts.Batch, r.publish)
 		switch {
@@ -117,6 +133,10 @@ func (r *Relay) Run(ctx context.Context) error {
 				r.pending.Set(float64(p))
 			}
 			lastGauge = time.Now()
+		}
+		if time.Since(lastPrune) > r.opts.PruneEvery {
+			r.prune(ctx)
+			lastPrune = time.Now()
 		}
 		wait := r.opts.Poll
 		if backoff > 0 {
@@ -142,6 +162,34 @@ func (r *Relay) Run(ctx context.Context) error {
 				}
 			}
 		case <-poll.C:
+		}
+	}
+}
+
+// pruneBatch is the most rows one DELETE takes, and pruneRounds the most
+// DELETEs in a row: a backlog of expired rows (the first start with a
+// retention, say) goes in steps that never hold the relay for long.
+const (
+	pruneBatch  = 1000
+	pruneRounds = 20
+)
+
+// prune deletes published rows past the retention.
+func (r *Relay) prune(ctx context.Context) {
+	if r.opts.Retention < 0 {
+		return
+	}
+	for range pruneRounds {
+		n, err := r.store.PruneOutbox(ctx, r.opts.Retention, pruneBatch)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.log.WarnContext(ctx, "outbox prune failed; retrying later", "action", "outbox_prune", "error", bus.Redact(err.Error()))
+			}
+			return
+		}
+		r.pruned.Add(float64(n))
+		if n < pruneBatch {
+			return
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/launchready/launchready/pkg/bus"
@@ -52,14 +53,17 @@ func (p *lossyPublisher) PublishAll(ctx context.Context, msgs []bus.Message) ([]
 	return res, err
 }
 
-func TestRelayPublishesEachChangeOnceAcrossFailuresAndRestarts(t *testing.T) {
+// env is a migrated database, an embedded NATS with the streams, and a
+// store, for one test.
+func env(t *testing.T) (context.Context, *pgxpool.Pool, jetstream.JetStream, *state.Store) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	pool, err := pg.Open(ctx, pgtest.NewDatabase(t), pg.WithIndexPlans())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pool.Close()
+	t.Cleanup(pool.Close)
 	if err := state.Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
@@ -68,11 +72,15 @@ func TestRelayPublishesEachChangeOnceAcrossFailuresAndRestarts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	t.Cleanup(nc.Close)
 	if err := bus.EnsureStreams(ctx, js, bus.StreamConfig{}); err != nil {
 		t.Fatal(err)
 	}
-	store := state.New(pool, state.Options{Policy: canonical.DefaultPolicy()})
+	return ctx, pool, js, state.New(pool, state.Options{Policy: canonical.DefaultPolicy()})
+}
+
+func TestRelayPublishesEachChangeOnceAcrossFailuresAndRestarts(t *testing.T) {
+	ctx, pool, js, store := env(t)
 	applyJourney := func(cus string) {
 		jb := journeytest.New(t, cus, time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC))
 		for _, ev := range journeytest.Events(journeytest.TrialToActive(jb)) {
@@ -170,6 +178,87 @@ func TestRelayPublishesEachChangeOnceAcrossFailuresAndRestarts(t *testing.T) {
 		if b <= a {
 			t.Fatalf("out of order: %v", ids)
 		}
+	}
+}
+
+// TestRelayPrunesPublishedRowsPastTheRetention: published rows older than
+// the retention go, in id order and at most limit at a time; unpublished
+// rows stay however old; the relay prunes on its own.
+func TestRelayPrunesPublishedRowsPastTheRetention(t *testing.T) {
+	ctx, pool, js, store := env(t)
+	jb := journeytest.New(t, "cus_Prune1", time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC))
+	for _, ev := range journeytest.Events(journeytest.TrialToActive(jb)) {
+		if _, err := store.ApplyEvent(ctx, ev, state.ApplyOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func(where string) int {
+		t.Helper()
+		var n int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM billing.outbox WHERE `+where).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	age := func(set string) {
+		t.Helper()
+		if _, err := pool.Exec(ctx, `UPDATE billing.outbox SET `+set); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows := count("true")
+	if rows < 3 {
+		t.Fatalf("the journey left %d outbox rows, want at least 3", rows)
+	}
+	// Unpublished, however old: kept.
+	age(`created_at = now() - interval '30 days'`)
+	if n, err := store.PruneOutbox(ctx, time.Hour, 100); err != nil || n != 0 {
+		t.Fatalf("pruned %d unpublished rows (err %v), want 0", n, err)
+	}
+	// Published two hours ago, but for the newest row an hour ago: with
+	// a limit of 1 the oldest goes first, then the rest past 90 minutes.
+	age(`published_at = now() - interval '2 hours'`)
+	age(`published_at = now() - interval '1 hour' WHERE id = (SELECT max(id) FROM billing.outbox)`)
+	minID := func() int64 {
+		var id int64
+		if err := pool.QueryRow(ctx, `SELECT min(id) FROM billing.outbox`).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	first := minID()
+	if n, err := store.PruneOutbox(ctx, 90*time.Minute, 1); err != nil || n != 1 || minID() == first {
+		t.Fatalf("limit 1: pruned %d (err %v), oldest row %d left; want the oldest row gone", n, err, minID())
+	}
+	if n, err := store.PruneOutbox(ctx, 90*time.Minute, 100); err != nil || n != rows-2 {
+		t.Fatalf("pruned %d (err %v), want %d", n, err, rows-2)
+	}
+	if left := count("true"); left != 1 {
+		t.Fatalf("%d rows left, want the one published an hour ago", left)
+	}
+
+	// The relay publishes new changes and prunes what passes its
+	// retention, here 30 minutes.
+	jb2 := journeytest.New(t, "cus_Prune2", time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC))
+	for _, ev := range journeytest.Events(journeytest.TrialToActive(jb2)) {
+		if _, err := store.ApplyEvent(ctx, ev, state.ApplyOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := relay.New(store, bus.NewPublisher(js, nil), relay.Options{Poll: 10 * time.Millisecond, Retention: 30 * time.Minute, PruneEvery: 20 * time.Millisecond})
+	rctx, rcancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(rctx) }()
+	defer func() { rcancel(); <-done }()
+	deadline := time.Now().Add(15 * time.Second)
+	for count("published_at IS NULL") > 0 || count("published_at < now() - interval '30 minutes'") > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("relay left %d unpublished and %d expired rows", count("published_at IS NULL"), count("published_at < now() - interval '30 minutes'"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if left := count("true"); left < 3 {
+		t.Fatalf("%d rows left: the relay pruned rows inside the retention", left)
 	}
 }
 

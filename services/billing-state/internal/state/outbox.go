@@ -98,6 +98,19 @@ func (t *txn) claimOutbox(limit int) ([]OutboxRow, error) {
 	return batch, br.Close()
 }
 
+// PruneOutbox deletes up to limit rows published before olderThan ago,
+// oldest first, and returns how many it deleted. A published row has done
+// its work (the change's history is in audit_log); an unpublished one is
+// never deleted, however old.
+func (s *Store) PruneOutbox(ctx context.Context, olderThan time.Duration, limit int) (int, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM billing.outbox WHERE id IN (
+		SELECT id FROM billing.outbox WHERE published_at < now() - $1::interval ORDER BY id LIMIT $2)`, olderThan, limit)
+	if err != nil {
+		return 0, fmt.Errorf("prune outbox: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
 // OutboxPending returns the number of unpublished rows and the age of the
 // oldest.
 func (s *Store) OutboxPending(ctx context.Context) (int, time.Duration, error) {
