@@ -69,22 +69,15 @@ func find() string {
 	if p, err := exec.LookPath("stripe-mock"); err == nil {
 		return p
 	}
-	dir, err := os.Getwd()
-	if err != nil {
+	// Outside make: the bin/ beside the go.work this test runs under.
+	out, err := exec.Command("go", "env", "GOWORK").Output()
+	work := strings.TrimSpace(string(out))
+	if err != nil || work == "" || work == "off" {
 		return ""
 	}
-	for {
-		p := filepath.Join(dir, "bin", "stripe-mock")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
-			return ""
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return ""
-		}
-		dir = parent
+	p := filepath.Join(filepath.Dir(work), "bin", "stripe-mock")
+	if _, err := os.Stat(p); err != nil {
+		return ""
 	}
+	return p
 }
