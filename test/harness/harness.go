@@ -11,6 +11,8 @@ package harness
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -67,8 +69,8 @@ func RepoRoot() (string, error) {
 // the workspace pins) once per process and returns the directory holding
 // them.
 //
-// The directory is stable (under the user cache dir) and guarded by a file
-// lock: `go build -o` leaves an up-to-date binary alone, so the e2e, chaos
+// The directory is stable (under the user cache dir, one per checkout) and
+// guarded by a file lock: `go build -o` leaves an up-to-date binary alone, so the e2e, chaos
 // and load binaries, which go test may run at the same time, share one
 // build instead of linking five binaries each.
 func Binaries(t T) string {
@@ -95,7 +97,10 @@ func buildAll() (string, error) {
 	if err != nil {
 		base = os.TempDir()
 	}
-	dir := filepath.Join(base, "launchready-e2e", "bin")
+	// One directory per checkout: two checkouts on one machine must never
+	// run each other's binaries.
+	sum := sha256.Sum256([]byte(root))
+	dir := filepath.Join(base, "launchready-e2e", hex.EncodeToString(sum[:6]), "bin")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("build dir: %w", err)
 	}
