@@ -50,12 +50,6 @@ const Durable = "billing-state"
 // commit serves many events (see BenchmarkApplyBatch).
 const DefaultBatchSize = 32
 
-// Tokens is the parsed STATUS_API_TOKENS: names, roles and SHA-256 hashes.
-type Tokens = grpcapi.Tokens
-
-// ParseTokens parses a STATUS_API_TOKENS value ("name=token:role[+role],...").
-func ParseTokens(spec string) (*Tokens, error) { return grpcapi.ParseTokens(spec) }
-
 // Config is the service's configuration.
 type Config struct {
 	DatabaseURL string
@@ -64,8 +58,9 @@ type Config struct {
 	GRPCAddr string
 	// HTTPAddr serves /healthz, /readyz and /metrics (":8081").
 	HTTPAddr string
-	// Tokens authorise gRPC callers; an empty set refuses every call.
-	Tokens *Tokens
+	// Tokens authorise gRPC callers (STATUS_API_TOKENS, each at least 32
+	// characters); an empty set refuses every call.
+	Tokens *grpcapi.Tokens
 	Policy canonical.Policy
 	// StripeAPIKey, when set, lets billing-state ask Stripe about unknown
 	// charges and same-second ties. STRIPE_API_BASE overrides the URL
@@ -143,7 +138,7 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 		Consumer:        bus.ConsumerConfigFromEnv(e, Durable),
 		Telemetry:       telemetry.ConfigFromEnv(e, "billing-state"),
 	}
-	tokens, err := ParseTokens(e.Lookup("STATUS_API_TOKENS"))
+	tokens, err := grpcapi.ParseTokens(e.Lookup("STATUS_API_TOKENS"))
 	if err != nil {
 		e.Fail("%v", err)
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/launchready/launchready/pkg/pg/pgtest"
 	"github.com/launchready/launchready/pkg/telemetry"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/services/billing-state/internal/grpcapi"
 )
 
 // harness runs billing-state in process against a real Postgres database
@@ -64,7 +65,7 @@ func randomToken(t testing.TB) string {
 // testConfig is a Config for tests: ephemeral ports, fast retries.
 func testConfig(t *testing.T, natsURL, dbURL string) (Config, string, string) {
 	read, admin := randomToken(t), randomToken(t)
-	tokens, err := ParseTokens(fmt.Sprintf("mobile=%s:read,ops=%s:read+admin", read, admin))
+	tokens, err := grpcapi.ParseTokens(fmt.Sprintf("mobile=%s:read,ops=%s:read+admin", read, admin))
 	if err != nil {
 		t.Fatal(err)
 	}

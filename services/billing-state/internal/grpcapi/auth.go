@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -28,6 +29,11 @@ type tokenEntry struct {
 	roles map[string]bool
 }
 
+// MinTokenLength is the shortest token ParseTokens accepts, in
+// characters: 32 random hex digits carry 128 bits, beyond guessing over the
+// network, and a short token is usually a placeholder left in place.
+const MinTokenLength = 32
+
 // Tokens holds the configured API tokens as SHA-256 hashes only: the
 // plaintext is dropped once parsed, so a heap dump or a debug print of the
 // config shows nothing usable.
@@ -37,8 +43,9 @@ type Tokens struct {
 
 // ParseTokens reads STATUS_API_TOKENS: "name=token:role[+role],...", e.g.
 // "mobile=...:read,ops=...:read+admin". The token is everything between the
-// first "=" and the last ":". An empty spec gives an empty set, which
-// refuses every call.
+// first "=" and the last ":", and must be at least MinTokenLength
+// characters long. An empty spec gives an empty set, which refuses every
+// call. Errors name the entry, never its token.
 func ParseTokens(spec string) (*Tokens, error) {
 	t := &Tokens{}
 	for i, item := range strings.Split(spec, ",") {
@@ -53,6 +60,9 @@ func ParseTokens(spec string) (*Tokens, error) {
 			return nil, fmt.Errorf("STATUS_API_TOKENS: entry %d is not name=token:role[+role]", i+1)
 		}
 		name, token, roleSpec := item[:eq], item[eq+1:colon], item[colon+1:]
+		if utf8.RuneCountInString(token) < MinTokenLength {
+			return nil, fmt.Errorf("STATUS_API_TOKENS: the token of %q is shorter than %d characters (make one with: openssl rand -hex 24)", name, MinTokenLength)
+		}
 		roles := map[string]bool{}
 		for _, r := range strings.Split(roleSpec, "+") {
 			switch r = strings.TrimSpace(r); r {

@@ -13,7 +13,9 @@ import (
 )
 
 func TestParseTokens(t *testing.T) {
-	tok, err := ParseTokens(" mobile=abc:def:read , ops=x=y:read+admin,")
+	long := strings.Repeat("k", MinTokenLength)
+	mobile, ops := "abc:def"+long, "x=y"+long
+	tok, err := ParseTokens(" mobile=" + mobile + ":read , ops=" + ops + ":read+admin,")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -21,25 +23,26 @@ func TestParseTokens(t *testing.T) {
 		t.Fatalf("names %v", tok.Names())
 	}
 	// The token is everything between the first "=" and the last ":".
-	if e, ok := tok.authenticate("abc:def"); !ok || e.name != "mobile" {
+	if e, ok := tok.authenticate(mobile); !ok || e.name != "mobile" {
 		t.Fatalf("token with a colon: %v %v", e, ok)
 	}
-	if e, ok := tok.authenticate("x=y"); !ok || !e.roles[RoleRead] || !e.roles[RoleAdmin] {
+	if e, ok := tok.authenticate(ops); !ok || !e.roles[RoleRead] || !e.roles[RoleAdmin] {
 		t.Fatalf("admin implies read: %v %v", e, ok)
 	}
-	if _, ok := tok.authenticate("abc"); ok {
+	if _, ok := tok.authenticate(mobile[:len(mobile)-1]); ok {
 		t.Fatal("prefix of a token accepted")
 	}
 	if empty, err := ParseTokens(""); err != nil || empty.Len() != 0 {
 		t.Fatalf("empty: %v %v", empty, err)
 	}
-	for _, bad := range []string{"noequals:read", "=tok:read", "name=:read", "name=tok", "name=tok:", "name=tok:write", "a=t1:read,a=t2:read"} {
+	for _, bad := range []string{"noequals:read", "=" + long + ":read", "name=:read", "name=" + long, "name=" + long + ":",
+		"name=" + long + ":write", "a=" + long + "1:read,a=" + long + "2:read"} {
 		_, err := ParseTokens(bad)
 		if err == nil {
 			t.Errorf("%q accepted", bad)
 			continue
 		}
-		if strings.Contains(err.Error(), "tok:") || strings.Contains(err.Error(), "t1") {
+		if strings.Contains(err.Error(), long[:8]) {
 			t.Errorf("%q: error echoes the token: %v", bad, err)
 		}
 	}
@@ -48,8 +51,30 @@ func TestParseTokens(t *testing.T) {
 	}
 }
 
+// A token shorter than MinTokenLength characters is refused with a
+// message that names the entry and never shows the token.
+func TestParseTokensRefusesShortTokens(t *testing.T) {
+	for _, short := range []string{"x7Q", "0123456789abcdef0123456789abcde", strings.Repeat("é", MinTokenLength-1)} {
+		_, err := ParseTokens("ok=" + strings.Repeat("k", 40) + ":read,mobile=" + short + ":read")
+		if err == nil {
+			t.Errorf("%d-character token accepted", len([]rune(short)))
+			continue
+		}
+		if !strings.Contains(err.Error(), `"mobile"`) || !strings.Contains(err.Error(), "32 characters") || strings.Contains(err.Error(), short) {
+			t.Errorf("message %q: want the entry's name and the rule, without the token", err)
+		}
+	}
+	// Exactly 32 characters, multi-byte ones too, is enough.
+	for _, ok := range []string{strings.Repeat("a", MinTokenLength), strings.Repeat("é", MinTokenLength)} {
+		if _, err := ParseTokens("mobile=" + ok + ":read"); err != nil {
+			t.Errorf("32-character token refused: %v", err)
+		}
+	}
+}
+
 func TestAuthorize(t *testing.T) {
-	tok, err := ParseTokens("mobile=r-token:read,ops=a-token:admin")
+	r, a := "r-token-"+strings.Repeat("r", 32), "a-token-"+strings.Repeat("a", 32)
+	tok, err := ParseTokens("mobile=" + r + ":read,ops=" + a + ":admin")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,14 +90,14 @@ func TestAuthorize(t *testing.T) {
 	}{
 		{context.Background(), get, codes.Unauthenticated, ""},
 		{with("Bearer nope"), get, codes.Unauthenticated, ""},
-		{with("r-token"), get, codes.Unauthenticated, ""},
-		{with("Bearer r-token"), get, codes.OK, "mobile"},
-		{with("bearer r-token"), get, codes.OK, "mobile"},
-		{with("Bearer r-token"), rec, codes.PermissionDenied, ""},
-		{with("Bearer a-token"), rec, codes.OK, "ops"},
-		{with("Bearer a-token"), get, codes.OK, "ops"},
+		{with(r), get, codes.Unauthenticated, ""},
+		{with("Bearer " + r), get, codes.OK, "mobile"},
+		{with("bearer " + r), get, codes.OK, "mobile"},
+		{with("Bearer " + r), rec, codes.PermissionDenied, ""},
+		{with("Bearer " + a), rec, codes.OK, "ops"},
+		{with("Bearer " + a), get, codes.OK, "ops"},
 		{context.Background(), "/grpc.health.v1.Health/Check", codes.OK, ""},
-		{with("Bearer a-token"), "/launchready.billing.v1.BillingStatusService/Unlisted", codes.PermissionDenied, ""},
+		{with("Bearer " + a), "/launchready.billing.v1.BillingStatusService/Unlisted", codes.PermissionDenied, ""},
 	}
 	for i, c := range cases {
 		ctx, err := tok.authorize(c.ctx, c.method)
