@@ -24,8 +24,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/reflection"
 
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/canonical"
@@ -61,6 +59,9 @@ type Config struct {
 	// Tokens authorise gRPC callers (STATUS_API_TOKENS, each at least 32
 	// characters); an empty set refuses every call.
 	Tokens *grpcapi.Tokens
+	// GRPC bounds the gRPC API: TLS, streams per connection, Watch streams
+	// per token, the unary deadline and the API's own pool (GRPC_*).
+	GRPC grpcapi.Config
 	Policy canonical.Policy
 	// StripeAPIKey, when set, lets billing-state ask Stripe about unknown
 	// charges and same-second ties. STRIPE_API_BASE overrides the URL
@@ -118,7 +119,7 @@ func (c Config) WithLogger(log *slog.Logger) Config {
 }
 
 // ConfigFromEnv reads DATABASE_URL, NATS_URL, GRPC_ADDR, HTTP_ADDR,
-// STATUS_API_TOKENS, PAST_DUE_ENTITLED, STRIPE_API_KEY, STRIPE_API_BASE,
+// STATUS_API_TOKENS, the GRPC_* limits, PAST_DUE_ENTITLED, STRIPE_API_KEY, STRIPE_API_BASE,
 // STRIPE_API_RATE, ASYNC_COMMIT, OUTBOX_RETENTION, the NATS_* stream
 // settings, CONSUMER_* and OTEL_*. Every problem is reported at once.
 func ConfigFromEnv(getenv config.Getenv) (Config, error) {
@@ -137,6 +138,7 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 		Streams:         bus.StreamConfigFromEnv(e),
 		Consumer:        bus.ConsumerConfigFromEnv(e, Durable),
 		Telemetry:       telemetry.ConfigFromEnv(e, "billing-state"),
+		GRPC:            grpcapi.ConfigFromEnv(e),
 	}
 	tokens, err := grpcapi.ParseTokens(e.Lookup("STATUS_API_TOKENS"))
 	if err != nil {
@@ -206,6 +208,7 @@ func (c Config) withDefaults() Config {
 	if c.StripeAPIRate <= 0 {
 		c.StripeAPIRate = 10
 	}
+	c.GRPC = c.GRPC.WithDefaults()
 	return c
 }
 
@@ -219,7 +222,9 @@ func Run(ctx context.Context, cfg Config) error {
 		"grpc_addr", cfg.GRPCAddr, "http_addr", cfg.HTTPAddr, "tokens", cfg.Tokens.Names(),
 		"past_due_entitled", cfg.Policy.PastDueEntitled, "stripe_api_key", cfg.StripeAPIKey,
 		"stripe_api_base", cfg.StripeAPIBase, "consumer_concurrency", cfg.Consumer.Concurrency,
-		"consumer_max_deliver", cfg.Consumer.MaxDeliver, "async_commit", cfg.AsyncCommit)
+		"consumer_max_deliver", cfg.Consumer.MaxDeliver, "async_commit", cfg.AsyncCommit,
+		"grpc_tls", cfg.GRPC.TLS(), "grpc_max_streams", cfg.GRPC.MaxStreams, "grpc_max_watch_per_token", cfg.GRPC.MaxWatchPerToken,
+		"grpc_unary_timeout", cfg.GRPC.UnaryTimeout.String(), "grpc_db_max_conns", cfg.GRPC.DBMaxConns)
 	if cfg.Tokens.Len() == 0 {
 		log.WarnContext(ctx, "STATUS_API_TOKENS is empty: every gRPC call will be refused")
 	}
@@ -236,16 +241,29 @@ func Run(ctx context.Context, cfg Config) error {
 	}()
 
 	// Database.
-	pgOpts := []pg.Option{pg.WithMaxConns(cfg.DBMaxConns), pg.WithTracer(tp.PgxTracer()), pg.WithApplicationName("billing-state"), pg.WithIndexPlans()}
-	if cfg.AsyncCommit {
-		pgOpts = append(pgOpts, pg.WithAsyncCommit())
+	pgOpts := func(app string, maxConns int32) []pg.Option {
+		opts := []pg.Option{pg.WithMaxConns(maxConns), pg.WithTracer(tp.PgxTracer()), pg.WithApplicationName(app), pg.WithIndexPlans()}
+		if cfg.AsyncCommit {
+			opts = append(opts, pg.WithAsyncCommit())
+		}
+		return opts
 	}
-	pool, err := pg.Open(ctx, cfg.DatabaseURL, pgOpts...)
+	pool, err := pg.Open(ctx, cfg.DatabaseURL, pgOpts("billing-state", cfg.DBMaxConns)...)
 	if err != nil {
 		return fmt.Errorf("billing-state: %w", err)
 	}
 	defer pool.Close()
 	if err := pg.RegisterPoolMetrics(cfg.Registry, pool, "billing-state"); err != nil {
+		return fmt.Errorf("billing-state: %w", err)
+	}
+	// The gRPC API's own pool: callers never wait for the consumer's
+	// connections, nor the consumer for theirs.
+	apiPool, err := pg.Open(ctx, cfg.DatabaseURL, pgOpts("billing-state-api", cfg.GRPC.DBMaxConns)...)
+	if err != nil {
+		return fmt.Errorf("billing-state: %w", err)
+	}
+	defer apiPool.Close()
+	if err := pg.RegisterPoolMetrics(cfg.Registry, apiPool, "billing-state-api"); err != nil {
 		return fmt.Errorf("billing-state: %w", err)
 	}
 
@@ -309,6 +327,17 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer nc.Close()
 	natsConn.Store(nc)
+	// Watch streams subscribe on a connection of their own: whatever a
+	// watcher causes there, the consumer's connection is not involved.
+	watchNC, _, err := bus.Connect(runCtx, cfg.NATSURL, "billing-state-watch", log)
+	if err != nil {
+		stopEarly()
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("billing-state: %w", err)
+	}
+	defer watchNC.Close()
 
 	m := newMetrics(cfg.Registry)
 	var fetcher state.Fetcher
@@ -334,21 +363,19 @@ func Run(ctx context.Context, cfg Config) error {
 		relay.Options{Poll: cfg.OutboxPoll, Retention: cfg.OutboxRetention, Logger: log, Registry: cfg.Registry})
 	m.registerGauges(cfg.Registry, store)
 
-	// gRPC.
+	// gRPC, on the API pool and the watch connection.
 	stopWatch := make(chan struct{})
-	gsrv := grpc.NewServer(
-		grpc.StatsHandler(tp.GRPCServerHandler()),
-		// Watch streams live long: find dead clients instead of keeping
-		// their subscriptions forever.
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.ChainUnaryInterceptor(cfg.Tokens.UnaryInterceptor()),
-		grpc.ChainStreamInterceptor(cfg.Tokens.StreamInterceptor()),
-	)
-	billingv1.RegisterBillingStatusServiceServer(gsrv, grpcapi.NewServer(store, nc, log, stopWatch))
+	gsrv, err := grpcapi.New(cfg.GRPC, grpcapi.Options{
+		Store:     state.New(apiPool, state.Options{Policy: cfg.Policy, Logger: log, OutboxWritten: func() { rl.Kick() }}),
+		WatchConn: watchNC, Tokens: cfg.Tokens, Logger: log, Registry: cfg.Registry,
+		StatsHandler: tp.GRPCServerHandler(), Stop: stopWatch,
+	})
+	if err != nil {
+		stopEarly()
+		return fmt.Errorf("billing-state: %w", err)
+	}
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gsrv, hs)
-	reflection.Register(gsrv)
 	setHealth(hs, false)
 
 	// Schema and streams: retried, so the service can start before

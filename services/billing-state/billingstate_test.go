@@ -27,6 +27,7 @@ import (
 	"github.com/launchready/launchready/pkg/pg/pgtest"
 	"github.com/launchready/launchready/pkg/stripeevent"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/services/billing-state/internal/grpcapi"
 	"github.com/launchready/launchready/services/billing-state/internal/journeytest"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
 )
@@ -317,6 +318,18 @@ func TestGRPC(t *testing.T) {
 	h.eventually(10*time.Second, "the consumer to drain", h.drained)
 	read, admin := h.as(h.readToken), h.as(h.adminToken)
 	byID := &billingv1.GetCustomerStatusRequest{Lookup: &billingv1.GetCustomerStatusRequest_CustomerId{CustomerId: jb.CustomerID}}
+
+	t.Run("calls read through the API pool", func(t *testing.T) {
+		before := h.counter("lr_db_pool_acquires_total", "pool", "billing-state-api")
+		for range 5 {
+			if _, err := h.client.GetCustomerStatus(read, byID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := h.counter("lr_db_pool_acquires_total", "pool", "billing-state-api") - before; got < 5 {
+			t.Errorf("API pool: %v acquires for 5 calls", got)
+		}
+	})
 
 	t.Run("get by id, user id and email", func(t *testing.T) {
 		for _, req := range []*billingv1.GetCustomerStatusRequest{
@@ -611,7 +624,9 @@ func TestGRPC(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		for _, name := range []string{"lr_billing_state_events_total", "lr_billing_state_apply_seconds", "lr_billing_state_outbox_lag_seconds",
-			"lr_billing_state_outbox_pending", "lr_consumer_deliveries_total", "lr_billing_state_unresolved_events"} {
+			"lr_billing_state_outbox_pending", "lr_consumer_deliveries_total", "lr_billing_state_unresolved_events",
+			`lr_db_pool_max_connections{pool="billing-state"}`, `lr_db_pool_max_connections{pool="billing-state-api"} 4`,
+			"lr_billing_state_watch_streams", "lr_billing_state_watch_refused_total"} {
 			if !strings.Contains(string(body), name) {
 				t.Errorf("/metrics lacks %s", name)
 			}
@@ -655,10 +670,14 @@ func TestConfigFromEnv(t *testing.T) {
 		cfg.OutboxRetention != 24*time.Hour {
 		t.Fatalf("defaults: %+v", cfg)
 	}
+	if want := (grpcapi.Config{MaxStreams: 1000, MaxWatchPerToken: 1000, UnaryTimeout: 5 * time.Second, DBMaxConns: 4}); cfg.GRPC != want {
+		t.Fatalf("gRPC defaults: %+v, want %+v", cfg.GRPC, want)
+	}
 	tok := randomToken(t)
 	cfg, err = ConfigFromEnv(config.Map(map[string]string{
 		"PAST_DUE_ENTITLED": "false", "STATUS_API_TOKENS": "mobile=" + tok + ":read", "GRPC_ADDR": ":9999",
 		"STRIPE_API_KEY": "sk_test_" + tok, "STRIPE_API_RATE": "2.5", "ASYNC_COMMIT": "false", "OUTBOX_RETENTION": "2h",
+		"GRPC_MAX_STREAMS": "64", "GRPC_MAX_WATCH_PER_TOKEN": "3", "GRPC_UNARY_TIMEOUT": "750ms", "GRPC_DB_MAX_CONNS": "2",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -666,6 +685,9 @@ func TestConfigFromEnv(t *testing.T) {
 	if cfg.Policy.PastDueEntitled || cfg.Tokens.Len() != 1 || cfg.GRPCAddr != ":9999" || cfg.StripeAPIRate != 2.5 || cfg.AsyncCommit ||
 		cfg.OutboxRetention != 2*time.Hour {
 		t.Fatalf("%+v", cfg)
+	}
+	if want := (grpcapi.Config{MaxStreams: 64, MaxWatchPerToken: 3, UnaryTimeout: 750 * time.Millisecond, DBMaxConns: 2}); cfg.GRPC != want {
+		t.Fatalf("gRPC settings: %+v, want %+v", cfg.GRPC, want)
 	}
 	if dump := fmt.Sprintf("%+v %v", cfg, cfg.Tokens); strings.Contains(dump, tok) {
 		t.Fatal("config prints a token or key")
@@ -677,6 +699,20 @@ func TestConfigFromEnv(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "write") || !strings.Contains(err.Error(), "PAST_DUE_ENTITLED") ||
 		!strings.Contains(err.Error(), "STRIPE_API_RATE") || !strings.Contains(err.Error(), "OUTBOX_RETENTION") || strings.Contains(err.Error(), tok) {
 		t.Fatalf("errors: %v", err)
+	}
+	short := tok[:31]
+	_, err = ConfigFromEnv(config.Map(map[string]string{
+		"STATUS_API_TOKENS": "mobile=" + short + ":read", "GRPC_TLS_CERT": "/nonexistent/cert.pem",
+		"GRPC_MAX_STREAMS": "0", "GRPC_MAX_WATCH_PER_TOKEN": "-1", "GRPC_UNARY_TIMEOUT": "0s", "GRPC_DB_MAX_CONNS": "0",
+	}))
+	for _, want := range []string{`token of "mobile" is shorter than 32 characters`, "GRPC_TLS_CERT and GRPC_TLS_KEY", "GRPC_MAX_STREAMS",
+		"GRPC_MAX_WATCH_PER_TOKEN", "GRPC_UNARY_TIMEOUT", "GRPC_DB_MAX_CONNS"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("errors lack %q: %v", want, err)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), short) {
+		t.Fatalf("the error echoes the token: %v", err)
 	}
 }
 

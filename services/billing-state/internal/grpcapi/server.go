@@ -2,6 +2,12 @@
 // customer for the business's own backend, a stream of its changes, its
 // audit timeline, and the admin reconcile action. Callers authenticate with
 // bearer tokens that carry roles.
+//
+// New builds the whole gRPC server, so that every limit a caller meets is
+// set in one place: bounded request fields (limits.go), a server-side
+// deadline on unary calls, streams per connection, Watch streams per token,
+// message and metadata sizes, keepalive enforcement and optional TLS with
+// a key pair read again when its files change (tls.go).
 package grpcapi
 
 import (
@@ -14,12 +20,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/launchready/launchready/pkg/bus"
-	"github.com/launchready/launchready/pkg/logging"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
 )
@@ -34,21 +40,36 @@ const (
 type Server struct {
 	billingv1.UnimplementedBillingStatusServiceServer
 	store *state.Store
-	nc    *nats.Conn
-	log   *slog.Logger
+	// watchConn is Watch's own NATS connection (see Options.WatchConn).
+	watchConn *nats.Conn
+	log       *slog.Logger
 	// stop ends every Watch stream, so a graceful stop does not wait for
 	// clients that would stay forever.
 	stop <-chan struct{}
+	// watches caps the Watch streams per token; readTimeout bounds a
+	// Watch's first read, which no unary deadline covers.
+	watches     *watchSlots
+	readTimeout time.Duration
+	refused     prometheus.Counter
 }
 
-// NewServer returns the service. nc carries the status changes Watch
-// forwards (core NATS on billing.status.<customer>, so every replica sees
-// every change); stop, when closed, ends open Watch streams.
-func NewServer(store *state.Store, nc *nats.Conn, log *slog.Logger, stop <-chan struct{}) *Server {
-	if log == nil {
-		log = logging.Discard()
+func newServer(store *state.Store, watchConn *nats.Conn, log *slog.Logger, stop <-chan struct{}, cfg Config) *Server {
+	return &Server{
+		store: store, watchConn: watchConn, log: log, stop: stop,
+		watches: newWatchSlots(cfg.MaxWatchPerToken), readTimeout: cfg.UnaryTimeout,
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lr_billing_state_watch_refused_total",
+			Help: "Watch streams refused because their token held GRPC_MAX_WATCH_PER_TOKEN already.",
+		}),
 	}
-	return &Server{store: store, nc: nc, log: log, stop: stop}
+}
+
+func (s *Server) registerMetrics(reg prometheus.Registerer) {
+	_ = reg.Register(s.refused)
+	_ = reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "lr_billing_state_watch_streams",
+		Help: "Watch streams open.",
+	}, func() float64 { return float64(s.watches.total()) }))
 }
 
 // GetCustomerStatus looks a customer up by id, app user id or email.
@@ -75,31 +96,46 @@ func (s *Server) GetCustomerStatus(ctx context.Context, req *billingv1.GetCustom
 // the client goes away or the server stops. A customer billing-state has
 // not seen yet is watched from status NONE: that is how an app waits for a
 // checkout it just opened.
+//
+// The customer id becomes a NATS subject, so it must be Stripe-shaped: a
+// subject token with no separator, wildcard or space, far below the
+// server's control line limit. Each token holds at most MaxWatchPerToken
+// streams at once; past that, ResourceExhausted.
 func (s *Server) WatchCustomerStatus(req *billingv1.WatchCustomerStatusRequest, stream billingv1.BillingStatusService_WatchCustomerStatusServer) error {
 	ctx := stream.Context()
-	id := strings.TrimSpace(req.GetCustomerId())
-	if id == "" {
-		return status.Error(codes.InvalidArgument, "customer_id is required")
+	id, err := subjectCustomerID(req.GetCustomerId())
+	if err != nil {
+		return err
 	}
-	if strings.ContainsAny(id, ".*> \t\r\n") {
-		return status.Error(codes.InvalidArgument, "customer_id is not a Stripe customer id")
+	caller, _ := CallerFrom(ctx)
+	release, ok := s.watches.acquire(caller.Name)
+	if !ok {
+		s.refused.Inc()
+		return status.Errorf(codes.ResourceExhausted, "this token already holds %d watch streams", s.watches.max)
 	}
+	defer release()
+	// A connection closed for good ends every stream on it, so clients
+	// reconnect instead of waiting for changes that cannot come.
+	closed := s.watchConn.StatusChanged(nats.CLOSED)
+	defer s.watchConn.RemoveStatusListener(closed)
 	// Subscribe before reading the current status, so no change can fall
 	// between the two.
 	ch := make(chan *nats.Msg, 256)
-	sub, err := s.nc.ChanSubscribe(bus.StatusSubject(id), ch)
+	sub, err := s.watchConn.ChanSubscribe(bus.StatusSubject(id), ch)
 	if err != nil {
 		return s.fail(ctx, "watch subscribe", id, err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	// A watch usually has no deadline, and FlushWithContext insists on one.
-	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	err = s.nc.FlushWithContext(fctx)
+	fctx, cancel := context.WithTimeout(ctx, s.readTimeout)
+	err = s.watchConn.FlushWithContext(fctx)
 	cancel()
 	if err != nil {
 		return s.fail(ctx, "watch subscribe", id, err)
 	}
-	cur, err := s.store.Status(ctx, id)
+	rctx, cancel := context.WithTimeout(ctx, s.readTimeout)
+	cur, err := s.store.Status(rctx, id)
+	cancel()
 	switch {
 	case errors.Is(err, state.ErrNotFound):
 		cur = &billingv1.CustomerStatus{CustomerId: id, Status: billingv1.BillingStatus_BILLING_STATUS_NONE}
@@ -116,6 +152,8 @@ func (s *Server) WatchCustomerStatus(req *billingv1.WatchCustomerStatusRequest, 
 			return nil
 		case <-s.stop:
 			return status.Error(codes.Unavailable, "server shutting down; reconnect")
+		case <-closed:
+			return status.Error(codes.Unavailable, "status feed lost; reconnect")
 		case m := <-ch:
 			next := &billingv1.CustomerStatus{}
 			if err := proto.Unmarshal(m.Data, next); err != nil {
@@ -143,18 +181,13 @@ func (s *Server) WatchCustomerStatus(req *billingv1.WatchCustomerStatusRequest, 
 
 // ListCustomerEvents pages through the audit timeline, newest first.
 func (s *Server) ListCustomerEvents(ctx context.Context, req *billingv1.ListCustomerEventsRequest) (*billingv1.ListCustomerEventsResponse, error) {
-	id := strings.TrimSpace(req.GetCustomerId())
-	if id == "" {
-		return nil, status.Error(codes.InvalidArgument, "customer_id is required")
+	id, err := customerID(req.GetCustomerId())
+	if err != nil {
+		return nil, err
 	}
-	size := int(req.GetPageSize())
-	switch {
-	case size < 0:
-		return nil, status.Error(codes.InvalidArgument, "page_size must not be negative")
-	case size == 0:
-		size = DefaultPageSize
-	case size > MaxPageSize:
-		size = MaxPageSize
+	size, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, err
 	}
 	var before int64
 	if tok := req.GetPageToken(); tok != "" {
@@ -177,9 +210,9 @@ func (s *Server) ListCustomerEvents(ctx context.Context, req *billingv1.ListCust
 // ReconcileCustomer re-derives the status from stored state and clears the
 // reconciliation mark; the audit row names the token.
 func (s *Server) ReconcileCustomer(ctx context.Context, req *billingv1.ReconcileCustomerRequest) (*billingv1.CustomerStatus, error) {
-	id := strings.TrimSpace(req.GetCustomerId())
-	if id == "" {
-		return nil, status.Error(codes.InvalidArgument, "customer_id is required")
+	id, err := customerID(req.GetCustomerId())
+	if err != nil {
+		return nil, err
 	}
 	caller, _ := CallerFrom(ctx)
 	actor := caller.Name
@@ -203,9 +236,29 @@ func (s *Server) fail(ctx context.Context, op, customerID string, err error) err
 		return status.Error(codes.NotFound, "customer not found")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return status.FromContextError(err).Err()
+	case ctx.Err() != nil:
+		// pgx does not always wrap the context's error.
+		return status.FromContextError(ctx.Err()).Err()
+	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining):
+		return status.Error(codes.Unavailable, "status feed unavailable; retry")
 	}
-	s.log.ErrorContext(ctx, op+" failed", "customer_id", customerID, "action", op, "error", err.Error())
+	s.log.ErrorContext(ctx, op+" failed", "customer_id", customerID, "action", op, "error", bus.Redact(err.Error()))
 	return status.Error(codes.Internal, "internal error")
+}
+
+// pageSize is the page size to serve for a requested one: 0 means
+// DefaultPageSize, more than MaxPageSize is served as MaxPageSize, and a
+// negative one is InvalidArgument.
+func pageSize(requested int32) (int, error) {
+	switch {
+	case requested < 0:
+		return 0, status.Error(codes.InvalidArgument, "page_size must not be negative")
+	case requested == 0:
+		return DefaultPageSize, nil
+	case requested > MaxPageSize:
+		return MaxPageSize, nil
+	}
+	return int(requested), nil
 }
 
 // The cursor is opaque to callers: they must not build or compare them.

@@ -1,0 +1,152 @@
+package grpcapi
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/pkg/natstest"
+	"github.com/launchready/launchready/pkg/pg"
+	"github.com/launchready/launchready/pkg/pg/pgtest"
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/services/billing-state/internal/state"
+)
+
+// bundle is the gRPC server of New on a loopback port, backed by a fresh
+// database and a real embedded NATS server.
+type bundle struct {
+	t         *testing.T
+	addr      string
+	pool      *pgxpool.Pool
+	watchConn *nats.Conn
+	// publisher is a separate connection, as the relay's would be.
+	publisher   *nats.Conn
+	reg         *prometheus.Registry
+	read, admin string
+}
+
+// setupOptions shape a bundle.
+type setupOptions struct {
+	cfg Config
+	// poolSize sizes the API pool (default 4).
+	poolSize int32
+}
+
+func setup(t *testing.T, o setupOptions) *bundle {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b := &bundle{t: t, reg: prometheus.NewRegistry(),
+		read: "read-" + strings.Repeat("r", MinTokenLength), admin: "admin-" + strings.Repeat("a", MinTokenLength)}
+	tokens, err := ParseTokens("mobile=" + b.read + ":read,ops=" + b.admin + ":admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.poolSize == 0 {
+		o.poolSize = 4
+	}
+	b.pool, err = pg.Open(ctx, pgtest.NewDatabase(t), pg.WithMaxConns(o.poolSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.pool.Close)
+	if err := state.Migrate(ctx, b.pool); err != nil {
+		t.Fatal(err)
+	}
+	ns := natstest.Start(t)
+	b.watchConn, _, err = bus.Connect(ctx, ns.URL(), "watch", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.watchConn.Close)
+	b.publisher, _, err = bus.Connect(ctx, ns.URL(), "publisher", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.publisher.Close)
+
+	stop := make(chan struct{})
+	gsrv, err := New(o.cfg, Options{Store: state.New(b.pool, state.Options{}), WatchConn: b.watchConn, Tokens: tokens, Registry: b.reg, Stop: stop})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.addr = ln.Addr().String()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = gsrv.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		close(stop)
+		gsrv.Stop()
+		<-served
+	})
+	return b
+}
+
+// client is a plaintext connection of its own (one HTTP/2 connection).
+func (b *bundle) client() billingv1.BillingStatusServiceClient {
+	return billingv1.NewBillingStatusServiceClient(b.conn(grpc.WithTransportCredentials(insecure.NewCredentials())))
+}
+
+// tlsClient connects with TLS, trusting cfg's roots.
+func (b *bundle) tlsClient(cfg *tls.Config) billingv1.BillingStatusServiceClient {
+	return billingv1.NewBillingStatusServiceClient(b.conn(grpc.WithTransportCredentials(credentials.NewTLS(cfg))))
+}
+
+func (b *bundle) conn(opts ...grpc.DialOption) *grpc.ClientConn {
+	b.t.Helper()
+	cc, err := grpc.NewClient(b.addr, opts...)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.t.Cleanup(func() { _ = cc.Close() })
+	return cc
+}
+
+// as returns ctx carrying token as the bearer.
+func as(ctx context.Context, token string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+}
+
+// openWatch opens a Watch stream as token and waits for its first message
+// (the current status), which it returns.
+func openWatch(ctx context.Context, c billingv1.BillingStatusServiceClient, token, id string) (billingv1.BillingStatusService_WatchCustomerStatusClient, *billingv1.CustomerStatus, error) {
+	st, err := c.WatchCustomerStatus(as(ctx, token), &billingv1.WatchCustomerStatusRequest{CustomerId: id})
+	if err != nil {
+		return nil, nil, err
+	}
+	first, err := st.Recv()
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, first, nil
+}
+
+// byID is the GetCustomerStatus request for a customer id.
+func byID(id string) *billingv1.GetCustomerStatusRequest {
+	return &billingv1.GetCustomerStatusRequest{Lookup: &billingv1.GetCustomerStatusRequest_CustomerId{CustomerId: id}}
+}
+
+// testContext ends with the test, or after a minute.
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
