@@ -103,15 +103,18 @@ type isGetCustomerStatusRequest_Lookup interface {
 }
 
 type GetCustomerStatusRequest_CustomerId struct {
+	// The Stripe customer id (cus_...). At most 255 bytes.
 	CustomerId string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3,oneof"`
 }
 
 type GetCustomerStatusRequest_UserId struct {
 	// metadata.user_id on the customer, subscription or checkout session.
+	// At most 255 bytes.
 	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3,oneof"`
 }
 
 type GetCustomerStatusRequest_Email struct {
+	// Matched case-insensitively. At most 320 bytes.
 	Email string `protobuf:"bytes,3,opt,name=email,proto3,oneof"`
 }
 
@@ -122,8 +125,10 @@ func (*GetCustomerStatusRequest_UserId) isGetCustomerStatusRequest_Lookup() {}
 func (*GetCustomerStatusRequest_Email) isGetCustomerStatusRequest_Lookup() {}
 
 type WatchCustomerStatusRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	CustomerId    string                 `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Stripe customer id: letters, digits and "_" only
+	// (^[A-Za-z0-9_]{1,255}$), anything else is INVALID_ARGUMENT.
+	CustomerId    string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -166,11 +171,13 @@ func (x *WatchCustomerStatusRequest) GetCustomerId() string {
 }
 
 type ListCustomerEventsRequest struct {
-	state      protoimpl.MessageState `protogen:"open.v1"`
-	CustomerId string                 `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
-	// At most 500; 0 means 50.
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Stripe customer id. At most 255 bytes.
+	CustomerId string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	// 0 means 50; more than 500 is served as 500; negative is
+	// INVALID_ARGUMENT.
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	// next_page_token from the previous page.
+	// next_page_token from the previous page. At most 64 bytes.
 	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -392,8 +399,9 @@ func (x *CustomerEvent) GetAction() string {
 }
 
 type ReconcileCustomerRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	CustomerId    string                 `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Stripe customer id. At most 255 bytes.
+	CustomerId    string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }

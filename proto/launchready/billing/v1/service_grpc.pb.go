@@ -31,10 +31,19 @@ const (
 //
 // BillingStatusService answers what a customer may use, now. Callers send a
 // bearer token in the "authorization" metadata; reads need the read role.
+//
+// Every request is bounded: each string field states its longest value, in
+// bytes, and a longer one is refused with INVALID_ARGUMENT naming the field.
+// A request message may be at most 8 KiB and a call's metadata 16 KiB.
+// Unary calls end after the server's deadline (GRPC_UNARY_TIMEOUT, 5s by
+// default) whatever the client asks, and one token may hold a limited number
+// of WatchCustomerStatus streams at once (GRPC_MAX_WATCH_PER_TOKEN):
+// past it, RESOURCE_EXHAUSTED.
 type BillingStatusServiceClient interface {
 	// GetCustomerStatus returns the canonical status of one customer.
 	GetCustomerStatus(ctx context.Context, in *GetCustomerStatusRequest, opts ...grpc.CallOption) (*CustomerStatus, error)
-	// WatchCustomerStatus sends the current status, then every change.
+	// WatchCustomerStatus sends the current status, then every change. The
+	// stream ends with UNAVAILABLE when the server stops; reconnect.
 	WatchCustomerStatus(ctx context.Context, in *WatchCustomerStatusRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CustomerStatus], error)
 	// ListCustomerEvents returns the customer's audit timeline, newest first.
 	ListCustomerEvents(ctx context.Context, in *ListCustomerEventsRequest, opts ...grpc.CallOption) (*ListCustomerEventsResponse, error)
@@ -106,10 +115,19 @@ func (c *billingStatusServiceClient) ReconcileCustomer(ctx context.Context, in *
 //
 // BillingStatusService answers what a customer may use, now. Callers send a
 // bearer token in the "authorization" metadata; reads need the read role.
+//
+// Every request is bounded: each string field states its longest value, in
+// bytes, and a longer one is refused with INVALID_ARGUMENT naming the field.
+// A request message may be at most 8 KiB and a call's metadata 16 KiB.
+// Unary calls end after the server's deadline (GRPC_UNARY_TIMEOUT, 5s by
+// default) whatever the client asks, and one token may hold a limited number
+// of WatchCustomerStatus streams at once (GRPC_MAX_WATCH_PER_TOKEN):
+// past it, RESOURCE_EXHAUSTED.
 type BillingStatusServiceServer interface {
 	// GetCustomerStatus returns the canonical status of one customer.
 	GetCustomerStatus(context.Context, *GetCustomerStatusRequest) (*CustomerStatus, error)
-	// WatchCustomerStatus sends the current status, then every change.
+	// WatchCustomerStatus sends the current status, then every change. The
+	// stream ends with UNAVAILABLE when the server stops; reconnect.
 	WatchCustomerStatus(*WatchCustomerStatusRequest, grpc.ServerStreamingServer[CustomerStatus]) error
 	// ListCustomerEvents returns the customer's audit timeline, newest first.
 	ListCustomerEvents(context.Context, *ListCustomerEventsRequest) (*ListCustomerEventsResponse, error)
