@@ -46,6 +46,7 @@ type setupOptions struct {
 
 func setup(t *testing.T, o setupOptions) *bundle {
 	t.Helper()
+	t.Parallel() // each test has its own server, database and broker
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	b := &bundle{t: t, reg: prometheus.NewRegistry(),
