@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/launchready/launchready/pkg/redact"
 )
 
 // Getenv looks a variable up; os.Getenv fits, and so does Map(m).Get.
@@ -196,16 +198,7 @@ func Mask(s string) string {
 	return prefix + "****" + s[len(s)-4:]
 }
 
-// MaskURL hides the password in a URL such as a DATABASE_URL.
-func MaskURL(raw string) string {
-	at := strings.LastIndex(raw, "@")
-	scheme := strings.Index(raw, "://")
-	if at < 0 || scheme < 0 || at < scheme {
-		return raw
-	}
-	userinfo := raw[scheme+3 : at]
-	if i := strings.Index(userinfo, ":"); i >= 0 {
-		return raw[:scheme+3] + userinfo[:i] + ":****" + raw[at:]
-	}
-	return raw
-}
+// MaskURL masks every secret in a URL, a list of URLs or a key/value DSN
+// (DATABASE_URL, NATS_URL, an endpoint) for the start-up log line: see
+// redact.ConnString for the forms.
+func MaskURL(raw string) string { return redact.ConnString(raw) }

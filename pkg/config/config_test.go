@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/launchready/launchready/pkg/config"
+	"github.com/launchready/launchready/pkg/redact"
 )
 
 func TestEnvReadsTypesAndCollectsEveryError(t *testing.T) {
@@ -67,7 +68,7 @@ func TestSecretsNeverPrint(t *testing.T) {
 	if got := config.Mask("short"); got != "****" {
 		t.Errorf("Mask(short) = %q", got)
 	}
-	if got := config.MaskURL("postgres://u:pw@h:5432/db"); got != "postgres://u:****@h:5432/db" {
+	if got := config.MaskURL("postgres://u:pw@h:5432/db"); got != "postgres://u:"+redact.Placeholder+"@h:5432/db" {
 		t.Errorf("MaskURL = %q", got)
 	}
 	if got := config.MaskURL("postgres://h/db"); got != "postgres://h/db" {

@@ -32,7 +32,7 @@ func httpHandler(h http.Handler, tp trace.TracerProvider, mp metric.MeterProvide
 
 // HTTPTransport traces outbound requests (HubSpot, Zendesk, Slack, generic
 // webhooks) as client spans and injects traceparent. base nil means
-// http.DefaultTransport. URLs are redacted before export (see RedactURL).
+// http.DefaultTransport. URLs are redacted before export (see redact.RequestURL).
 func HTTPTransport(base http.RoundTripper, tp trace.TracerProvider) http.RoundTripper {
 	return httpTransport(base, tp, metricnoop.NewMeterProvider())
 }

@@ -17,6 +17,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/launchready/launchready/pkg/redact"
 	"github.com/launchready/launchready/pkg/telemetry"
 )
 
@@ -88,7 +89,7 @@ func TestHTTPTransportInjectsContextAndRedacts(t *testing.T) {
 			t.Errorf("vendor saw traceparent %q, want the client span %v", gotParent, s.SpanContext.SpanID())
 		}
 		full := attrs(s.Attributes)["url.full"]
-		if strings.Contains(full, "abcdefghijklmnopqrstuvwx") || !strings.HasSuffix(full, "/services/REDACTED/REDACTED/REDACTED") {
+		if strings.Contains(full, "abcdefghijklmnopqrstuvwx") || !strings.HasSuffix(full, "/services/"+redact.Placeholder+"/"+redact.Placeholder+"/"+redact.Placeholder) {
 			t.Errorf("url.full = %q: the webhook credential must not be exported", full)
 		}
 		if want := "POST " + strings.TrimPrefix(vendor.URL, "http://"); s.Name != want {

@@ -2,15 +2,14 @@ package telemetry
 
 import (
 	"context"
-	"net/url"
 	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-)
 
-const redacted = "REDACTED"
+	"github.com/launchready/launchready/pkg/redact"
+)
 
 // redactingExporter rewrites attributes that can carry secrets before spans
 // leave the process. Outbound URLs are the real risk: a Slack incoming
@@ -68,12 +67,12 @@ func redactAttrs(kvs []attribute.KeyValue) ([]attribute.KeyValue, bool) {
 func redactValue(k string, v attribute.Value) (string, bool) {
 	switch {
 	case k == "url.full" || k == "http.url":
-		r := RedactURL(v.String())
+		r := redact.RequestURL(v.String())
 		return r, r != v.String()
 	case k == "url.query":
-		return redacted, v.String() != redacted
+		return redact.Placeholder, v.String() != redact.Placeholder
 	case sensitiveKey(k):
-		return redacted, v.String() != redacted
+		return redact.Placeholder, v.String() != redact.Placeholder
 	}
 	return "", false
 }
@@ -86,53 +85,4 @@ func sensitiveKey(k string) bool {
 		}
 	}
 	return false
-}
-
-// RedactURL keeps what helps debugging (scheme, host, the shape of the path)
-// and drops what may authenticate: user info, the query string, and path
-// segments that look like credentials (long or mixing letters and digits,
-// such as the last three segments of a Slack webhook URL).
-func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return redacted
-	}
-	u.User = nil
-	if u.RawQuery != "" {
-		u.RawQuery = redacted
-	}
-	u.Fragment = ""
-	segs := strings.Split(u.EscapedPath(), "/")
-	for i, seg := range segs {
-		if looksSecret(seg) {
-			segs[i] = redacted
-		}
-	}
-	return u.Scheme + "://" + u.Host + strings.Join(segs, "/") + querySuffix(u)
-}
-
-func querySuffix(u *url.URL) string {
-	if u.RawQuery == "" {
-		return ""
-	}
-	return "?" + u.RawQuery
-}
-
-func looksSecret(seg string) bool {
-	if len(seg) >= 24 {
-		return true
-	}
-	if len(seg) < 8 {
-		return false
-	}
-	var letters, digits bool
-	for _, r := range seg {
-		switch {
-		case r >= '0' && r <= '9':
-			digits = true
-		case r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z':
-			letters = true
-		}
-	}
-	return letters && digits
 }
