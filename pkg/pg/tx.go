@@ -34,6 +34,8 @@ type Tx struct {
 type step struct {
 	what  string
 	owner int
+	// dest, when set, receives the statement's one row (QueueScan).
+	dest []any
 }
 
 // StepError is a queued statement's failure, reported by whichever later
@@ -101,6 +103,15 @@ func (t *Tx) Queue(what, sql string, args ...any) {
 	t.steps = append(t.steps, step{what: what, owner: t.Owner})
 }
 
+// QueueScan queues a single-row read whose answer can wait for the next
+// round trip: the row is scanned into dest when the statements queued
+// with it reach Postgres (with a later read, Flush or the COMMIT). Scan
+// into a pointer (**bool, say) to tell "not sent yet" from the answer.
+func (t *Tx) QueueScan(what, sql string, args []any, dest ...any) {
+	t.Queue(what, sql, args...)
+	t.steps[len(t.steps)-1].dest = dest
+}
+
 // Send sends the queued statements plus those extra adds, checks the
 // queued ones and returns the results positioned at extra's first. The
 // caller closes the results.
@@ -115,7 +126,13 @@ func (t *Tx) Send(ctx context.Context, extra func(b *pgx.Batch)) (pgx.BatchResul
 	}
 	br := t.conn.SendBatch(ctx, b)
 	for _, s := range steps {
-		if _, err := br.Exec(); err != nil {
+		var err error
+		if s.dest != nil {
+			err = br.QueryRow().Scan(s.dest...)
+		} else {
+			_, err = br.Exec()
+		}
+		if err != nil {
 			_ = br.Close()
 			return nil, &StepError{Owner: s.owner, Step: s.what, Err: err}
 		}

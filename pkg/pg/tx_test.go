@@ -77,6 +77,38 @@ func TestInTxSendsQueuedStatementsWithTheNextAnswer(t *testing.T) {
 	}
 }
 
+// A read queued with QueueScan travels with the COMMIT: its answer is
+// there once the transaction has committed, at no extra round trip.
+func TestQueueScanAnswersWithTheNextRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	pool, rt := openCounted(t)
+	before := rt.Count()
+	var early, late *int
+	var beforeSend bool
+	err := pg.InTx(ctx, pool, func(tx *pg.Tx) error {
+		tx.Queue("first", `INSERT INTO t VALUES (3)`)
+		tx.QueueScan("count early", `SELECT count(*)::int FROM t`, nil, &early)
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT 1`).Scan(&n); err != nil {
+			return err
+		}
+		tx.Queue("second", `INSERT INTO t VALUES (5)`)
+		tx.QueueScan("sum late", `SELECT sum(v)::int FROM t WHERE v > $1`, []any{0}, &late)
+		beforeSend = late == nil
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if early == nil || *early != 1 || late == nil || *late != 8 || !beforeSend {
+		t.Fatalf("early %v late %v (unset before sending: %v); want 1 and 8", early, late, beforeSend)
+	}
+	// BEGIN+insert+count+select, insert+sum+COMMIT.
+	if got := rt.Count() - before; got != 2 {
+		t.Fatalf("%d round trips, want 2", got)
+	}
+}
+
 func TestInTxRollsBackOnError(t *testing.T) {
 	ctx := context.Background()
 	pool, _ := openCounted(t)
