@@ -1,8 +1,10 @@
 package crmsync
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/launchready/launchready/pkg/canonical"
 	"github.com/launchready/launchready/pkg/config"
 	"github.com/launchready/launchready/pkg/pg"
+	"github.com/launchready/launchready/pkg/redact"
 	"github.com/launchready/launchready/pkg/telemetry"
 	"github.com/launchready/launchready/services/crm-sync/internal/crm"
 )
@@ -121,8 +124,8 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	case ProviderWebhook:
 		if cfg.Webhook.URL == "" {
 			e.Fail("CRM_WEBHOOK_URL is required when CRM_PROVIDER=webhook")
-		} else if !strings.HasPrefix(cfg.Webhook.URL, "https://") && !strings.HasPrefix(cfg.Webhook.URL, "http://") {
-			e.Fail("CRM_WEBHOOK_URL must be an http(s) URL")
+		} else if err := checkWebhookURL(cfg.Webhook.URL); err != nil {
+			e.Fail("CRM_WEBHOOK_URL: %v", err)
 		}
 		if cfg.Webhook.Secret == "" {
 			e.Fail("CRM_WEBHOOK_SECRET is required when CRM_PROVIDER=webhook")
@@ -167,9 +170,11 @@ func (c Config) LogValue() slog.Value {
 		slog.String("nats_url", config.MaskURL(c.NATSURL)),
 		slog.String("http_addr", c.HTTPAddr),
 		slog.String("provider", c.Provider),
-		slog.String("hubspot_base_url", c.HubSpot.BaseURL),
+		slog.String("hubspot_base_url", config.MaskURL(c.HubSpot.BaseURL)),
 		slog.Any("hubspot_token", c.HubSpot.Token),
-		slog.String("webhook_url", hostOnly(c.Webhook.URL)),
+		// The path of an automation platform's webhook URL is itself the
+		// credential.
+		slog.String("webhook_url", redact.Origin(c.Webhook.URL)),
 		slog.Any("webhook_secret", c.Webhook.Secret),
 		slog.Int("rate_limit", c.RateLimit),
 		slog.Duration("rate_window", c.RateWindow),
@@ -179,15 +184,30 @@ func (c Config) LogValue() slog.Value {
 	)
 }
 
-// hostOnly shows where webhooks go without the path, which for most
-// automation platforms is itself the credential.
-func hostOnly(raw string) string {
+// checkWebhookURL refuses a webhook target that is not https: the body
+// carries customers' billing state and the signature only proves who sent
+// it, not who read it. Plain http is allowed to a loopback address (a
+// receiver on the same host or pod), which never crosses a network.
+func checkWebhookURL(raw string) error {
 	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		if raw == "" {
-			return ""
-		}
-		return "****"
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return fmt.Errorf("%s is not an absolute http(s) URL", redact.Origin(raw))
 	}
-	return u.Scheme + "://" + u.Host + "/****"
+	if u.User != nil {
+		return errors.New("credentials in the URL are not supported; the body is signed with CRM_WEBHOOK_SECRET")
+	}
+	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		return fmt.Errorf("%s must use https (plain http only to a loopback address)", redact.Origin(raw))
+	}
+	return nil
+}
+
+// isLoopback is true for localhost and loopback IP literals. Other names
+// are not resolved: what a name resolves to can change after start.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }

@@ -69,3 +69,49 @@ func TestConfigLogsNoSecret(t *testing.T) {
 		}
 	}
 }
+
+// The webhook carries customers' billing state: https, or plain http to a
+// loopback receiver only, refused at start with the reason.
+func TestWebhookURLMustBeHTTPSUnlessLoopback(t *testing.T) {
+	whsec := secret(t, "")
+	cfgFor := func(u string) error {
+		_, err := ConfigFromEnv(config.Map(map[string]string{"CRM_PROVIDER": "webhook", "CRM_WEBHOOK_URL": u, "CRM_WEBHOOK_SECRET": whsec}))
+		return err
+	}
+	for _, ok := range []string{
+		"https://hooks.example.com/catch/1/abc",
+		"http://127.0.0.1:9000/crm",
+		"http://127.8.9.10/crm",
+		"http://[::1]:9000/crm",
+		"http://localhost:9000/crm",
+		"http://receiver.localhost/crm",
+	} {
+		if err := cfgFor(ok); err != nil {
+			t.Errorf("%s refused: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{
+		"http://hooks.example.com/catch/1/s3cretpath",
+		"http://10.0.0.5/crm",
+		"http://[::ffff:10.0.0.5]/crm",
+		"http://localhost.example.com/crm",
+		"ftp://hooks.example.com/crm",
+		"hooks.example.com/crm",
+		"https://user:pw@hooks.example.com/crm",
+	} {
+		err := cfgFor(bad)
+		if err == nil {
+			t.Errorf("%s accepted", bad)
+			continue
+		}
+		if !strings.Contains(err.Error(), "CRM_WEBHOOK_URL") {
+			t.Errorf("%s: error %q does not name CRM_WEBHOOK_URL", bad, err)
+		}
+		if strings.Contains(err.Error(), "s3cretpath") || strings.Contains(err.Error(), "pw@") {
+			t.Errorf("%s: error %q repeats the URL's credential", bad, err)
+		}
+	}
+	if err := cfgFor("http://hooks.example.com/crm"); err == nil || !strings.Contains(err.Error(), "https") {
+		t.Errorf("plain http: %v; want an error that asks for https", err)
+	}
+}

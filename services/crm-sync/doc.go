@@ -7,7 +7,7 @@
 // billing-state serves gRPC from, so the CRM can never disagree with it.
 // What changed is pushed through one adapter, chosen by CRM_PROVIDER:
 // HubSpot's CRM API, a signed JSON webhook (see package crmwebhook for the
-// scheme, and VerifyWebhook), or the log. README.md documents the HubSpot
+// scheme, and crmwebhook.Verify for Go receivers), or the log. README.md documents the HubSpot
 // calls, the deal stage mapping, and why a crash never duplicates a record.
 //
 // The consumer is separate from billing-state's and its concurrency is

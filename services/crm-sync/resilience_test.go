@@ -22,6 +22,7 @@ import (
 
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/canonical"
+	"github.com/launchready/launchready/services/crm-sync/crmwebhook"
 	"github.com/launchready/launchready/services/crm-sync/hubspotfake"
 	"github.com/launchready/launchready/services/crm-sync/internal/eventgen"
 )
@@ -271,11 +272,11 @@ func TestWebhookProviderSignsAndKeepsIdempotencyKey(t *testing.T) {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
-		if err := VerifyWebhook(whsecret, r.Header.Get("Launchready-Signature"), body, 0, time.Now()); err != nil {
-			t.Errorf("VerifyWebhook: %v", err)
+		if err := crmwebhook.Verify(whsecret, r.Header.Get("Launchready-Signature"), body, 0, time.Now()); err != nil {
+			t.Errorf("crmwebhook.Verify: %v", err)
 		}
-		if err := VerifyWebhook(whsecret, r.Header.Get("Launchready-Signature"), append(body, ' '), 0, time.Now()); err == nil {
-			t.Error("VerifyWebhook accepted a changed body")
+		if err := crmwebhook.Verify(whsecret, r.Header.Get("Launchready-Signature"), append(body, ' '), 0, time.Now()); err == nil {
+			t.Error("crmwebhook.Verify accepted a changed body")
 		}
 		var doc struct {
 			Kind     string `json:"kind"`

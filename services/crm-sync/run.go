@@ -19,17 +19,10 @@ import (
 	"github.com/launchready/launchready/pkg/logging"
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/telemetry"
-	"github.com/launchready/launchready/services/crm-sync/crmwebhook"
 	"github.com/launchready/launchready/services/crm-sync/internal/crm"
 	"github.com/launchready/launchready/services/crm-sync/internal/store"
 	"github.com/launchready/launchready/services/crm-sync/internal/syncer"
 )
-
-// VerifyWebhook checks a Launchready-Signature header for a webhook
-// receiver written in Go; see package crmwebhook for the scheme.
-func VerifyWebhook(secret, header string, body []byte, tolerance time.Duration, now time.Time) error {
-	return crmwebhook.Verify(secret, header, body, tolerance, now)
-}
 
 // Run runs crm-sync until ctx ends: ops HTTP first (so /healthz answers
 // while dependencies come up), then migrations (retried while Postgres is
@@ -60,9 +53,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if concurrency <= 0 {
 		concurrency = 8
 	}
-	// Each worker holds one connection for its delivery (the advisory lock
-	// and the transaction span the CRM call); a few spare serve /readyz
-	// and the failure log.
+	// A worker holds a connection only for its short intent and outcome
+	// transactions, never during a CRM call; a few spare serve /readyz.
 	pool, err := pg.Open(ctx, cfg.DatabaseURL, pg.WithMaxConns(int32(concurrency+4)), pg.WithTracer(tel.PgxTracer()), pg.WithApplicationName("crm-sync"))
 	if err != nil {
 		return fmt.Errorf("crm-sync database: %w", err)
@@ -148,7 +140,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Timeout:   3*cfg.Timeout + 10*time.Second,
 		AfterPush: cfg.afterPush,
 	})
-	consumer := bus.NewConsumer(js, cfg.Consumer, sy.Handle, bus.ConsumerOptions{
+	consumer := bus.NewConsumer(js, cfg.Consumer, sy.SyncDelivery, bus.ConsumerOptions{
 		Logger:         log,
 		TracerProvider: tel.TracerProvider(),
 		Registry:       reg,
@@ -176,12 +168,12 @@ func Run(ctx context.Context, cfg Config) error {
 	return err
 }
 
-// NewAdapter builds the adapter CRM_PROVIDER names, on one shared caller.
+// NewAdapter builds the adapter CRM_PROVIDER names, on one shared client.
 func NewAdapter(cfg Config, log *slog.Logger, tp trace.TracerProvider, reg prometheus.Registerer) (crm.Adapter, error) {
 	if log == nil {
 		log = logging.Discard()
 	}
-	caller := crm.NewCaller(crm.CallerConfig{
+	client := crm.NewClient(crm.ClientConfig{
 		Vendor:         cfg.Provider,
 		Timeout:        cfg.Timeout,
 		Limit:          cfg.RateLimit,
@@ -193,14 +185,14 @@ func NewAdapter(cfg Config, log *slog.Logger, tp trace.TracerProvider, reg prome
 	})
 	switch cfg.Provider {
 	case ProviderHubSpot:
-		return crm.NewHubSpot(caller, crm.HubSpotConfig{
+		return crm.NewHubSpot(client, crm.HubSpotConfig{
 			BaseURL:  cfg.HubSpot.BaseURL,
 			Token:    cfg.HubSpot.Token.Reveal(),
 			Pipeline: cfg.HubSpot.Pipeline,
 			Stages:   cfg.HubSpot.Stages,
 		}), nil
 	case ProviderWebhook:
-		return crm.NewWebhook(caller, crm.WebhookConfig{URL: cfg.Webhook.URL, Secret: cfg.Webhook.Secret.Reveal()}), nil
+		return crm.NewWebhook(client, crm.WebhookConfig{URL: cfg.Webhook.URL, Secret: cfg.Webhook.Secret.Reveal()}), nil
 	case ProviderLog, "":
 		return crm.NewLog(log), nil
 	}

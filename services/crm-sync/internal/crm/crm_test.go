@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/pkg/vendorhttp"
 	"github.com/launchready/launchready/services/crm-sync/hubspotfake"
 	"github.com/launchready/launchready/services/crm-sync/internal/crm"
 )
@@ -28,19 +29,6 @@ func token(t *testing.T) string {
 	return "pat-eu1-" + hex.EncodeToString(b)
 }
 
-func TestBucketNeverExceedsLimitInAWindow(t *testing.T) {
-	for _, limit := range []int{3, 10, 20, 100, 190, 1000} {
-		window := 10 * time.Second
-		burst, per := crm.BucketFor(limit, window)
-		if most := float64(burst) + float64(per)*window.Seconds(); most > float64(limit)-1+1e-9 {
-			t.Errorf("limit %d: a window can hold %.2f requests", limit, most)
-		}
-		if burst < 1 || per <= 0 {
-			t.Errorf("limit %d: burst %d rate %v", limit, burst, per)
-		}
-	}
-}
-
 // Many workers on one caller: the fake, measuring arrival times, never
 // sees more than the limit in any window.
 func TestCallerRateIsSharedAcrossWorkers(t *testing.T) {
@@ -49,7 +37,7 @@ func TestCallerRateIsSharedAcrossWorkers(t *testing.T) {
 	defer fake.Close()
 	const limit, window = 10, 500 * time.Millisecond
 	reg := prometheus.NewRegistry()
-	c := crm.NewCaller(crm.CallerConfig{Vendor: "hubspot", Limit: limit, Window: window, Metrics: crm.NewMetrics(reg)})
+	c := crm.NewClient(crm.ClientConfig{Vendor: "hubspot", Limit: limit, Window: window, Metrics: crm.NewMetrics(reg)})
 	var wg sync.WaitGroup
 	for w := 0; w < 8; w++ {
 		wg.Add(1)
@@ -75,21 +63,21 @@ func TestCallerRateIsSharedAcrossWorkers(t *testing.T) {
 
 func TestClassify(t *testing.T) {
 	tok := token(t)
-	c := crm.NewCaller(crm.CallerConfig{Vendor: "hubspot", Secrets: []string{tok}})
-	if err := c.Classify("op", &crm.Response{Status: 200}); err != nil {
+	c := crm.NewClient(crm.ClientConfig{Vendor: "hubspot", Secrets: []string{tok}})
+	if err := c.Classify("op", &vendorhttp.Response{Status: 200}); err != nil {
 		t.Fatalf("200: %v", err)
 	}
 	h := http.Header{"Retry-After": []string{"2"}}
-	err := c.Classify("op", &crm.Response{Status: 429, Header: h})
+	err := c.Classify("op", &vendorhttp.Response{Status: 429, Header: h})
 	if err == nil || bus.IsPermanent(err) {
 		t.Fatalf("429: %v; want a retry", err)
 	}
-	err = c.Classify("op", &crm.Response{Status: 503, Header: http.Header{}, Body: []byte("upstream down")})
+	err = c.Classify("op", &vendorhttp.Response{Status: 503, Header: http.Header{}, Body: []byte("upstream down")})
 	if err == nil || bus.IsPermanent(err) {
 		t.Fatalf("503: %v; want a retry", err)
 	}
 	body := `{"status":"error","message":"bad token ` + tok + ` and Authorization: Bearer abc.def and sk_test_51Hxyz"}`
-	err = c.Classify("op", &crm.Response{Status: 400, Header: http.Header{}, Body: []byte(body)})
+	err = c.Classify("op", &vendorhttp.Response{Status: 400, Header: http.Header{}, Body: []byte(body)})
 	if !bus.IsPermanent(err) {
 		t.Fatalf("400: %v; want permanent", err)
 	}
@@ -120,7 +108,7 @@ func newHubSpot(t *testing.T) (*crm.HubSpot, *hubspotfake.Server) {
 	tok := token(t)
 	fake := hubspotfake.Start(tok)
 	t.Cleanup(fake.Close)
-	c := crm.NewCaller(crm.CallerConfig{Vendor: "hubspot", Limit: 10000, Window: time.Second, Secrets: []string{tok}})
+	c := crm.NewClient(crm.ClientConfig{Vendor: "hubspot", Limit: 10000, Window: time.Second, Secrets: []string{tok}})
 	return crm.NewHubSpot(c, crm.HubSpotConfig{BaseURL: fake.URL(), Token: tok}), fake
 }
 
@@ -182,7 +170,7 @@ func TestHubSpotMergesIntoExistingLead(t *testing.T) {
 	} else {
 		resp.Body.Close()
 	}
-	c := crm.NewCaller(crm.CallerConfig{Vendor: "hubspot", Limit: 1000, Window: time.Second})
+	c := crm.NewClient(crm.ClientConfig{Vendor: "hubspot", Limit: 1000, Window: time.Second})
 	hs := crm.NewHubSpot(c, crm.HubSpotConfig{BaseURL: fake.URL(), Token: tok})
 	res, err := hs.Sync(context.Background(), &crm.Change{EventID: "evt_1", ContactChanged: true,
 		Contact: crm.Contact{CustomerID: "cus_B", Email: "lead@example.com", Status: "active"}})
@@ -251,7 +239,7 @@ func TestDeferredWhenPauseIsLongerThanMaxWait(t *testing.T) {
 	tok := token(t)
 	fake := hubspotfake.Start(tok)
 	defer fake.Close()
-	c := crm.NewCaller(crm.CallerConfig{Vendor: "hubspot", MaxWait: 50 * time.Millisecond})
+	c := crm.NewClient(crm.ClientConfig{Vendor: "hubspot", MaxWait: 50 * time.Millisecond})
 	hs := crm.NewHubSpot(c, crm.HubSpotConfig{BaseURL: fake.URL(), Token: tok})
 	fake.Inject(hubspotfake.Fault{Status: 429, RetryAfter: "30"})
 	ch := &crm.Change{EventID: "evt_1", Contact: crm.Contact{CustomerID: "cus_E", Status: "none"}, ContactChanged: true}
@@ -260,10 +248,10 @@ func TestDeferredWhenPauseIsLongerThanMaxWait(t *testing.T) {
 	}
 	// Every worker now sits the pause out without calling HubSpot.
 	res, err := hs.Sync(context.Background(), ch)
-	if !errors.Is(err, crm.ErrDeferred) {
+	if !errors.Is(err, vendorhttp.ErrDeferred) {
 		t.Fatalf("during the pause: %v", err)
 	}
-	if len(fake.Requests()) != 1 || res.Calls[0].Outcome != crm.OutcomeDeferred {
+	if len(fake.Requests()) != 1 || res.Calls[0].Outcome != vendorhttp.OutcomeDeferred {
 		t.Fatalf("%d requests, calls %+v; want no call during the pause", len(fake.Requests()), res.Calls)
 	}
 }

@@ -1,8 +1,10 @@
 // Package crm holds the CRM adapters crm-sync can push to (HubSpot, a
-// signed generic webhook, and a log-only adapter for development) and the
-// one HTTP caller they share: a client-side token bucket, a pause after a
-// 429, OpenTelemetry transport, metrics, and the mapping from HTTP answers
-// to the bus's retry decisions.
+// signed generic webhook, and a log-only adapter for development) and
+// crm-sync's configuration of the shared vendor client (pkg/vendorhttp)
+// they all call through: one rate budget for the process, a pause for
+// every worker after a 429, retries in place with backoff, no redirects,
+// the lr_crm_* metrics, and the mapping from HTTP answers to the bus's
+// retry decisions.
 //
 // An adapter receives the whole state the CRM should show for one customer
 // and the subscriptions that changed, never a diff of Stripe fields, so a

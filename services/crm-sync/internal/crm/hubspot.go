@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/pkg/vendorhttp"
 )
 
 // DefaultHubSpotBaseURL is HubSpot's API host.
@@ -72,15 +73,15 @@ type HubSpotConfig struct {
 // Every write is keyed by a value HubSpot keeps unique, so repeating any of
 // them after a crash updates the record it created the first time.
 type HubSpot struct {
-	c        *Caller
+	c        *vendorhttp.Client
 	base     string
 	token    string
 	pipeline string
 	stages   map[string]string
 }
 
-// NewHubSpot builds the adapter on a shared caller.
-func NewHubSpot(c *Caller, cfg HubSpotConfig) *HubSpot {
+// NewHubSpot builds the adapter on the process's shared CRM client.
+func NewHubSpot(c *vendorhttp.Client, cfg HubSpotConfig) *HubSpot {
 	base := strings.TrimRight(cfg.BaseURL, "/")
 	if base == "" {
 		base = DefaultHubSpotBaseURL
@@ -263,7 +264,7 @@ func (h *HubSpot) upsertDeal(ctx context.Context, ch *Change, d Deal, res *Resul
 
 // upsert creates or updates one record by a unique property. It returns the
 // record id on 2xx; other answers are returned for the caller to classify.
-func (h *HubSpot) upsert(ctx context.Context, object, idProp, idVal string, props map[string]string, subject string, res *Result) (string, *Response, error) {
+func (h *HubSpot) upsert(ctx context.Context, object, idProp, idVal string, props map[string]string, subject string, res *Result) (string, *vendorhttp.Response, error) {
 	op := "POST /crm/v3/objects/" + object + "/batch/upsert"
 	body := struct {
 		Inputs []hsUpsertInput `json:"inputs"`
@@ -303,7 +304,7 @@ func (h *HubSpot) associate(ctx context.Context, dealID, contactID, subject stri
 	return h.c.Classify(op, resp)
 }
 
-func (h *HubSpot) send(ctx context.Context, method, path, op, subject string, payload any, res *Result) (*Response, error) {
+func (h *HubSpot) send(ctx context.Context, method, path, op, subject string, payload any, res *Result) (*vendorhttp.Response, error) {
 	var body []byte
 	if payload != nil {
 		b, err := json.Marshal(payload)
@@ -321,12 +322,8 @@ func (h *HubSpot) send(ctx context.Context, method, path, op, subject string, pa
 	if payload != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, call, err := h.c.Do(ctx, op, req)
-	call.Object = subject
-	if resp != nil && resp.Status >= 300 {
-		call.Detail = h.c.Reason(resp.Body, 500)
-	}
-	res.Calls = append(res.Calls, call)
+	resp, calls, err := h.c.Do(ctx, op, req)
+	res.Calls = append(res.Calls, logCalls(calls, subject)...)
 	return resp, err
 }
 

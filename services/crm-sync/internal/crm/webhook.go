@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/launchready/launchready/pkg/vendorhttp"
 	"github.com/launchready/launchready/services/crm-sync/crmwebhook"
 )
 
@@ -68,12 +69,12 @@ type WebhookConfig struct {
 // Webhook posts one signed JSON document per change (see package
 // crmwebhook for the scheme).
 type Webhook struct {
-	c   *Caller
+	c   *vendorhttp.Client
 	cfg WebhookConfig
 }
 
-// NewWebhook builds the adapter on a shared caller.
-func NewWebhook(c *Caller, cfg WebhookConfig) *Webhook {
+// NewWebhook builds the adapter on the process's shared CRM client.
+func NewWebhook(c *vendorhttp.Client, cfg WebhookConfig) *Webhook {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -107,12 +108,8 @@ func (w *Webhook) Sync(ctx context.Context, ch *Change) (Result, error) {
 		req.Header.Set(crmwebhook.EventIDHeader, doc.EventID)
 		req.Header.Set(crmwebhook.SignatureHeader, crmwebhook.Sign(w.cfg.Secret, body, w.cfg.Now()))
 		op := "POST " + doc.Kind
-		resp, call, err := w.c.Do(ctx, op, req)
-		call.Object = doc.ObjectID()
-		if resp != nil && resp.Status >= 300 {
-			call.Detail = w.c.Reason(resp.Body, 500)
-		}
-		res.Calls = append(res.Calls, call)
+		resp, calls, err := w.c.Do(ctx, op, req)
+		res.Calls = append(res.Calls, logCalls(calls, doc.ObjectID())...)
 		if err != nil {
 			return res, err
 		}
@@ -153,7 +150,7 @@ func (l *Log) Sync(ctx context.Context, ch *Change) (Result, error) {
 			slog.Uint64("delivery", ch.Delivery),
 			slog.String("outcome", "logged"),
 			slog.Any("document", doc))
-		res.Calls = append(res.Calls, Call{Op: "log " + doc.Kind, Object: doc.ObjectID(), Outcome: OutcomeOK})
+		res.Calls = append(res.Calls, Call{Op: "log " + doc.Kind, Object: doc.ObjectID(), Outcome: vendorhttp.OutcomeOK})
 	}
 	return res, nil
 }

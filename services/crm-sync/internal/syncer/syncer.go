@@ -2,35 +2,68 @@
 // mirror of the customer's billing objects, derives the customer's state
 // with pkg/canonical, and pushes what changed to the CRM.
 //
+// # Intent, call, outcome
+//
+// No transaction and no database connection is held while a CRM is
+// called: a slow vendor costs workers, never the pool. One delivery runs
+// in three steps:
+//
+//  1. intent, one short transaction under a per-customer advisory lock:
+//     check processed_events, apply the event to the mirror, derive the
+//     customer's documents and compare them with what the CRM holds; if
+//     nothing is missing, record the event processed ("unchanged") and
+//     stop; otherwise record a push intent (crm.push_intents) and commit;
+//  2. the call, with the derived documents;
+//  3. outcome, one short transaction under the same lock: the ids the CRM
+//     returned, the documents pushed, the call log and the processed_events
+//     row commit together, and the intent is settled.
+//
+// The mirror's changes commit in step 1, before the event is recorded as
+// processed. That is safe because the mirror is a merge of one-way facts
+// under watermarks: applying an event again (after a crash, or a failed
+// call) changes nothing.
+//
 // # Why a crash never duplicates a CRM record
 //
-// One delivery runs in one Postgres transaction that holds a per-customer
-// advisory lock: check processed_events, apply the event to the mirror,
-// derive, call the CRM, record the ids it returned and the document
-// pushed, insert processed_events, commit, then ack. The CRM call happens
-// before the commit, so a crash (or a failed commit) after the call rolls
-// the whole delivery back and the bus redelivers it. The redelivery derives
-// the same document and writes it again, and that second write lands on the
-// same record, because every write is keyed by something the CRM keeps
-// unique: HubSpot contacts are upserted by email or by the unique
+// A crash between the call and the outcome leaves the event unrecorded,
+// so the bus redelivers it and the call is made again, with the same
+// documents or newer ones. Every write is keyed by something the CRM keeps
+// unique, so the second write lands on the record the first one made:
+// HubSpot contacts are upserted by email or by the unique
 // stripe_customer_id property (or patched by the id remembered from an
-// earlier, committed push), deals are upserted by the unique
+// earlier settled push), deals are upserted by the unique
 // stripe_subscription_id property, the association is an idempotent PUT,
 // and webhook documents carry an Idempotency-Key derived from the event and
-// the content. Ids learned by a failed delivery are saved outside its
-// transaction, so the retry patches instead of searching.
+// the content, which receivers dedupe on (with the event id, and as_of to
+// drop an older document). Ids learned by a failed delivery are saved in
+// its outcome transaction, so the retry patches instead of searching.
 //
-// The lock serialises deliveries of one customer, so two workers never push
-// the same contact out of order; each push is derived from every event
-// committed so far plus the one in hand, and canonical's ordering rules make
-// that derivation independent of arrival order. An older event therefore
-// never overwrites a newer field: it changes the mirror only where its
-// watermark allows, and the document derived after it is the same as (and
-// then not pushed again) or newer than what the CRM holds.
+// # Per-customer order without a lock held across the call
+//
+// Two deliveries for one customer may now call the CRM at once, and their
+// requests may arrive in either order. Each push is derived from every
+// event committed so far, and canonical's ordering rules make that
+// derivation independent of arrival order, so the newest derivation is
+// the right document; the risk is only an older document landing last.
+// Each intent records whether another push of the customer was open
+// beside it, or the mirror changed under it ("overlapped"). The push that
+// settles last for a customer and was overlapped derives the current
+// documents again and pushes them ("repair"), before its event counts as
+// processed; until a push settles clean, the stored hash of what the CRM
+// holds is cleared, so the next event pushes too. An older state therefore
+// never stays in the CRM over a newer one.
+//
+// # Room for batches
+//
+// The three steps are per customer but not per call: a later batching
+// step can open intents for many customers in one transaction, make one
+// vendor call for all their documents, and settle each customer's intent
+// from its part of the answer, with the same guarantees.
 package syncer
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -49,7 +82,9 @@ import (
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/canonical"
 	"github.com/launchready/launchready/pkg/pg"
+	"github.com/launchready/launchready/pkg/redact"
 	"github.com/launchready/launchready/pkg/telemetry"
+	"github.com/launchready/launchready/pkg/vendorhttp"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/crm-sync/internal/crm"
 )
@@ -72,15 +107,16 @@ type Options struct {
 	Tracer  trace.Tracer
 	// Timeout bounds the work of one delivery, CRM calls included.
 	Timeout time.Duration
-	// AfterPush runs after the CRM accepted a change and before the
-	// transaction commits: the one moment a crash is most expensive.
+	// AfterPush runs after the CRM accepted a change and before its
+	// outcome is recorded: the one moment a crash is most expensive.
 	// Tests use it to stage that crash.
 	AfterPush func(eventID string) error
 }
 
 // Syncer applies events and pushes changes.
 type Syncer struct {
-	o Options
+	o     Options
+	locks customerLocks
 }
 
 // New builds a Syncer.
@@ -97,8 +133,9 @@ func New(o Options) *Syncer {
 	return &Syncer{o: o}
 }
 
-// Handle is the bus handler.
-func (s *Syncer) Handle(ctx context.Context, d *bus.Delivery) error {
+// SyncDelivery syncs one bus delivery: it checks that the delivery
+// carries an event, syncs it, and tells the bus when it was a duplicate.
+func (s *Syncer) SyncDelivery(ctx context.Context, d *bus.Delivery) error {
 	if d == nil || d.Event == nil || d.Event.GetEventId() == "" {
 		return bus.Permanent(errors.New("crm-sync: delivery without an event"))
 	}
@@ -108,6 +145,17 @@ func (s *Syncer) Handle(ctx context.Context, d *bus.Delivery) error {
 	}
 	return err
 }
+
+// maxRepairs bounds the repair pushes one delivery makes while other
+// deliveries keep overlapping it; past it the delivery fails and the bus
+// retries it later.
+const maxRepairs = 3
+
+// errRepairsExhausted ends a delivery whose repairs kept being overlapped.
+var errRepairsExhausted = errors.New("pushes for the customer kept overlapping")
+
+// errDuplicate ends an intent transaction whose event was processed already.
+var errDuplicate = errors.New("event processed already")
 
 // SyncEvent applies ev and pushes the resulting change. It returns the
 // outcome ("synced", "unchanged", "ignored", "duplicate",
@@ -134,33 +182,98 @@ func (s *Syncer) SyncEvent(ctx context.Context, ev *billingv1.BillingEvent, deli
 	}
 	span.SetAttributes(telemetry.AttrCustomerID.String(customerID))
 	log = log.With(slog.String("customer_id", customerID))
+	unlock, err := s.locks.lock(ctx, lockKey(ev, customerID))
+	if err != nil {
+		return "", s.fail(ctx, span, fmt.Errorf("crm sync %s: wait for the customer's turn: %w", ev.GetEventId(), err))
+	}
+	defer unlock()
 
-	var (
-		outcome string
-		res     crm.Result
-		change  *crm.Change
-		pushed  bool
-	)
-	// Four round trips for a synced event: BEGIN, the lock and the
-	// duplicate check; the mirror's writes with the read of a stored
+	calls := 0
+	for round := 0; ; round++ {
+		if round > maxRepairs {
+			err := fmt.Errorf("crm sync %s: %w", ev.GetEventId(), errRepairsExhausted)
+			log.WarnContext(ctx, "crm sync failed", slog.String("action", ev.GetType()), slog.String("outcome", "retry"), slog.String("error", err.Error()))
+			return "", s.fail(ctx, span, err)
+		}
+		in, err := s.intent(ctx, span, ev, k, customerID, delivery, round > 0)
+		if err != nil {
+			log.WarnContext(ctx, "crm sync failed", slog.String("action", ev.GetType()),
+				slog.String("outcome", failureOutcome(err)), slog.String("error", redact.Error(err)))
+			return "", s.fail(ctx, span, fmt.Errorf("crm sync %s: %w", ev.GetEventId(), err))
+		}
+		if in.outcome != "" {
+			span.SetAttributes(attribute.String("outcome", in.outcome))
+			log.InfoContext(ctx, "crm sync", slog.String("action", ev.GetType()), slog.String("outcome", in.outcome), slog.Int("calls", calls))
+			return in.outcome, nil
+		}
+		res, err := s.o.Adapter.Sync(ctx, in.change)
+		calls += len(res.Calls)
+		if err == nil && s.o.AfterPush != nil {
+			err = s.o.AfterPush(ev.GetEventId())
+			if err != nil {
+				res.Calls = append(res.Calls, crm.Call{Op: "record outcome", Object: customerID, Outcome: "rolled_back"})
+			}
+		}
+		if err != nil {
+			s.abandon(ctx, ev, in, delivery, res)
+			log.WarnContext(ctx, "crm sync failed", slog.String("action", ev.GetType()),
+				slog.String("outcome", failureOutcome(err)), slog.String("error", redact.Error(err)))
+			return "", s.fail(ctx, span, fmt.Errorf("crm sync %s: %w", ev.GetEventId(), err))
+		}
+		verdict, err := s.settle(ctx, ev, in, delivery, res)
+		if err != nil {
+			// The call landed; the redelivery makes it again, which is
+			// harmless (see the package comment).
+			log.WarnContext(ctx, "crm sync outcome not recorded", slog.String("action", ev.GetType()),
+				slog.String("outcome", "retry"), slog.String("error", redact.Error(err)))
+			return "", s.fail(ctx, span, fmt.Errorf("crm sync %s: record outcome: %w", ev.GetEventId(), err))
+		}
+		span.SetAttributes(attribute.String("push", verdict))
+		if verdict != verdictRepair {
+			span.SetAttributes(attribute.String("outcome", OutcomeSynced))
+			log.InfoContext(ctx, "crm sync", slog.String("action", ev.GetType()), slog.String("outcome", OutcomeSynced), slog.Int("calls", calls))
+			return OutcomeSynced, nil
+		}
+		log.DebugContext(ctx, "crm push overlapped another; pushing the current state again", slog.String("action", ev.GetType()))
+	}
+}
+
+// verdictRepair is crm.settle_push's verdict on a push that settled last
+// after overlapping others; "clean" and "not_last" need nothing more (see
+// the schema).
+const verdictRepair = "repair"
+
+// pushIntent is step 1's result: either a final outcome, or a change to
+// push under a recorded intent.
+type pushIntent struct {
+	outcome    string
+	id         string
+	customerID string
+	change     *crm.Change
+}
+
+// intent runs step 1. On a repair round the event is already in the
+// mirror: only the derivation and the intent are redone.
+func (s *Syncer) intent(ctx context.Context, span trace.Span, ev *billingv1.BillingEvent, k kind, customerID string, delivery uint64, repair bool) (pushIntent, error) {
+	var in pushIntent
+	provider := s.o.Adapter.Name()
+	// Three round trips for a synced event: BEGIN, the lock, the duplicate
+	// check and the mirror's first writes with the read of a stored
 	// snapshot; the rest of the writes with every read the change needs;
-	// after the push, its records with COMMIT.
-	err = pg.InTx(ctx, s.o.Pool, func(tx *pg.Tx) error {
-		outcome, res, change, pushed = "", crm.Result{}, nil, false
-		lockKey := customerID
-		if lockKey == "" {
-			lockKey = "object:" + ev.GetObjectId()
-		}
-		tx.Queue("lock customer "+customerID, `SELECT pg_advisory_xact_lock(hashtext('crm-sync'), hashtext($1))`, lockKey)
-		var seen bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM crm.processed_events WHERE event_id = $1)`, ev.GetEventId()).Scan(&seen); err != nil {
-			return fmt.Errorf("check processed %s: %w", ev.GetEventId(), err)
-		}
-		if seen {
-			outcome = OutcomeDuplicate
-			return nil
-		}
+	// the intent with COMMIT. A duplicate costs the first and a ROLLBACK.
+	err := pg.InTx(ctx, s.o.Pool, func(tx *pg.Tx) error {
+		in = pushIntent{customerID: customerID}
+		lockCustomer(tx, ev, customerID)
+		var seen *bool
+		tx.QueueScan("check processed "+ev.GetEventId(), `SELECT EXISTS (SELECT 1 FROM crm.processed_events WHERE event_id = $1)`,
+			[]any{ev.GetEventId()}, &seen)
 		if customerID == "" {
+			if err := tx.Flush(ctx); err != nil {
+				return err
+			}
+			if *seen {
+				return errDuplicate
+			}
 			// A dispute on a charge not seen yet: keep it, so the
 			// customer's next event (which names the charge) finds it.
 			switch k {
@@ -169,63 +282,139 @@ func (s *Syncer) SyncEvent(ctx context.Context, ev *billingv1.BillingEvent, deli
 			case kindRefund:
 				applyRefund(tx, ev)
 			}
-			outcome = OutcomeUnresolved
-			markProcessed(tx, ev, "", outcome)
+			in.outcome = OutcomeUnresolved
+			markProcessed(tx, ev, "", in.outcome)
 			return nil
 		}
-		applied, err := applyEvent(ctx, tx, k, customerID, ev)
-		if err != nil {
-			return err
-		}
-		span.SetAttributes(attribute.String("mirror", applied))
-		change, err = s.buildChange(ctx, tx, customerID, ev, delivery)
-		if err != nil {
-			return err
-		}
-		if !needsPush(change, s.o.Adapter.TracksRecords()) {
-			outcome = OutcomeUnchanged
-			s.logCalls(tx, ev, customerID, delivery, []crm.Call{{Op: "none", Object: customerID, Outcome: OutcomeUnchanged}})
-			markProcessed(tx, ev, customerID, outcome)
-			return nil
-		}
-		res, err = s.o.Adapter.Sync(ctx, change)
-		if err != nil {
-			return err
-		}
-		pushed = true
-		if s.o.AfterPush != nil {
-			if err := s.o.AfterPush(ev.GetEventId()); err != nil {
+		if !repair {
+			applied, err := applyEvent(ctx, tx, k, customerID, ev)
+			if err != nil {
 				return err
 			}
+			if seen != nil && *seen {
+				return errDuplicate
+			}
+			span.SetAttributes(attribute.String("mirror", applied))
 		}
-		s.remember(tx, change, res, true)
-		s.logCalls(tx, ev, customerID, delivery, res.Calls)
-		outcome = OutcomeSynced
-		markProcessed(tx, ev, customerID, outcome)
+		change, err := s.buildChange(ctx, tx, customerID, ev, delivery)
+		if err != nil {
+			return err
+		}
+		if *seen {
+			return errDuplicate
+		}
+		if !needsPush(change, s.o.Adapter.TracksRecords()) {
+			// Pushes still in flight derived their documents before this
+			// event: whichever settles last checks them again.
+			tx.Queue("overlap pushes of "+customerID, `SELECT crm.overlap_pushes($1, $2)`, provider, customerID)
+			in.outcome = OutcomeUnchanged
+			if repair {
+				// Another push settled the current state meanwhile.
+				in.outcome = OutcomeSynced
+			}
+			s.logCalls(tx, ev, customerID, delivery, []crm.Call{{Op: "none", Object: customerID, Outcome: OutcomeUnchanged}})
+			markProcessed(tx, ev, customerID, in.outcome)
+			return nil
+		}
+		in.id, in.change = newIntentID(), change
+		// The intent lives as long as this delivery may: past its deadline
+		// no call of it can be in flight.
+		ttl := s.o.Timeout
+		if dl, ok := ctx.Deadline(); ok {
+			ttl = time.Until(dl)
+		}
+		tx.Queue("open push of "+customerID, `SELECT crm.open_push($1, $2, $3, $4, $5)`,
+			in.id, provider, customerID, ev.GetEventId(), (ttl + intentMargin).Seconds())
+		return nil
+	})
+	if errors.Is(err, errDuplicate) {
+		return pushIntent{outcome: OutcomeDuplicate}, nil
+	}
+	return in, err
+}
+
+// intentMargin outlasts the delivery's deadline by the time a cancelled
+// request takes to give up.
+const intentMargin = 5 * time.Second
+
+// lockCustomer serialises the intent and outcome transactions of one
+// customer across processes; it is held for a transaction, never across a
+// CRM call.
+func lockCustomer(tx *pg.Tx, ev *billingv1.BillingEvent, customerID string) {
+	tx.Queue("lock customer "+customerID, `SELECT pg_advisory_xact_lock(hashtext('crm-sync'), hashtext($1))`, lockKey(ev, customerID))
+}
+
+// lockKey is the customer, or for an event whose customer is not known
+// yet, the object it names.
+func lockKey(ev *billingv1.BillingEvent, customerID string) string {
+	if customerID == "" {
+		return "object:" + ev.GetObjectId()
+	}
+	return customerID
+}
+
+func newIntentID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return hex.EncodeToString(b)
+}
+
+// outcomeContext is for writing down what a call did: the call happened,
+// so the record is kept even when the delivery's own context is over
+// (shutdown, deadline).
+func outcomeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+}
+
+// settle runs step 3 after a successful push, in one round trip.
+func (s *Syncer) settle(ctx context.Context, ev *billingv1.BillingEvent, in pushIntent, delivery uint64, res crm.Result) (string, error) {
+	ctx, cancel := outcomeContext(ctx)
+	defer cancel()
+	var verdict string
+	err := pg.InTx(ctx, s.o.Pool, func(tx *pg.Tx) error {
+		lockCustomer(tx, ev, in.customerID)
+		s.remember(tx, in.change, res, true)
+		s.logCalls(tx, ev, in.customerID, delivery, res.Calls)
+		tx.QueueScan("settle push of "+in.customerID, `SELECT crm.settle_push($1, $2, $3, $4, $5, $6)`,
+			[]any{in.id, s.o.Adapter.Name(), in.customerID, ev.GetEventId(), ev.GetType(), OutcomeSynced}, &verdict)
+		return nil
+	})
+	return verdict, err
+}
+
+// abandon runs step 3 after a failed push: it keeps the ids the CRM
+// returned (they stay true whatever happens to the event) and logs the
+// calls tried. The event stays unprocessed, so the bus retries it.
+func (s *Syncer) abandon(ctx context.Context, ev *billingv1.BillingEvent, in pushIntent, delivery uint64, res crm.Result) {
+	ctx, cancel := outcomeContext(ctx)
+	defer cancel()
+	sent := false
+	for _, c := range res.Calls {
+		sent = sent || (c.Outcome != vendorhttp.OutcomeDeferred && c.Op != "record outcome")
+	}
+	err := pg.InTx(ctx, s.o.Pool, func(tx *pg.Tx) error {
+		lockCustomer(tx, ev, in.customerID)
+		if res.ContactCRMID != "" || len(res.Deals) > 0 {
+			s.remember(tx, in.change, res, false)
+		}
+		s.logCalls(tx, ev, in.customerID, delivery, res.Calls)
+		tx.Queue("abandon push of "+in.customerID, `SELECT crm.abandon_push($1, $2, $3, $4)`,
+			in.id, s.o.Adapter.Name(), in.customerID, sent)
 		return nil
 	})
 	if err != nil {
-		// The transaction is gone; keep what the CRM told us and what was
-		// tried, so the retry reuses the ids and operators see the calls.
-		s.afterFailure(ctx, ev, customerID, delivery, change, res, pushed)
-		log.WarnContext(ctx, "crm sync failed", slog.String("action", ev.GetType()),
-			slog.String("outcome", failureOutcome(err)), slog.String("error", bus.Redact(err.Error())))
-		return "", s.fail(ctx, span, fmt.Errorf("crm sync %s: %w", ev.GetEventId(), err))
+		s.o.Logger.WarnContext(ctx, "record failed sync", slog.String("event_id", ev.GetEventId()), slog.String("error", redact.Error(err)))
 	}
-	span.SetAttributes(attribute.String("outcome", outcome))
-	log.InfoContext(ctx, "crm sync", slog.String("action", ev.GetType()), slog.String("outcome", outcome),
-		slog.Int("calls", len(res.Calls)))
-	return outcome, nil
 }
 
 func (s *Syncer) fail(_ context.Context, span trace.Span, err error) error {
-	span.SetStatus(codes.Error, bus.Redact(err.Error()))
+	span.SetStatus(codes.Error, redact.Error(err))
 	return err
 }
 
 func failureOutcome(err error) string {
 	switch {
-	case errors.Is(err, crm.ErrDeferred):
+	case errors.Is(err, vendorhttp.ErrDeferred):
 		return "deferred"
 	case errors.Is(err, context.DeadlineExceeded):
 		return "timeout"
@@ -446,31 +635,6 @@ func (s *Syncer) logCalls(tx *pg.Tx, ev *billingv1.BillingEvent, customerID stri
 			INSERT INTO crm.sync_log (event_id, event_type, customer_id, provider, call, object_id, status, outcome, duration_ms, delivery, detail)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 			ev.GetEventId(), ev.GetType(), customerID, s.o.Adapter.Name(), c.Op, c.Object, c.Status, c.Outcome,
-			int(c.Duration/time.Millisecond), int(delivery), bus.Redact(c.Detail))
-	}
-}
-
-// afterFailure runs once the delivery's transaction rolled back: it keeps
-// ids the CRM returned (they stay true whatever happens to the event) and
-// logs the calls tried, in a short transaction of its own.
-func (s *Syncer) afterFailure(ctx context.Context, ev *billingv1.BillingEvent, customerID string, delivery uint64, ch *crm.Change, res crm.Result, pushed bool) {
-	if len(res.Calls) == 0 && res.ContactCRMID == "" && len(res.Deals) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	err := pg.InTx(ctx, s.o.Pool, func(tx *pg.Tx) error {
-		if ch != nil && (res.ContactCRMID != "" || len(res.Deals) > 0) {
-			s.remember(tx, ch, res, false)
-		}
-		calls := res.Calls
-		if pushed {
-			calls = append(calls, crm.Call{Op: "commit", Object: customerID, Outcome: "rolled_back"})
-		}
-		s.logCalls(tx, ev, customerID, delivery, calls)
-		return nil
-	})
-	if err != nil {
-		s.o.Logger.WarnContext(ctx, "record failed sync", slog.String("event_id", ev.GetEventId()), slog.String("error", err.Error()))
+			int(c.Duration/time.Millisecond), int(delivery), redact.Text(c.Detail))
 	}
 }

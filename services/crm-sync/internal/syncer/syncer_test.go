@@ -57,7 +57,7 @@ func setup(t *testing.T, mutate func(*syncer.Options)) *bundle {
 	token := randomToken(t)
 	fake := hubspotfake.Start(token)
 	t.Cleanup(fake.Close)
-	caller := crm.NewCaller(crm.CallerConfig{Vendor: "hubspot", Timeout: 5 * time.Second, Limit: 100000, Window: time.Second, Secrets: []string{token}})
+	caller := crm.NewClient(crm.ClientConfig{Vendor: "hubspot", Timeout: 5 * time.Second, Limit: 100000, Window: time.Second, Secrets: []string{token}})
 	hs := crm.NewHubSpot(caller, crm.HubSpotConfig{BaseURL: fake.URL(), Token: token})
 	o := syncer.Options{Pool: pool, Adapter: hs, Policy: canonical.DefaultPolicy()}
 	if mutate != nil {

@@ -25,7 +25,7 @@ func TestRetryAfterParsing(t *testing.T) {
 		if c.header != "" {
 			h.Set("Retry-After", c.header)
 		}
-		if got := retryAfter(h, now, 10*time.Second); got != c.want {
+		if got := retryAfterPolicy(10*time.Second).Delay(h, now); got != c.want {
 			t.Errorf("Retry-After %q: %s, want %s", c.header, got, c.want)
 		}
 	}
