@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/launchready/launchready/pkg/config"
+	"github.com/launchready/launchready/pkg/redact"
 
 	supportnotify "github.com/launchready/launchready/services/support-notify"
 	"github.com/launchready/launchready/services/support-notify/internal/fakes"
@@ -60,7 +61,7 @@ func TestConfigZendeskAndSlack(t *testing.T) {
 	if strings.Contains(buf.String(), token) || strings.Contains(buf.String(), hook[len(hook)-32:]) {
 		t.Fatalf("secret in logged config: %s", buf.String())
 	}
-	if !strings.Contains(buf.String(), "hooks.slack.com/****") {
+	if !strings.Contains(buf.String(), "hooks.slack.com/"+redact.Placeholder) {
 		t.Fatalf("webhook host should stay visible: %s", buf.String())
 	}
 }

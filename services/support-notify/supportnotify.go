@@ -22,6 +22,7 @@ import (
 	"github.com/launchready/launchready/pkg/httpserver"
 	"github.com/launchready/launchready/pkg/logging"
 	"github.com/launchready/launchready/pkg/pg"
+	"github.com/launchready/launchready/pkg/redact"
 	"github.com/launchready/launchready/pkg/telemetry"
 
 	"github.com/launchready/launchready/services/support-notify/internal/alerts"
@@ -209,29 +210,18 @@ func (c Config) LogValue() slog.Value {
 		slog.String("database_url", config.MaskURL(c.DatabaseURL)),
 		slog.String("support_provider", c.SupportProvider),
 		slog.String("alert_provider", c.AlertProvider),
-		slog.String("zendesk_base_url", c.Zendesk.BaseURL),
+		slog.String("zendesk_base_url", config.MaskURL(c.Zendesk.BaseURL)),
 		slog.String("zendesk_email", c.Zendesk.Email),
 		slog.String("zendesk_api_token", c.Zendesk.APIToken.String()),
-		slog.String("slack_webhook_url", maskWebhook(c.SlackWebhookURL)),
+		// The path of a Slack webhook URL is the credential.
+		slog.String("slack_webhook_url", redact.Origin(c.SlackWebhookURL.Reveal())),
 		slog.String("rules", rulesFrom),
 		slog.Duration("alert_slo", c.AlertSLO),
 		slog.Duration("max_event_age", c.MaxEventAge),
 		slog.Int("ticket_concurrency", c.Tickets.Concurrency),
 		slog.Int("alert_concurrency", c.Alerts.Concurrency),
-		slog.String("otel_endpoint", c.Telemetry.Endpoint),
+		slog.String("otel_endpoint", config.MaskURL(c.Telemetry.Endpoint)),
 	)
-}
-
-// maskWebhook keeps the host only: the path is the credential.
-func maskWebhook(s config.Secret) string {
-	if s == "" {
-		return ""
-	}
-	u, err := url.Parse(s.Reveal())
-	if err != nil || u.Host == "" {
-		return "****"
-	}
-	return u.Scheme + "://" + u.Host + "/****"
 }
 
 // Run consumes until ctx is done, then stops fetching, lets the handlers in
@@ -361,11 +351,13 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	var desk tickets.Desk = tickets.LogDesk{Log: log.With("provider", ProviderLog)}
 	if cfg.SupportProvider == ProviderZendesk {
-		desk = zendesk.New(cfg.Zendesk, &vendor.Caller{Vendor: "zendesk", HTTP: vendor.NewHTTPClient(zdTimeout, tel.TracerProvider()), Metrics: m})
+		desk = zendesk.New(cfg.Zendesk, vendor.New(vendor.Config{Vendor: "zendesk", Timeout: zdTimeout, TracerProvider: tel.TracerProvider(),
+			Metrics: m, Secrets: []string{cfg.Zendesk.APIToken.Reveal()}}))
 	}
 	var channel alerts.Channel = alerts.LogChannel{Log: log.With("provider", ProviderLog)}
 	if cfg.AlertProvider == ProviderSlack {
-		channel = slack.New(cfg.SlackWebhookURL, &vendor.Caller{Vendor: "slack", HTTP: vendor.NewHTTPClient(slackTimeout, tel.TracerProvider()), Metrics: m})
+		channel = slack.New(cfg.SlackWebhookURL, vendor.New(vendor.Config{Vendor: "slack", Timeout: slackTimeout, TracerProvider: tel.TracerProvider(),
+			Metrics: m, Secrets: []string{cfg.SlackWebhookURL.Reveal()}, HideURLPath: true}))
 	}
 
 	// ---- Consumers: one per action, so neither waits for the other.
@@ -433,7 +425,7 @@ func openDatabase(ctx context.Context, dbURL string, maxConns int32, tracer pgx.
 			pool.Close()
 			return nil, fmt.Errorf("postgres: %w", err)
 		}
-		log.Warn("postgres not ready; retrying", "error", bus.Redact(err.Error()), "retry_in", wait)
+		log.Warn("postgres not ready; retrying", "error", redact.Error(err), "retry_in", wait)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():

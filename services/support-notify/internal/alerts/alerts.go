@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/pkg/redact"
 
 	"github.com/launchready/launchready/services/support-notify/internal/metrics"
 	"github.com/launchready/launchready/services/support-notify/internal/render"
@@ -91,7 +92,7 @@ func (h *Handler) Handle(ctx context.Context, d *bus.Delivery) error {
 	age = h.now().Sub(created)
 	late := render.Lateness{Late: age > h.SLO, Age: age, SLO: h.SLO}
 	if err := h.Channel.Send(ctx, render.Alert(ev, late)); err != nil {
-		log.WarnContext(ctx, "alert not accepted", "outcome", "error", "error", bus.Redact(err.Error()))
+		log.WarnContext(ctx, "alert not accepted", "outcome", "error", "error", redact.Error(err))
 		return fmt.Errorf("alert for %s: %w", ev.GetEventId(), err)
 	}
 	accepted := h.now()
@@ -111,7 +112,7 @@ func (h *Handler) Handle(ctx context.Context, d *bus.Delivery) error {
 	if err := h.record(ctx, conn, rec); err != nil {
 		// Returning the error redelivers the event, which sends the alert
 		// again: the documented duplicate, preferred to silence.
-		log.ErrorContext(ctx, "alert sent but not recorded; a redelivery will send it again", "outcome", "unrecorded", "error", bus.Redact(err.Error()))
+		log.ErrorContext(ctx, "alert sent but not recorded; a redelivery will send it again", "outcome", "unrecorded", "error", redact.Error(err))
 		return fmt.Errorf("alert for %s: %w", ev.GetEventId(), err)
 	}
 	log.InfoContext(ctx, "alert sent", "outcome", "sent", "latency_seconds", latency.Seconds(), "late", isLate)

@@ -54,7 +54,7 @@ func setup(t *testing.T) *bundle {
 		t.Fatal(err)
 	}
 	b := &bundle{slack: hook, pool: pool, m: m, now: time.Now(), trips: trips}
-	ch := slack.New(config.Secret(hook.URL()), &vendor.Caller{Vendor: "slack", HTTP: vendor.NewHTTPClient(2*time.Second, nil), Metrics: m})
+	ch := slack.New(config.Secret(hook.URL()), vendor.New(vendor.Config{Vendor: "slack", Timeout: 2 * time.Second, Metrics: m}))
 	b.h = &Handler{Pool: pool, Rules: rules.Defaults(), Channel: ch, Metrics: m, Log: logging.Discard(),
 		SLO: 2 * time.Minute, Now: func() time.Time { return b.now }}
 	return b

@@ -11,24 +11,24 @@ import (
 	"net/http"
 
 	"github.com/launchready/launchready/pkg/config"
+	"github.com/launchready/launchready/pkg/vendorhttp"
 
 	"github.com/launchready/launchready/services/support-notify/internal/render"
-	"github.com/launchready/launchready/services/support-notify/internal/vendor"
 )
 
 // Client posts to one webhook.
 type Client struct {
 	url    config.Secret
-	caller *vendor.Caller
+	client *vendorhttp.Client
 }
 
-// New returns a client for webhookURL.
-func New(webhookURL config.Secret, caller *vendor.Caller) *Client {
-	return &Client{url: webhookURL, caller: caller}
+// New returns a client for webhookURL that calls through client.
+func New(webhookURL config.Secret, client *vendorhttp.Client) *Client {
+	return &Client{url: webhookURL, client: client}
 }
 
 // Send posts msg. Slack answers 200 "ok" once it has accepted the message;
-// anything else is classified by the caller (429 carries Retry-After).
+// anything else is classified by the client (429 carries Retry-After).
 func (c *Client) Send(ctx context.Context, msg render.SlackMessage) error {
 	b, err := json.Marshal(msg)
 	if err != nil {
@@ -40,6 +40,6 @@ func (c *Client) Send(ctx context.Context, msg render.SlackMessage) error {
 		return fmt.Errorf("slack post alert: invalid SLACK_WEBHOOK_URL")
 	}
 	req.Header.Set("Content-Type", "application/json")
-	_, err = c.caller.Do(req, "post alert")
+	_, err = c.client.Send(ctx, "post alert", req)
 	return err
 }

@@ -27,6 +27,7 @@ import (
 
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/pg"
+	"github.com/launchready/launchready/pkg/redact"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 
 	"github.com/launchready/launchready/services/support-notify/internal/metrics"
@@ -104,7 +105,7 @@ func (h *Handler) Handle(ctx context.Context, d *bus.Delivery) error {
 		}
 	}
 	if err != nil {
-		log.WarnContext(ctx, "ticket action failed", "action", actionName(dec), "outcome", "error", "error", bus.Redact(err.Error()))
+		log.WarnContext(ctx, "ticket action failed", "action", actionName(dec), "outcome", "error", "error", redact.Error(err))
 		return fmt.Errorf("ticket for %s: %w", ev.GetEventId(), err)
 	}
 	switch outcome {
@@ -176,7 +177,7 @@ func (h *Handler) adoptIntents(ctx context.Context, tx *pg.Tx, ev *billingv1.Bil
 				// Its own event dead-letters with the error; a later
 				// event must not be blocked by it.
 				log.WarnContext(ctx, "ticket intent refused by the desk, abandoned", "action", "ticket", "outcome", "intent_abandoned",
-					"intent_event_id", in.EventID, "error", bus.Redact(err.Error()))
+					"intent_event_id", in.EventID, "error", redact.Error(err))
 				store.AbandonIntent(tx, in.IdempotencyKey)
 				continue
 			}

@@ -51,7 +51,7 @@ func setup(t *testing.T) *bundle {
 	desk := fakes.NewZendesk(t, "ops@example.com", token)
 	m, _ := metrics.New(nil)
 	client := zendesk.New(zendesk.Config{BaseURL: desk.URL(), Email: "ops@example.com", APIToken: config.Secret(token)},
-		&vendor.Caller{Vendor: "zendesk", HTTP: vendor.NewHTTPClient(5*time.Second, nil), Metrics: m})
+		vendor.New(vendor.Config{Vendor: "zendesk", Timeout: 5 * time.Second, Metrics: m}))
 	h := &Handler{Consumer: "support-notify", Pool: pool, Rules: rules.Defaults(), Desk: client, Metrics: m, Log: logging.Discard()}
 	return &bundle{h: h, desk: desk, pool: pool, trips: trips}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/pkg/vendorhttp"
 
 	"github.com/launchready/launchready/services/support-notify/internal/metrics"
 )
@@ -28,18 +29,18 @@ func TestParseRetryAfter(t *testing.T) {
 		"Fri, 02 Jan 2026 03:00:00 GMT": 0,
 	}
 	for in, want := range cases {
-		if got := ParseRetryAfter(in, now); got != want {
+		if got, _ := vendorhttp.ParseRetryAfter(in, now); got != want {
 			t.Errorf("ParseRetryAfter(%q) = %s, want %s", in, got, want)
 		}
 	}
-	c := &Caller{}
-	if got := c.retryAfter("", now); got != 30*time.Second {
+	h := func(v string) http.Header { return http.Header{"Retry-After": []string{v}} }
+	if got := retryAfter.Delay(http.Header{}, now); got != 30*time.Second {
 		t.Errorf("missing header: %s", got)
 	}
-	if got := c.retryAfter("0", now); got != 30*time.Second {
+	if got := retryAfter.Delay(h("0"), now); got != 30*time.Second {
 		t.Errorf("zero header: %s", got)
 	}
-	if got := c.retryAfter("86400", now); got != maxRetryAfter {
+	if got := retryAfter.Delay(h("86400"), now); got != 15*time.Minute {
 		t.Errorf("huge header not capped: %s", got)
 	}
 }
@@ -60,10 +61,10 @@ func TestDoClassifiesAnswers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Caller{Vendor: "zendesk", HTTP: NewHTTPClient(2*time.Second, nil), Metrics: m}
+	c := New(Config{Vendor: "zendesk", Timeout: 2 * time.Second, Metrics: m})
 	call := func() error {
 		req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, srv.URL, nil)
-		_, err := c.Do(req, "create ticket")
+		_, err := c.Send(context.Background(), "create ticket", req)
 		return err
 	}
 
@@ -72,11 +73,11 @@ func TestDoClassifiesAnswers(t *testing.T) {
 		t.Fatalf("2xx: %v", err)
 	}
 	status, hdr = http.StatusTooManyRequests, "3"
-	if err := call(); err == nil || bus.IsPermanent(err) || Status(err) != 429 {
+	if err := call(); err == nil || bus.IsPermanent(err) || vendorhttp.Status(err) != 429 {
 		t.Fatalf("429: %v", err)
 	}
 	status, hdr = http.StatusBadGateway, ""
-	if err := call(); err == nil || bus.IsPermanent(err) || Status(err) != 502 {
+	if err := call(); err == nil || bus.IsPermanent(err) || vendorhttp.Status(err) != 502 {
 		t.Fatalf("502: %v", err)
 	}
 	status = http.StatusConflict
@@ -85,7 +86,7 @@ func TestDoClassifiesAnswers(t *testing.T) {
 	}
 	status = http.StatusUnprocessableEntity
 	err = call()
-	if !bus.IsPermanent(err) || Status(err) != 422 {
+	if !bus.IsPermanent(err) || vendorhttp.Status(err) != 422 {
 		t.Fatalf("422: %v", err)
 	}
 	if strings.Contains(err.Error(), "abc.def.ghi") {
@@ -108,10 +109,10 @@ func TestTransportErrorsHideTheURL(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer close(release)
-	c := &Caller{Vendor: "slack", HTTP: NewHTTPClient(100*time.Millisecond, nil)}
+	c := New(Config{Vendor: "slack", Timeout: 100 * time.Millisecond, HideURLPath: true})
 	secretPath := "/services/T0/B0/not-a-real-token-but-secret"
 	req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, srv.URL+secretPath, nil)
-	_, err := c.Do(req, "post alert")
+	_, err := c.Send(context.Background(), "post alert", req)
 	if err == nil || bus.IsPermanent(err) {
 		t.Fatalf("timeout should be retryable: %v", err)
 	}

@@ -15,8 +15,7 @@ import (
 	"strings"
 
 	"github.com/launchready/launchready/pkg/config"
-
-	"github.com/launchready/launchready/services/support-notify/internal/vendor"
+	"github.com/launchready/launchready/pkg/vendorhttp"
 )
 
 // Config locates and authenticates the account.
@@ -47,16 +46,16 @@ var ErrTicketGone = errors.New("ticket deleted or closed")
 type Client struct {
 	base   string
 	auth   string
-	caller *vendor.Caller
+	client *vendorhttp.Client
 }
 
-// New returns a client using caller for transport and classification.
-func New(cfg Config, caller *vendor.Caller) *Client {
+// New returns a client that calls through client.
+func New(cfg Config, client *vendorhttp.Client) *Client {
 	cred := cfg.Email + "/token:" + cfg.APIToken.Reveal()
 	return &Client{
 		base:   strings.TrimRight(cfg.BaseURL, "/"),
 		auth:   "Basic " + base64.StdEncoding.EncodeToString([]byte(cred)),
-		caller: caller,
+		client: client,
 	}
 }
 
@@ -133,7 +132,7 @@ func (c *Client) AddComment(ctx context.Context, id int64, text string, solve bo
 	if err == nil {
 		return nil
 	}
-	var se *vendor.StatusError
+	var se *vendorhttp.StatusError
 	if errors.As(err, &se) && (se.Status == http.StatusNotFound ||
 		(se.Status == http.StatusUnprocessableEntity && strings.Contains(strings.ToLower(se.Body), "closed"))) {
 		return fmt.Errorf("zendesk update ticket %d: %w", id, ErrTicketGone)
@@ -156,5 +155,5 @@ func (c *Client) send(ctx context.Context, method, path string, body ticketBody,
 	if idempotencyKey != "" {
 		req.Header.Set("Idempotency-Key", idempotencyKey)
 	}
-	return c.caller.Do(req, op)
+	return c.client.Send(ctx, op, req)
 }
