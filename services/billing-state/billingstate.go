@@ -221,7 +221,7 @@ func Run(ctx context.Context, cfg Config) error {
 		"database_url", config.MaskURL(cfg.DatabaseURL), "nats_url", config.MaskURL(cfg.NATSURL),
 		"grpc_addr", cfg.GRPCAddr, "http_addr", cfg.HTTPAddr, "tokens", cfg.Tokens.Names(),
 		"past_due_entitled", cfg.Policy.PastDueEntitled, "stripe_api_key", cfg.StripeAPIKey,
-		"stripe_api_base", cfg.StripeAPIBase, "consumer_concurrency", cfg.Consumer.Concurrency,
+		"stripe_api_base", config.MaskURL(cfg.StripeAPIBase), "consumer_concurrency", cfg.Consumer.Concurrency,
 		"consumer_max_deliver", cfg.Consumer.MaxDeliver, "async_commit", cfg.AsyncCommit,
 		"grpc_tls", cfg.GRPC.TLS(), "grpc_max_streams", cfg.GRPC.MaxStreams, "grpc_max_watch_per_token", cfg.GRPC.MaxWatchPerToken,
 		"grpc_unary_timeout", cfg.GRPC.UnaryTimeout.String(), "grpc_db_max_conns", cfg.GRPC.DBMaxConns)

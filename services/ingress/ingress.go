@@ -135,7 +135,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int64("max_body", c.MaxBody),
 		slog.String("tolerance", c.Tolerance.String()),
 		slog.String("publish_timeout", c.PublishTimeout.String()),
-		slog.String("otel_endpoint", c.Telemetry.Endpoint),
+		slog.String("otel_endpoint", config.MaskURL(c.Telemetry.Endpoint)),
 	)
 }
 

@@ -176,7 +176,7 @@ Or send a fixture signed with the dev secret:
   go run ./services/launchready/cmd/launchready send ../shared/fixtures/stripe/stripe-sync-engine/subscription_created.json
 
 ready
-`, webhookURL, grpcShown, natsURL, config.MaskURL(dbURL), webhookSecret, apiTokenOf(tokens),
+`, webhookURL, grpcShown, config.MaskURL(natsURL), config.MaskURL(dbURL), webhookSecret, apiTokenOf(tokens),
 		strings.TrimPrefix(webhookURL, "http://"), webhookSecret)
 
 	<-ctx.Done()
