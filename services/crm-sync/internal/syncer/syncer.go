@@ -188,18 +188,19 @@ func (s *Syncer) SyncEvent(ctx context.Context, ev *billingv1.BillingEvent, deli
 	}
 	defer unlock()
 
+	failed := func(err error) (string, error) {
+		log.WarnContext(ctx, "crm sync failed", slog.String("action", ev.GetType()),
+			slog.String("outcome", failureOutcome(err)), slog.String("error", redact.Error(err)))
+		return "", s.fail(ctx, span, fmt.Errorf("crm sync %s: %w", ev.GetEventId(), err))
+	}
 	calls := 0
 	for round := 0; ; round++ {
 		if round > maxRepairs {
-			err := fmt.Errorf("crm sync %s: %w", ev.GetEventId(), errRepairsExhausted)
-			log.WarnContext(ctx, "crm sync failed", slog.String("action", ev.GetType()), slog.String("outcome", "retry"), slog.String("error", err.Error()))
-			return "", s.fail(ctx, span, err)
+			return failed(errRepairsExhausted)
 		}
 		in, err := s.intent(ctx, span, ev, k, customerID, delivery, round > 0)
 		if err != nil {
-			log.WarnContext(ctx, "crm sync failed", slog.String("action", ev.GetType()),
-				slog.String("outcome", failureOutcome(err)), slog.String("error", redact.Error(err)))
-			return "", s.fail(ctx, span, fmt.Errorf("crm sync %s: %w", ev.GetEventId(), err))
+			return failed(err)
 		}
 		if in.outcome != "" {
 			span.SetAttributes(attribute.String("outcome", in.outcome))
@@ -209,24 +210,19 @@ func (s *Syncer) SyncEvent(ctx context.Context, ev *billingv1.BillingEvent, deli
 		res, err := s.o.Adapter.Sync(ctx, in.change)
 		calls += len(res.Calls)
 		if err == nil && s.o.AfterPush != nil {
-			err = s.o.AfterPush(ev.GetEventId())
-			if err != nil {
+			if err = s.o.AfterPush(ev.GetEventId()); err != nil {
 				res.Calls = append(res.Calls, crm.Call{Op: "record outcome", Object: customerID, Outcome: "rolled_back"})
 			}
 		}
 		if err != nil {
 			s.abandon(ctx, ev, in, delivery, res)
-			log.WarnContext(ctx, "crm sync failed", slog.String("action", ev.GetType()),
-				slog.String("outcome", failureOutcome(err)), slog.String("error", redact.Error(err)))
-			return "", s.fail(ctx, span, fmt.Errorf("crm sync %s: %w", ev.GetEventId(), err))
+			return failed(err)
 		}
 		verdict, err := s.settle(ctx, ev, in, delivery, res)
 		if err != nil {
 			// The call landed; the redelivery makes it again, which is
 			// harmless (see the package comment).
-			log.WarnContext(ctx, "crm sync outcome not recorded", slog.String("action", ev.GetType()),
-				slog.String("outcome", "retry"), slog.String("error", redact.Error(err)))
-			return "", s.fail(ctx, span, fmt.Errorf("crm sync %s: record outcome: %w", ev.GetEventId(), err))
+			return failed(fmt.Errorf("record outcome: %w", err))
 		}
 		span.SetAttributes(attribute.String("push", verdict))
 		if verdict != verdictRepair {
