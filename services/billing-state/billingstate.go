@@ -61,7 +61,7 @@ type Config struct {
 	Tokens *grpcapi.Tokens
 	// GRPC bounds the gRPC API: TLS, streams per connection, Watch streams
 	// per token, the unary deadline and the API's own pool (GRPC_*).
-	GRPC grpcapi.Config
+	GRPC   grpcapi.Config
 	Policy canonical.Policy
 	// StripeAPIKey, when set, lets billing-state ask Stripe about unknown
 	// charges and same-second ties. STRIPE_API_BASE overrides the URL
