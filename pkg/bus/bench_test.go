@@ -16,7 +16,7 @@ import (
 
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 
-	"github.com/launchready/launchready/pkg/natstest"
+	"github.com/launchready/launchready/pkg/natsembed"
 )
 
 // benchConcurrency matches ingress under `make bench`: 16 requests in flight.
@@ -26,10 +26,19 @@ func benchSetup(b *testing.B) jetstream.JetStream { return benchSetupT(b) }
 
 func benchSetupT(b testing.TB) jetstream.JetStream {
 	b.Helper()
-	srv := natstest.Start(b)
+	// An open server: the benchmarks measure the library, and importing
+	// natstest here would be an import cycle (natstest provisions with bus).
+	srv, err := natsembed.Start(natsembed.Options{Port: -1, StoreDir: b.TempDir(), ServerName: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	nc, js, err := Connect(ctx, srv.URL(), "bench", nil)
+	nc, js, err := Connect(ctx, ConnConfig{URL: srv.ClientURL()}, "bench", nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -13,6 +13,10 @@ import (
 // the caller may retry later (ingress answers 503 so Stripe does).
 var ErrUnavailable = errors.New("nats unavailable")
 
+// ErrNotAuthorized marks a server that refused the client's credentials:
+// retrying with the same ones cannot help.
+var ErrNotAuthorized = errors.New("nats refused the credentials")
+
 // isUnavailable tells transient broker failures from mistakes that a retry
 // cannot fix (an oversize payload, a bad subject).
 func isUnavailable(err error) bool {

@@ -15,15 +15,17 @@ import (
 	"github.com/launchready/launchready/pkg/config"
 )
 
-// A consumer service: connect, make sure the streams exist, and run a
-// handler until SIGTERM. Returning nil acks; Permanent dead-letters at once;
-// RetryAfter honours a vendor's Retry-After; anything else is retried with
-// backoff and dead-lettered after CONSUMER_MAX_DELIVER attempts.
+// A consumer service: connect as its own NATS user, wait for the streams
+// the provisioning step makes, and run a handler until SIGTERM. Returning
+// nil acks; Permanent dead-letters at once; RetryAfter honours a vendor's
+// Retry-After; anything else is retried with backoff and dead-lettered
+// after CONSUMER_MAX_DELIVER attempts.
 func ExampleConsumer() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
 	env := config.New(os.Getenv)
+	conn := bus.ConnConfigFromEnv(env, "crm-sync")
 	streams := bus.StreamConfigFromEnv(env)
 	consumer := bus.ConsumerConfigFromEnv(env, "crm-sync")
 	if err := env.Err(); err != nil {
@@ -33,7 +35,7 @@ func ExampleConsumer() {
 
 	connectCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	nc, js, err := bus.Connect(connectCtx, env.String("NATS_URL", "nats://127.0.0.1:4222"), "crm-sync", log)
+	nc, js, err := bus.Connect(connectCtx, conn, "crm-sync", log)
 	if err != nil {
 		log.Error("nats", "error", err)
 		return

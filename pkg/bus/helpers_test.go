@@ -33,9 +33,12 @@ type bundle struct {
 
 func setup(t *testing.T) *bundle {
 	t.Helper()
-	srv := natstest.Start(t)
+	// The library's own tests use consumers no user of the model has: an
+	// open server, where EnsureStreams provisions. pkg/natsauth's tests run
+	// the same library under each user's permissions.
+	srv := natstest.StartOpen(t)
 	ctx := testCtx(t)
-	nc, js, err := bus.Connect(ctx, srv.URL(), "bus-test", logging.Discard())
+	nc, js, err := bus.Connect(ctx, bus.ConnConfig{URL: srv.URL()}, "bus-test", logging.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}

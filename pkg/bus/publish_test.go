@@ -191,7 +191,7 @@ func TestConnectGivesUpWithContext(t *testing.T) {
 	srv.Shutdown()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	nc, _, err := bus.Connect(ctx, url, "down", nil)
+	nc, _, err := bus.Connect(ctx, bus.ConnConfig{URL: url}, "down", nil)
 	if !errors.Is(err, bus.ErrUnavailable) {
 		t.Fatalf("Connect to a stopped server: err = %v", err)
 	}

@@ -20,7 +20,7 @@ const readyTimeout = 30 * time.Second
 // Options configures the embedded server.
 type Options struct {
 	// Host to listen on; empty means 127.0.0.1, so a dev machine does not
-	// expose an unauthenticated broker to its network by accident.
+	// expose its broker to its network by accident.
 	Host string
 	// Port to listen on: 0 means the NATS default 4222, -1 a random free port.
 	Port int
@@ -33,6 +33,12 @@ type Options struct {
 	// Logger receives the server's notices, warnings and errors. Nil keeps
 	// the server silent.
 	Logger *slog.Logger
+	// Users and NKeys, when either is set, are the only clients the server
+	// lets in, each with its own permissions (pkg/natsauth builds them).
+	// With neither, any client may connect and do anything: only for a
+	// benchmark or a library test that needs no users.
+	Users []*server.User
+	NKeys []*server.NkeyUser
 }
 
 // Start starts the server and waits until it accepts connections with
@@ -55,6 +61,8 @@ func Start(o Options) (*server.Server, error) {
 		// The host process owns signals; the server must not react to them.
 		NoSigs: true,
 		NoLog:  o.Logger == nil,
+		Users:  o.Users,
+		Nkeys:  o.NKeys,
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {

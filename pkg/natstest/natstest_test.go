@@ -10,13 +10,15 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
+	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/pkg/natsauth"
 	"github.com/launchready/launchready/pkg/natstest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestRestartKeepsStreams(t *testing.T) {
-	srv := natstest.Start(t)
+	srv := natstest.StartOpen(t)
 	url := srv.URL()
 
 	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
@@ -74,5 +76,42 @@ func TestRestartKeepsStreams(t *testing.T) {
 	}
 	if _, err := st.GetMsg(ctx, 2); !errors.Is(err, jetstream.ErrMsgNotFound) {
 		t.Fatalf("want exactly one message, GetMsg(2) err = %v", err)
+	}
+}
+
+// The default server is production's: no anonymous client, every user of
+// the model with its own key, the streams already made by the admin user.
+// A restart keeps all of it.
+func TestStartAuthenticatesAndProvisions(t *testing.T) {
+	srv := natstest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	check := func() {
+		t.Helper()
+		if nc, err := nats.Connect(srv.URL(), nats.NoReconnect()); err == nil {
+			nc.Close()
+			t.Fatal("an anonymous client connected")
+		} else if !errors.Is(err, nats.ErrAuthorization) {
+			t.Fatalf("anonymous connect: %v, want an authorization violation", err)
+		}
+		nc, js, err := bus.Connect(ctx, srv.Conn(natsauth.Reader), "natstest-reader", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		for _, name := range []string{bus.StreamEvents, bus.StreamDLQ, bus.StreamStatus} {
+			if _, err := js.Stream(ctx, name); err != nil {
+				t.Errorf("stream %s: %v", name, err)
+			}
+		}
+	}
+	check()
+	srv.Restart()
+	check()
+
+	env := srv.Env(natsauth.Ingress)
+	if env["NATS_URL"] != srv.URL() || env["NATS_USER"] != natsauth.Ingress || env["NATS_NKEY"] != srv.NKeyFile(natsauth.Ingress) {
+		t.Errorf("Env(ingress) = %v", env)
 	}
 }

@@ -51,7 +51,9 @@ const DefaultBatchSize = 32
 // Config is the service's configuration.
 type Config struct {
 	DatabaseURL string
-	NATSURL     string
+	// NATSURL is NATS_URL with the credentials and TLS settings that go
+	// with it (bus.ConnConfigFromEnv): billing-state connects as its own user.
+	NATSURL bus.ConnConfig
 	// GRPCAddr serves BillingStatusService, health and reflection (":9090").
 	GRPCAddr string
 	// HTTPAddr serves /healthz, /readyz and /metrics (":8081").
@@ -118,15 +120,16 @@ func (c Config) WithLogger(log *slog.Logger) Config {
 	return c
 }
 
-// ConfigFromEnv reads DATABASE_URL, NATS_URL, GRPC_ADDR, HTTP_ADDR,
-// STATUS_API_TOKENS, the GRPC_* limits, PAST_DUE_ENTITLED, STRIPE_API_KEY, STRIPE_API_BASE,
+// ConfigFromEnv reads DATABASE_URL, NATS_URL and its credentials, GRPC_ADDR,
+// HTTP_ADDR, STATUS_API_TOKENS, the GRPC_* limits, PAST_DUE_ENTITLED,
+// STRIPE_API_KEY, STRIPE_API_BASE,
 // STRIPE_API_RATE, ASYNC_COMMIT, OUTBOX_RETENTION, the NATS_* stream
 // settings, CONSUMER_* and OTEL_*. Every problem is reported at once.
 func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	e := config.New(getenv)
 	cfg := Config{
 		DatabaseURL:     e.String("DATABASE_URL", pg.DefaultURL),
-		NATSURL:         e.String("NATS_URL", nats.DefaultURL),
+		NATSURL:         bus.ConnConfigFromEnv(e, Durable),
 		GRPCAddr:        e.String("GRPC_ADDR", ":9090"),
 		HTTPAddr:        e.String("HTTP_ADDR", ":8081"),
 		Policy:          canonical.Policy{PastDueEntitled: e.Bool("PAST_DUE_ENTITLED", true)},
@@ -218,7 +221,7 @@ func Run(ctx context.Context, cfg Config) error {
 	cfg = cfg.withDefaults()
 	log := cfg.Logger
 	log.InfoContext(ctx, "billing-state starting",
-		"database_url", config.MaskURL(cfg.DatabaseURL), "nats_url", config.MaskURL(cfg.NATSURL),
+		"database_url", config.MaskURL(cfg.DatabaseURL), "nats", cfg.NATSURL,
 		"grpc_addr", cfg.GRPCAddr, "http_addr", cfg.HTTPAddr, "tokens", cfg.Tokens.Names(),
 		"past_due_entitled", cfg.Policy.PastDueEntitled, "stripe_api_key", cfg.StripeAPIKey,
 		"stripe_api_base", config.MaskURL(cfg.StripeAPIBase), "consumer_concurrency", cfg.Consumer.Concurrency,

@@ -23,6 +23,7 @@ import (
 
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/config"
+	"github.com/launchready/launchready/pkg/natsauth"
 	"github.com/launchready/launchready/pkg/natstest"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
 	"github.com/launchready/launchready/pkg/stripeevent"
@@ -119,7 +120,7 @@ func TestCrashBetweenCommitAndAck(t *testing.T) {
 
 	cfg := h.cfg.withDefaults()
 	cfg.Consumer.AckWait = time.Second
-	ncA, jsA, err := bus.Connect(h.ctx, h.nats.URL(), "crashing", nil)
+	ncA, jsA, err := bus.Connect(h.ctx, h.nats.Conn(natsauth.BillingState), "crashing", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +148,8 @@ func TestCrashBetweenCommitAndAck(t *testing.T) {
 	m := newMetrics(reg)
 	var deliveries atomic.Int64
 	again := make(chan uint64, 1)
-	restarted := bus.NewBatchConsumer(h.js, cfg.Consumer, func(ctx context.Context, ds []*bus.Delivery) []error {
+	_, jsB := h.natsAs(natsauth.BillingState)
+	restarted := bus.NewBatchConsumer(jsB, cfg.Consumer, func(ctx context.Context, ds []*bus.Delivery) []error {
 		deliveries.Add(int64(len(ds)))
 		errs := batchHandler(store, m, cfg, cfg.Logger)(ctx, ds)
 		select {
@@ -545,7 +547,9 @@ func TestGRPC(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := h.js.Publish(h.ctx, bus.StatusSubject(cp.CustomerID), body); err != nil {
+		// A late copy, as a second relay would publish it.
+		_, relay := h.natsAs(natsauth.BillingState)
+		if _, err := relay.Publish(h.ctx, bus.StatusSubject(cp.CustomerID), body); err != nil {
 			t.Fatal(err)
 		}
 		h.publish(cp.Subscription("customer.subscription.updated", 10, "sub_Copy1", "past_due", false, map[string]any{"status": "active"}))
@@ -666,7 +670,7 @@ func TestConfigFromEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.GRPCAddr != ":9090" || cfg.HTTPAddr != ":8081" || !cfg.Policy.PastDueEntitled || cfg.Consumer.Durable != Durable ||
-		cfg.StripeAPIRate != 10 || cfg.Tokens.Len() != 0 || cfg.NATSURL != nats.DefaultURL || !cfg.AsyncCommit ||
+		cfg.StripeAPIRate != 10 || cfg.Tokens.Len() != 0 || cfg.NATSURL.URL != nats.DefaultURL || !cfg.AsyncCommit ||
 		cfg.OutboxRetention != 24*time.Hour {
 		t.Fatalf("defaults: %+v", cfg)
 	}
@@ -729,7 +733,7 @@ func TestStartsBeforeNATS(t *testing.T) {
 	}
 	httpAddr := ln.Addr().String()
 	ln.Close()
-	cfg, _, _ := testConfig(t, ns.URL(), pgtest.NewDatabase(t))
+	cfg, _, _ := testConfig(t, ns.Conn(natsauth.BillingState), pgtest.NewDatabase(t))
 	cfg.HTTPAddr = httpAddr
 	ready := make(chan map[string]string, 1)
 	cfg.Ready = func(a map[string]string) { ready <- a }

@@ -24,6 +24,7 @@ import (
 	"github.com/launchready/launchready/pkg/canonical"
 	"github.com/launchready/launchready/pkg/httpserver"
 	"github.com/launchready/launchready/pkg/logging"
+	"github.com/launchready/launchready/pkg/natsauth"
 	"github.com/launchready/launchready/pkg/natstest"
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
@@ -43,6 +44,8 @@ type harness struct {
 	dbURL  string
 	dbName string
 	reg    *prometheus.Registry
+	// nc and js are the admin's, for dead letters and stream state; pub
+	// publishes events as ingress does, as ingress's user.
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	pub    *bus.Publisher
@@ -63,7 +66,7 @@ func randomToken(t testing.TB) string {
 }
 
 // testConfig is a Config for tests: ephemeral ports, fast retries.
-func testConfig(t *testing.T, natsURL, dbURL string) (Config, string, string) {
+func testConfig(t *testing.T, nc bus.ConnConfig, dbURL string) (Config, string, string) {
 	read, admin := randomToken(t), randomToken(t)
 	tokens, err := grpcapi.ParseTokens(fmt.Sprintf("mobile=%s:read,ops=%s:read+admin", read, admin))
 	if err != nil {
@@ -71,7 +74,7 @@ func testConfig(t *testing.T, natsURL, dbURL string) (Config, string, string) {
 	}
 	return Config{
 		DatabaseURL: dbURL,
-		NATSURL:     natsURL,
+		NATSURL:     nc,
 		GRPCAddr:    "127.0.0.1:0",
 		HTTPAddr:    "127.0.0.1:0",
 		Tokens:      tokens,
@@ -101,7 +104,7 @@ func start(t *testing.T, mods ...func(*Config)) *harness {
 	if i := strings.Index(h.dbName, "?"); i >= 0 {
 		h.dbName = h.dbName[:i]
 	}
-	h.cfg, h.readToken, h.adminToken = testConfig(t, h.nats.URL(), h.dbURL)
+	h.cfg, h.readToken, h.adminToken = testConfig(t, h.nats.Conn(natsauth.BillingState), h.dbURL)
 	h.cfg.Registry = h.reg
 	for _, m := range mods {
 		m(&h.cfg)
@@ -113,12 +116,9 @@ func start(t *testing.T, mods ...func(*Config)) *harness {
 	h.addrs, h.stop = h.launch(h.cfg)
 
 	var err error
-	h.nc, h.js, err = bus.Connect(ctx, h.nats.URL(), "test-client", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.nc.Close)
-	h.pub = bus.NewPublisher(h.js, nil)
+	h.nc, h.js = h.natsAs(natsauth.Admin)
+	_, ingress := h.natsAs(natsauth.Ingress)
+	h.pub = bus.NewPublisher(ingress, nil)
 	h.db, err = pg.Open(ctx, h.dbURL)
 	if err != nil {
 		t.Fatal(err)
@@ -131,6 +131,17 @@ func start(t *testing.T, mods ...func(*Config)) *harness {
 	t.Cleanup(func() { _ = h.conn.Close() })
 	h.client = billingv1.NewBillingStatusServiceClient(h.conn)
 	return h
+}
+
+// natsAs connects to the test's NATS server as user, until the test ends.
+func (h *harness) natsAs(user string) (*nats.Conn, jetstream.JetStream) {
+	h.t.Helper()
+	nc, js, err := bus.Connect(h.ctx, h.nats.Conn(user), "test-"+user, nil)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(nc.Close)
+	return nc, js
 }
 
 // launch runs billing-state with cfg and returns, once it serves, its

@@ -33,12 +33,14 @@ const (
 // Config is everything crm-sync needs.
 type Config struct {
 	DatabaseURL string
-	NATSURL     string
-	HTTPAddr    string
-	Streams     bus.StreamConfig
-	Consumer    bus.ConsumerConfig
-	Telemetry   telemetry.Config
-	Policy      canonical.Policy
+	// NATSURL is NATS_URL with the credentials and TLS settings that go
+	// with it (bus.ConnConfigFromEnv): crm-sync connects as its own user.
+	NATSURL   bus.ConnConfig
+	HTTPAddr  string
+	Streams   bus.StreamConfig
+	Consumer  bus.ConsumerConfig
+	Telemetry telemetry.Config
+	Policy    canonical.Policy
 
 	// Provider is CRM_PROVIDER: log (default), hubspot or webhook.
 	Provider string
@@ -91,7 +93,7 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	e := config.New(getenv)
 	cfg := Config{
 		DatabaseURL: e.String("DATABASE_URL", pg.DefaultURL),
-		NATSURL:     e.String("NATS_URL", "nats://127.0.0.1:4222"),
+		NATSURL:     bus.ConnConfigFromEnv(e, Durable),
 		HTTPAddr:    e.String("HTTP_ADDR", ":8082"),
 		Streams:     bus.StreamConfigFromEnv(e),
 		Consumer:    bus.ConsumerConfigFromEnv(e, Durable),
@@ -167,7 +169,7 @@ func parseStages(items []string) (map[string]string, error) {
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("database_url", config.MaskURL(c.DatabaseURL)),
-		slog.String("nats_url", config.MaskURL(c.NATSURL)),
+		slog.Any("nats", c.NATSURL),
 		slog.String("http_addr", c.HTTPAddr),
 		slog.String("provider", c.Provider),
 		slog.String("hubspot_base_url", config.MaskURL(c.HubSpot.BaseURL)),

@@ -22,6 +22,7 @@ import (
 	"github.com/launchready/launchready/pkg/canonical"
 	"github.com/launchready/launchready/pkg/config"
 	"github.com/launchready/launchready/pkg/httpserver"
+	"github.com/launchready/launchready/pkg/natsauth"
 	"github.com/launchready/launchready/pkg/natstest"
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
@@ -33,16 +34,19 @@ import (
 // env is one test's world: a NATS server, a database and a fake HubSpot,
 // shared by the service instances the test starts in turn.
 type env struct {
-	t     *testing.T
-	nats  *natstest.Server
-	nc    *nats.Conn
-	js    jetstream.JetStream
-	pub   *bus.Publisher
-	dbURL string
-	pool  *pgxpool.Pool
-	fake  *hubspotfake.Server
-	token string
-	vars  map[string]string
+	t    *testing.T
+	nats *natstest.Server
+	// nc and js are the admin's (dead letters, consumer state); ingress
+	// and pub publish events as ingress's user does.
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	ingress jetstream.JetStream
+	pub     *bus.Publisher
+	dbURL   string
+	pool    *pgxpool.Pool
+	fake    *hubspotfake.Server
+	token   string
+	vars    map[string]string
 }
 
 func secret(t testing.TB, prefix string) string {
@@ -59,15 +63,17 @@ func newEnv(t *testing.T, vars map[string]string) *env {
 	ctx := context.Background()
 	e := &env{t: t, nats: natstest.Start(t), dbURL: pgtest.NewDatabase(t), token: secret(t, "pat-na1-")}
 	var err error
-	e.nc, e.js, err = bus.Connect(ctx, e.nats.URL(), "crm-sync-test", nil)
+	e.nc, e.js, err = bus.Connect(ctx, e.nats.Conn(natsauth.Admin), "crm-sync-test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.nc.Close)
-	if err := bus.EnsureStreams(ctx, e.js, bus.StreamConfig{Replicas: 1}); err != nil {
+	inc, ijs, err := bus.Connect(ctx, e.nats.Conn(natsauth.Ingress), "crm-sync-test-ingress", nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	e.pub = bus.NewPublisher(e.js, nil)
+	t.Cleanup(inc.Close)
+	e.ingress, e.pub = ijs, bus.NewPublisher(ijs, nil)
 	e.pool, err = pg.Open(ctx, e.dbURL)
 	if err != nil {
 		t.Fatal(err)
@@ -75,9 +81,9 @@ func newEnv(t *testing.T, vars map[string]string) *env {
 	t.Cleanup(e.pool.Close)
 	e.fake = hubspotfake.Start(e.token)
 	t.Cleanup(e.fake.Close)
-	e.vars = map[string]string{
+	e.vars = e.nats.Env(natsauth.CRMSync)
+	for k, v := range map[string]string{
 		"DATABASE_URL":          e.dbURL,
-		"NATS_URL":              e.nats.URL(),
 		"HTTP_ADDR":             "127.0.0.1:0",
 		"CRM_PROVIDER":          "hubspot",
 		"HUBSPOT_TOKEN":         e.token,
@@ -85,6 +91,8 @@ func newEnv(t *testing.T, vars map[string]string) *env {
 		"CONSUMER_BACKOFF_BASE": "50ms",
 		"CONSUMER_BACKOFF_MAX":  "400ms",
 		"CONSUMER_ACK_WAIT":     "5s",
+	} {
+		e.vars[k] = v
 	}
 	for k, v := range vars {
 		e.vars[k] = v

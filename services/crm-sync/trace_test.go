@@ -28,7 +28,7 @@ func TestTraceContinuesToTheCRMCall(t *testing.T) {
 	defer producer.Shutdown(context.Background())
 	ctx, span := producer.Tracer("test").Start(context.Background(), "stripe webhook")
 	_, all := journeys(t, "trace")
-	if _, err := bus.NewPublisher(e.js, producer).PublishEvent(ctx, all[0]); err != nil {
+	if _, err := bus.NewPublisher(e.ingress, producer).PublishEvent(ctx, all[0]); err != nil {
 		t.Fatal(err)
 	}
 	span.End()

@@ -19,8 +19,8 @@ func TestConfigFromEnvDefaults(t *testing.T) {
 	if cfg.Addr != ":8080" || cfg.MaxBody != 1<<20 || cfg.Tolerance != 300*time.Second || cfg.PublishTimeout != 5*time.Second || cfg.Livemode != "" {
 		t.Fatalf("defaults: %+v", cfg)
 	}
-	if cfg.NATSURL != "nats://127.0.0.1:4222" {
-		t.Fatalf("NATS_URL default %q", cfg.NATSURL)
+	if cfg.NATSURL.URL != "nats://127.0.0.1:4222" || cfg.NATSURL.User != "ingress" {
+		t.Fatalf("NATS_URL default %q, user %q", cfg.NATSURL.URL, cfg.NATSURL.User)
 	}
 }
 
@@ -40,7 +40,7 @@ func TestConfigFromEnvReadsEverything(t *testing.T) {
 	if len(cfg.Secrets) != 2 || cfg.Secrets[0].Reveal() != "whsec_one" || cfg.Secrets[1].Reveal() != "whsec_two" {
 		t.Fatalf("secrets: %d", len(cfg.Secrets))
 	}
-	if cfg.Addr != "0.0.0.0:9000" || cfg.NATSURL != "nats://nats:4222" || cfg.Livemode != "test" ||
+	if cfg.Addr != "0.0.0.0:9000" || cfg.NATSURL.URL != "nats://nats:4222" || cfg.Livemode != "test" ||
 		cfg.MaxBody != 2048 || cfg.Tolerance != time.Minute || cfg.PublishTimeout != 250*time.Millisecond {
 		t.Fatalf("config: %+v", cfg)
 	}

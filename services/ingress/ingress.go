@@ -35,8 +35,9 @@ type Config struct {
 	// Addr is INGRESS_ADDR: the webhook endpoint, /healthz, /readyz and
 	// /metrics all listen here.
 	Addr string
-	// NATSURL is NATS_URL.
-	NATSURL string
+	// NATSURL is NATS_URL with the credentials and TLS settings that go
+	// with it (bus.ConnConfigFromEnv): ingress connects as its own user.
+	NATSURL bus.ConnConfig
 	// Secrets is STRIPE_WEBHOOK_SECRET, one secret or a comma list.
 	Secrets []config.Secret
 	// Livemode is STRIPE_LIVEMODE: "live" or "test" accepts only that mode,
@@ -49,7 +50,9 @@ type Config struct {
 	// PublishTimeout is PUBLISH_TIMEOUT: how long a request waits for a
 	// PubAck before answering 503.
 	PublishTimeout time.Duration
-	// Streams is how BILLING_EVENTS and friends are provisioned at start.
+	// Streams are the NATS_* stream settings: the provisioning step applies
+	// them; at start the service waits for the streams and says when the
+	// provisioned ones differ.
 	Streams bus.StreamConfig
 	// Telemetry says where spans go.
 	Telemetry telemetry.Config
@@ -85,14 +88,14 @@ func (c Config) WithLogger(log *slog.Logger) Config {
 	return c
 }
 
-// ConfigFromEnv reads INGRESS_ADDR, NATS_URL, STRIPE_WEBHOOK_SECRET,
+// ConfigFromEnv reads INGRESS_ADDR, NATS_URL and its credentials, STRIPE_WEBHOOK_SECRET,
 // STRIPE_LIVEMODE, WEBHOOK_MAX_BODY, WEBHOOK_TOLERANCE, PUBLISH_TIMEOUT, the
 // NATS_* stream settings and the OTEL_* variables.
 func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	e := config.New(getenv)
 	cfg := Config{
 		Addr:           e.String("INGRESS_ADDR", DefaultAddr),
-		NATSURL:        e.String("NATS_URL", "nats://127.0.0.1:4222"),
+		NATSURL:        bus.ConnConfigFromEnv(e, ServiceName),
 		Livemode:       e.OneOf("STRIPE_LIVEMODE", "", "", "live", "test"),
 		MaxBody:        e.Int64("WEBHOOK_MAX_BODY", DefaultMaxBody),
 		Tolerance:      e.Duration("WEBHOOK_TOLERANCE", DefaultTolerance),
@@ -129,7 +132,7 @@ func (c Config) LogValue() slog.Value {
 	}
 	return slog.GroupValue(
 		slog.String("addr", c.Addr),
-		slog.String("nats_url", config.MaskURL(c.NATSURL)),
+		slog.Any("nats", c.NATSURL),
 		slog.Any("webhook_secrets", masked),
 		slog.String("livemode", c.Livemode),
 		slog.Int64("max_body", c.MaxBody),

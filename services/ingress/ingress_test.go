@@ -27,6 +27,7 @@ import (
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/config"
 	"github.com/launchready/launchready/pkg/httpserver"
+	"github.com/launchready/launchready/pkg/natsauth"
 	"github.com/launchready/launchready/pkg/natstest"
 	"github.com/launchready/launchready/pkg/stripeevent"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
@@ -67,12 +68,10 @@ func setupWith(t testing.TB, env map[string]string, change func(*ingress.Config)
 	t.Helper()
 	ns := natstest.Start(t)
 	secret := newSecret(t)
-	vars := map[string]string{
-		"INGRESS_ADDR":          "127.0.0.1:0",
-		"NATS_URL":              ns.URL(),
-		"STRIPE_WEBHOOK_SECRET": secret,
-		"PUBLISH_TIMEOUT":       "2s",
-	}
+	vars := ns.Env(natsauth.Ingress)
+	vars["INGRESS_ADDR"] = "127.0.0.1:0"
+	vars["STRIPE_WEBHOOK_SECRET"] = secret
+	vars["PUBLISH_TIMEOUT"] = "2s"
 	for k, v := range env {
 		vars[k] = v
 	}
@@ -172,10 +171,15 @@ func (b *bundle) postSigned(payload []byte, sig string) answer {
 	return b.do(http.MethodPost, "/webhooks/stripe", payload, h)
 }
 
-// js is a fresh client connection to the test's NATS server.
+// js is a fresh client connection to the test's NATS server, as the
+// test's observer: it reads what ingress stored.
 func (b *bundle) js() jetstream.JetStream {
 	b.t.Helper()
-	nc, err := nats.Connect(b.nats.URL())
+	opts, err := b.nats.Conn(natstest.Observer).Options()
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	nc, err := nats.Connect(b.nats.URL(), opts...)
 	if err != nil {
 		b.t.Fatalf("nats connect: %v", err)
 	}
@@ -608,11 +612,10 @@ func TestOpsEndpoints(t *testing.T) {
 
 func TestRunFailsWithoutNATS(t *testing.T) {
 	ns := natstest.Start(t)
-	url := ns.URL()
+	env := ns.Env(natsauth.Ingress)
 	ns.Shutdown()
-	cfg, err := ingress.ConfigFromEnv(config.Map(map[string]string{
-		"INGRESS_ADDR": "127.0.0.1:0", "NATS_URL": url, "STRIPE_WEBHOOK_SECRET": newSecret(t),
-	}))
+	env["INGRESS_ADDR"], env["STRIPE_WEBHOOK_SECRET"] = "127.0.0.1:0", newSecret(t)
+	cfg, err := ingress.ConfigFromEnv(config.Map(env))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,10 +65,14 @@ const (
 type Config struct {
 	// HTTPAddr is HTTP_ADDR: /healthz, /readyz and /metrics.
 	HTTPAddr string
-	// NATSURL is NATS_URL; DatabaseURL is DATABASE_URL.
-	NATSURL     string
+	// NATSURL is NATS_URL with the credentials and TLS settings that go
+	// with it (bus.ConnConfigFromEnv): support-notify connects as its own
+	// user. DatabaseURL is DATABASE_URL.
+	NATSURL     bus.ConnConfig
 	DatabaseURL string
-	// Streams is how BILLING_EVENTS and friends are provisioned at start.
+	// Streams are the NATS_* stream settings: the provisioning step applies
+	// them; at start the service waits for the streams and says when the
+	// provisioned ones differ.
 	Streams bus.StreamConfig
 	// Tickets and Alerts are the two durable consumers; both read the
 	// CONSUMER_* variables.
@@ -134,7 +138,7 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	e := config.New(getenv)
 	cfg := Config{
 		HTTPAddr:        e.String("HTTP_ADDR", DefaultHTTPAddr),
-		NATSURL:         e.String("NATS_URL", "nats://127.0.0.1:4222"),
+		NATSURL:         bus.ConnConfigFromEnv(e, ServiceName),
 		DatabaseURL:     e.String("DATABASE_URL", pg.DefaultURL),
 		Streams:         bus.StreamConfigFromEnv(e),
 		Tickets:         bus.ConsumerConfigFromEnv(e, TicketsDurable),
@@ -206,7 +210,7 @@ func (c Config) LogValue() slog.Value {
 	}
 	return slog.GroupValue(
 		slog.String("http_addr", c.HTTPAddr),
-		slog.String("nats_url", config.MaskURL(c.NATSURL)),
+		slog.Any("nats", c.NATSURL),
 		slog.String("database_url", config.MaskURL(c.DatabaseURL)),
 		slog.String("support_provider", c.SupportProvider),
 		slog.String("alert_provider", c.AlertProvider),

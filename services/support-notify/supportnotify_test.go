@@ -23,6 +23,7 @@ import (
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/config"
 	"github.com/launchready/launchready/pkg/logging"
+	"github.com/launchready/launchready/pkg/natsauth"
 	"github.com/launchready/launchready/pkg/natstest"
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
@@ -73,8 +74,8 @@ func setup(t *testing.T, env map[string]string, tune func(*supportnotify.Config)
 		slack:   fakes.NewSlack(t, "/services/T"+randomHex(t)[:8]+"/B"+randomHex(t)[:8]+"/"+randomHex(t)),
 		reg:     prometheus.NewRegistry(),
 	}
-	vars := map[string]string{
-		"NATS_URL":              ns.URL(),
+	vars := ns.Env(natsauth.SupportNotify)
+	for k, v := range map[string]string{
 		"DATABASE_URL":          dbURL,
 		"HTTP_ADDR":             "127.0.0.1:0",
 		"SUPPORT_PROVIDER":      "zendesk",
@@ -85,6 +86,8 @@ func setup(t *testing.T, env map[string]string, tune func(*supportnotify.Config)
 		"SLACK_WEBHOOK_URL":     b.slack.URL(),
 		"CONSUMER_BACKOFF_BASE": "50ms",
 		"CONSUMER_BACKOFF_MAX":  "500ms",
+	} {
+		vars[k] = v
 	}
 	for k, v := range env {
 		vars[k] = v
@@ -118,12 +121,19 @@ func setup(t *testing.T, env map[string]string, tune func(*supportnotify.Config)
 		t.Fatal("service not ready after 30s")
 	}
 
-	nc, js, err := bus.Connect(context.Background(), ns.URL(), "support-notify-test", nil)
+	// The admin reads dead letters and consumer state; events arrive as
+	// ingress publishes them, as its user.
+	nc, js, err := bus.Connect(context.Background(), ns.Conn(natsauth.Admin), "support-notify-test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	b.js, b.pub = js, bus.NewPublisher(js, nil)
+	inc, ingress, err := bus.Connect(context.Background(), ns.Conn(natsauth.Ingress), "support-notify-test-ingress", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(inc.Close)
+	b.js, b.pub = js, bus.NewPublisher(ingress, nil)
 	b.pool, err = pg.Open(context.Background(), dbURL)
 	if err != nil {
 		t.Fatal(err)

@@ -574,7 +574,7 @@ func reference(t *testing.T, js []*scenario.Journey) map[string]*billingv1.Custo
 		Env:      map[string]string{"CONSUMER_CONCURRENCY": "1"},
 		LogLevel: "warn",
 	})
-	pub := bus.NewPublisher(ref.JS, nil)
+	pub := bus.NewPublisher(ref.Backfill, nil)
 	ordered := scenario.InOrder(js)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

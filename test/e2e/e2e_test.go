@@ -344,7 +344,7 @@ func TestDuplicateDelivery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub := bus.NewPublisher(s.JS, nil)
+	pub := bus.NewPublisher(s.Backfill, nil)
 	if res, err := pub.Publish(context.Background(), bus.EventSubject(ev.GetType()), failed.ID+"-after-window", payload, nil); err != nil || res.Duplicate {
 		t.Fatalf("publish past the window: %v (duplicate %v)", err, res.Duplicate)
 	}

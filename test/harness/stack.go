@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -21,6 +22,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/pkg/config"
+	"github.com/launchready/launchready/pkg/natsauth"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/test/fakes"
@@ -35,20 +38,38 @@ func Random(n int) string {
 }
 
 // NATS is a nats-server process (v2.15, built from the module) with
-// JetStream on file storage.
+// JetStream on file storage, configured as compose and Kubernetes run it:
+// the authorization block generated from pkg/natsauth (ConfigFile), every
+// user's password from its environment variable, no anonymous access.
 type NATS struct {
 	Proc        *Proc
 	Port        int
 	MonitorPort int
 	StoreDir    string
+	// ConfigFile is the server's configuration: natsauth.ServerConfig().
+	ConfigFile string
+	// Passwords are the users' passwords, fresh for each server.
+	Passwords map[string]string
 }
 
 // StartNATS runs nats-server from bin on 127.0.0.1 with its store in
 // storeDir and waits until JetStream is ready.
 func StartNATS(t T, bin, storeDir string) *NATS {
 	t.Helper()
-	n := &NATS{Port: FreePort(t), MonitorPort: FreePort(t), StoreDir: storeDir}
-	n.Proc = Start(t, "nats-server", filepath.Join(bin, "nats-server"), nil,
+	n := &NATS{Port: FreePort(t), MonitorPort: FreePort(t), StoreDir: storeDir, Passwords: map[string]string{}}
+	n.ConfigFile = filepath.Join(t.TempDir(), "nats-auth.conf")
+	if err := os.WriteFile(n.ConfigFile, []byte(natsauth.ServerConfig()), 0o600); err != nil {
+		t.Fatalf("nats config: %v", err)
+	}
+	var env []string
+	for _, user := range natsauth.Names() {
+		// A letter first: the configuration parser reads an all-digit
+		// value as a number.
+		n.Passwords[user] = "p" + Random(16)
+		env = append(env, natsauth.PasswordVar(user)+"="+n.Passwords[user])
+	}
+	n.Proc = Start(t, "nats-server", filepath.Join(bin, "nats-server"), env,
+		"-c", n.ConfigFile,
 		"-a", "127.0.0.1", "-p", strconv.Itoa(n.Port), "-m", strconv.Itoa(n.MonitorPort),
 		"-js", "-sd", storeDir, "-n", "lr-e2e-"+strconv.Itoa(n.Port))
 	n.WaitReady(t)
@@ -57,6 +78,28 @@ func StartNATS(t T, bin, storeDir string) *NATS {
 
 // URL is the client URL; it stays the same across restarts.
 func (n *NATS) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.Port) }
+
+// Conn is how user connects: its name and password.
+func (n *NATS) Conn(user string) bus.ConnConfig {
+	return bus.ConnConfig{URL: n.URL(), User: user, Password: config.Secret(n.Passwords[user])}
+}
+
+// Env is Conn as a process's environment, as a deployment gives it to a
+// service: NATS_URL, NATS_USER and NATS_PASSWORD.
+func (n *NATS) Env(user string) map[string]string {
+	return map[string]string{"NATS_URL": n.URL(), "NATS_USER": user, "NATS_PASSWORD": n.Passwords[user]}
+}
+
+// Provision makes the streams as the admin user, as the provisioning Job
+// does before the services start.
+func (n *NATS) Provision(t T, cfg bus.StreamConfig) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := bus.Provision(ctx, n.Conn(natsauth.Admin), cfg, nil); err != nil {
+		t.Fatalf("provision: %v", err)
+	}
+}
 
 // WaitReady waits for /healthz (JetStream included).
 func (n *NATS) WaitReady(t T) {
@@ -123,10 +166,14 @@ type Stack struct {
 	Zendesk *fakes.Zendesk
 	Slack   *fakes.Slack
 
-	DB     *pgxpool.Pool
-	NC     *nats.Conn
-	JS     jetstream.JetStream
-	Driver *Driver
+	DB *pgxpool.Pool
+	// NC and JS are the admin's: stream and consumer state, dead letters.
+	NC *nats.Conn
+	JS jetstream.JetStream
+	// Backfill publishes events straight to the stream, as the backfill
+	// user (what `launchready backfill` does beside webhooks).
+	Backfill jetstream.JetStream
+	Driver   *Driver
 
 	grpcConn *grpc.ClientConn
 	Status   billingv1.BillingStatusServiceClient
@@ -163,12 +210,12 @@ func StartStack(t T, o StackOptions) *Stack {
 	s.Slack = fakes.NewSlack("/services/T" + Random(4) + "/B" + Random(4) + "/" + Random(12))
 	t.Cleanup(s.Slack.Close)
 
-	// Broker.
+	// Broker, and the streams made by the provisioning step.
 	s.NATS = StartNATS(t, s.Bin, filepath.Join(t.TempDir(), "jetstream"))
+	s.NATS.Provision(t, bus.StreamConfig{Replicas: 1})
 
-	// Services.
+	// Services, each as its own NATS user.
 	common := map[string]string{
-		"NATS_URL":                    s.NATS.URL(),
 		"DATABASE_URL":                s.DatabaseURL,
 		"LOG_LEVEL":                   o.LogLevel,
 		"NATS_STREAM_REPLICAS":        "1",
@@ -214,6 +261,9 @@ func StartStack(t T, o StackOptions) *Stack {
 		for k, v := range per[name] {
 			env[k] = v
 		}
+		for k, v := range s.NATS.Env(name) {
+			env[k] = v
+		}
 		for k, v := range o.Env {
 			env[k] = v
 		}
@@ -257,12 +307,18 @@ func StartStack(t T, o StackOptions) *Stack {
 	}
 	t.Cleanup(pool.Close)
 	s.DB = pool
-	nc, js, err := bus.Connect(ctx, s.NATS.URL(), "e2e-observer", nil)
+	nc, js, err := bus.Connect(ctx, s.NATS.Conn(natsauth.Admin), "e2e-observer", nil)
 	if err != nil {
 		t.Fatalf("test nats: %v", err)
 	}
 	t.Cleanup(nc.Close)
 	s.NC, s.JS = nc, js
+	bnc, bjs, err := bus.Connect(ctx, s.NATS.Conn(natsauth.Backfill), "e2e-backfill", nil)
+	if err != nil {
+		t.Fatalf("test nats: %v", err)
+	}
+	t.Cleanup(bnc.Close)
+	s.Backfill = bjs
 	s.Driver = NewDriver(s.WebhookURL, s.Secret)
 	if contains(o.Services, "billing-state") {
 		conn, err := grpc.NewClient(s.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/launchready/launchready/pkg/config"
+	"github.com/launchready/launchready/pkg/natsauth"
 	"github.com/launchready/launchready/pkg/natstest"
 	"github.com/launchready/launchready/pkg/stripeevent"
 	"github.com/launchready/launchready/services/ingress"
@@ -42,12 +43,9 @@ func startIngress(t *testing.T) (base, secret string) {
 	t.Helper()
 	nats := natstest.Start(t)
 	secret = "whsec_" + randomHex(t, 24)
-	cfg, err := ingress.ConfigFromEnv(config.Map(map[string]string{
-		"INGRESS_ADDR":          "127.0.0.1:0",
-		"NATS_URL":              nats.URL(),
-		"STRIPE_WEBHOOK_SECRET": secret,
-		"WEBHOOK_MAX_BODY":      "4096",
-	}))
+	env := nats.Env(natsauth.Ingress)
+	env["INGRESS_ADDR"], env["STRIPE_WEBHOOK_SECRET"], env["WEBHOOK_MAX_BODY"] = "127.0.0.1:0", secret, "4096"
+	cfg, err := ingress.ConfigFromEnv(config.Map(env))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/launchready/launchready/pkg/config"
+	"github.com/launchready/launchready/pkg/natsauth"
 	"github.com/launchready/launchready/pkg/natstest"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
 	"github.com/launchready/launchready/pkg/stripeevent"
@@ -102,7 +103,6 @@ func startSystem(t *testing.T, exp sdktrace.SpanExporter) *system {
 	nats := natstest.Start(t)
 	s := &system{secret: "whsec_" + randomHex(t, 24), apiToken: randomHex(t, 24)}
 	env := config.Map(map[string]string{
-		"NATS_URL":              nats.URL(),
 		"DATABASE_URL":          pgtest.NewDatabase(t),
 		"INGRESS_ADDR":          "127.0.0.1:0",
 		"HTTP_ADDR":             "127.0.0.1:0",
@@ -112,8 +112,9 @@ func startSystem(t *testing.T, exp sdktrace.SpanExporter) *system {
 		"CRM_PROVIDER":          "log",
 		"SUPPORT_PROVIDER":      "log",
 		"ALERT_PROVIDER":        "log",
-		"NATS_STORAGE":          "memory",
 	})
+	// Each service connects as its own NATS user.
+	as := func(user string) config.Getenv { return config.Overlay(env, nats.Env(user)) }
 	tel := func(name string) telemetry.Config {
 		return telemetry.Config{ServiceName: name, Exporter: exp, Syncer: true}
 	}
@@ -128,13 +129,13 @@ func startSystem(t *testing.T, exp sdktrace.SpanExporter) *system {
 			t.Fatal(err)
 		}
 	}
-	ic, err := ingress.ConfigFromEnv(env)
+	ic, err := ingress.ConfigFromEnv(as(natsauth.Ingress))
 	must(err)
-	bc, err := billingstate.ConfigFromEnv(env)
+	bc, err := billingstate.ConfigFromEnv(as(natsauth.BillingState))
 	must(err)
-	cc, err := crmsync.ConfigFromEnv(env)
+	cc, err := crmsync.ConfigFromEnv(as(natsauth.CRMSync))
 	must(err)
-	sc, err := supportnotify.ConfigFromEnv(env)
+	sc, err := supportnotify.ConfigFromEnv(as(natsauth.SupportNotify))
 	must(err)
 	ic.Telemetry, bc.Telemetry, cc.Telemetry, sc.Telemetry = tel("ingress"), tel("billing-state"), tel("crm-sync"), tel("support-notify")
 	svcs := []service{

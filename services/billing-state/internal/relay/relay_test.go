@@ -13,6 +13,7 @@ import (
 
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/canonical"
+	"github.com/launchready/launchready/pkg/natsauth"
 	"github.com/launchready/launchready/pkg/natstest"
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
@@ -54,8 +55,9 @@ func (p *lossyPublisher) PublishAll(ctx context.Context, msgs []bus.Message) ([]
 }
 
 // env is a migrated database, an embedded NATS with the streams, and a
-// store, for one test.
-func env(t *testing.T) (context.Context, *pgxpool.Pool, jetstream.JetStream, *state.Store) {
+// store, for one test. js is billing-state's, as the relay runs; observer
+// is the test's own, to read what reached the stream.
+func env(t *testing.T) (ctx context.Context, pool *pgxpool.Pool, js, observer jetstream.JetStream, store *state.Store) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
@@ -68,7 +70,7 @@ func env(t *testing.T) (context.Context, *pgxpool.Pool, jetstream.JetStream, *st
 		t.Fatal(err)
 	}
 	ns := natstest.Start(t)
-	nc, js, err := bus.Connect(ctx, ns.URL(), "relay-test", nil)
+	nc, js, err := bus.Connect(ctx, ns.Conn(natsauth.BillingState), "relay-test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,11 +78,16 @@ func env(t *testing.T) (context.Context, *pgxpool.Pool, jetstream.JetStream, *st
 	if err := bus.EnsureStreams(ctx, js, bus.StreamConfig{}); err != nil {
 		t.Fatal(err)
 	}
-	return ctx, pool, js, state.New(pool, state.Options{Policy: canonical.DefaultPolicy()})
+	onc, observer, err := bus.Connect(ctx, ns.Conn(natstest.Observer), "relay-test-observer", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(onc.Close)
+	return ctx, pool, js, observer, state.New(pool, state.Options{Policy: canonical.DefaultPolicy()})
 }
 
 func TestRelayPublishesEachChangeOnceAcrossFailuresAndRestarts(t *testing.T) {
-	ctx, pool, js, store := env(t)
+	ctx, pool, js, observer, store := env(t)
 	applyJourney := func(cus string) {
 		jb := journeytest.New(t, cus, time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC))
 		for _, ev := range journeytest.Events(journeytest.TrialToActive(jb)) {
@@ -134,7 +141,7 @@ func TestRelayPublishesEachChangeOnceAcrossFailuresAndRestarts(t *testing.T) {
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM billing.outbox`).Scan(&rows); err != nil {
 		t.Fatal(err)
 	}
-	st, err := js.Stream(ctx, bus.StreamStatus)
+	st, err := observer.Stream(ctx, bus.StreamStatus)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +192,7 @@ func TestRelayPublishesEachChangeOnceAcrossFailuresAndRestarts(t *testing.T) {
 // the retention go, in id order and at most limit at a time; unpublished
 // rows stay however old; the relay prunes on its own.
 func TestRelayPrunesPublishedRowsPastTheRetention(t *testing.T) {
-	ctx, pool, js, store := env(t)
+	ctx, pool, js, _, store := env(t)
 	jb := journeytest.New(t, "cus_Prune1", time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC))
 	for _, ev := range journeytest.Events(journeytest.TrialToActive(jb)) {
 		if _, err := store.ApplyEvent(ctx, ev, state.ApplyOptions{}); err != nil {

@@ -1,6 +1,6 @@
 // Command launchready is the operator's tool: `dev` runs the whole system in
-// one process, `send` posts a signed event, `status` shows a customer, and
-// `dlq` lists and replays dead letters.
+// one process, `send` posts a signed event, `status` shows a customer, `dlq`
+// lists, replays and purges dead letters, and `provision` makes the streams.
 package main
 
 import (
@@ -14,6 +14,7 @@ import (
 	"github.com/launchready/launchready/pkg/config"
 	"github.com/launchready/launchready/services/launchready/internal/dev"
 	"github.com/launchready/launchready/services/launchready/internal/dlq"
+	"github.com/launchready/launchready/services/launchready/internal/provision"
 	"github.com/launchready/launchready/services/launchready/internal/send"
 	"github.com/launchready/launchready/services/launchready/internal/status"
 )
@@ -27,7 +28,8 @@ var commands = []command{
 	{"dev", "run every service in one process on an embedded JetStream", dev.Main},
 	{"send", "sign a Stripe event payload and post it to ingress", send.Main},
 	{"status", "print a customer's canonical billing status", status.Main},
-	{"dlq", "list or replay dead letters (dlq list | dlq replay ID)", dlq.Main},
+	{"dlq", "list, replay or purge dead letters (dlq list | dlq replay ID | dlq purge)", dlq.Main},
+	{"provision", "create or update the JetStream streams, as the NATS admin user", provision.Main},
 }
 
 func main() {
@@ -56,6 +58,6 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: launchready <command> [arguments]")
 	fmt.Fprintln(w)
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-7s %s\n", c.name, c.usage)
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.usage)
 	}
 }

@@ -22,7 +22,6 @@ import (
 
 	"github.com/launchready/launchready/pkg/config"
 	"github.com/launchready/launchready/pkg/logging"
-	"github.com/launchready/launchready/pkg/natsembed"
 	"github.com/launchready/launchready/pkg/pg"
 	billingstate "github.com/launchready/launchready/services/billing-state"
 	crmsync "github.com/launchready/launchready/services/crm-sync"
@@ -65,19 +64,13 @@ func run(ctx context.Context, getenv config.Getenv, dataDir string, natsPort int
 		return err
 	}
 
-	// ---- NATS: the given NATS_URL, or an embedded JetStream under .data/.
-	natsURL := env.String("NATS_URL", "")
-	if natsURL == "" {
-		srv, err := natsembed.Start(natsembed.Options{Host: "127.0.0.1", Port: natsPort, StoreDir: filepath.Join(dataDir, "jetstream"), ServerName: "launchready-dev"})
-		if err != nil {
-			return fmt.Errorf("embedded NATS on port %d: %w (set NATS_URL to use another server, or -nats-port)", natsPort, err)
-		}
-		defer func() {
-			srv.Shutdown()
-			srv.WaitForShutdown()
-		}()
-		natsURL = srv.ClientURL()
+	// ---- NATS: the given NATS_URL, or an embedded JetStream under .data/
+	// with production's users; the streams provisioned either way.
+	broker, err := startNATS(ctx, env, dataDir, natsPort, log)
+	if err != nil {
+		return err
 	}
+	defer broker.stop()
 
 	// ---- Postgres: DATABASE_URL or the local server; created if missing.
 	dbURL := env.String("DATABASE_URL", pg.DefaultURL)
@@ -93,7 +86,6 @@ func run(ctx context.Context, getenv config.Getenv, dataDir string, natsPort int
 	ingressAddr := env.String("INGRESS_ADDR", "127.0.0.1:8080")
 	grpcAddr := env.String("GRPC_ADDR", "127.0.0.1:9090")
 	common := map[string]string{
-		"NATS_URL":     natsURL,
 		"DATABASE_URL": dbURL,
 	}
 	services := []service{
@@ -115,6 +107,9 @@ func run(ctx context.Context, getenv config.Getenv, dataDir string, natsPort int
 	for _, s := range services {
 		over := map[string]string{"OTEL_SERVICE_NAME": s.name}
 		for k, v := range common {
+			over[k] = v
+		}
+		for k, v := range broker.serviceEnv(s.name) {
 			over[k] = v
 		}
 		for k, v := range s.env {
@@ -176,7 +171,7 @@ Or send a fixture signed with the dev secret:
   go run ./services/launchready/cmd/launchready send ../shared/fixtures/stripe/stripe-sync-engine/subscription_created.json
 
 ready
-`, webhookURL, grpcShown, config.MaskURL(natsURL), config.MaskURL(dbURL), webhookSecret, apiTokenOf(tokens),
+`, webhookURL, grpcShown, broker.banner(), config.MaskURL(dbURL), webhookSecret, apiTokenOf(tokens),
 		strings.TrimPrefix(webhookURL, "http://"), webhookSecret)
 
 	<-ctx.Done()

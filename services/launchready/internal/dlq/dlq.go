@@ -1,7 +1,9 @@
-// Package dlq is `launchready dlq`: list the dead letters in BILLING_DLQ and
-// replay one to the consumer that gave up on it, once its cause is fixed.
-// Replaying is idempotent: a consumer applies each event once however often
-// it arrives.
+// Package dlq is `launchready dlq`: list the dead letters in BILLING_DLQ,
+// replay one to the consumer that gave up on it once its cause is fixed,
+// or purge those that should never be replayed. Replaying is idempotent: a
+// consumer applies each event once however often it arrives. It runs as
+// the NATS admin user, the only one allowed to read and remove dead
+// letters.
 package dlq
 
 import (
@@ -20,17 +22,23 @@ import (
 
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/config"
+	"github.com/launchready/launchready/pkg/natsauth"
+	"github.com/launchready/launchready/services/launchready/internal/natscreds"
 )
 
 const usage = `usage: launchready dlq list [--consumer NAME] [--limit N] [--json]
        launchready dlq replay ID [ID...]
+       launchready dlq purge --consumer NAME | --all
 
 list prints dead letters, oldest first: the ID to replay, the consumer that
 gave up, the event, how often it was tried and the error. replay puts each
-one back for its consumer only and removes it from the DLQ.
+one back for its consumer only and removes it from the DLQ. purge removes
+a consumer's dead letters (or all of them) without replaying them.
 
 NATS is --nats, else NATS_URL, else nats://127.0.0.1:4223 (the embedded
-server of "launchready dev"). Exits 1 on failure, 2 on bad usage.
+server of "launchready dev"). The command connects as NATS_USER (admin)
+with the NATS_* credentials, else with the admin nkey "launchready dev"
+keeps in <data>/nats/admin.nk. Exits 1 on failure, 2 on bad usage.
 
 `
 
@@ -51,15 +59,20 @@ func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stde
 		fs.PrintDefaults()
 	}
 	env := config.New(getenv)
-	natsURL := fs.String("nats", env.String("NATS_URL", "nats://127.0.0.1:4223"), "NATS server URL")
+	natsURL := fs.String("nats", env.String("NATS_URL", natscreds.DevURL), "NATS server URL")
+	dataDir := fs.String("data", ".data", "the dev data directory holding nats/admin.nk")
 	timeout := fs.Duration("timeout", 10*time.Second, "timeout of the whole command")
 	var consumer *string
 	var limit *int
-	var asJSON *bool
-	if sub == "list" {
+	var asJSON, all *bool
+	switch sub {
+	case "list":
 		consumer = fs.String("consumer", "", "only this consumer's dead letters (billing-state, crm-sync, support-notify)")
 		limit = fs.Int("limit", 50, "at most this many")
 		asJSON = fs.Bool("json", false, "print JSON lines")
+	case "purge":
+		consumer = fs.String("consumer", "", "purge this consumer's dead letters")
+		all = fs.Bool("all", false, "purge every consumer's dead letters")
 	}
 	rest, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -70,19 +83,22 @@ func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stde
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
+	conn := natscreds.Conn(env, *dataDir, natsauth.Admin)
+	conn.URL = *natsURL
+	if err := env.Err(); err != nil {
+		fmt.Fprintf(stderr, "launchready dlq: %v\n", err)
+		return 2
+	}
 
+	// Arguments first, so bad usage never waits on the server.
+	var act func(js jetstream.JetStream) int
 	switch sub {
 	case "list":
 		if len(rest) != 0 {
 			fs.Usage()
 			return 2
 		}
-		js, closeFn, code := connect(ctx, *natsURL, stderr)
-		if js == nil {
-			return code
-		}
-		defer closeFn()
-		return list(ctx, js, *consumer, *limit, *asJSON, stdout, stderr)
+		act = func(js jetstream.JetStream) int { return list(ctx, js, *consumer, *limit, *asJSON, stdout, stderr) }
 	case "replay":
 		if len(rest) == 0 {
 			fs.Usage()
@@ -97,25 +113,37 @@ func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stde
 			}
 			seqs = append(seqs, seq)
 		}
-		js, closeFn, code := connect(ctx, *natsURL, stderr)
-		if js == nil {
-			return code
+		act = func(js jetstream.JetStream) int { return replay(ctx, js, seqs, stdout, stderr) }
+	case "purge":
+		// Dead letters are the only record of what failed: purging all
+		// of them takes an explicit --all.
+		if len(rest) != 0 || (*consumer == "") == !*all {
+			fs.Usage()
+			return 2
 		}
-		defer closeFn()
-		return replay(ctx, js, seqs, stdout, stderr)
+		act = func(js jetstream.JetStream) int { return purge(ctx, js, *consumer, stdout, stderr) }
+	default:
+		fmt.Fprintf(stderr, "launchready dlq: unknown subcommand %q\n\n", sub)
+		fmt.Fprint(stderr, usage)
+		return 2
 	}
-	fmt.Fprintf(stderr, "launchready dlq: unknown subcommand %q\n\n", sub)
-	fmt.Fprint(stderr, usage)
-	return 2
-}
-
-func connect(ctx context.Context, url string, stderr io.Writer) (jetstream.JetStream, func(), int) {
-	nc, js, err := bus.Connect(ctx, url, "launchready-dlq", nil)
+	nc, js, err := bus.Connect(ctx, conn, "launchready-dlq", nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "launchready dlq: %v\n", err)
-		return nil, nil, 1
+		return 1
 	}
-	return js, nc.Close, 0
+	defer nc.Close()
+	return act(js)
+}
+
+func purge(ctx context.Context, js jetstream.JetStream, consumer string, stdout, stderr io.Writer) int {
+	n, err := bus.PurgeDeadLetters(ctx, js, consumer)
+	if err != nil {
+		fmt.Fprintf(stderr, "launchready dlq purge: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "purged %d dead letters\n", n)
+	return 0
 }
 
 type row struct {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/config"
+	"github.com/launchready/launchready/pkg/natsauth"
 	"github.com/launchready/launchready/pkg/natstest"
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
@@ -39,10 +40,13 @@ func TestListAndReplayAgainstBillingState(t *testing.T) {
 	ns := natstest.Start(t)
 	dbURL := pgtest.NewDatabase(t)
 	tok := token(t)
-	env := map[string]string{
-		"NATS_URL": ns.URL(), "DATABASE_URL": dbURL, "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0",
+	env := ns.Env(natsauth.BillingState)
+	for k, v := range map[string]string{
+		"DATABASE_URL": dbURL, "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0",
 		"STATUS_API_TOKENS": "ops=" + tok + ":read+admin", "CONSUMER_MAX_DELIVER": "2",
 		"CONSUMER_BACKOFF_BASE": "20ms", "CONSUMER_BACKOFF_MAX": "100ms",
+	} {
+		env[k] = v
 	}
 	cfg, err := billingstate.ConfigFromEnv(config.Map(env))
 	if err != nil {
@@ -65,7 +69,8 @@ func TestListAndReplayAgainstBillingState(t *testing.T) {
 	case err := <-done:
 		t.Fatalf("billing-state ended: %v", err)
 	}
-	nc, js, err := bus.Connect(ctx, ns.URL(), "test", nil)
+	// Events arrive as ingress publishes them, as its user.
+	nc, js, err := bus.Connect(ctx, ns.Conn(natsauth.Ingress), "test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +82,9 @@ func TestListAndReplayAgainstBillingState(t *testing.T) {
 	}
 	defer db.Close()
 
-	getenv := config.Map(map[string]string{"NATS_URL": ns.URL()})
+	// The command runs as the admin, the only user that may read and
+	// remove dead letters.
+	getenv := config.Map(ns.Env(natsauth.Admin))
 	run := func(args ...string) (int, string, string) {
 		var out, errb bytes.Buffer
 		code := dlq.Main(ctx, args, getenv, &out, &errb)
@@ -154,6 +161,22 @@ func TestListAndReplayAgainstBillingState(t *testing.T) {
 	}
 	if code, _, _ := run("replay", "abc"); code != 2 {
 		t.Fatalf("bad id: %d", code)
+	}
+	// The poison message cannot be replayed usefully: purge it.
+	if code, _, _ := run("purge"); code != 2 {
+		t.Fatalf("purge without --consumer or --all: %d", code)
+	}
+	if code, out, errs := run("purge", "--consumer", "billing-state"); code != 0 || !strings.Contains(out, "purged 1 dead letters") {
+		t.Fatalf("purge: %d %q %q", code, out, errs)
+	}
+	if code, out, _ := run("list"); code != 0 || !strings.Contains(out, "no dead letters") {
+		t.Fatalf("after purge: %d %q", code, out)
+	}
+	// Another user's credentials: the server refuses the purge.
+	asBillingState := config.Map(ns.Env(natsauth.BillingState))
+	var pout, perr bytes.Buffer
+	if code := dlq.Main(ctx, []string{"purge", "--all", "--timeout", "2s"}, asBillingState, &pout, &perr); code != 1 {
+		t.Fatalf("purge as billing-state: %d %q %q", code, pout.String(), perr.String())
 	}
 	if code, _, _ := run("frobnicate"); code != 2 {
 		t.Fatalf("unknown subcommand: %d", code)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/config"
+	"github.com/launchready/launchready/pkg/natsauth"
 	"github.com/launchready/launchready/pkg/natstest"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
 	"github.com/launchready/launchready/pkg/stripeevent"
@@ -53,10 +54,14 @@ func TestStatusAgainstBillingState(t *testing.T) {
 	defer cancel()
 	ns := natstest.Start(t)
 	read, admin := token(t), token(t)
-	cfg, err := billingstate.ConfigFromEnv(config.Map(map[string]string{
-		"NATS_URL": ns.URL(), "DATABASE_URL": pgtest.NewDatabase(t), "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0",
+	svcEnv := ns.Env(natsauth.BillingState)
+	for k, v := range map[string]string{
+		"DATABASE_URL": pgtest.NewDatabase(t), "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0",
 		"STATUS_API_TOKENS": "mobile=" + read + ":read,ops=" + admin + ":admin",
-	}))
+	} {
+		svcEnv[k] = v
+	}
+	cfg, err := billingstate.ConfigFromEnv(config.Map(svcEnv))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +91,7 @@ func TestStatusAgainstBillingState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, js, err := bus.Connect(ctx, ns.URL(), "test", nil)
+	nc, js, err := bus.Connect(ctx, ns.Conn(natsauth.Ingress), "test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,190 @@
+// Package natsauthtest checks what a NATS user may and may not do, the way
+// the server says it: a refusal is proven by the server's permissions
+// violation naming the subject, never by a message that merely did not
+// come. It is shared by pkg/natsauth's tests against the embedded server
+// and the process-level tests against a nats-server binary.
+package natsauthtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/launchready/launchready/pkg/bus"
+)
+
+// verdictWait bounds the wait for the server's answer to one action. A
+// violation arrives within a round trip; the margin is for a loaded box.
+const verdictWait = 10 * time.Second
+
+// Client is a connection as one user that records every permissions
+// violation the server reports to it.
+type Client struct {
+	User string
+	NC   *nats.Conn
+	JS   jetstream.JetStream
+
+	mu         sync.Mutex
+	violations []string
+	changed    chan struct{}
+}
+
+// Dial connects as cc says, with the credentials and private inbox of
+// cc.User, and closes the connection when the test ends.
+func Dial(t testing.TB, cc bus.ConnConfig) *Client {
+	t.Helper()
+	c := &Client{User: cc.User, changed: make(chan struct{})}
+	opts, err := cc.Options()
+	if err != nil {
+		t.Fatalf("%s: %v", cc.User, err)
+	}
+	opts = append(opts, nats.Name("natsauthtest-"+cc.User), nats.NoReconnect(), nats.PermissionErrOnSubscribe(true),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				c.record(err.Error())
+			}
+		}))
+	nc, err := nats.Connect(cc.URL, opts...)
+	if err != nil {
+		t.Fatalf("connect as %s: %v", cc.User, err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.NC, c.JS = nc, js
+	return c
+}
+
+func (c *Client) record(v string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.violations = append(c.violations, v)
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// Violations returns every violation reported so far.
+func (c *Client) Violations() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.violations...)
+}
+
+// waitViolation waits for the server's violation of kind ("Publish" or
+// "Subscription") on subject, counting only those after the first skip.
+func (c *Client) waitViolation(kind, subject string, skip int) error {
+	want := fmt.Sprintf("Permissions Violation for %s to %q", kind, subject)
+	deadline := time.NewTimer(verdictWait)
+	defer deadline.Stop()
+	for {
+		c.mu.Lock()
+		for _, v := range c.violations[skip:] {
+			if strings.Contains(v, want) {
+				c.mu.Unlock()
+				return nil
+			}
+		}
+		changed := c.changed
+		c.mu.Unlock()
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return fmt.Errorf("no %q from the server within %s (violations seen: %v)", want, verdictWait, c.Violations())
+		}
+	}
+}
+
+func (c *Client) seen() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.violations)
+}
+
+// DeniedPublish publishes to subject and requires the server to refuse it.
+func (c *Client) DeniedPublish(t testing.TB, subject string, data []byte) {
+	t.Helper()
+	skip := c.seen()
+	if err := c.NC.Publish(subject, data); err != nil {
+		t.Fatalf("%s: publish %s: %v", c.User, subject, err)
+	}
+	if err := c.NC.Flush(); err != nil {
+		t.Fatalf("%s: flush: %v", c.User, err)
+	}
+	if err := c.waitViolation("Publish", subject, skip); err != nil {
+		t.Errorf("%s may publish to %s: %v", c.User, subject, err)
+	}
+}
+
+// DeniedSubscribe subscribes to subject and requires the server to refuse
+// it; the subscription then reports the violation instead of a message.
+func (c *Client) DeniedSubscribe(t testing.TB, subject string) {
+	t.Helper()
+	skip := c.seen()
+	sub, err := c.NC.SubscribeSync(subject)
+	if err != nil {
+		t.Fatalf("%s: subscribe %s: %v", c.User, subject, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := c.NC.Flush(); err != nil {
+		t.Fatalf("%s: flush: %v", c.User, err)
+	}
+	if err := c.waitViolation("Subscription", subject, skip); err != nil {
+		t.Errorf("%s may subscribe to %s: %v", c.User, subject, err)
+		return
+	}
+	if _, err := sub.NextMsg(verdictWait); !errors.Is(err, nats.ErrPermissionViolation) {
+		t.Errorf("%s: refused subscription to %s answered %v, want the permissions violation", c.User, subject, err)
+	}
+}
+
+// DeniedCall runs a JetStream call that must publish to the API subject
+// subject, and requires the server to refuse that publish and the call to
+// fail. The call is not waited out to its timeout: once the violation
+// arrives its context is cancelled.
+func (c *Client) DeniedCall(t testing.TB, subject string, call func(ctx context.Context) error) {
+	t.Helper()
+	skip := c.seen()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*verdictWait)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- call(ctx) }()
+	if err := c.waitViolation("Publish", subject, skip); err != nil {
+		t.Errorf("%s may call %s: %v", c.User, subject, err)
+	}
+	cancel()
+	if err := <-done; err == nil {
+		t.Errorf("%s: the call on %s succeeded after the server refused it", c.User, subject)
+	}
+}
+
+// NoViolations fails the test if the server refused anything so far: for
+// a client that did only what its user may do.
+func (c *Client) NoViolations(t testing.TB) {
+	t.Helper()
+	if v := c.Violations(); len(v) > 0 {
+		t.Errorf("%s was refused: %v", c.User, v)
+	}
+}
+
+// ExpectAnonymousRefused requires the server at url to refuse a client
+// without credentials at connect time.
+func ExpectAnonymousRefused(t testing.TB, url string) {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.NoReconnect(), nats.Timeout(verdictWait))
+	if err == nil {
+		nc.Close()
+		t.Fatalf("an anonymous client connected to %s", url)
+	}
+	if !errors.Is(err, nats.ErrAuthorization) {
+		t.Fatalf("anonymous connect to %s: %v, want the server's authorization violation", url, err)
+	}
+}

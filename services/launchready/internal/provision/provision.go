@@ -1,0 +1,69 @@
+// Package provision is `launchready provision`: create the streams, or
+// bring them to the NATS_* stream settings, as the admin user. It runs once
+// per deployment before the services start (a Kubernetes Job, a one-off
+// compose service, and `launchready dev` at its own start); the services'
+// users may not create streams, and each service waits for them.
+package provision
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/pkg/config"
+	"github.com/launchready/launchready/pkg/natsauth"
+	"github.com/launchready/launchready/services/launchready/internal/natscreds"
+)
+
+const usage = `usage: launchready provision [--data DIR] [--timeout D]
+
+Creates BILLING_EVENTS, BILLING_DLQ and BILLING_STATUS, or updates them to
+NATS_STREAM_REPLICAS, NATS_DUPLICATE_WINDOW, NATS_MAX_AGE and NATS_STORAGE.
+Safe to run again. It connects as NATS_USER (admin) to NATS_URL with the
+NATS_* credentials, else with the admin nkey "launchready dev" keeps in
+<data>/nats/admin.nk. Exits 1 on failure, 2 on bad usage.
+
+`
+
+// Main runs the command; args follow the word "provision".
+func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("provision", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	dataDir := fs.String("data", ".data", `the dev data directory holding nats/admin.nk`)
+	timeout := fs.Duration("timeout", 2*time.Minute, "give up after this long (the server may still be starting)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() != 0 {
+		fs.Usage()
+		return 2
+	}
+	env := config.New(getenv)
+	streams := bus.StreamConfigFromEnv(env)
+	conn := natscreds.Conn(env, *dataDir, natsauth.Admin)
+	if err := env.Err(); err != nil {
+		fmt.Fprintf(stderr, "launchready provision: %v\n", err)
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	if err := bus.Provision(ctx, conn, streams, nil); err != nil {
+		fmt.Fprintf(stderr, "launchready provision: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "provisioned %s, %s and %s on %s as %s (replicas %d, duplicate window %s, max age %s)\n",
+		bus.StreamEvents, bus.StreamDLQ, bus.StreamStatus, config.MaskURL(conn.URL), conn.User,
+		max(streams.Replicas, 1), streams.DuplicateWindow, streams.MaxAge)
+	return 0
+}
