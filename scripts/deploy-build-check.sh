@@ -6,7 +6,7 @@
 # A missing replace, an incomplete go.sum or an import of anything the image
 # does not copy fails here as it would fail in `docker build`.
 #
-#   scripts/deploy-build-check.sh                 all four services
+#   scripts/deploy-build-check.sh                 every image: the four services and provision
 #   scripts/deploy-build-check.sh ingress crm-sync  some of them
 #
 # OUT=dir keeps the binaries (default: a temporary directory, removed).
@@ -15,7 +15,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SERVICES=("$@")
 if [[ ${#SERVICES[@]} -eq 0 ]]; then
-	SERVICES=(ingress billing-state crm-sync support-notify)
+	SERVICES=(ingress billing-state crm-sync support-notify provision)
 fi
 
 SCRATCH="$(mktemp -d)"

@@ -16,6 +16,7 @@ require (
 	github.com/launchready/launchready/services/billing-state v0.0.0
 	github.com/launchready/launchready/services/crm-sync v0.0.0
 	github.com/launchready/launchready/services/ingress v0.0.0
+	github.com/launchready/launchready/services/provision v0.0.0
 	github.com/launchready/launchready/services/support-notify v0.0.0
 	github.com/nats-io/nats.go v1.55.0
 	google.golang.org/grpc v1.85.0
@@ -79,5 +80,6 @@ replace (
 	github.com/launchready/launchready/services/billing-state => ../billing-state
 	github.com/launchready/launchready/services/crm-sync => ../crm-sync
 	github.com/launchready/launchready/services/ingress => ../ingress
+	github.com/launchready/launchready/services/provision => ../provision
 	github.com/launchready/launchready/services/support-notify => ../support-notify
 )

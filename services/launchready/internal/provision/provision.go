@@ -1,8 +1,6 @@
-// Package provision is `launchready provision`: create the streams, or
-// bring them to the NATS_* stream settings, as the admin user. It runs once
-// per deployment before the services start (a Kubernetes Job, a one-off
-// compose service, and `launchready dev` at its own start); the services'
-// users may not create streams, and each service waits for them.
+// Package provision is `launchready provision`: the provisioning step
+// (package services/provision) from an operator's shell, with the admin
+// credentials found as every command finds them (package natscreds).
 package provision
 
 import (
@@ -17,6 +15,7 @@ import (
 	"github.com/launchready/launchready/pkg/config"
 	"github.com/launchready/launchready/pkg/natsauth"
 	"github.com/launchready/launchready/services/launchready/internal/natscreds"
+	"github.com/launchready/launchready/services/provision"
 )
 
 const usage = `usage: launchready provision [--data DIR] [--timeout D]
@@ -37,7 +36,7 @@ func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stde
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
 	}
-	dataDir := fs.String("data", ".data", `the dev data directory holding nats/admin.nk`)
+	dataDir := fs.String("data", ".data", "the dev data directory holding nats/admin.nk")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up after this long (the server may still be starting)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -50,20 +49,20 @@ func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stde
 		return 2
 	}
 	env := config.New(getenv)
-	streams := bus.StreamConfigFromEnv(env)
-	conn := natscreds.Conn(env, *dataDir, natsauth.Admin)
+	cfg := provision.Config{
+		NATS:    natscreds.Conn(env, *dataDir, natsauth.Admin),
+		Streams: bus.StreamConfigFromEnv(env),
+		Timeout: *timeout,
+	}
 	if err := env.Err(); err != nil {
 		fmt.Fprintf(stderr, "launchready provision: %v\n", err)
 		return 2
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	if err := bus.Provision(ctx, conn, streams, nil); err != nil {
+	if err := provision.Run(ctx, cfg); err != nil {
 		fmt.Fprintf(stderr, "launchready provision: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "provisioned %s, %s and %s on %s as %s (replicas %d, duplicate window %s, max age %s)\n",
-		bus.StreamEvents, bus.StreamDLQ, bus.StreamStatus, config.MaskURL(conn.URL), conn.User,
-		max(streams.Replicas, 1), streams.DuplicateWindow, streams.MaxAge)
+	fmt.Fprintf(stdout, "provisioned %s, %s and %s on %s as %s\n",
+		bus.StreamEvents, bus.StreamDLQ, bus.StreamStatus, config.MaskURL(cfg.NATS.URL), cfg.NATS.User)
 	return 0
 }
