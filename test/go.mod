@@ -139,6 +139,7 @@ require (
 	github.com/launchready/launchready/services/billing-state v0.0.0
 	github.com/launchready/launchready/services/crm-sync v0.0.0
 	github.com/launchready/launchready/services/ingress v0.0.0
+	github.com/launchready/launchready/services/provision v0.0.0
 	github.com/launchready/launchready/services/support-notify v0.0.0
 	go.yaml.in/yaml/v2 v2.4.4 // indirect
 	k8s.io/api v0.37.2
@@ -152,6 +153,8 @@ replace (
 )
 
 replace github.com/launchready/launchready/services/ingress => ../services/ingress
+
+replace github.com/launchready/launchready/services/provision => ../services/provision
 
 replace github.com/launchready/launchready/services/billing-state => ../services/billing-state
 

@@ -41,7 +41,7 @@ var runtimeVars = map[string]bool{"GOMAXPROCS": true, "GOMEMLIMIT": true, "GOGC"
 // deploymentCritical are variables with defaults that only fit a developer's
 // machine (127.0.0.1, no tracing): every deployment must set them, for each
 // service that reads them.
-var deploymentCritical = []string{"NATS_URL", "DATABASE_URL", "OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_ENDPOINT", "LOG_LEVEL"}
+var deploymentCritical = []string{"NATS_URL", "NATS_PASSWORD", "DATABASE_URL", "OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_ENDPOINT", "LOG_LEVEL"}
 
 // providerVariants switch each optional integration on, so that variables a
 // service reads only for one provider are recorded too.
@@ -82,7 +82,7 @@ func secretSample(t *testing.T, key string) string {
 		return "mobile=" + randomHex(16) + ":read,ops=" + randomHex(16) + ":read+admin"
 	case "STRIPE_API_KEY":
 		return "sk_test_" + randomHex(16)
-	case "HUBSPOT_TOKEN", "CRM_WEBHOOK_SECRET", "ZENDESK_API_TOKEN":
+	case "HUBSPOT_TOKEN", "CRM_WEBHOOK_SECRET", "ZENDESK_API_TOKEN", "NATS_PASSWORD":
 		return randomHex(16)
 	case "CRM_WEBHOOK_URL":
 		return "https://crm.invalid/hooks/" + randomHex(4)

@@ -11,6 +11,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -48,6 +49,7 @@ type overlayObjects struct {
 	Namespace       string
 	Workloads       map[string]workload // by name
 	Deployments     map[string]*appsv1.Deployment
+	Jobs            map[string]*batchv1.Job
 	Services        map[string]*corev1.Service
 	ServiceAccounts map[string]*corev1.ServiceAccount
 	ConfigMaps      map[string]*corev1.ConfigMap
@@ -62,6 +64,7 @@ func objectsOf(t *testing.T, overlay string) overlayObjects {
 		Name:            overlay,
 		Workloads:       map[string]workload{},
 		Deployments:     map[string]*appsv1.Deployment{},
+		Jobs:            map[string]*batchv1.Job{},
 		Services:        map[string]*corev1.Service{},
 		ServiceAccounts: map[string]*corev1.ServiceAccount{},
 		ConfigMaps:      map[string]*corev1.ConfigMap{},
@@ -75,6 +78,12 @@ func objectsOf(t *testing.T, overlay string) overlayObjects {
 			o.Workloads[v.Name] = workload{Kind: "Deployment", Name: v.Name, Template: v.Spec.Template, Selector: v.Spec.Selector}
 		case *appsv1.StatefulSet:
 			o.Workloads[v.Name] = workload{Kind: "StatefulSet", Name: v.Name, Template: v.Spec.Template, Selector: v.Spec.Selector}
+		case *batchv1.Job:
+			// A Job's pods carry no selector of their own: they are matched
+			// by their labels, as the policies match them.
+			o.Jobs[v.Name] = v
+			o.Workloads[v.Name] = workload{Kind: "Job", Name: v.Name, Template: v.Spec.Template,
+				Selector: &metav1.LabelSelector{MatchLabels: v.Spec.Template.Labels}}
 		case *corev1.Service:
 			o.Services[v.Name] = v
 		case *corev1.ServiceAccount:
@@ -285,7 +294,8 @@ func TestK8sPodSecurity(t *testing.T) {
 				if _, ok := c.Resources.Limits[corev1.ResourceMemory]; !ok {
 					t.Errorf("%s: no memory limit", cname)
 				}
-				if c.LivenessProbe == nil || c.ReadinessProbe == nil {
+				// A Job's container runs to completion: nothing to probe.
+				if w.Kind != "Job" && (c.LivenessProbe == nil || c.ReadinessProbe == nil) {
 					t.Errorf("%s: needs liveness and readiness probes", cname)
 				}
 				if !strings.Contains(c.Image, ":") || strings.HasSuffix(c.Image, ":latest") && overlay == "prod" {

@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/launchready/launchready/pkg/natsauth"
 )
 
 // natsChartValues is the part of the official NATS chart's values schema
@@ -152,21 +154,28 @@ func TestDevNATSSingleNode(t *testing.T) {
 // The NATS server the project pins parses the dev server config and the
 // prod JetStream setting, so neither fails only when a pod starts.
 func TestNATSServerAcceptsConfigs(t *testing.T) {
-	var devConf string
+	var files map[string]string
 	for _, d := range inOverlay(t, "dev") {
 		if cm, ok := d.obj.(*corev1.ConfigMap); ok && strings.HasPrefix(cm.Name, "nats-config") {
-			devConf = cm.Data["nats.conf"]
+			files = cm.Data
 		}
 	}
-	if devConf == "" {
+	if files["nats.conf"] == "" {
 		t.Fatal("dev renders no nats.conf")
 	}
+	// The ConfigMap is mounted as a directory: nats.conf includes the
+	// files beside it.
 	dir := t.TempDir()
-	t.Setenv("POD_NAME", "nats-0")
-	path := filepath.Join(dir, "dev.conf")
-	if err := os.WriteFile(path, []byte(devConf), 0o600); err != nil {
-		t.Fatal(err)
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
+	t.Setenv("POD_NAME", "nats-0")
+	for _, user := range natsauth.Names() {
+		t.Setenv(natsauth.PasswordVar(user), "pw-"+user)
+	}
+	path := filepath.Join(dir, "nats.conf")
 	opts, err := server.ProcessConfigFile(path)
 	if err != nil {
 		t.Fatalf("dev nats.conf: %v", err)
@@ -176,6 +185,9 @@ func TestNATSServerAcceptsConfigs(t *testing.T) {
 	}
 	if opts.SyncAlways || opts.SyncInterval != 2*time.Minute {
 		t.Errorf("dev nats.conf: sync_interval %v (always=%v), want the 2m default written out", opts.SyncInterval, opts.SyncAlways)
+	}
+	if len(opts.Users) != len(natsauth.Names()) || opts.NoAuthUser != "" {
+		t.Errorf("dev nats.conf: %d users (no_auth_user %q), want every user of pkg/natsauth and no anonymous access", len(opts.Users), opts.NoAuthUser)
 	}
 
 	// What the chart renders from the prod values' jetstream.merge.
