@@ -162,17 +162,7 @@ func TestPermissions(t *testing.T) {
 
 	t.Run(natsauth.Backfill, func(t *testing.T) {
 		c := dial(natsauth.Backfill)
-		if _, err := bus.NewPublisher(c.JS, nil).PublishEvent(testCtx(t), &billingv1.BillingEvent{EventId: "evt_backfill", Type: "customer.subscription.updated"}); err != nil {
-			t.Fatalf("backfill publish: %v", err)
-		}
-		c.NoViolations(t)
-		c.DeniedSubscribe(t, bus.EventsPrefix+">")
-		c.DeniedPublish(t, bus.StatusSubject("cus_1"), []byte("x"))
-		c.DeniedPublish(t, bus.ReplaySubject(natsauth.BillingState, "invoice.paid"), []byte("x"))
-		c.DeniedCall(t, "$JS.API.STREAM.INFO.BILLING_EVENTS", func(ctx context.Context) error {
-			_, err := c.JS.Stream(ctx, bus.StreamEvents)
-			return err
-		})
+		natsauthtest.CheckBackfill(t, c, "evt_backfill")
 		deniedJetStream(t, c, natsauth.Backfill)
 	})
 
@@ -202,10 +192,7 @@ func TestPermissions(t *testing.T) {
 			t.Errorf("account info: %v", err)
 		}
 		reader.NoViolations(t)
-		reader.DeniedCall(t, "$JS.API.STREAM.MSG.GET.BILLING_EVENTS", func(ctx context.Context) error {
-			_, err := reader.NC.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.BILLING_EVENTS", []byte(`{"seq":1}`))
-			return err
-		})
+		reader.DeniedRequest(t, "$JS.API.STREAM.MSG.GET.BILLING_EVENTS", []byte(`{"seq":1}`))
 		reader.DeniedSubscribe(t, bus.EventsPrefix+">")
 		reader.DeniedPublish(t, bus.EventSubject("invoice.paid"), []byte("forged"))
 		deniedJetStream(t, reader, natsauth.Reader)
@@ -246,10 +233,7 @@ func TestPermissions(t *testing.T) {
 			_, err := admin.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{Durable: "admin", AckPolicy: jetstream.AckExplicitPolicy})
 			return err
 		})
-		admin.DeniedCall(t, "$JS.API.STREAM.MSG.GET.BILLING_EVENTS", func(ctx context.Context) error {
-			_, err := admin.NC.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.BILLING_EVENTS", []byte(`{"seq":1}`))
-			return err
-		})
+		admin.DeniedRequest(t, "$JS.API.STREAM.MSG.GET.BILLING_EVENTS", []byte(`{"seq":1}`))
 		admin.DeniedCall(t, "$JS.API.STREAM.CREATE.OTHER", func(ctx context.Context) error {
 			_, err := admin.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"other.>"}})
 			return err
@@ -263,21 +247,14 @@ func deniedJetStream(t *testing.T, c *natsauthtest.Client, user string) {
 	t.Helper()
 	for _, s := range []string{bus.StreamEvents, bus.StreamDLQ} {
 		for _, op := range []string{"PURGE", "DELETE"} {
-			subject := "$JS.API.STREAM." + op + "." + s
-			c.DeniedCall(t, subject, func(ctx context.Context) error {
-				_, err := c.NC.RequestWithContext(ctx, subject, nil)
-				return err
-			})
+			c.DeniedRequest(t, "$JS.API.STREAM."+op+"."+s, nil)
 		}
 	}
 	c.DeniedCall(t, "$JS.API.STREAM.UPDATE.BILLING_EVENTS", func(ctx context.Context) error {
 		_, err := c.JS.UpdateStream(ctx, jetstream.StreamConfig{Name: bus.StreamEvents, Subjects: []string{">"}})
 		return err
 	})
-	c.DeniedCall(t, "$JS.API.STREAM.MSG.GET.BILLING_DLQ", func(ctx context.Context) error {
-		_, err := c.NC.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.BILLING_DLQ", []byte(`{"seq":1}`))
-		return err
-	})
+	c.DeniedRequest(t, "$JS.API.STREAM.MSG.GET.BILLING_DLQ", []byte(`{"seq":1}`))
 	if user != natsauth.Ingress && !slices.Contains(consumerUsers, user) {
 		return
 	}

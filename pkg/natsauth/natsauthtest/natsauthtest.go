@@ -17,6 +17,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+
 	"github.com/launchready/launchready/pkg/bus"
 )
 
@@ -164,6 +166,41 @@ func (c *Client) DeniedCall(t testing.TB, subject string, call func(ctx context.
 	if err := <-done; err == nil {
 		t.Errorf("%s: the call on %s succeeded after the server refused it", c.User, subject)
 	}
+}
+
+// DeniedRequest sends a request to subject (a JetStream API subject, say)
+// and requires the server to refuse it.
+func (c *Client) DeniedRequest(t testing.TB, subject string, body []byte) {
+	t.Helper()
+	c.DeniedCall(t, subject, func(ctx context.Context) error {
+		_, err := c.NC.RequestWithContext(ctx, subject, body)
+		return err
+	})
+}
+
+// CheckBackfill requires c, as the backfill user, to publish an event with
+// its PubAck and to be refused everything else it might try: reading
+// events, stream state, statuses, replays, purges.
+func CheckBackfill(t testing.TB, c *Client, eventID string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*verdictWait)
+	defer cancel()
+	if _, err := bus.NewPublisher(c.JS, nil).PublishEvent(ctx, &billingv1.BillingEvent{EventId: eventID, Type: "invoice.paid"}); err != nil {
+		t.Fatalf("%s: publish an event: %v", c.User, err)
+	}
+	c.NoViolations(t)
+	c.DeniedSubscribe(t, bus.EventsPrefix+">")
+	c.DeniedPublish(t, bus.StatusSubject("cus_"+eventID), []byte("x"))
+	c.DeniedPublish(t, bus.ReplaySubject("billing-state", "invoice.paid"), []byte("x"))
+	c.DeniedCall(t, "$JS.API.STREAM.INFO."+bus.StreamEvents, func(ctx context.Context) error {
+		_, err := c.JS.Stream(ctx, bus.StreamEvents)
+		return err
+	})
+	c.DeniedRequest(t, "$JS.API.STREAM.PURGE."+bus.StreamEvents, nil)
+	c.DeniedCall(t, "$JS.API.CONSUMER.CREATE."+bus.StreamEvents+".backfill", func(ctx context.Context) error {
+		_, err := c.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{Durable: "backfill", AckPolicy: jetstream.AckExplicitPolicy})
+		return err
+	})
 }
 
 // NoViolations fails the test if the server refused anything so far: for
