@@ -113,6 +113,13 @@ func TestPermissions(t *testing.T) {
 			for _, d := range natsauth.Durables(user) {
 				runDurable(t, c, reader, admin, d, publish)
 			}
+			// nats.go's other form of the create request, for a durable
+			// with one filter subject: the subject carries the filter.
+			first := natsauth.Durables(user)[0]
+			if _, err := c.JS.CreateOrUpdateConsumer(testCtx(t), bus.StreamEvents, jetstream.ConsumerConfig{
+				Durable: first, AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: bus.EventsPrefix + ">"}); err != nil {
+				t.Errorf("%s: update with one filter subject: %v", first, err)
+			}
 			c.NoViolations(t)
 
 			c.DeniedPublish(t, bus.EventSubject("invoice.paid"), []byte("forged"))
@@ -188,9 +195,7 @@ func TestPermissions(t *testing.T) {
 		if names.Err() != nil || !slices.Contains(got, natsauth.CRMSync) {
 			t.Errorf("consumer names %v: %v", got, names.Err())
 		}
-		if _, err := reader.JS.AccountInfo(ctx); err != nil {
-			t.Errorf("account info: %v", err)
-		}
+		readsState(t, reader)
 		reader.NoViolations(t)
 		reader.DeniedRequest(t, "$JS.API.STREAM.MSG.GET.BILLING_EVENTS", []byte(`{"seq":1}`))
 		reader.DeniedSubscribe(t, bus.EventsPrefix+">")
@@ -224,6 +229,14 @@ func TestPermissions(t *testing.T) {
 		if err := admin.JS.DeleteConsumer(ctx, bus.StreamEvents, natsauth.CRMSync); err != nil {
 			t.Fatalf("delete consumer: %v", err)
 		}
+		readsState(t, admin)
+		// Tear down and make again: delete and create.
+		if err := admin.JS.DeleteStream(ctx, bus.StreamStatus); err != nil {
+			t.Fatalf("delete stream: %v", err)
+		}
+		if err := bus.ProvisionStreams(ctx, admin.JS, bus.StreamConfig{}); err != nil {
+			t.Fatalf("provision after a delete: %v", err)
+		}
 		admin.NoViolations(t)
 
 		// The admin operates the streams; it does not speak for Stripe.
@@ -239,6 +252,44 @@ func TestPermissions(t *testing.T) {
 			return err
 		})
 	})
+}
+
+// readsState lists what the operator tools read: account, streams and
+// their consumers, names and full info.
+func readsState(t *testing.T, c *natsauthtest.Client) {
+	t.Helper()
+	ctx := testCtx(t)
+	if _, err := c.JS.AccountInfo(ctx); err != nil {
+		t.Errorf("%s: account info: %v", c.User, err)
+	}
+	names := c.JS.StreamNames(ctx)
+	n := 0
+	for range names.Name() {
+		n++
+	}
+	if names.Err() != nil || n != 3 {
+		t.Errorf("%s: %d stream names (%v), want 3", c.User, n, names.Err())
+	}
+	infos := c.JS.ListStreams(ctx)
+	n = 0
+	for range infos.Info() {
+		n++
+	}
+	if infos.Err() != nil || n != 3 {
+		t.Errorf("%s: %d streams listed (%v), want 3", c.User, n, infos.Err())
+	}
+	st, err := c.JS.Stream(ctx, bus.StreamEvents)
+	if err != nil {
+		t.Fatalf("%s: %v", c.User, err)
+	}
+	cons := st.ListConsumers(ctx)
+	n = 0
+	for range cons.Info() {
+		n++
+	}
+	if cons.Err() != nil || n == 0 {
+		t.Errorf("%s: %d consumers listed (%v)", c.User, n, cons.Err())
+	}
 }
 
 // deniedJetStream is what no user but admin may do to the streams: purge,
