@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/pkg/natsauth"
 	"github.com/launchready/launchready/pkg/natstest"
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
@@ -67,12 +68,13 @@ func setup(t *testing.T, o setupOptions) *bundle {
 		t.Fatal(err)
 	}
 	ns := natstest.Start(t)
-	b.watchConn, _, err = bus.Connect(ctx, ns.URL(), "watch", nil)
+	// Both as billing-state's user: it watches and publishes status changes.
+	b.watchConn, _, err = bus.Connect(ctx, ns.Conn(natsauth.BillingState), "watch", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.watchConn.Close)
-	b.publisher, _, err = bus.Connect(ctx, ns.URL(), "publisher", nil)
+	b.publisher, _, err = bus.Connect(ctx, ns.Conn(natsauth.BillingState), "publisher", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
