@@ -72,9 +72,10 @@ func TestConnConfigFromEnv(t *testing.T) {
 // authenticates; never a password or token, in the URL or beside it.
 func TestConnConfigLogsNoSecret(t *testing.T) {
 	for name, c := range map[string]bus.ConnConfig{
-		"password": {URL: "nats://nats:4222", User: "ingress", Password: "hunter2hunter2hunter2"},
-		"token":    {URL: "nats://nats:4222", Token: "hunter2hunter2hunter2"},
-		"url":      {URL: "nats://ingress:hunter2hunter2hunter2@a:4222,nats://ingress:hunter2hunter2hunter2@b:4222"},
+		"password":  {URL: "nats://nats:4222", User: "ingress", Password: "hunter2hunter2hunter2"},
+		"token":     {URL: "nats://nats:4222", Token: "hunter2hunter2hunter2"},
+		"url":       {URL: "nats://ingress:hunter2hunter2hunter2@a:4222,nats://ingress:hunter2hunter2hunter2@b:4222"},
+		"url token": {URL: "nats://hunter2hunter2hunter2@nats:4222"},
 	} {
 		var buf bytes.Buffer
 		slog.New(slog.NewJSONHandler(&buf, nil)).Info("start", "nats", c)
