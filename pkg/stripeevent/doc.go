@@ -25,5 +25,11 @@
 // charge.dispute.* events carry a dispute and charge.refund.updated a refund,
 // and Stripe adds event types more often than object types. Events of types
 // it does not know still get the envelope, the object type and id, and the
-// customer when the object names one.
+// customer when the object names one (each only when it has the shape of a
+// Stripe id).
+//
+// CheckPlausible holds a normalised event to what Stripe sends: a type of
+// dot-separated lowercase words and Stripe-shaped ids. ParseSignature checks
+// the header's shape without the body, so a caller can refuse a request
+// before reading it.
 package stripeevent

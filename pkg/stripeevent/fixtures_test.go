@@ -57,7 +57,13 @@ func TestFixtureEnvelopesNormalize(t *testing.T) {
 				checks = append(checks, struct{ field, got, want string }{"status", ev.GetStatus(), e.ObjectStatus})
 			}
 			if e.ObjectCustomer != "" {
-				checks = append(checks, struct{ field, got, want string }{"customer_id", ev.GetCustomerId(), e.ObjectCustomer})
+				want := e.ObjectCustomer
+				// A few captures were redacted ("cus_Mt3..."); on objects
+				// Normalize does not map, such an id is left out.
+				if !objectTypesWithStatus[e.ObjectType] && e.ObjectType != "customer" && !stripeevent.IsStripeID(want) {
+					want = ""
+				}
+				checks = append(checks, struct{ field, got, want string }{"customer_id", ev.GetCustomerId(), want})
 			}
 			for _, c := range checks {
 				if c.got != c.want {

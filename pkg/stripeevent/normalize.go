@@ -80,6 +80,16 @@ func Normalize(raw []byte) (*billingv1.BillingEvent, error) {
 		// Unknown objects: only what every consumer can rely on. A status or
 		// amount of an object type nobody maps would invite misreading.
 		ev.CustomerId = obj.Customer.ID
+		// Nobody applies these objects, so an id that is not Stripe's shape
+		// (an account-chosen plan or coupon id, a redacted capture) is left
+		// out rather than failing the event; raw_json keeps it. The ids of
+		// mapped objects are held to CheckPlausible instead.
+		if !IsStripeID(ev.ObjectId) {
+			ev.ObjectId = ""
+		}
+		if !IsStripeID(ev.CustomerId) {
+			ev.CustomerId = ""
+		}
 	}
 	return ev, nil
 }

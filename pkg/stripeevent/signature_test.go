@@ -56,7 +56,14 @@ func TestVerify(t *testing.T) {
 		{name: "timestamp not a number", header: "t=yesterday,v1=" + sigOf(signed), secrets: []string{secret}, now: now, want: stripeevent.ErrMalformedHeader},
 		{name: "two timestamps", header: fmt.Sprintf("t=%d,t=%d,v1=%s", now.Unix(), now.Unix(), sigOf(signed)), secrets: []string{secret}, now: now, want: stripeevent.ErrMalformedHeader},
 		{name: "not key=value", header: "garbage", secrets: []string{secret}, now: now, want: stripeevent.ErrMalformedHeader},
-		{name: "v1 not hex", header: fmt.Sprintf("t=%d,v1=%s", now.Unix(), strings.Repeat("zz", 32)), secrets: []string{secret}, now: now, want: stripeevent.ErrBadSignature},
+		{name: "v1 not hex", header: fmt.Sprintf("t=%d,v1=%s", now.Unix(), strings.Repeat("zz", 32)), secrets: []string{secret}, now: now, want: stripeevent.ErrMalformedHeader},
+		{name: "v1 too short", header: fmt.Sprintf("t=%d,v1=%s", now.Unix(), strings.Repeat("ab", 31)), secrets: []string{secret}, now: now, want: stripeevent.ErrMalformedHeader},
+		{name: "a bad v1 next to a good one", header: fmt.Sprintf("t=%d,v1=zz,v1=%s", now.Unix(), sigOf(signed)), secrets: []string{secret}, now: now},
+		{name: "signed timestamp", header: fmt.Sprintf("t=+%d,v1=%s", now.Unix(), sigOf(signed)), secrets: []string{secret}, now: now, want: stripeevent.ErrMalformedHeader},
+		{name: "negative timestamp", header: "t=-1,v1=" + sigOf(signed), secrets: []string{secret}, now: now, want: stripeevent.ErrMalformedHeader},
+		{name: "timestamp out of range", header: "t=99999999999999999999,v1=" + sigOf(signed), secrets: []string{secret}, now: now, want: stripeevent.ErrMalformedHeader},
+		{name: "header too long", header: signed + ",v0=" + strings.Repeat("0", stripeevent.MaxSignatureHeaderLen), secrets: []string{secret}, now: now, want: stripeevent.ErrMalformedHeader},
+		{name: "header at the length bound", header: signed + ",x=" + strings.Repeat("0", stripeevent.MaxSignatureHeaderLen-len(signed)-3), secrets: []string{secret}, now: now},
 		{name: "no secrets configured", header: signed, secrets: nil, now: now, want: stripeevent.ErrBadSignature},
 		// An empty HMAC key is public knowledge: a body signed with it must
 		// not pass because a comma list had an empty element.
@@ -146,5 +153,35 @@ func TestVerifyBasilEvent(t *testing.T) {
 		ev.GetCurrentPeriodEnd().GetSeconds() != 1_748_000_000 || ev.GetStatus() != "past_due" || ev.GetPreviousStatus() != "active" {
 		t.Fatalf("basil event normalised to api_version=%q subscription=%q period_end=%d status=%q previous=%q",
 			ev.GetApiVersion(), ev.GetSubscriptionId(), ev.GetCurrentPeriodEnd().GetSeconds(), ev.GetStatus(), ev.GetPreviousStatus())
+	}
+}
+
+// TestParseSignatureNeedsNoBody: the shape and the timestamp of a header
+// are judged before any body exists, and the parsed header then verifies
+// the body exactly as Verify does.
+func TestParseSignatureNeedsNoBody(t *testing.T) {
+	secret := newSecret(t)
+	now := time.Unix(1_700_000_000, 0)
+	sig, err := stripeevent.ParseSignature(stripeevent.Sign(testPayload, secret, now))
+	if err != nil {
+		t.Fatalf("ParseSignature: %v", err)
+	}
+	if sig.Timestamp() != now.Unix() {
+		t.Fatalf("timestamp %d, want %d", sig.Timestamp(), now.Unix())
+	}
+	if err := sig.CheckTimestamp(tolerance, now.Add(tolerance+time.Second)); !errors.Is(err, stripeevent.ErrStaleTimestamp) {
+		t.Fatalf("CheckTimestamp past the tolerance: %v, want ErrStaleTimestamp", err)
+	}
+	if err := sig.CheckTimestamp(tolerance, now.Add(-tolerance-time.Second)); !errors.Is(err, stripeevent.ErrFutureTimestamp) {
+		t.Fatalf("CheckTimestamp before the signing: %v, want ErrFutureTimestamp", err)
+	}
+	if err := sig.Verify(testPayload, []string{secret}, tolerance, now); err != nil {
+		t.Fatalf("Signature.Verify: %v", err)
+	}
+	if err := sig.Verify(append([]byte(" "), testPayload...), []string{secret}, tolerance, now); !errors.Is(err, stripeevent.ErrBadSignature) {
+		t.Fatalf("Signature.Verify of another body: %v, want ErrBadSignature", err)
+	}
+	if err := (stripeevent.Signature{}).Verify(testPayload, []string{secret}, tolerance, time.Unix(0, 0)); !errors.Is(err, stripeevent.ErrBadSignature) {
+		t.Fatalf("the zero Signature verified: %v", err)
 	}
 }
