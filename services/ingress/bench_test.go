@@ -30,6 +30,7 @@ func BenchmarkAcceptedEvent(b *testing.B) {
 		for pb.Next() {
 			body := bytes.Replace(payload, []byte(`"evt_bench_template"`), []byte(`"evt_b_`+strconv.FormatInt(seq.Add(1), 10)+`"`), 1)
 			req, _ := http.NewRequest(http.MethodPost, bb.base+"/webhooks/stripe", bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json; charset=utf-8")
 			req.Header.Set("Stripe-Signature", stripeevent.Sign(body, bb.secrets[0], time.Now()))
 			resp, err := client.Do(req)
 			if err != nil {

@@ -22,6 +22,9 @@ func TestConfigFromEnvDefaults(t *testing.T) {
 	if cfg.NATSURL.URL != "nats://127.0.0.1:4222" || cfg.NATSURL.User != "ingress" {
 		t.Fatalf("NATS_URL default %q, user %q", cfg.NATSURL.URL, cfg.NATSURL.User)
 	}
+	if cfg.MaxInflight != 32 || cfg.InflightWait != 500*time.Millisecond || cfg.ReadTimeout != 10*time.Second {
+		t.Fatalf("in-flight defaults: max %d wait %s read timeout %s", cfg.MaxInflight, cfg.InflightWait, cfg.ReadTimeout)
+	}
 }
 
 func TestConfigFromEnvReadsEverything(t *testing.T) {
@@ -33,9 +36,15 @@ func TestConfigFromEnvReadsEverything(t *testing.T) {
 		"WEBHOOK_MAX_BODY":      "2048",
 		"WEBHOOK_TOLERANCE":     "1m",
 		"PUBLISH_TIMEOUT":       "250ms",
+		"WEBHOOK_MAX_INFLIGHT":  "8",
+		"WEBHOOK_INFLIGHT_WAIT": "2s",
+		"WEBHOOK_READ_TIMEOUT":  "3s",
 	}))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if cfg.MaxInflight != 8 || cfg.InflightWait != 2*time.Second || cfg.ReadTimeout != 3*time.Second {
+		t.Fatalf("in-flight settings: max %d wait %s read timeout %s", cfg.MaxInflight, cfg.InflightWait, cfg.ReadTimeout)
 	}
 	if len(cfg.Secrets) != 2 || cfg.Secrets[0].Reveal() != "whsec_one" || cfg.Secrets[1].Reveal() != "whsec_two" {
 		t.Fatalf("secrets: %d", len(cfg.Secrets))
@@ -48,15 +57,19 @@ func TestConfigFromEnvReadsEverything(t *testing.T) {
 
 func TestConfigFromEnvReportsEveryProblem(t *testing.T) {
 	_, err := ingress.ConfigFromEnv(config.Map(map[string]string{
-		"STRIPE_LIVEMODE":   "prod",
-		"WEBHOOK_MAX_BODY":  "-1",
-		"WEBHOOK_TOLERANCE": "soon",
-		"PUBLISH_TIMEOUT":   "0s",
+		"STRIPE_LIVEMODE":       "prod",
+		"WEBHOOK_MAX_BODY":      "-1",
+		"WEBHOOK_TOLERANCE":     "soon",
+		"PUBLISH_TIMEOUT":       "0s",
+		"WEBHOOK_MAX_INFLIGHT":  "0",
+		"WEBHOOK_INFLIGHT_WAIT": "-1s",
+		"WEBHOOK_READ_TIMEOUT":  "0s",
 	}))
 	if err == nil {
 		t.Fatal("want an error")
 	}
-	for _, want := range []string{"STRIPE_WEBHOOK_SECRET", "STRIPE_LIVEMODE", "WEBHOOK_MAX_BODY", "WEBHOOK_TOLERANCE", "PUBLISH_TIMEOUT"} {
+	for _, want := range []string{"STRIPE_WEBHOOK_SECRET", "STRIPE_LIVEMODE", "WEBHOOK_MAX_BODY", "WEBHOOK_TOLERANCE", "PUBLISH_TIMEOUT",
+		"WEBHOOK_MAX_INFLIGHT", "WEBHOOK_INFLIGHT_WAIT", "WEBHOOK_READ_TIMEOUT"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not name %s", err, want)
 		}

@@ -50,6 +50,15 @@ type Config struct {
 	// PublishTimeout is PUBLISH_TIMEOUT: how long a request waits for a
 	// PubAck before answering 503.
 	PublishTimeout time.Duration
+	// MaxInflight is WEBHOOK_MAX_INFLIGHT: requests reading a body,
+	// verifying or publishing at once, half of them kept for short bodies.
+	MaxInflight int
+	// InflightWait is WEBHOOK_INFLIGHT_WAIT: how long a request waits for
+	// a slot before it is answered 503.
+	InflightWait time.Duration
+	// ReadTimeout is WEBHOOK_READ_TIMEOUT: the longest one body may take
+	// to arrive once it has a slot.
+	ReadTimeout time.Duration
 	// Streams are the NATS_* stream settings: the provisioning step applies
 	// them; at start the service waits for the streams and says when the
 	// provisioned ones differ.
@@ -80,6 +89,9 @@ const (
 	DefaultMaxBody        = 1 << 20
 	DefaultTolerance      = 300 * time.Second
 	DefaultPublishTimeout = 5 * time.Second
+	DefaultMaxInflight    = webhook.DefaultMaxInflight
+	DefaultInflightWait   = webhook.DefaultInflightWait
+	DefaultReadTimeout    = webhook.DefaultReadTimeout
 )
 
 // WithLogger returns the configuration with its logs going to log.
@@ -89,7 +101,8 @@ func (c Config) WithLogger(log *slog.Logger) Config {
 }
 
 // ConfigFromEnv reads INGRESS_ADDR, NATS_URL and its credentials, STRIPE_WEBHOOK_SECRET,
-// STRIPE_LIVEMODE, WEBHOOK_MAX_BODY, WEBHOOK_TOLERANCE, PUBLISH_TIMEOUT, the
+// STRIPE_LIVEMODE, WEBHOOK_MAX_BODY, WEBHOOK_TOLERANCE, PUBLISH_TIMEOUT,
+// WEBHOOK_MAX_INFLIGHT, WEBHOOK_INFLIGHT_WAIT, WEBHOOK_READ_TIMEOUT, the
 // NATS_* stream settings and the OTEL_* variables.
 func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	e := config.New(getenv)
@@ -100,6 +113,9 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 		MaxBody:        e.Int64("WEBHOOK_MAX_BODY", DefaultMaxBody),
 		Tolerance:      e.Duration("WEBHOOK_TOLERANCE", DefaultTolerance),
 		PublishTimeout: e.Duration("PUBLISH_TIMEOUT", DefaultPublishTimeout),
+		MaxInflight:    e.Int("WEBHOOK_MAX_INFLIGHT", DefaultMaxInflight),
+		InflightWait:   e.Duration("WEBHOOK_INFLIGHT_WAIT", DefaultInflightWait),
+		ReadTimeout:    e.Duration("WEBHOOK_READ_TIMEOUT", DefaultReadTimeout),
 		Streams:        bus.StreamConfigFromEnv(e),
 		Telemetry:      telemetry.ConfigFromEnv(e, ServiceName),
 	}
@@ -117,6 +133,15 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	}
 	if cfg.PublishTimeout <= 0 {
 		e.Fail("PUBLISH_TIMEOUT: must be positive, got %s", cfg.PublishTimeout)
+	}
+	if cfg.MaxInflight <= 0 {
+		e.Fail("WEBHOOK_MAX_INFLIGHT: must be positive, got %d", cfg.MaxInflight)
+	}
+	if cfg.InflightWait <= 0 {
+		e.Fail("WEBHOOK_INFLIGHT_WAIT: must be positive, got %s", cfg.InflightWait)
+	}
+	if cfg.ReadTimeout <= 0 {
+		e.Fail("WEBHOOK_READ_TIMEOUT: must be positive, got %s", cfg.ReadTimeout)
 	}
 	if err := e.Err(); err != nil {
 		return Config{}, fmt.Errorf("ingress config: %w", err)
@@ -138,6 +163,9 @@ func (c Config) LogValue() slog.Value {
 		slog.Int64("max_body", c.MaxBody),
 		slog.String("tolerance", c.Tolerance.String()),
 		slog.String("publish_timeout", c.PublishTimeout.String()),
+		slog.Int("max_inflight", c.MaxInflight),
+		slog.String("inflight_wait", c.InflightWait.String()),
+		slog.String("read_timeout", c.ReadTimeout.String()),
 		slog.String("otel_endpoint", config.MaskURL(c.Telemetry.Endpoint)),
 	)
 }
@@ -205,6 +233,9 @@ func Run(ctx context.Context, cfg Config) error {
 		Livemode:       cfg.Livemode,
 		PublishTimeout: cfg.PublishTimeout,
 		RetryAfter:     cfg.PublishTimeout,
+		MaxInflight:    cfg.MaxInflight,
+		InflightWait:   cfg.InflightWait,
+		ReadTimeout:    cfg.ReadTimeout,
 	}, bus.NewPublisher(js, tel.TracerProvider(), bus.WithPublisherRegistry(reg)), metrics, log, tel.Tracer(ServiceName))
 
 	mux := http.NewServeMux()

@@ -406,6 +406,7 @@ func TestRefusalsWriteNothing(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			req.Header.Set("Content-Type", "application/json")
 			if sig := tc.sig(); sig != "" {
 				req.Header.Set("Stripe-Signature", sig)
 			}

@@ -25,6 +25,7 @@ func postTraced(t *testing.T, b *bundle, id string) string {
 	t.Helper()
 	payload := event(id, "customer.created", false)
 	a := b.do(http.MethodPost, "/webhooks/stripe", payload, http.Header{
+		"Content-Type":     {"application/json"},
 		"Stripe-Signature": {stripeevent.Sign(payload, b.secrets[0], time.Now())},
 		"Traceparent":      {callerParent},
 	})

@@ -46,6 +46,7 @@ func BenchmarkHandler(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		req := httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(payload))
+		req.Header.Set("Content-Type", "application/json; charset=utf-8")
 		req.Header.Set("Stripe-Signature", sig)
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
@@ -58,20 +59,7 @@ func BenchmarkHandler(b *testing.B) {
 // benchPayload is a real 6 KB subscription event from the shared fixtures.
 func benchPayload(b *testing.B) []byte {
 	b.Helper()
-	dir := os.Getenv("FIXTURES_DIR")
-	if dir == "" {
-		wd, _ := os.Getwd()
-		for d := wd; ; d = filepath.Dir(d) {
-			if _, err := os.Stat(filepath.Join(d, "shared", "fixtures", "stripe", "INDEX.tsv")); err == nil {
-				dir = filepath.Join(d, "shared", "fixtures", "stripe")
-				break
-			}
-			if filepath.Dir(d) == d {
-				b.Fatal("shared/fixtures/stripe not found; set FIXTURES_DIR")
-			}
-		}
-	}
-	raw, err := os.ReadFile(filepath.Join(dir, "stripe-sync-engine", "subscription_created.json"))
+	raw, err := os.ReadFile(filepath.Join(fixturesDir(b), "stripe-sync-engine", "subscription_created.json"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -99,6 +87,7 @@ func BenchmarkHandlerInstrumented(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		req := httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(payload))
+		req.Header.Set("Content-Type", "application/json; charset=utf-8")
 		req.Header.Set("Stripe-Signature", sig)
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)

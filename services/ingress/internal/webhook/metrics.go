@@ -18,7 +18,12 @@ const (
 	outcomeMethod
 	outcomeWrongMode
 	outcomeUnavailable
-	outcomeError
+	outcomeUnstorable
+	outcomeContentType
+	outcomeBusy
+	outcomeTimeout
+	outcomeImplausible
+	outcomeIgnored
 	numOutcomes
 )
 
@@ -32,7 +37,12 @@ var outcomeNames = [numOutcomes]string{
 	outcomeMethod:       "method",
 	outcomeWrongMode:    "wrong_mode",
 	outcomeUnavailable:  "unavailable",
-	outcomeError:        "error",
+	outcomeUnstorable:   "unstorable",
+	outcomeContentType:  "content_type",
+	outcomeBusy:         "busy",
+	outcomeTimeout:      "timeout",
+	outcomeImplausible:  "implausible",
+	outcomeIgnored:      "ignored",
 }
 
 func (o outcome) String() string { return outcomeNames[o] }
@@ -66,6 +76,7 @@ type Metrics struct {
 	sigFailures [numSigReasons]prometheus.Counter
 	duplicates  prometheus.Counter
 	duration    prometheus.Observer
+	inFlight    prometheus.Gauge
 }
 
 // NewMetrics registers the series on reg.
@@ -87,12 +98,16 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		Help:    "Time from request start to response, refusals included.",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .02, .05, .1, .25, .5, 1, 2.5, 5, 10},
 	})
-	for _, c := range []prometheus.Collector{requests, sig, dups, duration} {
+	inFlight := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "lr_webhook_in_flight",
+		Help: "Webhook requests holding a WEBHOOK_MAX_INFLIGHT slot: reading their body, verifying or publishing.",
+	})
+	for _, c := range []prometheus.Collector{requests, sig, dups, duration, inFlight} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
-	m := &Metrics{duplicates: dups, duration: duration}
+	m := &Metrics{duplicates: dups, duration: duration, inFlight: inFlight}
 	// Creating every child up front also exports each series at zero, so a
 	// rate() over a refusal that has not happened yet reads 0, not absent.
 	for o := range numOutcomes {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -51,6 +52,7 @@ func TestPubAckTimeoutAnswers503(t *testing.T) {
 
 	payload := []byte(`{"id":"evt_stalled","object":"event","type":"customer.created","created":1700000000,"livemode":false,"data":{"object":{"id":"cus_1","object":"customer"}}}`)
 	req := httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(payload))
+	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Stripe-Signature", stripeevent.Sign(payload, key, time.Now()))
 	rec := httptest.NewRecorder()
 	start := time.Now()
@@ -76,10 +78,18 @@ func TestPubAckTimeoutAnswers503(t *testing.T) {
 	}
 }
 
-func TestReadBodyGrowsPastItsBuffer(t *testing.T) {
+func TestReadAllGrowsPastItsBufferUpToTheLimit(t *testing.T) {
 	want := bytes.Repeat([]byte("0123456789"), 5000)
-	got, err := readBody(bytes.NewReader(want), make([]byte, 0, 16))
+	got, err := readAll(bytes.NewReader(want), make([]byte, 0, 16), int64(len(want))+1)
 	if err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("read %d bytes (%v), want %d", len(got), err, len(want))
+	}
+	if cap(got) > len(want)+1 {
+		t.Fatalf("buffer grew to %d bytes for a limit of %d", cap(got), len(want)+1)
+	}
+	_, err = readAll(bytes.NewReader(want), make([]byte, 0, 16), 100)
+	var tooBig *http.MaxBytesError
+	if !errors.As(err, &tooBig) {
+		t.Fatalf("past the limit: %v, want a MaxBytesError", err)
 	}
 }
