@@ -51,7 +51,8 @@ type Config struct {
 	// PubAck before answering 503.
 	PublishTimeout time.Duration
 	// MaxInflight is WEBHOOK_MAX_INFLIGHT: requests reading a body,
-	// verifying or publishing at once, half of them kept for short bodies.
+	// verifying or publishing at once, three quarters of them kept for short
+	// bodies.
 	MaxInflight int
 	// InflightWait is WEBHOOK_INFLIGHT_WAIT: how long a request waits for
 	// a slot before it is answered 503.

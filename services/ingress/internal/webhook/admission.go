@@ -23,15 +23,20 @@ type admission struct {
 	wait time.Duration
 }
 
-// newAdmission keeps half of max, rounded down, for short bodies. With a
-// max of 1 nothing is kept back.
-func newAdmission(max int, wait time.Duration) *admission {
+// newAdmission lets long bodies use a quarter of the slots, rounded down
+// but at least one, and keeps the rest for short bodies. A quarter because
+// each long body may be MaxBody (1 MiB by default) while a short one is at
+// most ShortBody: with the default of 32, large uploads hold 8 MiB at most.
+func newAdmission(slots int, wait time.Duration) *admission {
 	return &admission{
-		all:  make(chan struct{}, max),
-		long: make(chan struct{}, max-max/2),
+		all:  make(chan struct{}, slots),
+		long: make(chan struct{}, longSlots(slots)),
 		wait: wait,
 	}
 }
+
+// longSlots is how many of n slots bodies not known to be short may use.
+func longSlots(n int) int { return max(1, n/4) }
 
 // acquire takes the slots a request needs, waiting at most a.wait in all.
 // It reports false when the wait ran out or ctx ended first; nothing is

@@ -112,7 +112,7 @@ func TestWaitingRequestTakesAFreedSlot(t *testing.T) {
 // theirs.
 func TestShortBodiesKeepTheirShare(t *testing.T) {
 	f := newFixture(t, false, func(c *Config) {
-		c.MaxInflight = 4 // two for anything, two kept for short bodies
+		c.MaxInflight = 8 // two for anything, six kept for short bodies
 		c.ShortBody = 1024
 		c.InflightWait = 50 * time.Millisecond
 	})
@@ -162,9 +162,10 @@ func TestShortBodiesKeepTheirShare(t *testing.T) {
 	}
 }
 
-// TestAdmissionKeepsHalfForShortBodies checks the arithmetic of the shares.
-func TestAdmissionKeepsHalfForShortBodies(t *testing.T) {
-	for _, tc := range []struct{ max, long int }{{1, 1}, {2, 1}, {3, 2}, {32, 16}, {33, 17}} {
+// TestAdmissionKeepsThreeQuartersForShortBodies checks the arithmetic of
+// the shares.
+func TestAdmissionKeepsThreeQuartersForShortBodies(t *testing.T) {
+	for _, tc := range []struct{ max, long int }{{1, 1}, {2, 1}, {4, 1}, {7, 1}, {8, 2}, {32, 8}, {35, 8}} {
 		a := newAdmission(tc.max, time.Millisecond)
 		if cap(a.all) != tc.max || cap(a.long) != tc.long {
 			t.Errorf("max %d: all %d long %d, want long %d", tc.max, cap(a.all), cap(a.long), tc.long)

@@ -62,8 +62,8 @@ type Config struct {
 	RetryAfter time.Duration
 
 	// MaxInflight bounds the requests reading a body, verifying or
-	// publishing at once; half of it is kept for short bodies. Zero means
-	// DefaultMaxInflight.
+	// publishing at once; three quarters of it are kept for short bodies.
+	// Zero means DefaultMaxInflight.
 	MaxInflight int
 	// InflightWait is how long a request waits for a slot before it is
 	// answered 503. Zero means DefaultInflightWait.
@@ -79,7 +79,7 @@ type Config struct {
 
 // Defaults for the zero values of Config.
 const (
-	// DefaultMaxInflight: 16 large bodies of 1 MiB at most (16 MiB), and 16
+	// DefaultMaxInflight: 8 large bodies of 1 MiB at most (8 MiB), and 24
 	// slots that only events of up to ShortBody may use. At ingress's
 	// measured rate (~15,000 events/s at 16 concurrent clients, a few
 	// hundred microseconds each) 32 requests in flight are far more than a
@@ -106,6 +106,7 @@ type Handler struct {
 	tracer  trace.Tracer
 	now     func() time.Time
 	slots   *admission
+	large   *largeBuffers
 
 	tooLarge   []byte
 	wrongMode  []byte
@@ -129,6 +130,7 @@ func New(cfg Config, pub Publisher, m *Metrics, log *slog.Logger, tracer trace.T
 	}
 	h := &Handler{cfg: cfg, pub: pub, metrics: m, log: log, tracer: tracer, now: time.Now,
 		slots: newAdmission(cfg.MaxInflight, cfg.InflightWait)}
+	h.large = newLargeBuffers(cap(h.slots.long), cfg.MaxBody)
 	h.tooLarge = errorBody(fmt.Sprintf("body larger than %d bytes", cfg.MaxBody))
 	switch cfg.Livemode {
 	case "live":
@@ -226,16 +228,23 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 		h.slots.release(short)
 	}()
 
-	bp := bodyPool.Get().(*[]byte)
-	body, err := h.readBody(w, r, *bp)
-	defer func() {
-		// Safe to reuse once the request is answered: Normalize copies the
-		// bytes it keeps (raw_json), so nothing outlives the request.
-		if cap(body) <= maxPooled {
-			*bp = body[:0]
-			bodyPool.Put(bp)
-		}
-	}()
+	// The buffer is reused once the request is answered: Normalize copies
+	// the bytes it keeps (raw_json), so nothing outlives the request.
+	var body []byte
+	if short {
+		bp := bodyPool.Get().(*[]byte)
+		body, err = h.readBody(w, r, *bp)
+		defer func() {
+			if cap(body) <= maxPooled {
+				*bp = body[:0]
+				bodyPool.Put(bp)
+			}
+		}()
+	} else {
+		lb := h.large.get()
+		body, err = h.readBody(w, r, lb.b)
+		defer func() { h.large.put(lb, len(body)) }()
+	}
 	if err != nil {
 		w.Header()["Connection"] = connClose
 		var tooBig *http.MaxBytesError
@@ -353,10 +362,10 @@ func clip(s string) string {
 	return s
 }
 
-// readBody reads the request body into buf (from bodyPool) under the
-// per-request read deadline. A known Content-Length, already checked
-// against MaxBody, is read into a buffer of exactly that size; a body of
-// unknown length grows its buffer up to MaxBody+1 bytes at most.
+// readBody reads the request body into buf under the per-request read
+// deadline. A known Content-Length, already checked against MaxBody, is
+// read into buf when it fits, else into a buffer of exactly that size; a
+// body of unknown length grows its buffer up to MaxBody+1 bytes at most.
 func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, buf []byte) ([]byte, error) {
 	rc := http.NewResponseController(w)
 	// The server's own ReadTimeout counts from the request's first byte and
