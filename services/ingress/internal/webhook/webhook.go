@@ -373,8 +373,12 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, buf []byte) (
 	// and is what keeps a slow sender from holding it. ErrNotSupported
 	// (a ResponseWriter without a connection, as in unit tests) leaves only
 	// the server's.
-	if err := rc.SetReadDeadline(time.Now().Add(h.cfg.ReadTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		return buf[:0], fmt.Errorf("set read deadline: %w", err)
+	deadline := true
+	if err := rc.SetReadDeadline(time.Now().Add(h.cfg.ReadTimeout)); err != nil {
+		if !errors.Is(err, http.ErrNotSupported) {
+			return buf[:0], fmt.Errorf("set read deadline: %w", err)
+		}
+		deadline = false
 	}
 	var body []byte
 	var err error
@@ -389,7 +393,7 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, buf []byte) (
 	} else {
 		body, err = readAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBody), buf[:0], h.cfg.MaxBody+1)
 	}
-	if err == nil {
+	if err == nil && deadline {
 		// Past the body, the deadline must not cut the publish short: the
 		// server's background read would cancel the request's context.
 		_ = rc.SetReadDeadline(time.Time{})
