@@ -287,3 +287,17 @@ func TestEveryFixtureIsAccepted(t *testing.T) {
 		t.Fatalf("sent %d envelopes, published %d", sent, f.pub.published())
 	}
 }
+
+// TestMalformedEventAnswerIsBounded: a signed body that is not an event
+// is refused with its reason, clipped: the reason may quote the body.
+func TestMalformedEventAnswerIsBounded(t *testing.T) {
+	f := newFixture(t, false, nil)
+	noType := fmt.Appendf(nil, `{"id":%q,"data":{"object":{}}}`, strings.Repeat("e", 100_000))
+	rec := f.serve(f.request(noType))
+	if rec.Code != http.StatusBadRequest || !strings.Contains(errorOf(t, rec), "malformed event") {
+		t.Fatalf("%d %.200s, want 400 malformed event", rec.Code, rec.Body)
+	}
+	if rec.Body.Len() > 400 {
+		t.Fatalf("answer is %d bytes: it echoes the body", rec.Body.Len())
+	}
+}

@@ -197,7 +197,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 		return outcomeMethod
 	}
 	if ct := r.Header.Get("Content-Type"); !isJSON(ct) {
-		h.refuseUnread(ctx, w, r, http.StatusUnsupportedMediaType, outcomeContentType, bodyContentType, slog.String("content_type", clip(ct)))
+		h.refuseUnread(ctx, w, r, http.StatusUnsupportedMediaType, outcomeContentType, bodyContentType, slog.String("content_type", clip(ct, 64)))
 		return outcomeContentType
 	}
 	header := r.Header.Get("Stripe-Signature")
@@ -270,7 +270,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 	// nothing the body says can make it a 500.
 	ev, err := stripeevent.Normalize(body)
 	if err != nil {
-		h.refuse(ctx, w, http.StatusBadRequest, outcomeMalformed, errorBody("malformed event: "+err.Error()), "")
+		// The reason may quote the body (an id of any length): clipped.
+		h.refuse(ctx, w, http.StatusBadRequest, outcomeMalformed, errorBody("malformed event: "+clip(err.Error(), 200)), "")
 		return outcomeMalformed
 	}
 	if err := stripeevent.CheckPlausible(ev); err != nil {
@@ -353,9 +354,9 @@ func isJSON(ct string) bool {
 	return strings.EqualFold(strings.TrimSpace(mediaType), "application/json")
 }
 
-// clip bounds a header value a stranger chose before it goes into a log.
-func clip(s string) string {
-	const keep = 64
+// clip bounds text a stranger chose before it goes into a log or an
+// answer.
+func clip(s string, keep int) string {
 	if len(s) > keep {
 		return s[:keep] + "..."
 	}
