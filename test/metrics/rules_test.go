@@ -239,6 +239,12 @@ func TestAlertsFire(t *testing.T) {
 			lr_webhook_requests_total{outcome="accepted"} 0+50x60
 			lr_webhook_requests_total{outcome="duplicate"} 0+50x60
 			lr_webhook_requests_total{outcome="unavailable"} 0+0.5x60`, false},
+		{"LaunchReadyWebhookFailureRateHigh", "ignored wildcard types are answered 200", `
+			lr_webhook_requests_total{outcome="accepted"} 0+50x60
+			lr_webhook_requests_total{outcome="ignored"} 0+5x60`, false},
+		{"LaunchReadyWebhookFailureRateHigh", "busy answers 503", `
+			lr_webhook_requests_total{outcome="accepted"} 0+50x60
+			lr_webhook_requests_total{outcome="busy"} 0+5x60`, true},
 		{"LaunchReadyWebhookFailureRateHigh", "no traffic", `
 			lr_webhook_requests_total{outcome="accepted"} 0x60`, false},
 		{"LaunchReadyDeadLetters", "one dead letter", `
