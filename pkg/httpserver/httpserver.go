@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,34 +32,72 @@ func NewRegistry() *prometheus.Registry {
 	return reg
 }
 
-// Ops registers /healthz, /readyz and /metrics on mux. /healthz answers 200
-// while the process runs; /readyz runs every check with a short timeout and
-// answers 503 naming the failing ones.
-func Ops(mux *http.ServeMux, reg *prometheus.Registry, checks map[string]Check) {
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+// Probes are the checks behind the two probes. Live says whether the
+// process is worth keeping: a failing /healthz gets it restarted, so only
+// what a restart cures belongs there (a connection closed for good). Ready
+// says whether it may take work now (dependencies reachable).
+type Probes struct {
+	Live, Ready *Checks
+}
+
+// OpsProbes registers /healthz (Live), /readyz (Ready) and /metrics on mux.
+// Each answers 200, or 503 naming the failing checks; a nil set always
+// passes.
+func OpsProbes(mux *http.ServeMux, reg *prometheus.Registry, p Probes) {
+	mux.HandleFunc("GET /healthz", probe(p.Live, "ok"))
+	mux.HandleFunc("GET /readyz", probe(p.Ready, "ready"))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+}
+
+func probe(checks *Checks, okStatus string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		failed := map[string]string{}
-		names := make([]string, 0, len(checks))
-		for n := range checks {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		for _, n := range names {
-			if err := checks[n](ctx); err != nil {
-				failed[n] = err.Error()
-			}
-		}
-		if len(failed) > 0 {
+		if failed := checks.run(ctx); len(failed) > 0 {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "failed": failed})
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		writeJSON(w, http.StatusOK, map[string]string{"status": okStatus})
+	}
+}
+
+// Checks is a set of named checks that may grow while it is served: a
+// service adds the checks of what it wires as it wires it.
+type Checks struct {
+	mu     sync.Mutex
+	checks map[string]Check
+}
+
+// Add adds or replaces the check called name.
+func (c *Checks) Add(name string, check Check) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.checks == nil {
+		c.checks = map[string]Check{}
+	}
+	c.checks[name] = check
+}
+
+// run runs every check, in name order, and returns the failing ones.
+func (c *Checks) run(ctx context.Context) map[string]string {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	names := make([]string, 0, len(c.checks))
+	for n := range c.checks {
+		names = append(names, n)
+	}
+	checks := maps.Clone(c.checks)
+	c.mu.Unlock()
+	sort.Strings(names)
+	failed := map[string]string{}
+	for _, n := range names {
+		if err := checks[n](ctx); err != nil {
+			failed[n] = err.Error()
+		}
+	}
+	return failed
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

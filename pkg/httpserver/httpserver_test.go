@@ -15,14 +15,14 @@ import (
 func TestOpsEndpointsAndGracefulServe(t *testing.T) {
 	dbDown := true
 	mux := http.NewServeMux()
-	httpserver.Ops(mux, httpserver.NewRegistry(), map[string]httpserver.Check{
-		"postgres": func(context.Context) error {
-			if dbDown {
-				return errors.New("connection refused")
-			}
-			return nil
-		},
+	ready := &httpserver.Checks{}
+	ready.Add("postgres", func(context.Context) error {
+		if dbDown {
+			return errors.New("connection refused")
+		}
+		return nil
 	})
+	httpserver.OpsProbes(mux, httpserver.NewRegistry(), httpserver.Probes{Ready: ready})
 	release := make(chan struct{})
 	started := make(chan struct{})
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
