@@ -13,26 +13,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/canonical"
 	"github.com/launchready/launchready/pkg/config"
-	"github.com/launchready/launchready/pkg/httpserver"
-	"github.com/launchready/launchready/pkg/logging"
 	"github.com/launchready/launchready/pkg/pg"
+	"github.com/launchready/launchready/pkg/service"
 	"github.com/launchready/launchready/pkg/telemetry"
-	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/billing-state/internal/grpcapi"
 	"github.com/launchready/launchready/services/billing-state/internal/relay"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
@@ -103,9 +94,9 @@ type Config struct {
 	// the WAL on its own before billing-state forces a flush (0: at once;
 	// negative: never, leaving it to the WAL writer).
 	FlushForceAfter time.Duration
-	// SetupRetry is the pause between attempts to migrate the schema and
-	// create the streams while Postgres or NATS are not up yet (1s).
-	SetupRetry time.Duration
+	// StartTimeout bounds the wait for Postgres, the schema, NATS and the
+	// streams at start (service.DefaultStartTimeout when zero).
+	StartTimeout time.Duration
 
 	Logger *slog.Logger
 	// Ready, when set, is called once with the bound addresses ("grpc",
@@ -158,12 +149,6 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 }
 
 func (c Config) withDefaults() Config {
-	if c.Logger == nil {
-		c.Logger = logging.Discard()
-	}
-	if c.Registry == nil {
-		c.Registry = httpserver.NewRegistry()
-	}
 	if c.Consumer.Durable == "" {
 		c.Consumer.Durable = Durable
 	}
@@ -199,9 +184,6 @@ func (c Config) withDefaults() Config {
 	if c.DBMaxConns <= 0 {
 		c.DBMaxConns = int32(c.Consumer.Concurrency) + 6
 	}
-	if c.SetupRetry <= 0 {
-		c.SetupRetry = time.Second
-	}
 	if c.GRPCAddr == "" {
 		c.GRPCAddr = ":9090"
 	}
@@ -215,246 +197,64 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// LogValue logs the settings with every secret masked.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("database_url", config.MaskURL(c.DatabaseURL)), slog.Any("nats", c.NATSURL),
+		slog.String("grpc_addr", c.GRPCAddr), slog.String("http_addr", c.HTTPAddr), slog.Any("tokens", c.Tokens.Names()),
+		slog.Bool("past_due_entitled", c.Policy.PastDueEntitled), slog.Any("stripe_api_key", c.StripeAPIKey),
+		slog.String("stripe_api_base", config.MaskURL(c.StripeAPIBase)), slog.Int("consumer_concurrency", c.Consumer.Concurrency),
+		slog.Int("consumer_max_deliver", c.Consumer.MaxDeliver), slog.Bool("async_commit", c.AsyncCommit),
+		slog.Bool("grpc_tls", c.GRPC.TLS()), slog.Any("grpc_max_streams", c.GRPC.MaxStreams), slog.Int("grpc_max_watch_per_token", c.GRPC.MaxWatchPerToken),
+		slog.String("grpc_unary_timeout", c.GRPC.UnaryTimeout.String()), slog.Any("grpc_db_max_conns", c.GRPC.DBMaxConns))
+}
+
 // Run runs the service until ctx ends, then stops it gracefully. It
-// returns an error when it cannot start or a server fails.
+// returns an error when it cannot start or a part of it fails.
 func Run(ctx context.Context, cfg Config) error {
 	cfg = cfg.withDefaults()
-	log := cfg.Logger
-	log.InfoContext(ctx, "billing-state starting",
-		"database_url", config.MaskURL(cfg.DatabaseURL), "nats", cfg.NATSURL,
-		"grpc_addr", cfg.GRPCAddr, "http_addr", cfg.HTTPAddr, "tokens", cfg.Tokens.Names(),
-		"past_due_entitled", cfg.Policy.PastDueEntitled, "stripe_api_key", cfg.StripeAPIKey,
-		"stripe_api_base", config.MaskURL(cfg.StripeAPIBase), "consumer_concurrency", cfg.Consumer.Concurrency,
-		"consumer_max_deliver", cfg.Consumer.MaxDeliver, "async_commit", cfg.AsyncCommit,
-		"grpc_tls", cfg.GRPC.TLS(), "grpc_max_streams", cfg.GRPC.MaxStreams, "grpc_max_watch_per_token", cfg.GRPC.MaxWatchPerToken,
-		"grpc_unary_timeout", cfg.GRPC.UnaryTimeout.String(), "grpc_db_max_conns", cfg.GRPC.DBMaxConns)
-	if cfg.Tokens.Len() == 0 {
-		log.WarnContext(ctx, "STATUS_API_TOKENS is empty: every gRPC call will be refused")
-	}
-
-	// Tracing.
-	tp, err := telemetry.Setup(ctx, cfg.Telemetry)
-	if err != nil {
-		return fmt.Errorf("billing-state: %w", err)
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = tp.Shutdown(sctx)
-	}()
-
-	// Database.
-	pgOpts := func(app string, maxConns int32) []pg.Option {
-		opts := []pg.Option{pg.WithMaxConns(maxConns), pg.WithTracer(tp.PgxTracer()), pg.WithApplicationName(app), pg.WithIndexPlans()}
-		if cfg.AsyncCommit {
-			opts = append(opts, pg.WithAsyncCommit())
-		}
-		return opts
-	}
-	pool, err := pg.Open(ctx, cfg.DatabaseURL, pgOpts("billing-state", cfg.DBMaxConns)...)
-	if err != nil {
-		return fmt.Errorf("billing-state: %w", err)
-	}
-	defer pool.Close()
-	if err := pg.RegisterPoolMetrics(cfg.Registry, pool, "billing-state"); err != nil {
-		return fmt.Errorf("billing-state: %w", err)
-	}
-	// The gRPC API's own pool: callers never wait for the consumer's
-	// connections, nor the consumer for theirs.
-	apiPool, err := pg.Open(ctx, cfg.DatabaseURL, pgOpts("billing-state-api", cfg.GRPC.DBMaxConns)...)
-	if err != nil {
-		return fmt.Errorf("billing-state: %w", err)
-	}
-	defer apiPool.Close()
-	if err := pg.RegisterPoolMetrics(cfg.Registry, apiPool, "billing-state-api"); err != nil {
-		return fmt.Errorf("billing-state: %w", err)
-	}
-
-	// Listeners and the ops server first: /healthz answers while NATS,
-	// Postgres, the schema or the streams are still coming up, and /readyz
-	// says which.
-	gln, err := httpserver.Listen(cfg.GRPCAddr)
-	if err != nil {
-		return fmt.Errorf("billing-state: %w", err)
-	}
-	defer gln.Close()
-	hln, err := httpserver.Listen(cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("billing-state: %w", err)
-	}
-	var natsConn atomic.Pointer[nats.Conn]
-	setupDone := make(chan struct{})
-	checks := map[string]httpserver.Check{
-		"postgres": func(ctx context.Context) error { return pool.Ping(ctx) },
-		"nats": func(context.Context) error {
-			if nc := natsConn.Load(); nc == nil || !nc.IsConnected() {
-				return errors.New("not connected")
-			}
-			return nil
-		},
-		"setup": func(context.Context) error {
-			select {
-			case <-setupDone:
-				return nil
-			default:
-				return errors.New("schema or streams not ready")
-			}
-		},
-	}
-	mux := http.NewServeMux()
-	httpserver.Ops(mux, cfg.Registry, checks)
-	hsrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, 6)
-	httpDone := make(chan struct{})
-	go func() {
-		defer close(httpDone)
-		if err := httpserver.Serve(runCtx, hsrv, hln, cfg.ShutdownGrace); err != nil {
-			errc <- err
-		}
-	}()
-	stopEarly := func() {
-		cancel()
-		<-httpDone
-	}
-
-	// NATS: Connect waits for the server; a stop meanwhile is clean.
-	nc, js, err := bus.Connect(runCtx, cfg.NATSURL, "billing-state", log)
-	if err != nil {
-		stopEarly()
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("billing-state: %w", err)
-	}
-	defer nc.Close()
-	natsConn.Store(nc)
-	// Watch streams subscribe on a connection of their own: whatever a
-	// watcher causes there, the consumer's connection is not involved.
-	watchNC, _, err := bus.Connect(runCtx, cfg.NATSURL, "billing-state-watch", log)
-	if err != nil {
-		stopEarly()
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("billing-state: %w", err)
-	}
-	defer watchNC.Close()
-
-	m := newMetrics(cfg.Registry)
-	var fetcher state.Fetcher
-	if cfg.StripeAPIKey != "" {
-		fetcher = stripeapi.New(cfg.StripeAPIKey.Reveal(), cfg.StripeAPIBase, cfg.StripeAPIRate)
-	}
-	var rl *relay.Relay
-	storeOpts := state.Options{
-		Policy: cfg.Policy, Fetcher: fetcher, Logger: log,
-		OutboxWritten: func() { rl.Kick() },
-	}
-	consumerOpts := bus.ConsumerOptions{
-		Logger: log, TracerProvider: tp.TracerProvider(), Registry: cfg.Registry, DrainTimeout: cfg.ShutdownGrace,
-	}
-	var gate *state.FlushGate
+	dbOpts := []pg.Option{pg.WithIndexPlans()}
 	if cfg.AsyncCommit {
-		gate = state.NewFlushGate(pool, state.FlushGateOptions{ForceAfter: cfg.FlushForceAfter, Registry: cfg.Registry})
-		storeOpts.Durable = gate.Wait
-		consumerOpts.AckAfter = gate.After
+		dbOpts = append(dbOpts, pg.WithAsyncCommit())
 	}
-	store := state.New(pool, storeOpts)
-	rl = relay.New(store, bus.NewPublisher(js, tp.TracerProvider(), bus.WithPublisherRegistry(cfg.Registry)),
-		relay.Options{Poll: cfg.OutboxPoll, Retention: cfg.OutboxRetention, Logger: log, Registry: cfg.Registry})
-	m.registerGauges(cfg.Registry, store)
-
-	// gRPC, on the API pool and the watch connection.
-	stopWatch := make(chan struct{})
-	gsrv, err := grpcapi.New(cfg.GRPC, grpcapi.Options{
-		Store:     state.New(apiPool, state.Options{Policy: cfg.Policy, Logger: log, OutboxWritten: func() { rl.Kick() }}),
-		WatchConn: watchNC, Tokens: cfg.Tokens, Logger: log, Registry: cfg.Registry,
-		StatsHandler: tp.GRPCServerHandler(), Stop: stopWatch,
+	spec := service.Spec{
+		Name: Durable, Logger: cfg.Logger, Registry: cfg.Registry, Telemetry: cfg.Telemetry, Settings: cfg,
+		OpsAddr: cfg.HTTPAddr, NATS: cfg.NATSURL, Streams: cfg.Streams,
+		Database:     &service.Database{URL: cfg.DatabaseURL, MaxConns: cfg.DBMaxConns, Options: dbOpts, Migrate: state.Migrate},
+		StartTimeout: cfg.StartTimeout, ShutdownGrace: cfg.ShutdownGrace, Ready: cfg.Ready,
+	}
+	return service.Supervise(ctx, spec, func(_ context.Context, host *service.Host) error {
+		log, reg := host.Log, host.Registry
+		if cfg.Tokens.Len() == 0 {
+			log.Warn("STATUS_API_TOKENS is empty: every gRPC call will be refused")
+		}
+		var fetcher state.Fetcher
+		if cfg.StripeAPIKey != "" {
+			fetcher = stripeapi.New(cfg.StripeAPIKey.Reveal(), cfg.StripeAPIBase, cfg.StripeAPIRate)
+		}
+		var rl *relay.Relay
+		storeOpts := state.Options{Policy: cfg.Policy, Fetcher: fetcher, Logger: log, OutboxWritten: func() { rl.Kick() }}
+		consumerOpts := host.ConsumerOptions()
+		consumerOpts.DrainTimeout = cfg.ShutdownGrace
+		if cfg.AsyncCommit {
+			gate := state.NewFlushGate(host.Pool, state.FlushGateOptions{ForceAfter: cfg.FlushForceAfter, Registry: reg})
+			storeOpts.Durable, consumerOpts.AckAfter = gate.Wait, gate.After
+			// Started first, stopped last: a clean stop sends the acks of
+			// everything the consumer and the relay finished.
+			host.Go("flush gate", gate.Run)
+		}
+		store := state.New(host.Pool, storeOpts)
+		rl = relay.New(store, bus.NewPublisher(host.JS, host.Telemetry.TracerProvider(), bus.WithPublisherRegistry(reg)),
+			relay.Options{Poll: cfg.OutboxPoll, Retention: cfg.OutboxRetention, Logger: log, Registry: reg})
+		m := newMetrics(reg)
+		m.registerGauges(reg, store)
+		// The relay outlives the consumer, so that the changes of its last
+		// events are published before the stop.
+		host.Go("outbox relay", rl.Run)
+		host.Go("consumer", bus.NewBatchConsumer(host.JS, cfg.Consumer, batchHandler(store, m, cfg, log), consumerOpts).Run)
+		host.Go("parked sweep", func(ctx context.Context) error { sweepParked(ctx, store, cfg.ParkSweep, log); return nil })
+		return serveGRPC(host, cfg, rl)
 	})
-	if err != nil {
-		stopEarly()
-		return fmt.Errorf("billing-state: %w", err)
-	}
-	hs := health.NewServer()
-	healthpb.RegisterHealthServer(gsrv, hs)
-	setHealth(hs, false)
-
-	// Schema and streams: retried, so the service can start before
-	// Postgres and NATS and report it through /readyz. retry fails only
-	// when ctx ends, which is a clean stop.
-	if retry(runCtx, cfg.SetupRetry, log, "migrate billing schema", func(ctx context.Context) error {
-		return state.Migrate(ctx, pool)
-	}) != nil || retry(runCtx, cfg.SetupRetry, log, "ensure streams", func(ctx context.Context) error {
-		return bus.EnsureStreams(ctx, js, cfg.Streams)
-	}) != nil {
-		stopEarly()
-		return nil
-	}
-	close(setupDone)
-
-	// The gate outlives the consumer and the relay, so that a clean stop
-	// sends the acks of everything they finished.
-	gateCtx, stopGate := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopGate()
-	gateDone := make(chan struct{})
-	go func() {
-		defer close(gateDone)
-		if gate != nil {
-			_ = gate.Run(gateCtx)
-		}
-	}()
-	consumer := bus.NewBatchConsumer(js, cfg.Consumer, batchHandler(store, m, cfg, log), consumerOpts)
-	consumerDone := make(chan struct{})
-	go func() {
-		defer close(consumerDone)
-		if err := consumer.Run(runCtx); err != nil {
-			errc <- fmt.Errorf("consumer: %w", err)
-		}
-	}()
-	sweepDone := make(chan struct{})
-	go func() {
-		defer close(sweepDone)
-		sweepParked(runCtx, store, cfg.ParkSweep, log)
-	}()
-	relayDone := make(chan struct{})
-	go func() {
-		defer close(relayDone)
-		_ = rl.Run(runCtx)
-	}()
-	go func() {
-		if err := gsrv.Serve(gln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-			errc <- fmt.Errorf("grpc serve: %w", err)
-		}
-	}()
-	go watchHealth(runCtx, hs, pool, nc)
-
-	if cfg.Ready != nil {
-		cfg.Ready(map[string]string{"grpc": gln.Addr().String(), "http": hln.Addr().String()})
-	}
-	log.InfoContext(ctx, "billing-state serving", "grpc_addr", gln.Addr().String(), "http_addr", hln.Addr().String())
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errc:
-		log.ErrorContext(ctx, "billing-state failing", "error", runErr.Error())
-	}
-
-	// Shutdown: stop taking calls and events, let work in flight finish.
-	setHealth(hs, false)
-	close(stopWatch)
-	cancel()
-	stopGRPC(gsrv, cfg.ShutdownGrace)
-	<-consumerDone
-	<-relayDone
-	<-sweepDone
-	stopGate()
-	<-gateDone
-	<-httpDone
-	log.InfoContext(context.WithoutCancel(ctx), "billing-state stopped")
-	return runErr
 }
 
 // batchHandler applies what the runner hands over in one shared
@@ -585,77 +385,6 @@ func waitForDatabase(ctx context.Context, store *state.Store) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-t.C:
-		}
-	}
-}
-
-func retry(ctx context.Context, every time.Duration, log *slog.Logger, what string, fn func(context.Context) error) error {
-	for attempt := 1; ; attempt++ {
-		err := fn(ctx)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if attempt == 1 || attempt%30 == 0 {
-			log.WarnContext(ctx, what+" failed; retrying", "attempt", attempt, "error", bus.Redact(err.Error()))
-		}
-		t := time.NewTimer(every)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
-}
-
-func stopGRPC(srv *grpc.Server, grace time.Duration) {
-	done := make(chan struct{})
-	go func() {
-		srv.GracefulStop()
-		close(done)
-	}()
-	t := time.NewTimer(grace)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
-		srv.Stop()
-		<-done
-	}
-}
-
-// serviceName is the health service name of BillingStatusService.
-var serviceName = billingv1.BillingStatusService_ServiceDesc.ServiceName
-
-func setHealth(hs *health.Server, ok bool) {
-	st := healthpb.HealthCheckResponse_NOT_SERVING
-	if ok {
-		st = healthpb.HealthCheckResponse_SERVING
-	}
-	hs.SetServingStatus("", st)
-	hs.SetServingStatus(serviceName, st)
-}
-
-// watchHealth reports SERVING only while Postgres answers and NATS is
-// connected.
-func watchHealth(ctx context.Context, hs *health.Server, pool *pgxpool.Pool, nc *nats.Conn) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		ok := pool.Ping(pctx) == nil && nc.IsConnected()
-		cancel()
-		if ctx.Err() != nil {
-			return
-		}
-		setHealth(hs, ok)
-		select {
-		case <-ctx.Done():
-			return
 		case <-t.C:
 		}
 	}

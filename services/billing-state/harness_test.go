@@ -36,11 +36,13 @@ import (
 // harness runs billing-state in process against a real Postgres database
 // and a real embedded NATS server.
 type harness struct {
-	t      *testing.T
-	ctx    context.Context
-	cfg    Config
-	addrs  map[string]string
-	nats   *natstest.Server
+	t     *testing.T
+	ctx   context.Context
+	cfg   Config
+	addrs map[string]string
+	nats  *natstest.Server // nil after startOn
+	// connAs is how a user of pkg/natsauth reaches the test's NATS server.
+	connAs func(user string) bus.ConnConfig
 	dbURL  string
 	dbName string
 	reg    *prometheus.Registry
@@ -87,7 +89,6 @@ func testConfig(t *testing.T, nc bus.ConnConfig, dbURL string) (Config, string, 
 		},
 		Telemetry:     telemetry.Config{ServiceName: "billing-state-test"},
 		ParkRetry:     30 * time.Millisecond,
-		SetupRetry:    100 * time.Millisecond,
 		ShutdownGrace: 5 * time.Second,
 		Logger:        logging.Discard(),
 	}, read, admin
@@ -96,15 +97,24 @@ func testConfig(t *testing.T, nc bus.ConnConfig, dbURL string) (Config, string, 
 func start(t *testing.T, mods ...func(*Config)) *harness {
 	t.Helper()
 	t.Parallel() // each test has its own server and database
+	ns := natstest.Start(t)
+	h := startOn(t, ns.Conn, mods...)
+	h.nats = ns
+	return h
+}
+
+// startOn is start against the NATS server connAs reaches.
+func startOn(t *testing.T, connAs func(user string) bus.ConnConfig, mods ...func(*Config)) *harness {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	t.Cleanup(cancel)
-	h := &harness{t: t, ctx: ctx, nats: natstest.Start(t), reg: httpserver.NewRegistry()}
+	h := &harness{t: t, ctx: ctx, connAs: connAs, reg: httpserver.NewRegistry()}
 	h.dbURL = pgtest.NewDatabase(t)
 	h.dbName = h.dbURL[strings.LastIndex(h.dbURL, "/")+1:]
 	if i := strings.Index(h.dbName, "?"); i >= 0 {
 		h.dbName = h.dbName[:i]
 	}
-	h.cfg, h.readToken, h.adminToken = testConfig(t, h.nats.Conn(natsauth.BillingState), h.dbURL)
+	h.cfg, h.readToken, h.adminToken = testConfig(t, h.connAs(natsauth.BillingState), h.dbURL)
 	h.cfg.Registry = h.reg
 	for _, m := range mods {
 		m(&h.cfg)
@@ -136,7 +146,7 @@ func start(t *testing.T, mods ...func(*Config)) *harness {
 // natsAs connects to the test's NATS server as user, until the test ends.
 func (h *harness) natsAs(user string) (*nats.Conn, jetstream.JetStream) {
 	h.t.Helper()
-	nc, js, err := bus.Connect(h.ctx, h.nats.Conn(user), "test-"+user, nil)
+	nc, js, err := bus.Connect(h.ctx, h.connAs(user), "test-"+user, nil)
 	if err != nil {
 		h.t.Fatal(err)
 	}

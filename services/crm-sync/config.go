@@ -56,6 +56,9 @@ type Config struct {
 	Logger   *slog.Logger
 	Ready    func(addrs map[string]string)
 	Registry *prometheus.Registry
+	// StartTimeout bounds the wait for Postgres, NATS and the streams at
+	// start (service.DefaultStartTimeout when zero).
+	StartTimeout time.Duration
 	// DrainTimeout bounds how long shutdown waits for deliveries in
 	// flight (0: the bus default, 25 s); past it their context is cancelled
 	// and the transaction rolls back, so the delivery is redone elsewhere.

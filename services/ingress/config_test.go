@@ -25,6 +25,11 @@ func TestConfigFromEnvDefaults(t *testing.T) {
 	if cfg.MaxInflight != 32 || cfg.InflightWait != 500*time.Millisecond || cfg.ReadTimeout != 10*time.Second {
 		t.Fatalf("in-flight defaults: max %d wait %s read timeout %s", cfg.MaxInflight, cfg.InflightWait, cfg.ReadTimeout)
 	}
+	// The ops port clashes with neither the webhook's nor the consumers'
+	// (8081-8083) nor gRPC's (9090).
+	if cfg.HTTPAddr != ":8084" {
+		t.Fatalf("HTTP_ADDR default %q", cfg.HTTPAddr)
+	}
 }
 
 func TestConfigFromEnvReadsEverything(t *testing.T) {

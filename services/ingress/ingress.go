@@ -10,19 +10,17 @@ package ingress
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/config"
 	"github.com/launchready/launchready/pkg/httpserver"
-	"github.com/launchready/launchready/pkg/logging"
+	"github.com/launchready/launchready/pkg/service"
 	"github.com/launchready/launchready/pkg/telemetry"
 	"github.com/launchready/launchready/services/ingress/internal/webhook"
 )
@@ -32,9 +30,12 @@ const ServiceName = "ingress"
 
 // Config is everything Run needs.
 type Config struct {
-	// Addr is INGRESS_ADDR: the webhook endpoint, /healthz, /readyz and
-	// /metrics all listen here.
+	// Addr is INGRESS_ADDR: the public listener, which serves the webhook
+	// endpoint and nothing else.
 	Addr string
+	// HTTPAddr is HTTP_ADDR: the ops listener, /healthz, /readyz and
+	// /metrics, like the consumers'. It must not be reachable from outside.
+	HTTPAddr string
 	// NATSURL is NATS_URL with the credentials and TLS settings that go
 	// with it (bus.ConnConfigFromEnv): ingress connects as its own user.
 	NATSURL bus.ConnConfig
@@ -67,10 +68,10 @@ type Config struct {
 	// Telemetry says where spans go.
 	Telemetry telemetry.Config
 
-	// ConnectTimeout bounds the wait for NATS at start; zero means 30 s.
-	// Past it Run fails, so a broker that never comes up shows as a crash
-	// loop rather than a process that silently never listens.
-	ConnectTimeout time.Duration
+	// StartTimeout bounds the wait for NATS at start (service's default
+	// when zero). Past it Run fails, so a broker that never comes up shows
+	// as a crash loop rather than a process that silently never listens.
+	StartTimeout time.Duration
 	// ShutdownGrace bounds how long requests in flight may take to finish
 	// after shutdown starts. Zero means PublishTimeout plus ten seconds,
 	// which lets every publish already started reach its PubAck or its
@@ -78,7 +79,8 @@ type Config struct {
 	ShutdownGrace time.Duration
 	// Logger receives the service's logs; nil discards them.
 	Logger *slog.Logger
-	// Ready, when set, is called once with {"http": bound address}.
+	// Ready, when set, is called once with {"webhook": public address,
+	// "http": ops address}.
 	Ready func(addrs map[string]string)
 	// Registry receives the service's metrics; nil means a fresh one.
 	Registry *prometheus.Registry
@@ -87,6 +89,7 @@ type Config struct {
 // Defaults for the environment variables.
 const (
 	DefaultAddr           = ":8080"
+	DefaultHTTPAddr       = ":8084"
 	DefaultMaxBody        = 1 << 20
 	DefaultTolerance      = 300 * time.Second
 	DefaultPublishTimeout = 5 * time.Second
@@ -101,14 +104,15 @@ func (c Config) WithLogger(log *slog.Logger) Config {
 	return c
 }
 
-// ConfigFromEnv reads INGRESS_ADDR, NATS_URL and its credentials, STRIPE_WEBHOOK_SECRET,
-// STRIPE_LIVEMODE, WEBHOOK_MAX_BODY, WEBHOOK_TOLERANCE, PUBLISH_TIMEOUT,
-// WEBHOOK_MAX_INFLIGHT, WEBHOOK_INFLIGHT_WAIT, WEBHOOK_READ_TIMEOUT, the
+// ConfigFromEnv reads INGRESS_ADDR, HTTP_ADDR, NATS_URL and its credentials,
+// STRIPE_WEBHOOK_SECRET, STRIPE_LIVEMODE, WEBHOOK_MAX_BODY, WEBHOOK_TOLERANCE,
+// PUBLISH_TIMEOUT, WEBHOOK_MAX_INFLIGHT, WEBHOOK_INFLIGHT_WAIT, WEBHOOK_READ_TIMEOUT, the
 // NATS_* stream settings and the OTEL_* variables.
 func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	e := config.New(getenv)
 	cfg := Config{
 		Addr:           e.String("INGRESS_ADDR", DefaultAddr),
+		HTTPAddr:       e.String("HTTP_ADDR", DefaultHTTPAddr),
 		NATSURL:        bus.ConnConfigFromEnv(e, ServiceName),
 		Livemode:       e.OneOf("STRIPE_LIVEMODE", "", "", "live", "test"),
 		MaxBody:        e.Int64("WEBHOOK_MAX_BODY", DefaultMaxBody),
@@ -158,6 +162,7 @@ func (c Config) LogValue() slog.Value {
 	}
 	return slog.GroupValue(
 		slog.String("addr", c.Addr),
+		slog.String("http_addr", c.HTTPAddr),
 		slog.Any("nats", c.NATSURL),
 		slog.Any("webhook_secrets", masked),
 		slog.String("livemode", c.Livemode),
@@ -173,151 +178,70 @@ func (c Config) LogValue() slog.Value {
 
 // Run serves until ctx is done, then stops accepting connections, lets the
 // requests in flight finish (their publishes reach a PubAck or a 503), and
-// drains the NATS connection.
+// drains the NATS connection. The ops listener answers first, while NATS
+// is still being dialled.
 func Run(ctx context.Context, cfg Config) error {
-	log := cfg.Logger
-	if log == nil {
-		log = logging.Discard()
-	}
-	reg := cfg.Registry
-	if reg == nil {
-		reg = httpserver.NewRegistry()
-	}
 	grace := cfg.ShutdownGrace
 	if grace <= 0 {
 		grace = cfg.PublishTimeout + 10*time.Second
 	}
-	log.Info("ingress starting", "config", cfg)
-
-	// Tracing. The OTel HTTP server metrics stay off (no Registerer):
+	// The OTel HTTP server metrics stay off (no Telemetry.Registerer):
 	// lr_webhook_request_seconds and lr_webhook_requests_total already say
 	// it, and recording them twice costs a few percent of the hot path.
-	tel, err := telemetry.Setup(ctx, cfg.Telemetry)
-	if err != nil {
-		return fmt.Errorf("ingress: %w", err)
+	spec := service.Spec{
+		Name: ServiceName, Logger: cfg.Logger, Registry: cfg.Registry, Telemetry: cfg.Telemetry, Settings: cfg,
+		OpsAddr: cfg.HTTPAddr, NATS: cfg.NATSURL, Streams: cfg.Streams,
+		StartTimeout: cfg.StartTimeout, ShutdownGrace: grace, Ready: cfg.Ready,
 	}
-	defer shutdownTelemetry(ctx, tel, log)
-
-	// JetStream.
-	connectTimeout := cfg.ConnectTimeout
-	if connectTimeout <= 0 {
-		connectTimeout = 30 * time.Second
-	}
-	cctx, cancelConnect := context.WithTimeout(ctx, connectTimeout)
-	nc, js, err := bus.Connect(cctx, cfg.NATSURL, ServiceName, log)
-	if err == nil {
-		defer nc.Close()
-		err = bus.EnsureStreams(cctx, js, cfg.Streams)
-	}
-	cancelConnect()
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil // stopped while starting: not a failure
+	return service.Supervise(ctx, spec, func(_ context.Context, host *service.Host) error {
+		metrics, err := webhook.NewMetrics(host.Registry)
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
 		}
-		return fmt.Errorf("ingress: %w", err)
-	}
-	natsClosed := closedSignal(nc)
-
-	// HTTP.
-	metrics, err := webhook.NewMetrics(reg)
-	if err != nil {
-		return fmt.Errorf("ingress metrics: %w", err)
-	}
-	secrets := make([]string, len(cfg.Secrets))
-	for i, s := range cfg.Secrets {
-		secrets[i] = s.Reveal()
-	}
-	hook := webhook.New(webhook.Config{
-		Secrets:        secrets,
-		Tolerance:      cfg.Tolerance,
-		MaxBody:        cfg.MaxBody,
-		Livemode:       cfg.Livemode,
-		PublishTimeout: cfg.PublishTimeout,
-		RetryAfter:     cfg.PublishTimeout,
-		MaxInflight:    cfg.MaxInflight,
-		InflightWait:   cfg.InflightWait,
-		ReadTimeout:    cfg.ReadTimeout,
-	}, bus.NewPublisher(js, tel.TracerProvider(), bus.WithPublisherRegistry(reg)), metrics, log, tel.Tracer(ServiceName))
-
-	mux := http.NewServeMux()
-	// Only the webhook route is traced: probes and scrapes would bury the
-	// spans that matter.
-	mux.Handle(webhook.Path, traced(tel, hook, "POST "+webhook.Path))
-	ready := newReadiness(nc, js)
-	httpserver.Ops(mux, reg, map[string]httpserver.Check{"nats": ready.check})
-	mux.HandleFunc("/", notFound)
-
-	ln, err := httpserver.Listen(cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("ingress: %w", err)
-	}
-	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		// A body of MaxBody on a slow link, then the publish.
-		ReadTimeout:    30 * time.Second,
-		WriteTimeout:   30*time.Second + cfg.PublishTimeout,
-		IdleTimeout:    2 * time.Minute,
-		MaxHeaderBytes: 64 << 10,
-		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-
-	addr := ln.Addr().String()
-	log.Info("ingress listening", "http", addr, "path", webhook.Path)
-	if cfg.Ready != nil {
-		cfg.Ready(map[string]string{"http": addr})
-	}
-
-	select {
-	case err := <-serveErr:
-		return fmt.Errorf("ingress http serve: %w", err)
-	case <-ctx.Done():
-	}
-
-	// Shutdown: stop accepting, finish requests in flight, then let NATS
-	// flush. Every request that got a 200 had its PubAck already; waiting
-	// here is what keeps a request that is mid-publish from being cut.
-	log.Info("ingress shutting down", "grace", grace.String())
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
-	defer cancel()
-	var errs []error
-	if err := srv.Shutdown(sctx); err != nil {
-		errs = append(errs, fmt.Errorf("ingress http shutdown: %w", err))
-	}
-	if err := nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-		errs = append(errs, fmt.Errorf("ingress nats drain: %w", err))
-	}
-	select {
-	case <-natsClosed:
-	case <-sctx.Done():
-		errs = append(errs, errors.New("ingress nats drain: not finished within the grace period"))
-	}
-	log.Info("ingress stopped")
-	return errors.Join(errs...)
-}
-
-// closedSignal returns a channel closed when nc closes, keeping whatever
-// closed handler the connection already had.
-func closedSignal(nc *nats.Conn) <-chan struct{} {
-	done := make(chan struct{})
-	prev := nc.ClosedHandler()
-	nc.SetClosedHandler(func(c *nats.Conn) {
-		if prev != nil {
-			prev(c)
+		secrets := make([]string, len(cfg.Secrets))
+		for i, s := range cfg.Secrets {
+			secrets[i] = s.Reveal()
 		}
-		close(done)
+		hook := webhook.New(webhook.Config{
+			Secrets:        secrets,
+			Tolerance:      cfg.Tolerance,
+			MaxBody:        cfg.MaxBody,
+			Livemode:       cfg.Livemode,
+			PublishTimeout: cfg.PublishTimeout,
+			RetryAfter:     cfg.PublishTimeout,
+			MaxInflight:    cfg.MaxInflight,
+			InflightWait:   cfg.InflightWait,
+			ReadTimeout:    cfg.ReadTimeout,
+		}, bus.NewPublisher(host.JS, host.Telemetry.TracerProvider(), bus.WithPublisherRegistry(host.Registry)),
+			metrics, host.Log, host.Telemetry.Tracer(ServiceName))
+		host.ReadyCheck("events_stream", newReadiness(host.NC, host.JS).check)
+
+		// The public listener serves the webhook route and a 404 for
+		// everything else: probes, metrics and readiness details stay on
+		// the ops listener.
+		mux := http.NewServeMux()
+		mux.Handle(webhook.Path, traced(host.Telemetry, hook, "POST "+webhook.Path))
+		mux.HandleFunc("/", notFound)
+		ln, err := host.Listen("webhook", cfg.Addr)
+		if err != nil {
+			return err
+		}
+		srv := &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: 10 * time.Second,
+			// A body of MaxBody on a slow link, then the publish.
+			ReadTimeout:    30 * time.Second,
+			WriteTimeout:   30*time.Second + cfg.PublishTimeout,
+			IdleTimeout:    2 * time.Minute,
+			MaxHeaderBytes: 64 << 10,
+			ErrorLog:       slog.NewLogLogger(host.Log.Handler(), slog.LevelWarn),
+		}
+		// Stopping finishes the requests in flight before NATS drains:
+		// every request that got a 200 had its PubAck already, and one
+		// that is mid-publish is not cut.
+		host.Go("webhook server", func(ctx context.Context) error { return httpserver.Serve(ctx, srv, ln, grace) })
+		return nil
 	})
-	return done
-}
-
-func shutdownTelemetry(ctx context.Context, tel *telemetry.Provider, log *slog.Logger) {
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := tel.Shutdown(sctx); err != nil {
-		log.Warn("telemetry shutdown", "error", err)
-	}
 }
 
 var notFoundBody = []byte(`{"error":"not found: Stripe webhooks go to POST ` + webhook.Path + `"}` + "\n")

@@ -38,7 +38,8 @@ import (
 // client connection for looking at the stream.
 type bundle struct {
 	t       testing.TB
-	base    string // http://127.0.0.1:port
+	base    string // http://127.0.0.1:port, the webhook listener
+	ops     string // http://127.0.0.1:port, the ops listener
 	secrets []string
 	nats    *natstest.Server
 	reg     *prometheus.Registry
@@ -70,6 +71,7 @@ func setupWith(t testing.TB, env map[string]string, change func(*ingress.Config)
 	secret := newSecret(t)
 	vars := ns.Env(natsauth.Ingress)
 	vars["INGRESS_ADDR"] = "127.0.0.1:0"
+	vars["HTTP_ADDR"] = "127.0.0.1:0"
 	vars["STRIPE_WEBHOOK_SECRET"] = secret
 	vars["PUBLISH_TIMEOUT"] = "2s"
 	for k, v := range env {
@@ -94,7 +96,8 @@ func setupWith(t testing.TB, env map[string]string, change func(*ingress.Config)
 	go func() { b.done <- ingress.Run(ctx, cfg) }()
 	select {
 	case addrs := <-ready:
-		b.base = "http://" + addrs["http"]
+		b.base = "http://" + addrs["webhook"]
+		b.ops = "http://" + addrs["http"]
 	case err := <-b.done:
 		cancel()
 		t.Fatalf("ingress stopped before it was ready: %v", err)
@@ -134,7 +137,18 @@ type answer struct {
 
 func (b *bundle) do(method, path string, body []byte, header http.Header) answer {
 	b.t.Helper()
-	req, err := http.NewRequest(method, b.base+path, bytes.NewReader(body))
+	return b.doAt(b.base, method, path, body, header)
+}
+
+// opsGet asks the ops listener.
+func (b *bundle) opsGet(path string) answer {
+	b.t.Helper()
+	return b.doAt(b.ops, http.MethodGet, path, nil, nil)
+}
+
+func (b *bundle) doAt(base, method, path string, body []byte, header http.Header) answer {
+	b.t.Helper()
+	req, err := http.NewRequest(method, base+path, bytes.NewReader(body))
 	if err != nil {
 		b.t.Fatal(err)
 	}
@@ -484,7 +498,7 @@ func TestNATSOutageAnswers503ThenTheRetryGoesThrough(t *testing.T) {
 	if a := b.post(event("evt_ingress_before", "customer.created", false)); a.code != http.StatusOK {
 		t.Fatalf("before the outage: %d %s", a.code, a.raw)
 	}
-	if a := b.do("GET", "/readyz", nil, nil); a.code != http.StatusOK {
+	if a := b.opsGet("/readyz"); a.code != http.StatusOK {
 		t.Fatalf("readyz while NATS is up: %d %s", a.code, a.raw)
 	}
 
@@ -494,7 +508,7 @@ func TestNATSOutageAnswers503ThenTheRetryGoesThrough(t *testing.T) {
 	if a.code != http.StatusServiceUnavailable || a.header.Get("Retry-After") == "" {
 		t.Fatalf("during the outage: %d %s (Retry-After %q), want 503 with Retry-After", a.code, a.raw, a.header.Get("Retry-After"))
 	}
-	if a := b.do("GET", "/readyz", nil, nil); a.code != http.StatusServiceUnavailable {
+	if a := b.opsGet("/readyz"); a.code != http.StatusServiceUnavailable {
 		t.Fatalf("readyz while NATS is down: %d %s", a.code, a.raw)
 	}
 	if got := b.counter("lr_webhook_requests_total", "outcome", "unavailable"); got != 1 {
@@ -521,7 +535,7 @@ func waitReady(t *testing.T, b *bundle) {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		a := b.do("GET", "/readyz", nil, nil)
+		a := b.opsGet("/readyz")
 		if a.code == http.StatusOK {
 			return
 		}
@@ -593,13 +607,13 @@ func TestShutdownFinishesRequestInFlight(t *testing.T) {
 
 func TestOpsEndpoints(t *testing.T) {
 	b := setup(t, nil)
-	if a := b.do("GET", "/healthz", nil, nil); a.code != http.StatusOK {
+	if a := b.opsGet("/healthz"); a.code != http.StatusOK {
 		t.Fatalf("healthz: %d %s", a.code, a.raw)
 	}
-	if a := b.do("GET", "/readyz", nil, nil); a.code != http.StatusOK {
+	if a := b.opsGet("/readyz"); a.code != http.StatusOK {
 		t.Fatalf("readyz: %d %s", a.code, a.raw)
 	}
-	a := b.do("GET", "/metrics", nil, nil)
+	a := b.opsGet("/metrics")
 	for _, name := range []string{"lr_webhook_requests_total", "lr_webhook_signature_failures_total", "lr_webhook_duplicates_total", "lr_webhook_request_seconds", "lr_publish_seconds"} {
 		if a.code != http.StatusOK || !strings.Contains(a.raw, name) {
 			t.Fatalf("metrics: %d, missing %s", a.code, name)
@@ -609,18 +623,25 @@ func TestOpsEndpoints(t *testing.T) {
 	if a.code != http.StatusNotFound || a.body["error"] == nil {
 		t.Fatalf("unknown path: %d %s, want a JSON 404", a.code, a.raw)
 	}
+	// The public listener serves the webhook only: no metrics, and no
+	// readiness details (they name NATS's state) for whoever reaches it.
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		if a := b.do("GET", path, nil, nil); a.code != http.StatusNotFound || strings.Contains(a.raw, "nats") || strings.Contains(a.raw, "lr_") {
+			t.Errorf("webhook listener GET %s: %d %s, want a plain 404", path, a.code, a.raw)
+		}
+	}
 }
 
 func TestRunFailsWithoutNATS(t *testing.T) {
 	ns := natstest.Start(t)
 	env := ns.Env(natsauth.Ingress)
 	ns.Shutdown()
-	env["INGRESS_ADDR"], env["STRIPE_WEBHOOK_SECRET"] = "127.0.0.1:0", newSecret(t)
+	env["INGRESS_ADDR"], env["HTTP_ADDR"], env["STRIPE_WEBHOOK_SECRET"] = "127.0.0.1:0", "127.0.0.1:0", newSecret(t)
 	cfg, err := ingress.ConfigFromEnv(config.Map(env))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.ConnectTimeout = 300 * time.Millisecond
+	cfg.StartTimeout = 300 * time.Millisecond
 	cfg.Ready = func(map[string]string) { t.Error("ready without NATS") }
 	err = ingress.Run(context.Background(), cfg)
 	if !errors.Is(err, bus.ErrUnavailable) {
@@ -630,7 +651,7 @@ func TestRunFailsWithoutNATS(t *testing.T) {
 
 func TestReadyzNeedsTheEventsStream(t *testing.T) {
 	b := setup(t, nil)
-	if a := b.do("GET", "/readyz", nil, nil); a.code != http.StatusOK {
+	if a := b.opsGet("/readyz"); a.code != http.StatusOK {
 		t.Fatalf("readyz: %d %s", a.code, a.raw)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -644,7 +665,7 @@ func TestReadyzNeedsTheEventsStream(t *testing.T) {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		a := b.do("GET", "/readyz", nil, nil)
+		a := b.opsGet("/readyz")
 		if a.code == http.StatusServiceUnavailable {
 			if !strings.Contains(a.raw, "BILLING_EVENTS") {
 				t.Fatalf("readyz does not say what is missing: %s", a.raw)

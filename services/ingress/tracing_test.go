@@ -63,7 +63,7 @@ func TestSpansWhenExporting(t *testing.T) {
 		t.Fatalf("message traceparent %q does not continue the caller's trace", tp)
 	}
 	// Probes are never traced.
-	b.do(http.MethodGet, "/readyz", nil, http.Header{"Traceparent": {callerParent}})
+	b.doAt(b.ops, http.MethodGet, "/readyz", nil, http.Header{"Traceparent": {callerParent}})
 
 	kinds := map[string]trace.SpanKind{}
 	for _, s := range exp.GetSpans() {

@@ -2,27 +2,20 @@ package supportnotify
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/config"
-	"github.com/launchready/launchready/pkg/httpserver"
-	"github.com/launchready/launchready/pkg/logging"
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/redact"
+	"github.com/launchready/launchready/pkg/service"
 	"github.com/launchready/launchready/pkg/telemetry"
 
 	"github.com/launchready/launchready/services/support-notify/internal/alerts"
@@ -108,9 +101,10 @@ type Config struct {
 	// 30 s and 10 s.
 	ZendeskTimeout time.Duration
 	SlackTimeout   time.Duration
-	// StartTimeout bounds the wait for NATS and Postgres at start; zero
-	// means 30 s. Past it Run fails, so a dependency that never comes up
-	// shows as a crash loop instead of a service that silently does nothing.
+	// StartTimeout bounds the wait for NATS and Postgres at start (zero:
+	// service.DefaultStartTimeout). Past it Run fails, so a dependency that
+	// never comes up shows as a crash loop instead of a service that
+	// silently does nothing.
 	StartTimeout time.Duration
 	// Logger receives the service's logs; nil discards them.
 	Logger *slog.Logger
@@ -231,213 +225,60 @@ func (c Config) LogValue() slog.Value {
 // Run consumes until ctx is done, then stops fetching, lets the handlers in
 // flight finish and returns.
 func Run(ctx context.Context, cfg Config) error {
-	log := cfg.Logger
-	if log == nil {
-		log = logging.Discard()
-	}
-	reg := cfg.Registry
-	if reg == nil {
-		reg = httpserver.NewRegistry()
-	}
 	set := cfg.Rules
 	if set == nil {
 		set = rules.Defaults()
 	}
-	startTimeout := cfg.StartTimeout
-	if startTimeout <= 0 {
-		startTimeout = 30 * time.Second
+	zdTimeout := positiveOr(cfg.ZendeskTimeout, DefaultZendeskTimeout)
+	slackTimeout := positiveOr(cfg.SlackTimeout, DefaultSlackTimeout)
+	slo := positiveOr(cfg.AlertSLO, DefaultAlertSLO)
+	spec := service.Spec{
+		Name: ServiceName, Logger: cfg.Logger, Registry: cfg.Registry, Telemetry: cfg.Telemetry, Settings: cfg,
+		OpsAddr: cfg.HTTPAddr, NATS: cfg.NATSURL, Streams: cfg.Streams,
+		// Vendor calls run inside ticket transactions, so every worker of
+		// both consumers may hold a connection at once: size the pool for
+		// that, or a slow Zendesk would starve the alert workers.
+		Database:     &service.Database{URL: cfg.DatabaseURL, MaxConns: int32(cfg.Tickets.Concurrency + cfg.Alerts.Concurrency + 2), Migrate: store.Migrate},
+		StartTimeout: cfg.StartTimeout, Ready: cfg.Ready,
 	}
-	zdTimeout := cfg.ZendeskTimeout
-	if zdTimeout <= 0 {
-		zdTimeout = DefaultZendeskTimeout
-	}
-	slackTimeout := cfg.SlackTimeout
-	if slackTimeout <= 0 {
-		slackTimeout = DefaultSlackTimeout
-	}
-	slo := cfg.AlertSLO
-	if slo <= 0 {
-		slo = DefaultAlertSLO
-	}
-	log.Info("support-notify starting", "config", cfg)
-
-	// ---- Tracing.
-	tel, err := telemetry.Setup(ctx, cfg.Telemetry)
-	if err != nil {
-		return fmt.Errorf("support-notify: %w", err)
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := tel.Shutdown(sctx); err != nil {
-			log.Warn("telemetry shutdown", "error", err)
+	return service.Supervise(ctx, spec, func(_ context.Context, host *service.Host) error {
+		log, tp := host.Log, host.Telemetry.TracerProvider()
+		m, err := metrics.New(host.Registry)
+		if err != nil {
+			return err
 		}
-	}()
-
-	// ---- Ops HTTP first, so /healthz answers while dependencies come up.
-	ln, err := httpserver.Listen(cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("support-notify: %w", err)
-	}
-	var (
-		depsMu sync.Mutex
-		pool   *pgxpool.Pool
-		nc     *nats.Conn
-	)
-	checks := map[string]httpserver.Check{
-		"postgres": func(ctx context.Context) error {
-			depsMu.Lock()
-			p := pool
-			depsMu.Unlock()
-			if p == nil {
-				return errors.New("not connected yet")
-			}
-			return p.Ping(ctx)
-		},
-		"nats": func(context.Context) error {
-			depsMu.Lock()
-			c := nc
-			depsMu.Unlock()
-			if c == nil || !c.IsConnected() {
-				return errors.New("not connected")
-			}
-			return nil
-		},
-	}
-	mux := http.NewServeMux()
-	httpserver.Ops(mux, reg, checks)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
-	opsDone := make(chan error, 1)
-	go func() { opsDone <- httpserver.Serve(opsCtx, srv, ln, 5*time.Second) }()
-	defer func() {
-		stopOps()
-		if err := <-opsDone; err != nil {
-			log.Warn("ops server", "error", err)
+		var desk tickets.Desk = tickets.LogDesk{Log: log.With("provider", ProviderLog)}
+		if cfg.SupportProvider == ProviderZendesk {
+			desk = zendesk.New(cfg.Zendesk, vendor.New(vendor.Config{Vendor: "zendesk", Timeout: zdTimeout, TracerProvider: tp,
+				Metrics: m, Secrets: []string{cfg.Zendesk.APIToken.Reveal()}}))
 		}
-	}()
-
-	// ---- Postgres and JetStream.
-	sctx, cancelStart := context.WithTimeout(ctx, startTimeout)
-	defer cancelStart()
-	maxConns := int32(cfg.Tickets.Concurrency + cfg.Alerts.Concurrency + 2)
-	p, err := openDatabase(sctx, cfg.DatabaseURL, maxConns, tel.PgxTracer(), log)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
+		var channel alerts.Channel = alerts.LogChannel{Log: log.With("provider", ProviderLog)}
+		if cfg.AlertProvider == ProviderSlack {
+			channel = slack.New(cfg.SlackWebhookURL, vendor.New(vendor.Config{Vendor: "slack", Timeout: slackTimeout, TracerProvider: tp,
+				Metrics: m, Secrets: []string{cfg.SlackWebhookURL.Reveal()}, HideURLPath: true}))
 		}
-		return fmt.Errorf("support-notify: %w", err)
-	}
-	defer p.Close()
-	if err := pg.RegisterPoolMetrics(reg, p, ServiceName); err != nil {
-		return fmt.Errorf("support-notify: %w", err)
-	}
-	conn, js, err := bus.Connect(sctx, cfg.NATSURL, ServiceName, log)
-	if err == nil {
-		defer conn.Close()
-		err = bus.EnsureStreams(sctx, js, cfg.Streams)
-	}
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
+
+		// One consumer per action, so neither waits for the other. Each
+		// durable receives only the event types its rules act on; the
+		// rest of the stream never reaches the service.
+		ticketHandler := &tickets.Handler{Consumer: TicketsDurable, Pool: host.Pool, Rules: set, Desk: desk, Metrics: m, Log: log, MaxAge: cfg.MaxEventAge}
+		alertHandler := &alerts.Handler{Pool: host.Pool, Rules: set, Channel: channel, Metrics: m, Log: log, SLO: slo, MaxAge: cfg.MaxEventAge}
+		if len(cfg.Tickets.FilterSubjects) == 0 {
+			cfg.Tickets.FilterSubjects = bus.TypeFilterSubjects(cfg.Tickets.Durable, set.Types(rules.Ticket, rules.Resolve))
 		}
-		return fmt.Errorf("support-notify: %w", err)
-	}
-	cancelStart()
-	depsMu.Lock()
-	pool, nc = p, conn
-	depsMu.Unlock()
-
-	// ---- Vendors.
-	m, err := metrics.New(reg)
-	if err != nil {
-		return fmt.Errorf("support-notify: %w", err)
-	}
-	var desk tickets.Desk = tickets.LogDesk{Log: log.With("provider", ProviderLog)}
-	if cfg.SupportProvider == ProviderZendesk {
-		desk = zendesk.New(cfg.Zendesk, vendor.New(vendor.Config{Vendor: "zendesk", Timeout: zdTimeout, TracerProvider: tel.TracerProvider(),
-			Metrics: m, Secrets: []string{cfg.Zendesk.APIToken.Reveal()}}))
-	}
-	var channel alerts.Channel = alerts.LogChannel{Log: log.With("provider", ProviderLog)}
-	if cfg.AlertProvider == ProviderSlack {
-		channel = slack.New(cfg.SlackWebhookURL, vendor.New(vendor.Config{Vendor: "slack", Timeout: slackTimeout, TracerProvider: tel.TracerProvider(),
-			Metrics: m, Secrets: []string{cfg.SlackWebhookURL.Reveal()}, HideURLPath: true}))
-	}
-
-	// ---- Consumers: one per action, so neither waits for the other.
-	ticketHandler := &tickets.Handler{Consumer: TicketsDurable, Pool: p, Rules: set, Desk: desk, Metrics: m, Log: log, MaxAge: cfg.MaxEventAge}
-	alertHandler := &alerts.Handler{Pool: p, Rules: set, Channel: channel, Metrics: m, Log: log, SLO: slo, MaxAge: cfg.MaxEventAge}
-	opts := bus.ConsumerOptions{Logger: log, TracerProvider: tel.TracerProvider(), Registry: reg}
-	// Each durable receives only the event types its rules act on; the
-	// rest of the stream never reaches the service.
-	if len(cfg.Tickets.FilterSubjects) == 0 {
-		cfg.Tickets.FilterSubjects = bus.TypeFilterSubjects(cfg.Tickets.Durable, set.Types(rules.Ticket, rules.Resolve))
-	}
-	if len(cfg.Alerts.FilterSubjects) == 0 {
-		cfg.Alerts.FilterSubjects = bus.TypeFilterSubjects(cfg.Alerts.Durable, set.Types(rules.Alert))
-	}
-	consumers := []*bus.Consumer{
-		bus.NewConsumer(js, cfg.Tickets, ticketHandler.Handle, opts),
-		bus.NewConsumer(js, cfg.Alerts, alertHandler.Handle, opts),
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	errc := make(chan error, len(consumers))
-	for _, c := range consumers {
-		go func() { errc <- c.Run(runCtx) }()
-	}
-	if cfg.Ready != nil {
-		cfg.Ready(map[string]string{"http": ln.Addr().String()})
-	}
-	log.Info("support-notify running", "http", ln.Addr().String(), "consumers", []string{cfg.Tickets.Durable, cfg.Alerts.Durable})
-
-	// ---- Until shutdown or a consumer fails; then stop the other too.
-	var first error
-	for range consumers {
-		err := <-errc
-		if err != nil && !errors.Is(err, context.Canceled) && first == nil {
-			first = err
-			log.Error("consumer stopped", "error", err)
+		if len(cfg.Alerts.FilterSubjects) == 0 {
+			cfg.Alerts.FilterSubjects = bus.TypeFilterSubjects(cfg.Alerts.Durable, set.Types(rules.Alert))
 		}
-		stop()
-	}
-	if first != nil && ctx.Err() == nil {
-		return fmt.Errorf("support-notify: %w", first)
-	}
-	log.Info("support-notify stopped")
-	return nil
+		host.Go("tickets consumer", bus.NewConsumer(host.JS, cfg.Tickets, ticketHandler.Handle, host.ConsumerOptions()).Run)
+		host.Go("alerts consumer", bus.NewConsumer(host.JS, cfg.Alerts, alertHandler.Handle, host.ConsumerOptions()).Run)
+		return nil
+	})
 }
 
-// openDatabase opens the pool and applies migrations, retrying while
-// Postgres is unreachable (compose starts everything at once) until ctx
-// ends.
-func openDatabase(ctx context.Context, dbURL string, maxConns int32, tracer pgx.QueryTracer, log *slog.Logger) (*pgxpool.Pool, error) {
-	// Vendor calls run inside ticket transactions, so every worker of both
-	// consumers may hold a connection at once: size the pool for that, or
-	// a slow Zendesk would starve the alert workers of connections.
-	pool, err := pg.Open(ctx, dbURL, pg.WithMaxConns(maxConns), pg.WithTracer(tracer), pg.WithApplicationName("support-notify"))
-	if err != nil {
-		return nil, err
+// positiveOr is d, or def when d is not positive (unset).
+func positiveOr(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
 	}
-	wait := 250 * time.Millisecond
-	for {
-		err := store.Migrate(ctx, pool)
-		if err == nil {
-			return pool, nil
-		}
-		if !pg.IsUnavailable(err) || ctx.Err() != nil {
-			pool.Close()
-			return nil, fmt.Errorf("postgres: %w", err)
-		}
-		log.Warn("postgres not ready; retrying", "error", redact.Error(err), "retry_in", wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			pool.Close()
-			return nil, fmt.Errorf("postgres: %w", err)
-		case <-t.C:
-		}
-		wait = min(wait*2, 5*time.Second)
-	}
+	return d
 }

@@ -224,6 +224,7 @@ func StartStack(t T, o StackOptions) *Stack {
 	per := map[string]map[string]string{
 		"ingress": {
 			"INGRESS_ADDR":          fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
+			"HTTP_ADDR":             fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
 			"STRIPE_WEBHOOK_SECRET": s.Secret,
 		},
 		"billing-state": {
@@ -272,10 +273,8 @@ func StartStack(t T, o StackOptions) *Stack {
 		}
 		if name == "ingress" {
 			delete(env, "DATABASE_URL") // ingress holds no database
-			s.Ops[name] = "http://" + env["INGRESS_ADDR"]
-		} else {
-			s.Ops[name] = "http://" + env["HTTP_ADDR"]
 		}
+		s.Ops[name] = "http://" + env["HTTP_ADDR"]
 		var p *Proc
 		if n := o.Nice[name]; n > 0 {
 			// nice(1) execs the service: the pid is the service's, and

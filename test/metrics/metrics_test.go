@@ -38,19 +38,19 @@ func randomHex(t *testing.T, n int) string {
 }
 
 // startIngress runs ingress in-process against an embedded JetStream and
-// returns its base URL and signing secret.
-func startIngress(t *testing.T) (base, secret string) {
+// returns its webhook and ops base URLs and its signing secret.
+func startIngress(t *testing.T) (base, ops, secret string) {
 	t.Helper()
 	nats := natstest.Start(t)
 	secret = "whsec_" + randomHex(t, 24)
 	env := nats.Env(natsauth.Ingress)
-	env["INGRESS_ADDR"], env["STRIPE_WEBHOOK_SECRET"], env["WEBHOOK_MAX_BODY"] = "127.0.0.1:0", secret, "4096"
+	env["INGRESS_ADDR"], env["HTTP_ADDR"], env["STRIPE_WEBHOOK_SECRET"], env["WEBHOOK_MAX_BODY"] = "127.0.0.1:0", "127.0.0.1:0", secret, "4096"
 	cfg, err := ingress.ConfigFromEnv(config.Map(env))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ready := make(chan string, 1)
-	cfg.Ready = func(addrs map[string]string) { ready <- addrs["http"] }
+	ready := make(chan map[string]string, 1)
+	cfg.Ready = func(addrs map[string]string) { ready <- addrs }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- ingress.Run(ctx, cfg) }()
@@ -61,14 +61,14 @@ func startIngress(t *testing.T) (base, secret string) {
 		}
 	})
 	select {
-	case addr := <-ready:
-		return "http://" + addr, secret
+	case addrs := <-ready:
+		return "http://" + addrs["webhook"], "http://" + addrs["http"], secret
 	case err := <-done:
 		t.Fatalf("ingress exited before listening: %v", err)
 	case <-time.After(30 * time.Second):
 		t.Fatal("ingress did not listen within 30s")
 	}
-	return "", ""
+	return "", "", ""
 }
 
 // scrape returns every sample on /metrics keyed by name{label="v",...}.
@@ -153,7 +153,7 @@ func post(t *testing.T, method, url string, body []byte, sig string) int {
 }
 
 func TestWebhookCounters(t *testing.T) {
-	base, secret := startIngress(t)
+	base, ops, secret := startIngress(t)
 	url := base + webhookPath
 	otherSecret := "whsec_" + randomHex(t, 24)
 
@@ -198,7 +198,7 @@ func TestWebhookCounters(t *testing.T) {
 		}, http.StatusRequestEntityTooLarge, map[string]float64{out("too_large"): 1, duration: 1}},
 	}
 
-	before := scrape(t, base)
+	before := scrape(t, ops)
 	for _, name := range []string{out("accepted"), out("duplicate"), out("bad_signature"), out("method"), out("too_large"), dups} {
 		if _, ok := before[name]; !ok {
 			t.Errorf("%s is not exported before the first request; dashboards need the zero", name)
@@ -208,7 +208,7 @@ func TestWebhookCounters(t *testing.T) {
 		if got := s.send(); got != s.status {
 			t.Fatalf("%s: status %d, want %d", s.name, got, s.status)
 		}
-		after := scrape(t, base)
+		after := scrape(t, ops)
 		for key, want := range s.moved {
 			if d := after[key] - before[key]; d != want {
 				t.Errorf("%s: %s moved by %v, want %v", s.name, key, d, want)

@@ -182,7 +182,7 @@ func startSystem(t *testing.T, exp sdktrace.SpanExporter) *system {
 			s.opsURLs = append(s.opsURLs, "http://"+addrs["http"])
 			switch svc.name {
 			case "ingress":
-				s.ingressURL = "http://" + addrs["http"]
+				s.ingressURL = "http://" + addrs["webhook"]
 			case "billing-state":
 				s.grpcAddr = addrs["grpc"]
 			}

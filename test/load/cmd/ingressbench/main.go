@@ -483,10 +483,12 @@ func startSelfHosted(ctx context.Context, o *options, out io.Writer) (_ *selfHos
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(),
 		"INGRESS_ADDR=127.0.0.1:0",
+		"HTTP_ADDR=127.0.0.1:0",
 		"NATS_URL="+env.natsURL,
 		"STRIPE_WEBHOOK_SECRET="+o.secret,
 		"STRIPE_LIVEMODE=",
 		"LOG_LEVEL=info",
+		"LOG_FORMAT=json", // the serving line is read as JSON
 		"OTEL_EXPORTER_OTLP_ENDPOINT=",
 		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=",
 	)
@@ -504,7 +506,7 @@ func startSelfHosted(ctx context.Context, o *options, out io.Writer) (_ *selfHos
 
 	addrc := make(chan string, 1)
 	go func() {
-		// The listening line gives the bound port; everything is kept in
+		// The serving line gives the bound port; everything is kept in
 		// the log file for a post-mortem.
 		sc := bufio.NewScanner(stdout)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -512,12 +514,12 @@ func startSelfHosted(ctx context.Context, o *options, out io.Writer) (_ *selfHos
 			line := sc.Bytes()
 			fmt.Fprintln(logFile, string(line))
 			var rec struct {
-				Msg  string `json:"msg"`
-				HTTP string `json:"http"`
+				Msg     string `json:"msg"`
+				Webhook string `json:"webhook"`
 			}
-			if json.Unmarshal(line, &rec) == nil && rec.Msg == "ingress listening" && rec.HTTP != "" {
+			if json.Unmarshal(line, &rec) == nil && rec.Msg == "ingress serving" && rec.Webhook != "" {
 				select {
-				case addrc <- rec.HTTP:
+				case addrc <- rec.Webhook:
 				default:
 				}
 			}

@@ -1,0 +1,128 @@
+package billingstate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/launchready/launchready/pkg/service"
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/services/billing-state/internal/grpcapi"
+	"github.com/launchready/launchready/services/billing-state/internal/relay"
+	"github.com/launchready/launchready/services/billing-state/internal/state"
+)
+
+// serveGRPC starts BillingStatusService (grpcapi.New: its limits, TLS and
+// reflection), gRPC health on GRPC_ADDR, and a watch that keeps the health
+// status in step with what the API serves from. The API reads through a
+// pool of its own, so callers never wait for the consumer's connections nor
+// the consumer for theirs, and Watch subscribes on a NATS connection of its
+// own, so whatever a watcher causes there leaves the consumer's alone;
+// closed for good, that connection fails /readyz and Watch answers
+// Unavailable, while the consumer and the relay carry on. At shutdown the
+// server stops first, gracefully: it reports NOT_SERVING, ends the watch
+// streams and lets unary calls finish; then the connection and the pool.
+func serveGRPC(host *service.Host, cfg Config, rl *relay.Relay) error {
+	ln, err := host.Listen("grpc", cfg.GRPCAddr)
+	if err != nil {
+		return err
+	}
+	apiPool, err := host.OpenPool(Durable+"-api", cfg.GRPC.DBMaxConns)
+	if err != nil {
+		return err
+	}
+	watchNC, err := host.Connect(Durable + "-watch")
+	if err != nil {
+		return err
+	}
+	stopWatch := make(chan struct{})
+	srv, err := grpcapi.New(cfg.GRPC, grpcapi.Options{
+		Store:     state.New(apiPool, state.Options{Policy: cfg.Policy, Logger: host.Log, OutboxWritten: rl.Kick}),
+		WatchConn: watchNC, Tokens: cfg.Tokens, Logger: host.Log, Registry: host.Registry,
+		StatsHandler: host.Telemetry.GRPCServerHandler(), Stop: stopWatch,
+	})
+	if err != nil {
+		return err
+	}
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	setHealth(hs, false)
+
+	host.Go("grpc server", func(ctx context.Context) error {
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(ln) }()
+		select {
+		case err := <-served:
+			return fmt.Errorf("grpc serve: %w", err)
+		case <-ctx.Done():
+		}
+		setHealth(hs, false)
+		close(stopWatch)
+		stopGRPC(srv, cfg.ShutdownGrace)
+		if err := <-served; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("grpc serve: %w", err)
+		}
+		return nil
+	})
+	host.Go("grpc health", func(ctx context.Context) error {
+		watchHealth(ctx, hs, apiPool, watchNC)
+		return nil
+	})
+	return nil
+}
+
+func stopGRPC(srv *grpc.Server, grace time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		srv.GracefulStop()
+		close(done)
+	}()
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		srv.Stop()
+		<-done
+	}
+}
+
+// serviceName is the health service name of BillingStatusService.
+var serviceName = billingv1.BillingStatusService_ServiceDesc.ServiceName
+
+func setHealth(hs *health.Server, ok bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if ok {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	hs.SetServingStatus("", st)
+	hs.SetServingStatus(serviceName, st)
+}
+
+// watchHealth reports SERVING only while the API's pool reaches Postgres
+// and its watch connection is connected.
+func watchHealth(ctx context.Context, hs *health.Server, pool *pgxpool.Pool, nc *nats.Conn) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		ok := pool.Ping(pctx) == nil && nc.IsConnected()
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		setHealth(hs, ok)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
