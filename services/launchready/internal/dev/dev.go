@@ -8,11 +8,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -28,14 +28,6 @@ import (
 	"github.com/launchready/launchready/services/ingress"
 	supportnotify "github.com/launchready/launchready/services/support-notify"
 )
-
-// service is one service as the dev runner sees it: its name and a function
-// that builds its config from the environment and runs it.
-type service struct {
-	name string
-	env  map[string]string
-	run  func(ctx context.Context, getenv config.Getenv, log *slog.Logger, ready func(map[string]string)) error
-}
 
 // Main runs `launchready dev`.
 func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stderr io.Writer) int {
@@ -55,7 +47,12 @@ func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stde
 
 func run(ctx context.Context, getenv config.Getenv, dataDir string, natsPort int, stdout, stderr io.Writer) error {
 	env := config.New(getenv)
-	log := logging.New(stderr, "launchready-dev", logging.ParseLevel(env.String("LOG_LEVEL", "info")))
+	// On a terminal, short text lines; JSON anywhere else (LOG_FORMAT).
+	logs, err := logging.FromEnv(stderr, getenv)
+	if err != nil {
+		return err
+	}
+	log := logs.Logger("launchready")
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", dataDir, err)
 	}
@@ -85,73 +82,58 @@ func run(ctx context.Context, getenv config.Getenv, dataDir string, natsPort int
 	tokens := env.String("STATUS_API_TOKENS", "dev="+secrets.APIToken+":read+admin")
 	ingressAddr := env.String("INGRESS_ADDR", "127.0.0.1:8080")
 	grpcAddr := env.String("GRPC_ADDR", "127.0.0.1:9090")
-	common := map[string]string{
-		"DATABASE_URL": dbURL,
-	}
 	services := []service{
-		{name: "ingress", env: map[string]string{"INGRESS_ADDR": ingressAddr, "STRIPE_WEBHOOK_SECRET": webhookSecret}, run: runIngress},
+		{name: "ingress", env: map[string]string{"INGRESS_ADDR": ingressAddr, "STRIPE_WEBHOOK_SECRET": webhookSecret, "HTTP_ADDR": env.String("INGRESS_HTTP_ADDR", "127.0.0.1:8084")}, run: runIngress},
 		{name: "billing-state", env: map[string]string{"GRPC_ADDR": grpcAddr, "STATUS_API_TOKENS": tokens, "HTTP_ADDR": env.String("BILLING_STATE_HTTP_ADDR", "127.0.0.1:8081")}, run: runBillingState},
 		{name: "crm-sync", env: map[string]string{"HTTP_ADDR": env.String("CRM_SYNC_HTTP_ADDR", "127.0.0.1:8082")}, run: runCRMSync},
 		{name: "support-notify", env: map[string]string{"HTTP_ADDR": env.String("SUPPORT_NOTIFY_HTTP_ADDR", "127.0.0.1:8083")}, run: runSupportNotify},
 	}
-
-	ctx, cancelAll := context.WithCancel(ctx)
-	defer cancelAll()
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-		addrs    = map[string]map[string]string{}
-		readyc   = make(chan string, len(services))
-	)
-	for _, s := range services {
-		over := map[string]string{"OTEL_SERVICE_NAME": s.name}
-		for k, v := range common {
-			over[k] = v
-		}
-		for k, v := range broker.serviceEnv(s.name) {
-			over[k] = v
-		}
-		for k, v := range s.env {
-			over[k] = v
-		}
-		svcEnv := config.Overlay(getenv, over)
-		svcLog := logging.New(stderr, s.name, logging.ParseLevel(env.String("LOG_LEVEL", "info")))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := s.run(ctx, svcEnv, svcLog, func(a map[string]string) {
-				mu.Lock()
-				addrs[s.name] = a
-				mu.Unlock()
-				readyc <- s.name
-			})
-			if err != nil && !errors.Is(err, context.Canceled) {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = fmt.Errorf("%s: %w", s.name, err)
-				}
-				mu.Unlock()
-				log.Error("service stopped", "service_name", s.name, "error", err)
-			}
-			cancelAll()
-		}()
+	for i, s := range services {
+		// Each service connects as its own NATS user; its own settings
+		// come last.
+		own := broker.serviceEnv(s.name)
+		maps.Copy(own, s.env)
+		services[i].env = own
+	}
+	l := &launcher{
+		log: log, logs: logs, getenv: getenv,
+		common:    map[string]string{"DATABASE_URL": dbURL},
+		firstWait: firstRestartWait, maxWait: maxRestartWait, stableAfter: stableRun,
 	}
 
-	// Wait until every service is listening, then tell the user what to do.
-	pending := len(services)
-	for pending > 0 {
-		select {
-		case <-readyc:
-			pending--
-		case <-ctx.Done():
-			wg.Wait()
-			return firstErr
-		}
+	// Run them all; once every service serves, tell the user what to do.
+	var (
+		mu     sync.Mutex
+		addrs  = map[string]map[string]string{}
+		allUp  = make(chan struct{})
+		upOnce sync.Once
+	)
+	launched := make(chan error, 1)
+	go func() {
+		launched <- l.run(ctx, services, func(name string, a map[string]string) {
+			mu.Lock()
+			defer mu.Unlock()
+			if _, again := addrs[name]; again {
+				log.Info("service serving again", "service_name", name)
+			}
+			addrs[name] = a
+			if len(addrs) == len(services) {
+				upOnce.Do(func() { close(allUp) })
+			}
+		})
+	}()
+	select {
+	case <-allUp:
+	case err := <-launched:
+		return err
 	}
 	mu.Lock()
-	webhookURL := "http://" + hostPort(addrs["ingress"]["http"]) + "/webhooks/stripe"
+	webhookURL := "http://" + hostPort(addrs["ingress"]["webhook"]) + "/webhooks/stripe"
 	grpcShown := hostPort(addrs["billing-state"]["grpc"])
+	var ops []string
+	for _, s := range services {
+		ops = append(ops, s.name+" "+hostPort(addrs[s.name]["http"]))
+	}
 	mu.Unlock()
 	fmt.Fprintf(stdout, `
 Launch Ready is running.
@@ -161,6 +143,7 @@ Launch Ready is running.
   Postgres        %s
   webhook secret  %s
   API token       %s  (send as "authorization: Bearer <token>")
+  ops ports       %s  (/healthz /readyz /metrics)
 
 Forward real test-mode events from Stripe with:
   stripe listen --forward-to %s
@@ -171,13 +154,11 @@ Or send a fixture signed with the dev secret:
   go run ./services/launchready/cmd/launchready send ../shared/fixtures/stripe/stripe-sync-engine/subscription_created.json
 
 ready
-`, webhookURL, grpcShown, broker.banner(), config.MaskURL(dbURL), webhookSecret, apiTokenOf(tokens),
+`, webhookURL, grpcShown, broker.banner(), config.MaskURL(dbURL), webhookSecret, apiTokenOf(tokens), strings.Join(ops, ", "),
 		strings.TrimPrefix(webhookURL, "http://"), webhookSecret)
 
-	<-ctx.Done()
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
+	if err := <-launched; err != nil {
+		return err
 	}
 	fmt.Fprintln(stdout, "stopped")
 	return nil
