@@ -21,14 +21,15 @@ import (
 
 // service is one of the four Launch Ready services as deployed.
 type service struct {
-	Name     string
-	HTTPPort int32 // /healthz, /readyz, /metrics (and webhooks, for ingress)
-	GRPCPort int32
-	Consumer bool
+	Name        string
+	HTTPPort    int32 // /healthz, /readyz, /metrics
+	WebhookPort int32 // the public port, ingress only
+	GRPCPort    int32
+	Consumer    bool
 }
 
 var services = []service{
-	{Name: "ingress", HTTPPort: 8080},
+	{Name: "ingress", HTTPPort: 8084, WebhookPort: 8080},
 	{Name: "billing-state", HTTPPort: 8081, GRPCPort: 9090, Consumer: true},
 	{Name: "crm-sync", HTTPPort: 8082, Consumer: true},
 	{Name: "support-notify", HTTPPort: 8083, Consumer: true},
@@ -137,6 +138,9 @@ func TestK8sServiceDeployments(t *testing.T) {
 				wantPorts := map[string]int32{"http": s.HTTPPort}
 				if s.GRPCPort != 0 {
 					wantPorts["grpc"] = s.GRPCPort
+				}
+				if s.WebhookPort != 0 {
+					wantPorts["webhook"] = s.WebhookPort
 				}
 				got := map[string]int32{}
 				for _, p := range c.Ports {
@@ -642,13 +646,11 @@ func TestK8sNetworkPolicies(t *testing.T) {
 				flow{src, private, tcp, 443, false, s.Name + " to a private address"},
 				flow{src, stranger, tcp, 8080, false, s.Name + " to another namespace"},
 			)
-			if s.Name != "ingress" {
-				flows = append(flows,
-					flow{outside, src, tcp, s.HTTPPort, false, "outside to " + s.Name + " ops port"},
-					flow{stranger, src, tcp, s.HTTPPort, false, "another namespace to " + s.Name + " ops port"},
-					flow{monitoring, src, tcp, s.HTTPPort, true, "Prometheus to " + s.Name},
-				)
-			}
+			flows = append(flows,
+				flow{outside, src, tcp, s.HTTPPort, false, "outside to " + s.Name + " ops port"},
+				flow{stranger, src, tcp, s.HTTPPort, false, "another namespace to " + s.Name + " ops port"},
+				flow{monitoring, src, tcp, s.HTTPPort, true, "Prometheus to " + s.Name},
+			)
 			if s.Consumer {
 				flows = append(flows,
 					flow{src, db, tcp, 5432, true, s.Name + " to Postgres"},
