@@ -365,6 +365,23 @@ func (p *Proc) Running() bool {
 	}
 }
 
+// ExitCode returns the exit status of the current process once it has
+// ended (-1 when a signal ended it); exited is false while it runs.
+func (p *Proc) ExitCode() (code int, exited bool) {
+	p.mu.Lock()
+	r := p.cur
+	p.mu.Unlock()
+	if r == nil {
+		return 0, false
+	}
+	select {
+	case <-r.done:
+		return r.cmd.ProcessState.ExitCode(), true
+	default:
+		return 0, false
+	}
+}
+
 // Pid returns the process id of the current process.
 func (p *Proc) Pid() int {
 	p.mu.Lock()
