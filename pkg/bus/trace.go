@@ -1,6 +1,8 @@
 package bus
 
 import (
+	"context"
+
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -30,6 +32,22 @@ func tracerFrom(tp trace.TracerProvider) trace.Tracer {
 		tp = otel.GetTracerProvider()
 	}
 	return tp.Tracer(tracerName)
+}
+
+// startProcessSpan starts the consumer span of one delivery, as a child of
+// the producer's span carried in the message headers.
+func (c *Consumer) startProcessSpan(handlerCtx context.Context, d *Delivery) (context.Context, trace.Span) {
+	ctx := otel.GetTextMapPropagator().Extract(handlerCtx, headerCarrier(d.Header))
+	return c.tracer.Start(ctx, "process "+d.Subject,
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			attrMessagingSystem.String("nats"),
+			attrMessagingOperationType.String("process"),
+			attrMessagingDestination.String(d.Subject),
+			attrMessagingConsumerGroup.String(c.cfg.Durable),
+			attrMessagingDeliveryCount.Int64(int64(d.Delivered)),
+			attrMessagingStreamSeq.Int64(int64(d.StreamSeq)),
+		))
 }
 
 // eventAttrs are the ids that make a span findable from a Stripe event.

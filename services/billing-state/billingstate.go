@@ -24,6 +24,7 @@ import (
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/service"
 	"github.com/launchready/launchready/pkg/telemetry"
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/billing-state/internal/grpcapi"
 	"github.com/launchready/launchready/services/billing-state/internal/relay"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
@@ -158,9 +159,6 @@ func (c Config) withDefaults() Config {
 	if c.Consumer.BatchSize == 0 {
 		c.Consumer.BatchSize = DefaultBatchSize
 	}
-	// A batch locks its customers until it commits: a customer's events
-	// all go to one worker, so that batches never queue behind each other.
-	c.Consumer.PartitionByCustomer = true
 	if c.Consumer.MaxDeliver == 0 {
 		c.Consumer.MaxDeliver = 10
 	}
@@ -236,6 +234,8 @@ func Run(ctx context.Context, cfg Config) error {
 		storeOpts := state.Options{Policy: cfg.Policy, Fetcher: fetcher, Logger: log, OutboxWritten: func() { rl.Kick() }}
 		consumerOpts := host.ConsumerOptions()
 		consumerOpts.DrainTimeout = cfg.ShutdownGrace
+		// Events of one customer go to one worker, in order.
+		consumerOpts.PartitionKey = billingv1.EncodedCustomerID
 		if cfg.AsyncCommit {
 			gate := state.NewFlushGate(host.Pool, state.FlushGateOptions{ForceAfter: cfg.FlushForceAfter, Registry: reg})
 			storeOpts.Durable, consumerOpts.AckAfter = gate.Wait, gate.After

@@ -1,0 +1,141 @@
+package bus
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/launchready/launchready/pkg/config"
+)
+
+// ConsumerConfig describes one durable consumer.
+type ConsumerConfig struct {
+	// Stream defaults to BILLING_EVENTS.
+	Stream string
+	// Durable names the consumer; it is one subject token (no dots).
+	Durable string
+	// FilterSubjects defaults to DefaultFilterSubjects(Durable).
+	FilterSubjects []string
+	// Concurrency is the number of handlers running at once (8).
+	Concurrency int
+	// BatchSize is the most deliveries one BatchHandler call gets (1 means
+	// the service's default). A batch is what is waiting when a handler
+	// becomes free: nothing waits to fill it, so a quiet stream still gets
+	// each event at once. Handlers that take one delivery ignore it.
+	BatchSize int
+	// MaxDeliver is the number of attempts before a dead letter (10).
+	MaxDeliver int
+	// AckWait is how long JetStream waits for an outcome before it
+	// redelivers (30s); a running handler keeps its message alive.
+	AckWait time.Duration
+	// BackoffBase and BackoffMax bound the delay before a retry: the n-th
+	// failure waits a random time in [b/2, b], b = min(Max, Base*2^(n-1)).
+	BackoffBase time.Duration
+	BackoffMax  time.Duration
+}
+
+// ConsumerConfigFromEnv reads CONSUMER_CONCURRENCY (8), CONSUMER_BATCH_SIZE
+// (0: the service's default), CONSUMER_MAX_DELIVER (10), CONSUMER_ACK_WAIT
+// (30s), CONSUMER_BACKOFF_BASE (500ms) and CONSUMER_BACKOFF_MAX (5m).
+// Problems are collected in e.
+func ConsumerConfigFromEnv(e *config.Env, durable string) ConsumerConfig {
+	c := ConsumerConfig{
+		Stream:      StreamEvents,
+		Durable:     durable,
+		Concurrency: e.Int("CONSUMER_CONCURRENCY", 8),
+		BatchSize:   e.Int("CONSUMER_BATCH_SIZE", 0),
+		MaxDeliver:  e.Int("CONSUMER_MAX_DELIVER", 10),
+		AckWait:     e.Duration("CONSUMER_ACK_WAIT", 30*time.Second),
+		BackoffBase: e.Duration("CONSUMER_BACKOFF_BASE", 500*time.Millisecond),
+		BackoffMax:  e.Duration("CONSUMER_BACKOFF_MAX", 5*time.Minute),
+	}
+	if err := c.validate(); err != nil {
+		e.Fail("%v", err)
+	}
+	return c
+}
+
+func (c ConsumerConfig) withDefaults() ConsumerConfig {
+	if c.Stream == "" {
+		c.Stream = StreamEvents
+	}
+	if len(c.FilterSubjects) == 0 {
+		c.FilterSubjects = DefaultFilterSubjects(c.Durable)
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 8
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 1
+	}
+	if c.MaxDeliver == 0 {
+		c.MaxDeliver = 10
+	}
+	if c.AckWait == 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.BackoffBase == 0 {
+		c.BackoffBase = 500 * time.Millisecond
+	}
+	if c.BackoffMax == 0 {
+		c.BackoffMax = 5 * time.Minute
+	}
+	return c
+}
+
+func (c ConsumerConfig) validate() error {
+	var errs []error
+	if err := validName(c.Durable); err != nil {
+		errs = append(errs, fmt.Errorf("consumer durable name: %w", err))
+	}
+	if c.Concurrency < 1 {
+		errs = append(errs, fmt.Errorf("CONSUMER_CONCURRENCY: %d is below 1", c.Concurrency))
+	}
+	if c.BatchSize < 0 || c.BatchSize > maxBatch {
+		errs = append(errs, fmt.Errorf("CONSUMER_BATCH_SIZE: %d is outside 1..%d", c.BatchSize, maxBatch))
+	}
+	if c.MaxDeliver < 1 {
+		errs = append(errs, fmt.Errorf("CONSUMER_MAX_DELIVER: %d is below 1", c.MaxDeliver))
+	}
+	if c.AckWait < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("CONSUMER_ACK_WAIT: %s is below 100ms", c.AckWait))
+	}
+	if c.BackoffBase <= 0 || c.BackoffMax < c.BackoffBase {
+		errs = append(errs, fmt.Errorf("CONSUMER_BACKOFF_BASE %s / CONSUMER_BACKOFF_MAX %s: need 0 < base <= max", c.BackoffBase, c.BackoffMax))
+	}
+	return errors.Join(errs...)
+}
+
+// maxBatch bounds CONSUMER_BATCH_SIZE: a batch is one transaction, and
+// every delivery in it waits for the slowest.
+const maxBatch = 1000
+
+// ConsumerOptions are the runner's collaborators.
+type ConsumerOptions struct {
+	Logger         *slog.Logger
+	TracerProvider trace.TracerProvider
+	// Registry, when set, receives the lr_consumer_* and lr_dlq_depth metrics.
+	Registry prometheus.Registerer
+	// DrainTimeout bounds how long Run waits for handlers in flight once its
+	// context ends (25s, inside Kubernetes' default 30 s grace). Handlers
+	// still running then see their context cancelled.
+	DrainTimeout time.Duration
+	// AckAfter, when set, is handed each successful delivery's ack instead
+	// of it being sent at once, and sends it when it sees fit: billing-state
+	// holds acks until the commits they confirm are on disk (its commits do
+	// not wait for the disk). An ack never sent means a redelivery after
+	// AckWait, which the handler's processed_events check absorbs.
+	AckAfter func(ack func())
+	// PartitionKey, when set, sends every message whose payload gives the
+	// same non-empty key to the same handler, so that concurrent handlers
+	// never wait on each other for a key: billing-state passes
+	// billingv1.EncodedCustomerID, because its batches lock their customers
+	// until they commit. Messages with an empty key go to any handler. It
+	// runs for every message on the goroutine that pulls them, so it must
+	// be cheap, and it must not keep data.
+	PartitionKey func(data []byte) string
+}

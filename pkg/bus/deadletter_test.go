@@ -1,0 +1,98 @@
+package bus_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/launchready/launchready/pkg/bus"
+)
+
+func TestReplayGoesOnlyToItsConsumer(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var failing atomic.Bool
+	failing.Store(true)
+	var recA, recB recorder
+	b.run(t, quiet("svc-a"), func(_ context.Context, d *bus.Delivery) error {
+		recA.add(d)
+		if failing.Load() {
+			return bus.Permanent(errors.New("unknown plan"))
+		}
+		return nil
+	}, bus.ConsumerOptions{})
+	b.run(t, quiet("svc-b"), func(_ context.Context, d *bus.Delivery) error {
+		recB.add(d)
+		return nil
+	}, bus.ConsumerOptions{})
+	b.publish(t, event("evt_replay", "checkout.session.completed", "cus_4"))
+
+	var dls []bus.DeadLetter
+	eventually(t, 10*time.Second, "dead letter from svc-a", func() bool {
+		var err error
+		dls, err = bus.ListDeadLetters(testCtx(t), b.js, "svc-a", 10)
+		return err == nil && len(dls) == 1
+	})
+	eventually(t, 10*time.Second, "svc-b handled the event", func() bool { return recB.len() == 1 && settled(t, b.js, "svc-b") })
+	if others, _ := bus.ListDeadLetters(testCtx(t), b.js, "svc-b", 10); len(others) != 0 {
+		t.Fatalf("svc-b has %d dead letters", len(others))
+	}
+
+	failing.Store(false) // the fix is deployed
+	dl, err := bus.ReplayDeadLetter(testCtx(t), b.js, dls[0].Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dl.EventID != "evt_replay" || dl.Consumer != "svc-a" {
+		t.Fatalf("replayed = %+v", dl)
+	}
+	eventually(t, 10*time.Second, "replay handled by svc-a", func() bool { return recA.len() == 2 && settled(t, b.js, "svc-a") })
+	got, _ := recA.snapshot()
+	r := got[1]
+	if !r.Replay || r.Subject != "billing.replay.svc-a.checkout.session.completed" || r.Event.EventId != "evt_replay" || r.Delivered != 1 {
+		t.Fatalf("replayed delivery = %+v", r)
+	}
+	if r.Header.Get("Lr-Replay-Of") != strconv.FormatUint(dls[0].Seq, 10) {
+		t.Fatalf("replay header = %v", r.Header)
+	}
+
+	// svc-b's filter excludes the replay: nothing new was ever pending for it.
+	info := consumerInfo(t, b.js, "svc-b")
+	if info.NumPending != 0 || info.Delivered.Consumer != 1 || recB.len() != 1 {
+		t.Fatalf("svc-b saw the replay: pending %d delivered %d handled %d", info.NumPending, info.Delivered.Consumer, recB.len())
+	}
+	if left, _ := bus.ListDeadLetters(testCtx(t), b.js, "", 10); len(left) != 0 {
+		t.Fatalf("%d dead letters left after replay", len(left))
+	}
+	if _, err := bus.ReplayDeadLetter(testCtx(t), b.js, dls[0].Seq); !errors.Is(err, bus.ErrDeadLetterNotFound) {
+		t.Fatalf("second replay: err = %v, want ErrDeadLetterNotFound", err)
+	}
+}
+
+func TestListDeadLettersFiltersAndLimits(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for i, c := range []string{"x", "y", "x", "x"} {
+		hdr := nats.Header{"Lr-Consumer": {c}, "Lr-Event-Id": {fmt.Sprintf("evt_%d", i)}, "Lr-Delivery-Count": {"2"}}
+		if _, err := b.pub.Publish(testCtx(t), bus.DLQSubject(c), "", []byte("p"), hdr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := bus.ListDeadLetters(testCtx(t), b.js, "", 0)
+	if err != nil || len(all) != 4 {
+		t.Fatalf("all = %d, %v", len(all), err)
+	}
+	xs, err := bus.ListDeadLetters(testCtx(t), b.js, "x", 2)
+	if err != nil || len(xs) != 2 || xs[0].EventID != "evt_0" || xs[1].EventID != "evt_2" || xs[0].Delivered != 2 {
+		t.Fatalf("x limited to 2 = %+v, %v", xs, err)
+	}
+	if _, err := bus.ListDeadLetters(testCtx(t), b.js, "a.b", 1); err == nil {
+		t.Fatal("a dotted consumer name was accepted")
+	}
+}
