@@ -82,7 +82,7 @@ func newConsumer(js jetstream.JetStream, cfg ConsumerConfig, h BatchHandler, opt
 	if c.drain <= 0 {
 		c.drain = 25 * time.Second
 	}
-	if opts.Registry != nil && validName(cfg.Durable) == nil {
+	if opts.Registry != nil && ValidSubjectToken(cfg.Durable) == nil {
 		c.metrics = newConsumerMetrics(opts.Registry, cfg.Durable)
 		registerBacklog(opts.Registry, newBacklogCollector(js, cfg.Stream, cfg.Durable))
 	}

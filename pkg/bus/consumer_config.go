@@ -89,8 +89,13 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 
 func (c ConsumerConfig) validate() error {
 	var errs []error
-	if err := validName(c.Durable); err != nil {
+	if err := ValidSubjectToken(c.Durable); err != nil {
 		errs = append(errs, fmt.Errorf("consumer durable name: %w", err))
+	}
+	for _, f := range c.FilterSubjects {
+		if err := validFilter(f); err != nil {
+			errs = append(errs, fmt.Errorf("consumer filter: %w", err))
+		}
 	}
 	if c.Concurrency < 1 {
 		errs = append(errs, fmt.Errorf("CONSUMER_CONCURRENCY: %d is below 1", c.Concurrency))

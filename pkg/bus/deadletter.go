@@ -93,10 +93,10 @@ func ListDeadLetters(ctx context.Context, js jetstream.JetStream, consumer strin
 	}
 	filter := DLQPrefix + ">"
 	if consumer != "" {
-		if err := validName(consumer); err != nil {
-			return nil, fmt.Errorf("list dead letters: consumer: %w", err)
+		var err error
+		if filter, err = CheckedDLQSubject(consumer); err != nil {
+			return nil, fmt.Errorf("list dead letters: %w", err)
 		}
-		filter = DLQSubject(consumer)
 	}
 	st, err := js.Stream(ctx, StreamDLQ)
 	if err != nil {
@@ -137,14 +137,14 @@ func ReplayDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (
 		return DeadLetter{}, fmt.Errorf("replay dead letter %d: %w", seq, wrapUnavailable(err))
 	}
 	dl := deadLetterFromRaw(m)
-	if err := validName(dl.Consumer); err != nil {
-		return dl, fmt.Errorf("replay dead letter %d: consumer: %w", seq, err)
-	}
-	if err := validTokens(dl.EventType); err != nil {
-		return dl, fmt.Errorf("replay dead letter %d: event type: %w", seq, err)
+	// Anyone who can publish to billing.dlq.> writes these headers: check
+	// them before they become a subject.
+	subject, err := CheckedReplaySubject(dl.Consumer, dl.EventType)
+	if err != nil {
+		return dl, fmt.Errorf("replay dead letter %d: %w", seq, err)
 	}
 
-	out := &nats.Msg{Subject: ReplaySubject(dl.Consumer, dl.EventType), Data: dl.Data, Header: nats.Header{}}
+	out := &nats.Msg{Subject: subject, Data: dl.Data, Header: nats.Header{}}
 	for _, k := range traceHeaders {
 		if v := dl.Header.Values(k); len(v) > 0 {
 			out.Header[k] = v
@@ -184,10 +184,10 @@ func PurgeDeadLetters(ctx context.Context, js jetstream.JetStream, consumer stri
 		Filter string `json:"filter,omitempty"`
 	}{}
 	if consumer != "" {
-		if err := validName(consumer); err != nil {
-			return 0, fmt.Errorf("purge dead letters: consumer: %w", err)
+		var err error
+		if req.Filter, err = CheckedDLQSubject(consumer); err != nil {
+			return 0, fmt.Errorf("purge dead letters: %w", err)
 		}
-		req.Filter = DLQSubject(consumer)
 	}
 	body, err := json.Marshal(req)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -94,5 +95,35 @@ func TestListDeadLettersFiltersAndLimits(t *testing.T) {
 	}
 	if _, err := bus.ListDeadLetters(testCtx(t), b.js, "a.b", 1); err == nil {
 		t.Fatal("a dotted consumer name was accepted")
+	}
+}
+
+// A dead letter's headers are written by whoever publishes to billing.dlq:
+// replay must not turn them into a subject the server would refuse.
+func TestReplayRefusesAForgedDeadLetter(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := testCtx(t)
+	for i, hdr := range []nats.Header{
+		{"Lr-Consumer": {"crm-sync"}, "Lr-Event-Type": {strings.Repeat("x", 5000)}},
+		{"Lr-Consumer": {"crm-sync"}, "Lr-Event-Type": {"invoice.>"}},
+		{"Lr-Consumer": {"crm.sync"}, "Lr-Event-Type": {"invoice.paid"}},
+	} {
+		res, err := b.pub.Publish(ctx, bus.DLQSubject("crm-sync"), "", []byte("p"), hdr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bus.ReplayDeadLetter(ctx, b.js, res.Seq); !errors.Is(err, bus.ErrInvalidSubject) {
+			t.Errorf("forged dead letter %d: err = %.200v, want ErrInvalidSubject", i, err)
+		}
+	}
+	if n := streamMsgs(t, b.js, bus.StreamDLQ); n != 3 {
+		t.Fatalf("DLQ holds %d, want the 3 refused dead letters kept", n)
+	}
+	if !b.nc.IsConnected() {
+		t.Fatal("connection lost")
+	}
+	if _, err := bus.ListDeadLetters(ctx, b.js, strings.Repeat("c", 5000), 1); !errors.Is(err, bus.ErrInvalidSubject) {
+		t.Fatalf("ListDeadLetters for a 5000-byte consumer: %.200v", err)
 	}
 }

@@ -23,7 +23,8 @@ func isUnavailable(err error) bool {
 	switch {
 	case err == nil:
 		return false
-	case errors.Is(err, nats.ErrMaxPayload),
+	case errors.Is(err, ErrInvalidSubject),
+		errors.Is(err, nats.ErrMaxPayload),
 		errors.Is(err, nats.ErrBadSubject),
 		errors.Is(err, nats.ErrInvalidMsg),
 		errors.Is(err, jetstream.ErrInvalidOption),

@@ -61,7 +61,9 @@ func NewPublisher(js jetstream.JetStream, tp trace.TracerProvider, opts ...Publi
 // PublishEvent publishes ev to billing.events.<type> with Nats-Msg-Id set to
 // the event id, so a redelivered webhook is stored once. The deadline comes
 // from ctx (the client default of 5 s when ctx has none). An error wraps
-// ErrUnavailable when JetStream could not be reached or did not ack.
+// ErrUnavailable when JetStream could not be reached or did not ack, and
+// ErrInvalidSubject when the type cannot be a subject (see
+// CheckedEventSubject): nothing was sent, and a retry cannot help.
 func (p *Publisher) PublishEvent(ctx context.Context, ev *billingv1.BillingEvent) (PubResult, error) {
 	if ev == nil {
 		return PubResult{}, errors.New("publish: nil event")
@@ -70,20 +72,26 @@ func (p *Publisher) PublishEvent(ctx context.Context, ev *billingv1.BillingEvent
 	if id == "" {
 		return PubResult{}, errors.New("publish: event has no id")
 	}
-	if err := validTokens(ev.GetType()); err != nil {
-		return PubResult{}, fmt.Errorf("publish %s: event type: %w", id, err)
+	subject, err := CheckedEventSubject(ev.GetType())
+	if err != nil {
+		return PubResult{}, fmt.Errorf("publish %s: %w", id, err)
 	}
 	data, err := proto.Marshal(ev)
 	if err != nil {
 		return PubResult{}, fmt.Errorf("publish %s: marshal: %w", id, err)
 	}
-	return p.publish(ctx, EventSubject(ev.GetType()), id, data, nil, func() []attribute.KeyValue { return eventAttrs(ev) })
+	return p.publish(ctx, subject, id, data, nil, func() []attribute.KeyValue { return eventAttrs(ev) })
 }
 
 // Publish publishes data to subject with msgID as Nats-Msg-Id (none when
 // empty) plus hdr and the current trace context. Errors are as for
-// PublishEvent.
+// PublishEvent; a subject that is not one (empty tokens, wildcards,
+// whitespace, over MaxSubjectBytes) is refused with ErrInvalidSubject
+// before anything is sent.
 func (p *Publisher) Publish(ctx context.Context, subject, msgID string, data []byte, hdr nats.Header) (PubResult, error) {
+	if err := validSubject(subject); err != nil {
+		return PubResult{}, fmt.Errorf("publish %s: %w", messageName(subject, msgID), err)
+	}
 	return p.publish(ctx, subject, msgID, data, hdr, func() []attribute.KeyValue { return nil })
 }
 
@@ -132,10 +140,7 @@ func (p *Publisher) publish(ctx context.Context, subject, msgID string, data []b
 // answer turns JetStream's PubAck (or failure) into a PubResult and records
 // it in the publish metrics.
 func (p *Publisher) answer(subject, msgID string, ack *jetstream.PubAck, err error, elapsed time.Duration) (PubResult, error) {
-	name := msgID
-	if name == "" {
-		name = subject
-	}
+	name := messageName(subject, msgID)
 	if err != nil {
 		p.metrics.observe(elapsed, "error")
 		if isUnavailable(err) {
@@ -152,6 +157,14 @@ func (p *Publisher) answer(subject, msgID string, ack *jetstream.PubAck, err err
 	return res, nil
 }
 
+// messageName names a message in errors: its id, else its subject.
+func messageName(subject, msgID string) string {
+	if msgID != "" {
+		return msgID
+	}
+	return quoteHead(subject)
+}
+
 // Message is one message for PublishAll.
 type Message struct {
 	Subject string
@@ -166,7 +179,8 @@ type Message struct {
 // stored from the start of msgs up to the first that was not, and that
 // one's error. Messages after a failure may have been stored too;
 // publishing them again is harmless, since their ids deduplicate. Without a
-// deadline on ctx it waits at most 5 s.
+// deadline on ctx it waits at most 5 s. A message whose subject Publish
+// would refuse is refused here too, and nothing after it is sent.
 func (p *Publisher) PublishAll(ctx context.Context, msgs []Message) ([]PubResult, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -175,8 +189,12 @@ func (p *Publisher) PublishAll(ctx context.Context, msgs []Message) ([]PubResult
 	}
 	start := time.Now()
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
-	var sendErr error
+	var sendErr, refused error
 	for _, msg := range msgs {
+		if err := validSubject(msg.Subject); err != nil {
+			refused = fmt.Errorf("publish %s: %w", messageName(msg.Subject, msg.MsgID), err)
+			break
+		}
 		m := &nats.Msg{Subject: msg.Subject, Data: msg.Data, Header: nats.Header{}}
 		if msg.MsgID != "" {
 			m.Header[jetstream.MsgIDHeader] = []string{msg.MsgID}
@@ -208,5 +226,5 @@ func (p *Publisher) PublishAll(ctx context.Context, msgs []Message) ([]PubResult
 		_, err := p.answer(msgs[len(futures)].Subject, msgs[len(futures)].MsgID, nil, sendErr, time.Since(start))
 		return out, err
 	}
-	return out, nil
+	return out, refused
 }

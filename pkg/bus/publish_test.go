@@ -264,3 +264,47 @@ func TestPublishAllReportsTheStoredPrefix(t *testing.T) {
 		t.Fatalf("error %q does not name the message", err)
 	}
 }
+
+// The webhook attack of issue 16: a 5,000-byte event type used to reach the
+// server as a subject and close the connection for good.
+func TestPublishRefusesUnsafeSubjectsAndKeepsItsConnection(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := testCtx(t)
+	long := strings.Repeat("a", 5000)
+	_, err := b.pub.PublishEvent(ctx, event("evt_long", long, "cus_1"))
+	if !errors.Is(err, bus.ErrInvalidSubject) || errors.Is(err, bus.ErrUnavailable) || len(err.Error()) > 200 {
+		t.Fatalf("PublishEvent with a 5000-byte type: %.200v", err)
+	}
+	for name, subject := range map[string]string{
+		"5000 bytes":  bus.StatusSubject(long),
+		"wildcard":    bus.StatusSubject("*"),
+		"control":     bus.StatusSubject("cus\x00"),
+		"empty token": "billing.status..cus_1",
+	} {
+		if _, err := b.pub.Publish(ctx, subject, "", []byte("x"), nil); !errors.Is(err, bus.ErrInvalidSubject) || errors.Is(err, bus.ErrUnavailable) {
+			t.Errorf("Publish %s: %.200v", name, err)
+		}
+	}
+	res, err := b.pub.PublishAll(ctx, []bus.Message{
+		{Subject: bus.StatusSubject("cus_ok"), MsgID: "outbox-1", Data: []byte("a")},
+		{Subject: bus.StatusSubject(long), MsgID: "outbox-2", Data: []byte("b")},
+		{Subject: bus.StatusSubject("cus_ok"), MsgID: "outbox-3", Data: []byte("c")},
+	})
+	if len(res) != 1 || !errors.Is(err, bus.ErrInvalidSubject) || !strings.Contains(err.Error(), "outbox-2") {
+		t.Fatalf("PublishAll with a 5000-byte subject second: %d stored, %.200v", len(res), err)
+	}
+	if n := streamMsgs(t, b.js, bus.StreamStatus); n != 1 {
+		t.Fatalf("status stream holds %d messages, want only the one before the refusal", n)
+	}
+
+	// The longest subject the checks allow is stored, and the connection
+	// the refusals went through is still the one in use.
+	longest := strings.Repeat("a", bus.MaxSubjectBytes-len(bus.EventsPrefix)-bus.MaxSubjectTokenBytes-1) + "." + strings.Repeat("b", bus.MaxSubjectTokenBytes)
+	if _, err := b.pub.PublishEvent(ctx, event("evt_longest", longest, "cus_1")); err != nil {
+		t.Fatalf("a %d-byte subject: %v", len(bus.EventSubject(longest)), err)
+	}
+	if !b.nc.IsConnected() || b.nc.Stats().Reconnects != 0 {
+		t.Fatalf("connection after the refusals: connected %v, reconnects %d", b.nc.IsConnected(), b.nc.Stats().Reconnects)
+	}
+}
