@@ -16,9 +16,12 @@ import (
 // attempt is one delivery of a message, from its arrival to its
 // settlement (ack, retry or dead letter).
 type attempt struct {
-	msg       jetstream.Msg
-	delivery  *Delivery
-	event     *billingv1.BillingEvent
+	msg      jetstream.Msg
+	delivery *Delivery
+	event    *billingv1.BillingEvent
+	// spanCtx carries the consumer span; each handler call derives the
+	// delivery's context from it with its own deadline.
+	spanCtx   context.Context
 	span      trace.Span
 	eventType string
 	// forHandler: decoded and within MaxDeliver, so the handler gets it.
@@ -26,6 +29,9 @@ type attempt struct {
 	// handlerErr is the handler's answer, or why it never got one.
 	handlerErr  error
 	handlerTook time.Duration
+	// settled: already acked, retried or dead-lettered, because its handler
+	// outlived its context (see callHandler).
+	settled bool
 }
 
 // beginAttempt starts a message's span and decodes it. It returns nil for
@@ -56,7 +62,7 @@ func (c *Consumer) beginAttempt(handlerCtx context.Context, msg jetstream.Msg) *
 
 	spanCtx, span := c.startProcessSpan(handlerCtx, d)
 	d.ctx = spanCtx
-	a := &attempt{msg: msg, delivery: d, span: span, eventType: eventType, event: &billingv1.BillingEvent{}}
+	a := &attempt{msg: msg, delivery: d, spanCtx: spanCtx, span: span, eventType: eventType, event: &billingv1.BillingEvent{}}
 	switch err := proto.Unmarshal(msg.Data(), a.event); {
 	case err != nil:
 		a.handlerErr = Permanent(fmt.Errorf("decode BillingEvent: %w", err))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -108,6 +109,16 @@ func (c *Consumer) Config() ConsumerConfig { return c.cfg }
 // most a second later), waits for handlers in flight (bounded by the drain
 // timeout) and returns nil. It returns an error only when the consumer
 // cannot be set up or the connection is closed under it.
+//
+// A handler that is still running a second after its context ended
+// (HandlerTimeout, or the drain timeout at shutdown) has its deliveries
+// settled without it: the runner stops their InProgress and naks them, and
+// drops whatever the handler answers later. Go cannot stop a goroutine, so
+// a handler that ignores its context keeps running; its worker waits for
+// it before taking more messages, so such handlers never pile up beyond
+// Concurrency, and a partitioned consumer never runs two handlers for one
+// key. While it waits, lr_consumer_overdue_handlers counts it. At shutdown
+// Run returns without it five seconds after the drain timeout.
 func (c *Consumer) Run(ctx context.Context) error {
 	if err := c.cfg.validate(); err != nil {
 		return fmt.Errorf("consumer %s: %w", c.cfg.Durable, err)
@@ -133,14 +144,15 @@ func (c *Consumer) Run(ctx context.Context) error {
 	for i := range queues {
 		queues[i] = make(chan jetstream.Msg, window)
 	}
+	running := make([]atomic.Pointer[handlerCall], c.cfg.Concurrency)
 	for i := range c.cfg.Concurrency {
-		workers.Go(func() { c.worker(handlerCtx, queues[i%len(queues)], slots) })
+		workers.Go(func() { c.worker(handlerCtx, queues[i%len(queues)], slots, &running[i]) })
 	}
 	err := c.pullUntilDone(ctx, slots, newDispatcher(queues, c.partitionKey))
 	for _, q := range queues {
 		close(q)
 	}
-	c.waitHandlers(&workers, hardStop)
+	c.waitHandlers(handlerCtx, &workers, hardStop, running)
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", c.cfg.Durable, err)
 	}
@@ -148,8 +160,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 }
 
 // waitHandlers waits for handlers in flight; past the drain timeout it
-// cancels their context and gives them a short while to return.
-func (c *Consumer) waitHandlers(workers *sync.WaitGroup, hardStop context.CancelFunc) {
+// cancels their context and gives them a short while to return. The
+// deliveries of those that do not return within overdueGrace are settled
+// without them, so that no InProgress outlives Run and another replica can
+// take them at once.
+func (c *Consumer) waitHandlers(handlerCtx context.Context, workers *sync.WaitGroup, hardStop context.CancelFunc, running []atomic.Pointer[handlerCall]) {
 	done := make(chan struct{})
 	go func() {
 		workers.Wait()
@@ -164,7 +179,18 @@ func (c *Consumer) waitHandlers(workers *sync.WaitGroup, hardStop context.Cancel
 	}
 	c.log.Warn("handlers still running after the drain timeout; cancelling them", "drain_timeout", c.drain.String())
 	hardStop()
-	t.Reset(5 * time.Second)
+	t.Reset(overdueGrace)
+	select {
+	case <-done:
+		return
+	case <-t.C:
+	}
+	for i := range running {
+		if hc := running[i].Load(); hc != nil {
+			c.settleOverdue(handlerCtx, hc)
+		}
+	}
+	t.Reset(5*time.Second - overdueGrace)
 	select {
 	case <-done:
 	case <-t.C:

@@ -36,12 +36,37 @@ type ConsumerConfig struct {
 	// failure waits a random time in [b/2, b], b = min(Max, Base*2^(n-1)).
 	BackoffBase time.Duration
 	BackoffMax  time.Duration
+	// HandlerTimeout bounds one handler call (0 means 60s). The handler's
+	// context carries the deadline. Once it passes, the runner stops
+	// keeping the call's messages alive and settles them as a transient
+	// failure (a retry after the usual backoff, a dead letter past
+	// MaxDeliver), whether or not the handler has returned; see
+	// Consumer.Run for what becomes of a handler that ignores it.
+	//
+	// It does not compete with AckWait. AckWait is how long a replica may
+	// stay silent before JetStream hands its messages to another one; a
+	// live handler sends InProgress every AckWait/3, so it may run longer
+	// than AckWait, until HandlerTimeout. A message is thus held for at most
+	// HandlerTimeout while its process lives, and at most AckWait after it
+	// dies.
+	HandlerTimeout time.Duration
 }
+
+// Bounds of CONSUMER_HANDLER_TIMEOUT. Below the minimum a normal handler
+// would time out on a busy database; above the maximum a hung handler
+// holds its worker, and a partitioned consumer's customers, for longer than
+// anyone would wait for one event.
+const (
+	defaultHandlerTimeout = 60 * time.Second
+	minHandlerTimeout     = 100 * time.Millisecond
+	maxHandlerTimeout     = time.Hour
+)
 
 // ConsumerConfigFromEnv reads CONSUMER_CONCURRENCY (8), CONSUMER_BATCH_SIZE
 // (0: the service's default), CONSUMER_MAX_DELIVER (10), CONSUMER_ACK_WAIT
-// (30s), CONSUMER_BACKOFF_BASE (500ms) and CONSUMER_BACKOFF_MAX (5m).
-// Problems are collected in e.
+// (30s), CONSUMER_BACKOFF_BASE (500ms), CONSUMER_BACKOFF_MAX (5m) and
+// CONSUMER_HANDLER_TIMEOUT (60s, between 100ms and 1h; there is no way to
+// turn it off). Problems are collected in e.
 func ConsumerConfigFromEnv(e *config.Env, durable string) ConsumerConfig {
 	c := ConsumerConfig{
 		Stream:      StreamEvents,
@@ -52,6 +77,13 @@ func ConsumerConfigFromEnv(e *config.Env, durable string) ConsumerConfig {
 		AckWait:     e.Duration("CONSUMER_ACK_WAIT", 30*time.Second),
 		BackoffBase: e.Duration("CONSUMER_BACKOFF_BASE", 500*time.Millisecond),
 		BackoffMax:  e.Duration("CONSUMER_BACKOFF_MAX", 5*time.Minute),
+		// Left at zero when unset: the runner applies the default.
+		HandlerTimeout: e.Duration("CONSUMER_HANDLER_TIMEOUT", 0),
+	}
+	if c.HandlerTimeout == 0 && e.Lookup("CONSUMER_HANDLER_TIMEOUT") != "" {
+		if _, err := time.ParseDuration(e.Lookup("CONSUMER_HANDLER_TIMEOUT")); err == nil {
+			e.Fail("CONSUMER_HANDLER_TIMEOUT: 0 would mean no timeout; it can be at most %s", maxHandlerTimeout)
+		}
 	}
 	if err := c.validate(); err != nil {
 		e.Fail("%v", err)
@@ -84,6 +116,9 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 	if c.BackoffMax == 0 {
 		c.BackoffMax = 5 * time.Minute
 	}
+	if c.HandlerTimeout == 0 {
+		c.HandlerTimeout = defaultHandlerTimeout
+	}
 	return c
 }
 
@@ -111,6 +146,9 @@ func (c ConsumerConfig) validate() error {
 	}
 	if c.BackoffBase <= 0 || c.BackoffMax < c.BackoffBase {
 		errs = append(errs, fmt.Errorf("CONSUMER_BACKOFF_BASE %s / CONSUMER_BACKOFF_MAX %s: need 0 < base <= max", c.BackoffBase, c.BackoffMax))
+	}
+	if t := c.HandlerTimeout; t != 0 && (t < minHandlerTimeout || t > maxHandlerTimeout) {
+		errs = append(errs, fmt.Errorf("CONSUMER_HANDLER_TIMEOUT: %s is outside %s..%s", t, minHandlerTimeout, maxHandlerTimeout))
 	}
 	return errors.Join(errs...)
 }

@@ -26,7 +26,8 @@ type Delivery struct {
 	duplicate bool
 }
 
-// Context carries the delivery's consumer span. A BatchHandler uses it for the work it does on this
+// Context carries the delivery's consumer span and, while a handler runs,
+// its deadline. A BatchHandler uses it for the work it does on this
 // delivery, so that each event keeps its own trace.
 func (d *Delivery) Context() context.Context {
 	if d.ctx == nil {
@@ -45,12 +46,15 @@ func (d *Delivery) MarkDuplicate() { d.duplicate = true }
 // ignores); Permanent(err) dead-letters it at once; RetryAfter(err, d) asks
 // for another attempt after d; any other error retries with exponential
 // backoff until MaxDeliver, then dead-letters. ctx carries the consumer
-// span and is cancelled only if the handler outlives the shutdown grace.
+// span and the HandlerTimeout deadline; it is also cancelled if the handler
+// outlives the shutdown grace. An answer given after the deadline is not
+// used: the delivery has already been settled as a timeout.
 type Handler func(ctx context.Context, d *Delivery) error
 
 // BatchHandler processes several deliveries in one call, so that their
 // work can share a database transaction. It returns one error per
 // delivery, each with a Handler's meaning; a delivery's span is in
-// d.Context(). A panic dead-letters nothing at once: the runner calls the handler again with each delivery
+// d.Context(). HandlerTimeout bounds the whole call. A panic dead-letters
+// nothing at once: the runner calls the handler again with each delivery
 // alone, to find the one that panics.
 type BatchHandler func(ctx context.Context, ds []*Delivery) []error

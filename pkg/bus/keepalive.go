@@ -8,7 +8,8 @@ import (
 )
 
 // keepAliveTimer sends InProgress while a handler works so that JetStream
-// does not redeliver a message that is merely slow. It uses one timer per
+// does not redeliver a message that is merely slow, and calls overdue, once,
+// if the handler is still working at overdueAt. It uses one timer per
 // handler call rather than a goroutine per message.
 type keepAliveTimer struct {
 	mu      sync.Mutex
@@ -16,23 +17,30 @@ type keepAliveTimer struct {
 	stopped bool
 }
 
-// startKeepAlive sends InProgress for msgs every period until stop.
-func startKeepAlive(msgs []jetstream.Msg, every time.Duration) *keepAliveTimer {
-	k := &keepAliveTimer{}
+// start sends InProgress for msgs every period until stop or overdueAt,
+// when it stops by itself and calls overdue.
+func (k *keepAliveTimer) start(msgs []jetstream.Msg, every time.Duration, overdueAt time.Time, overdue func()) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.t = time.AfterFunc(every, func() {
+	k.t = time.AfterFunc(min(every, time.Until(overdueAt)), func() {
 		k.mu.Lock()
-		defer k.mu.Unlock()
 		if k.stopped {
+			k.mu.Unlock()
+			return
+		}
+		now := time.Now()
+		if !now.Before(overdueAt) {
+			k.stopped = true
+			k.mu.Unlock()
+			overdue()
 			return
 		}
 		for _, msg := range msgs {
 			_ = msg.InProgress()
 		}
-		k.t.Reset(every)
+		k.t.Reset(min(every, overdueAt.Sub(now)))
+		k.mu.Unlock()
 	})
-	return k
 }
 
 // stop ends the InProgress; once it returns, none is sent any more. It may

@@ -67,6 +67,8 @@ type consumerMetrics struct {
 	waiting     prometheus.Observer
 	deadLetters prometheus.Counter
 	duplicates  prometheus.Counter
+	timeouts    prometheus.Counter
+	overdue     prometheus.Gauge
 	outcomes    map[string]prometheus.Counter
 }
 
@@ -99,6 +101,14 @@ func newConsumerMetrics(reg prometheus.Registerer, durable string) *consumerMetr
 			Name: "lr_consumer_duplicates_total",
 			Help: "Deliveries acked because the consumer had already processed the event id.",
 		}, []string{"consumer"})).WithLabelValues(durable),
+		timeouts: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lr_consumer_handler_timeouts_total",
+			Help: "Deliveries whose handler call outlived CONSUMER_HANDLER_TIMEOUT; each was retried or dead-lettered.",
+		}, []string{"consumer"})).WithLabelValues(durable),
+		overdue: register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "lr_consumer_overdue_handlers",
+			Help: "Handler calls still running after their context ended; their deliveries are settled, and each holds a worker until it returns.",
+		}, []string{"consumer"})).WithLabelValues(durable),
 		outcomes: map[string]prometheus.Counter{},
 	}
 	for _, o := range []string{outcomeAck, outcomeNak, outcomeTerm, outcomeDeadLetter} {
@@ -117,6 +127,24 @@ func (m *consumerMetrics) outcome(o string, handler time.Duration) {
 	}
 	if o == outcomeDeadLetter {
 		m.deadLetters.Inc()
+	}
+}
+
+func (m *consumerMetrics) timedOut(deliveries int) {
+	if m != nil {
+		m.timeouts.Add(float64(deliveries))
+	}
+}
+
+func (m *consumerMetrics) overdueStarted() {
+	if m != nil {
+		m.overdue.Inc()
+	}
+}
+
+func (m *consumerMetrics) overdueReturned() {
+	if m != nil {
+		m.overdue.Dec()
 	}
 }
 

@@ -112,3 +112,24 @@ func deliveries(t *testing.T, reg *prometheus.Registry, outcome string) float64 
 	}
 	return 0
 }
+
+// metricValue reads a counter or gauge that has one series.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name || len(mf.GetMetric()) != 1 {
+			continue
+		}
+		m := mf.GetMetric()[0]
+		if m.GetGauge() != nil {
+			return m.GetGauge().GetValue()
+		}
+		return m.GetCounter().GetValue()
+	}
+	t.Fatalf("no single series named %s", name)
+	return 0
+}

@@ -25,7 +25,8 @@ func (c *Consumer) pullUntilDone(ctx context.Context, slots chan struct{}, work 
 		}
 		if first {
 			c.log.Info("consumer running", "stream", c.cfg.Stream, "filter", c.cfg.FilterSubjects,
-				"concurrency", c.cfg.Concurrency, "max_deliver", c.cfg.MaxDeliver, "ack_wait", c.cfg.AckWait.String())
+				"concurrency", c.cfg.Concurrency, "max_deliver", c.cfg.MaxDeliver, "ack_wait", c.cfg.AckWait.String(),
+				"handler_timeout", c.cfg.HandlerTimeout.String())
 		}
 		first = false
 		err = c.fetchIntoQueues(ctx, cons, slots, work)

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -10,8 +11,8 @@ import (
 // first one that comes and, for a batch handler, whatever else is already
 // waiting, up to BatchSize. Nothing waits for a batch to fill, so a quiet
 // stream is not held back. Each message's slot is released once its
-// handler call is over.
-func (c *Consumer) worker(handlerCtx context.Context, queue <-chan jetstream.Msg, slots <-chan struct{}) {
+// handler call is over. running holds the call in progress (see Run).
+func (c *Consumer) worker(handlerCtx context.Context, queue <-chan jetstream.Msg, slots <-chan struct{}, running *atomic.Pointer[handlerCall]) {
 	msgs := make([]jetstream.Msg, 0, c.cfg.BatchSize)
 	for msg := range queue {
 		msgs = append(msgs[:0], msg)
@@ -27,7 +28,7 @@ func (c *Consumer) worker(handlerCtx context.Context, queue <-chan jetstream.Msg
 				break fill
 			}
 		}
-		c.handleBatch(handlerCtx, msgs)
+		c.handleBatch(handlerCtx, msgs, running)
 		for range msgs {
 			<-slots
 		}
@@ -35,7 +36,7 @@ func (c *Consumer) worker(handlerCtx context.Context, queue <-chan jetstream.Msg
 }
 
 // handleBatch runs the handler over msgs and settles each one.
-func (c *Consumer) handleBatch(handlerCtx context.Context, msgs []jetstream.Msg) {
+func (c *Consumer) handleBatch(handlerCtx context.Context, msgs []jetstream.Msg, running *atomic.Pointer[handlerCall]) {
 	attempts := make([]*attempt, 0, len(msgs))
 	var forHandler []*attempt
 	for _, msg := range msgs {
@@ -49,9 +50,11 @@ func (c *Consumer) handleBatch(handlerCtx context.Context, msgs []jetstream.Msg)
 		}
 	}
 	if len(forHandler) > 0 {
-		c.callHandler(handlerCtx, forHandler)
+		c.callHandler(handlerCtx, forHandler, running)
 	}
 	for _, a := range attempts {
-		c.finishAttempt(handlerCtx, a)
+		if !a.settled {
+			c.finishAttempt(handlerCtx, a)
+		}
 	}
 }
