@@ -5,6 +5,13 @@
 //
 // Delivery is at least once. Handlers make their effects exactly once by
 // recording the event id in the same transaction as the change; the runner
-// keeps a message alive while its handler works, backs off between
-// attempts, and never drops a message without a dead letter.
+// keeps a message alive while its handler works, up to a per-call timeout,
+// backs off between attempts, and never drops a message without a dead
+// letter.
+//
+// A subject built from input is checked before it reaches NATS, whose
+// answer to an oversized one is to close the connection: the publisher, the
+// consumer and the dead-letter tools check theirs, and code that subscribes
+// with caller input checks it with ValidSubjectToken or a Checked* subject
+// builder.
 package bus
