@@ -51,7 +51,7 @@ func (s *Store) ApplyBatch(ctx context.Context, items []BatchItem) []BatchResult
 		switch {
 		case ev == nil || ev.GetEventId() == "" || ev.GetType() == "" || ev.GetCustomerId() == "":
 			alone = append(alone, i)
-		case classify(ev) == kindIgnored:
+		case canonical.Classify(ev).Kind == canonical.KindIgnored:
 			out[i].Result = Result{Outcome: OutcomeIgnored}
 		default:
 			shared = append(shared, i)
@@ -102,10 +102,14 @@ func (s *Store) applyShared(ctx context.Context, items []BatchItem, idx []int, o
 		}
 		for n, i := range idx {
 			current = n
+			ev := items[i].Event
 			t.startEvent(itemCtx(ctx, items[i]), n)
-			r, err := t.apply(items[i].Event, classify(items[i].Event), hint{}, items[i].Opts, false)
-			if err != nil {
-				return err
+			r := Result{Outcome: OutcomeDuplicate}
+			if t.batch.take(t, ev.GetEventId(), ev.GetCustomerId()) {
+				var err error
+				if r, err = t.applyFresh(ev, canonical.Classify(ev), hint{}, items[i].Opts, false); err != nil {
+					return err
+				}
 			}
 			res[n] = r
 			t.batch.keep(t)
@@ -205,7 +209,7 @@ func (b *batchState) flushWrites(t *txn) error {
 		statusJSON, lastEvents = append(statusJSON, string(js)), append(lastEvents, r.status.GetLastEventId())
 	}
 	if len(ids) > 0 {
-		t.queueAs("store customers", `UPDATE billing.customers c SET email = u.email, name = u.name, user_id = u.user_id, livemode = u.livemode,
+		t.tx.Queue("store customers", `UPDATE billing.customers c SET email = u.email, name = u.name, user_id = u.user_id, livemode = u.livemode,
 				placeholder = u.placeholder, deleted = u.deleted, profile_event_created = u.profile_event_created,
 				profile_event_id = u.profile_event_id, profile_event_type = u.profile_event_type,
 				last_payment_failed_at = u.last_payment_failed_at, needs_reconciliation = u.needs_reconciliation,
@@ -226,13 +230,13 @@ func (b *batchState) flushWrites(t *txn) error {
 			cus[i], evIDs[i], evTypes[i], actors[i], actions[i], created[i] = a.customer, a.eventID, a.eventType, a.actor, a.action, a.created
 			before[i], after[i] = jsonText(a.before), jsonText(a.after)
 		}
-		t.queueAs("audit", `INSERT INTO billing.audit_log (customer_id, event_id, event_type, actor, action, before, after, event_created)
+		t.tx.Queue("audit", `INSERT INTO billing.audit_log (customer_id, event_id, event_type, actor, action, before, after, event_created)
 			SELECT c, e, ty, ac, an, b::jsonb, a::jsonb, cr FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
 				$6::text[], $7::text[], $8::timestamptz[]) WITH ORDINALITY AS u(c, e, ty, ac, an, b, a, cr, n) ORDER BY n`,
 			cus, evIDs, evTypes, actors, actions, before, after, created)
 	}
 	if len(b.outboxCustomers) > 0 {
-		t.queueAs("outbox", `INSERT INTO billing.outbox (customer_id, payload)
+		t.tx.Queue("outbox", `INSERT INTO billing.outbox (customer_id, payload)
 			SELECT c, p FROM unnest($1::text[], $2::bytea[]) WITH ORDINALITY AS u(c, p, n) ORDER BY n`,
 			b.outboxCustomers, b.outboxPayloads)
 	}
@@ -272,7 +276,7 @@ func (t *txn) prefetch(items []BatchItem, idx []int) error {
 	for i, id := range cids {
 		lives[i] = live[id]
 	}
-	br, err := t.send(func(b *pgx.Batch) {
+	br, err := t.tx.Send(t.ctx, func(b *pgx.Batch) {
 		b.Queue(`INSERT INTO billing.processed_events (event_id, event_type, customer_id, outcome)
 			SELECT e, ty, c, 'applied' FROM unnest($1::text[], $2::text[], $3::text[]) AS u(e, ty, c) ORDER BY e
 			ON CONFLICT (event_id) DO NOTHING RETURNING event_id`, ids, types, cus)
@@ -342,8 +346,10 @@ func (t *txn) prefetch(items []BatchItem, idx []int) error {
 	return br.Close()
 }
 
-// begin is txn.begin for an event of the batch: no round trip.
-func (b *batchState) begin(t *txn, eventID, customerID string) bool {
+// take is txn.begin for an event of the batch, without a round trip: it
+// reports whether the event is new (not applied before, nor earlier in
+// this batch) and, if so, hands its customer's row and subscriptions to t.
+func (b *batchState) take(t *txn, eventID, customerID string) bool {
 	if !b.fresh[eventID] {
 		return false // applied before, or earlier in this batch
 	}

@@ -28,7 +28,7 @@ type OutboxRow struct {
 func (s *Store) PublishOutbox(ctx context.Context, limit int, publish func(context.Context, []OutboxRow) (int, error)) (int, error) {
 	var done int
 	var failed error
-	// Pipelined (see pipeline.go): BEGIN travels with the claim, the mark
+	// Pipelined (see pg.Tx): BEGIN travels with the claim, the mark
 	// with COMMIT, so a pass costs two round trips.
 	err := s.inTx(ctx, func(t *txn) error {
 		done, failed = 0, nil
@@ -52,7 +52,7 @@ func (s *Store) PublishOutbox(ctx context.Context, limit int, publish func(conte
 			ids[i] = r.ID
 		}
 		if len(ids) > 0 {
-			t.queueAs("mark outbox published", `UPDATE billing.outbox SET published_at = now() WHERE id = ANY($1)`, ids)
+			t.tx.Queue("mark outbox published", `UPDATE billing.outbox SET published_at = now() WHERE id = ANY($1)`, ids)
 		}
 		done = len(ids)
 		if pubErr != nil && len(ids) == 0 {
@@ -70,7 +70,7 @@ func (s *Store) PublishOutbox(ctx context.Context, limit int, publish func(conte
 // claimOutbox locks up to limit unpublished rows, in id order, skipping
 // rows another replica holds.
 func (t *txn) claimOutbox(limit int) ([]OutboxRow, error) {
-	br, err := t.send(func(b *pgx.Batch) {
+	br, err := t.tx.Send(t.ctx, func(b *pgx.Batch) {
 		b.Queue(`SELECT id, customer_id, payload, created_at FROM billing.outbox
 			WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, limit)
 	})

@@ -3,7 +3,35 @@ package state
 import (
 	"context"
 	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 )
+
+// Events parked for a charge: a dispute or refund whose charge's customer
+// is not known yet waits in billing.unresolved_events. The event that
+// teaches the charge's customer claims it (deriveAndClaim) and applies it
+// in its own transaction (applyParked); ResolveParked sweeps up what such a
+// claim missed.
+
+// park records an event whose customer cannot be found yet.
+func (t *txn) park(ev *billingv1.BillingEvent) (Result, error) {
+	ref := ev.GetChargeId()
+	if ref == "" {
+		ref = ev.GetPaymentIntentId()
+	}
+	body, err := proto.Marshal(ev)
+	if err != nil {
+		return Result{}, fmt.Errorf("park %s: %w", ev.GetEventId(), err)
+	}
+	t.tx.Queue("park", `INSERT INTO billing.unresolved_events (event_id, event_type, ref, event) VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING`,
+		ev.GetEventId(), ev.GetType(), ref, body)
+	t.tx.Queue("park", `UPDATE billing.processed_events SET outcome = 'unresolved' WHERE event_id = $1`, ev.GetEventId())
+	t.s.log.WarnContext(t.ctx, "event parked until its charge's customer is known",
+		"event_id", ev.GetEventId(), "charge_id", ref, "action", "park", "outcome", string(OutcomeUnresolved))
+	return Result{Outcome: OutcomeUnresolved}, nil
+}
 
 // ResolveParked applies parked events whose charge's customer has become
 // known without them being claimed. An event is parked by one transaction
@@ -42,7 +70,7 @@ func (s *Store) ResolveParked(ctx context.Context, limit int) (int, error) {
 				return err
 			}
 			before := t.cus.status
-			t.learned = []string{o.ref}
+			t.rememberedRefs = []string{o.ref}
 			_, parked, err := t.deriveAndClaim()
 			if err != nil || len(parked) == 0 {
 				return err // none left: another transaction claimed them

@@ -132,7 +132,7 @@ func (s *Store) Reconcile(ctx context.Context, customerID, actor string) (*billi
 	var out *billingv1.CustomerStatus
 	var changed bool
 	err := s.inTx(ctx, func(t *txn) error {
-		br, err := t.send(func(b *pgx.Batch) {
+		br, err := t.tx.Send(t.ctx, func(b *pgx.Batch) {
 			b.Queue(`SELECT `+customerColumns+` FROM billing.customers WHERE id = $1 FOR UPDATE`, customerID)
 		})
 		if err != nil {
@@ -184,6 +184,25 @@ func (s *Store) Reconcile(ctx context.Context, customerID, actor string) (*billi
 		s.kick()
 	}
 	return out, nil
+}
+
+// loadSubscriptions reads the locked customer's subscriptions.
+func (t *txn) loadSubscriptions() error {
+	br, err := t.tx.Send(t.ctx, func(b *pgx.Batch) {
+		b.Queue(`SELECT `+subscriptionColumns+` FROM billing.subscriptions WHERE customer_id = $1`, t.cus.id)
+	})
+	if err != nil {
+		return err
+	}
+	defer br.Close()
+	rows, err := br.Query()
+	if err != nil {
+		return fmt.Errorf("load subscriptions of %s: %w", t.cus.id, err)
+	}
+	if t.subs, err = scanSubscriptions(rows); err != nil {
+		return fmt.Errorf("load subscriptions of %s: %w", t.cus.id, err)
+	}
+	return br.Close()
 }
 
 // Unresolved counts parked events still waiting for their charge's customer.
