@@ -16,76 +16,13 @@ import (
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 )
 
-// kind is what an event type means to crm-sync.
-type kind int
-
-const (
-	kindIgnored kind = iota
-	kindCustomer
-	kindCustomerDeleted
-	kindSubscription
-	kindCheckout
-	kindInvoice
-	kindInvoiceFailed
-	kindCharge
-	kindDispute
-	kindRefund
-	kindPaymentIntent
-)
-
-// classify routes an event the way billing-state does: by the object it
-// carries (the type only when an old payload has no data.object.object),
-// because the object is what the fields describe. Besides the types the
-// CRM shows directly (customer, checkout, subscription, invoice paid and
-// failed, refunds, disputes), the mirror reads every event that changes
-// what pkg/canonical derives (paused and resumed subscriptions, async
-// checkout outcomes, closed disputes, refund objects) or that ties a charge
-// to a customer, so the CRM's status is the one billing-state serves.
-func classify(ev *billingv1.BillingEvent) kind {
-	t, obj := ev.GetType(), canonical.ObjectOf(ev)
-	switch obj {
-	case "customer":
-		switch t {
-		case "customer.created", "customer.updated":
-			return kindCustomer
-		case "customer.deleted":
-			return kindCustomerDeleted
-		}
-	case "subscription":
-		if canonical.IsSubscriptionSnapshot(t) {
-			return kindSubscription
-		}
-	case "checkout.session":
-		return kindCheckout
-	case "charge":
-		return kindCharge
-	case "dispute":
-		return kindDispute
-	case "refund":
-		return kindRefund
-	case "invoice":
-		if ev.GetInvoiceId() == "" { // invoice.upcoming previews have no id
-			return kindIgnored
-		}
-		if t == "invoice.payment_failed" {
-			return kindInvoiceFailed
-		}
-		return kindInvoice
-	case "invoice_payment", "payment_intent":
-		return kindPaymentIntent
-	}
-	return kindIgnored
-}
-
-func ts(t interface{ AsTime() time.Time }, valid bool) time.Time {
-	if !valid {
+// created is when Stripe created the event, in UTC; zero when it does not
+// say.
+func created(ev *billingv1.BillingEvent) time.Time {
+	if ev.GetCreated() == nil {
 		return time.Time{}
 	}
-	return t.AsTime().UTC()
-}
-
-func created(ev *billingv1.BillingEvent) time.Time {
-	return ts(ev.GetCreated(), ev.GetCreated() != nil)
+	return ev.GetCreated().AsTime().UTC()
 }
 
 func nullTime(t time.Time) any {
@@ -228,29 +165,16 @@ func mergePurchase(tx *pg.Tx, f purchaseFacts) {
 		f.amount, f.amountRefunded, f.refunded, f.currency, nullTime(f.created))
 }
 
-// purchaseKey names a payment the way billing-state does (the payment
-// intent, else the checkout session or charge), so that canonical.Derive
-// breaks ties between purchases identically in both services.
-func purchaseKey(paymentIntentID, checkoutID, chargeID string) string {
-	switch {
-	case paymentIntentID != "":
-		return paymentIntentID
-	case checkoutID != "":
-		return checkoutID
-	}
-	return chargeID
-}
-
 // mapCharge remembers which customer a charge belongs to, for disputes.
-func mapCharge(tx *pg.Tx, chargeID, customerID, paymentIntentID string) {
-	if chargeID == "" || customerID == "" {
+func mapCharge(tx *pg.Tx, customerID string, link canonical.ChargeLink) {
+	if link.ChargeID == "" || customerID == "" {
 		return
 	}
-	tx.Queue("map charge "+chargeID, `
+	tx.Queue("map charge "+link.ChargeID, `
 		INSERT INTO crm.charges (charge_id, customer_id, payment_intent_id) VALUES ($1, $2, $3)
 		ON CONFLICT (charge_id) DO UPDATE SET
 			payment_intent_id = GREATEST(crm.charges.payment_intent_id, EXCLUDED.payment_intent_id)`,
-		chargeID, customerID, paymentIntentID)
+		link.ChargeID, customerID, link.PaymentIntentID)
 }
 
 // resolveCustomer finds the customer of an event that may not name one
@@ -306,13 +230,7 @@ type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-func applyDispute(tx *pg.Tx, ev *billingv1.BillingEvent) {
-	status := ev.GetStatus()
-	closed := ev.GetType() == "charge.dispute.closed"
-	switch status {
-	case "won", "lost", "warning_closed", "prevented":
-		closed = true
-	}
+func applyDispute(tx *pg.Tx, ev *billingv1.BillingEvent, d canonical.Dispute) {
 	tx.Queue("store dispute "+ev.GetDisputeId(), `
 		INSERT INTO crm.disputes (dispute_id, charge_id, payment_intent_id, closed, lost) VALUES ($1,$2,$3,$4,$5)
 		ON CONFLICT (dispute_id) DO UPDATE SET
@@ -321,90 +239,91 @@ func applyDispute(tx *pg.Tx, ev *billingv1.BillingEvent) {
 			closed = crm.disputes.closed OR EXCLUDED.closed,
 			lost = crm.disputes.lost OR EXCLUDED.lost,
 			updated_at = now()`,
-		ev.GetDisputeId(), ev.GetChargeId(), ev.GetPaymentIntentId(), closed, status == "lost")
+		ev.GetDisputeId(), ev.GetChargeId(), ev.GetPaymentIntentId(), d.Closed, d.Lost)
 }
 
-// applyEvent folds one event into the mirror of customerID. Its writes
-// are queued: they reach Postgres with the next read (see pg.Tx).
-func applyEvent(ctx context.Context, tx *pg.Tx, k kind, customerID string, ev *billingv1.BillingEvent) (string, error) {
+// applyEvent folds one event into the mirror of customerID, by the facts
+// pkg/canonical reads from it (the same facts billing-state stores). Its
+// writes are queued: they reach Postgres with the next read (see pg.Tx).
+func applyEvent(ctx context.Context, tx *pg.Tx, facts canonical.Facts, customerID string, ev *billingv1.BillingEvent) (string, error) {
 	ensureCustomer(tx, customerID, ev)
 	at := created(ev)
-	switch k {
-	case kindCustomer:
-		applyProfile(tx, customerID, ev, true)
-	case kindCustomerDeleted:
-		applyProfile(tx, customerID, ev, false)
-		tx.Queue("delete customer "+customerID, `UPDATE crm.customers SET deleted = true WHERE customer_id = $1`, customerID)
-	case kindSubscription:
+	switch facts.Kind {
+	case canonical.KindCustomer:
+		// customer.created and .updated carry the profile itself.
+		applyProfile(tx, customerID, ev, !facts.CustomerDeleted)
+		if facts.CustomerDeleted {
+			tx.Queue("delete customer "+customerID, `UPDATE crm.customers SET deleted = true WHERE customer_id = $1`, customerID)
+		}
+	case canonical.KindSubscription:
 		applyProfile(tx, customerID, ev, false)
 		dec, err := applySubscription(ctx, tx, ev)
 		if err != nil {
 			return "", err
 		}
 		return "snapshot_" + dec.Outcome.String(), nil
-	case kindCheckout:
+	case canonical.KindCheckout:
 		applyProfile(tx, customerID, ev, false)
-		if ev.GetCheckoutMode() != "payment" {
+		pay := facts.Payment
+		if !pay.FromCheckout {
 			return "applied", nil
 		}
-		paid, awaiting := canonical.CheckoutPayment(ev.GetType(), ev.GetPaymentStatus())
 		mergePurchase(tx, purchaseFacts{
-			key:             purchaseKey(ev.GetPaymentIntentId(), ev.GetCheckoutSessionId(), ""),
+			key:             pay.Key,
 			customerID:      customerID,
 			checkoutID:      ev.GetCheckoutSessionId(),
 			paymentIntentID: ev.GetPaymentIntentId(),
 			fromCheckout:    true,
-			paid:            paid,
-			awaitingAsync:   awaiting,
-			asyncFailed:     ev.GetType() == "checkout.session.async_payment_failed",
+			paid:            pay.Paid,
+			awaitingAsync:   pay.AwaitingAsync,
+			asyncFailed:     pay.AsyncFailed,
 			amount:          ev.GetAmount(),
 			currency:        ev.GetCurrency(),
 			created:         at,
 		})
-	case kindInvoice, kindInvoiceFailed:
+	case canonical.KindInvoice:
 		applyProfile(tx, customerID, ev, false)
-		if k == kindInvoiceFailed && !at.IsZero() {
+		if facts.PaymentFailed && !at.IsZero() {
 			tx.Queue("record payment failure of "+customerID,
 				`UPDATE crm.customers SET last_payment_failed_at = GREATEST(last_payment_failed_at, $2) WHERE customer_id = $1`, customerID, at)
 		}
-		mapCharge(tx, ev.GetChargeId(), customerID, ev.GetPaymentIntentId())
-	case kindCharge:
+		mapCharge(tx, customerID, facts.Link)
+	case canonical.KindCharge:
 		applyProfile(tx, customerID, ev, false)
-		mapCharge(tx, ev.GetChargeId(), customerID, ev.GetPaymentIntentId())
-		mergePurchase(tx, purchaseFacts{
-			key:             purchaseKey(ev.GetPaymentIntentId(), "", ev.GetChargeId()),
-			customerID:      customerID,
-			paymentIntentID: ev.GetPaymentIntentId(),
-			chargeID:        ev.GetChargeId(),
-			paid:            ev.GetStatus() == "succeeded",
-			amount:          ev.GetAmount(),
-			amountRefunded:  ev.GetAmountRefunded(),
-			refunded:        ev.GetRefunded(),
-			currency:        ev.GetCurrency(),
-			created:         at,
-		})
-	case kindPaymentIntent:
-		mapCharge(tx, ev.GetChargeId(), customerID, ev.GetPaymentIntentId())
-		mergePurchase(tx, purchaseFacts{
-			key:             purchaseKey(ev.GetPaymentIntentId(), "", ev.GetChargeId()),
-			customerID:      customerID,
-			paymentIntentID: ev.GetPaymentIntentId(),
-			chargeID:        ev.GetChargeId(),
-			paid:            ev.GetStatus() == "succeeded",
-			amount:          ev.GetAmount(),
-			currency:        ev.GetCurrency(),
-			created:         at,
-		})
-	case kindRefund:
-		mapCharge(tx, ev.GetChargeId(), customerID, ev.GetPaymentIntentId())
+		mapCharge(tx, customerID, facts.Link)
+		p := paymentPurchase(customerID, facts, ev)
+		p.amountRefunded, p.refunded = ev.GetAmountRefunded(), ev.GetRefunded()
+		mergePurchase(tx, p)
+	case canonical.KindPaymentIntent, canonical.KindInvoicePayment:
+		// An invoice payment's purchase row links its payment intent to the
+		// customer for disputes that name only the payment intent.
+		mapCharge(tx, customerID, facts.Link)
+		mergePurchase(tx, paymentPurchase(customerID, facts, ev))
+	case canonical.KindRefund:
+		mapCharge(tx, customerID, facts.Link)
 		applyRefund(tx, ev)
-	case kindDispute:
-		mapCharge(tx, ev.GetChargeId(), customerID, ev.GetPaymentIntentId())
-		applyDispute(tx, ev)
+	case canonical.KindDispute:
+		mapCharge(tx, customerID, facts.Link)
+		applyDispute(tx, ev, facts.Dispute)
 	default:
 		return "ignored", nil
 	}
 	return "applied", nil
+}
+
+// paymentPurchase is what a charge, payment intent or invoice payment
+// contributes to its purchase.
+func paymentPurchase(customerID string, facts canonical.Facts, ev *billingv1.BillingEvent) purchaseFacts {
+	return purchaseFacts{
+		key:             facts.Payment.Key,
+		customerID:      customerID,
+		paymentIntentID: facts.Link.PaymentIntentID,
+		chargeID:        facts.Link.ChargeID,
+		paid:            facts.Payment.Paid,
+		amount:          ev.GetAmount(),
+		currency:        ev.GetCurrency(),
+		created:         created(ev),
+	}
 }
 
 // customerState is the mirror of one customer, read back for derivation.

@@ -170,8 +170,8 @@ func (s *Syncer) SyncEvent(ctx context.Context, ev *billingv1.BillingEvent, deli
 	defer span.End()
 	log := s.o.Logger.With(slog.String("event_id", ev.GetEventId()), slog.Uint64("delivery", delivery))
 
-	k := classify(ev)
-	if k == kindIgnored {
+	facts := canonical.Classify(ev)
+	if facts.Kind == canonical.KindIgnored {
 		log.DebugContext(ctx, "event ignored", slog.String("action", ev.GetType()), slog.String("outcome", OutcomeIgnored))
 		span.SetAttributes(attribute.String("outcome", OutcomeIgnored))
 		return OutcomeIgnored, nil
@@ -198,7 +198,7 @@ func (s *Syncer) SyncEvent(ctx context.Context, ev *billingv1.BillingEvent, deli
 		if round > maxRepairs {
 			return failed(errRepairsExhausted)
 		}
-		in, err := s.intent(ctx, span, ev, k, customerID, delivery, round > 0)
+		in, err := s.intent(ctx, span, ev, facts, customerID, delivery, round > 0)
 		if err != nil {
 			return failed(err)
 		}
@@ -250,7 +250,7 @@ type pushIntent struct {
 
 // intent runs step 1. On a repair round the event is already in the
 // mirror: only the derivation and the intent are redone.
-func (s *Syncer) intent(ctx context.Context, span trace.Span, ev *billingv1.BillingEvent, k kind, customerID string, delivery uint64, repair bool) (pushIntent, error) {
+func (s *Syncer) intent(ctx context.Context, span trace.Span, ev *billingv1.BillingEvent, facts canonical.Facts, customerID string, delivery uint64, repair bool) (pushIntent, error) {
 	var in pushIntent
 	provider := s.o.Adapter.Name()
 	// Three round trips for a synced event: BEGIN, the lock, the duplicate
@@ -272,10 +272,10 @@ func (s *Syncer) intent(ctx context.Context, span trace.Span, ev *billingv1.Bill
 			}
 			// A dispute on a charge not seen yet: keep it, so the
 			// customer's next event (which names the charge) finds it.
-			switch k {
-			case kindDispute:
-				applyDispute(tx, ev)
-			case kindRefund:
+			switch facts.Kind {
+			case canonical.KindDispute:
+				applyDispute(tx, ev, facts.Dispute)
+			case canonical.KindRefund:
 				applyRefund(tx, ev)
 			}
 			in.outcome = OutcomeUnresolved
@@ -283,7 +283,7 @@ func (s *Syncer) intent(ctx context.Context, span trace.Span, ev *billingv1.Bill
 			return nil
 		}
 		if !repair {
-			applied, err := applyEvent(ctx, tx, k, customerID, ev)
+			applied, err := applyEvent(ctx, tx, facts, customerID, ev)
 			if err != nil {
 				return err
 			}
