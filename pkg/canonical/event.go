@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 )
 
@@ -72,8 +74,8 @@ func SubscriptionFromEvent(ev *billingv1.BillingEvent) (Subscription, error) {
 		CustomerID:        ev.GetCustomerId(),
 		Status:            ev.GetStatus(),
 		PriceID:           ev.GetPriceId(),
-		CurrentPeriodEnd:  ts(ev.GetCurrentPeriodEnd().AsTime(), ev.GetCurrentPeriodEnd() != nil),
-		TrialEnd:          ts(ev.GetTrialEnd().AsTime(), ev.GetTrialEnd() != nil),
+		CurrentPeriodEnd:  timeOrZero(ev.GetCurrentPeriodEnd()),
+		TrialEnd:          timeOrZero(ev.GetTrialEnd()),
 		CancelAtPeriodEnd: ev.GetCancelAtPeriodEnd(),
 		Deleted:           ev.GetType() == "customer.subscription.deleted",
 		Quantity:          ev.GetQuantity(),
@@ -85,7 +87,7 @@ func SubscriptionFromEvent(ev *billingv1.BillingEvent) (Subscription, error) {
 		Livemode:          ev.GetLivemode(),
 		LastEventID:       ev.GetEventId(),
 		LastEventType:     ev.GetType(),
-		LastEventCreated:  ts(ev.GetCreated().AsTime(), ev.GetCreated() != nil),
+		LastEventCreated:  timeOrZero(ev.GetCreated()),
 		Previous:          raw.previous(),
 	}
 	if s.Status == "" {
@@ -124,11 +126,12 @@ func SnapshotFromEvent(ev *billingv1.BillingEvent) (Snapshot, error) {
 	return s.Snapshot(), nil
 }
 
-func ts(t time.Time, ok bool) time.Time {
-	if !ok {
+// timeOrZero is t in UTC, or the zero time when the event leaves it out.
+func timeOrZero(t *timestamppb.Timestamp) time.Time {
+	if t == nil {
 		return time.Time{}
 	}
-	return t.UTC()
+	return t.AsTime().UTC()
 }
 
 type rawEvent struct {
