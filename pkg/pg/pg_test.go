@@ -2,6 +2,7 @@ package pg_test
 
 import (
 	"context"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -241,7 +242,12 @@ func TestPoolMetricsCountWaitedAcquires(t *testing.T) {
 		}
 		got <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	waitForQueuedAcquire(t)
+	// The waiter is queued. Hold the connection for a known time (this is the
+	// wait under test, not a guess that something happened) so the
+	// acquire-seconds counter has a lower bound to check.
+	const hold = 50 * time.Millisecond
+	time.Sleep(hold)
 	held.Release()
 	if err := <-got; err != nil {
 		t.Fatal(err)
@@ -271,11 +277,33 @@ lr_db_pool_max_connections{pool="billing-state"} 1
 	}
 	for _, mf := range mfs {
 		if mf.GetName() == "lr_db_pool_acquire_seconds_total" {
-			if v := mf.GetMetric()[0].GetCounter().GetValue(); v < 0.04 {
-				t.Fatalf("acquire seconds %v, want at least the 50 ms wait", v)
+			if v := mf.GetMetric()[0].GetCounter().GetValue(); v < hold.Seconds() {
+				t.Fatalf("acquire seconds %v, want at least the %v wait", v, hold)
 			}
 			return
 		}
 	}
 	t.Fatal("no lr_db_pool_acquire_seconds_total")
+}
+
+// waitForQueuedAcquire polls until a goroutine is parked in the pool's
+// acquire semaphore. The pool's statistics count an acquire only once it
+// returns, so a waiter still in line shows only in the goroutine's state.
+func waitForQueuedAcquire(t *testing.T) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		for _, g := range strings.Split(stacks, "\n\n") {
+			header, _, _ := strings.Cut(g, "\n")
+			if strings.Contains(header, "[select") && strings.Contains(g, "semaphore.(*Weighted).Acquire") {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no Acquire queued for the held connection within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
