@@ -29,7 +29,7 @@ run: ## start the whole system in one process (embedded JetStream, local Postgre
 	$(BIN)/launchready dev
 
 .PHONY: test
-test: $(BIN)/kustomize $(BIN)/stripe-mock ## every module's tests against real Postgres and embedded NATS (the k8s tests render with kustomize; billing-state's Stripe client is tested against stripe-mock)
+test: $(BIN)/kustomize $(BIN)/stripe-mock ## every module's tests against real Postgres and embedded NATS (the k8s tests render with kustomize; the Stripe API client is tested against stripe-mock)
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 
 .PHONY: cover

@@ -20,12 +20,12 @@ import (
 	"github.com/launchready/launchready/pkg/canonical"
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
+	"github.com/launchready/launchready/pkg/stripeapi/stripemock"
 	"github.com/launchready/launchready/pkg/stripeevent"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/billing-state/internal/journeytest"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
 	"github.com/launchready/launchready/services/billing-state/internal/stripeapi"
-	"github.com/launchready/launchready/services/billing-state/internal/stripemock"
 )
 
 var base = time.Date(2025, 4, 1, 9, 0, 0, 0, time.UTC)
