@@ -59,7 +59,8 @@ func NewPublisher(js jetstream.JetStream, tp trace.TracerProvider, opts ...Publi
 }
 
 // PublishEvent publishes ev to billing.events.<type> with Nats-Msg-Id set to
-// the event id, so a redelivered webhook is stored once. The deadline comes
+// the event id, so a redelivered webhook is stored once, and HeaderSource
+// for an event that did not come from a webhook. The deadline comes
 // from ctx (the client default of 5 s when ctx has none). An error wraps
 // ErrUnavailable when JetStream could not be reached or did not ack, and
 // ErrInvalidSubject when the type cannot be a subject (see
@@ -80,7 +81,11 @@ func (p *Publisher) PublishEvent(ctx context.Context, ev *billingv1.BillingEvent
 	if err != nil {
 		return PubResult{}, fmt.Errorf("publish %s: marshal: %w", id, err)
 	}
-	return p.publish(ctx, subject, id, data, nil, func() []attribute.KeyValue { return eventAttrs(ev) })
+	var hdr nats.Header
+	if src := SourceName(ev.GetSource()); src != "" {
+		hdr = nats.Header{HeaderSource: []string{src}}
+	}
+	return p.publish(ctx, subject, id, data, hdr, func() []attribute.KeyValue { return eventAttrs(ev) })
 }
 
 // Publish publishes data to subject with msgID as Nats-Msg-Id (none when

@@ -130,6 +130,32 @@ func TestPublishEventDeduplicates(t *testing.T) {
 	}
 }
 
+func TestPublishEventMarksItsSource(t *testing.T) {
+	b := setup(t)
+	webhook := event("evt_src_webhook", "invoice.paid", "cus_1")
+	fromAPI := event("evt_src_api", "invoice.paid", "cus_1")
+	fromAPI.Source = billingv1.EventSource_EVENT_SOURCE_API
+	snapshot := event("snap_src_1", "customer.subscription.updated", "cus_1")
+	snapshot.Source = billingv1.EventSource_EVENT_SOURCE_SNAPSHOT
+	st, err := b.js.Stream(testCtx(t), bus.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		ev   *billingv1.BillingEvent
+		want string
+	}{{webhook, ""}, {fromAPI, "api"}, {snapshot, "snapshot"}} {
+		res := b.publish(t, c.ev)
+		m, err := st.GetMsg(testCtx(t), res.Seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := m.Header.Get(bus.HeaderSource); got != c.want {
+			t.Fatalf("%s: %s = %q, want %q", c.ev.EventId, bus.HeaderSource, got, c.want)
+		}
+	}
+}
+
 func TestPublishRejectsBadEvents(t *testing.T) {
 	b := setup(t)
 	for name, ev := range map[string]*billingv1.BillingEvent{

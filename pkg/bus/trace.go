@@ -60,7 +60,27 @@ func eventAttrs(ev *billingv1.BillingEvent) []attribute.KeyValue {
 	if c := ev.GetCustomerId(); c != "" {
 		attrs = append(attrs, telemetry.AttrCustomerID.String(c))
 	}
+	if src := SourceName(ev.GetSource()); src != "" {
+		attrs = append(attrs, telemetry.AttrEventSource.String(src))
+	}
 	return attrs
+}
+
+// HeaderSource names, on a message of BILLING_EVENTS, where an event that
+// did not come from a webhook came from: "api" for an event a backfill read
+// from GET /v1/events, "snapshot" for an object it read from a list.
+// Webhook deliveries carry no such header.
+const HeaderSource = "Launchready-Source"
+
+// SourceName is the header value of a source: "" for a webhook.
+func SourceName(s billingv1.EventSource) string {
+	switch s {
+	case billingv1.EventSource_EVENT_SOURCE_API:
+		return "api"
+	case billingv1.EventSource_EVENT_SOURCE_SNAPSHOT:
+		return "snapshot"
+	}
+	return ""
 }
 
 // headerCarrier adapts nats.Header to the propagator. It does not

@@ -39,6 +39,9 @@ const (
 	AttrEventID    = attribute.Key("stripe.event_id")
 	AttrEventType  = attribute.Key("stripe.event_type")
 	AttrCustomerID = attribute.Key("stripe.customer_id")
+	// AttrEventSource is "api" or "snapshot" for what a backfill read
+	// from Stripe's API; webhooks carry none.
+	AttrEventSource = attribute.Key("launchready.event_source")
 )
 
 // Sampler names accepted in OTEL_TRACES_SAMPLER (the spec's built-in ones).

@@ -22,6 +22,61 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// EventSource says how an event reached the stream.
+type EventSource int32
+
+const (
+	// A webhook delivery (every message published before sources existed).
+	EventSource_EVENT_SOURCE_UNSPECIFIED EventSource = 0
+	// An event read from GET /v1/events by a backfill.
+	EventSource_EVENT_SOURCE_API EventSource = 1
+	// Not an event: an object read from one of Stripe's object lists and
+	// applied as the newest truth about that object. History, not news:
+	// it opens no ticket and sends no alert.
+	EventSource_EVENT_SOURCE_SNAPSHOT EventSource = 2
+)
+
+// Enum value maps for EventSource.
+var (
+	EventSource_name = map[int32]string{
+		0: "EVENT_SOURCE_UNSPECIFIED",
+		1: "EVENT_SOURCE_API",
+		2: "EVENT_SOURCE_SNAPSHOT",
+	}
+	EventSource_value = map[string]int32{
+		"EVENT_SOURCE_UNSPECIFIED": 0,
+		"EVENT_SOURCE_API":         1,
+		"EVENT_SOURCE_SNAPSHOT":    2,
+	}
+)
+
+func (x EventSource) Enum() *EventSource {
+	p := new(EventSource)
+	*p = x
+	return p
+}
+
+func (x EventSource) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (EventSource) Descriptor() protoreflect.EnumDescriptor {
+	return file_launchready_billing_v1_event_proto_enumTypes[0].Descriptor()
+}
+
+func (EventSource) Type() protoreflect.EnumType {
+	return &file_launchready_billing_v1_event_proto_enumTypes[0]
+}
+
+func (x EventSource) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use EventSource.Descriptor instead.
+func (EventSource) EnumDescriptor() ([]byte, []int) {
+	return file_launchready_billing_v1_event_proto_rawDescGZIP(), []int{0}
+}
+
 // BillingEvent is one verified Stripe event, normalised. It is the payload of
 // every message on billing.events.<stripe event type>. The normalised fields
 // are a convenience; raw_json is the verified Stripe body and stays the source
@@ -99,6 +154,9 @@ type BillingEvent struct {
 	RequestId      string                 `protobuf:"bytes,70,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	IdempotencyKey string                 `protobuf:"bytes,71,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	ReceivedAt     *timestamppb.Timestamp `protobuf:"bytes,72,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
+	// How the event reached us: a webhook, or `launchready backfill` reading
+	// Stripe's API. Also in the message header Launchready-Source.
+	Source EventSource `protobuf:"varint,73,opt,name=source,proto3,enum=launchready.billing.v1.EventSource" json:"source,omitempty"`
 	// The verified Stripe JSON, byte for byte.
 	RawJson       []byte `protobuf:"bytes,100,opt,name=raw_json,json=rawJson,proto3" json:"raw_json,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -485,6 +543,13 @@ func (x *BillingEvent) GetReceivedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *BillingEvent) GetSource() EventSource {
+	if x != nil {
+		return x.Source
+	}
+	return EventSource_EVENT_SOURCE_UNSPECIFIED
+}
+
 func (x *BillingEvent) GetRawJson() []byte {
 	if x != nil {
 		return x.RawJson
@@ -496,7 +561,7 @@ var File_launchready_billing_v1_event_proto protoreflect.FileDescriptor
 
 const file_launchready_billing_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\"launchready/billing/v1/event.proto\x12\x16launchready.billing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x0f\n" +
+	"\"launchready/billing/v1/event.proto\x12\x16launchready.billing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbe\x0f\n" +
 	"\fBillingEvent\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x124\n" +
@@ -560,8 +625,13 @@ const file_launchready_billing_v1_event_proto_rawDesc = "" +
 	"request_id\x18F \x01(\tR\trequestId\x12'\n" +
 	"\x0fidempotency_key\x18G \x01(\tR\x0eidempotencyKey\x12;\n" +
 	"\vreceived_at\x18H \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"receivedAt\x12\x19\n" +
-	"\braw_json\x18d \x01(\fR\arawJsonBKZIgithub.com/launchready/launchready/proto/launchready/billing/v1;billingv1b\x06proto3"
+	"receivedAt\x12;\n" +
+	"\x06source\x18I \x01(\x0e2#.launchready.billing.v1.EventSourceR\x06source\x12\x19\n" +
+	"\braw_json\x18d \x01(\fR\arawJson*\\\n" +
+	"\vEventSource\x12\x1c\n" +
+	"\x18EVENT_SOURCE_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10EVENT_SOURCE_API\x10\x01\x12\x19\n" +
+	"\x15EVENT_SOURCE_SNAPSHOT\x10\x02BKZIgithub.com/launchready/launchready/proto/launchready/billing/v1;billingv1b\x06proto3"
 
 var (
 	file_launchready_billing_v1_event_proto_rawDescOnce sync.Once
@@ -575,23 +645,26 @@ func file_launchready_billing_v1_event_proto_rawDescGZIP() []byte {
 	return file_launchready_billing_v1_event_proto_rawDescData
 }
 
+var file_launchready_billing_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_launchready_billing_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
 var file_launchready_billing_v1_event_proto_goTypes = []any{
-	(*BillingEvent)(nil),          // 0: launchready.billing.v1.BillingEvent
-	(*timestamppb.Timestamp)(nil), // 1: google.protobuf.Timestamp
+	(EventSource)(0),              // 0: launchready.billing.v1.EventSource
+	(*BillingEvent)(nil),          // 1: launchready.billing.v1.BillingEvent
+	(*timestamppb.Timestamp)(nil), // 2: google.protobuf.Timestamp
 }
 var file_launchready_billing_v1_event_proto_depIdxs = []int32{
-	1, // 0: launchready.billing.v1.BillingEvent.created:type_name -> google.protobuf.Timestamp
-	1, // 1: launchready.billing.v1.BillingEvent.next_payment_attempt:type_name -> google.protobuf.Timestamp
-	1, // 2: launchready.billing.v1.BillingEvent.current_period_end:type_name -> google.protobuf.Timestamp
-	1, // 3: launchready.billing.v1.BillingEvent.trial_end:type_name -> google.protobuf.Timestamp
-	1, // 4: launchready.billing.v1.BillingEvent.canceled_at:type_name -> google.protobuf.Timestamp
-	1, // 5: launchready.billing.v1.BillingEvent.received_at:type_name -> google.protobuf.Timestamp
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	2, // 0: launchready.billing.v1.BillingEvent.created:type_name -> google.protobuf.Timestamp
+	2, // 1: launchready.billing.v1.BillingEvent.next_payment_attempt:type_name -> google.protobuf.Timestamp
+	2, // 2: launchready.billing.v1.BillingEvent.current_period_end:type_name -> google.protobuf.Timestamp
+	2, // 3: launchready.billing.v1.BillingEvent.trial_end:type_name -> google.protobuf.Timestamp
+	2, // 4: launchready.billing.v1.BillingEvent.canceled_at:type_name -> google.protobuf.Timestamp
+	2, // 5: launchready.billing.v1.BillingEvent.received_at:type_name -> google.protobuf.Timestamp
+	0, // 6: launchready.billing.v1.BillingEvent.source:type_name -> launchready.billing.v1.EventSource
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_launchready_billing_v1_event_proto_init() }
@@ -604,13 +677,14 @@ func file_launchready_billing_v1_event_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_launchready_billing_v1_event_proto_rawDesc), len(file_launchready_billing_v1_event_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   1,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_launchready_billing_v1_event_proto_goTypes,
 		DependencyIndexes: file_launchready_billing_v1_event_proto_depIdxs,
+		EnumInfos:         file_launchready_billing_v1_event_proto_enumTypes,
 		MessageInfos:      file_launchready_billing_v1_event_proto_msgTypes,
 	}.Build()
 	File_launchready_billing_v1_event_proto = out.File
