@@ -1,6 +1,7 @@
 // Command launchready is the operator's tool: `dev` runs the whole system in
 // one process, `send` posts a signed event, `status` shows a customer, `dlq`
-// lists, replays and purges dead letters, and `provision` makes the streams.
+// lists, replays and purges dead letters, `provision` makes the streams, and
+// `backfill` catches up from Stripe's API on what webhooks missed.
 package main
 
 import (
@@ -12,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/launchready/launchready/pkg/config"
+	"github.com/launchready/launchready/services/launchready/internal/backfill"
 	"github.com/launchready/launchready/services/launchready/internal/dev"
 	"github.com/launchready/launchready/services/launchready/internal/dlq"
 	"github.com/launchready/launchready/services/launchready/internal/provision"
@@ -30,6 +32,7 @@ var commands = []command{
 	{"status", "print a customer's canonical billing status", status.Main},
 	{"dlq", "list, replay or purge dead letters (dlq list | dlq replay ID | dlq purge)", dlq.Main},
 	{"provision", "create or update the JetStream streams, as the NATS admin user", provision.Main},
+	{"backfill", "publish the events webhooks missed, read from Stripe's API (--since 72h)", backfill.Main},
 }
 
 func main() {
