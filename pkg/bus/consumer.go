@@ -33,6 +33,9 @@ type Consumer struct {
 	ackAfter func(ack func())
 	// partitionKey: see ConsumerOptions.PartitionKey.
 	partitionKey func(data []byte) string
+	// stallAfter and progress: see ConsumerOptions.StallAfter and Stalled.
+	stallAfter time.Duration
+	progress   progress
 
 	// doubleAck waits for the server to confirm each ack. Off: a lost ack
 	// only causes a redelivery, which the handlers' processed_events check
@@ -79,9 +82,13 @@ func newConsumer(js jetstream.JetStream, cfg ConsumerConfig, h BatchHandler, opt
 		drain:        opts.DrainTimeout,
 		ackAfter:     opts.AckAfter,
 		partitionKey: opts.PartitionKey,
+		stallAfter:   opts.StallAfter,
 	}
 	if c.drain <= 0 {
 		c.drain = 25 * time.Second
+	}
+	if c.stallAfter <= 0 {
+		c.stallAfter = defaultStallAfter
 	}
 	if opts.Registry != nil && ValidSubjectToken(cfg.Durable) == nil {
 		c.metrics = newConsumerMetrics(opts.Registry, cfg.Durable)
@@ -148,7 +155,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 	for i := range c.cfg.Concurrency {
 		workers.Go(func() { c.worker(handlerCtx, queues[i%len(queues)], slots, &running[i]) })
 	}
-	err := c.pullUntilDone(ctx, slots, newDispatcher(queues, c.partitionKey))
+	c.markMoved()
+	reset := make(chan struct{}, 1)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	var watcher sync.WaitGroup
+	watcher.Go(func() { c.watchProgress(watchCtx, func() int { return len(slots) }, reset) })
+	err := c.pullUntilDone(ctx, slots, newDispatcher(queues, c.partitionKey), reset)
+	stopWatch()
+	watcher.Wait()
 	for _, q := range queues {
 		close(q)
 	}

@@ -181,4 +181,9 @@ type ConsumerOptions struct {
 	// runs for every message on the goroutine that pulls them, so it must
 	// be cheap, and it must not keep data.
 	PartitionKey func(data []byte) string
+	// StallAfter is how long the runner may take no message while its
+	// durable has messages waiting before it counts as stalled (30s):
+	// Stalled then fails, the runner logs why and sets its pull up again.
+	// A leader election takes a few seconds; it must stay under this.
+	StallAfter time.Duration
 }

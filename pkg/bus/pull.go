@@ -10,9 +10,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// pullUntilDone keeps pulling until ctx ends, recreating the durable if it
-// disappears (a broker restarted on memory storage, an operator's mistake).
-func (c *Consumer) pullUntilDone(ctx context.Context, slots chan struct{}, work *dispatcher) error {
+// pullUntilDone keeps pulling until ctx ends, setting the durable up again
+// when it disappears (a broker restarted on memory storage, an operator's
+// mistake) or when the watchdog finds the pull stuck (see watchProgress).
+func (c *Consumer) pullUntilDone(ctx context.Context, slots chan struct{}, work *dispatcher, reset <-chan struct{}) error {
 	first := true
 	retry := 250 * time.Millisecond
 	for {
@@ -29,12 +30,17 @@ func (c *Consumer) pullUntilDone(ctx context.Context, slots chan struct{}, work 
 				"handler_timeout", c.cfg.HandlerTimeout.String())
 		}
 		first = false
-		err = c.fetchIntoQueues(ctx, cons, slots, work)
+		err = c.fetchIntoQueues(ctx, cons, slots, work, reset)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, jetstream.ErrConnectionClosed) {
 			return err
+		}
+		if errors.Is(err, errStalled) {
+			// The watchdog has said why; set up again at once.
+			retry = 250 * time.Millisecond
+			continue
 		}
 		c.log.Warn("consumer lost; setting it up again", "error", Redact(fmt.Sprint(err)))
 		if !sleepCtx(ctx, retry) {
@@ -105,13 +111,26 @@ func (c *Consumer) window() int {
 // It uses one Fetch per batch rather than the Messages iterator: under load
 // the iterator's pull accounting can drift and stall until its heartbeat
 // check fires (30 s), which we reproduced on the embedded server.
-func (c *Consumer) fetchIntoQueues(ctx context.Context, cons jetstream.Consumer, slots chan struct{}, work *dispatcher) error {
+//
+// Every failure is retried, whatever it is (no responders while a leader
+// is elected, a leadership change, a reconnect in progress, a pull that
+// gets no answer), and the watchdog stops a loop that no longer takes
+// messages while some are waiting, through reset.
+func (c *Consumer) fetchIntoQueues(ctx context.Context, cons jetstream.Consumer, slots chan struct{}, work *dispatcher, reset <-chan struct{}) error {
 	failures := 0
 	for ctx.Err() == nil {
 		select {
 		case slots <- struct{}{}:
+		case <-reset:
+			return errStalled
 		case <-ctx.Done():
 			return nil
+		}
+		select {
+		case <-reset:
+			<-slots
+			return errStalled
+		default:
 		}
 		n := 1
 		for n < cap(slots) {
@@ -128,10 +147,17 @@ func (c *Consumer) fetchIntoQueues(ctx context.Context, cons jetstream.Consumer,
 		for range n - got {
 			<-slots
 		}
+		if got > 0 {
+			c.markMoved()
+		}
 		if err == nil {
+			if failures > 0 {
+				c.log.Info("pulling messages again", "after_failures", failures)
+			}
 			failures = 0
 			continue
 		}
+		c.progress.pullFailed(err)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -140,13 +166,18 @@ func (c *Consumer) fetchIntoQueues(ctx context.Context, cons jetstream.Consumer,
 			return err
 		}
 		// The broker is unreachable or refused the pull (no responders while
-		// JetStream restarts, a reconnect in progress): back off, and make
-		// sure there is still a consumer to pull from.
+		// a leader is elected or JetStream restarts, a leadership change, a
+		// reconnect in progress): back off, and make sure there is still a
+		// consumer to pull from.
 		failures++
 		if failures == 1 || failures%10 == 0 {
 			c.log.Warn("cannot pull messages; retrying", "error", Redact(err.Error()), "failures", failures)
 		}
-		if !sleepCtx(ctx, min(time.Duration(failures)*250*time.Millisecond, 5*time.Second)) {
+		select {
+		case <-time.After(pullRetryDelay(failures)):
+		case <-reset:
+			return errStalled
+		case <-ctx.Done():
 			return nil
 		}
 		if failures%4 == 0 {
@@ -156,6 +187,12 @@ func (c *Consumer) fetchIntoQueues(ctx context.Context, cons jetstream.Consumer,
 		}
 	}
 	return nil
+}
+
+// pullRetryDelay is the wait after the n-th failed pull in a row: short at
+// first, since an election is over in a second or two, then up to 2 s.
+func pullRetryDelay(n int) time.Duration {
+	return min(time.Duration(n)*100*time.Millisecond, 2*time.Second)
 }
 
 // fetch asks for up to n messages and queues each one as it arrives; the

@@ -22,6 +22,7 @@ func (c *Consumer) finishAttempt(handlerCtx context.Context, a *attempt) {
 		eventID = d.Header.Get(jetstream.MsgIDHeader)
 	}
 	outcome, delay := c.settle(ctx, handlerCtx, a.msg, d, eventID, a.eventType, a.handlerErr)
+	c.progress.moved(time.Now())
 	c.metrics.outcome(outcome, a.handlerTook)
 	if outcome == outcomeAck && d.duplicate {
 		c.metrics.duplicate()

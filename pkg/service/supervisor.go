@@ -158,6 +158,14 @@ func (h *Host) Connect(name string) (*nats.Conn, error) {
 	return nc, nil
 }
 
+// GoConsumer starts a consumer as a part named name, and makes /readyz
+// fail while it is stalled: taking no message while its durable has some
+// waiting (bus.Consumer.Stalled, which the consumer also logs).
+func (h *Host) GoConsumer(name string, c *bus.Consumer) {
+	h.ReadyCheck(name, func(context.Context) error { return c.Stalled() })
+	h.Go(name, c.Run)
+}
+
 // ReadyCheck adds a check to /readyz.
 func (h *Host) ReadyCheck(name string, check httpserver.Check) { h.sup.ready.Add(name, check) }
 

@@ -251,7 +251,7 @@ func Run(ctx context.Context, cfg Config) error {
 		// The relay outlives the consumer, so that the changes of its last
 		// events are published before the stop.
 		host.Go("outbox relay", rl.Run)
-		host.Go("consumer", bus.NewBatchConsumer(host.JS, cfg.Consumer, batchHandler(store, m, cfg, log), consumerOpts).Run)
+		host.GoConsumer("consumer", bus.NewBatchConsumer(host.JS, cfg.Consumer, batchHandler(store, m, cfg, log), consumerOpts))
 		host.Go("parked sweep", func(ctx context.Context) error { sweepParked(ctx, store, cfg.ParkSweep, log); return nil })
 		return serveGRPC(host, cfg, rl)
 	})

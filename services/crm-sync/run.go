@@ -49,7 +49,7 @@ func Run(ctx context.Context, cfg Config) error {
 		})
 		opts := host.ConsumerOptions()
 		opts.DrainTimeout = cfg.DrainTimeout
-		host.Go("consumer", bus.NewConsumer(host.JS, cfg.Consumer, sy.SyncDelivery, opts).Run)
+		host.GoConsumer("consumer", bus.NewConsumer(host.JS, cfg.Consumer, sy.SyncDelivery, opts))
 		return nil
 	})
 }

@@ -269,8 +269,8 @@ func Run(ctx context.Context, cfg Config) error {
 		if len(cfg.Alerts.FilterSubjects) == 0 {
 			cfg.Alerts.FilterSubjects = bus.TypeFilterSubjects(cfg.Alerts.Durable, set.Types(rules.Alert))
 		}
-		host.Go("tickets consumer", bus.NewConsumer(host.JS, cfg.Tickets, ticketHandler.Handle, host.ConsumerOptions()).Run)
-		host.Go("alerts consumer", bus.NewConsumer(host.JS, cfg.Alerts, alertHandler.Handle, host.ConsumerOptions()).Run)
+		host.GoConsumer("tickets consumer", bus.NewConsumer(host.JS, cfg.Tickets, ticketHandler.Handle, host.ConsumerOptions()))
+		host.GoConsumer("alerts consumer", bus.NewConsumer(host.JS, cfg.Alerts, alertHandler.Handle, host.ConsumerOptions()))
 		return nil
 	})
 }
