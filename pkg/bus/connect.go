@@ -201,9 +201,11 @@ func maskURLs(s string) string {
 // Connect blocks until the first connection is up or ctx ends; bound ctx
 // to bound the wait.
 //
-// While disconnected, publishes fail at once instead of being buffered:
-// ingress answers 503 straight away, and a publish the caller was told had
-// failed can never reach the stream later behind its back.
+// While disconnected, a publish attempt fails at once instead of being
+// buffered, so a publish the caller was told had failed can never reach
+// the stream later behind its back; a publish with a message id tries
+// again until its deadline (see Publisher), which covers a reconnect to
+// another node of a cluster.
 func Connect(ctx context.Context, cc ConnConfig, clientName string, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -28,6 +28,7 @@ func register[T prometheus.Collector](reg prometheus.Registerer, c T) T {
 type publishMetrics struct {
 	seconds prometheus.Histogram
 	total   *prometheus.CounterVec
+	retries *prometheus.CounterVec
 }
 
 func newPublishMetrics(reg prometheus.Registerer) *publishMetrics {
@@ -41,6 +42,16 @@ func newPublishMetrics(reg prometheus.Registerer) *publishMetrics {
 			Name: "lr_publish_total",
 			Help: "Publishes by outcome: ok, duplicate (already stored) or error.",
 		}, []string{"outcome"})),
+		retries: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lr_publish_retries_total",
+			Help: "Publish attempts sent again with the same message id, by reason: in_process (an earlier attempt is being stored), no_answer, unavailable (no leader, no responders, a reconnect).",
+		}, []string{"reason"})),
+	}
+}
+
+func (m *publishMetrics) retried(reason string) {
+	if m != nil {
+		m.retries.WithLabelValues(reason).Inc()
 	}
 }
 

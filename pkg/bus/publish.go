@@ -100,7 +100,7 @@ func (p *Publisher) Publish(ctx context.Context, subject, msgID string, data []b
 	return p.publish(ctx, subject, msgID, data, hdr, func() []attribute.KeyValue { return nil })
 }
 
-func (p *Publisher) publish(ctx context.Context, subject, msgID string, data []byte, hdr nats.Header, attrs func() []attribute.KeyValue) (PubResult, error) {
+func (p *Publisher) publish(ctx context.Context, subject, msgID string, data []byte, hdr nats.Header, attrs func() []attribute.KeyValue) (res PubResult, err error) {
 	ctx, span := p.tracer.Start(ctx, "publish "+subject, trace.WithSpanKind(trace.SpanKindProducer))
 	defer span.End()
 	// Attributes cost allocations on the hot path; build them only for a
@@ -128,10 +128,16 @@ func (p *Publisher) publish(ctx context.Context, subject, msgID string, data []b
 	otel.GetTextMapPropagator().Inject(ctx, headerCarrier(m.Header))
 
 	start := time.Now()
-	ack, err := p.js.PublishMsg(ctx, m)
+	var ack *jetstream.PubAck
+	if msgID == "" {
+		// Without an id a second attempt could store the message twice.
+		ack, err = p.js.PublishMsg(ctx, m)
+	} else {
+		ack, err = p.publishUntilSettled(ctx, m)
+	}
 	elapsed := time.Since(start)
 
-	res, err := p.answer(subject, msgID, ack, err, elapsed)
+	res, err = p.answer(subject, msgID, ack, err, elapsed)
 	if err != nil {
 		span.SetStatus(codes.Error, Redact(err.Error()))
 		return PubResult{}, err

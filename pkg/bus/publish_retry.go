@@ -1,0 +1,97 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// publishAttempt bounds one attempt of a publish that carries a message id.
+// A stream whose leader is gone answers nothing until a new one is elected;
+// a short attempt, sent again with the same Nats-Msg-Id, reaches the new
+// leader soon after it is elected instead of waiting out the caller's
+// whole deadline on a request nobody will answer.
+const publishAttempt = 750 * time.Millisecond
+
+// jsDuplicateInProcess is JetStream's err_code 10158, "duplicate message id
+// is in process": an earlier publish of the same Nats-Msg-Id is being
+// stored right now (typically waiting for the replicas' quorum during an
+// election). It is not a failure: its outcome is coming.
+const jsDuplicateInProcess jetstream.ErrorCode = 10158
+
+// publishUntilSettled publishes m, whose Nats-Msg-Id makes a repeat
+// harmless, in short attempts until JetStream stores it, says it already
+// has it, or refuses it for a reason no retry fixes; or until ctx ends. An
+// attempt that gets no answer, meets an election (no responders, a
+// leadership change, JetStream unavailable) or finds an earlier publish of
+// the same id still in process is sent again after a short pause. The
+// answer to a repeat of a message an earlier attempt stored is a
+// duplicate ack, with the sequence of the stored message.
+func (p *Publisher) publishUntilSettled(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	var lastErr error
+	for n := 1; ; n++ {
+		actx, cancel := context.WithTimeout(ctx, publishAttempt)
+		ack, err := p.js.PublishMsg(actx, m)
+		cancel()
+		if err == nil {
+			return ack, nil
+		}
+		reason, retry := publishRetryReason(err)
+		if !retry {
+			return nil, err
+		}
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+			// The caller's deadline, not the attempt's: say why it failed.
+			err = errors.Join(err, lastErr)
+		}
+		lastErr = err
+		if ctx.Err() != nil {
+			return nil, lastErr
+		}
+		p.metrics.retried(reason)
+		select {
+		case <-ctx.Done():
+			return nil, errors.Join(ctx.Err(), lastErr)
+		case <-time.After(publishRetryDelay(n)):
+		}
+	}
+}
+
+// publishRetryReason says whether a failed attempt is worth repeating, and
+// why, as counted in lr_publish_retries_total.
+func publishRetryReason(err error) (string, bool) {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch {
+		case apiErr.ErrorCode == jsDuplicateInProcess:
+			return "in_process", true
+		case apiErr.Code >= 500:
+			return "unavailable", true
+		}
+		return "", false
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return "no_answer", true
+	case !isUnavailable(err):
+		return "", false
+	}
+	return "unavailable", true
+}
+
+// publishRetryDelay is the pause before attempt n+1: 25 ms, then growing to
+// 200 ms, with jitter so that the publishes a failover interrupted do not
+// all come back at once.
+func publishRetryDelay(n int) time.Duration {
+	d := min(time.Duration(n)*25*time.Millisecond, 200*time.Millisecond)
+	return d/2 + rand.N(d/2+1)
+}
