@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Renders every kustomize overlay under k8s/overlays with kustomize v5.8.2 and
 # validates every object offline: each document is strictly decoded into its
-# Kubernetes API type (or the Prometheus Operator CRD type), unknown or
-# duplicate fields are errors, and an unknown kind fails; then the policy
+# Kubernetes API type (or the Prometheus Operator CRD type), or checked
+# against KEDA's own CRD schema (ScaledObject; the CRDs come from the
+# github.com/kedacore/keda/v2 module, fetched through the Go module proxy),
+# unknown or duplicate fields are errors, and an unknown kind fails; then the policy
 # checks run (probes, securityContext, references, network policy reach) and
 # the env-drift check against the services' own configuration code.
 #
@@ -56,5 +58,15 @@ if [[ "$mode" == "--render-only" ]]; then
 	exit 0
 fi
 
+# KEDA's CRDs, from the version of its module the validator pins
+# (test/deploy/crdschema_test.go, kedaModule).
+KEDA_MODULE="$(sed -n 's/^const kedaModule = "\(.*\)"$/\1/p' "$ROOT/test/deploy/crdschema_test.go")"
+[[ -n "$KEDA_MODULE" ]] || { echo "kedaModule not found in test/deploy/crdschema_test.go" >&2; exit 1; }
+KEDA_TMP="$(mktemp -d)"
+trap 'rm -rf "$KEDA_TMP"' EXIT
+KEDA_DIR="$(cd "$KEDA_TMP" && GOWORK=off GOFLAGS=-mod=mod go mod download -json "$KEDA_MODULE" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+[[ -d "$KEDA_DIR/config/crd/bases" ]] || { echo "no CRDs in $KEDA_MODULE ($KEDA_DIR)" >&2; exit 1; }
+echo "KEDA CRDs from $KEDA_MODULE"
+
 cd "$ROOT/test"
-LR_K8S_RENDERED="$OUT" KUSTOMIZE="$KUSTOMIZE_BIN" go test -count=1 ./deploy
+LR_K8S_RENDERED="$OUT" LR_KEDA_CRDS="$KEDA_DIR/config/crd/bases" KUSTOMIZE="$KUSTOMIZE_BIN" go test -count=1 ./deploy

@@ -49,6 +49,9 @@ func decodeStrict(d document) (any, error) {
 	if d.Meta.Kind == "Secret" {
 		return nil, fmt.Errorf("%s: Secrets are never rendered from the repository; reference them by name", d)
 	}
+	if file, ok := crdKinds[key]; ok {
+		return decodeByCRD(d, file)
+	}
 	newObj, ok := kinds[key]
 	if !ok {
 		return nil, fmt.Errorf("%s: kind %s is not known to the validator; add its API type to kinds", d, key)
@@ -143,7 +146,7 @@ func TestK8sEveryObjectDecodesStrictly(t *testing.T) {
 			}
 		}
 	}
-	for _, kind := range []string{"ServiceMonitor", "PrometheusRule"} {
+	for _, kind := range []string{"ServiceMonitor", "PrometheusRule", "ScaledObject"} {
 		if perOverlay["prod"][kind] == 0 {
 			t.Errorf("prod renders no %s", kind)
 		}
@@ -163,6 +166,13 @@ func TestK8sStrictDecoderRejects(t *testing.T) {
 		"crd unknown field":  `{"apiVersion":"monitoring.coreos.com/v1","kind":"ServiceMonitor","metadata":{"name":"x"},"spec":{"selector":{},"endpoint":[]}}`,
 		"rule unknown field": `{"apiVersion":"monitoring.coreos.com/v1","kind":"PrometheusRule","metadata":{"name":"x"},"spec":{"groups":[{"name":"g","rules":[{"alert":"A","expr":"up","severity":"x"}]}]}}`,
 		"wrong api version":  `{"apiVersion":"autoscaling/v1","kind":"HorizontalPodAutoscaler","metadata":{"name":"x"}}`,
+		"keda unknown field": `{"apiVersion":"keda.sh/v1alpha1","kind":"ScaledObject","metadata":{"name":"x"},"spec":{"scaleTargetRef":{"name":"d"},"triggers":[{"type":"cpu","metadata":{}}],"minReplica":1}}`,
+		"keda no triggers":   `{"apiVersion":"keda.sh/v1alpha1","kind":"ScaledObject","metadata":{"name":"x"},"spec":{"scaleTargetRef":{"name":"d"},"triggers":[]}}`,
+		"keda wrong type":    `{"apiVersion":"keda.sh/v1alpha1","kind":"ScaledObject","metadata":{"name":"x"},"spec":{"scaleTargetRef":{"name":"d"},"maxReplicaCount":"9","triggers":[{"type":"cpu","metadata":{}}]}}`,
+		"keda metadata int":  `{"apiVersion":"keda.sh/v1alpha1","kind":"ScaledObject","metadata":{"name":"x"},"spec":{"scaleTargetRef":{"name":"d"},"triggers":[{"type":"nats-jetstream","metadata":{"lagThreshold":100}}]}}`,
+		"keda negative":      `{"apiVersion":"keda.sh/v1alpha1","kind":"ScaledObject","metadata":{"name":"x"},"spec":{"scaleTargetRef":{"name":"d"},"minReplicaCount":-1,"triggers":[{"type":"cpu","metadata":{}}]}}`,
+		"keda bad meta":      `{"apiVersion":"keda.sh/v1alpha1","kind":"ScaledObject","metadata":{"name":"x","label":{}},"spec":{"scaleTargetRef":{"name":"d"},"triggers":[{"type":"cpu","metadata":{}}]}}`,
+		"keda version":       `{"apiVersion":"keda.sh/v1beta9","kind":"ScaledObject","metadata":{"name":"x"},"spec":{"scaleTargetRef":{"name":"d"},"triggers":[{"type":"cpu","metadata":{}}]}}`,
 	}
 	for name, j := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -175,10 +185,15 @@ func TestK8sStrictDecoderRejects(t *testing.T) {
 			}
 		})
 	}
-	ok := document{Overlay: "test", JSON: []byte(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"},"data":{"A":"b"}}`)}
-	_ = json.Unmarshal(ok.JSON, &ok.Meta)
-	if _, err := decodeStrict(ok); err != nil {
-		t.Fatalf("rejected a valid ConfigMap: %v", err)
+	for _, j := range []string{
+		`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"},"data":{"A":"b"}}`,
+		`{"apiVersion":"keda.sh/v1alpha1","kind":"ScaledObject","metadata":{"name":"x"},"spec":{"scaleTargetRef":{"name":"d"},"minReplicaCount":2,"triggers":[{"type":"nats-jetstream","metadata":{"lagThreshold":"100"}}]}}`,
+	} {
+		ok := document{Overlay: "test", JSON: []byte(j)}
+		_ = json.Unmarshal(ok.JSON, &ok.Meta)
+		if _, err := decodeStrict(ok); err != nil {
+			t.Fatalf("rejected a valid object: %v", err)
+		}
 	}
 }
 
