@@ -29,7 +29,14 @@ type GetCustomerStatusRequest struct {
 	//	*GetCustomerStatusRequest_CustomerId
 	//	*GetCustomerStatusRequest_UserId
 	//	*GetCustomerStatusRequest_Email
-	Lookup        isGetCustomerStatusRequest_Lookup `protobuf_oneof:"lookup"`
+	Lookup isGetCustomerStatusRequest_Lookup `protobuf_oneof:"lookup"`
+	// The language of CustomerStatus.display: a BCP 47 tag such as "de" or
+	// "de-AT"; the closest catalogue is used, "en" when none matches. At most
+	// 35 bytes.
+	Locale string `protobuf:"bytes,4,opt,name=locale,proto3" json:"locale,omitempty"`
+	// When the lookup finds no billing record, answer status NONE with the
+	// empty-state display instead of NOT_FOUND.
+	IncludeEmpty  bool `protobuf:"varint,5,opt,name=include_empty,json=includeEmpty,proto3" json:"include_empty,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -98,6 +105,20 @@ func (x *GetCustomerStatusRequest) GetEmail() string {
 	return ""
 }
 
+func (x *GetCustomerStatusRequest) GetLocale() string {
+	if x != nil {
+		return x.Locale
+	}
+	return ""
+}
+
+func (x *GetCustomerStatusRequest) GetIncludeEmpty() bool {
+	if x != nil {
+		return x.IncludeEmpty
+	}
+	return false
+}
+
 type isGetCustomerStatusRequest_Lookup interface {
 	isGetCustomerStatusRequest_Lookup()
 }
@@ -124,18 +145,65 @@ func (*GetCustomerStatusRequest_UserId) isGetCustomerStatusRequest_Lookup() {}
 
 func (*GetCustomerStatusRequest_Email) isGetCustomerStatusRequest_Lookup() {}
 
+type GetDisplayMessagesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// As GetCustomerStatusRequest.locale. At most 35 bytes.
+	Locale        string `protobuf:"bytes,1,opt,name=locale,proto3" json:"locale,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDisplayMessagesRequest) Reset() {
+	*x = GetDisplayMessagesRequest{}
+	mi := &file_launchready_billing_v1_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDisplayMessagesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDisplayMessagesRequest) ProtoMessage() {}
+
+func (x *GetDisplayMessagesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_launchready_billing_v1_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDisplayMessagesRequest.ProtoReflect.Descriptor instead.
+func (*GetDisplayMessagesRequest) Descriptor() ([]byte, []int) {
+	return file_launchready_billing_v1_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *GetDisplayMessagesRequest) GetLocale() string {
+	if x != nil {
+		return x.Locale
+	}
+	return ""
+}
+
 type WatchCustomerStatusRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The Stripe customer id: letters, digits and "_" only
 	// (^[A-Za-z0-9_]{1,255}$), anything else is INVALID_ARGUMENT.
-	CustomerId    string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	CustomerId string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	// As GetCustomerStatusRequest.locale. At most 35 bytes.
+	Locale        string `protobuf:"bytes,2,opt,name=locale,proto3" json:"locale,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WatchCustomerStatusRequest) Reset() {
 	*x = WatchCustomerStatusRequest{}
-	mi := &file_launchready_billing_v1_service_proto_msgTypes[1]
+	mi := &file_launchready_billing_v1_service_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -147,7 +215,7 @@ func (x *WatchCustomerStatusRequest) String() string {
 func (*WatchCustomerStatusRequest) ProtoMessage() {}
 
 func (x *WatchCustomerStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_launchready_billing_v1_service_proto_msgTypes[1]
+	mi := &file_launchready_billing_v1_service_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -160,12 +228,19 @@ func (x *WatchCustomerStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchCustomerStatusRequest.ProtoReflect.Descriptor instead.
 func (*WatchCustomerStatusRequest) Descriptor() ([]byte, []int) {
-	return file_launchready_billing_v1_service_proto_rawDescGZIP(), []int{1}
+	return file_launchready_billing_v1_service_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *WatchCustomerStatusRequest) GetCustomerId() string {
 	if x != nil {
 		return x.CustomerId
+	}
+	return ""
+}
+
+func (x *WatchCustomerStatusRequest) GetLocale() string {
+	if x != nil {
+		return x.Locale
 	}
 	return ""
 }
@@ -185,7 +260,7 @@ type ListCustomerEventsRequest struct {
 
 func (x *ListCustomerEventsRequest) Reset() {
 	*x = ListCustomerEventsRequest{}
-	mi := &file_launchready_billing_v1_service_proto_msgTypes[2]
+	mi := &file_launchready_billing_v1_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -197,7 +272,7 @@ func (x *ListCustomerEventsRequest) String() string {
 func (*ListCustomerEventsRequest) ProtoMessage() {}
 
 func (x *ListCustomerEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_launchready_billing_v1_service_proto_msgTypes[2]
+	mi := &file_launchready_billing_v1_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -210,7 +285,7 @@ func (x *ListCustomerEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCustomerEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListCustomerEventsRequest) Descriptor() ([]byte, []int) {
-	return file_launchready_billing_v1_service_proto_rawDescGZIP(), []int{2}
+	return file_launchready_billing_v1_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ListCustomerEventsRequest) GetCustomerId() string {
@@ -245,7 +320,7 @@ type ListCustomerEventsResponse struct {
 
 func (x *ListCustomerEventsResponse) Reset() {
 	*x = ListCustomerEventsResponse{}
-	mi := &file_launchready_billing_v1_service_proto_msgTypes[3]
+	mi := &file_launchready_billing_v1_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -257,7 +332,7 @@ func (x *ListCustomerEventsResponse) String() string {
 func (*ListCustomerEventsResponse) ProtoMessage() {}
 
 func (x *ListCustomerEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_launchready_billing_v1_service_proto_msgTypes[3]
+	mi := &file_launchready_billing_v1_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -270,7 +345,7 @@ func (x *ListCustomerEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCustomerEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListCustomerEventsResponse) Descriptor() ([]byte, []int) {
-	return file_launchready_billing_v1_service_proto_rawDescGZIP(), []int{3}
+	return file_launchready_billing_v1_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ListCustomerEventsResponse) GetEvents() []*CustomerEvent {
@@ -307,7 +382,7 @@ type CustomerEvent struct {
 
 func (x *CustomerEvent) Reset() {
 	*x = CustomerEvent{}
-	mi := &file_launchready_billing_v1_service_proto_msgTypes[4]
+	mi := &file_launchready_billing_v1_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -319,7 +394,7 @@ func (x *CustomerEvent) String() string {
 func (*CustomerEvent) ProtoMessage() {}
 
 func (x *CustomerEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_launchready_billing_v1_service_proto_msgTypes[4]
+	mi := &file_launchready_billing_v1_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -332,7 +407,7 @@ func (x *CustomerEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CustomerEvent.ProtoReflect.Descriptor instead.
 func (*CustomerEvent) Descriptor() ([]byte, []int) {
-	return file_launchready_billing_v1_service_proto_rawDescGZIP(), []int{4}
+	return file_launchready_billing_v1_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CustomerEvent) GetId() int64 {
@@ -408,7 +483,7 @@ type ReconcileCustomerRequest struct {
 
 func (x *ReconcileCustomerRequest) Reset() {
 	*x = ReconcileCustomerRequest{}
-	mi := &file_launchready_billing_v1_service_proto_msgTypes[5]
+	mi := &file_launchready_billing_v1_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -420,7 +495,7 @@ func (x *ReconcileCustomerRequest) String() string {
 func (*ReconcileCustomerRequest) ProtoMessage() {}
 
 func (x *ReconcileCustomerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_launchready_billing_v1_service_proto_msgTypes[5]
+	mi := &file_launchready_billing_v1_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -433,7 +508,7 @@ func (x *ReconcileCustomerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileCustomerRequest.ProtoReflect.Descriptor instead.
 func (*ReconcileCustomerRequest) Descriptor() ([]byte, []int) {
-	return file_launchready_billing_v1_service_proto_rawDescGZIP(), []int{5}
+	return file_launchready_billing_v1_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ReconcileCustomerRequest) GetCustomerId() string {
@@ -447,16 +522,21 @@ var File_launchready_billing_v1_service_proto protoreflect.FileDescriptor
 
 const file_launchready_billing_v1_service_proto_rawDesc = "" +
 	"\n" +
-	"$launchready/billing/v1/service.proto\x12\x16launchready.billing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#launchready/billing/v1/status.proto\"z\n" +
+	"$launchready/billing/v1/service.proto\x12\x16launchready.billing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#launchready/billing/v1/status.proto\"\xb7\x01\n" +
 	"\x18GetCustomerStatusRequest\x12!\n" +
 	"\vcustomer_id\x18\x01 \x01(\tH\x00R\n" +
 	"customerId\x12\x19\n" +
 	"\auser_id\x18\x02 \x01(\tH\x00R\x06userId\x12\x16\n" +
-	"\x05email\x18\x03 \x01(\tH\x00R\x05emailB\b\n" +
-	"\x06lookup\"=\n" +
+	"\x05email\x18\x03 \x01(\tH\x00R\x05email\x12\x16\n" +
+	"\x06locale\x18\x04 \x01(\tR\x06locale\x12#\n" +
+	"\rinclude_empty\x18\x05 \x01(\bR\fincludeEmptyB\b\n" +
+	"\x06lookup\"3\n" +
+	"\x19GetDisplayMessagesRequest\x12\x16\n" +
+	"\x06locale\x18\x01 \x01(\tR\x06locale\"U\n" +
 	"\x1aWatchCustomerStatusRequest\x12\x1f\n" +
 	"\vcustomer_id\x18\x01 \x01(\tR\n" +
-	"customerId\"x\n" +
+	"customerId\x12\x16\n" +
+	"\x06locale\x18\x02 \x01(\tR\x06locale\"x\n" +
 	"\x19ListCustomerEventsRequest\x12\x1f\n" +
 	"\vcustomer_id\x18\x01 \x01(\tR\n" +
 	"customerId\x12\x1b\n" +
@@ -480,12 +560,13 @@ const file_launchready_billing_v1_service_proto_rawDesc = "" +
 	"\x06action\x18\t \x01(\tR\x06action\";\n" +
 	"\x18ReconcileCustomerRequest\x12\x1f\n" +
 	"\vcustomer_id\x18\x01 \x01(\tR\n" +
-	"customerId2\xe6\x03\n" +
+	"customerId2\xd8\x04\n" +
 	"\x14BillingStatusService\x12m\n" +
 	"\x11GetCustomerStatus\x120.launchready.billing.v1.GetCustomerStatusRequest\x1a&.launchready.billing.v1.CustomerStatus\x12s\n" +
 	"\x13WatchCustomerStatus\x122.launchready.billing.v1.WatchCustomerStatusRequest\x1a&.launchready.billing.v1.CustomerStatus0\x01\x12{\n" +
 	"\x12ListCustomerEvents\x121.launchready.billing.v1.ListCustomerEventsRequest\x1a2.launchready.billing.v1.ListCustomerEventsResponse\x12m\n" +
-	"\x11ReconcileCustomer\x120.launchready.billing.v1.ReconcileCustomerRequest\x1a&.launchready.billing.v1.CustomerStatusBKZIgithub.com/launchready/launchready/proto/launchready/billing/v1;billingv1b\x06proto3"
+	"\x11ReconcileCustomer\x120.launchready.billing.v1.ReconcileCustomerRequest\x1a&.launchready.billing.v1.CustomerStatus\x12p\n" +
+	"\x12GetDisplayMessages\x121.launchready.billing.v1.GetDisplayMessagesRequest\x1a'.launchready.billing.v1.DisplayMessagesBKZIgithub.com/launchready/launchready/proto/launchready/billing/v1;billingv1b\x06proto3"
 
 var (
 	file_launchready_billing_v1_service_proto_rawDescOnce sync.Once
@@ -499,36 +580,40 @@ func file_launchready_billing_v1_service_proto_rawDescGZIP() []byte {
 	return file_launchready_billing_v1_service_proto_rawDescData
 }
 
-var file_launchready_billing_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_launchready_billing_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_launchready_billing_v1_service_proto_goTypes = []any{
 	(*GetCustomerStatusRequest)(nil),   // 0: launchready.billing.v1.GetCustomerStatusRequest
-	(*WatchCustomerStatusRequest)(nil), // 1: launchready.billing.v1.WatchCustomerStatusRequest
-	(*ListCustomerEventsRequest)(nil),  // 2: launchready.billing.v1.ListCustomerEventsRequest
-	(*ListCustomerEventsResponse)(nil), // 3: launchready.billing.v1.ListCustomerEventsResponse
-	(*CustomerEvent)(nil),              // 4: launchready.billing.v1.CustomerEvent
-	(*ReconcileCustomerRequest)(nil),   // 5: launchready.billing.v1.ReconcileCustomerRequest
-	(*CustomerStatus)(nil),             // 6: launchready.billing.v1.CustomerStatus
-	(*timestamppb.Timestamp)(nil),      // 7: google.protobuf.Timestamp
+	(*GetDisplayMessagesRequest)(nil),  // 1: launchready.billing.v1.GetDisplayMessagesRequest
+	(*WatchCustomerStatusRequest)(nil), // 2: launchready.billing.v1.WatchCustomerStatusRequest
+	(*ListCustomerEventsRequest)(nil),  // 3: launchready.billing.v1.ListCustomerEventsRequest
+	(*ListCustomerEventsResponse)(nil), // 4: launchready.billing.v1.ListCustomerEventsResponse
+	(*CustomerEvent)(nil),              // 5: launchready.billing.v1.CustomerEvent
+	(*ReconcileCustomerRequest)(nil),   // 6: launchready.billing.v1.ReconcileCustomerRequest
+	(*CustomerStatus)(nil),             // 7: launchready.billing.v1.CustomerStatus
+	(*timestamppb.Timestamp)(nil),      // 8: google.protobuf.Timestamp
+	(*DisplayMessages)(nil),            // 9: launchready.billing.v1.DisplayMessages
 }
 var file_launchready_billing_v1_service_proto_depIdxs = []int32{
-	4, // 0: launchready.billing.v1.ListCustomerEventsResponse.events:type_name -> launchready.billing.v1.CustomerEvent
-	6, // 1: launchready.billing.v1.CustomerEvent.before:type_name -> launchready.billing.v1.CustomerStatus
-	6, // 2: launchready.billing.v1.CustomerEvent.after:type_name -> launchready.billing.v1.CustomerStatus
-	7, // 3: launchready.billing.v1.CustomerEvent.event_created:type_name -> google.protobuf.Timestamp
-	7, // 4: launchready.billing.v1.CustomerEvent.recorded_at:type_name -> google.protobuf.Timestamp
-	0, // 5: launchready.billing.v1.BillingStatusService.GetCustomerStatus:input_type -> launchready.billing.v1.GetCustomerStatusRequest
-	1, // 6: launchready.billing.v1.BillingStatusService.WatchCustomerStatus:input_type -> launchready.billing.v1.WatchCustomerStatusRequest
-	2, // 7: launchready.billing.v1.BillingStatusService.ListCustomerEvents:input_type -> launchready.billing.v1.ListCustomerEventsRequest
-	5, // 8: launchready.billing.v1.BillingStatusService.ReconcileCustomer:input_type -> launchready.billing.v1.ReconcileCustomerRequest
-	6, // 9: launchready.billing.v1.BillingStatusService.GetCustomerStatus:output_type -> launchready.billing.v1.CustomerStatus
-	6, // 10: launchready.billing.v1.BillingStatusService.WatchCustomerStatus:output_type -> launchready.billing.v1.CustomerStatus
-	3, // 11: launchready.billing.v1.BillingStatusService.ListCustomerEvents:output_type -> launchready.billing.v1.ListCustomerEventsResponse
-	6, // 12: launchready.billing.v1.BillingStatusService.ReconcileCustomer:output_type -> launchready.billing.v1.CustomerStatus
-	9, // [9:13] is the sub-list for method output_type
-	5, // [5:9] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	5,  // 0: launchready.billing.v1.ListCustomerEventsResponse.events:type_name -> launchready.billing.v1.CustomerEvent
+	7,  // 1: launchready.billing.v1.CustomerEvent.before:type_name -> launchready.billing.v1.CustomerStatus
+	7,  // 2: launchready.billing.v1.CustomerEvent.after:type_name -> launchready.billing.v1.CustomerStatus
+	8,  // 3: launchready.billing.v1.CustomerEvent.event_created:type_name -> google.protobuf.Timestamp
+	8,  // 4: launchready.billing.v1.CustomerEvent.recorded_at:type_name -> google.protobuf.Timestamp
+	0,  // 5: launchready.billing.v1.BillingStatusService.GetCustomerStatus:input_type -> launchready.billing.v1.GetCustomerStatusRequest
+	2,  // 6: launchready.billing.v1.BillingStatusService.WatchCustomerStatus:input_type -> launchready.billing.v1.WatchCustomerStatusRequest
+	3,  // 7: launchready.billing.v1.BillingStatusService.ListCustomerEvents:input_type -> launchready.billing.v1.ListCustomerEventsRequest
+	6,  // 8: launchready.billing.v1.BillingStatusService.ReconcileCustomer:input_type -> launchready.billing.v1.ReconcileCustomerRequest
+	1,  // 9: launchready.billing.v1.BillingStatusService.GetDisplayMessages:input_type -> launchready.billing.v1.GetDisplayMessagesRequest
+	7,  // 10: launchready.billing.v1.BillingStatusService.GetCustomerStatus:output_type -> launchready.billing.v1.CustomerStatus
+	7,  // 11: launchready.billing.v1.BillingStatusService.WatchCustomerStatus:output_type -> launchready.billing.v1.CustomerStatus
+	4,  // 12: launchready.billing.v1.BillingStatusService.ListCustomerEvents:output_type -> launchready.billing.v1.ListCustomerEventsResponse
+	7,  // 13: launchready.billing.v1.BillingStatusService.ReconcileCustomer:output_type -> launchready.billing.v1.CustomerStatus
+	9,  // 14: launchready.billing.v1.BillingStatusService.GetDisplayMessages:output_type -> launchready.billing.v1.DisplayMessages
+	10, // [10:15] is the sub-list for method output_type
+	5,  // [5:10] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_launchready_billing_v1_service_proto_init() }
@@ -548,7 +633,7 @@ func file_launchready_billing_v1_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_launchready_billing_v1_service_proto_rawDesc), len(file_launchready_billing_v1_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

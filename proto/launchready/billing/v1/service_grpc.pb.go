@@ -23,6 +23,7 @@ const (
 	BillingStatusService_WatchCustomerStatus_FullMethodName = "/launchready.billing.v1.BillingStatusService/WatchCustomerStatus"
 	BillingStatusService_ListCustomerEvents_FullMethodName  = "/launchready.billing.v1.BillingStatusService/ListCustomerEvents"
 	BillingStatusService_ReconcileCustomer_FullMethodName   = "/launchready.billing.v1.BillingStatusService/ReconcileCustomer"
+	BillingStatusService_GetDisplayMessages_FullMethodName  = "/launchready.billing.v1.BillingStatusService/GetDisplayMessages"
 )
 
 // BillingStatusServiceClient is the client API for BillingStatusService service.
@@ -50,6 +51,10 @@ type BillingStatusServiceClient interface {
 	// ReconcileCustomer re-derives a customer's status from stored state and
 	// clears the reconciliation mark. Needs the admin role; it is audited.
 	ReconcileCustomer(ctx context.Context, in *ReconcileCustomerRequest, opts ...grpc.CallOption) (*CustomerStatus, error)
+	// GetDisplayMessages returns the words a client shows when it gets no
+	// answer at all (the server cannot be reached) and the action labels,
+	// for the client to keep.
+	GetDisplayMessages(ctx context.Context, in *GetDisplayMessagesRequest, opts ...grpc.CallOption) (*DisplayMessages, error)
 }
 
 type billingStatusServiceClient struct {
@@ -109,6 +114,16 @@ func (c *billingStatusServiceClient) ReconcileCustomer(ctx context.Context, in *
 	return out, nil
 }
 
+func (c *billingStatusServiceClient) GetDisplayMessages(ctx context.Context, in *GetDisplayMessagesRequest, opts ...grpc.CallOption) (*DisplayMessages, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DisplayMessages)
+	err := c.cc.Invoke(ctx, BillingStatusService_GetDisplayMessages_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BillingStatusServiceServer is the server API for BillingStatusService service.
 // All implementations must embed UnimplementedBillingStatusServiceServer
 // for forward compatibility.
@@ -134,6 +149,10 @@ type BillingStatusServiceServer interface {
 	// ReconcileCustomer re-derives a customer's status from stored state and
 	// clears the reconciliation mark. Needs the admin role; it is audited.
 	ReconcileCustomer(context.Context, *ReconcileCustomerRequest) (*CustomerStatus, error)
+	// GetDisplayMessages returns the words a client shows when it gets no
+	// answer at all (the server cannot be reached) and the action labels,
+	// for the client to keep.
+	GetDisplayMessages(context.Context, *GetDisplayMessagesRequest) (*DisplayMessages, error)
 	mustEmbedUnimplementedBillingStatusServiceServer()
 }
 
@@ -155,6 +174,9 @@ func (UnimplementedBillingStatusServiceServer) ListCustomerEvents(context.Contex
 }
 func (UnimplementedBillingStatusServiceServer) ReconcileCustomer(context.Context, *ReconcileCustomerRequest) (*CustomerStatus, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReconcileCustomer not implemented")
+}
+func (UnimplementedBillingStatusServiceServer) GetDisplayMessages(context.Context, *GetDisplayMessagesRequest) (*DisplayMessages, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetDisplayMessages not implemented")
 }
 func (UnimplementedBillingStatusServiceServer) mustEmbedUnimplementedBillingStatusServiceServer() {}
 func (UnimplementedBillingStatusServiceServer) testEmbeddedByValue()                              {}
@@ -242,6 +264,24 @@ func _BillingStatusService_ReconcileCustomer_Handler(srv interface{}, ctx contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BillingStatusService_GetDisplayMessages_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetDisplayMessagesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BillingStatusServiceServer).GetDisplayMessages(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BillingStatusService_GetDisplayMessages_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BillingStatusServiceServer).GetDisplayMessages(ctx, req.(*GetDisplayMessagesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BillingStatusService_ServiceDesc is the grpc.ServiceDesc for BillingStatusService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -260,6 +300,10 @@ var BillingStatusService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReconcileCustomer",
 			Handler:    _BillingStatusService_ReconcileCustomer_Handler,
+		},
+		{
+			MethodName: "GetDisplayMessages",
+			Handler:    _BillingStatusService_GetDisplayMessages_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -93,6 +93,124 @@ func (BillingStatus) EnumDescriptor() ([]byte, []int) {
 	return file_launchready_billing_v1_status_proto_rawDescGZIP(), []int{0}
 }
 
+// DisplayTone is how a client colours a status.
+type DisplayTone int32
+
+const (
+	DisplayTone_DISPLAY_TONE_UNSPECIFIED DisplayTone = 0
+	DisplayTone_DISPLAY_TONE_OK          DisplayTone = 1
+	DisplayTone_DISPLAY_TONE_ATTENTION   DisplayTone = 2
+	DisplayTone_DISPLAY_TONE_PROBLEM     DisplayTone = 3
+	DisplayTone_DISPLAY_TONE_NEUTRAL     DisplayTone = 4
+)
+
+// Enum value maps for DisplayTone.
+var (
+	DisplayTone_name = map[int32]string{
+		0: "DISPLAY_TONE_UNSPECIFIED",
+		1: "DISPLAY_TONE_OK",
+		2: "DISPLAY_TONE_ATTENTION",
+		3: "DISPLAY_TONE_PROBLEM",
+		4: "DISPLAY_TONE_NEUTRAL",
+	}
+	DisplayTone_value = map[string]int32{
+		"DISPLAY_TONE_UNSPECIFIED": 0,
+		"DISPLAY_TONE_OK":          1,
+		"DISPLAY_TONE_ATTENTION":   2,
+		"DISPLAY_TONE_PROBLEM":     3,
+		"DISPLAY_TONE_NEUTRAL":     4,
+	}
+)
+
+func (x DisplayTone) Enum() *DisplayTone {
+	p := new(DisplayTone)
+	*p = x
+	return p
+}
+
+func (x DisplayTone) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DisplayTone) Descriptor() protoreflect.EnumDescriptor {
+	return file_launchready_billing_v1_status_proto_enumTypes[1].Descriptor()
+}
+
+func (DisplayTone) Type() protoreflect.EnumType {
+	return &file_launchready_billing_v1_status_proto_enumTypes[1]
+}
+
+func (x DisplayTone) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DisplayTone.Descriptor instead.
+func (DisplayTone) EnumDescriptor() ([]byte, []int) {
+	return file_launchready_billing_v1_status_proto_rawDescGZIP(), []int{1}
+}
+
+// DisplayAction is the one thing the customer can do about a status.
+type DisplayAction int32
+
+const (
+	DisplayAction_DISPLAY_ACTION_UNSPECIFIED DisplayAction = 0
+	DisplayAction_DISPLAY_ACTION_NONE        DisplayAction = 1
+	// Open the billing portal (CreatePortalSession) to change the card.
+	DisplayAction_DISPLAY_ACTION_UPDATE_PAYMENT_METHOD DisplayAction = 2
+	// Subscribe again: the plan has ended or will end.
+	DisplayAction_DISPLAY_ACTION_RESUBSCRIBE     DisplayAction = 3
+	DisplayAction_DISPLAY_ACTION_CONTACT_SUPPORT DisplayAction = 4
+	// Open the billing portal to see or change the plan.
+	DisplayAction_DISPLAY_ACTION_MANAGE_PLAN DisplayAction = 5
+)
+
+// Enum value maps for DisplayAction.
+var (
+	DisplayAction_name = map[int32]string{
+		0: "DISPLAY_ACTION_UNSPECIFIED",
+		1: "DISPLAY_ACTION_NONE",
+		2: "DISPLAY_ACTION_UPDATE_PAYMENT_METHOD",
+		3: "DISPLAY_ACTION_RESUBSCRIBE",
+		4: "DISPLAY_ACTION_CONTACT_SUPPORT",
+		5: "DISPLAY_ACTION_MANAGE_PLAN",
+	}
+	DisplayAction_value = map[string]int32{
+		"DISPLAY_ACTION_UNSPECIFIED":           0,
+		"DISPLAY_ACTION_NONE":                  1,
+		"DISPLAY_ACTION_UPDATE_PAYMENT_METHOD": 2,
+		"DISPLAY_ACTION_RESUBSCRIBE":           3,
+		"DISPLAY_ACTION_CONTACT_SUPPORT":       4,
+		"DISPLAY_ACTION_MANAGE_PLAN":           5,
+	}
+)
+
+func (x DisplayAction) Enum() *DisplayAction {
+	p := new(DisplayAction)
+	*p = x
+	return p
+}
+
+func (x DisplayAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DisplayAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_launchready_billing_v1_status_proto_enumTypes[2].Descriptor()
+}
+
+func (DisplayAction) Type() protoreflect.EnumType {
+	return &file_launchready_billing_v1_status_proto_enumTypes[2]
+}
+
+func (x DisplayAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DisplayAction.Descriptor instead.
+func (DisplayAction) EnumDescriptor() ([]byte, []int) {
+	return file_launchready_billing_v1_status_proto_rawDescGZIP(), []int{2}
+}
+
 // CustomerStatus is the one billing truth for a customer. It is also the
 // payload published on billing.status.<customer id> when it changes.
 type CustomerStatus struct {
@@ -120,8 +238,12 @@ type CustomerStatus struct {
 	// Set when same-second events could not be ordered with certainty.
 	NeedsReconciliation bool `protobuf:"varint,19,opt,name=needs_reconciliation,json=needsReconciliation,proto3" json:"needs_reconciliation,omitempty"`
 	Livemode            bool `protobuf:"varint,20,opt,name=livemode,proto3" json:"livemode,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// What to show the customer, in the words of the request's locale. Set
+	// on every answer of BillingStatusService; absent from the messages on
+	// billing.status.<customer id> and from audit rows.
+	Display       *Display `protobuf:"bytes,21,opt,name=display,proto3" json:"display,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CustomerStatus) Reset() {
@@ -294,11 +416,220 @@ func (x *CustomerStatus) GetLivemode() bool {
 	return false
 }
 
+func (x *CustomerStatus) GetDisplay() *Display {
+	if x != nil {
+		return x.Display
+	}
+	return nil
+}
+
+// Display is what a customer sees about their billing status. billing-state
+// derives it from the canonical status in one place, so every client says
+// the same thing and invents no words of its own.
+type Display struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One short sentence, e.g. "Your payment didn't go through".
+	Headline string `protobuf:"bytes,1,opt,name=headline,proto3" json:"headline,omitempty"`
+	// The rest, with dates and amounts formatted for the locale.
+	Detail string        `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
+	Tone   DisplayTone   `protobuf:"varint,3,opt,name=tone,proto3,enum=launchready.billing.v1.DisplayTone" json:"tone,omitempty"`
+	Action DisplayAction `protobuf:"varint,4,opt,name=action,proto3,enum=launchready.billing.v1.DisplayAction" json:"action,omitempty"`
+	// The words for the action's button; empty when action is NONE.
+	ActionLabel string `protobuf:"bytes,5,opt,name=action_label,json=actionLabel,proto3" json:"action_label,omitempty"`
+	// When access ends, if it is known to end.
+	AccessUntil *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=access_until,json=accessUntil,proto3" json:"access_until,omitempty"`
+	// The customer keeps access while a payment is retried.
+	Grace bool `protobuf:"varint,7,opt,name=grace,proto3" json:"grace,omitempty"`
+	// Which case of the catalogue this is: "active", "trial_ending",
+	// "past_due_retry", "past_due", "unpaid", "paused", "incomplete",
+	// "canceled_at_period_end", "canceled", "refunded", "dispute_open",
+	// "trialing", "none" or "unknown". Stable; clients may switch on it.
+	Kind string `protobuf:"bytes,8,opt,name=kind,proto3" json:"kind,omitempty"`
+	// The catalogue locale the words are in, e.g. "en" or "de".
+	Locale        string `protobuf:"bytes,9,opt,name=locale,proto3" json:"locale,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Display) Reset() {
+	*x = Display{}
+	mi := &file_launchready_billing_v1_status_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Display) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Display) ProtoMessage() {}
+
+func (x *Display) ProtoReflect() protoreflect.Message {
+	mi := &file_launchready_billing_v1_status_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Display.ProtoReflect.Descriptor instead.
+func (*Display) Descriptor() ([]byte, []int) {
+	return file_launchready_billing_v1_status_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Display) GetHeadline() string {
+	if x != nil {
+		return x.Headline
+	}
+	return ""
+}
+
+func (x *Display) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *Display) GetTone() DisplayTone {
+	if x != nil {
+		return x.Tone
+	}
+	return DisplayTone_DISPLAY_TONE_UNSPECIFIED
+}
+
+func (x *Display) GetAction() DisplayAction {
+	if x != nil {
+		return x.Action
+	}
+	return DisplayAction_DISPLAY_ACTION_UNSPECIFIED
+}
+
+func (x *Display) GetActionLabel() string {
+	if x != nil {
+		return x.ActionLabel
+	}
+	return ""
+}
+
+func (x *Display) GetAccessUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AccessUntil
+	}
+	return nil
+}
+
+func (x *Display) GetGrace() bool {
+	if x != nil {
+		return x.Grace
+	}
+	return false
+}
+
+func (x *Display) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Display) GetLocale() string {
+	if x != nil {
+		return x.Locale
+	}
+	return ""
+}
+
+// DisplayMessages are the words of a catalogue a client needs before it
+// has any answer: what to show when the server cannot be reached, and the
+// label of every action.
+type DisplayMessages struct {
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	Locale              string                 `protobuf:"bytes,1,opt,name=locale,proto3" json:"locale,omitempty"`
+	UnreachableHeadline string                 `protobuf:"bytes,2,opt,name=unreachable_headline,json=unreachableHeadline,proto3" json:"unreachable_headline,omitempty"`
+	UnreachableDetail   string                 `protobuf:"bytes,3,opt,name=unreachable_detail,json=unreachableDetail,proto3" json:"unreachable_detail,omitempty"`
+	RetryLabel          string                 `protobuf:"bytes,4,opt,name=retry_label,json=retryLabel,proto3" json:"retry_label,omitempty"`
+	// Keyed by the DisplayAction's name without its prefix, lower case:
+	// "update_payment_method", "resubscribe", "contact_support", "manage_plan".
+	ActionLabels  map[string]string `protobuf:"bytes,5,rep,name=action_labels,json=actionLabels,proto3" json:"action_labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisplayMessages) Reset() {
+	*x = DisplayMessages{}
+	mi := &file_launchready_billing_v1_status_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisplayMessages) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisplayMessages) ProtoMessage() {}
+
+func (x *DisplayMessages) ProtoReflect() protoreflect.Message {
+	mi := &file_launchready_billing_v1_status_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisplayMessages.ProtoReflect.Descriptor instead.
+func (*DisplayMessages) Descriptor() ([]byte, []int) {
+	return file_launchready_billing_v1_status_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *DisplayMessages) GetLocale() string {
+	if x != nil {
+		return x.Locale
+	}
+	return ""
+}
+
+func (x *DisplayMessages) GetUnreachableHeadline() string {
+	if x != nil {
+		return x.UnreachableHeadline
+	}
+	return ""
+}
+
+func (x *DisplayMessages) GetUnreachableDetail() string {
+	if x != nil {
+		return x.UnreachableDetail
+	}
+	return ""
+}
+
+func (x *DisplayMessages) GetRetryLabel() string {
+	if x != nil {
+		return x.RetryLabel
+	}
+	return ""
+}
+
+func (x *DisplayMessages) GetActionLabels() map[string]string {
+	if x != nil {
+		return x.ActionLabels
+	}
+	return nil
+}
+
 var File_launchready_billing_v1_status_proto protoreflect.FileDescriptor
 
 const file_launchready_billing_v1_status_proto_rawDesc = "" +
 	"\n" +
-	"#launchready/billing/v1/status.proto\x12\x16launchready.billing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbf\x06\n" +
+	"#launchready/billing/v1/status.proto\x12\x16launchready.billing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfa\x06\n" +
 	"\x0eCustomerStatus\x12\x1f\n" +
 	"\vcustomer_id\x18\x01 \x01(\tR\n" +
 	"customerId\x12=\n" +
@@ -322,7 +653,28 @@ const file_launchready_billing_v1_status_proto_rawDesc = "" +
 	"\bcurrency\x18\x11 \x01(\tR\bcurrency\x12\x18\n" +
 	"\adeleted\x18\x12 \x01(\bR\adeleted\x121\n" +
 	"\x14needs_reconciliation\x18\x13 \x01(\bR\x13needsReconciliation\x12\x1a\n" +
-	"\blivemode\x18\x14 \x01(\bR\blivemode*\xac\x02\n" +
+	"\blivemode\x18\x14 \x01(\bR\blivemode\x129\n" +
+	"\adisplay\x18\x15 \x01(\v2\x1f.launchready.billing.v1.DisplayR\adisplay\"\xd9\x02\n" +
+	"\aDisplay\x12\x1a\n" +
+	"\bheadline\x18\x01 \x01(\tR\bheadline\x12\x16\n" +
+	"\x06detail\x18\x02 \x01(\tR\x06detail\x127\n" +
+	"\x04tone\x18\x03 \x01(\x0e2#.launchready.billing.v1.DisplayToneR\x04tone\x12=\n" +
+	"\x06action\x18\x04 \x01(\x0e2%.launchready.billing.v1.DisplayActionR\x06action\x12!\n" +
+	"\faction_label\x18\x05 \x01(\tR\vactionLabel\x12=\n" +
+	"\faccess_until\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vaccessUntil\x12\x14\n" +
+	"\x05grace\x18\a \x01(\bR\x05grace\x12\x12\n" +
+	"\x04kind\x18\b \x01(\tR\x04kind\x12\x16\n" +
+	"\x06locale\x18\t \x01(\tR\x06locale\"\xcd\x02\n" +
+	"\x0fDisplayMessages\x12\x16\n" +
+	"\x06locale\x18\x01 \x01(\tR\x06locale\x121\n" +
+	"\x14unreachable_headline\x18\x02 \x01(\tR\x13unreachableHeadline\x12-\n" +
+	"\x12unreachable_detail\x18\x03 \x01(\tR\x11unreachableDetail\x12\x1f\n" +
+	"\vretry_label\x18\x04 \x01(\tR\n" +
+	"retryLabel\x12^\n" +
+	"\raction_labels\x18\x05 \x03(\v29.launchready.billing.v1.DisplayMessages.ActionLabelsEntryR\factionLabels\x1a?\n" +
+	"\x11ActionLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\xac\x02\n" +
 	"\rBillingStatus\x12\x1e\n" +
 	"\x1aBILLING_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13BILLING_STATUS_NONE\x10\x01\x12\x1b\n" +
@@ -333,7 +685,20 @@ const file_launchready_billing_v1_status_proto_rawDesc = "" +
 	"\x15BILLING_STATUS_PAUSED\x10\x06\x12\x1d\n" +
 	"\x19BILLING_STATUS_INCOMPLETE\x10\a\x12\x1b\n" +
 	"\x17BILLING_STATUS_CANCELED\x10\b\x12\x1b\n" +
-	"\x17BILLING_STATUS_REFUNDED\x10\tBKZIgithub.com/launchready/launchready/proto/launchready/billing/v1;billingv1b\x06proto3"
+	"\x17BILLING_STATUS_REFUNDED\x10\t*\x90\x01\n" +
+	"\vDisplayTone\x12\x1c\n" +
+	"\x18DISPLAY_TONE_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fDISPLAY_TONE_OK\x10\x01\x12\x1a\n" +
+	"\x16DISPLAY_TONE_ATTENTION\x10\x02\x12\x18\n" +
+	"\x14DISPLAY_TONE_PROBLEM\x10\x03\x12\x18\n" +
+	"\x14DISPLAY_TONE_NEUTRAL\x10\x04*\xd6\x01\n" +
+	"\rDisplayAction\x12\x1e\n" +
+	"\x1aDISPLAY_ACTION_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13DISPLAY_ACTION_NONE\x10\x01\x12(\n" +
+	"$DISPLAY_ACTION_UPDATE_PAYMENT_METHOD\x10\x02\x12\x1e\n" +
+	"\x1aDISPLAY_ACTION_RESUBSCRIBE\x10\x03\x12\"\n" +
+	"\x1eDISPLAY_ACTION_CONTACT_SUPPORT\x10\x04\x12\x1e\n" +
+	"\x1aDISPLAY_ACTION_MANAGE_PLAN\x10\x05BKZIgithub.com/launchready/launchready/proto/launchready/billing/v1;billingv1b\x06proto3"
 
 var (
 	file_launchready_billing_v1_status_proto_rawDescOnce sync.Once
@@ -347,24 +712,34 @@ func file_launchready_billing_v1_status_proto_rawDescGZIP() []byte {
 	return file_launchready_billing_v1_status_proto_rawDescData
 }
 
-var file_launchready_billing_v1_status_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_launchready_billing_v1_status_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_launchready_billing_v1_status_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_launchready_billing_v1_status_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_launchready_billing_v1_status_proto_goTypes = []any{
 	(BillingStatus)(0),            // 0: launchready.billing.v1.BillingStatus
-	(*CustomerStatus)(nil),        // 1: launchready.billing.v1.CustomerStatus
-	(*timestamppb.Timestamp)(nil), // 2: google.protobuf.Timestamp
+	(DisplayTone)(0),              // 1: launchready.billing.v1.DisplayTone
+	(DisplayAction)(0),            // 2: launchready.billing.v1.DisplayAction
+	(*CustomerStatus)(nil),        // 3: launchready.billing.v1.CustomerStatus
+	(*Display)(nil),               // 4: launchready.billing.v1.Display
+	(*DisplayMessages)(nil),       // 5: launchready.billing.v1.DisplayMessages
+	nil,                           // 6: launchready.billing.v1.DisplayMessages.ActionLabelsEntry
+	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
 }
 var file_launchready_billing_v1_status_proto_depIdxs = []int32{
-	0, // 0: launchready.billing.v1.CustomerStatus.status:type_name -> launchready.billing.v1.BillingStatus
-	2, // 1: launchready.billing.v1.CustomerStatus.current_period_end:type_name -> google.protobuf.Timestamp
-	2, // 2: launchready.billing.v1.CustomerStatus.trial_end:type_name -> google.protobuf.Timestamp
-	2, // 3: launchready.billing.v1.CustomerStatus.updated_at:type_name -> google.protobuf.Timestamp
-	2, // 4: launchready.billing.v1.CustomerStatus.last_payment_failed_at:type_name -> google.protobuf.Timestamp
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	0,  // 0: launchready.billing.v1.CustomerStatus.status:type_name -> launchready.billing.v1.BillingStatus
+	7,  // 1: launchready.billing.v1.CustomerStatus.current_period_end:type_name -> google.protobuf.Timestamp
+	7,  // 2: launchready.billing.v1.CustomerStatus.trial_end:type_name -> google.protobuf.Timestamp
+	7,  // 3: launchready.billing.v1.CustomerStatus.updated_at:type_name -> google.protobuf.Timestamp
+	7,  // 4: launchready.billing.v1.CustomerStatus.last_payment_failed_at:type_name -> google.protobuf.Timestamp
+	4,  // 5: launchready.billing.v1.CustomerStatus.display:type_name -> launchready.billing.v1.Display
+	1,  // 6: launchready.billing.v1.Display.tone:type_name -> launchready.billing.v1.DisplayTone
+	2,  // 7: launchready.billing.v1.Display.action:type_name -> launchready.billing.v1.DisplayAction
+	7,  // 8: launchready.billing.v1.Display.access_until:type_name -> google.protobuf.Timestamp
+	6,  // 9: launchready.billing.v1.DisplayMessages.action_labels:type_name -> launchready.billing.v1.DisplayMessages.ActionLabelsEntry
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_launchready_billing_v1_status_proto_init() }
@@ -377,8 +752,8 @@ func file_launchready_billing_v1_status_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_launchready_billing_v1_status_proto_rawDesc), len(file_launchready_billing_v1_status_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   1,
+			NumEnums:      3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
