@@ -36,6 +36,8 @@ type Consumer struct {
 	// stallAfter and progress: see ConsumerOptions.StallAfter and Stalled.
 	stallAfter time.Duration
 	progress   progress
+	// deadLettered: see ConsumerOptions.DeadLettered.
+	deadLettered func(ctx context.Context, d *Delivery)
 
 	// doubleAck waits for the server to confirm each ack. Off: a lost ack
 	// only causes a redelivery, which the handlers' processed_events check
@@ -83,6 +85,7 @@ func newConsumer(js jetstream.JetStream, cfg ConsumerConfig, h BatchHandler, opt
 		ackAfter:     opts.AckAfter,
 		partitionKey: opts.PartitionKey,
 		stallAfter:   opts.StallAfter,
+		deadLettered: opts.DeadLettered,
 	}
 	if c.drain <= 0 {
 		c.drain = 25 * time.Second

@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -186,4 +187,9 @@ type ConsumerOptions struct {
 	// Stalled then fails, the runner logs why and sets its pull up again.
 	// A leader election takes a few seconds; it must stay under this.
 	StallAfter time.Duration
+	// DeadLettered, when set, is told of each delivery once its dead letter
+	// is stored in BILLING_DLQ (d.Event is nil when the payload could not
+	// be decoded): billing-state marks the customer's status as unknown.
+	// It runs on the settling goroutine, so it must return soon.
+	DeadLettered func(ctx context.Context, d *Delivery)
 }

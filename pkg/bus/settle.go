@@ -116,6 +116,9 @@ func (c *Consumer) deadLetter(ctx context.Context, msg jetstream.Msg, d *Deliver
 		_ = msg.NakWithDelay(delay)
 		return outcomeNak, delay
 	}
+	if c.deadLettered != nil {
+		c.deadLettered(ctx, d)
+	}
 	trace.SpanFromContext(ctx).AddEvent("dead-lettered", trace.WithAttributes(
 		attribute.String("messaging.destination.name", dlq.Subject)))
 	if err := msg.TermWithReason("dead-lettered"); err != nil {

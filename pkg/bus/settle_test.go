@@ -195,10 +195,11 @@ func TestConsumerDeadLettersAfterMaxDeliver(t *testing.T) {
 	var rec recorder
 	cfg := quiet("doomed")
 	cfg.MaxDeliver = 4
+	told := make(chan *bus.Delivery, 4)
 	b.run(t, cfg, func(_ context.Context, d *bus.Delivery) error {
 		rec.add(d)
 		return fmt.Errorf("attempt %d: hubspot 500", d.Delivered)
-	}, bus.ConsumerOptions{})
+	}, bus.ConsumerOptions{DeadLettered: func(_ context.Context, d *bus.Delivery) { told <- d }})
 	b.publish(t, event("evt_doomed", "customer.updated", "cus_2"))
 
 	var dls []bus.DeadLetter
@@ -213,6 +214,18 @@ func TestConsumerDeadLettersAfterMaxDeliver(t *testing.T) {
 	}
 	if dls[0].Delivered != 4 || dls[0].Error != "attempt 4: hubspot 500" {
 		t.Fatalf("dead letter = %+v", dls[0])
+	}
+	// DeadLettered hears of it once, with the event, after it is stored.
+	select {
+	case d := <-told:
+		if d.Event.GetEventId() != "evt_doomed" || d.Event.GetCustomerId() != "cus_2" || d.Delivered != 4 {
+			t.Fatalf("DeadLettered told of %v (delivery %d)", d.Event, d.Delivered)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("DeadLettered not called")
+	}
+	if len(told) != 0 {
+		t.Fatal("DeadLettered called more than once")
 	}
 }
 
