@@ -25,6 +25,7 @@ import (
 	"github.com/launchready/launchready/pkg/service"
 	"github.com/launchready/launchready/pkg/telemetry"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/services/billing-state/internal/display"
 	"github.com/launchready/launchready/services/billing-state/internal/grpcapi"
 	"github.com/launchready/launchready/services/billing-state/internal/relay"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
@@ -66,6 +67,15 @@ type Config struct {
 	Streams       bus.StreamConfig
 	Consumer      bus.ConsumerConfig
 	Telemetry     telemetry.Config
+	// StaleAfter (STATUS_STALE_AFTER, default 5m): a customer with an
+	// event parked unapplied for longer is shown "status unknown".
+	StaleAfter time.Duration
+	// LocalesDir (DISPLAY_LOCALES_DIR) holds <locale>.json catalogues that
+	// add locales or override the built-in words, read at start.
+	LocalesDir string
+	// Catalogues are the display words: the built-in ones and LocalesDir's
+	// (loaded by ConfigFromEnv; Run loads them when nil).
+	Catalogues *display.Catalogues
 	// AsyncCommit (ASYNC_COMMIT, default true) commits without waiting for
 	// the disk, so a change is visible at once, and holds the JetStream
 	// acks and the outbox publishes until it is durable (state.FlushGate).
@@ -115,7 +125,8 @@ func (c Config) WithLogger(log *slog.Logger) Config {
 // ConfigFromEnv reads DATABASE_URL, NATS_URL and its credentials, GRPC_ADDR,
 // HTTP_ADDR, STATUS_API_TOKENS, the GRPC_* limits, PAST_DUE_ENTITLED,
 // STRIPE_API_KEY, STRIPE_API_BASE,
-// STRIPE_API_RATE, ASYNC_COMMIT, OUTBOX_RETENTION, the NATS_* stream
+// STRIPE_API_RATE, ASYNC_COMMIT, OUTBOX_RETENTION, STATUS_STALE_AFTER,
+// DISPLAY_LOCALES_DIR (whose catalogues it loads), the NATS_* stream
 // settings, CONSUMER_* and OTEL_*. Every problem is reported at once.
 func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	e := config.New(getenv)
@@ -134,6 +145,16 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 		Consumer:        bus.ConsumerConfigFromEnv(e, Durable),
 		Telemetry:       telemetry.ConfigFromEnv(e, "billing-state"),
 		GRPC:            grpcapi.ConfigFromEnv(e),
+		StaleAfter:      e.Duration("STATUS_STALE_AFTER", display.DefaultStaleAfter),
+		LocalesDir:      e.String("DISPLAY_LOCALES_DIR", ""),
+	}
+	if cfg.StaleAfter <= 0 {
+		e.Fail("STATUS_STALE_AFTER: must be positive")
+	}
+	if cs, err := display.Load(cfg.LocalesDir); err != nil {
+		e.Fail("%v", err)
+	} else {
+		cfg.Catalogues = cs
 	}
 	tokens, err := grpcapi.ParseTokens(e.Lookup("STATUS_API_TOKENS"))
 	if err != nil {
@@ -191,6 +212,9 @@ func (c Config) withDefaults() Config {
 	if c.StripeAPIRate <= 0 {
 		c.StripeAPIRate = 10
 	}
+	if c.StaleAfter <= 0 {
+		c.StaleAfter = display.DefaultStaleAfter
+	}
 	c.GRPC = c.GRPC.WithDefaults()
 	return c
 }
@@ -204,13 +228,21 @@ func (c Config) LogValue() slog.Value {
 		slog.String("stripe_api_base", config.MaskURL(c.StripeAPIBase)), slog.Int("consumer_concurrency", c.Consumer.Concurrency),
 		slog.Int("consumer_max_deliver", c.Consumer.MaxDeliver), slog.Bool("async_commit", c.AsyncCommit),
 		slog.Bool("grpc_tls", c.GRPC.TLS()), slog.Any("grpc_max_streams", c.GRPC.MaxStreams), slog.Int("grpc_max_watch_per_token", c.GRPC.MaxWatchPerToken),
-		slog.String("grpc_unary_timeout", c.GRPC.UnaryTimeout.String()), slog.Any("grpc_db_max_conns", c.GRPC.DBMaxConns))
+		slog.String("grpc_unary_timeout", c.GRPC.UnaryTimeout.String()), slog.Any("grpc_db_max_conns", c.GRPC.DBMaxConns),
+		slog.String("status_stale_after", c.StaleAfter.String()), slog.String("display_locales_dir", c.LocalesDir))
 }
 
 // Run runs the service until ctx ends, then stops it gracefully. It
 // returns an error when it cannot start or a part of it fails.
 func Run(ctx context.Context, cfg Config) error {
 	cfg = cfg.withDefaults()
+	if cfg.Catalogues == nil {
+		cs, err := display.Load(cfg.LocalesDir)
+		if err != nil {
+			return err
+		}
+		cfg.Catalogues = cs
+	}
 	dbOpts := []pg.Option{pg.WithIndexPlans()}
 	if cfg.AsyncCommit {
 		dbOpts = append(dbOpts, pg.WithAsyncCommit())
@@ -244,6 +276,7 @@ func Run(ctx context.Context, cfg Config) error {
 			host.Go("flush gate", gate.Run)
 		}
 		store := state.New(host.Pool, storeOpts)
+		consumerOpts.DeadLettered = func(ctx context.Context, d *bus.Delivery) { recordDeadLetter(ctx, store, log, d) }
 		rl = relay.New(store, bus.NewPublisher(host.JS, host.Telemetry.TracerProvider(), bus.WithPublisherRegistry(reg)),
 			relay.Options{Poll: cfg.OutboxPoll, Retention: cfg.OutboxRetention, Logger: log, Registry: reg})
 		m := newMetrics(reg)
@@ -336,6 +369,22 @@ func settle(ctx context.Context, m *metrics, cfg Config, log *slog.Logger, d *bu
 			"outcome", string(res.Outcome), "status_changed", res.StatusChanged)
 	}
 	return nil
+}
+
+// recordDeadLetter marks the customer of a dead-lettered event, so that
+// its display says "status unknown" until the event is applied or staff
+// reconcile the customer. The dead letter is stored already; a mark that
+// cannot be written is logged, not retried.
+func recordDeadLetter(ctx context.Context, store *state.Store, log *slog.Logger, d *bus.Delivery) {
+	if d.Event == nil {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := store.RecordDeadLetter(rctx, d.Event); err != nil {
+		log.WarnContext(ctx, "dead letter not marked on the customer's status", "event_id", d.Event.GetEventId(),
+			"customer_id", d.Event.GetCustomerId(), "action", "mark_dead_letter", "error", bus.Redact(err.Error()))
+	}
 }
 
 // sweepParked applies, every interval, the parked events whose charge's

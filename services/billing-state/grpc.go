@@ -14,6 +14,7 @@ import (
 
 	"github.com/launchready/launchready/pkg/service"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/services/billing-state/internal/display"
 	"github.com/launchready/launchready/services/billing-state/internal/grpcapi"
 	"github.com/launchready/launchready/services/billing-state/internal/relay"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
@@ -43,8 +44,9 @@ func serveGRPC(host *service.Host, cfg Config, rl *relay.Relay) error {
 		return err
 	}
 	stopWatch := make(chan struct{})
+	store := state.New(apiPool, state.Options{Policy: cfg.Policy, Logger: host.Log, OutboxWritten: rl.Kick})
 	srv, err := grpcapi.New(cfg.GRPC, grpcapi.Options{
-		Store:     state.New(apiPool, state.Options{Policy: cfg.Policy, Logger: host.Log, OutboxWritten: rl.Kick}),
+		Store: store, Display: newViewer(cfg, store),
 		WatchConn: watchNC, Tokens: cfg.Tokens, Logger: host.Log, Registry: host.Registry,
 		StatsHandler: host.Telemetry.GRPCServerHandler(), Stop: stopWatch,
 	})
@@ -125,4 +127,9 @@ func watchHealth(ctx context.Context, hs *health.Server, pool *pgxpool.Pool, nc 
 		case <-t.C:
 		}
 	}
+}
+
+// newViewer is the display viewer of the gRPC API and the status page.
+func newViewer(cfg Config, store *state.Store) *display.Viewer {
+	return &display.Viewer{Catalogues: cfg.Catalogues, StaleAfter: cfg.StaleAfter, Facts: store.DisplayFacts}
 }

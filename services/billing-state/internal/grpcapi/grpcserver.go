@@ -16,6 +16,7 @@ import (
 	"github.com/launchready/launchready/pkg/config"
 	"github.com/launchready/launchready/pkg/logging"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/services/billing-state/internal/display"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
 )
 
@@ -113,6 +114,8 @@ type Options struct {
 	// Store serves the calls; give it a pool of its own, so callers never
 	// wait for the consumer's connections nor the consumer for theirs.
 	Store *state.Store
+	// Display attaches the customer-facing display to every status served.
+	Display *display.Viewer
 	// WatchConn carries the status changes Watch forwards (core NATS on
 	// billing.status.<customer>, so every replica sees every change). It
 	// must be a connection of its own: whatever a watcher causes on it,
@@ -136,10 +139,10 @@ func New(cfg Config, o Options) (*grpc.Server, error) {
 	if o.Logger == nil {
 		o.Logger = logging.Discard()
 	}
-	if o.Store == nil || o.WatchConn == nil {
-		return nil, errors.New("grpc server: a store and a watch connection are required")
+	if o.Store == nil || o.WatchConn == nil || o.Display == nil {
+		return nil, errors.New("grpc server: a store, a display viewer and a watch connection are required")
 	}
-	svc := newServer(o.Store, o.WatchConn, o.Logger, o.Stop, cfg)
+	svc := newServer(o.Store, o.Display, o.WatchConn, o.Logger, o.Stop, cfg)
 	if o.Registry != nil {
 		svc.registerMetrics(o.Registry)
 	}

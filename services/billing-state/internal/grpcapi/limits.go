@@ -24,6 +24,9 @@ const (
 	MaxEmailBytes = 320
 	// MaxPageTokenBytes bounds page tokens: the server's own are about 30.
 	MaxPageTokenBytes = 64
+	// MaxLocaleBytes bounds locale tags: BCP 47 puts the longest useful
+	// tag at 35 characters.
+	MaxLocaleBytes = 35
 	// MaxRecvMsgBytes bounds one request message. The largest valid
 	// request is well under 1 KiB; reflection requests are small too.
 	MaxRecvMsgBytes = 8 << 10
@@ -42,6 +45,9 @@ var fieldBounds = map[protoreflect.FullName]int{
 	"launchready.billing.v1.ListCustomerEventsRequest.customer_id":  MaxIDBytes,
 	"launchready.billing.v1.ListCustomerEventsRequest.page_token":   MaxPageTokenBytes,
 	"launchready.billing.v1.ReconcileCustomerRequest.customer_id":   MaxIDBytes,
+	"launchready.billing.v1.GetCustomerStatusRequest.locale":        MaxLocaleBytes,
+	"launchready.billing.v1.WatchCustomerStatusRequest.locale":      MaxLocaleBytes,
+	"launchready.billing.v1.GetDisplayMessagesRequest.locale":       MaxLocaleBytes,
 }
 
 // checkBounds answers InvalidArgument when a string field of req is longer

@@ -81,6 +81,8 @@ func TestRequestFieldBounds(t *testing.T) {
 			}
 		}
 	}
+	// A locale tag of exactly n bytes: "de-" and private-use letters.
+	locale := func(n int) string { return "de-" + strings.Repeat("x", n-3) }
 	cases := []struct {
 		field  protoreflect.FullName
 		value  func(n int) string
@@ -112,6 +114,24 @@ func TestRequestFieldBounds(t *testing.T) {
 			_, err := c.ReconcileCustomer(as(ctx, b.admin), &billingv1.ReconcileCustomerRequest{CustomerId: v})
 			return err
 		}, codes.NotFound},
+		{"launchready.billing.v1.GetCustomerStatusRequest.locale", locale, func(ctx context.Context, v string) error {
+			_, err := c.GetCustomerStatus(as(ctx, b.read), &billingv1.GetCustomerStatusRequest{Locale: v, Lookup: &billingv1.GetCustomerStatusRequest_CustomerId{CustomerId: "cus_A"}})
+			return err
+		}, codes.NotFound},
+		{"launchready.billing.v1.WatchCustomerStatusRequest.locale", locale, func(ctx context.Context, v string) error {
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			stream, err := c.WatchCustomerStatus(as(ctx, b.read), &billingv1.WatchCustomerStatusRequest{CustomerId: "cus_A", Locale: v})
+			if err != nil {
+				return err
+			}
+			_, err = stream.Recv()
+			return err
+		}, codes.OK},
+		{"launchready.billing.v1.GetDisplayMessagesRequest.locale", locale, func(ctx context.Context, v string) error {
+			_, err := c.GetDisplayMessages(as(ctx, b.read), &billingv1.GetDisplayMessagesRequest{Locale: v})
+			return err
+		}, codes.OK},
 	}
 	tested := map[protoreflect.FullName]bool{}
 	for _, tc := range cases {

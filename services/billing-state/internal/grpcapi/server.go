@@ -27,6 +27,7 @@ import (
 
 	"github.com/launchready/launchready/pkg/bus"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/services/billing-state/internal/display"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
 )
 
@@ -40,6 +41,8 @@ const (
 type Server struct {
 	billingv1.UnimplementedBillingStatusServiceServer
 	store *state.Store
+	// display attaches the customer-facing display to every status served.
+	display *display.Viewer
 	// watchConn is Watch's own NATS connection (see Options.WatchConn).
 	watchConn *nats.Conn
 	log       *slog.Logger
@@ -53,9 +56,9 @@ type Server struct {
 	refused     prometheus.Counter
 }
 
-func newServer(store *state.Store, watchConn *nats.Conn, log *slog.Logger, stop <-chan struct{}, cfg Config) *Server {
+func newServer(store *state.Store, viewer *display.Viewer, watchConn *nats.Conn, log *slog.Logger, stop <-chan struct{}, cfg Config) *Server {
 	return &Server{
-		store: store, watchConn: watchConn, log: log, stop: stop,
+		store: store, display: viewer, watchConn: watchConn, log: log, stop: stop,
 		watches: newWatchSlots(cfg.MaxWatchPerToken), readTimeout: cfg.UnaryTimeout,
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "lr_billing_state_watch_refused_total",
@@ -72,13 +75,18 @@ func (s *Server) registerMetrics(reg prometheus.Registerer) {
 	}, func() float64 { return float64(s.watches.total()) }))
 }
 
-// GetCustomerStatus looks a customer up by id, app user id or email.
+// GetCustomerStatus looks a customer up by id, app user id or email, and
+// attaches the display in the request's locale. With include_empty, a
+// lookup that finds no billing record answers status NONE and the
+// empty-state display (or, for a customer id with a dead-lettered event,
+// the error state) instead of NotFound.
 func (s *Server) GetCustomerStatus(ctx context.Context, req *billingv1.GetCustomerStatusRequest) (*billingv1.CustomerStatus, error) {
 	var st *billingv1.CustomerStatus
 	var err error
+	id := strings.TrimSpace(req.GetCustomerId())
 	switch {
-	case strings.TrimSpace(req.GetCustomerId()) != "":
-		st, err = s.store.Status(ctx, strings.TrimSpace(req.GetCustomerId()))
+	case id != "":
+		st, err = s.store.Status(ctx, id)
 	case strings.TrimSpace(req.GetUserId()) != "":
 		st, err = s.store.StatusByUserID(ctx, strings.TrimSpace(req.GetUserId()))
 	case strings.TrimSpace(req.GetEmail()) != "":
@@ -86,10 +94,24 @@ func (s *Server) GetCustomerStatus(ctx context.Context, req *billingv1.GetCustom
 	default:
 		return nil, status.Error(codes.InvalidArgument, "one of customer_id, user_id or email is required")
 	}
-	if err != nil {
-		return nil, s.fail(ctx, "get customer status", req.GetCustomerId(), err)
+	switch {
+	case errors.Is(err, state.ErrNotFound) && req.GetIncludeEmpty() && id != "":
+		st = &billingv1.CustomerStatus{CustomerId: id, Status: billingv1.BillingStatus_BILLING_STATUS_NONE}
+	case errors.Is(err, state.ErrNotFound) && req.GetIncludeEmpty():
+		return s.display.Empty(req.GetLocale()), nil
+	case err != nil:
+		return nil, s.fail(ctx, "get customer status", id, err)
+	}
+	if err := s.display.Attach(ctx, st, req.GetLocale()); err != nil {
+		return nil, s.fail(ctx, "get customer status", id, err)
 	}
 	return st, nil
+}
+
+// GetDisplayMessages returns the words clients keep for when they get no
+// answer at all.
+func (s *Server) GetDisplayMessages(_ context.Context, req *billingv1.GetDisplayMessagesRequest) (*billingv1.DisplayMessages, error) {
+	return s.display.Messages(req.GetLocale()), nil
 }
 
 // WatchCustomerStatus sends the current status, then every change, until
@@ -142,10 +164,13 @@ func (s *Server) WatchCustomerStatus(req *billingv1.WatchCustomerStatusRequest, 
 	case err != nil:
 		return s.fail(ctx, "watch current status", id, err)
 	}
+	last := proto.Clone(cur).(*billingv1.CustomerStatus)
+	if err := s.attachWithin(ctx, cur, req.GetLocale()); err != nil {
+		return s.fail(ctx, "watch current status", id, err)
+	}
 	if err := stream.Send(cur); err != nil {
 		return err
 	}
-	last := cur
 	for {
 		select {
 		case <-ctx.Done():
@@ -171,10 +196,13 @@ func (s *Server) WatchCustomerStatus(req *billingv1.WatchCustomerStatusRequest, 
 			if proto.Equal(next, last) {
 				continue
 			}
+			last = proto.Clone(next).(*billingv1.CustomerStatus)
+			if err := s.attachWithin(ctx, next, req.GetLocale()); err != nil {
+				return s.fail(ctx, "watch status display", id, err)
+			}
 			if err := stream.Send(next); err != nil {
 				return err
 			}
-			last = next
 		}
 	}
 }
@@ -224,6 +252,9 @@ func (s *Server) ReconcileCustomer(ctx context.Context, req *billingv1.Reconcile
 		return nil, s.fail(ctx, "reconcile customer", id, err)
 	}
 	s.log.InfoContext(ctx, "customer reconciled by staff", "customer_id", id, "action", "reconcile", "actor", actor)
+	if err := s.display.Attach(ctx, st, ""); err != nil {
+		return nil, s.fail(ctx, "reconcile customer", id, err)
+	}
 	return st, nil
 }
 
@@ -278,4 +309,12 @@ func decodeCursor(tok string) (int64, bool) {
 		return 0, false
 	}
 	return id, true
+}
+
+// attachWithin attaches the display for a Watch, which has no deadline of
+// its own: the read it costs is bounded like the first read.
+func (s *Server) attachWithin(ctx context.Context, st *billingv1.CustomerStatus, locale string) error {
+	rctx, cancel := context.WithTimeout(ctx, s.readTimeout)
+	defer cancel()
+	return s.display.Attach(rctx, st, locale)
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,11 +18,13 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/pkg/canonical"
 	"github.com/launchready/launchready/pkg/natsauth"
 	"github.com/launchready/launchready/pkg/natstest"
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/services/billing-state/internal/display"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
 )
 
@@ -36,6 +39,30 @@ type bundle struct {
 	publisher   *nats.Conn
 	reg         *prometheus.Registry
 	read, admin string
+	store       *state.Store
+	// clock is the display's; a test may set it before its calls.
+	clock *clock
+}
+
+// clock is the time a test sets, or the real time until it sets one.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.t.IsZero() {
+		return time.Now()
+	}
+	return c.t
 }
 
 // setupOptions shape a bundle.
@@ -43,6 +70,10 @@ type setupOptions struct {
 	cfg Config
 	// poolSize sizes the API pool (default 4).
 	poolSize int32
+	// staleAfter is STATUS_STALE_AFTER (default 5m).
+	staleAfter time.Duration
+	// policy is the store's (PAST_DUE_ENTITLED off when zero).
+	policy canonical.Policy
 }
 
 func setup(t *testing.T, o setupOptions) *bundle {
@@ -81,7 +112,14 @@ func setup(t *testing.T, o setupOptions) *bundle {
 	t.Cleanup(b.publisher.Close)
 
 	stop := make(chan struct{})
-	gsrv, err := New(o.cfg, Options{Store: state.New(b.pool, state.Options{}), WatchConn: b.watchConn, Tokens: tokens, Registry: b.reg, Stop: stop})
+	store := state.New(b.pool, state.Options{Policy: o.policy})
+	cats, err := display.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.store, b.clock = store, &clock{}
+	viewer := &display.Viewer{Catalogues: cats, Facts: store.DisplayFacts, StaleAfter: o.staleAfter, Now: b.clock.now}
+	gsrv, err := New(o.cfg, Options{Store: store, Display: viewer, WatchConn: b.watchConn, Tokens: tokens, Registry: b.reg, Stop: stop})
 	if err != nil {
 		t.Fatal(err)
 	}

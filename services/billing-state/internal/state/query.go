@@ -126,8 +126,8 @@ func (s *Store) Timeline(ctx context.Context, customerID string, beforeID int64,
 }
 
 // Reconcile re-derives a customer's status from the stored facts (under
-// the current policy), clears the reconciliation mark and records who did
-// it in the audit trail.
+// the current policy), clears the reconciliation mark and the customer's
+// dead-letter marks, and records who did it in the audit trail.
 func (s *Store) Reconcile(ctx context.Context, customerID, actor string) (*billingv1.CustomerStatus, error) {
 	var out *billingv1.CustomerStatus
 	var changed bool
@@ -162,6 +162,10 @@ func (s *Store) Reconcile(ctx context.Context, customerID, actor string) (*billi
 		if changed {
 			after.UpdatedAt = tsNow(s.now())
 		}
+		// Staff reconcile once they have seen to the customer's dead
+		// letters (replayed or purged): the display stops saying
+		// "status unknown" for them.
+		t.tx.Queue("clear dead letters", `DELETE FROM billing.dead_letters WHERE customer_id = $1`, customerID)
 		if err := t.audit(nil, actor, ActionReconcile, before, after); err != nil {
 			return err
 		}
