@@ -35,12 +35,20 @@ import (
 )
 
 const usage = `usage: launchready backfill [--since 72h|TIME] [--until 1h|TIME] [--types T1,T2] [--dry-run]
+       launchready backfill --objects [--since TIME] [--dry-run]
 
 Reads GET /v1/events for a window and publishes every event into the
 stream webhooks feed, with the event id as Nats-Msg-Id: the consumers
 apply each event once, whether its webhook arrived or not, and a second
 run changes nothing. Interrupted runs are continued first, from where they
 stopped. Stripe keeps events for 30 days.
+
+--objects is for older history: it lists customers, subscriptions (all
+statuses, canceled ones included), invoices, checkout sessions, charges,
+refunds and disputes, and publishes each as a snapshot that billing-state
+applies as the newest truth about that object. Snapshots update status and
+the CRM; they open no ticket and send no alert. With --since it lists only
+objects created since then.
 
 --since and --until take a duration before now (72h) or an RFC 3339 time.
 Without --since the run starts where the last complete run (over the same
@@ -68,6 +76,7 @@ func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stde
 	until := fs.String("until", "", "end of the window: a duration before now or an RFC 3339 time (default now)")
 	types := fs.String("types", "", "only these event types, comma-separated (at most 20)")
 	dryRun := fs.Bool("dry-run", false, "count the events that would be published, by type; publish and record nothing")
+	objects := fs.Bool("objects", false, "publish snapshots of Stripe's objects (older history) instead of events")
 	dataDir := fs.String("data", ".data", "the dev data directory holding nats/backfill.nk")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -94,6 +103,10 @@ func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stde
 		if t = strings.TrimSpace(t); t != "" {
 			opts.Types = append(opts.Types, t)
 		}
+	}
+	if *objects && (*until != "" || len(opts.Types) > 0) {
+		fmt.Fprintln(stderr, "launchready backfill: --objects takes --since and --dry-run only")
+		return 2
 	}
 	if len(opts.Types) > stripeapi.MaxTypes {
 		fmt.Fprintf(stderr, "launchready backfill: --types: %d types, Stripe filters on at most %d\n", len(opts.Types), stripeapi.MaxTypes)
@@ -131,7 +144,7 @@ func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stde
 
 	// The database holds the runs; a dry run uses it only to find where
 	// the last run ended, and only when --since is not given.
-	if !opts.DryRun || opts.Since.IsZero() {
+	if !*objects && (!opts.DryRun || opts.Since.IsZero()) {
 		pool, err := pg.Open(ctx, dbURL, pg.WithMaxConns(4), pg.WithApplicationName("launchready-backfill"))
 		if err != nil {
 			fmt.Fprintf(stderr, "launchready backfill: database: %v\n", err)
@@ -145,12 +158,14 @@ func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stde
 		b.store = &store{pool: pool}
 	}
 	if !opts.DryRun {
-		release, err := b.store.lock(ctx)
-		if err != nil {
-			fmt.Fprintf(stderr, "launchready backfill: %v\n", err)
-			return 1
+		if b.store != nil {
+			release, err := b.store.lock(ctx)
+			if err != nil {
+				fmt.Fprintf(stderr, "launchready backfill: %v\n", err)
+				return 1
+			}
+			defer release()
 		}
-		defer release()
 		nc, js, err := bus.Connect(ctx, conn, "launchready-backfill", log)
 		if err != nil {
 			fmt.Fprintf(stderr, "launchready backfill: nats: %v\n", err)
@@ -160,14 +175,21 @@ func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stde
 		b.Pub = bus.NewPublisher(js, nil)
 	}
 
-	p, err := b.Events(ctx, opts)
+	var p Progress
+	noun := "events"
+	if *objects {
+		noun = "objects"
+		p, err = b.Objects(ctx, ObjectOptions{Since: opts.Since, DryRun: opts.DryRun})
+	} else {
+		p, err = b.Events(ctx, opts)
+	}
 	if pm != nil {
 		pm.done()
 	}
-	summary(stdout, p, opts.DryRun, api)
+	summary(stdout, p, noun, opts.DryRun, api)
 	if err != nil {
 		fmt.Fprintf(stderr, "launchready backfill: %v\n", err)
-		if !opts.DryRun {
+		if !opts.DryRun && !*objects {
 			fmt.Fprintln(stderr, "launchready backfill: what was read is recorded; run it again to continue from there")
 		}
 		return 1
@@ -197,22 +219,22 @@ func ParseTime(s string, now time.Time) (time.Time, error) {
 	return t, nil
 }
 
-func summary(w io.Writer, p Progress, dryRun bool, api *stripeapi.Client) {
+func summary(w io.Writer, p Progress, noun string, dryRun bool, api *stripeapi.Client) {
 	took := time.Since(p.Started).Round(time.Millisecond)
 	if dryRun {
-		fmt.Fprintf(w, "dry run: %d events would be published (nothing was published) in %s\n", p.Read, took)
+		fmt.Fprintf(w, "dry run: %d %s would be published (nothing was published) in %s\n", p.Read, noun, took)
 	} else {
 		if p.Resumed > 0 {
 			fmt.Fprintf(w, "continued %d interrupted run(s)\n", p.Resumed)
 		}
-		fmt.Fprintf(w, "read %d events in %s: %d published, %d already known, %d skipped\n", p.Read, took, p.Published, p.Known, p.Skipped)
+		fmt.Fprintf(w, "read %d %s in %s: %d published, %d already known, %d skipped\n", p.Read, noun, took, p.Published, p.Known, p.Skipped)
 	}
 	fmt.Fprintf(w, "stripe: %d requests (at most %d/s), %d rate-limited answers waited out\n", api.Requests(), api.Rate(), api.RateLimited())
 	if len(p.ByType) == 0 {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TYPE\tEVENTS")
+	fmt.Fprintln(tw, "TYPE\t"+strings.ToUpper(noun))
 	for _, t := range slices.Sorted(maps.Keys(p.ByType)) {
 		fmt.Fprintf(tw, "%s\t%d\n", t, p.ByType[t])
 	}

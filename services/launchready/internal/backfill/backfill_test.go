@@ -120,10 +120,10 @@ func (b *bundle) stream(t *testing.T) map[string]string {
 		if _, dup := got[ev.EventId]; dup {
 			t.Fatalf("event %s stored twice", ev.EventId)
 		}
-		if m.Header.Get("Nats-Msg-Id") != ev.EventId || ev.Source != billingv1.EventSource_EVENT_SOURCE_API {
-			t.Fatalf("event %s: Nats-Msg-Id %q, source %v", ev.EventId, m.Header.Get("Nats-Msg-Id"), ev.Source)
+		if m.Header.Get("Nats-Msg-Id") != ev.EventId || m.Header.Get(bus.HeaderSource) != bus.SourceName(ev.Source) {
+			t.Fatalf("event %s: Nats-Msg-Id %q, source %v, header %q", ev.EventId, m.Header.Get("Nats-Msg-Id"), ev.Source, m.Header.Get(bus.HeaderSource))
 		}
-		got[ev.EventId] = m.Header.Get(bus.HeaderSource)
+		got[ev.EventId] = m.Header.Get(bus.HeaderSource) + " " + m.Subject
 	}
 	return got
 }
@@ -144,7 +144,7 @@ func TestBackfillPublishesTheWindowOnceAndASecondRunNothing(t *testing.T) {
 		t.Fatalf("stream holds %d events, want 230", len(got))
 	}
 	for _, id := range b.ids {
-		if got[id] != "api" {
+		if !strings.HasPrefix(got[id], "api ") {
 			t.Fatalf("event %s: source header %q, want api", id, got[id])
 		}
 	}
@@ -273,5 +273,52 @@ func TestBackfillRefusesWithoutWhatItNeeds(t *testing.T) {
 				t.Fatal("the refusal shows the key")
 			}
 		})
+	}
+}
+
+func TestObjectsArePublishedAsSnapshotsCanceledSubscriptionsIncluded(t *testing.T) {
+	b := setup(t)
+	old := time.Now().Add(-400 * 24 * time.Hour).Unix()
+	objects := []string{
+		`{"id":"cus_old1","object":"customer","email":"old1@example.com","created":%d}`,
+		`{"id":"cus_old2","object":"customer","email":"old2@example.com","created":%d}`,
+		`{"id":"sub_old1","object":"subscription","status":"canceled","customer":"cus_old1","created":%d}`,
+		`{"id":"sub_old2","object":"subscription","status":"active","customer":"cus_old2","created":%d}`,
+		`{"id":"cs_old3","object":"checkout.session","status":"open","mode":"payment","customer":"cus_old2","created":%d}`,
+	}
+	for _, o := range objects {
+		if err := b.fake.PutObject(fmt.Appendf(nil, o, old)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, errs := b.run(t, context.Background(), "--objects", "--dry-run")
+	if code != 0 || !strings.Contains(out, "5 objects would be published") || !strings.Contains(out, "subscriptions      2") {
+		t.Fatalf("dry run: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = b.run(t, context.Background(), "--objects")
+	if code != 0 || !strings.Contains(out, "4 published, 0 already known, 1 skipped") {
+		t.Fatalf("exit %d\n%s%s", code, out, errs)
+	}
+	got := b.stream(t)
+	subjects := map[string]bool{}
+	for id, v := range got {
+		if !strings.HasPrefix(id, "snap_") || !strings.HasPrefix(v, "snapshot ") {
+			t.Fatalf("message %s: %q, want a snapshot", id, v)
+		}
+		subjects[strings.TrimPrefix(v, "snapshot ")] = true
+	}
+	for _, want := range []string{"billing.events.customer.updated", "billing.events.customer.subscription.deleted", "billing.events.customer.subscription.updated"} {
+		if !subjects[want] {
+			t.Fatalf("no snapshot on %s: %v", want, subjects)
+		}
+	}
+	for _, r := range b.fake.Requests() {
+		if r.Path == "/v1/subscriptions" && r.Query.Get("status") != "all" {
+			t.Fatalf("subscriptions listed without status=all: %v", r.Query)
+		}
+	}
+	code, out, errs = b.run(t, context.Background(), "--objects")
+	if code != 0 || !strings.Contains(out, "0 published, 4 already known") {
+		t.Fatalf("second run: exit %d\n%s%s", code, out, errs)
 	}
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/redact"
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 
 	"github.com/launchready/launchready/services/support-notify/internal/metrics"
 	"github.com/launchready/launchready/services/support-notify/internal/render"
@@ -68,6 +69,11 @@ func (h *Handler) Handle(ctx context.Context, d *bus.Delivery) error {
 	}
 	log := h.Log.With("event_id", ev.GetEventId(), "event_type", ev.GetType(), "customer_id", ev.GetCustomerId(),
 		"subscription_id", ev.GetSubscriptionId(), "delivery", d.Delivered, "action", "alert")
+	if ev.GetSource() == billingv1.EventSource_EVENT_SOURCE_SNAPSHOT {
+		// A backfill's snapshot of an object is history, not news.
+		log.InfoContext(ctx, "snapshot: no alert", "outcome", "snapshot")
+		return nil
+	}
 	created := ev.GetCreated().AsTime()
 	age := h.now().Sub(created)
 	if h.MaxAge > 0 && age > h.MaxAge && !d.Replay {

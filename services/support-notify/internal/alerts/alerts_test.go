@@ -228,3 +228,26 @@ func TestEventsOlderThanMaxAgeAreSkippedUnlessReplayed(t *testing.T) {
 		t.Fatalf("a 50-hour-old event should still alert (late); got %d messages", n)
 	}
 }
+
+// A backfill's snapshot of an object is history: however fresh its date,
+// it pages nobody. A backfilled event is an event like any other.
+func TestSnapshotsSendNoAlert(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	snap := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, b.now.Add(-time.Minute))
+	snap.Source = billingv1.EventSource_EVENT_SOURCE_SNAPSHOT
+	if err := b.handle(snap); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.slack.Calls(); n != 0 {
+		t.Fatalf("a snapshot alerted (%d calls)", n)
+	}
+	fromAPI := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, b.now.Add(-time.Minute))
+	fromAPI.Source = billingv1.EventSource_EVENT_SOURCE_API
+	if err := b.handle(fromAPI); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.slack.Calls(); n != 1 {
+		t.Fatalf("a backfilled event of a minute ago should alert; %d calls", n)
+	}
+}

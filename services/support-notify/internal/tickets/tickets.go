@@ -79,6 +79,13 @@ func (h *Handler) Handle(ctx context.Context, d *bus.Delivery) error {
 	if !dec.Ticket && !dec.Resolve {
 		return nil
 	}
+	if dec.Ticket && ev.GetSource() == billingv1.EventSource_EVENT_SOURCE_SNAPSHOT {
+		// A backfill's snapshot of an object is history, not news: it
+		// opens nothing. It may still resolve a ticket about its object.
+		h.Log.InfoContext(ctx, "snapshot: no ticket", "event_id", ev.GetEventId(), "customer_id", ev.GetCustomerId(),
+			"action", "ticket", "delivery", d.Delivered, "outcome", "snapshot")
+		return nil
+	}
 	if age := time.Since(ev.GetCreated().AsTime()); dec.Ticket && h.MaxAge > 0 && age > h.MaxAge && !d.Replay {
 		h.Log.WarnContext(ctx, "event too old to open a ticket for", "event_id", ev.GetEventId(), "customer_id", ev.GetCustomerId(),
 			"action", "ticket", "delivery", d.Delivered, "outcome", "too_old", "age", age.Round(time.Second).String())

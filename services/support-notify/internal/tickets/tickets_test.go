@@ -367,3 +367,23 @@ func TestEventsOlderThanMaxAgeOpenNothingUnlessReplayed(t *testing.T) {
 		t.Fatalf("a replayed old failure should open a ticket, got %d", n)
 	}
 }
+
+func TestSnapshotsOpenNoTicket(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	c := fakes.NewCustomer()
+	snap := c.InvoiceFailed(fakes.ID("in"), 1, time.Now().Add(-time.Minute))
+	snap.Source = billingv1.EventSource_EVENT_SOURCE_SNAPSHOT
+	b.mustHandle(t, snap)
+	if n := len(b.desk.Tickets()); n != 0 {
+		t.Fatalf("a snapshot opened %d tickets", n)
+	}
+	// A backfilled event of a minute ago is news like a webhook.
+	in := fakes.ID("in")
+	failed := c.InvoiceFailed(in, 1, time.Now().Add(-2*time.Minute))
+	failed.Source = billingv1.EventSource_EVENT_SOURCE_API
+	b.mustHandle(t, failed)
+	if n := len(b.desk.Tickets()); n != 1 {
+		t.Fatalf("a backfilled failure opened %d tickets, want 1", n)
+	}
+}
