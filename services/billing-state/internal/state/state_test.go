@@ -2,6 +2,7 @@ package state_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand"
@@ -887,5 +888,67 @@ func TestParkedEventMissedByItsTeacherIsSwept(t *testing.T) {
 	if err := b.store.Pool().QueryRow(b.ctx, `SELECT outcome, (SELECT count(*) FROM billing.audit_log WHERE event_id = $1)
 		FROM billing.processed_events WHERE event_id = $1`, dispute.GetEventId()).Scan(&outcome, &audits); err != nil || outcome != "applied" || audits != 1 {
 		t.Fatalf("swept event: outcome %q, %d audit rows, %v; want applied and 1", outcome, audits, err)
+	}
+}
+
+// objectOf is data.object of an event's raw body: the object as an API
+// list would return it.
+func objectOf(t *testing.T, ev *billingv1.BillingEvent) []byte {
+	t.Helper()
+	var env struct {
+		Data struct {
+			Object json.RawMessage `json:"object"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(ev.GetRawJson(), &env); err != nil {
+		t.Fatal(err)
+	}
+	return env.Data.Object
+}
+
+// A backfill's snapshots restore a customer whose events are long gone,
+// canceled subscriptions included, and stand as the newest truth: an event
+// created before the listing is stale, one created after it applies.
+func TestSnapshotsRestoreStateAndOnlyNewerEventsOverrideThem(t *testing.T) {
+	b := setup(t)
+	listed := base.Add(400 * 24 * time.Hour)
+
+	gone := journeytest.New(t, "cus_SnapGone1", base)
+	for _, ev := range []*billingv1.BillingEvent{
+		gone.Customer("customer.created", 0),
+		gone.Subscription("customer.subscription.deleted", 50, "sub_SnapGone1", "canceled", false, nil),
+	} {
+		snap, err := stripeevent.Snapshot(objectOf(t, ev), listed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res := b.apply(t, snap); res.Outcome != state.OutcomeApplied {
+			t.Fatalf("snapshot %s: %+v", snap.GetType(), res)
+		}
+	}
+	if st := b.status(t, gone.CustomerID); st.GetStatus() != billingv1.BillingStatus_BILLING_STATUS_CANCELED || st.GetEmail() != gone.Email() {
+		t.Fatalf("restored from snapshots: %v %q", st.GetStatus(), st.GetEmail())
+	}
+
+	live := journeytest.New(t, "cus_SnapLive1", base)
+	activeObj := objectOf(t, live.Subscription("customer.subscription.updated", 0, "sub_SnapLive1", "active", false, nil))
+	snap, err := stripeevent.Snapshot(activeObj, listed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.apply(t, snap)
+	// A webhook created an hour before the listing arrives late.
+	late := journeytest.New(t, "cus_SnapLive1", listed.Add(-time.Hour))
+	if res := b.apply(t, late.Subscription("customer.subscription.updated", 0, "sub_SnapLive1", "past_due", false, map[string]any{"status": "active"})); res.Outcome != state.OutcomeStale {
+		t.Fatalf("an event older than the snapshot: %+v", res)
+	}
+	if st := b.status(t, live.CustomerID); st.GetStatus() != billingv1.BillingStatus_BILLING_STATUS_ACTIVE {
+		t.Fatalf("after an older event: %v, want active", st.GetStatus())
+	}
+	if res := b.apply(t, late.Subscription("customer.subscription.updated", 3660, "sub_SnapLive1", "past_due", false, map[string]any{"status": "active"})); res.Outcome != state.OutcomeApplied {
+		t.Fatalf("an event newer than the snapshot: %+v", res)
+	}
+	if st := b.status(t, live.CustomerID); st.GetStatus() != billingv1.BillingStatus_BILLING_STATUS_PAST_DUE {
+		t.Fatalf("after a newer event: %v, want past_due", st.GetStatus())
 	}
 }
