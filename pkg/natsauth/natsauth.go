@@ -33,6 +33,10 @@ const (
 	Backfill = "backfill"
 	// Reader is for read-only tools: stream and consumer state, no message.
 	Reader = "reader"
+	// Console is the staff console: it shows stream and consumer state and
+	// dead letters, and replays or discards a dead letter on a staff
+	// member's request.
+	Console = "console"
 )
 
 // User is one NATS user and what it may do. Publish and Subscribe are
@@ -98,6 +102,18 @@ func Users() []User {
 			Role:      "publishes events listed by Stripe's API to billing.events.>, as ingress does",
 			Publish:   []string{bus.EventsPrefix + ">"},
 			Subscribe: []string{inbox(Backfill)},
+		},
+		{
+			Name: Console,
+			Role: "the staff console: stream and consumer state, reads dead letters, replays or deletes one at a time (no purge)",
+			Publish: append(perStream(func(s string) []string {
+				return []string{api("STREAM.INFO", s), api("CONSUMER.NAMES", s), api("CONSUMER.LIST", s), api("CONSUMER.INFO", s, "*")}
+			}),
+				api("INFO"), api("STREAM.NAMES"), api("STREAM.LIST"),
+				api("STREAM.MSG.GET", bus.StreamDLQ), api("STREAM.MSG.DELETE", bus.StreamDLQ),
+				bus.ReplayPrefix+">",
+			),
+			Subscribe: []string{inbox(Console)},
 		},
 		{
 			Name: Reader,

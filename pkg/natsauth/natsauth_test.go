@@ -203,6 +203,34 @@ func TestPermissions(t *testing.T) {
 		deniedJetStream(t, reader, natsauth.Reader)
 	})
 
+	// The console shows state and dead letters and replays one at a
+	// time; it may not purge, nor speak for Stripe or a consumer.
+	t.Run(natsauth.Console, func(t *testing.T) {
+		ctx := testCtx(t)
+		console := dial(natsauth.Console)
+		readsState(t, console)
+		dls, err := bus.ListDeadLetters(ctx, console.JS, "", 100)
+		if err != nil || len(dls) != 4 {
+			t.Fatalf("dead letters: %d %v, want one per durable", len(dls), err)
+		}
+		if _, err := bus.ReplayDeadLetter(ctx, console.JS, dls[0].Seq); err != nil {
+			t.Fatalf("replay: %v", err)
+		}
+		console.NoViolations(t)
+		console.DeniedRequest(t, "$JS.API.STREAM.PURGE."+bus.StreamDLQ, []byte(`{}`))
+		console.DeniedRequest(t, "$JS.API.STREAM.MSG.GET.BILLING_EVENTS", []byte(`{"seq":1}`))
+		console.DeniedPublish(t, bus.EventSubject("invoice.paid"), []byte("forged"))
+		console.DeniedPublish(t, bus.DLQSubject(natsauth.CRMSync), []byte("forged"))
+		console.DeniedSubscribe(t, bus.EventsPrefix+">")
+		for _, st := range []string{bus.StreamEvents, bus.StreamDLQ} {
+			console.DeniedRequest(t, "$JS.API.STREAM.DELETE."+st, nil)
+		}
+		console.DeniedCall(t, "$JS.API.CONSUMER.CREATE.BILLING_EVENTS.console", func(ctx context.Context) error {
+			_, err := console.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{Durable: "console", AckPolicy: jetstream.AckExplicitPolicy})
+			return err
+		})
+	})
+
 	// Last: admin purges.
 	t.Run(natsauth.Admin, func(t *testing.T) {
 		ctx := testCtx(t)
@@ -210,8 +238,14 @@ func TestPermissions(t *testing.T) {
 			t.Fatalf("provision: %v", err)
 		}
 		dls, err := bus.ListDeadLetters(ctx, admin.JS, "", 100)
-		if err != nil || len(dls) != 4 {
-			t.Fatalf("dead letters: %d %v, want one per durable", len(dls), err)
+		if err != nil || len(dls) != 3 {
+			t.Fatalf("dead letters: %d %v, want one per durable but the one the console replayed", len(dls), err)
+		}
+		var wantLeft int
+		for _, dl := range dls[1:] {
+			if dl.Consumer != natsauth.CRMSync {
+				wantLeft++
+			}
 		}
 		if _, err := bus.ReplayDeadLetter(ctx, admin.JS, dls[0].Seq); err != nil {
 			t.Fatalf("replay: %v", err)
@@ -223,8 +257,8 @@ func TestPermissions(t *testing.T) {
 		if err := dlq.Purge(ctx, jetstream.WithPurgeSubject(bus.DLQSubject(natsauth.CRMSync))); err != nil {
 			t.Fatalf("purge: %v", err)
 		}
-		if left, err := bus.ListDeadLetters(ctx, admin.JS, "", 100); err != nil || len(left) != 2 {
-			t.Fatalf("after replay and purge: %d dead letters (%v), want 2", len(left), err)
+		if left, err := bus.ListDeadLetters(ctx, admin.JS, "", 100); err != nil || len(left) != wantLeft {
+			t.Fatalf("after replay and purge: %d dead letters (%v), want %d", len(left), err, wantLeft)
 		}
 		if err := admin.JS.DeleteConsumer(ctx, bus.StreamEvents, natsauth.CRMSync); err != nil {
 			t.Fatalf("delete consumer: %v", err)
