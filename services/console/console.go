@@ -1,0 +1,179 @@
+package console
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/pkg/config"
+	"github.com/launchready/launchready/pkg/httpserver"
+	"github.com/launchready/launchready/pkg/pg"
+	"github.com/launchready/launchready/pkg/redact"
+	"github.com/launchready/launchready/pkg/service"
+	"github.com/launchready/launchready/pkg/telemetry"
+	"github.com/launchready/launchready/services/console/internal/auth"
+	"github.com/launchready/launchready/services/console/internal/store"
+	"github.com/launchready/launchready/services/console/internal/web"
+)
+
+// ServiceName names the service in logs, traces, metrics and its NATS
+// user.
+const ServiceName = "console"
+
+// Defaults.
+const (
+	DefaultAddr     = "127.0.0.1:8090"
+	DefaultHTTPAddr = ":8085"
+)
+
+// sweepEvery is how often ended sessions are removed from the table.
+const sweepEvery = 10 * time.Minute
+
+// Config is everything Run needs.
+type Config struct {
+	// Addr is CONSOLE_ADDR, where staff reach the console. Cookies are
+	// Secure unless it is a loopback address (a laptop, no TLS).
+	Addr string
+	// HTTPAddr is HTTP_ADDR: /healthz, /readyz and /metrics.
+	HTTPAddr    string
+	NATSURL     bus.ConnConfig
+	DatabaseURL string
+	Streams     bus.StreamConfig
+	Telemetry   telemetry.Config
+	// SessionIdle is CONSOLE_SESSION_IDLE and SessionMax
+	// CONSOLE_SESSION_MAX: a session ends after that long unused, and that
+	// long after sign-in.
+	SessionIdle time.Duration
+	SessionMax  time.Duration
+
+	StartTimeout time.Duration
+	Logger       *slog.Logger
+	// Ready, when set, is called once with {"http": ops address,
+	// "console": the console's address} when it serves.
+	Ready    func(addrs map[string]string)
+	Registry *prometheus.Registry
+	// Now is the clock of sessions and sign-in throttling (tests).
+	Now func() time.Time
+}
+
+// WithLogger returns the configuration with its logs going to log.
+func (c Config) WithLogger(log *slog.Logger) Config {
+	c.Logger = log
+	return c
+}
+
+// ConfigFromEnv reads CONSOLE_ADDR, HTTP_ADDR, NATS_URL (and its
+// credentials), DATABASE_URL, the NATS_* stream settings, OTEL_*,
+// CONSOLE_SESSION_IDLE and CONSOLE_SESSION_MAX.
+func ConfigFromEnv(getenv config.Getenv) (Config, error) {
+	e := config.New(getenv)
+	cfg := Config{
+		Addr:        e.String("CONSOLE_ADDR", DefaultAddr),
+		HTTPAddr:    e.String("HTTP_ADDR", DefaultHTTPAddr),
+		NATSURL:     bus.ConnConfigFromEnv(e, ServiceName),
+		DatabaseURL: e.String("DATABASE_URL", pg.DefaultURL),
+		Streams:     bus.StreamConfigFromEnv(e),
+		Telemetry:   telemetry.ConfigFromEnv(e, ServiceName),
+		SessionIdle: e.Duration("CONSOLE_SESSION_IDLE", web.DefaultSessionIdle),
+		SessionMax:  e.Duration("CONSOLE_SESSION_MAX", web.DefaultSessionMax),
+	}
+	if cfg.SessionIdle <= 0 || cfg.SessionMax <= 0 {
+		e.Fail("CONSOLE_SESSION_IDLE and CONSOLE_SESSION_MAX must be positive")
+	} else if cfg.SessionIdle > cfg.SessionMax {
+		e.Fail("CONSOLE_SESSION_IDLE (%s) is longer than CONSOLE_SESSION_MAX (%s)", cfg.SessionIdle, cfg.SessionMax)
+	}
+	if err := e.Err(); err != nil {
+		return Config{}, fmt.Errorf("console config: %w", err)
+	}
+	return cfg, nil
+}
+
+// LogValue logs the settings with every secret masked.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("console_addr", c.Addr),
+		slog.String("http_addr", c.HTTPAddr),
+		slog.Any("nats", c.NATSURL),
+		slog.String("database_url", config.MaskURL(c.DatabaseURL)),
+		slog.Bool("secure_cookies", SecureCookies(c.Addr)),
+		slog.Duration("session_idle", c.SessionIdle),
+		slog.Duration("session_max", c.SessionMax),
+		slog.String("otel_endpoint", config.MaskURL(c.Telemetry.Endpoint)),
+	)
+}
+
+// SecureCookies reports whether the console at addr must mark its cookies
+// Secure: everywhere but on a loopback address, where a browser reaches it
+// over plain HTTP on the same machine.
+func SecureCookies(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return true
+	}
+	if host == "localhost" {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback()
+}
+
+// Run serves the console until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	spec := service.Spec{
+		Name: ServiceName, Logger: cfg.Logger, Registry: cfg.Registry, Telemetry: cfg.Telemetry, Settings: cfg,
+		OpsAddr: cfg.HTTPAddr, NATS: cfg.NATSURL, Streams: cfg.Streams,
+		Database:     &service.Database{URL: cfg.DatabaseURL, MaxConns: 10, Migrate: store.Migrate},
+		StartTimeout: cfg.StartTimeout, Ready: cfg.Ready,
+	}
+	return service.Supervise(ctx, spec, func(_ context.Context, host *service.Host) error {
+		ui, err := web.New(web.Options{
+			Pool: host.Pool, Log: host.Log, SecureCookies: SecureCookies(cfg.Addr),
+			SessionIdle: cfg.SessionIdle, SessionMax: cfg.SessionMax, Throttle: auth.DefaultThrottle, Now: cfg.Now,
+		})
+		if err != nil {
+			return err
+		}
+		ln, err := host.Listen("console", cfg.Addr)
+		if err != nil {
+			return fmt.Errorf("console: %w", err)
+		}
+		srv := &http.Server{
+			Handler:           host.Telemetry.HTTPHandler(ui, "console"),
+			ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute,
+			MaxHeaderBytes: 32 << 10,
+		}
+		host.Go("session sweeper", func(ctx context.Context) error {
+			sweepSessions(ctx, host, cfg)
+			return nil
+		})
+		host.Go("console server", func(ctx context.Context) error { return httpserver.Serve(ctx, srv, ln, 10*time.Second) })
+		return nil
+	})
+}
+
+// sweepSessions removes ended sessions now and then; a session past its
+// limits is refused whether or not it is still in the table.
+func sweepSessions(ctx context.Context, host *service.Host, cfg Config) {
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		if cfg.Now != nil {
+			now = cfg.Now()
+		}
+		if _, err := store.DeleteExpiredSessions(ctx, host.Pool, now, now.Add(-cfg.SessionIdle)); err != nil && ctx.Err() == nil {
+			host.Log.WarnContext(ctx, "sweep sessions", "error", redact.Error(err))
+		}
+	}
+}

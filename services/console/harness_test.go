@@ -1,0 +1,148 @@
+package console_test
+
+import (
+	"context"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/launchready/launchready/pkg/config"
+	"github.com/launchready/launchready/pkg/logging"
+	"github.com/launchready/launchready/pkg/natsauth"
+	"github.com/launchready/launchready/pkg/natstest"
+	"github.com/launchready/launchready/pkg/pg/pgtest"
+	"github.com/launchready/launchready/services/console"
+)
+
+// running is a console started by startConsole.
+type running struct {
+	url   string // http://127.0.0.1:port
+	dbURL string
+	nats  *natstest.Server
+}
+
+// startConsole runs the whole service, as `launchready dev` does, on a
+// database of its own and an embedded NATS server with production's users.
+func startConsole(t *testing.T, extra map[string]string) *running {
+	t.Helper()
+	db := pgtest.NewDatabase(t)
+	ns := natstest.Start(t)
+	env := ns.Env(natsauth.Console)
+	maps.Copy(env, map[string]string{"DATABASE_URL": db, "CONSOLE_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0"})
+	maps.Copy(env, extra)
+	cfg, err := console.ConfigFromEnv(config.Map(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan map[string]string, 1)
+	cfg.Logger, cfg.Ready = logging.Discard(), func(a map[string]string) { ready <- a }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- console.Run(ctx, cfg) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("console stopped with %v", err)
+		}
+	})
+	select {
+	case a := <-ready:
+		return &running{url: "http://" + a["console"], dbURL: db, nats: ns}
+	case err := <-done:
+		t.Fatalf("console did not start: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("console did not start within 60s")
+	}
+	return nil
+}
+
+// addStaff adds a local account with a password.
+func (r *running) addStaff(t *testing.T, email, role, password string) {
+	t.Helper()
+	if _, err := console.AddStaff(t.Context(), r.dbURL, console.NewStaff{Email: email, Role: role, Password: password, Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// chromium finds Debian's chromium: CHROMIUM_PATH, else chromium on PATH.
+// There is no skip: .ci/run installs it where it is missing.
+func chromium(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("CHROMIUM_PATH"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Fatal("chromium is required for the browser tests and was not found (apt-get install -y chromium, or set CHROMIUM_PATH)")
+	return ""
+}
+
+// browser is one headless chromium for a test, closed at its end.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium(t)),
+		chromedp.Headless, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.WindowSize(1280, 900),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	if os.Geteuid() == 0 {
+		// Chromium refuses to run as root with its sandbox.
+		opts = append(opts, chromedp.NoSandbox)
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
+	if err := chromedp.Run(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// artifacts is where screenshots are kept (git-ignored).
+func artifacts(t *testing.T) string {
+	dir := os.Getenv("CONSOLE_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join(".artifacts", "screenshots")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// screenshot saves the page as <test>-<name>.png.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	var png []byte
+	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&png, 100)); err != nil {
+		t.Errorf("screenshot %s: %v", name, err)
+		return
+	}
+	file := filepath.Join(artifacts(t), strings.ReplaceAll(t.Name(), "/", "_")+"-"+name+".png")
+	if err := os.WriteFile(file, png, 0o644); err != nil {
+		t.Errorf("screenshot %s: %v", name, err)
+	}
+}
+
+// run runs actions, and on failure keeps a screenshot of where it stopped.
+func run(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action) {
+	t.Helper()
+	if err := chromedp.Run(ctx, actions...); err != nil {
+		screenshot(t, ctx, "failed-"+strings.ReplaceAll(what, " ", "-"))
+		t.Fatalf("%s: %v", what, err)
+	}
+}
