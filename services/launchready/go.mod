@@ -13,14 +13,16 @@ replace (
 )
 
 require (
-	github.com/jackc/pgx/v5 v5.12.0
+	github.com/jackc/pgx/v5 v5.13.0
 	github.com/launchready/launchready/services/billing-state v0.0.0
+	github.com/launchready/launchready/services/console v0.0.0
 	github.com/launchready/launchready/services/crm-sync v0.0.0
 	github.com/launchready/launchready/services/ingress v0.0.0
 	github.com/launchready/launchready/services/provision v0.0.0
 	github.com/launchready/launchready/services/support-notify v0.0.0
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
+	golang.org/x/term v0.47.0
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12
 )
@@ -69,7 +71,6 @@ require (
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
-	golang.org/x/term v0.47.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20260928230214-8a89bd6388cc // indirect
@@ -79,6 +80,7 @@ require (
 
 replace (
 	github.com/launchready/launchready/services/billing-state => ../billing-state
+	github.com/launchready/launchready/services/console => ../console
 	github.com/launchready/launchready/services/crm-sync => ../crm-sync
 	github.com/launchready/launchready/services/ingress => ../ingress
 	github.com/launchready/launchready/services/provision => ../provision

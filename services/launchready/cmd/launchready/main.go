@@ -1,7 +1,8 @@
 // Command launchready is the operator's tool: `dev` runs the whole system in
 // one process, `send` posts a signed event, `status` shows a customer, `dlq`
-// lists, replays and purges dead letters, `provision` makes the streams, and
-// `backfill` catches up from Stripe's API on what webhooks missed.
+// lists, replays and purges dead letters, `provision` makes the streams,
+// `backfill` catches up from Stripe's API on what webhooks missed, and
+// `staff` adds the console's local staff accounts.
 package main
 
 import (
@@ -18,6 +19,7 @@ import (
 	"github.com/launchready/launchready/services/launchready/internal/dlq"
 	"github.com/launchready/launchready/services/launchready/internal/provision"
 	"github.com/launchready/launchready/services/launchready/internal/send"
+	"github.com/launchready/launchready/services/launchready/internal/staff"
 	"github.com/launchready/launchready/services/launchready/internal/status"
 )
 
@@ -33,6 +35,7 @@ var commands = []command{
 	{"dlq", "list, replay or purge dead letters (dlq list | dlq replay ID | dlq purge)", dlq.Main},
 	{"provision", "create or update the JetStream streams, as the NATS admin user", provision.Main},
 	{"backfill", "publish the events webhooks missed, read from Stripe's API (--since 72h)", backfill.Main},
+	{"staff", "add a local staff account to the console (staff add --email E --role R)", staff.Main},
 }
 
 func main() {

@@ -24,6 +24,7 @@ import (
 	"github.com/launchready/launchready/pkg/logging"
 	"github.com/launchready/launchready/pkg/pg"
 	billingstate "github.com/launchready/launchready/services/billing-state"
+	"github.com/launchready/launchready/services/console"
 	crmsync "github.com/launchready/launchready/services/crm-sync"
 	"github.com/launchready/launchready/services/ingress"
 	supportnotify "github.com/launchready/launchready/services/support-notify"
@@ -87,6 +88,7 @@ func run(ctx context.Context, getenv config.Getenv, dataDir string, natsPort int
 		{name: "billing-state", env: map[string]string{"GRPC_ADDR": grpcAddr, "STATUS_API_TOKENS": tokens, "HTTP_ADDR": env.String("BILLING_STATE_HTTP_ADDR", "127.0.0.1:8081")}, run: runBillingState},
 		{name: "crm-sync", env: map[string]string{"HTTP_ADDR": env.String("CRM_SYNC_HTTP_ADDR", "127.0.0.1:8082")}, run: runCRMSync},
 		{name: "support-notify", env: map[string]string{"HTTP_ADDR": env.String("SUPPORT_NOTIFY_HTTP_ADDR", "127.0.0.1:8083")}, run: runSupportNotify},
+		{name: "console", env: map[string]string{"CONSOLE_ADDR": env.String("CONSOLE_ADDR", console.DefaultAddr), "HTTP_ADDR": env.String("CONSOLE_HTTP_ADDR", "127.0.0.1:8085")}, run: runConsole},
 	}
 	for i, s := range services {
 		// Each service connects as its own NATS user; its own settings
@@ -130,6 +132,7 @@ func run(ctx context.Context, getenv config.Getenv, dataDir string, natsPort int
 	mu.Lock()
 	webhookURL := "http://" + hostPort(addrs["ingress"]["webhook"]) + "/webhooks/stripe"
 	grpcShown := hostPort(addrs["billing-state"]["grpc"])
+	consoleURL := "http://" + hostPort(addrs["console"]["console"]) + "/login"
 	var ops []string
 	for _, s := range services {
 		ops = append(ops, s.name+" "+hostPort(addrs[s.name]["http"]))
@@ -139,6 +142,7 @@ func run(ctx context.Context, getenv config.Getenv, dataDir string, natsPort int
 Launch Ready is running.
   webhook URL     %s
   gRPC address    %s
+  staff console   %s  (add yourself: launchready staff add --email you@example.com --role owner)
   NATS            %s
   Postgres        %s
   webhook secret  %s
@@ -154,7 +158,7 @@ Or send a fixture signed with the dev secret:
   go run ./services/launchready/cmd/launchready send ../shared/fixtures/stripe/stripe-sync-engine/subscription_created.json
 
 ready
-`, webhookURL, grpcShown, broker.banner(), config.MaskURL(dbURL), webhookSecret, apiTokenOf(tokens), strings.Join(ops, ", "),
+`, webhookURL, grpcShown, consoleURL, broker.banner(), config.MaskURL(dbURL), webhookSecret, apiTokenOf(tokens), strings.Join(ops, ", "),
 		strings.TrimPrefix(webhookURL, "http://"), webhookSecret)
 
 	if err := <-launched; err != nil {
@@ -250,4 +254,13 @@ func runSupportNotify(ctx context.Context, getenv config.Getenv, log *slog.Logge
 	}
 	cfg.Logger, cfg.Ready = log, ready
 	return supportnotify.Run(ctx, cfg)
+}
+
+func runConsole(ctx context.Context, getenv config.Getenv, log *slog.Logger, ready func(map[string]string)) error {
+	cfg, err := console.ConfigFromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	cfg.Logger, cfg.Ready = log, ready
+	return console.Run(ctx, cfg)
 }
