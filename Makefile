@@ -72,7 +72,7 @@ tidy: ## go mod tidy in every module
 
 .PHONY: build
 build: ## build every service binary into ./bin
-	@for s in ingress billing-state crm-sync support-notify provision launchready; do \
+	@for s in ingress billing-state crm-sync support-notify console provision launchready; do \
 		(cd services/$$s && $(GO) build -o $(BIN)/$$s ./cmd/$$s) || exit 1; done
 
 .PHONY: jaeger

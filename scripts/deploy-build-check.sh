@@ -15,7 +15,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SERVICES=("$@")
 if [[ ${#SERVICES[@]} -eq 0 ]]; then
-	SERVICES=(ingress billing-state crm-sync support-notify provision)
+	SERVICES=(ingress billing-state crm-sync support-notify console provision)
 fi
 
 SCRATCH="$(mktemp -d)"

@@ -3,7 +3,7 @@ module github.com/launchready/launchready/test
 go 1.26.0
 
 require (
-	github.com/jackc/pgx/v5 v5.12.0
+	github.com/jackc/pgx/v5 v5.13.0
 	github.com/launchready/launchready/pkg v0.0.0
 	github.com/launchready/launchready/proto v0.0.0
 	github.com/nats-io/nats-server/v2 v2.15.2
@@ -137,6 +137,7 @@ require (
 require (
 	github.com/compose-spec/compose-go/v2 v2.16.2
 	github.com/launchready/launchready/services/billing-state v0.0.0
+	github.com/launchready/launchready/services/console v0.0.0
 	github.com/launchready/launchready/services/crm-sync v0.0.0
 	github.com/launchready/launchready/services/ingress v0.0.0
 	github.com/launchready/launchready/services/provision v0.0.0
@@ -157,6 +158,8 @@ replace github.com/launchready/launchready/services/ingress => ../services/ingre
 replace github.com/launchready/launchready/services/provision => ../services/provision
 
 replace github.com/launchready/launchready/services/billing-state => ../services/billing-state
+
+replace github.com/launchready/launchready/services/console => ../services/console
 
 replace github.com/launchready/launchready/services/crm-sync => ../services/crm-sync
 

@@ -74,7 +74,7 @@ func readEnvExample(t *testing.T) map[string]string {
 func TestComposeServices(t *testing.T) {
 	p := loadCompose(t)
 	root := repoRoot(t)
-	want := []string{"billing-state", "crm-sync", "ingress", "jaeger", "nats", "otel-collector", "postgres", "provision", "support-notify"}
+	want := []string{"billing-state", "console", "crm-sync", "ingress", "jaeger", "nats", "otel-collector", "postgres", "provision", "support-notify"}
 	got := p.ServiceNames()
 	sort.Strings(got)
 	if strings.Join(got, " ") != strings.Join(want, " ") {

@@ -20,6 +20,7 @@ import (
 	"github.com/launchready/launchready/pkg/config"
 	lrservice "github.com/launchready/launchready/pkg/service"
 	billingstate "github.com/launchready/launchready/services/billing-state"
+	"github.com/launchready/launchready/services/console"
 	crmsync "github.com/launchready/launchready/services/crm-sync"
 	"github.com/launchready/launchready/services/ingress"
 	supportnotify "github.com/launchready/launchready/services/support-notify"
@@ -32,6 +33,7 @@ var loaders = map[string]func(config.Getenv) error{
 	"billing-state":  func(g config.Getenv) error { _, err := billingstate.ConfigFromEnv(g); return err },
 	"crm-sync":       func(g config.Getenv) error { _, err := crmsync.ConfigFromEnv(g); return err },
 	"support-notify": func(g config.Getenv) error { _, err := supportnotify.ConfigFromEnv(g); return err },
+	"console":        func(g config.Getenv) error { _, err := console.ConfigFromEnv(g); return err },
 }
 
 // runtimeVars are read by the Go runtime, not by a service's configuration;

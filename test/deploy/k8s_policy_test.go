@@ -19,12 +19,13 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 )
 
-// service is one of the four Launch Ready services as deployed.
+// service is one of the Launch Ready services as deployed.
 type service struct {
 	Name        string
 	HTTPPort    int32 // /healthz, /readyz, /metrics
 	WebhookPort int32 // the public port, ingress only
 	GRPCPort    int32
+	ConsolePort int32 // the staff console's port, console only
 	Consumer    bool
 }
 
@@ -33,6 +34,7 @@ var services = []service{
 	{Name: "billing-state", HTTPPort: 8081, GRPCPort: 9090, Consumer: true},
 	{Name: "crm-sync", HTTPPort: 8082, Consumer: true},
 	{Name: "support-notify", HTTPPort: 8083, Consumer: true},
+	{Name: "console", HTTPPort: 8085, ConsolePort: 8090},
 }
 
 // secretish names values that must only ever come from a Secret.
@@ -141,6 +143,9 @@ func TestK8sServiceDeployments(t *testing.T) {
 				}
 				if s.WebhookPort != 0 {
 					wantPorts["webhook"] = s.WebhookPort
+				}
+				if s.ConsolePort != 0 {
+					wantPorts["console"] = s.ConsolePort
 				}
 				got := map[string]int32{}
 				for _, p := range c.Ports {
