@@ -3,7 +3,7 @@ module github.com/launchready/launchready/test
 go 1.26.0
 
 require (
-	github.com/jackc/pgx/v5 v5.13.0
+	github.com/jackc/pgx/v5 v5.12.0
 	github.com/launchready/launchready/pkg v0.0.0
 	github.com/launchready/launchready/proto v0.0.0
 	github.com/nats-io/nats-server/v2 v2.15.2

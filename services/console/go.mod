@@ -9,7 +9,7 @@ replace (
 
 require (
 	github.com/chromedp/chromedp v0.15.1
-	github.com/jackc/pgx/v5 v5.13.0
+	github.com/jackc/pgx/v5 v5.12.0
 	github.com/launchready/launchready/pkg v0.0.0-00010101000000-000000000000
 	github.com/prometheus/client_golang v1.25.0
 	golang.org/x/crypto v0.58.0

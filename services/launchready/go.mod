@@ -13,7 +13,7 @@ replace (
 )
 
 require (
-	github.com/jackc/pgx/v5 v5.13.0
+	github.com/jackc/pgx/v5 v5.12.0
 	github.com/launchready/launchready/services/billing-state v0.0.0
 	github.com/launchready/launchready/services/console v0.0.0
 	github.com/launchready/launchready/services/crm-sync v0.0.0
