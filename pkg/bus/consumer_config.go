@@ -133,8 +133,8 @@ func (c ConsumerConfig) validate() error {
 			errs = append(errs, fmt.Errorf("consumer filter: %w", err))
 		}
 	}
-	if c.Concurrency < 1 {
-		errs = append(errs, fmt.Errorf("CONSUMER_CONCURRENCY: %d is below 1", c.Concurrency))
+	if c.Concurrency < 1 || c.Concurrency > maxConcurrency {
+		errs = append(errs, fmt.Errorf("CONSUMER_CONCURRENCY: %d is outside 1..%d", c.Concurrency, maxConcurrency))
 	}
 	if c.BatchSize < 0 || c.BatchSize > maxBatch {
 		errs = append(errs, fmt.Errorf("CONSUMER_BATCH_SIZE: %d is outside 1..%d", c.BatchSize, maxBatch))
@@ -153,6 +153,10 @@ func (c ConsumerConfig) validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// maxConcurrency bounds CONSUMER_CONCURRENCY: each handler may hold a
+// database connection, and the pool sizes derived from it must fit an int32.
+const maxConcurrency = 1000
 
 // maxBatch bounds CONSUMER_BATCH_SIZE: a batch is one transaction, and
 // every delivery in it waits for the slowest.
