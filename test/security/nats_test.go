@@ -177,6 +177,15 @@ func TestNATSLeastPrivilege(t *testing.T) {
 		})
 	}
 
+	t.Run("billing-state publishes status, not events", func(t *testing.T) {
+		c := dial(natsauth.BillingState)
+		c.DeniedPublish(t, bus.EventSubject("invoice.paid"), []byte("forged"))
+		c.DeniedPublish(t, bus.EventSubject("customer.subscription.deleted"), []byte("forged"))
+		if got := natsStreamMsgs(t, admin.JS, bus.StreamEvents); got != stored {
+			t.Errorf("BILLING_EVENTS holds %d messages after billing-state's attempts, %d before", got, stored)
+		}
+	})
+
 	t.Run("the event was there to take, and is billing-state's alone", func(t *testing.T) {
 		cons, err := billingState.JS.Consumer(ctx, bus.StreamEvents, natsauth.BillingState)
 		if err != nil {
