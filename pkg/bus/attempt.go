@@ -72,7 +72,7 @@ func (c *Consumer) beginAttempt(handlerCtx context.Context, msg jetstream.Msg) *
 		d.Event = a.event
 		a.eventType = a.event.GetType()
 		span.SetAttributes(eventAttrs(a.event)...)
-		if d.Delivered > uint64(c.cfg.MaxDeliver) {
+		if d.Delivered > uint64(c.cfg.MaxDeliver) { // #nosec G115 -- MaxDeliver is validated to be at least 1
 			// Earlier deliveries ended with no outcome (a crash, an
 			// unreachable server): do not risk another crash loop.
 			a.handlerErr = fmt.Errorf("delivered %d times without an outcome, past max %d", d.Delivered, c.cfg.MaxDeliver)

@@ -24,5 +24,5 @@ func backoff(base, maxDelay time.Duration, delivered uint64) time.Duration {
 	}
 	b = min(b, maxDelay)
 	half := b / 2
-	return half + rand.N(b-half+1)
+	return half + rand.N(b-half+1) // #nosec G404 -- retry jitter needs spread, not unpredictability
 }

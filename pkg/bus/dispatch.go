@@ -32,7 +32,7 @@ func (dp *dispatcher) enqueue(msg jetstream.Msg) {
 	if key := dp.partitionKey(msg.Data()); key != "" {
 		h := fnv.New32a()
 		_, _ = h.Write([]byte(key))
-		q = int(h.Sum32() % uint32(len(dp.queues)))
+		q = int(h.Sum32() % uint32(len(dp.queues))) // #nosec G115 -- len(dp.queues) is CONSUMER_CONCURRENCY, validated to 1..maxConcurrency
 	} else {
 		q = dp.nextQueue
 		dp.nextQueue = (dp.nextQueue + 1) % len(dp.queues)

@@ -61,7 +61,7 @@ func (c *Consumer) settle(ctx, handlerCtx context.Context, msg jetstream.Msg, d 
 		// Cancelled by shutdown, not failed: let another instance take it now.
 		_ = msg.Nak()
 		return outcomeNak, 0
-	case d.Delivered >= uint64(c.cfg.MaxDeliver):
+	case d.Delivered >= uint64(c.cfg.MaxDeliver): // #nosec G115 -- MaxDeliver is validated to be at least 1
 		return c.deadLetter(ctx, msg, d, eventID, eventType, handlerErr)
 	}
 	delay := c.retryDelay(handlerErr, d.Delivered)

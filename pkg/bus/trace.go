@@ -45,8 +45,8 @@ func (c *Consumer) startProcessSpan(handlerCtx context.Context, d *Delivery) (co
 			attrMessagingOperationType.String("process"),
 			attrMessagingDestination.String(d.Subject),
 			attrMessagingConsumerGroup.String(c.cfg.Durable),
-			attrMessagingDeliveryCount.Int64(int64(d.Delivered)),
-			attrMessagingStreamSeq.Int64(int64(d.StreamSeq)),
+			attrMessagingDeliveryCount.Int64(int64(d.Delivered)), // #nosec G115 -- delivery counts are bounded by CONSUMER_MAX_DELIVER
+			attrMessagingStreamSeq.Int64(int64(d.StreamSeq)),     // #nosec G115 -- stream sequences stay far below 2^63
 		))
 }
 

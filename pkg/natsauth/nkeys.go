@@ -36,7 +36,7 @@ func NKeyFiles(dir string) ([]Login, error) {
 // LoadOrCreateNKey returns the public key of the user seed at path, making
 // a new seed there (mode 0600) when there is none.
 func LoadOrCreateNKey(path string) (string, error) {
-	seed, err := os.ReadFile(path)
+	seed, err := os.ReadFile(path) // #nosec G304 -- the operator's own seed file, named in configuration
 	if errors.Is(err, fs.ErrNotExist) {
 		kp, err := nkeys.CreateUser()
 		if err != nil {
@@ -54,7 +54,7 @@ func LoadOrCreateNKey(path string) (string, error) {
 		}
 		defer os.Remove(tmp.Name())
 		if _, err := tmp.Write(append(seed, '\n')); err != nil {
-			tmp.Close()
+			_ = tmp.Close()
 			return "", err
 		}
 		if err := tmp.Close(); err != nil {

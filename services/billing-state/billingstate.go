@@ -201,7 +201,7 @@ func (c Config) withDefaults() Config {
 		c.ShutdownGrace = 10 * time.Second
 	}
 	if c.DBMaxConns <= 0 {
-		c.DBMaxConns = int32(c.Consumer.Concurrency) + 6
+		c.DBMaxConns = int32(c.Consumer.Concurrency) + 6 // #nosec G115 -- CONSUMER_CONCURRENCY is validated to 1..maxConcurrency
 	}
 	if c.GRPCAddr == "" {
 		c.GRPCAddr = ":9090"
@@ -325,13 +325,13 @@ func batchHandler(store *state.Store, m *metrics, cfg Config, log *slog.Logger) 
 }
 
 func applyOptions(cfg Config, d *bus.Delivery) state.ApplyOptions {
-	return state.ApplyOptions{ParkUnresolved: d.Delivered >= uint64(cfg.ParkAfter)}
+	return state.ApplyOptions{ParkUnresolved: d.Delivered >= uint64(cfg.ParkAfter)} // #nosec G115 -- ParkAfter is clamped to at least 1
 }
 
 // lastChance: the event failed on its last delivery only because the
 // database is out of reach.
 func lastChance(cfg Config, d *bus.Delivery, err error) bool {
-	return d.Delivered >= uint64(cfg.Consumer.MaxDeliver) && !errors.Is(err, state.ErrMalformed) &&
+	return d.Delivered >= uint64(cfg.Consumer.MaxDeliver) && !errors.Is(err, state.ErrMalformed) && // #nosec G115 -- MaxDeliver is validated to be at least 1
 		!errors.Is(err, state.ErrCustomerUnknown) && databaseUnavailable(err)
 }
 

@@ -238,7 +238,7 @@ func Run(ctx context.Context, cfg Config) error {
 		// Vendor calls run inside ticket transactions, so every worker of
 		// both consumers may hold a connection at once: size the pool for
 		// that, or a slow Zendesk would starve the alert workers.
-		Database:     &service.Database{URL: cfg.DatabaseURL, MaxConns: int32(cfg.Tickets.Concurrency + cfg.Alerts.Concurrency + 2), Migrate: store.Migrate},
+		Database:     &service.Database{URL: cfg.DatabaseURL, MaxConns: int32(cfg.Tickets.Concurrency + cfg.Alerts.Concurrency + 2), Migrate: store.Migrate}, // #nosec G115 -- both concurrencies are validated to 1..maxConcurrency
 		StartTimeout: cfg.StartTimeout, Ready: cfg.Ready,
 	}
 	return service.Supervise(ctx, spec, func(_ context.Context, host *service.Host) error {

@@ -85,7 +85,7 @@ func (d *Driver) PostSigned(ctx context.Context, body []byte, sig string) Answer
 		return a
 	}
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	a.Latency = time.Since(start)
 	a.Status, a.Body = resp.StatusCode, string(b)
 	var out struct {

@@ -101,10 +101,10 @@ func buildAll() (string, error) {
 	// run each other's binaries.
 	sum := sha256.Sum256([]byte(root))
 	dir := filepath.Join(base, "launchready-e2e", hex.EncodeToString(sum[:6]), "bin")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return "", fmt.Errorf("build dir: %w", err)
 	}
-	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600) // #nosec G304 -- a lock file in this checkout's own build directory
 	if err != nil {
 		return "", fmt.Errorf("build lock: %w", err)
 	}
@@ -124,7 +124,7 @@ func buildAll() (string, error) {
 	args = append(args, "github.com/nats-io/nats-server/v2")
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd := exec.CommandContext(ctx, "go", args...) // #nosec G204 -- go build of this repository's packages
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -198,10 +198,10 @@ func Start(t T, name, bin string, env []string, args ...string) *Proc {
 	t.Helper()
 	p := &Proc{Name: name, bin: bin, args: args, env: env, t: t, out: &lockedBuffer{}}
 	if dir := os.Getenv("LR_E2E_LOGDIR"); dir != "" {
-		if err := os.MkdirAll(dir, 0o755); err == nil {
-			if f, err := os.Create(filepath.Join(dir, name+"-"+time.Now().Format("150405.000")+".log")); err == nil {
+		if err := os.MkdirAll(dir, 0o750); err == nil { // #nosec G703 -- LR_E2E_LOGDIR is set by whoever runs the tests
+			if f, err := os.Create(filepath.Join(dir, name+"-"+time.Now().Format("150405.000")+".log")); err == nil { // #nosec G304 G703 -- LR_E2E_LOGDIR is set by whoever runs the tests
 				p.log = f
-				t.Cleanup(func() { f.Close() })
+				t.Cleanup(func() { _ = f.Close() })
 			}
 		}
 	}
@@ -223,7 +223,7 @@ func Start(t T, name, bin string, env []string, args ...string) *Proc {
 func (p *Proc) start() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	cmd := exec.Command(p.bin, p.args...)
+	cmd := exec.Command(p.bin, p.args...) // #nosec G204 -- the binaries this package built
 	cmd.Env = append(os.Environ(), p.env...)
 	var w io.Writer = p.out
 	if p.log != nil {
@@ -417,7 +417,7 @@ func RSSOf(pid int) int64 {
 	for _, line := range strings.Split(string(b), "\n") {
 		if strings.HasPrefix(line, "VmRSS:") {
 			var kb int64
-			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:")), "%d", &kb)
+			_, _ = fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:")), "%d", &kb)
 			return kb * 1024
 		}
 	}
@@ -441,8 +441,8 @@ func CPUSeconds(pid int) float64 {
 		return 0
 	}
 	var utime, stime float64
-	fmt.Sscanf(f[11], "%f", &utime)
-	fmt.Sscanf(f[12], "%f", &stime)
+	_, _ = fmt.Sscanf(f[11], "%f", &utime)
+	_, _ = fmt.Sscanf(f[12], "%f", &stime)
 	return (utime + stime) / clockTicks
 }
 
@@ -468,7 +468,7 @@ func PollHTTP(url string, timeout time.Duration, procs ...*Proc) error {
 		resp, err := client.Get(url)
 		if err == nil {
 			b, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return nil
 			}

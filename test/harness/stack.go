@@ -325,7 +325,7 @@ func StartStack(t T, o StackOptions) *Stack {
 		if err != nil {
 			t.Fatalf("grpc client: %v", err)
 		}
-		t.Cleanup(func() { conn.Close() })
+		t.Cleanup(func() { _ = conn.Close() })
 		s.grpcConn = conn
 		s.Status = billingv1.NewBillingStatusServiceClient(conn)
 	}
@@ -400,7 +400,7 @@ func NewDatabase(t T) string {
 		defer cancel()
 		if c, err := pgx.Connect(ctx, base); err == nil {
 			_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-			c.Close(ctx)
+			_ = c.Close(ctx)
 		}
 	})
 	u, err := url.Parse(base)
@@ -509,7 +509,7 @@ func (s *Stack) ConsumerBacklog(durable string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return info.NumPending + uint64(info.NumAckPending) + uint64(info.NumRedelivered), nil
+	return info.NumPending + uint64(info.NumAckPending) + uint64(info.NumRedelivered), nil // #nosec G115 -- JetStream counts are never negative
 }
 
 // Durables are the consumers the four services run.

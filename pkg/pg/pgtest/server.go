@@ -41,7 +41,7 @@ func StartServer(t testing.TB, settings map[string]string) *Server {
 	}
 	s := &Server{t: t, bin: bin, data: filepath.Join(dir, "data"), log: filepath.Join(dir, "server.log")}
 	t.Cleanup(func() {
-		s.pgctl("-m", "immediate", "stop") //nolint:errcheck // may be stopped already
+		_, _ = s.pgctl("-m", "immediate", "stop") // may be stopped already
 		_ = os.RemoveAll(dir)
 	})
 	if err := os.Mkdir(s.data, 0o700); err != nil {
@@ -52,11 +52,11 @@ func StartServer(t testing.TB, settings map[string]string) *Server {
 		if err != nil {
 			t.Fatalf("pgtest: running as root needs a postgres user to run the server: %v", err)
 		}
-		if err := os.Chmod(dir, 0o755); err != nil {
+		if err := os.Chmod(dir, 0o755); err != nil { // #nosec G302 -- the postgres user the server runs as must reach its data directory
 			t.Fatal(err)
 		}
 		for _, p := range []string{dir, s.data} {
-			if out, err := exec.Command("chown", u.Uid+":"+u.Gid, p).CombinedOutput(); err != nil {
+			if out, err := exec.Command("chown", u.Uid+":"+u.Gid, p).CombinedOutput(); err != nil { // #nosec G204 -- chown of the test's own temporary directories
 				t.Fatalf("pgtest: chown %s: %v: %s", p, err, out)
 			}
 		}
@@ -122,7 +122,7 @@ func (s *Server) pgctl(args ...string) ([]byte, error) {
 func (s *Server) run(name string, args ...string) ([]byte, error) {
 	argv := append(append([]string(nil), s.as...), filepath.Join(s.bin, name))
 	argv = append(argv, args...)
-	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd := exec.Command(argv[0], argv[1:]...) // #nosec G204 -- runs initdb and pg_ctl from the located Postgres bin directory
 	cmd.Dir = os.TempDir()
 	return cmd.CombinedOutput()
 }

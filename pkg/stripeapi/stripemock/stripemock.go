@@ -28,7 +28,7 @@ func Start(t testing.TB) string {
 			"or go install github.com/stripe/stripe-mock@%s", Version)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "-http-addr", "127.0.0.1:0", "-https-addr", "127.0.0.1:0")
+	cmd := exec.CommandContext(ctx, bin, "-http-addr", "127.0.0.1:0", "-https-addr", "127.0.0.1:0") // #nosec G204 -- the pinned stripe-mock binary, with fixed arguments, in tests
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		cancel()

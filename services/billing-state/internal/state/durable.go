@@ -86,7 +86,7 @@ func NewFlushGate(pool *pgxpool.Pool, o FlushGateOptions) *FlushGate {
 		o.Poll = 5 * time.Millisecond
 	}
 	if o.Slot < 1 || o.Slot > FlushSlots {
-		o.Slot = 1 + rand.IntN(FlushSlots)
+		o.Slot = 1 + rand.IntN(FlushSlots) // #nosec G404 -- spreads replicas over flush slots; nothing depends on it being unpredictable
 	}
 	g := &FlushGate{pool: pool, opts: o, wake: make(chan struct{}, 1)}
 	// One simple-protocol round trip, so the slot is a literal (an int).

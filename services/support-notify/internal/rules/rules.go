@@ -157,7 +157,7 @@ func Load(path string) (*Set, error) {
 	if path == "" {
 		return Defaults(), nil
 	}
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(path) // #nosec G304 -- SUPPORT_RULES_FILE, named by the operator
 	if err != nil {
 		return nil, fmt.Errorf("read SUPPORT_RULES_FILE: %w", err)
 	}

@@ -157,7 +157,7 @@ func readAnswer(br *bufio.Reader, answer []byte) (code, n int, closeAfter bool, 
 
 func (c *rawClient) close() {
 	if c.conn != nil {
-		c.conn.Close()
+		_ = c.conn.Close()
 		c.conn, c.br = nil, nil
 	}
 }

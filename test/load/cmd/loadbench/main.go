@@ -173,7 +173,7 @@ func (b *benchT) TempDir() string {
 			b.Fatalf("temp dir: %v", err)
 		}
 		b.dir = d
-		b.cleanup = append(b.cleanup, func() { os.RemoveAll(d) })
+		b.cleanup = append(b.cleanup, func() { _ = os.RemoveAll(d) })
 	}
 	d := b.dir
 	b.mu.Unlock()

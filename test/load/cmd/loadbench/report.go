@@ -208,7 +208,7 @@ func markdown(o options, light, steady, mx, nv *phase, dr *drainResult, vendors,
 	for _, kv := range strings.Split(o.env, ",") {
 		kv = strings.TrimPrefix(kv, "billing-state:")
 		if v, ok := strings.CutPrefix(kv, "CONSUMER_CONCURRENCY="); ok {
-			fmt.Sscan(v, &workers)
+			_, _ = fmt.Sscan(v, &workers)
 		}
 	}
 	w("")
