@@ -159,5 +159,5 @@ func (c *Consumer) durableBacklog(ctx context.Context) (pending, ackPending uint
 		return 0, 0, 0, err
 	}
 	info := cons.CachedInfo()
-	return info.NumPending, uint64(info.NumAckPending), info.NumWaiting, nil
+	return info.NumPending, uint64(info.NumAckPending), info.NumWaiting, nil // #nosec G115 -- JetStream counts are never negative
 }

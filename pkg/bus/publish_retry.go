@@ -93,5 +93,5 @@ func publishRetryReason(err error) (string, bool) {
 // all come back at once.
 func publishRetryDelay(n int) time.Duration {
 	d := min(time.Duration(n)*25*time.Millisecond, 200*time.Millisecond)
-	return d/2 + rand.N(d/2+1)
+	return d/2 + rand.N(d/2+1) // #nosec G404 -- retry jitter needs spread, not unpredictability
 }
