@@ -66,7 +66,7 @@ func VerifyPassword(hash, p string) bool {
 	if err != nil {
 		return false
 	}
-	got := argon2.IDKey([]byte(p), salt, params.time, params.memory, params.threads, uint32(len(key)))
+	got := argon2.IDKey([]byte(p), salt, params.time, params.memory, params.threads, uint32(len(key))) // #nosec G115 -- parseHash accepts keys of 16 to 64 bytes only
 	return subtle.ConstantTimeCompare(got, key) == 1
 }
 

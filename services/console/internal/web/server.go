@@ -8,8 +8,8 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"embed"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"html/template"
@@ -227,7 +227,7 @@ func (s *Server) loginCookie() string {
 }
 
 func (s *Server) setCookie(w http.ResponseWriter, name, value string, maxAge time.Duration, site http.SameSite) {
-	c := &http.Cookie{Name: name, Value: value, Path: "/", HttpOnly: true, Secure: s.opts.SecureCookies, SameSite: site}
+	c := &http.Cookie{Name: name, Value: value, Path: "/", HttpOnly: true, Secure: s.opts.SecureCookies, SameSite: site} // #nosec G124 -- Secure is off only on a loopback dev listener, which has no TLS
 	if maxAge < 0 {
 		c.MaxAge = -1
 	} else {
