@@ -116,9 +116,16 @@ func (c *Client) get(ctx context.Context, op, path string, params stripe.ParamsC
 	// expects every params struct to have Metadata and Expand fields.
 	values := &form.Values{}
 	form.AppendTo(values, params)
+	return c.call(ctx, op, http.MethodGet, path, values, params.GetParams(), v)
+}
+
+// call sends one request, backing off on rate-limit 429s. A write carries
+// its idempotency key in params, so every attempt of it, stripe-go's own
+// retries included, is the same request to Stripe.
+func (c *Client) call(ctx context.Context, op, method, path string, values *form.Values, params *stripe.Params, v stripe.LastResponseSetter) error {
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
-		err := c.backend.CallRaw(http.MethodGet, path, c.cfg.Key.Reveal(), values, params.GetParams(), v)
+		err := c.backend.CallRaw(method, path, c.cfg.Key.Reveal(), values, params, v)
 		if err == nil {
 			return nil
 		}

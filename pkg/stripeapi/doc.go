@@ -1,7 +1,11 @@
 // Package stripeapi reads Stripe's API for every part of Launch Ready that
 // needs more than webhooks tell it: `launchready backfill` (the events
 // list, object lists), billing-state's drift check and its re-reads of one
-// subscription or charge.
+// subscription or charge. It also makes the changes staff actions ask for
+// (a refund, a cancellation, a plan change): each with an Idempotency-Key
+// derived from the action id, so a retry or a double submit changes nothing
+// twice, and with the action id in the object's metadata
+// (ActionMetadataKey), so the webhook the change causes names its action.
 //
 // It is stripe-go v76 with the limits Stripe sets made explicit:
 //

@@ -244,6 +244,11 @@ func (c *Client) getObject(ctx context.Context, op, path string) (Object, error)
 	if err := c.get(ctx, op, path, p, func(ctx context.Context) { p.Context = ctx }, &v); err != nil {
 		return Object{}, err
 	}
+	return v.object(op)
+}
+
+// object reads the one object an answer holds; op names the call in errors.
+func (v *rawObject) object(op string) (Object, error) {
 	if v.LastResponse == nil {
 		return Object{}, fmt.Errorf("%s: no answer body", op)
 	}
