@@ -74,6 +74,10 @@ type retryAfterError struct {
 func (e *retryAfterError) Error() string { return e.err.Error() }
 func (e *retryAfterError) Unwrap() error { return e.err }
 
+// RetryAfterDelay returns the delay err asks for with RetryAfter, if any,
+// for a caller that waits in place instead of handing the message back.
+func RetryAfterDelay(err error) (time.Duration, bool) { return retryAfter(err) }
+
 // retryAfter returns the delay asked for with RetryAfter, if any.
 func retryAfter(err error) (time.Duration, bool) {
 	var r *retryAfterError

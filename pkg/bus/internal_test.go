@@ -2,6 +2,7 @@ package bus
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -39,5 +40,8 @@ func TestOutcomeErrors(t *testing.T) {
 	}
 	if _, ok := retryAfter(base); ok {
 		t.Fatal("plain error carries a retry delay")
+	}
+	if d, ok := RetryAfterDelay(fmt.Errorf("send: %w", r)); !ok || d != 3*time.Second {
+		t.Fatalf("RetryAfterDelay of a wrapped RetryAfter = %v, %v", d, ok)
 	}
 }
