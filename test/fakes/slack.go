@@ -8,14 +8,19 @@ import (
 	"regexp"
 	"sync"
 	"time"
+
+	"github.com/launchready/launchready/services/support-notify/slackfake"
 )
 
 // Message is one alert Slack accepted.
 type Message struct {
 	At      time.Time
 	Text    string
-	EventID string // the Stripe event id named in the message, if any
-	Raw     []byte
+	EventID string // the first Stripe event id named in the message, if any
+	// EventIDs are every event id the message names: one for an alert
+	// alone, all of them for a digest.
+	EventIDs []string
+	Raw      []byte
 }
 
 // Slack is a fake incoming webhook at a secret path.
@@ -23,6 +28,9 @@ type Slack struct {
 	base
 	path string
 	srv  *httptest.Server
+	// Pace answers 429 with Retry-After to messages that come faster than
+	// its interval, as Slack does (off until SetPace).
+	Pace *slackfake.Pacer
 
 	smu      sync.Mutex
 	messages []Message
@@ -30,10 +38,14 @@ type Slack struct {
 
 // NewSlack serves a webhook at secretPath (e.g. "/services/T0/B0/xyz").
 func NewSlack(secretPath string) *Slack {
-	s := &Slack{base: newBase(), path: secretPath}
+	s := &Slack{base: newBase(), path: secretPath, Pace: slackfake.NewPacer(0)}
 	s.srv = httptest.NewServer(s.serve(http.HandlerFunc(s.route)))
 	return s
 }
+
+// SetPace makes the webhook take one message per interval, as Slack takes
+// about one a second.
+func (s *Slack) SetPace(interval time.Duration) { s.Pace.SetInterval(interval) }
 
 // URL is the webhook URL for SLACK_WEBHOOK_URL.
 func (s *Slack) URL() string { return s.srv.URL + s.path }
@@ -57,8 +69,18 @@ func (s *Slack) route(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "invalid_payload", http.StatusBadRequest)
 		return
 	}
+	if ok, retryAfter := s.Pace.Admit(time.Now()); !ok {
+		w.Header().Set("Retry-After", retryAfter)
+		http.Error(w, "rate_limited", http.StatusTooManyRequests)
+		return
+	}
+	ids := eventIDRE.FindAllString(string(body), -1)
+	first := ""
+	if len(ids) > 0 {
+		first = ids[0]
+	}
 	s.smu.Lock()
-	s.messages = append(s.messages, Message{At: time.Now(), Text: m.Text, EventID: eventIDRE.FindString(string(body)), Raw: body})
+	s.messages = append(s.messages, Message{At: time.Now(), Text: m.Text, EventID: first, EventIDs: ids, Raw: body})
 	s.smu.Unlock()
 	_, _ = io.WriteString(w, "ok")
 }
@@ -70,11 +92,17 @@ func (s *Slack) Messages() []Message {
 	return append([]Message(nil), s.messages...)
 }
 
-// ByEvent groups accepted messages by the event id they name.
+// ByEvent groups accepted messages by the event ids they name; a digest
+// counts once for each of its events.
 func (s *Slack) ByEvent() map[string][]Message {
 	out := map[string][]Message{}
 	for _, m := range s.Messages() {
-		out[m.EventID] = append(out[m.EventID], m)
+		if len(m.EventIDs) == 0 {
+			out[""] = append(out[""], m)
+		}
+		for _, id := range m.EventIDs {
+			out[id] = append(out[id], m)
+		}
 	}
 	return out
 }

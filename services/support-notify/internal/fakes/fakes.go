@@ -10,10 +10,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/launchready/launchready/services/support-notify/slackfake"
 	"github.com/launchready/launchready/services/support-notify/zendeskfake"
 )
 
@@ -204,15 +206,23 @@ type Slack struct {
 	// Path is the secret part of the webhook URL.
 	Path string
 
+	// Pace answers 429 with Retry-After to messages that come faster than
+	// its interval, as Slack does (off until SetPace).
+	Pace *slackfake.Pacer
+
 	mu       sync.Mutex
 	messages []SlackMessage
 	calls    int
 	changed  chan struct{}
 }
 
+// SetPace makes the webhook take one message per interval, as Slack takes
+// about one a second.
+func (s *Slack) SetPace(interval time.Duration) { s.Pace.SetInterval(interval) }
+
 // NewSlack starts a fake webhook at a random secret path.
 func NewSlack(t testing.TB, secretPath string) *Slack {
-	s := &Slack{Trouble: newTrouble(), Path: secretPath, changed: make(chan struct{})}
+	s := &Slack{Trouble: newTrouble(), Path: secretPath, changed: make(chan struct{}), Pace: slackfake.NewPacer(0)}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(func() { s.close(); s.Server.Close() })
 	return s
@@ -241,6 +251,11 @@ func (s *Slack) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "invalid_payload", http.StatusBadRequest)
 		return
 	}
+	if ok, retryAfter := s.Pace.Admit(time.Now()); !ok {
+		w.Header().Set("Retry-After", retryAfter)
+		http.Error(w, "rate_limited", http.StatusTooManyRequests)
+		return
+	}
 	s.mu.Lock()
 	s.messages = append(s.messages, SlackMessage{At: time.Now(), Text: m.Text, Blocks: m.Blocks, Raw: body})
 	close(s.changed)
@@ -256,11 +271,30 @@ func (s *Slack) Messages() []SlackMessage {
 	return append([]SlackMessage(nil), s.messages...)
 }
 
+// EventIDs returns the Stripe event ids a message names: one for an alert
+// alone, every event of a digest.
+func (m SlackMessage) EventIDs() []string { return eventIDRE.FindAllString(string(m.Raw), -1) }
+
+var eventIDRE = regexp.MustCompile(`evt_[A-Za-z0-9_]+`)
+
 // Calls counts every request, accepted or not.
 func (s *Slack) Calls() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.calls
+}
+
+// WaitForCalls waits until the webhook has received n requests, accepted
+// or not.
+func (s *Slack) WaitForCalls(t testing.TB, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Calls() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("slack: %d calls after 10s, want %d", s.Calls(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // WaitFor waits until cond holds over the accepted messages.
