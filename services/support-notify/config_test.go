@@ -30,6 +30,9 @@ func TestConfigDefaults(t *testing.T) {
 	if cfg.Rules == nil {
 		t.Fatal("default rules not loaded")
 	}
+	if cfg.AlertDigestWindow != time.Second || cfg.ZendeskRateLimit != 200 || cfg.ZendeskRateWindow != time.Minute {
+		t.Fatalf("digest window %s, zendesk rate %d per %s", cfg.AlertDigestWindow, cfg.ZendeskRateLimit, cfg.ZendeskRateWindow)
+	}
 }
 
 func TestConfigZendeskAndSlack(t *testing.T) {
@@ -76,11 +79,13 @@ func TestConfigErrors(t *testing.T) {
 			[]string{"ZENDESK_SUBDOMAIN", "ZENDESK_EMAIL is required", "ZENDESK_API_TOKEN is required"}},
 		"bad subdomain": {map[string]string{"SUPPORT_PROVIDER": "zendesk", "ZENDESK_SUBDOMAIN": "acme.zendesk.com", "ZENDESK_EMAIL": "a@b.c", "ZENDESK_API_TOKEN": "x"},
 			[]string{"is not a subdomain"}},
-		"slack without webhook": {map[string]string{"ALERT_PROVIDER": "slack"}, []string{"SLACK_WEBHOOK_URL is required"}},
-		"bad webhook":           {map[string]string{"ALERT_PROVIDER": "slack", "SLACK_WEBHOOK_URL": "://" + secretHook}, []string{"SLACK_WEBHOOK_URL: not an http(s) URL"}},
-		"unknown provider":      {map[string]string{"SUPPORT_PROVIDER": "freshdesk", "ALERT_PROVIDER": "pagerduty"}, []string{"SUPPORT_PROVIDER", "ALERT_PROVIDER"}},
-		"bad slo":               {map[string]string{"ALERT_SLO": "-1m"}, []string{"ALERT_SLO"}},
-		"missing rules file":    {map[string]string{"SUPPORT_RULES_FILE": "/nonexistent/rules.yaml"}, []string{"SUPPORT_RULES_FILE"}},
+		"slack without webhook":  {map[string]string{"ALERT_PROVIDER": "slack"}, []string{"SLACK_WEBHOOK_URL is required"}},
+		"bad webhook":            {map[string]string{"ALERT_PROVIDER": "slack", "SLACK_WEBHOOK_URL": "://" + secretHook}, []string{"SLACK_WEBHOOK_URL: not an http(s) URL"}},
+		"unknown provider":       {map[string]string{"SUPPORT_PROVIDER": "freshdesk", "ALERT_PROVIDER": "pagerduty"}, []string{"SUPPORT_PROVIDER", "ALERT_PROVIDER"}},
+		"bad slo":                {map[string]string{"ALERT_SLO": "-1m"}, []string{"ALERT_SLO"}},
+		"missing rules file":     {map[string]string{"SUPPORT_RULES_FILE": "/nonexistent/rules.yaml"}, []string{"SUPPORT_RULES_FILE"}},
+		"digest window past slo": {map[string]string{"ALERT_SLO": "30s", "ALERT_DIGEST_WINDOW": "30s"}, []string{"ALERT_DIGEST_WINDOW"}},
+		"bad zendesk rate":       {map[string]string{"ZENDESK_RATE_LIMIT": "0", "ZENDESK_RATE_WINDOW": "0s"}, []string{"ZENDESK_RATE_LIMIT", "ZENDESK_RATE_WINDOW"}},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -46,6 +46,15 @@
 // sends that alert once more on redelivery. This duplicate is an accepted
 // risk: recording first would turn the same crash into a lost alert.
 //
+// # Digests
+//
+// The alert channel sends one message at a time, at most one per
+// ALERT_DIGEST_WINDOW. Alerts that arrive while it waits (for the window,
+// or for a 429's Retry-After) leave together as one digest: counts by type
+// and reason, the total amount, the top customers with links and every
+// event id. Each event is still locked, deduplicated and recorded on its
+// own, so a redelivered event a digest carried sends nothing.
+//
 // # Alert latency
 //
 // lr_alert_latency_seconds measures from the Stripe event's created time

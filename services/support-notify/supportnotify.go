@@ -17,6 +17,7 @@ import (
 	"github.com/launchready/launchready/pkg/redact"
 	"github.com/launchready/launchready/pkg/service"
 	"github.com/launchready/launchready/pkg/telemetry"
+	"github.com/launchready/launchready/pkg/vendorhttp"
 
 	"github.com/launchready/launchready/services/support-notify/internal/alerts"
 	"github.com/launchready/launchready/services/support-notify/internal/metrics"
@@ -52,6 +53,16 @@ const (
 	DefaultZendeskTimeout = 30 * time.Second
 	DefaultSlackTimeout   = 10 * time.Second
 	DefaultMaxEventAge    = 96 * time.Hour
+	// DefaultAlertBatch is how many alert deliveries one handler call may
+	// take (CONSUMER_BATCH_SIZE overrides it): with CONSUMER_CONCURRENCY
+	// workers, up to Concurrency×Batch alerts wait together for the
+	// channel, so a burst folds into digests instead of queueing in
+	// JetStream behind a handful of workers.
+	DefaultAlertBatch = 100
+	// DefaultZendeskRateLimit per DefaultZendeskRateWindow is the lowest
+	// Zendesk plan's limit.
+	DefaultZendeskRateLimit  = 200
+	DefaultZendeskRateWindow = time.Minute
 )
 
 // Config is everything Run needs.
@@ -89,6 +100,14 @@ type Config struct {
 	Rules     *rules.Set
 	// AlertSLO is ALERT_SLO.
 	AlertSLO time.Duration
+	// AlertDigestWindow is ALERT_DIGEST_WINDOW: the shortest gap between
+	// two messages on the alert channel. Alerts that arrive within it, or
+	// while the channel asks to wait (429), fold into one digest.
+	AlertDigestWindow time.Duration
+	// ZendeskRateLimit calls per ZendeskRateWindow (ZENDESK_RATE_LIMIT,
+	// ZENDESK_RATE_WINDOW) is the budget of Zendesk calls per replica.
+	ZendeskRateLimit  int
+	ZendeskRateWindow time.Duration
 	// MaxEventAge is SUPPORT_MAX_EVENT_AGE: events older than this open no
 	// ticket and send no alert (0 disables the limit). The stream keeps a
 	// month of history and a new durable starts from its beginning; this
@@ -126,7 +145,8 @@ func (c Config) WithLogger(log *slog.Logger) Config {
 // ConfigFromEnv reads HTTP_ADDR, NATS_URL, DATABASE_URL, the NATS_* stream
 // and CONSUMER_* settings, OTEL_*, SUPPORT_PROVIDER, ALERT_PROVIDER,
 // ZENDESK_SUBDOMAIN, ZENDESK_EMAIL, ZENDESK_API_TOKEN, ZENDESK_BASE_URL,
-// SLACK_WEBHOOK_URL, SUPPORT_RULES_FILE, ALERT_SLO and SUPPORT_MAX_EVENT_AGE. It loads and
+// SLACK_WEBHOOK_URL, SUPPORT_RULES_FILE, ALERT_SLO, ALERT_DIGEST_WINDOW,
+// ZENDESK_RATE_LIMIT, ZENDESK_RATE_WINDOW and SUPPORT_MAX_EVENT_AGE. It loads and
 // validates the rules file, so a bad file fails the start.
 func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	e := config.New(getenv)
@@ -144,6 +164,10 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 		RulesFile:       e.String("SUPPORT_RULES_FILE", ""),
 		AlertSLO:        e.Duration("ALERT_SLO", DefaultAlertSLO),
 		MaxEventAge:     e.Duration("SUPPORT_MAX_EVENT_AGE", DefaultMaxEventAge),
+
+		AlertDigestWindow: e.Duration("ALERT_DIGEST_WINDOW", alerts.DefaultWindow),
+		ZendeskRateLimit:  e.Int("ZENDESK_RATE_LIMIT", DefaultZendeskRateLimit),
+		ZendeskRateWindow: e.Duration("ZENDESK_RATE_WINDOW", DefaultZendeskRateWindow),
 	}
 	cfg.Zendesk = zendesk.Config{
 		BaseURL:  e.String("ZENDESK_BASE_URL", ""),
@@ -185,6 +209,15 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	if cfg.AlertSLO <= 0 {
 		e.Fail("ALERT_SLO: must be positive, got %s", cfg.AlertSLO)
 	}
+	if cfg.AlertDigestWindow <= 0 || cfg.AlertDigestWindow >= cfg.AlertSLO {
+		e.Fail("ALERT_DIGEST_WINDOW: must be positive and shorter than ALERT_SLO (%s), got %s", cfg.AlertSLO, cfg.AlertDigestWindow)
+	}
+	if cfg.ZendeskRateLimit < 1 {
+		e.Fail("ZENDESK_RATE_LIMIT must be at least 1")
+	}
+	if cfg.ZendeskRateWindow <= 0 {
+		e.Fail("ZENDESK_RATE_WINDOW must be positive")
+	}
 	set, err := rules.Load(cfg.RulesFile)
 	if err != nil {
 		e.Fail("%v", err)
@@ -215,6 +248,9 @@ func (c Config) LogValue() slog.Value {
 		slog.String("slack_webhook_url", redact.Origin(c.SlackWebhookURL.Reveal())),
 		slog.String("rules", rulesFrom),
 		slog.Duration("alert_slo", c.AlertSLO),
+		slog.Duration("alert_digest_window", c.AlertDigestWindow),
+		slog.Int("zendesk_rate_limit", c.ZendeskRateLimit),
+		slog.Duration("zendesk_rate_window", c.ZendeskRateWindow),
 		slog.Duration("max_event_age", c.MaxEventAge),
 		slog.Int("ticket_concurrency", c.Tickets.Concurrency),
 		slog.Int("alert_concurrency", c.Alerts.Concurrency),
@@ -250,7 +286,8 @@ func Run(ctx context.Context, cfg Config) error {
 		var desk tickets.Desk = tickets.LogDesk{Log: log.With("provider", ProviderLog)}
 		if cfg.SupportProvider == ProviderZendesk {
 			desk = zendesk.New(cfg.Zendesk, vendor.New(vendor.Config{Vendor: "zendesk", Timeout: zdTimeout, TracerProvider: tp,
-				Metrics: m, Secrets: []string{cfg.Zendesk.APIToken.Reveal()}}))
+				Metrics: m, Secrets: []string{cfg.Zendesk.APIToken.Reveal()},
+				Limiter: vendorhttp.NewLimiter(positiveIntOr(cfg.ZendeskRateLimit, DefaultZendeskRateLimit), positiveOr(cfg.ZendeskRateWindow, DefaultZendeskRateWindow))}))
 		}
 		var channel alerts.Channel = alerts.LogChannel{Log: log.With("provider", ProviderLog)}
 		if cfg.AlertProvider == ProviderSlack {
@@ -262,7 +299,8 @@ func Run(ctx context.Context, cfg Config) error {
 		// durable receives only the event types its rules act on; the
 		// rest of the stream never reaches the service.
 		ticketHandler := &tickets.Handler{Consumer: TicketsDurable, Pool: host.Pool, Rules: set, Desk: desk, Metrics: m, Log: log, MaxAge: cfg.MaxEventAge}
-		alertHandler := &alerts.Handler{Pool: host.Pool, Rules: set, Channel: channel, Metrics: m, Log: log, SLO: slo, MaxAge: cfg.MaxEventAge}
+		alertHandler := &alerts.Handler{Pool: host.Pool, Rules: set, Channel: channel, Metrics: m, Log: log, SLO: slo, MaxAge: cfg.MaxEventAge,
+			Window: cfg.AlertDigestWindow}
 		if len(cfg.Tickets.FilterSubjects) == 0 {
 			cfg.Tickets.FilterSubjects = bus.TypeFilterSubjects(cfg.Tickets.Durable, set.Types(rules.Ticket, rules.Resolve))
 		}
@@ -270,9 +308,20 @@ func Run(ctx context.Context, cfg Config) error {
 			cfg.Alerts.FilterSubjects = bus.TypeFilterSubjects(cfg.Alerts.Durable, set.Types(rules.Alert))
 		}
 		host.GoConsumer("tickets consumer", bus.NewConsumer(host.JS, cfg.Tickets, ticketHandler.Handle, host.ConsumerOptions()))
-		host.GoConsumer("alerts consumer", bus.NewConsumer(host.JS, cfg.Alerts, alertHandler.Handle, host.ConsumerOptions()))
+		if cfg.Alerts.BatchSize == 0 {
+			cfg.Alerts.BatchSize = DefaultAlertBatch
+		}
+		host.GoConsumer("alerts consumer", bus.NewBatchConsumer(host.JS, cfg.Alerts, alertHandler.HandleBatch, host.ConsumerOptions()))
 		return nil
 	})
+}
+
+// positiveIntOr is n, or def when n is not positive (unset).
+func positiveIntOr(n, def int) int {
+	if n <= 0 {
+		return def
+	}
+	return n
 }
 
 // positiveOr is d, or def when d is not positive (unset).

@@ -1,13 +1,22 @@
 // Package alerts sends ops alerts for billing events and measures how long
 // after the Stripe event each one was accepted.
 //
+// A channel takes about one message a second (a Slack incoming webhook
+// answers 429 beyond that). Alerts that arrive while the channel is busy,
+// or within Window of its last message, wait together and leave as one
+// digest: the count by type and reason, the total amount, the top
+// customers and every event id. A quiet channel still gets each alert
+// alone and at once. A 429's Retry-After holds the channel, and the alerts
+// waiting meanwhile fold into the next message, so a burst of 600 failures
+// costs a message a second, not 600 and ten minutes.
+//
 // Alerts are deduplicated by event id in support.alerts_sent: checked
 // before sending, recorded after the channel accepted. Slack webhooks have
 // no idempotency key, so one window stays open: a crash (or a database
 // outage that outlasts the record retries) after Slack accepted and before
-// the record commits sends that alert once more on redelivery. That
+// the record commits sends those alerts once more on redelivery. That
 // duplicate is the accepted risk; the alternative, recording before
-// sending, would lose the alert instead.
+// sending, would lose the alerts instead.
 package alerts
 
 import (
@@ -20,19 +29,21 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/launchready/launchready/pkg/bus"
-	"github.com/launchready/launchready/pkg/redact"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 
 	"github.com/launchready/launchready/services/support-notify/internal/metrics"
 	"github.com/launchready/launchready/services/support-notify/internal/render"
 	"github.com/launchready/launchready/services/support-notify/internal/rules"
-	"github.com/launchready/launchready/services/support-notify/internal/store"
 )
 
 // Channel delivers an alert; nil means accepted.
 type Channel interface {
 	Send(ctx context.Context, msg render.SlackMessage) error
 }
+
+// DefaultWindow is the shortest gap between two messages on a channel:
+// Slack takes about one message a second per webhook.
+const DefaultWindow = time.Second
 
 // Handler applies alert actions.
 type Handler struct {
@@ -47,8 +58,15 @@ type Handler struct {
 	// durable reading a month of stream history does not page anyone for
 	// it. Replays of dead letters are always handled.
 	MaxAge time.Duration
+	// Window is the shortest gap between two messages on the channel
+	// (0: DefaultWindow). Alerts arriving within it fold into one digest.
+	Window time.Duration
+	// SendTimeout bounds one message, lock to record (0: 30 s).
+	SendTimeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+
+	senderOnce senderOnce
 }
 
 func (h *Handler) now() time.Time {
@@ -58,101 +76,67 @@ func (h *Handler) now() time.Time {
 	return time.Now()
 }
 
-// Handle is the bus handler.
+// Handle is the bus handler for one delivery.
 func (h *Handler) Handle(ctx context.Context, d *bus.Delivery) error {
-	ev := d.Event
-	if ev == nil || ev.GetEventId() == "" {
-		return bus.Permanent(errors.New("alerts: delivery without an event"))
-	}
-	if !h.Rules.Decide(ev).Alert {
-		return nil
-	}
-	log := h.Log.With("event_id", ev.GetEventId(), "event_type", ev.GetType(), "customer_id", ev.GetCustomerId(),
-		"subscription_id", ev.GetSubscriptionId(), "delivery", d.Delivered, "action", "alert")
-	if ev.GetSource() == billingv1.EventSource_EVENT_SOURCE_SNAPSHOT {
-		// A backfill's snapshot of an object is history, not news.
-		log.InfoContext(ctx, "snapshot: no alert", "outcome", "snapshot")
-		return nil
-	}
-	created := ev.GetCreated().AsTime()
-	age := h.now().Sub(created)
-	if h.MaxAge > 0 && age > h.MaxAge && !d.Replay {
-		log.WarnContext(ctx, "event too old to alert on", "outcome", "too_old", "age", age.Round(time.Second).String())
-		return nil
-	}
-	conn, err := h.Pool.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("alert for %s: %w", ev.GetEventId(), err)
-	}
-	defer conn.Release()
-	unlock, sent, err := store.LockAlert(ctx, conn, ev.GetEventId())
-	if err != nil {
-		return fmt.Errorf("alert for %s: %w", ev.GetEventId(), err)
-	}
-	defer unlock()
-	if sent {
-		d.MarkDuplicate()
-		log.InfoContext(ctx, "alert already sent", "outcome", "duplicate")
-		return nil
-	}
-	age = h.now().Sub(created)
-	late := render.Lateness{Late: age > h.SLO, Age: age, SLO: h.SLO}
-	if err := h.Channel.Send(ctx, render.Alert(ev, late)); err != nil {
-		log.WarnContext(ctx, "alert not accepted", "outcome", "error", "error", redact.Error(err))
-		return fmt.Errorf("alert for %s: %w", ev.GetEventId(), err)
-	}
-	accepted := h.now()
-	latency := max(accepted.Sub(created), 0)
-	// Late counts what the promise measures (acceptance), which also covers
-	// an alert that left on time but waited on a slow channel.
-	isLate := latency > h.SLO
-	if h.Metrics != nil {
-		h.Metrics.AlertsSent.Inc()
-		h.Metrics.AlertLatency.Observe(latency.Seconds())
-		if isLate {
-			h.Metrics.AlertsLate.Inc()
-		}
-	}
-	rec := store.SentAlert{EventID: ev.GetEventId(), EventType: ev.GetType(), CustomerID: ev.GetCustomerId(),
-		EventCreated: created, SentAt: accepted, Latency: latency, Late: isLate}
-	if err := h.record(ctx, conn, rec); err != nil {
-		// Returning the error redelivers the event, which sends the alert
-		// again: the documented duplicate, preferred to silence.
-		log.ErrorContext(ctx, "alert sent but not recorded; a redelivery will send it again", "outcome", "unrecorded", "error", redact.Error(err))
-		return fmt.Errorf("alert for %s: %w", ev.GetEventId(), err)
-	}
-	log.InfoContext(ctx, "alert sent", "outcome", "sent", "latency_seconds", latency.Seconds(), "late", isLate)
-	return nil
+	return h.HandleBatch(ctx, []*bus.Delivery{d})[0]
 }
 
-// record retries the insert a few times: the alert is already out, and
-// every failed record is a duplicate alert later. It writes on the
-// connection that holds the lock; only when that connection broke does it
-// borrow another from the pool, each attempt bounded so that an exhausted
-// pool cannot stall the worker.
-func (h *Handler) record(ctx context.Context, conn *pgxpool.Conn, a store.SentAlert) error {
-	var err error
-	wait := 200 * time.Millisecond
-	for attempt := 0; attempt < 4; attempt++ {
-		// The alert is out: finish recording even when shutdown has begun.
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		var db store.DB = conn
-		if conn.Conn().IsClosed() {
-			db = h.Pool
+// HandleBatch is the bus batch handler: every delivery that needs an alert
+// joins the channel's queue, and the call returns once each has been sent
+// (alone or in a digest), found already sent, or failed.
+func (h *Handler) HandleBatch(ctx context.Context, ds []*bus.Delivery) []error {
+	errs := make([]error, len(ds))
+	var waiting []*ticket
+	for i, d := range ds {
+		ev := d.Event
+		if ev == nil || ev.GetEventId() == "" {
+			errs[i] = bus.Permanent(errors.New("alerts: delivery without an event"))
+			continue
 		}
-		err = store.RecordAlert(actx, db, a)
-		cancel()
-		if err == nil {
-			return nil
+		if !h.Rules.Decide(ev).Alert {
+			continue
 		}
-		if attempt < 3 {
-			t := time.NewTimer(wait)
-			<-t.C
-			wait *= 2
+		log := h.Log.With("event_id", ev.GetEventId(), "event_type", ev.GetType(), "customer_id", ev.GetCustomerId(),
+			"subscription_id", ev.GetSubscriptionId(), "delivery", d.Delivered, "action", "alert")
+		if ev.GetSource() == billingv1.EventSource_EVENT_SOURCE_SNAPSHOT {
+			// A backfill's snapshot of an object is history, not news.
+			log.InfoContext(d.Context(), "snapshot: no alert", "outcome", "snapshot")
+			continue
+		}
+		if age := h.now().Sub(ev.GetCreated().AsTime()); h.MaxAge > 0 && age > h.MaxAge && !d.Replay {
+			log.WarnContext(d.Context(), "event too old to alert on", "outcome", "too_old", "age", age.Round(time.Second).String())
+			continue
+		}
+		waiting = append(waiting, &ticket{index: i, delivery: d, log: log})
+	}
+	if len(waiting) == 0 {
+		return errs
+	}
+	s := h.sender()
+	s.enqueue(waiting)
+	s.await(ctx, waiting)
+	for _, t := range waiting {
+		errs[t.index] = t.err
+		if t.duplicate {
+			t.delivery.MarkDuplicate()
 		}
 	}
-	return err
+	return errs
 }
+
+// ticket is one delivery waiting for its alert.
+type ticket struct {
+	index    int
+	delivery *bus.Delivery
+	log      *slog.Logger
+	// item is the queued alert; deliveries of one event share it.
+	item *item
+	// Set when the ticket is settled.
+	err       error
+	duplicate bool
+}
+
+func (t *ticket) event() *billingv1.BillingEvent { return t.delivery.Event }
 
 // LogChannel writes alerts to the log, for development.
 type LogChannel struct{ Log *slog.Logger }
@@ -161,4 +145,12 @@ type LogChannel struct{ Log *slog.Logger }
 func (c LogChannel) Send(ctx context.Context, msg render.SlackMessage) error {
 	c.Log.InfoContext(ctx, "ops alert (log provider)", "text", msg.Text)
 	return nil
+}
+
+// errWithdrawn settles a ticket whose handler gave up before its alert
+// left; the bus redelivers it.
+var errWithdrawn = errors.New("alert withdrawn before it was sent")
+
+func withdrawn(ctx context.Context) error {
+	return fmt.Errorf("%w: %w", errWithdrawn, context.Cause(ctx))
 }

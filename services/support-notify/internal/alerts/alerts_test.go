@@ -3,6 +3,7 @@ package alerts
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -56,7 +57,7 @@ func setup(t *testing.T) *bundle {
 	b := &bundle{slack: hook, pool: pool, m: m, now: time.Now(), trips: trips}
 	ch := slack.New(config.Secret(hook.URL()), vendor.New(vendor.Config{Vendor: "slack", Timeout: 2 * time.Second, Metrics: m}))
 	b.h = &Handler{Pool: pool, Rules: rules.Defaults(), Channel: ch, Metrics: m, Log: logging.Discard(),
-		SLO: 2 * time.Minute, Now: func() time.Time { return b.now }}
+		SLO: 2 * time.Minute, Now: func() time.Time { return b.now }, Window: 10 * time.Millisecond}
 	return b
 }
 
@@ -145,10 +146,6 @@ func TestSlackFailuresAreClassifiedAndNotRecorded(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ev := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, b.now)
-	b.slack.RateLimitNext(1, "2")
-	if err := b.handle(ev); err == nil || bus.IsPermanent(err) {
-		t.Fatalf("429 should be retryable: %v", err)
-	}
 	b.slack.FailNext(http.StatusInternalServerError)
 	if err := b.handle(ev); err == nil || bus.IsPermanent(err) {
 		t.Fatalf("500 should be retryable: %v", err)
@@ -167,6 +164,62 @@ func TestSlackFailuresAreClassifiedAndNotRecorded(t *testing.T) {
 	}
 	if n := len(b.slack.Messages()); n != 1 {
 		t.Fatalf("want 1 accepted alert, got %d", n)
+	}
+}
+
+// A 429 holds the channel for its Retry-After, in place: the alert is
+// sent once the pause is over, within the same delivery, and alerts that
+// arrive meanwhile join it in one digest.
+func TestRateLimitHoldsTheChannelForRetryAfter(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.slack.RateLimitNext(1, "1")
+	c := fakes.NewCustomer()
+	first := c.InvoiceFailed(fakes.ID("in"), 1, b.now)
+	start := time.Now()
+	errs := make(chan error, 3)
+	go func() { errs <- b.handle(first) }()
+	b.slack.WaitForCalls(t, 1)
+	others := []*billingv1.BillingEvent{c.InvoiceFailed(fakes.ID("in"), 1, b.now), fakes.NewCustomer().Dispute(5000, "fraudulent", b.now)}
+	for _, ev := range others {
+		go func() { errs <- b.handle(ev) }()
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs := b.slack.Messages()
+	if len(msgs) != 1 || b.slack.Calls() != 2 {
+		t.Fatalf("want one digest after one 429, got %d messages in %d calls", len(msgs), b.slack.Calls())
+	}
+	if waited := msgs[0].At.Sub(start); waited < time.Second {
+		t.Fatalf("sent %s after the 429 asked for 1s", waited)
+	}
+	ids := msgs[0].EventIDs()
+	slices.Sort(ids)
+	want := []string{first.GetEventId(), others[0].GetEventId(), others[1].GetEventId()}
+	slices.Sort(want)
+	if !slices.Equal(ids, want) || !strings.HasPrefix(msgs[0].Text, "Digest: 3 billing alerts") {
+		t.Fatalf("digest %q names %v, want %v", msgs[0].Text, ids, want)
+	}
+	var sizes []int
+	rows, _ := b.pool.Query(context.Background(), `SELECT digest_size FROM support.alerts_sent ORDER BY event_id`)
+	for rows.Next() {
+		var n int
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		sizes = append(sizes, n)
+	}
+	if !slices.Equal(sizes, []int{3, 3, 3}) {
+		t.Fatalf("recorded digest sizes %v", sizes)
+	}
+	if got := testutil.ToFloat64(b.m.AlertMessages.WithLabelValues("digest")); got != 1 {
+		t.Fatalf("lr_alert_messages_total{kind=digest} = %v", got)
+	}
+	if got := testutil.ToFloat64(b.m.AlertsSent); got != 3 {
+		t.Fatalf("lr_alerts_sent_total = %v", got)
 	}
 }
 

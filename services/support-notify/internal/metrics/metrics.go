@@ -16,10 +16,13 @@ type Metrics struct {
 	Calls *prometheus.CounterVec
 	// Tickets counts ticket writes by action (created, commented, resolved).
 	Tickets *prometheus.CounterVec
-	// AlertsSent counts alerts the alert channel accepted.
+	// AlertsSent counts alerts (events) the alert channel accepted, alone or in a digest.
 	AlertsSent prometheus.Counter
 	// AlertsLate counts accepted alerts whose latency exceeded the SLO.
 	AlertsLate prometheus.Counter
+	// AlertMessages counts messages the alert channel accepted, by kind:
+	// "alone" (one alert) or "digest" (a burst folded into one message).
+	AlertMessages *prometheus.CounterVec
 	// AlertLatency is the time from the Stripe event's created time to the
 	// moment the alert channel accepted the alert.
 	AlertLatency prometheus.Histogram
@@ -44,6 +47,10 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "lr_alerts_late_total",
 			Help: "Ops alerts accepted after ALERT_SLO had passed since the Stripe event.",
 		}),
+		AlertMessages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lr_alert_messages_total",
+			Help: "Messages the alert channel accepted, by kind: alone (one alert) or digest (several alerts folded into one).",
+		}, []string{"kind"}),
 		AlertLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "lr_alert_latency_seconds",
 			Help:    "Seconds from the Stripe event's created time to the alert channel accepting the alert.",
@@ -53,7 +60,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.Calls, m.Tickets, m.AlertsSent, m.AlertsLate, m.AlertLatency} {
+	for _, c := range []prometheus.Collector{m.Calls, m.Tickets, m.AlertsSent, m.AlertsLate, m.AlertMessages, m.AlertLatency} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}

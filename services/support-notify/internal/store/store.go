@@ -155,6 +155,8 @@ type SentAlert struct {
 	SentAt       time.Time
 	Latency      time.Duration
 	Late         bool
+	// DigestSize is the number of events the message carried (1: alone).
+	DigestSize int
 }
 
 // DB is what the alert queries need: a pool or one acquired connection.
@@ -163,35 +165,48 @@ type DB interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// LockAlert takes a session-level advisory lock on eventID's alert on conn,
-// so that two deliveries of one event (a re-sent event, a replay) cannot
-// both pass the dedupe check and both send, and reports in the same round
-// trip whether the alert was already accepted. The check is a statement of
-// its own after the lock, so its snapshot sees a record the previous
-// holder committed. The returned function releases the lock; a broken
-// connection releases it too.
-func LockAlert(ctx context.Context, conn *pgxpool.Conn, eventID string) (unlock func(), sent bool, err error) {
-	key := "support-notify:alert:" + eventID
+// alertLockKey is the advisory lock key of one event's alert.
+const alertLockKey = `hashtextextended('support-notify:alert:' || k, 7)`
+
+// LockAlerts takes a session-level advisory lock on the alert of each of
+// eventIDs on conn, so that two deliveries of one event (a re-sent event,
+// a replay, another replica) cannot both pass the dedupe check and both
+// send, and reports in the same round trip which alerts were already
+// accepted. The locks are taken in key order, so two senders locking
+// overlapping sets cannot deadlock. The check is a statement of its own
+// after the locks, so its snapshot sees a record the previous holder
+// committed. The returned function releases the locks; a broken
+// connection releases them too.
+func LockAlerts(ctx context.Context, conn *pgxpool.Conn, eventIDs []string) (unlock func(), sent map[string]bool, err error) {
+	ids := sortedUnique(eventIDs)
 	b := &pgx.Batch{}
-	b.Queue(`SELECT pg_advisory_lock(hashtextextended($1, 7))`, key)
-	b.Queue(`SELECT EXISTS (SELECT 1 FROM `+q("alerts_sent")+` WHERE event_id = $1)`, eventID)
+	b.Queue(`SELECT pg_advisory_lock(h) FROM (SELECT `+alertLockKey+` AS h FROM unnest($1::text[]) AS k ORDER BY 1) AS keys`, ids)
+	b.Queue(`SELECT event_id FROM `+q("alerts_sent")+` WHERE event_id = ANY($1)`, ids)
 	br := conn.SendBatch(ctx, b)
 	if _, err := br.Exec(); err != nil {
 		_ = br.Close()
-		return nil, false, fmt.Errorf("lock alert %s: %w", eventID, err)
+		return nil, nil, fmt.Errorf("lock %d alerts: %w", len(ids), err)
 	}
 	unlock = func() {
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
-		_, _ = conn.Exec(uctx, `SELECT pg_advisory_unlock(hashtextextended($1, 7))`, key)
+		_, _ = conn.Exec(uctx, `SELECT pg_advisory_unlock(`+alertLockKey+`) FROM unnest($1::text[]) AS k`, ids)
 	}
-	err = br.QueryRow().Scan(&sent)
+	sent = map[string]bool{}
+	rows, err := br.Query()
+	if err == nil {
+		var done []string
+		done, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		for _, id := range done {
+			sent[id] = true
+		}
+	}
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		unlock()
-		return nil, false, fmt.Errorf("look up sent alert %s: %w", eventID, err)
+		return nil, nil, fmt.Errorf("look up sent alerts: %w", err)
 	}
 	return unlock, sent, nil
 }
@@ -206,14 +221,24 @@ func AlertSent(ctx context.Context, db DB, eventID string) (bool, error) {
 	return ok, nil
 }
 
-// RecordAlert records an accepted alert; a second record of the same event
-// is a no-op.
-func RecordAlert(ctx context.Context, db DB, a SentAlert) error {
-	_, err := db.Exec(ctx, `INSERT INTO `+q("alerts_sent")+` (event_id, event_type, customer_id, event_created, sent_at, latency_seconds, late)
-		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING`,
-		a.EventID, a.EventType, a.CustomerID, a.EventCreated, a.SentAt, a.Latency.Seconds(), a.Late)
+// RecordAlerts records accepted alerts in one statement; a second record
+// of the same event is a no-op.
+func RecordAlerts(ctx context.Context, db DB, as []SentAlert) error {
+	n := len(as)
+	ids, types, customers := make([]string, n), make([]string, n), make([]string, n)
+	created, sentAt := make([]time.Time, n), make([]time.Time, n)
+	latency, late, size := make([]float64, n), make([]bool, n), make([]int32, n)
+	for i, a := range as {
+		ids[i], types[i], customers[i] = a.EventID, a.EventType, a.CustomerID
+		created[i], sentAt[i], latency[i], late[i] = a.EventCreated, a.SentAt, a.Latency.Seconds(), a.Late
+		size[i] = int32(max(a.DigestSize, 1))
+	}
+	_, err := db.Exec(ctx, `INSERT INTO `+q("alerts_sent")+` (event_id, event_type, customer_id, event_created, sent_at, latency_seconds, late, digest_size)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::float8[], $7::bool[], $8::int4[])
+		ON CONFLICT (event_id) DO NOTHING`,
+		ids, types, customers, created, sentAt, latency, late, size)
 	if err != nil {
-		return fmt.Errorf("record sent alert %s: %w", a.EventID, err)
+		return fmt.Errorf("record %d sent alerts: %w", n, err)
 	}
 	return nil
 }

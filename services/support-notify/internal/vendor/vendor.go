@@ -31,6 +31,9 @@ type Config struct {
 	// HideURLPath keeps the path out of spans (a Slack webhook URL is the
 	// credential).
 	HideURLPath bool
+	// Limiter, when set, is the vendor's rate budget (ZENDESK_RATE_LIMIT
+	// per ZENDESK_RATE_WINDOW); a 429 pauses it for the Retry-After.
+	Limiter *vendorhttp.Limiter
 }
 
 // maxBody bounds what a vendor answer may make us buffer.
@@ -52,6 +55,7 @@ func New(cfg Config) *vendorhttp.Client {
 		HideURLPath:    cfg.HideURLPath,
 		Secrets:        cfg.Secrets,
 		RetryAfter:     retryAfter,
+		Limiter:        cfg.Limiter,
 		// 408 and 409 (Zendesk's edit conflict) clear up on their own.
 		TransientStatuses: []int{http.StatusRequestTimeout, http.StatusConflict},
 		OnCall: func(c vendorhttp.Call) {
