@@ -567,6 +567,13 @@ func run(ctx context.Context, t *benchT, o options) error {
 		report(os.Stderr, nv)
 	}
 	md := markdown(o, light, steady, maxPh, nv, dr, vendors, startLoad, startPressure, time.Since(began))
+	if o.alertCount > 0 {
+		ar, err := alertBurst(t, o)
+		if err != nil {
+			return err
+		}
+		md = strings.TrimRight(md, "\n") + "\n\n" + alertMarkdown(ar)
+	}
 	fmt.Println(md)
 	if o.out != "-" {
 		if err := os.WriteFile(o.out, []byte(md), 0o644); err != nil { // #nosec G306 -- the report is a document for people to read and commit

@@ -12,6 +12,11 @@
 //     customers whose subscription flips between active and past_due;
 //  3. max: -c senders back to back (closed loop), same probes;
 //  4. naive: the baseline at the same -c, same events, same vendor latency.
+//  5. alert burst: ingress and support-notify alone, -alerts failed payments
+//     over -alerts-over with the Slack fake taking one message per
+//     -slack-pace; every alert must be accepted within two minutes of its
+//     event and no 429 left unanswered (-alerts-only runs just this and
+//     replaces its section of the report).
 //
 // It prints a Markdown report and writes it to -out (test/load/RESULTS.md
 // by default): webhooks accepted/s, ack p50/p95/p99, end-to-end p50/p95/p99,
@@ -19,6 +24,7 @@
 //
 //	go run ./test/load/cmd/loadbench                 # defaults: -d 20s -c 16 -rate 500
 //	go run ./test/load/cmd/loadbench -d 10s -no-naive
+//	go run ./test/load/cmd/loadbench -alerts-only    # 600 failed payments in 60 s, Slack at 1/s
 package main
 
 import (
@@ -58,6 +64,10 @@ type options struct {
 	services      string
 	env           string
 	nice          string
+	alertCount    int
+	alertOver     time.Duration
+	alertPace     time.Duration
+	alertsOnly    bool
 }
 
 func main() {
@@ -86,6 +96,10 @@ func main() {
 	fs.StringVar(&o.nice, "nice", "", "lower services' CPU priority, name=increment,... (e.g. crm-sync=10,support-notify=10: the side-effect workers yield the CPU to the status path)")
 	fs.StringVar(&o.env, "env", "", "extra environment for every service, K=V,K=V (e.g. CONSUMER_CONCURRENCY=32), or for one, service:K=V (billing-state:CONSUMER_CONCURRENCY=4)")
 	fs.BoolVar(&o.perf, "perf", false, "profile every process with perf(1) during the max-rate phase and add the top functions to the report")
+	fs.IntVar(&o.alertCount, "alerts", 600, "invoice.payment_failed webhooks in the alert burst (0: skip it)")
+	fs.DurationVar(&o.alertOver, "alerts-over", time.Minute, "how long the alert burst's webhooks take to send")
+	fs.DurationVar(&o.alertPace, "slack-pace", time.Second, "the Slack fake takes one message per this during the alert burst")
+	fs.BoolVar(&o.alertsOnly, "alerts-only", false, "run only the alert burst and replace its section of the report")
 	_ = fs.Parse(os.Args[1:])
 	if o.duration <= 0 || o.conc < 1 || o.rate < 1 || o.probes < 1 {
 		fmt.Fprintln(os.Stderr, "loadbench: -d, -c, -rate and -probes must be positive")
@@ -106,6 +120,10 @@ func main() {
 		<-sig
 		t.Fatalf("interrupted")
 	}()
+	run := run
+	if o.alertsOnly {
+		run = runAlertsOnly
+	}
 	err := run(context.Background(), t, o)
 	t.runCleanups()
 	if err != nil {
