@@ -518,6 +518,106 @@ func (x *ReconcileCustomerRequest) GetCustomerId() string {
 	return ""
 }
 
+type CreatePortalSessionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Stripe customer id. At most 255 bytes.
+	CustomerId string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	// Where the portal's "return" link leads: an https URL (or an app's own
+	// scheme) matching PORTAL_RETURN_URLS. At most 2048 bytes.
+	ReturnUrl     string `protobuf:"bytes,2,opt,name=return_url,json=returnUrl,proto3" json:"return_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreatePortalSessionRequest) Reset() {
+	*x = CreatePortalSessionRequest{}
+	mi := &file_launchready_billing_v1_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreatePortalSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreatePortalSessionRequest) ProtoMessage() {}
+
+func (x *CreatePortalSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_launchready_billing_v1_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreatePortalSessionRequest.ProtoReflect.Descriptor instead.
+func (*CreatePortalSessionRequest) Descriptor() ([]byte, []int) {
+	return file_launchready_billing_v1_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CreatePortalSessionRequest) GetCustomerId() string {
+	if x != nil {
+		return x.CustomerId
+	}
+	return ""
+}
+
+func (x *CreatePortalSessionRequest) GetReturnUrl() string {
+	if x != nil {
+		return x.ReturnUrl
+	}
+	return ""
+}
+
+type PortalSession struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The portal for this customer alone; open it at once, it expires soon.
+	Url           string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PortalSession) Reset() {
+	*x = PortalSession{}
+	mi := &file_launchready_billing_v1_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PortalSession) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PortalSession) ProtoMessage() {}
+
+func (x *PortalSession) ProtoReflect() protoreflect.Message {
+	mi := &file_launchready_billing_v1_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PortalSession.ProtoReflect.Descriptor instead.
+func (*PortalSession) Descriptor() ([]byte, []int) {
+	return file_launchready_billing_v1_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *PortalSession) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
 var File_launchready_billing_v1_service_proto protoreflect.FileDescriptor
 
 const file_launchready_billing_v1_service_proto_rawDesc = "" +
@@ -560,13 +660,21 @@ const file_launchready_billing_v1_service_proto_rawDesc = "" +
 	"\x06action\x18\t \x01(\tR\x06action\";\n" +
 	"\x18ReconcileCustomerRequest\x12\x1f\n" +
 	"\vcustomer_id\x18\x01 \x01(\tR\n" +
-	"customerId2\xd8\x04\n" +
+	"customerId\"\\\n" +
+	"\x1aCreatePortalSessionRequest\x12\x1f\n" +
+	"\vcustomer_id\x18\x01 \x01(\tR\n" +
+	"customerId\x12\x1d\n" +
+	"\n" +
+	"return_url\x18\x02 \x01(\tR\treturnUrl\"!\n" +
+	"\rPortalSession\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url2\xca\x05\n" +
 	"\x14BillingStatusService\x12m\n" +
 	"\x11GetCustomerStatus\x120.launchready.billing.v1.GetCustomerStatusRequest\x1a&.launchready.billing.v1.CustomerStatus\x12s\n" +
 	"\x13WatchCustomerStatus\x122.launchready.billing.v1.WatchCustomerStatusRequest\x1a&.launchready.billing.v1.CustomerStatus0\x01\x12{\n" +
 	"\x12ListCustomerEvents\x121.launchready.billing.v1.ListCustomerEventsRequest\x1a2.launchready.billing.v1.ListCustomerEventsResponse\x12m\n" +
 	"\x11ReconcileCustomer\x120.launchready.billing.v1.ReconcileCustomerRequest\x1a&.launchready.billing.v1.CustomerStatus\x12p\n" +
-	"\x12GetDisplayMessages\x121.launchready.billing.v1.GetDisplayMessagesRequest\x1a'.launchready.billing.v1.DisplayMessagesBKZIgithub.com/launchready/launchready/proto/launchready/billing/v1;billingv1b\x06proto3"
+	"\x12GetDisplayMessages\x121.launchready.billing.v1.GetDisplayMessagesRequest\x1a'.launchready.billing.v1.DisplayMessages\x12p\n" +
+	"\x13CreatePortalSession\x122.launchready.billing.v1.CreatePortalSessionRequest\x1a%.launchready.billing.v1.PortalSessionBKZIgithub.com/launchready/launchready/proto/launchready/billing/v1;billingv1b\x06proto3"
 
 var (
 	file_launchready_billing_v1_service_proto_rawDescOnce sync.Once
@@ -580,7 +688,7 @@ func file_launchready_billing_v1_service_proto_rawDescGZIP() []byte {
 	return file_launchready_billing_v1_service_proto_rawDescData
 }
 
-var file_launchready_billing_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_launchready_billing_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_launchready_billing_v1_service_proto_goTypes = []any{
 	(*GetCustomerStatusRequest)(nil),   // 0: launchready.billing.v1.GetCustomerStatusRequest
 	(*GetDisplayMessagesRequest)(nil),  // 1: launchready.billing.v1.GetDisplayMessagesRequest
@@ -589,28 +697,32 @@ var file_launchready_billing_v1_service_proto_goTypes = []any{
 	(*ListCustomerEventsResponse)(nil), // 4: launchready.billing.v1.ListCustomerEventsResponse
 	(*CustomerEvent)(nil),              // 5: launchready.billing.v1.CustomerEvent
 	(*ReconcileCustomerRequest)(nil),   // 6: launchready.billing.v1.ReconcileCustomerRequest
-	(*CustomerStatus)(nil),             // 7: launchready.billing.v1.CustomerStatus
-	(*timestamppb.Timestamp)(nil),      // 8: google.protobuf.Timestamp
-	(*DisplayMessages)(nil),            // 9: launchready.billing.v1.DisplayMessages
+	(*CreatePortalSessionRequest)(nil), // 7: launchready.billing.v1.CreatePortalSessionRequest
+	(*PortalSession)(nil),              // 8: launchready.billing.v1.PortalSession
+	(*CustomerStatus)(nil),             // 9: launchready.billing.v1.CustomerStatus
+	(*timestamppb.Timestamp)(nil),      // 10: google.protobuf.Timestamp
+	(*DisplayMessages)(nil),            // 11: launchready.billing.v1.DisplayMessages
 }
 var file_launchready_billing_v1_service_proto_depIdxs = []int32{
 	5,  // 0: launchready.billing.v1.ListCustomerEventsResponse.events:type_name -> launchready.billing.v1.CustomerEvent
-	7,  // 1: launchready.billing.v1.CustomerEvent.before:type_name -> launchready.billing.v1.CustomerStatus
-	7,  // 2: launchready.billing.v1.CustomerEvent.after:type_name -> launchready.billing.v1.CustomerStatus
-	8,  // 3: launchready.billing.v1.CustomerEvent.event_created:type_name -> google.protobuf.Timestamp
-	8,  // 4: launchready.billing.v1.CustomerEvent.recorded_at:type_name -> google.protobuf.Timestamp
+	9,  // 1: launchready.billing.v1.CustomerEvent.before:type_name -> launchready.billing.v1.CustomerStatus
+	9,  // 2: launchready.billing.v1.CustomerEvent.after:type_name -> launchready.billing.v1.CustomerStatus
+	10, // 3: launchready.billing.v1.CustomerEvent.event_created:type_name -> google.protobuf.Timestamp
+	10, // 4: launchready.billing.v1.CustomerEvent.recorded_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: launchready.billing.v1.BillingStatusService.GetCustomerStatus:input_type -> launchready.billing.v1.GetCustomerStatusRequest
 	2,  // 6: launchready.billing.v1.BillingStatusService.WatchCustomerStatus:input_type -> launchready.billing.v1.WatchCustomerStatusRequest
 	3,  // 7: launchready.billing.v1.BillingStatusService.ListCustomerEvents:input_type -> launchready.billing.v1.ListCustomerEventsRequest
 	6,  // 8: launchready.billing.v1.BillingStatusService.ReconcileCustomer:input_type -> launchready.billing.v1.ReconcileCustomerRequest
 	1,  // 9: launchready.billing.v1.BillingStatusService.GetDisplayMessages:input_type -> launchready.billing.v1.GetDisplayMessagesRequest
-	7,  // 10: launchready.billing.v1.BillingStatusService.GetCustomerStatus:output_type -> launchready.billing.v1.CustomerStatus
-	7,  // 11: launchready.billing.v1.BillingStatusService.WatchCustomerStatus:output_type -> launchready.billing.v1.CustomerStatus
-	4,  // 12: launchready.billing.v1.BillingStatusService.ListCustomerEvents:output_type -> launchready.billing.v1.ListCustomerEventsResponse
-	7,  // 13: launchready.billing.v1.BillingStatusService.ReconcileCustomer:output_type -> launchready.billing.v1.CustomerStatus
-	9,  // 14: launchready.billing.v1.BillingStatusService.GetDisplayMessages:output_type -> launchready.billing.v1.DisplayMessages
-	10, // [10:15] is the sub-list for method output_type
-	5,  // [5:10] is the sub-list for method input_type
+	7,  // 10: launchready.billing.v1.BillingStatusService.CreatePortalSession:input_type -> launchready.billing.v1.CreatePortalSessionRequest
+	9,  // 11: launchready.billing.v1.BillingStatusService.GetCustomerStatus:output_type -> launchready.billing.v1.CustomerStatus
+	9,  // 12: launchready.billing.v1.BillingStatusService.WatchCustomerStatus:output_type -> launchready.billing.v1.CustomerStatus
+	4,  // 13: launchready.billing.v1.BillingStatusService.ListCustomerEvents:output_type -> launchready.billing.v1.ListCustomerEventsResponse
+	9,  // 14: launchready.billing.v1.BillingStatusService.ReconcileCustomer:output_type -> launchready.billing.v1.CustomerStatus
+	11, // 15: launchready.billing.v1.BillingStatusService.GetDisplayMessages:output_type -> launchready.billing.v1.DisplayMessages
+	8,  // 16: launchready.billing.v1.BillingStatusService.CreatePortalSession:output_type -> launchready.billing.v1.PortalSession
+	11, // [11:17] is the sub-list for method output_type
+	5,  // [5:11] is the sub-list for method input_type
 	5,  // [5:5] is the sub-list for extension type_name
 	5,  // [5:5] is the sub-list for extension extendee
 	0,  // [0:5] is the sub-list for field type_name
@@ -633,7 +745,7 @@ func file_launchready_billing_v1_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_launchready_billing_v1_service_proto_rawDesc), len(file_launchready_billing_v1_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

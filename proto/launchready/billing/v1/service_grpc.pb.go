@@ -24,6 +24,7 @@ const (
 	BillingStatusService_ListCustomerEvents_FullMethodName  = "/launchready.billing.v1.BillingStatusService/ListCustomerEvents"
 	BillingStatusService_ReconcileCustomer_FullMethodName   = "/launchready.billing.v1.BillingStatusService/ReconcileCustomer"
 	BillingStatusService_GetDisplayMessages_FullMethodName  = "/launchready.billing.v1.BillingStatusService/GetDisplayMessages"
+	BillingStatusService_CreatePortalSession_FullMethodName = "/launchready.billing.v1.BillingStatusService/CreatePortalSession"
 )
 
 // BillingStatusServiceClient is the client API for BillingStatusService service.
@@ -55,6 +56,14 @@ type BillingStatusServiceClient interface {
 	// answer at all (the server cannot be reached) and the action labels,
 	// for the client to keep.
 	GetDisplayMessages(ctx context.Context, in *GetDisplayMessagesRequest, opts ...grpc.CallOption) (*DisplayMessages, error)
+	// CreatePortalSession returns a Stripe Customer Portal URL where the
+	// customer updates the payment method or manages the plan (the display's
+	// UPDATE_PAYMENT_METHOD and MANAGE_PLAN actions), leading back to
+	// return_url. return_url must match an entry of the server's allow-list
+	// (PORTAL_RETURN_URLS), or INVALID_ARGUMENT; a server without
+	// STRIPE_API_KEY answers FAILED_PRECONDITION; a customer billing-state
+	// does not know, NOT_FOUND.
+	CreatePortalSession(ctx context.Context, in *CreatePortalSessionRequest, opts ...grpc.CallOption) (*PortalSession, error)
 }
 
 type billingStatusServiceClient struct {
@@ -124,6 +133,16 @@ func (c *billingStatusServiceClient) GetDisplayMessages(ctx context.Context, in 
 	return out, nil
 }
 
+func (c *billingStatusServiceClient) CreatePortalSession(ctx context.Context, in *CreatePortalSessionRequest, opts ...grpc.CallOption) (*PortalSession, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PortalSession)
+	err := c.cc.Invoke(ctx, BillingStatusService_CreatePortalSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BillingStatusServiceServer is the server API for BillingStatusService service.
 // All implementations must embed UnimplementedBillingStatusServiceServer
 // for forward compatibility.
@@ -153,6 +172,14 @@ type BillingStatusServiceServer interface {
 	// answer at all (the server cannot be reached) and the action labels,
 	// for the client to keep.
 	GetDisplayMessages(context.Context, *GetDisplayMessagesRequest) (*DisplayMessages, error)
+	// CreatePortalSession returns a Stripe Customer Portal URL where the
+	// customer updates the payment method or manages the plan (the display's
+	// UPDATE_PAYMENT_METHOD and MANAGE_PLAN actions), leading back to
+	// return_url. return_url must match an entry of the server's allow-list
+	// (PORTAL_RETURN_URLS), or INVALID_ARGUMENT; a server without
+	// STRIPE_API_KEY answers FAILED_PRECONDITION; a customer billing-state
+	// does not know, NOT_FOUND.
+	CreatePortalSession(context.Context, *CreatePortalSessionRequest) (*PortalSession, error)
 	mustEmbedUnimplementedBillingStatusServiceServer()
 }
 
@@ -177,6 +204,9 @@ func (UnimplementedBillingStatusServiceServer) ReconcileCustomer(context.Context
 }
 func (UnimplementedBillingStatusServiceServer) GetDisplayMessages(context.Context, *GetDisplayMessagesRequest) (*DisplayMessages, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetDisplayMessages not implemented")
+}
+func (UnimplementedBillingStatusServiceServer) CreatePortalSession(context.Context, *CreatePortalSessionRequest) (*PortalSession, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreatePortalSession not implemented")
 }
 func (UnimplementedBillingStatusServiceServer) mustEmbedUnimplementedBillingStatusServiceServer() {}
 func (UnimplementedBillingStatusServiceServer) testEmbeddedByValue()                              {}
@@ -282,6 +312,24 @@ func _BillingStatusService_GetDisplayMessages_Handler(srv interface{}, ctx conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BillingStatusService_CreatePortalSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreatePortalSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BillingStatusServiceServer).CreatePortalSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BillingStatusService_CreatePortalSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BillingStatusServiceServer).CreatePortalSession(ctx, req.(*CreatePortalSessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BillingStatusService_ServiceDesc is the grpc.ServiceDesc for BillingStatusService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -304,6 +352,10 @@ var BillingStatusService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetDisplayMessages",
 			Handler:    _BillingStatusService_GetDisplayMessages_Handler,
+		},
+		{
+			MethodName: "CreatePortalSession",
+			Handler:    _BillingStatusService_CreatePortalSession_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
