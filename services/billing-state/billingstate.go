@@ -27,6 +27,7 @@ import (
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/billing-state/internal/display"
 	"github.com/launchready/launchready/services/billing-state/internal/grpcapi"
+	"github.com/launchready/launchready/services/billing-state/internal/portal"
 	"github.com/launchready/launchready/services/billing-state/internal/relay"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
 	"github.com/launchready/launchready/services/billing-state/internal/stripeapi"
@@ -67,6 +68,9 @@ type Config struct {
 	Streams       bus.StreamConfig
 	Consumer      bus.ConsumerConfig
 	Telemetry     telemetry.Config
+	// ReturnURLs (PORTAL_RETURN_URLS) is where a billing portal session
+	// may lead back to; CreatePortalSession also needs StripeAPIKey.
+	ReturnURLs portal.ReturnURLs
 	// StaleAfter (STATUS_STALE_AFTER, default 5m): a customer with an
 	// event parked unapplied for longer is shown "status unknown".
 	StaleAfter time.Duration
@@ -126,7 +130,7 @@ func (c Config) WithLogger(log *slog.Logger) Config {
 // HTTP_ADDR, STATUS_API_TOKENS, the GRPC_* limits, PAST_DUE_ENTITLED,
 // STRIPE_API_KEY, STRIPE_API_BASE,
 // STRIPE_API_RATE, ASYNC_COMMIT, OUTBOX_RETENTION, STATUS_STALE_AFTER,
-// DISPLAY_LOCALES_DIR (whose catalogues it loads), the NATS_* stream
+// DISPLAY_LOCALES_DIR (whose catalogues it loads), PORTAL_RETURN_URLS, the NATS_* stream
 // settings, CONSUMER_* and OTEL_*. Every problem is reported at once.
 func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	e := config.New(getenv)
@@ -150,6 +154,11 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	}
 	if cfg.StaleAfter <= 0 {
 		e.Fail("STATUS_STALE_AFTER: must be positive")
+	}
+	if urls, err := portal.ParseReturnURLs(e.String("PORTAL_RETURN_URLS", "")); err != nil {
+		e.Fail("%v", err)
+	} else {
+		cfg.ReturnURLs = urls
 	}
 	if cs, err := display.Load(cfg.LocalesDir); err != nil {
 		e.Fail("%v", err)
@@ -229,7 +238,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("consumer_max_deliver", c.Consumer.MaxDeliver), slog.Bool("async_commit", c.AsyncCommit),
 		slog.Bool("grpc_tls", c.GRPC.TLS()), slog.Any("grpc_max_streams", c.GRPC.MaxStreams), slog.Int("grpc_max_watch_per_token", c.GRPC.MaxWatchPerToken),
 		slog.String("grpc_unary_timeout", c.GRPC.UnaryTimeout.String()), slog.Any("grpc_db_max_conns", c.GRPC.DBMaxConns),
-		slog.String("status_stale_after", c.StaleAfter.String()), slog.String("display_locales_dir", c.LocalesDir))
+		slog.String("status_stale_after", c.StaleAfter.String()), slog.String("portal_return_urls", c.ReturnURLs.String()), slog.String("display_locales_dir", c.LocalesDir))
 }
 
 // Run runs the service until ctx ends, then stops it gracefully. It

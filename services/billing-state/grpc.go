@@ -13,6 +13,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/launchready/launchready/pkg/service"
+	"github.com/launchready/launchready/pkg/stripeapi"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/billing-state/internal/display"
 	"github.com/launchready/launchready/services/billing-state/internal/grpcapi"
@@ -45,8 +46,12 @@ func serveGRPC(host *service.Host, cfg Config, rl *relay.Relay) error {
 	}
 	stopWatch := make(chan struct{})
 	store := state.New(apiPool, state.Options{Policy: cfg.Policy, Logger: host.Log, OutboxWritten: rl.Kick})
+	portalOpener, err := newPortalOpener(host, cfg)
+	if err != nil {
+		return err
+	}
 	srv, err := grpcapi.New(cfg.GRPC, grpcapi.Options{
-		Store: store, Display: newViewer(cfg, store),
+		Store: store, Display: newViewer(cfg, store), Portal: portalOpener, ReturnURLs: cfg.ReturnURLs,
 		WatchConn: watchNC, Tokens: cfg.Tokens, Logger: host.Log, Registry: host.Registry,
 		StatsHandler: host.Telemetry.GRPCServerHandler(), Stop: stopWatch,
 	})
@@ -132,4 +137,23 @@ func watchHealth(ctx context.Context, hs *health.Server, pool *pgxpool.Pool, nc 
 // newViewer is the display viewer of the gRPC API and the status page.
 func newViewer(cfg Config, store *state.Store) *display.Viewer {
 	return &display.Viewer{Catalogues: cfg.Catalogues, StaleAfter: cfg.StaleAfter, Facts: store.DisplayFacts}
+}
+
+// newPortalOpener is the Stripe client of CreatePortalSession, or nil
+// without STRIPE_API_KEY (the call then answers FailedPrecondition).
+func newPortalOpener(host *service.Host, cfg Config) (grpcapi.PortalOpener, error) {
+	switch {
+	case cfg.StripeAPIKey == "" && cfg.ReturnURLs.Len() > 0:
+		host.Log.Warn("PORTAL_RETURN_URLS is set but STRIPE_API_KEY is not: CreatePortalSession will be refused")
+		return nil, nil
+	case cfg.StripeAPIKey == "":
+		return nil, nil
+	case cfg.ReturnURLs.Len() == 0:
+		host.Log.Warn("PORTAL_RETURN_URLS is empty: every CreatePortalSession will be refused")
+	}
+	c, err := stripeapi.New(stripeapi.Config{Key: cfg.StripeAPIKey, Base: cfg.StripeAPIBase, Rate: max(1, int(cfg.StripeAPIRate))})
+	if err != nil {
+		return nil, fmt.Errorf("billing portal: %w", err)
+	}
+	return c, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/launchready/launchready/pkg/logging"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/billing-state/internal/display"
+	"github.com/launchready/launchready/services/billing-state/internal/portal"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
 )
 
@@ -116,6 +117,11 @@ type Options struct {
 	Store *state.Store
 	// Display attaches the customer-facing display to every status served.
 	Display *display.Viewer
+	// Portal opens billing portal sessions; nil without STRIPE_API_KEY,
+	// when CreatePortalSession answers FailedPrecondition.
+	Portal PortalOpener
+	// ReturnURLs is PORTAL_RETURN_URLS.
+	ReturnURLs portal.ReturnURLs
 	// WatchConn carries the status changes Watch forwards (core NATS on
 	// billing.status.<customer>, so every replica sees every change). It
 	// must be a connection of its own: whatever a watcher causes on it,
@@ -142,7 +148,7 @@ func New(cfg Config, o Options) (*grpc.Server, error) {
 	if o.Store == nil || o.WatchConn == nil || o.Display == nil {
 		return nil, errors.New("grpc server: a store, a display viewer and a watch connection are required")
 	}
-	svc := newServer(o.Store, o.Display, o.WatchConn, o.Logger, o.Stop, cfg)
+	svc := newServer(o, cfg)
 	if o.Registry != nil {
 		svc.registerMetrics(o.Registry)
 	}

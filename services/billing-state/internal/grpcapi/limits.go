@@ -11,6 +11,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/launchready/launchready/services/billing-state/internal/portal"
 )
 
 // Bounds on what a caller may send. The .proto comments and the README
@@ -48,6 +50,8 @@ var fieldBounds = map[protoreflect.FullName]int{
 	"launchready.billing.v1.GetCustomerStatusRequest.locale":        MaxLocaleBytes,
 	"launchready.billing.v1.WatchCustomerStatusRequest.locale":      MaxLocaleBytes,
 	"launchready.billing.v1.GetDisplayMessagesRequest.locale":       MaxLocaleBytes,
+	"launchready.billing.v1.CreatePortalSessionRequest.customer_id": MaxIDBytes,
+	"launchready.billing.v1.CreatePortalSessionRequest.return_url":  portal.MaxURLBytes,
 }
 
 // checkBounds answers InvalidArgument when a string field of req is longer

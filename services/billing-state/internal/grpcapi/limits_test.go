@@ -128,6 +128,14 @@ func TestRequestFieldBounds(t *testing.T) {
 			_, err = stream.Recv()
 			return err
 		}, codes.OK},
+		{"launchready.billing.v1.CreatePortalSessionRequest.customer_id", stripeShaped, func(ctx context.Context, v string) error {
+			_, err := c.CreatePortalSession(as(ctx, b.read), &billingv1.CreatePortalSessionRequest{CustomerId: v, ReturnUrl: "https://app.example.com/"})
+			return err
+		}, codes.FailedPrecondition},
+		{"launchready.billing.v1.CreatePortalSessionRequest.return_url", func(n int) string { return "https://app.example.com/" + strings.Repeat("r", n-24) }, func(ctx context.Context, v string) error {
+			_, err := c.CreatePortalSession(as(ctx, b.read), &billingv1.CreatePortalSessionRequest{CustomerId: "cus_A", ReturnUrl: v})
+			return err
+		}, codes.FailedPrecondition},
 		{"launchready.billing.v1.GetDisplayMessagesRequest.locale", locale, func(ctx context.Context, v string) error {
 			_, err := c.GetDisplayMessages(as(ctx, b.read), &billingv1.GetDisplayMessagesRequest{Locale: v})
 			return err

@@ -28,6 +28,7 @@ import (
 	"github.com/launchready/launchready/pkg/bus"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/billing-state/internal/display"
+	"github.com/launchready/launchready/services/billing-state/internal/portal"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
 )
 
@@ -43,6 +44,10 @@ type Server struct {
 	store *state.Store
 	// display attaches the customer-facing display to every status served.
 	display *display.Viewer
+	// portal opens billing portal sessions (nil without STRIPE_API_KEY)
+	// that may lead back only to returnURLs.
+	portal     PortalOpener
+	returnURLs portal.ReturnURLs
 	// watchConn is Watch's own NATS connection (see Options.WatchConn).
 	watchConn *nats.Conn
 	log       *slog.Logger
@@ -56,9 +61,9 @@ type Server struct {
 	refused     prometheus.Counter
 }
 
-func newServer(store *state.Store, viewer *display.Viewer, watchConn *nats.Conn, log *slog.Logger, stop <-chan struct{}, cfg Config) *Server {
+func newServer(o Options, cfg Config) *Server {
 	return &Server{
-		store: store, display: viewer, watchConn: watchConn, log: log, stop: stop,
+		store: o.Store, display: o.Display, portal: o.Portal, returnURLs: o.ReturnURLs, watchConn: o.WatchConn, log: o.Logger, stop: o.Stop,
 		watches: newWatchSlots(cfg.MaxWatchPerToken), readTimeout: cfg.UnaryTimeout,
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "lr_billing_state_watch_refused_total",

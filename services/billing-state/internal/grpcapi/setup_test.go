@@ -25,6 +25,7 @@ import (
 	"github.com/launchready/launchready/pkg/pg/pgtest"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/billing-state/internal/display"
+	"github.com/launchready/launchready/services/billing-state/internal/portal"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
 )
 
@@ -74,6 +75,9 @@ type setupOptions struct {
 	staleAfter time.Duration
 	// policy is the store's (PAST_DUE_ENTITLED off when zero).
 	policy canonical.Policy
+	// portal and returnURLs serve CreatePortalSession.
+	portal     PortalOpener
+	returnURLs portal.ReturnURLs
 }
 
 func setup(t *testing.T, o setupOptions) *bundle {
@@ -119,7 +123,7 @@ func setup(t *testing.T, o setupOptions) *bundle {
 	}
 	b.store, b.clock = store, &clock{}
 	viewer := &display.Viewer{Catalogues: cats, Facts: store.DisplayFacts, StaleAfter: o.staleAfter, Now: b.clock.now}
-	gsrv, err := New(o.cfg, Options{Store: store, Display: viewer, WatchConn: b.watchConn, Tokens: tokens, Registry: b.reg, Stop: stop})
+	gsrv, err := New(o.cfg, Options{Store: store, Display: viewer, Portal: o.portal, ReturnURLs: o.returnURLs, WatchConn: b.watchConn, Tokens: tokens, Registry: b.reg, Stop: stop})
 	if err != nil {
 		t.Fatal(err)
 	}
