@@ -15,6 +15,7 @@ import (
 	"github.com/launchready/launchready/pkg/service"
 	"github.com/launchready/launchready/pkg/stripeapi"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/services/billing-state/internal/admin"
 	"github.com/launchready/launchready/services/billing-state/internal/display"
 	"github.com/launchready/launchready/services/billing-state/internal/grpcapi"
 	"github.com/launchready/launchready/services/billing-state/internal/relay"
@@ -50,8 +51,16 @@ func serveGRPC(host *service.Host, cfg Config, rl *relay.Relay) error {
 	if err != nil {
 		return err
 	}
+	// Staff actions go to Stripe with the server's key, through the same
+	// client (and rate budget) as the portal; without a key,
+	// BillingAdminService refuses every action.
+	var stripeClient admin.Stripe
+	if c, ok := portalOpener.(*stripeapi.Client); ok {
+		stripeClient = c
+	}
 	srv, err := grpcapi.New(cfg.GRPC, grpcapi.Options{
 		Store: store, Display: newViewer(cfg, store), Portal: portalOpener, ReturnURLs: cfg.ReturnURLs,
+		Admin:     admin.New(apiPool, stripeClient),
 		WatchConn: watchNC, Tokens: cfg.Tokens, Logger: host.Log, Registry: host.Registry,
 		StatsHandler: host.Telemetry.GRPCServerHandler(), Stop: stopWatch,
 	})

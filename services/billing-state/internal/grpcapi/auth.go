@@ -155,14 +155,21 @@ var requiredRole = map[string]string{
 	billingv1.BillingStatusService_ReconcileCustomer_FullMethodName:   RoleAdmin,
 	billingv1.BillingStatusService_GetDisplayMessages_FullMethodName:  RoleRead,
 	billingv1.BillingStatusService_CreatePortalSession_FullMethodName: RoleRead,
+
+	billingv1.BillingAdminService_RefundPayment_FullMethodName:          RoleAdmin,
+	billingv1.BillingAdminService_CancelSubscription_FullMethodName:     RoleAdmin,
+	billingv1.BillingAdminService_ChangeSubscriptionPlan_FullMethodName: RoleAdmin,
 }
 
-const servicePrefix = "/" + "launchready.billing.v1.BillingStatusService/"
+const (
+	servicePrefix      = "/" + "launchready.billing.v1.BillingStatusService/"
+	adminServicePrefix = "/" + "launchready.billing.v1.BillingAdminService/"
+)
 
 func (t *Tokens) authorize(ctx context.Context, method string) (context.Context, error) {
 	role, ok := requiredRole[method]
 	if !ok {
-		if strings.HasPrefix(method, servicePrefix) {
+		if ours(method) {
 			// A method added to the service but not to the table: refuse
 			// rather than serve it unauthenticated.
 			return ctx, status.Error(codes.PermissionDenied, "method not authorised")

@@ -16,6 +16,7 @@ import (
 	"github.com/launchready/launchready/pkg/config"
 	"github.com/launchready/launchready/pkg/logging"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/services/billing-state/internal/admin"
 	"github.com/launchready/launchready/services/billing-state/internal/display"
 	"github.com/launchready/launchready/services/billing-state/internal/portal"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
@@ -133,6 +134,9 @@ type Options struct {
 	Registry prometheus.Registerer
 	// StatsHandler, when set, traces the calls.
 	StatsHandler stats.Handler
+	// Admin makes BillingAdminService's actions; nil serves the service
+	// refusing every action (no Stripe key).
+	Admin *admin.Service
 	// Stop, when closed, ends every Watch stream, so that a graceful stop
 	// does not wait for clients that would stay forever.
 	Stop <-chan struct{}
@@ -179,6 +183,11 @@ func New(cfg Config, o Options) (*grpc.Server, error) {
 	}
 	gsrv := grpc.NewServer(opts...)
 	billingv1.RegisterBillingStatusServiceServer(gsrv, svc)
+	adm := o.Admin
+	if adm == nil {
+		adm = admin.New(o.Store.Pool(), nil)
+	}
+	billingv1.RegisterBillingAdminServiceServer(gsrv, &adminServer{svc: adm})
 	reflection.Register(gsrv)
 	return gsrv, nil
 }

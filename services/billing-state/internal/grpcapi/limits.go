@@ -52,6 +52,27 @@ var fieldBounds = map[protoreflect.FullName]int{
 	"launchready.billing.v1.GetDisplayMessagesRequest.locale":       MaxLocaleBytes,
 	"launchready.billing.v1.CreatePortalSessionRequest.customer_id": MaxIDBytes,
 	"launchready.billing.v1.CreatePortalSessionRequest.return_url":  portal.MaxURLBytes,
+
+	"launchready.billing.v1.Actor.email":                                        MaxEmailBytes,
+	"launchready.billing.v1.Actor.role":                                         maxRoleBytes,
+	"launchready.billing.v1.Actor.approved_by":                                  MaxEmailBytes,
+	"launchready.billing.v1.RefundPaymentRequest.action_id":                     MaxActionIDBytes,
+	"launchready.billing.v1.RefundPaymentRequest.customer_id":                   MaxIDBytes,
+	"launchready.billing.v1.RefundPaymentRequest.payment_intent_id":             MaxIDBytes,
+	"launchready.billing.v1.RefundPaymentRequest.charge_id":                     MaxIDBytes,
+	"launchready.billing.v1.RefundPaymentRequest.reason":                        MaxReasonBytes,
+	"launchready.billing.v1.RefundPaymentRequest.stripe_reason":                 maxEnumBytes,
+	"launchready.billing.v1.CancelSubscriptionRequest.action_id":                MaxActionIDBytes,
+	"launchready.billing.v1.CancelSubscriptionRequest.customer_id":              MaxIDBytes,
+	"launchready.billing.v1.CancelSubscriptionRequest.subscription_id":          MaxIDBytes,
+	"launchready.billing.v1.CancelSubscriptionRequest.reason":                   MaxReasonBytes,
+	"launchready.billing.v1.ChangeSubscriptionPlanRequest.action_id":            MaxActionIDBytes,
+	"launchready.billing.v1.ChangeSubscriptionPlanRequest.customer_id":          MaxIDBytes,
+	"launchready.billing.v1.ChangeSubscriptionPlanRequest.subscription_id":      MaxIDBytes,
+	"launchready.billing.v1.ChangeSubscriptionPlanRequest.subscription_item_id": MaxIDBytes,
+	"launchready.billing.v1.ChangeSubscriptionPlanRequest.price_id":             MaxIDBytes,
+	"launchready.billing.v1.ChangeSubscriptionPlanRequest.proration_behavior":   maxEnumBytes,
+	"launchready.billing.v1.ChangeSubscriptionPlanRequest.reason":               MaxReasonBytes,
 }
 
 // checkBounds answers InvalidArgument when a string field of req is longer
@@ -61,6 +82,11 @@ var fieldBounds = map[protoreflect.FullName]int{
 func checkBounds(req proto.Message) error {
 	var err error
 	req.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Kind() == protoreflect.MessageKind && !fd.IsList() && !fd.IsMap() {
+			// A nested message (the actor) is bounded field by field too.
+			err = checkBounds(v.Message().Interface())
+			return err == nil
+		}
 		if fd.Kind() != protoreflect.StringKind && fd.Kind() != protoreflect.BytesKind {
 			return true
 		}
@@ -122,9 +148,11 @@ func subjectCustomerID(raw string) (string, error) {
 	return id, nil
 }
 
-// ours reports whether method belongs to BillingStatusService; health and
-// reflection keep their own rules.
-func ours(method string) bool { return strings.HasPrefix(method, servicePrefix) }
+// ours reports whether method belongs to BillingStatusService or
+// BillingAdminService; health and reflection keep their own rules.
+func ours(method string) bool {
+	return strings.HasPrefix(method, servicePrefix) || strings.HasPrefix(method, adminServicePrefix)
+}
 
 // unaryDeadline bounds every unary call to d, whatever deadline the client
 // asked for (a shorter one is kept): a caller cannot hold a connection of

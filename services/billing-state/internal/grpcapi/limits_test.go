@@ -28,15 +28,11 @@ import (
 // and every bound names a field that exists: a field added without one
 // fails here before it can be served unbounded.
 func TestEveryRequestFieldIsBounded(t *testing.T) {
-	sd := billingv1.File_launchready_billing_v1_service_proto.Services().ByName("BillingStatusService")
-	if sd == nil {
-		t.Fatal("BillingStatusService not in the file descriptor")
-	}
 	seen := map[protoreflect.FullName]bool{}
-	for i := 0; i < sd.Methods().Len(); i++ {
-		in := sd.Methods().Get(i).Input()
-		for j := 0; j < in.Fields().Len(); j++ {
-			fd := in.Fields().Get(j)
+	var walk func(md protoreflect.MessageDescriptor)
+	walk = func(md protoreflect.MessageDescriptor) {
+		for j := 0; j < md.Fields().Len(); j++ {
+			fd := md.Fields().Get(j)
 			switch fd.Kind() {
 			case protoreflect.StringKind, protoreflect.BytesKind:
 				if _, ok := fieldBounds[fd.FullName()]; !ok {
@@ -44,8 +40,19 @@ func TestEveryRequestFieldIsBounded(t *testing.T) {
 				}
 				seen[fd.FullName()] = true
 			case protoreflect.MessageKind, protoreflect.GroupKind:
-				t.Errorf("%s is a message: checkBounds reads only top-level fields; extend it", fd.FullName())
+				if fd.IsList() || fd.IsMap() {
+					t.Errorf("%s is a repeated message: checkBounds reads single nested messages only; extend it", fd.FullName())
+				}
+				walk(fd.Message())
 			}
+		}
+	}
+	for _, sd := range []protoreflect.ServiceDescriptor{
+		billingv1.File_launchready_billing_v1_service_proto.Services().ByName("BillingStatusService"),
+		billingv1.File_launchready_billing_v1_admin_proto.Services().ByName("BillingAdminService"),
+	} {
+		for i := 0; i < sd.Methods().Len(); i++ {
+			walk(sd.Methods().Get(i).Input())
 		}
 	}
 	for name := range fieldBounds {
@@ -141,6 +148,67 @@ func TestRequestFieldBounds(t *testing.T) {
 			return err
 		}, codes.OK},
 	}
+	// BillingAdminService: each request valid but for the one field; with
+	// no Stripe key configured, a request within bounds is
+	// FAILED_PRECONDITION (or INVALID_ARGUMENT where the value at the bound
+	// is not an allowed one).
+	ac := b.adminClient()
+	actor := func() *billingv1.Actor { return &billingv1.Actor{Email: "ana@example.com"} }
+	letters := func(n int) string { return strings.Repeat("a", n) }
+	email := func(n int) string { return strings.Repeat("e", n-12) + "@example.com" }
+	piShaped := func(n int) string { return "pi_" + strings.Repeat("A", n-3) }
+	refundWith := func(set func(r *billingv1.RefundPaymentRequest, v string)) func(ctx context.Context, v string) error {
+		return func(ctx context.Context, v string) error {
+			r := &billingv1.RefundPaymentRequest{ActionId: "act_b", Actor: actor(), ChargeId: "ch_b", Reason: "bounds"}
+			set(r, v)
+			_, err := ac.RefundPayment(as(ctx, b.admin), r)
+			return err
+		}
+	}
+	cancelWith := func(set func(r *billingv1.CancelSubscriptionRequest, v string)) func(ctx context.Context, v string) error {
+		return func(ctx context.Context, v string) error {
+			r := &billingv1.CancelSubscriptionRequest{ActionId: "act_b", Actor: actor(), SubscriptionId: "sub_b", Reason: "bounds"}
+			set(r, v)
+			_, err := ac.CancelSubscription(as(ctx, b.admin), r)
+			return err
+		}
+	}
+	planWith := func(set func(r *billingv1.ChangeSubscriptionPlanRequest, v string)) func(ctx context.Context, v string) error {
+		return func(ctx context.Context, v string) error {
+			r := &billingv1.ChangeSubscriptionPlanRequest{ActionId: "act_b", Actor: actor(), SubscriptionId: "sub_b", PriceId: "price_b", Reason: "bounds"}
+			set(r, v)
+			_, err := ac.ChangeSubscriptionPlan(as(ctx, b.admin), r)
+			return err
+		}
+	}
+	fp, ia := codes.FailedPrecondition, codes.InvalidArgument
+	cases = append(cases, []struct {
+		field  protoreflect.FullName
+		value  func(n int) string
+		call   func(ctx context.Context, v string) error
+		atMost codes.Code
+	}{
+		{"launchready.billing.v1.Actor.email", email, refundWith(func(r *billingv1.RefundPaymentRequest, v string) { r.Actor.Email = v }), fp},
+		{"launchready.billing.v1.Actor.role", letters, refundWith(func(r *billingv1.RefundPaymentRequest, v string) { r.Actor.Role = v }), fp},
+		{"launchready.billing.v1.Actor.approved_by", email, refundWith(func(r *billingv1.RefundPaymentRequest, v string) { r.Actor.ApprovedBy = v }), fp},
+		{"launchready.billing.v1.RefundPaymentRequest.action_id", letters, refundWith(func(r *billingv1.RefundPaymentRequest, v string) { r.ActionId = v }), fp},
+		{"launchready.billing.v1.RefundPaymentRequest.customer_id", stripeShaped, refundWith(func(r *billingv1.RefundPaymentRequest, v string) { r.CustomerId = v }), fp},
+		{"launchready.billing.v1.RefundPaymentRequest.payment_intent_id", piShaped, refundWith(func(r *billingv1.RefundPaymentRequest, v string) { r.ChargeId, r.PaymentIntentId = "", v }), fp},
+		{"launchready.billing.v1.RefundPaymentRequest.charge_id", letters, refundWith(func(r *billingv1.RefundPaymentRequest, v string) { r.ChargeId = v }), fp},
+		{"launchready.billing.v1.RefundPaymentRequest.reason", letters, refundWith(func(r *billingv1.RefundPaymentRequest, v string) { r.Reason = v }), fp},
+		{"launchready.billing.v1.RefundPaymentRequest.stripe_reason", letters, refundWith(func(r *billingv1.RefundPaymentRequest, v string) { r.StripeReason = v }), ia},
+		{"launchready.billing.v1.CancelSubscriptionRequest.action_id", letters, cancelWith(func(r *billingv1.CancelSubscriptionRequest, v string) { r.ActionId = v }), fp},
+		{"launchready.billing.v1.CancelSubscriptionRequest.customer_id", stripeShaped, cancelWith(func(r *billingv1.CancelSubscriptionRequest, v string) { r.CustomerId = v }), fp},
+		{"launchready.billing.v1.CancelSubscriptionRequest.subscription_id", letters, cancelWith(func(r *billingv1.CancelSubscriptionRequest, v string) { r.SubscriptionId = v }), fp},
+		{"launchready.billing.v1.CancelSubscriptionRequest.reason", letters, cancelWith(func(r *billingv1.CancelSubscriptionRequest, v string) { r.Reason = v }), fp},
+		{"launchready.billing.v1.ChangeSubscriptionPlanRequest.action_id", letters, planWith(func(r *billingv1.ChangeSubscriptionPlanRequest, v string) { r.ActionId = v }), fp},
+		{"launchready.billing.v1.ChangeSubscriptionPlanRequest.customer_id", stripeShaped, planWith(func(r *billingv1.ChangeSubscriptionPlanRequest, v string) { r.CustomerId = v }), fp},
+		{"launchready.billing.v1.ChangeSubscriptionPlanRequest.subscription_id", letters, planWith(func(r *billingv1.ChangeSubscriptionPlanRequest, v string) { r.SubscriptionId = v }), fp},
+		{"launchready.billing.v1.ChangeSubscriptionPlanRequest.subscription_item_id", letters, planWith(func(r *billingv1.ChangeSubscriptionPlanRequest, v string) { r.SubscriptionItemId = v }), fp},
+		{"launchready.billing.v1.ChangeSubscriptionPlanRequest.price_id", letters, planWith(func(r *billingv1.ChangeSubscriptionPlanRequest, v string) { r.PriceId = v }), fp},
+		{"launchready.billing.v1.ChangeSubscriptionPlanRequest.proration_behavior", letters, planWith(func(r *billingv1.ChangeSubscriptionPlanRequest, v string) { r.ProrationBehavior = v }), ia},
+		{"launchready.billing.v1.ChangeSubscriptionPlanRequest.reason", letters, planWith(func(r *billingv1.ChangeSubscriptionPlanRequest, v string) { r.Reason = v }), fp},
+	}...)
 	tested := map[protoreflect.FullName]bool{}
 	for _, tc := range cases {
 		tested[tc.field] = true

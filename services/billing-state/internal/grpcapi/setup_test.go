@@ -24,6 +24,7 @@ import (
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/services/billing-state/internal/admin"
 	"github.com/launchready/launchready/services/billing-state/internal/display"
 	"github.com/launchready/launchready/services/billing-state/internal/portal"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
@@ -78,6 +79,8 @@ type setupOptions struct {
 	// portal and returnURLs serve CreatePortalSession.
 	portal     PortalOpener
 	returnURLs portal.ReturnURLs
+	// stripe makes BillingAdminService's actions (none when nil).
+	stripe admin.Stripe
 }
 
 func setup(t *testing.T, o setupOptions) *bundle {
@@ -123,7 +126,8 @@ func setup(t *testing.T, o setupOptions) *bundle {
 	}
 	b.store, b.clock = store, &clock{}
 	viewer := &display.Viewer{Catalogues: cats, Facts: store.DisplayFacts, StaleAfter: o.staleAfter, Now: b.clock.now}
-	gsrv, err := New(o.cfg, Options{Store: store, Display: viewer, Portal: o.portal, ReturnURLs: o.returnURLs, WatchConn: b.watchConn, Tokens: tokens, Registry: b.reg, Stop: stop})
+	gsrv, err := New(o.cfg, Options{Store: store, Display: viewer, Portal: o.portal, ReturnURLs: o.returnURLs, WatchConn: b.watchConn, Tokens: tokens, Registry: b.reg, Stop: stop,
+		Admin: admin.New(b.pool, o.stripe)})
 	if err != nil {
 		t.Fatal(err)
 	}
