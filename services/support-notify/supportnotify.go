@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,10 +17,12 @@ import (
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/redact"
 	"github.com/launchready/launchready/pkg/service"
+	"github.com/launchready/launchready/pkg/stripeapi"
 	"github.com/launchready/launchready/pkg/telemetry"
 	"github.com/launchready/launchready/pkg/vendorhttp"
 
 	"github.com/launchready/launchready/services/support-notify/internal/alerts"
+	"github.com/launchready/launchready/services/support-notify/internal/links"
 	"github.com/launchready/launchready/services/support-notify/internal/metrics"
 	"github.com/launchready/launchready/services/support-notify/internal/rules"
 	"github.com/launchready/launchready/services/support-notify/internal/slack"
@@ -63,6 +66,10 @@ const (
 	// Zendesk plan's limit.
 	DefaultZendeskRateLimit  = 200
 	DefaultZendeskRateWindow = time.Minute
+	// DefaultLinkWait is how long a dispute waits for its charge's
+	// customer: Stripe sends a charge's events within seconds of each
+	// other, in any order.
+	DefaultLinkWait = 20 * time.Second
 )
 
 // Config is everything Run needs.
@@ -108,6 +115,13 @@ type Config struct {
 	// ZENDESK_RATE_WINDOW) is the budget of Zendesk calls per replica.
 	ZendeskRateLimit  int
 	ZendeskRateWindow time.Duration
+	// LinkWait is SUPPORT_LINK_WAIT: how long a dispute that arrives
+	// before its charge waits for the charge's customer to be learned.
+	LinkWait time.Duration
+	// Stripe is STRIPE_API_KEY, STRIPE_API_BASE, STRIPE_API_RATE and
+	// STRIPE_LIVEMODE: with a key, the charge of a dispute whose customer
+	// is still unknown after LinkWait is read from Stripe's API.
+	Stripe stripeapi.Config
 	// MaxEventAge is SUPPORT_MAX_EVENT_AGE: events older than this open no
 	// ticket and send no alert (0 disables the limit). The stream keeps a
 	// month of history and a new durable starts from its beginning; this
@@ -168,6 +182,8 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 		AlertDigestWindow: e.Duration("ALERT_DIGEST_WINDOW", alerts.DefaultWindow),
 		ZendeskRateLimit:  e.Int("ZENDESK_RATE_LIMIT", DefaultZendeskRateLimit),
 		ZendeskRateWindow: e.Duration("ZENDESK_RATE_WINDOW", DefaultZendeskRateWindow),
+		LinkWait:          e.Duration("SUPPORT_LINK_WAIT", DefaultLinkWait),
+		Stripe:            stripeapi.ConfigFromEnv(e),
 	}
 	cfg.Zendesk = zendesk.Config{
 		BaseURL:  e.String("ZENDESK_BASE_URL", ""),
@@ -212,6 +228,9 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	if cfg.AlertDigestWindow <= 0 || cfg.AlertDigestWindow >= cfg.AlertSLO {
 		e.Fail("ALERT_DIGEST_WINDOW: must be positive and shorter than ALERT_SLO (%s), got %s", cfg.AlertSLO, cfg.AlertDigestWindow)
 	}
+	if cfg.LinkWait < 0 || cfg.LinkWait > 10*time.Minute {
+		e.Fail("SUPPORT_LINK_WAIT: must be between 0 and 10m, got %s", cfg.LinkWait)
+	}
 	if cfg.ZendeskRateLimit < 1 {
 		e.Fail("ZENDESK_RATE_LIMIT must be at least 1")
 	}
@@ -250,6 +269,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("alert_slo", c.AlertSLO),
 		slog.Duration("alert_digest_window", c.AlertDigestWindow),
 		slog.Int("zendesk_rate_limit", c.ZendeskRateLimit),
+		slog.Duration("link_wait", c.LinkWait),
+		slog.Any("stripe_api", c.Stripe),
 		slog.Duration("zendesk_rate_window", c.ZendeskRateWindow),
 		slog.Duration("max_event_age", c.MaxEventAge),
 		slog.Int("ticket_concurrency", c.Tickets.Concurrency),
@@ -298,11 +319,19 @@ func Run(ctx context.Context, cfg Config) error {
 		// One consumer per action, so neither waits for the other. Each
 		// durable receives only the event types its rules act on; the
 		// rest of the stream never reaches the service.
-		ticketHandler := &tickets.Handler{Consumer: TicketsDurable, Pool: host.Pool, Rules: set, Desk: desk, Metrics: m, Log: log, MaxAge: cfg.MaxEventAge}
-		alertHandler := &alerts.Handler{Pool: host.Pool, Rules: set, Channel: channel, Metrics: m, Log: log, SLO: slo, MaxAge: cfg.MaxEventAge,
+		resolver := &links.Resolver{Pool: host.Pool, Wait: cfg.LinkWait}
+		if cfg.Stripe.Configured() {
+			api, err := stripeapi.New(cfg.Stripe)
+			if err != nil {
+				return fmt.Errorf("stripe api: %w", err)
+			}
+			resolver.Stripe = api
+		}
+		ticketHandler := &tickets.Handler{Links: resolver, Consumer: TicketsDurable, Pool: host.Pool, Rules: set, Desk: desk, Metrics: m, Log: log, MaxAge: cfg.MaxEventAge}
+		alertHandler := &alerts.Handler{Links: resolver, Pool: host.Pool, Rules: set, Channel: channel, Metrics: m, Log: log, SLO: slo, MaxAge: cfg.MaxEventAge,
 			Window: cfg.AlertDigestWindow}
 		if len(cfg.Tickets.FilterSubjects) == 0 {
-			cfg.Tickets.FilterSubjects = bus.TypeFilterSubjects(cfg.Tickets.Durable, set.Types(rules.Ticket, rules.Resolve))
+			cfg.Tickets.FilterSubjects = bus.TypeFilterSubjects(cfg.Tickets.Durable, withLinkTypes(set.Types(rules.Ticket, rules.Resolve)))
 		}
 		if len(cfg.Alerts.FilterSubjects) == 0 {
 			cfg.Alerts.FilterSubjects = bus.TypeFilterSubjects(cfg.Alerts.Durable, set.Types(rules.Alert))
@@ -314,6 +343,19 @@ func Run(ctx context.Context, cfg Config) error {
 		host.GoConsumer("alerts consumer", bus.NewBatchConsumer(host.JS, cfg.Alerts, alertHandler.HandleBatch, host.ConsumerOptions()))
 		return nil
 	})
+}
+
+// withLinkTypes adds the event types that teach charge → customer links,
+// which the ticket consumer learns from, to the types its rules act on.
+func withLinkTypes(types []string) []string {
+	out := slices.Clone(types)
+	for _, t := range links.Types {
+		if !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // positiveIntOr is n, or def when n is not positive (unset).

@@ -465,7 +465,9 @@ func TestRunFailsFastOnBadDatabaseURL(t *testing.T) {
 // recent created time; everything else is Stripe's own JSON.
 func TestRealStripePayloads(t *testing.T) {
 	t.Parallel()
-	b := setup(t, nil, nil)
+	// The real dispute names a charge no event here teaches: it waits
+	// SUPPORT_LINK_WAIT for the customer, then opens its ticket without.
+	b := setup(t, map[string]string{"SUPPORT_LINK_WAIT": "200ms"}, nil)
 	load := func(name string) *billingv1.BillingEvent {
 		raw, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "fixtures", "stripe", name))
 		if err != nil {
@@ -509,13 +511,16 @@ func TestRealStripePayloads(t *testing.T) {
 }
 
 // TestConsumersReceiveOnlyTheTypesTheirRulesActOn: each durable filters on
-// the event types of its rules, so an event no rule acts on never reaches
-// the service, while a failed payment reaches both.
+// the event types of its rules (and those that teach charge → customer
+// links), so an event no rule acts on never reaches the service, while a
+// failed payment reaches both.
 func TestConsumersReceiveOnlyTheTypesTheirRulesActOn(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil, nil)
 	c := fakes.NewCustomer()
-	b.publish(t, c.CheckoutPaid(time.Now()))
+	// A profile change: no rule acts on it and it teaches no charge link.
+	b.publish(t, &billingv1.BillingEvent{EventId: fakes.ID("evt"), Type: "customer.updated", ObjectType: "customer",
+		CustomerId: c.ID, Email: c.Email, Created: timestamppb.Now()})
 	b.drained(t)
 	delivered := func(durable string) uint64 {
 		cons, err := b.js.Consumer(context.Background(), bus.StreamEvents, durable)
@@ -534,7 +539,7 @@ func TestConsumersReceiveOnlyTheTypesTheirRulesActOn(t *testing.T) {
 	}
 	for _, d := range []string{supportnotify.TicketsDurable, supportnotify.AlertsDurable} {
 		if n := delivered(d); n != 0 {
-			t.Fatalf("%s was delivered stream seq %d: a checkout no rule acts on reached it", d, n)
+			t.Fatalf("%s was delivered stream seq %d: an event no rule acts on reached it", d, n)
 		}
 	}
 	b.publish(t, c.InvoiceFailed(fakes.ID("in"), 1, time.Now()))

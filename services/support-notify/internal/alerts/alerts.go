@@ -24,13 +24,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/pkg/redact"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 
+	"github.com/launchready/launchready/services/support-notify/internal/links"
 	"github.com/launchready/launchready/services/support-notify/internal/metrics"
 	"github.com/launchready/launchready/services/support-notify/internal/render"
 	"github.com/launchready/launchready/services/support-notify/internal/rules"
@@ -65,6 +68,9 @@ type Handler struct {
 	SendTimeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Links finds the customer of a dispute, which names only its charge;
+	// nil leaves such events as they are.
+	Links *links.Resolver
 
 	senderOnce senderOnce
 }
@@ -107,14 +113,48 @@ func (h *Handler) HandleBatch(ctx context.Context, ds []*bus.Delivery) []error {
 			log.WarnContext(d.Context(), "event too old to alert on", "outcome", "too_old", "age", age.Round(time.Second).String())
 			continue
 		}
-		waiting = append(waiting, &ticket{index: i, delivery: d, log: log})
+		waiting = append(waiting, &ticket{index: i, delivery: d, ev: ev, log: log})
 	}
 	if len(waiting) == 0 {
 		return errs
 	}
+	// Alerts naming only a charge wait for its customer apart from the
+	// rest, which leave at once.
+	var ready, naming []*ticket
+	for _, t := range waiting {
+		if h.Links != nil && links.Needs(t.ev) {
+			naming = append(naming, t)
+		} else {
+			ready = append(ready, t)
+		}
+	}
 	s := h.sender()
-	s.enqueue(waiting)
-	s.await(ctx, waiting)
+	var wg sync.WaitGroup
+	if len(naming) > 0 {
+		wg.Go(func() {
+			var each sync.WaitGroup
+			for _, t := range naming {
+				each.Go(func() {
+					named, found, err := h.Links.Name(ctx, t.ev)
+					if err != nil {
+						// The alert still goes, naming the charge.
+						t.log.WarnContext(ctx, "customer of the charge not found", "outcome", "link_error", "error", redact.Error(err))
+						return
+					}
+					t.log.InfoContext(ctx, "customer of the charge", "customer_id", named.GetCustomerId(), "outcome", string(found))
+					t.ev = named
+				})
+			}
+			each.Wait()
+			s.enqueue(naming)
+			s.await(ctx, naming)
+		})
+	}
+	if len(ready) > 0 {
+		s.enqueue(ready)
+		s.await(ctx, ready)
+	}
+	wg.Wait()
 	for _, t := range waiting {
 		errs[t.index] = t.err
 		if t.duplicate {
@@ -128,7 +168,10 @@ func (h *Handler) HandleBatch(ctx context.Context, ds []*bus.Delivery) []error {
 type ticket struct {
 	index    int
 	delivery *bus.Delivery
-	log      *slog.Logger
+	// ev is the delivery's event, with its customer filled in when it
+	// named only a charge.
+	ev  *billingv1.BillingEvent
+	log *slog.Logger
 	// item is the queued alert; deliveries of one event share it.
 	item *item
 	// Set when the ticket is settled.
@@ -136,7 +179,7 @@ type ticket struct {
 	duplicate bool
 }
 
-func (t *ticket) event() *billingv1.BillingEvent { return t.delivery.Event }
+func (t *ticket) event() *billingv1.BillingEvent { return t.ev }
 
 // LogChannel writes alerts to the log, for development.
 type LogChannel struct{ Log *slog.Logger }

@@ -87,3 +87,26 @@ func (c Customer) SubscriptionDeleted(reason, latestInvoice string, created time
 	}
 	return ev
 }
+
+// ChargeSucceeded is the customer's charge ch (with its payment intent)
+// succeeding: the event that teaches support-notify whose charge it is.
+// A customer with no ID is a guest: the charge carries only the billing
+// e-mail.
+func (c Customer) ChargeSucceeded(ch string, created time.Time) *billingv1.BillingEvent {
+	ev := c.base("charge.succeeded", created)
+	ev.ObjectType, ev.ObjectId, ev.ChargeId, ev.PaymentIntentId = "charge", ch, ch, "pi_"+ch[3:]
+	ev.Amount, ev.Currency, ev.Status, ev.SubscriptionId = 15000, "eur", "succeeded", ""
+	return ev
+}
+
+// DisputeOnCharge opens a chargeback on charge ch as Stripe sends it: the
+// dispute names the charge and its payment intent, never the customer.
+func DisputeOnCharge(ch string, amount int64, reason string, created time.Time) *billingv1.BillingEvent {
+	dp := ID("dp")
+	return &billingv1.BillingEvent{
+		EventId: ID("evt"), Type: "charge.dispute.created", Created: timestamppb.New(created), ApiVersion: "2025-03-31.basil",
+		ObjectType: "dispute", ObjectId: dp, DisputeId: dp, ChargeId: ch, PaymentIntentId: "pi_" + ch[3:],
+		Amount: amount, Currency: "eur", DisputeReason: reason, Status: "needs_response",
+		ReceivedAt: timestamppb.New(created.Add(200 * time.Millisecond)),
+	}
+}

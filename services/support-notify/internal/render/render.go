@@ -382,6 +382,14 @@ func Details(ev *billingv1.BillingEvent) string {
 	}
 	line("Plan", Plan(ev))
 	if strings.HasPrefix(ev.GetType(), "charge.dispute.") {
+		line("Charge", ev.GetChargeId())
+		if ev.GetCustomerId() == "" {
+			if ev.GetEmail() != "" {
+				line("Guest payment", "no Stripe customer; billing e-mail "+ev.GetEmail())
+			} else {
+				line("Customer", "not known yet; it is added here once the charge's customer is known")
+			}
+		}
 		line("Dispute reason", humanize(ev.GetDisputeReason()))
 		line("Dispute status", humanize(ev.GetStatus()))
 	} else {
@@ -405,6 +413,20 @@ func Details(ev *billingv1.BillingEvent) string {
 		}
 	}
 	fmt.Fprintf(&b, "\nStripe event %s (%s) at %s.", ev.GetEventId(), ev.GetType(), When(ev.GetCreated().AsTime()))
+	return b.String()
+}
+
+// CustomerFound words the comment that names the customer of a ticket that
+// opened before its charge's customer was known; ev taught the link.
+func CustomerFound(ev *billingv1.BillingEvent, charge string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Customer of charge %s: %s\n", charge, Customer(ev))
+	if id := ev.GetCustomerId(); id != "" {
+		fmt.Fprintf(&b, "Customer id: %s\n%s\n", id, DashboardURL(ev.GetLivemode(), "customers", id))
+	} else if ev.GetEmail() != "" {
+		b.WriteString("No customer: a guest payment.\n")
+	}
+	fmt.Fprintf(&b, "\nLearned from Stripe event %s (%s).", ev.GetEventId(), ev.GetType())
 	return b.String()
 }
 

@@ -57,22 +57,33 @@ func LockObjects(tx *pg.Tx, keys []string) {
 // Start is what a pass reads first, with the objects' locks: whether
 // consumer already finished eventID, and the pending ticket intents about
 // keys, oldest first. One round trip, with BEGIN and the locks.
-func Start(ctx context.Context, tx *pg.Tx, consumer, eventID string, keys []string) (done bool, intents []Intent, err error) {
+//
+// With refs, it also reads the open tickets waiting for the customer of
+// those charges (awaiting), in the same round trip.
+func Start(ctx context.Context, tx *pg.Tx, consumer, eventID string, keys, refs []string) (done bool, intents []Intent, awaiting []AwaitingTicket, err error) {
 	br, err := tx.Send(ctx, func(b *pgx.Batch) {
 		b.Queue(`SELECT EXISTS (SELECT 1 FROM `+q("processed_events")+` WHERE consumer = $1 AND event_id = $2)`, consumer, eventID)
 		queuePendingIntents(b, keys)
+		if len(refs) > 0 {
+			queueAwaiting(b, refs)
+		}
 	})
 	if err != nil {
-		return false, nil, err
+		return false, nil, nil, err
 	}
 	defer br.Close()
 	if err := br.QueryRow().Scan(&done); err != nil {
-		return false, nil, fmt.Errorf("look up processed %s: %w", eventID, err)
+		return false, nil, nil, fmt.Errorf("look up processed %s: %w", eventID, err)
 	}
 	if intents, err = readPendingIntents(br); err != nil {
-		return false, nil, err
+		return false, nil, nil, err
 	}
-	return done, intents, br.Close()
+	if len(refs) > 0 {
+		if awaiting, err = readAwaiting(br); err != nil {
+			return false, nil, nil, err
+		}
+	}
+	return done, intents, awaiting, br.Close()
 }
 
 // Objects is what a pass knows of its objects once pending intents are

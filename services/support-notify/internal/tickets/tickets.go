@@ -30,6 +30,7 @@ import (
 	"github.com/launchready/launchready/pkg/redact"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 
+	"github.com/launchready/launchready/services/support-notify/internal/links"
 	"github.com/launchready/launchready/services/support-notify/internal/metrics"
 	"github.com/launchready/launchready/services/support-notify/internal/render"
 	"github.com/launchready/launchready/services/support-notify/internal/rules"
@@ -58,6 +59,9 @@ type Handler struct {
 	// open a month of tickets. Resolutions always apply, and replays of
 	// dead letters are always handled.
 	MaxAge time.Duration
+	// Links finds the customer of a dispute, which names only its charge;
+	// nil leaves such events as they are.
+	Links *links.Resolver
 	// beforeCommit runs after the desk call, inside the transaction; tests
 	// use it to stage a crash between the Zendesk call and the commit.
 	beforeCommit func(ctx context.Context) error
@@ -75,9 +79,26 @@ func (h *Handler) Handle(ctx context.Context, d *bus.Delivery) error {
 	if ev == nil || ev.GetEventId() == "" {
 		return bus.Permanent(errors.New("tickets: delivery without an event"))
 	}
+	learned := links.Learned(ev)
 	dec := h.Rules.Decide(ev)
 	if !dec.Ticket && !dec.Resolve {
+		if len(learned) > 0 {
+			return h.learnAlone(ctx, ev, learned)
+		}
 		return nil
+	}
+	awaiting := ""
+	if dec.Ticket && h.Links != nil && links.Needs(ev) {
+		named, found, err := h.Links.Name(ctx, ev)
+		if err != nil {
+			return fmt.Errorf("customer of %s: %w", ev.GetEventId(), err)
+		}
+		h.Log.InfoContext(ctx, "customer of the charge", "event_id", ev.GetEventId(), "charge_id", ev.GetChargeId(),
+			"customer_id", named.GetCustomerId(), "outcome", string(found))
+		if found == links.Unknown {
+			awaiting = ev.GetChargeId()
+		}
+		ev = named
 	}
 	if dec.Ticket && ev.GetSource() == billingv1.EventSource_EVENT_SOURCE_SNAPSHOT {
 		// A backfill's snapshot of an object is history, not news: it
@@ -102,7 +123,7 @@ func (h *Handler) Handle(ctx context.Context, d *bus.Delivery) error {
 	// The first pass commits only the intent when a ticket must be
 	// created; the second replays it and records the ticket.
 	for pass := 0; ; pass++ {
-		outcome, ticketID, err = h.attempt(ctx, ev, dec, keys, primary, log)
+		outcome, ticketID, err = h.attempt(ctx, ev, dec, keys, primary, learned, log)
 		if err != nil || outcome != outcomeIntent {
 			break
 		}
@@ -114,6 +135,13 @@ func (h *Handler) Handle(ctx context.Context, d *bus.Delivery) error {
 	if err != nil {
 		log.WarnContext(ctx, "ticket action failed", "action", actionName(dec), "outcome", "error", "error", redact.Error(err))
 		return fmt.Errorf("ticket for %s: %w", ev.GetEventId(), err)
+	}
+	if outcome == "created" && awaiting != "" {
+		// The ticket opened without its customer: the event that teaches
+		// the charge's customer adds it (learn).
+		if err := pg.InTx(ctx, h.Pool, func(tx *pg.Tx) error { store.AwaitCustomer(tx, primary, awaiting); return nil }); err != nil {
+			return fmt.Errorf("ticket for %s: %w", ev.GetEventId(), err)
+		}
 	}
 	switch outcome {
 	case "duplicate":
@@ -127,12 +155,55 @@ func (h *Handler) Handle(ctx context.Context, d *bus.Delivery) error {
 	return nil
 }
 
+// learnAlone records the charge → customer links of an event no rule
+// acts on (a charge, a payment), and adds the customer to the open tickets
+// that were waiting for it.
+func (h *Handler) learnAlone(ctx context.Context, ev *billingv1.BillingEvent, learned []store.ChargeCustomer) error {
+	err := pg.InTx(ctx, h.Pool, func(tx *pg.Tx) error {
+		store.QueueLearnChargeCustomers(tx, learned)
+		awaiting, err := store.TicketsAwaiting(ctx, tx, refsOf(learned))
+		if err != nil {
+			return err
+		}
+		return h.addCustomer(ctx, tx, ev, awaiting)
+	})
+	if err != nil {
+		return fmt.Errorf("charge customer from %s: %w", ev.GetEventId(), err)
+	}
+	return nil
+}
+
+// addCustomer names the customer ev teaches on each ticket that opened
+// before it was known, in an internal comment, and ends their wait.
+func (h *Handler) addCustomer(ctx context.Context, tx *pg.Tx, ev *billingv1.BillingEvent, awaiting []store.AwaitingTicket) error {
+	for _, t := range awaiting {
+		body := render.CustomerFound(ev, t.Charge)
+		err := h.Desk.AddComment(ctx, t.TicketID, body, false, IdempotencyKey(ev.GetEventId(), "customer:"+t.ObjectKey))
+		if err != nil && !errors.Is(err, zendesk.ErrTicketGone) {
+			return fmt.Errorf("add the customer to ticket %d: %w", t.TicketID, err)
+		}
+		store.CustomerFound(tx, t.ObjectKey)
+		h.Log.InfoContext(ctx, "customer added to a waiting ticket", "event_id", ev.GetEventId(), "customer_id", ev.GetCustomerId(),
+			"ticket_id", t.TicketID, "charge_id", t.Charge, "action", "ticket", "outcome", "customer_added")
+	}
+	return nil
+}
+
+func refsOf(learned []store.ChargeCustomer) []string {
+	out := make([]string, len(learned))
+	for i, l := range learned {
+		out[i] = l.Ref
+	}
+	return out
+}
+
 // outcomeIntent means the pass only committed a ticket intent.
 const outcomeIntent = "intent"
 
 // attempt runs one transaction: pending intents about the objects first,
 // then the event's own action.
-func (h *Handler) attempt(ctx context.Context, ev *billingv1.BillingEvent, dec rules.Decision, keys []string, primary string, log *slog.Logger) (string, int64, error) {
+func (h *Handler) attempt(ctx context.Context, ev *billingv1.BillingEvent, dec rules.Decision, keys []string, primary string,
+	learned []store.ChargeCustomer, log *slog.Logger) (string, int64, error) {
 	var outcome string
 	var ticketID int64
 	// Three round trips: BEGIN, the locks, the duplicate check and the
@@ -140,12 +211,16 @@ func (h *Handler) attempt(ctx context.Context, ev *billingv1.BillingEvent, dec r
 	// are; the event's own writes with COMMIT.
 	err := pg.InTx(ctx, h.Pool, func(tx *pg.Tx) error {
 		store.LockObjects(tx, keys)
-		done, intents, err := store.Start(ctx, tx, h.Consumer, ev.GetEventId(), keys)
+		store.QueueLearnChargeCustomers(tx, learned)
+		done, intents, awaiting, err := store.Start(ctx, tx, h.Consumer, ev.GetEventId(), keys, refsOf(learned))
 		if err != nil || done {
 			outcome = "duplicate"
 			return err
 		}
 		if err := h.adoptIntents(ctx, tx, ev, intents, log); err != nil {
+			return err
+		}
+		if err := h.addCustomer(ctx, tx, ev, awaiting); err != nil {
 			return err
 		}
 		obj, err := store.ReadObjects(ctx, tx, keys, ev.GetEventId())

@@ -1,0 +1,162 @@
+package supportnotify_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/pkg/stripeapi/stripefake"
+
+	supportnotify "github.com/launchready/launchready/services/support-notify"
+	"github.com/launchready/launchready/services/support-notify/internal/fakes"
+)
+
+// A dispute names a charge, not a customer. Its urgent ticket and its
+// alert still name the customer's e-mail and id, whether the charge's own
+// event arrives before the dispute or after it (within SUPPORT_LINK_WAIT).
+func TestDisputeTicketAndAlertNameTheCustomerWhicheverComesFirst(t *testing.T) {
+	for _, chargeFirst := range []bool{true, false} {
+		name := "dispute first"
+		if chargeFirst {
+			name = "charge first"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, map[string]string{"SUPPORT_LINK_WAIT": "20s"}, nil)
+			c := fakes.NewCustomer()
+			ch := fakes.ID("ch")
+			charge := c.ChargeSucceeded(ch, time.Now())
+			dispute := fakes.DisputeOnCharge(ch, 15000, "fraudulent", time.Now())
+			if chargeFirst {
+				b.publish(t, charge, dispute)
+			} else {
+				b.publish(t, dispute)
+				// Both consumers hold the dispute before the charge exists.
+				b.inFlight(t, supportnotify.TicketsDurable, supportnotify.AlertsDurable)
+				b.publish(t, charge)
+			}
+			tk := b.zendesk.WaitFor(t, 40*time.Second, "the dispute ticket", count(1))[0]
+			if tk.Priority != "urgent" || tk.Requester.Email != c.Email {
+				t.Errorf("ticket priority %q requester %q, want urgent and %s", tk.Priority, tk.Requester.Email, c.Email)
+			}
+			for _, want := range []string{c.Email, "Customer id: " + c.ID, "Charge: " + ch} {
+				if !strings.Contains(tk.Comments[0].Body, want) {
+					t.Errorf("ticket body lacks %q:\n%s", want, tk.Comments[0].Body)
+				}
+			}
+			msg := alertFor(t, b, dispute.GetEventId())
+			for _, want := range []string{c.Email, c.ID} {
+				if !strings.Contains(string(msg.Raw), want) {
+					t.Errorf("alert lacks %q: %s", want, msg.Raw)
+				}
+			}
+		})
+	}
+}
+
+// A dispute on a guest payment (a charge with no customer) still opens its
+// urgent ticket, naming the charge and its billing e-mail.
+func TestGuestDisputeNamesTheChargeAndBillingEmail(t *testing.T) {
+	t.Parallel()
+	b := setup(t, map[string]string{"SUPPORT_LINK_WAIT": "20s"}, nil)
+	guest := fakes.Customer{Email: fakes.ID("guest") + "@example.com"}
+	ch := fakes.ID("ch")
+	b.publish(t, guest.ChargeSucceeded(ch, time.Now()), fakes.DisputeOnCharge(ch, 15000, "fraudulent", time.Now()))
+	tk := b.zendesk.WaitFor(t, 40*time.Second, "the guest dispute ticket", count(1))[0]
+	if tk.Priority != "urgent" || tk.Requester.Email != guest.Email {
+		t.Errorf("ticket priority %q requester %q, want urgent and %s", tk.Priority, tk.Requester.Email, guest.Email)
+	}
+	for _, want := range []string{"Charge: " + ch, "Guest payment: no Stripe customer; billing e-mail " + guest.Email} {
+		if !strings.Contains(tk.Comments[0].Body, want) {
+			t.Errorf("ticket body lacks %q:\n%s", want, tk.Comments[0].Body)
+		}
+	}
+}
+
+// With STRIPE_API_KEY set, a dispute whose charge is still unknown after
+// SUPPORT_LINK_WAIT reads the charge from Stripe's API.
+func TestUnknownChargeIsReadFromStripe(t *testing.T) {
+	t.Parallel()
+	key := "sk_test_" + randomHex(t)
+	api := stripefake.New(key)
+	t.Cleanup(api.Close)
+	c := fakes.NewCustomer()
+	ch := fakes.ID("ch")
+	if err := api.PutObject([]byte(`{"id":"` + ch + `","object":"charge","created":1764000000,"customer":"` + c.ID +
+		`","billing_details":{"email":"` + c.Email + `","name":"Card Holder"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	b := setup(t, map[string]string{"SUPPORT_LINK_WAIT": "200ms", "STRIPE_API_KEY": key, "STRIPE_API_BASE": api.URL()}, nil)
+	b.publish(t, fakes.DisputeOnCharge(ch, 15000, "fraudulent", time.Now()))
+	tk := b.zendesk.WaitFor(t, 40*time.Second, "the dispute ticket", count(1))[0]
+	if tk.Requester.Email != c.Email || !strings.Contains(tk.Comments[0].Body, "Customer id: "+c.ID) {
+		t.Fatalf("ticket requester %q body:\n%s", tk.Requester.Email, tk.Comments[0].Body)
+	}
+}
+
+// Without a key, a dispute whose charge stays unknown opens its ticket
+// anyway; the charge's event, when it comes, adds the customer to it.
+func TestLateLinkAddsTheCustomerToTheOpenTicket(t *testing.T) {
+	t.Parallel()
+	b := setup(t, map[string]string{"SUPPORT_LINK_WAIT": "100ms"}, nil)
+	c := fakes.NewCustomer()
+	ch := fakes.ID("ch")
+	b.publish(t, fakes.DisputeOnCharge(ch, 15000, "fraudulent", time.Now()))
+	tk := b.zendesk.WaitFor(t, 40*time.Second, "the dispute ticket", count(1))[0]
+	if tk.Priority != "urgent" || !strings.Contains(tk.Comments[0].Body, "Customer: not known yet") {
+		t.Fatalf("ticket without its customer: priority %q body:\n%s", tk.Priority, tk.Comments[0].Body)
+	}
+	b.publish(t, c.ChargeSucceeded(ch, time.Now()))
+	ts := b.zendesk.WaitFor(t, 40*time.Second, "the customer added", func(ts []fakes.ZendeskTicket) bool {
+		return len(ts) == 1 && len(ts[0].Comments) == 2
+	})
+	note := ts[0].Comments[1]
+	if note.Public || !strings.Contains(note.Body, c.Email) || !strings.Contains(note.Body, "Customer id: "+c.ID) {
+		t.Fatalf("comment naming the customer: %+v", note)
+	}
+	var waiting string
+	if err := b.pool.QueryRow(context.Background(), `SELECT awaiting_charge FROM support.tickets`).Scan(&waiting); err != nil || waiting != "" {
+		t.Fatalf("ticket still waits for %q (%v)", waiting, err)
+	}
+}
+
+// alertFor waits for the Slack message naming eventID.
+func alertFor(t *testing.T, b *bundle, eventID string) fakes.SlackMessage {
+	t.Helper()
+	ms := b.slack.WaitFor(t, 40*time.Second, "the alert of "+eventID, func(ms []fakes.SlackMessage) bool {
+		return eventsAlerted(ms)[eventID] > 0
+	})
+	for _, m := range ms {
+		for _, id := range m.EventIDs() {
+			if id == eventID {
+				return m
+			}
+		}
+	}
+	t.Fatalf("no message names %s", eventID)
+	return fakes.SlackMessage{}
+}
+
+// inFlight waits until each durable has taken every published message and
+// not settled at least one.
+func (b *bundle) inFlight(t *testing.T, durables ...string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for _, durable := range durables {
+		for {
+			c, err := b.js.Consumer(context.Background(), bus.StreamEvents, durable)
+			if err == nil {
+				info, err := c.Info(context.Background())
+				if err == nil && info.NumPending == 0 && info.NumAckPending > 0 {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never held the message", durable)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
