@@ -85,6 +85,7 @@ func TestConfigErrors(t *testing.T) {
 		"bad slo":                {map[string]string{"ALERT_SLO": "-1m"}, []string{"ALERT_SLO"}},
 		"missing rules file":     {map[string]string{"SUPPORT_RULES_FILE": "/nonexistent/rules.yaml"}, []string{"SUPPORT_RULES_FILE"}},
 		"digest window past slo": {map[string]string{"ALERT_SLO": "30s", "ALERT_DIGEST_WINDOW": "30s"}, []string{"ALERT_DIGEST_WINDOW"}},
+		"bad link wait":          {map[string]string{"SUPPORT_LINK_WAIT": "-1s"}, []string{"SUPPORT_LINK_WAIT"}},
 		"bad zendesk rate":       {map[string]string{"ZENDESK_RATE_LIMIT": "0", "ZENDESK_RATE_WINDOW": "0s"}, []string{"ZENDESK_RATE_LIMIT", "ZENDESK_RATE_WINDOW"}},
 	}
 	for name, c := range cases {
