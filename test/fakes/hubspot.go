@@ -2,6 +2,7 @@ package fakes
 
 import (
 	"net/http/httptest"
+	"time"
 
 	"github.com/launchready/launchready/services/crm-sync/hubspotfake"
 )
@@ -20,6 +21,10 @@ func NewHubSpot(token string) *HubSpot {
 	h.srv = httptest.NewServer(h.serve(h.Server.Handler()))
 	return h
 }
+
+// SetLatency delays every answer by d (0: none), in this package's layer,
+// so that the call log records when each answer left.
+func (h *HubSpot) SetLatency(d time.Duration) { h.base.SetLatency(d) }
 
 // URL is the base URL for HUBSPOT_BASE_URL.
 func (h *HubSpot) URL() string { return h.srv.URL }

@@ -9,6 +9,16 @@
 // token. Tests program faults (429 with Retry-After, 500, 400, a hang, or
 // an answer lost after the write was applied) and read back what was
 // stored and every request received, with its arrival time.
+//
+// The batch endpoints take up to 100 inputs (contacts and deals
+// batch/upsert and batch/update, the v4 batch association). A bad input
+// (an undefined property, an invalid email, a unique value another record
+// holds, or a record marked bad with RejectRecord) is reported the way
+// SetBatchErrors chooses: one error answer for the whole batch with
+// nothing applied (WholeBatch, the default), or a 207 multi-status that
+// applies the good inputs and lists the bad ones, each error naming its
+// input in context.ids (MultiStatus). SetRateLimit and SetLatency make it
+// as slow as a real portal (100 requests per 10 s, 200 ms an answer).
 package hubspotfake
 
 import (
@@ -62,6 +72,21 @@ type Fault struct {
 	Match func(*http.Request) bool
 }
 
+// BatchErrors is how a batch with bad inputs is answered.
+type BatchErrors int
+
+const (
+	// WholeBatch refuses the whole batch with the first bad input's error
+	// (400, 404 or 409) and applies nothing.
+	WholeBatch BatchErrors = iota
+	// MultiStatus applies the good inputs and answers 207 with an error
+	// per bad input, naming it in context.ids.
+	MultiStatus
+)
+
+// MaxBatchInputs is the most inputs one batch call takes; more answers 400.
+const MaxBatchInputs = 100
+
 type store struct {
 	objects map[string]*Object
 	unique  []string
@@ -84,6 +109,9 @@ type Server struct {
 	writes   int
 	inFlight int
 	maxIn    int
+	latency  time.Duration
+	style    BatchErrors
+	bad      map[string]bool // object + "\x00" + property + "\x00" + value
 
 	srv *httptest.Server
 }
@@ -102,6 +130,7 @@ func New(token string) *Server {
 		},
 		defined: map[string]map[string]bool{"contacts": {}, "deals": {}},
 		assoc:   map[string]map[string]bool{},
+		bad:     map[string]bool{},
 	}
 	for _, p := range []string{"email", "firstname", "lastname", "phone", "company", "lifecyclestage",
 		"stripe_customer_id", "billing_status", "billing_entitled", "plan", "mrr", "current_period_end",
@@ -175,6 +204,30 @@ func (s *Server) SetRateLimit(n int, window time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.limit, s.window = n, window
+}
+
+// SetLatency delays every answer by d, as a distant API does; a client
+// that gives up first ends the wait.
+func (s *Server) SetLatency(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.latency = d
+}
+
+// SetBatchErrors chooses how batches with bad inputs are answered.
+func (s *Server) SetBatchErrors(style BatchErrors) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.style = style
+}
+
+// RejectRecord makes every write of object whose property equals value
+// fail validation (400 INVALID_OPTION), as a record HubSpot will not take
+// would: the test's bad record in a batch.
+func (s *Server) RejectRecord(object, property, value string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.bad[object+"\x00"+property+"\x00"+value] = true
 }
 
 // Undefine removes a property from the portal, so writes that set it are
@@ -309,7 +362,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("PATCH /crm/v3/objects/{object}/{id}", s.patch)
 	mux.HandleFunc("DELETE /crm/v3/objects/{object}/{id}", s.archive)
 	mux.HandleFunc("POST /crm/v3/objects/{object}/batch/upsert", s.upsert)
+	mux.HandleFunc("POST /crm/v3/objects/{object}/batch/update", s.batchUpdate)
 	mux.HandleFunc("PUT /crm/v4/objects/{from}/{fromID}/associations/default/{to}/{toID}", s.associate)
+	mux.HandleFunc("POST /crm/v4/associations/{from}/{to}/batch/associate/default", s.batchAssociate)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		at := s.now()
@@ -331,6 +386,19 @@ func (s *Server) Handler() http.Handler {
 		if s.token != "" && r.Header.Get("Authorization") != "Bearer "+s.token {
 			hsError(rec, http.StatusUnauthorized, "INVALID_AUTHENTICATION", "Authentication credentials not found.")
 			return
+		}
+		s.mu.Lock()
+		latency := s.latency
+		s.mu.Unlock()
+		if latency > 0 {
+			t := time.NewTimer(latency)
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				t.Stop()
+				rec.WriteHeader(499) // the client gave up
+				return
+			}
 		}
 		if retry, limited := s.overLimit(at); limited {
 			rec.Header().Set("Retry-After", retry)
@@ -506,6 +574,11 @@ func (s *Server) validateLocked(object string, self *Object, props map[string]st
 	if e, ok := props["email"]; ok && e != "" && (!strings.Contains(e, "@") || strings.ContainsAny(e, " \t")) {
 		return &apiError{http.StatusBadRequest, "VALIDATION_ERROR", fmt.Sprintf(`Property values were not valid: [{"isValid":false,"message":"Email address %s is invalid","error":"INVALID_EMAIL","name":"email"}]`, e)}
 	}
+	for k, v := range props {
+		if s.bad[object+"\x00"+k+"\x00"+v] {
+			return &apiError{http.StatusBadRequest, "VALIDATION_ERROR", fmt.Sprintf(`Property values were not valid: [{"isValid":false,"message":"%s was not one of the allowed options","error":"INVALID_OPTION","name":"%s"}]`, v, k)}
+		}
+	}
 	for _, u := range s.stores[object].unique {
 		v := props[u]
 		if v == "" {
@@ -633,16 +706,115 @@ type upsertResult struct {
 	New bool `json:"new"`
 }
 
-func (s *Server) upsert(w http.ResponseWriter, r *http.Request) {
+// batchError is one bad input of a 207 multi-status answer.
+type batchError struct {
+	Status   string              `json:"status"`
+	Category string              `json:"category"`
+	Message  string              `json:"message"`
+	Context  map[string][]string `json:"context"`
+}
+
+// batch is one batch call being answered: the style in force, the results
+// of the inputs applied and the errors of the others.
+type batch struct {
+	style   BatchErrors
+	results []any
+	errors  []batchError
+}
+
+// refuse records a bad input. It reports whether the call goes on (only
+// under MultiStatus); under WholeBatch it has answered the call with e.
+func (b *batch) refuse(w http.ResponseWriter, id string, e *apiError) bool {
+	if b.style == WholeBatch {
+		e.write(w)
+		return false
+	}
+	b.errors = append(b.errors, batchError{Status: "error", Category: e.category, Message: e.msg, Context: map[string][]string{"ids": {id}}})
+	return true
+}
+
+// run checks the n inputs of a call and applies the good ones. check
+// returns an input's id and either how to apply it or why it is refused.
+// Under WholeBatch every input is checked before any is applied, so a
+// refused batch changes nothing; under MultiStatus each is checked and
+// applied in turn. It reports whether the call goes on to its answer.
+func (b *batch) run(w http.ResponseWriter, n int, check func(i int) (id string, apply func() any, e *apiError)) bool {
+	var later []func() any
+	for i := range n {
+		id, apply, e := check(i)
+		switch {
+		case e != nil:
+			if !b.refuse(w, id, e) {
+				return false
+			}
+		case b.style == MultiStatus:
+			b.results = append(b.results, apply())
+		default:
+			later = append(later, apply)
+		}
+	}
+	for _, apply := range later {
+		b.results = append(b.results, apply())
+	}
+	return true
+}
+
+func (b *batch) answer(w http.ResponseWriter, now time.Time) {
+	status := http.StatusOK
+	if len(b.errors) > 0 {
+		status = http.StatusMultiStatus
+	}
+	out := map[string]any{"status": "COMPLETE", "results": b.results, "startedAt": now, "completedAt": now}
+	if b.results == nil {
+		out["results"] = []any{}
+	}
+	if len(b.errors) > 0 {
+		out["errors"] = b.errors
+		out["numErrors"] = len(b.errors)
+	}
+	writeJSON(w, status, out)
+}
+
+// decodeBatch reads a batch body and checks its size and that no id
+// appears twice, as HubSpot does before looking at any input.
+func decodeBatch[T any](w http.ResponseWriter, r *http.Request, id func(T) string) ([]T, bool) {
 	var in struct {
-		Inputs []struct {
-			IDProperty string            `json:"idProperty"`
-			ID         string            `json:"id"`
-			Properties map[string]string `json:"properties"`
-		} `json:"inputs"`
+		Inputs []T `json:"inputs"`
 	}
 	if err := json.NewDecoder(r.Body).Decode(&in); err != nil || len(in.Inputs) == 0 {
 		hsError(w, http.StatusBadRequest, "VALIDATION_ERROR", "Invalid input JSON")
+		return nil, false
+	}
+	if len(in.Inputs) > MaxBatchInputs {
+		hsError(w, http.StatusBadRequest, "VALIDATION_ERROR", fmt.Sprintf("Batch input cannot exceed %d inputs", MaxBatchInputs))
+		return nil, false
+	}
+	seen := map[string]bool{}
+	for _, inp := range in.Inputs {
+		k := strings.ToLower(id(inp))
+		if seen[k] {
+			hsError(w, http.StatusBadRequest, "VALIDATION_ERROR", "Duplicate IDs found in batch input: "+id(inp))
+			return nil, false
+		}
+		seen[k] = true
+	}
+	return in.Inputs, true
+}
+
+type upsertInput struct {
+	IDProperty string            `json:"idProperty"`
+	ID         string            `json:"id"`
+	Properties map[string]string `json:"properties"`
+}
+
+// serveBatch answers a batch call on the object named in the path: it
+// decodes the inputs, and under the lock refuses the whole call when
+// whole says so (whatever the style), then runs check over the inputs.
+func serveBatch[T any](s *Server, w http.ResponseWriter, r *http.Request, id func(T) string,
+	whole func(object string, st *store, inputs []T) *apiError,
+	check func(object string, st *store, in T) (string, func() any, *apiError)) {
+	inputs, ok := decodeBatch(w, r, id)
+	if !ok {
 		return
 	}
 	s.mu.Lock()
@@ -652,50 +824,136 @@ func (s *Server) upsert(w http.ResponseWriter, r *http.Request) {
 	if st == nil {
 		return
 	}
-	// Validate every input before applying any, so a refused batch
-	// changes nothing.
-	type plan struct {
-		target *Object
-		props  map[string]string
-	}
-	plans := make([]plan, 0, len(in.Inputs))
-	for _, inp := range in.Inputs {
-		unique := false
-		for _, u := range st.unique {
-			unique = unique || u == inp.IDProperty
-		}
-		if !unique || inp.ID == "" {
-			hsError(w, http.StatusBadRequest, "VALIDATION_ERROR", fmt.Sprintf("idProperty %q is not a unique property of %s", inp.IDProperty, object))
-			return
-		}
-		props := map[string]string{}
-		for k, v := range inp.Properties {
-			props[k] = v
-		}
-		props[inp.IDProperty] = inp.ID
-		target := s.findLocked(object, inp.IDProperty, inp.ID)
-		if e := s.validateLocked(object, target, props); e != nil {
+	if whole != nil {
+		if e := whole(object, st, inputs); e != nil {
 			e.write(w)
 			return
 		}
-		plans = append(plans, plan{target, props})
 	}
-	now := s.now()
-	out := struct {
-		Status      string         `json:"status"`
-		Results     []upsertResult `json:"results"`
-		StartedAt   time.Time      `json:"startedAt"`
-		CompletedAt time.Time      `json:"completedAt"`
-	}{Status: "COMPLETE", StartedAt: now, CompletedAt: now}
-	for _, p := range plans {
-		if p.target == nil {
-			out.Results = append(out.Results, upsertResult{clone(s.createLocked(object, p.props)), true})
-			continue
+	b := &batch{style: s.style}
+	if b.run(w, len(inputs), func(i int) (string, func() any, *apiError) { return check(object, st, inputs[i]) }) {
+		b.answer(w, s.now())
+	}
+}
+
+func (s *Server) upsert(w http.ResponseWriter, r *http.Request) {
+	serveBatch(s, w, r, func(in upsertInput) string { return in.ID },
+		func(object string, st *store, inputs []upsertInput) *apiError {
+			for _, inp := range inputs {
+				unique := false
+				for _, u := range st.unique {
+					unique = unique || u == inp.IDProperty
+				}
+				if !unique || inp.ID == "" {
+					return &apiError{http.StatusBadRequest, "VALIDATION_ERROR", fmt.Sprintf("idProperty %q is not a unique property of %s", inp.IDProperty, object)}
+				}
+			}
+			return nil
+		},
+		func(object string, _ *store, inp upsertInput) (string, func() any, *apiError) {
+			props := map[string]string{}
+			for k, v := range inp.Properties {
+				props[k] = v
+			}
+			props[inp.IDProperty] = inp.ID
+			target := s.findLocked(object, inp.IDProperty, inp.ID)
+			if e := s.validateLocked(object, target, props); e != nil {
+				return inp.ID, nil, e
+			}
+			return inp.ID, func() any { return s.applyUpsertLocked(object, target, props) }, nil
+		})
+}
+
+func (s *Server) applyUpsertLocked(object string, target *Object, props map[string]string) upsertResult {
+	if target == nil {
+		return upsertResult{clone(s.createLocked(object, props)), true}
+	}
+	s.updateLocked(target, props)
+	return upsertResult{clone(target), false}
+}
+
+type updateInput struct {
+	ID         string            `json:"id"`
+	Properties map[string]string `json:"properties"`
+}
+
+// batchUpdate updates records by id; an id that names no live record is
+// a bad input (OBJECT_NOT_FOUND).
+func (s *Server) batchUpdate(w http.ResponseWriter, r *http.Request) {
+	serveBatch(s, w, r, func(in updateInput) string { return in.ID }, nil,
+		func(object string, st *store, inp updateInput) (string, func() any, *apiError) {
+			o := st.objects[inp.ID]
+			if o == nil || o.Archived {
+				return inp.ID, nil, &apiError{http.StatusNotFound, "OBJECT_NOT_FOUND", "Object not found. objectId are usually numeric."}
+			}
+			if e := s.validateLocked(object, o, inp.Properties); e != nil {
+				return inp.ID, nil, e
+			}
+			return inp.ID, func() any {
+				s.updateLocked(o, inp.Properties)
+				return clone(o)
+			}, nil
+		})
+}
+
+type ref struct {
+	ID string `json:"id"`
+}
+
+type associateInput struct {
+	From ref `json:"from"`
+	To   ref `json:"to"`
+}
+
+// batchAssociate is v4's batch default association: each input links
+// from.id to to.id with the default, unlabeled type. A missing record is a
+// bad input.
+func (s *Server) batchAssociate(w http.ResponseWriter, r *http.Request) {
+	inputs, ok := decodeBatch(w, r, func(in associateInput) string { return in.From.ID + ">" + in.To.ID })
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	from, to := r.PathValue("from"), r.PathValue("to")
+	fs, ts := s.stores[from], s.stores[to]
+	if fs == nil || ts == nil {
+		hsError(w, http.StatusBadRequest, "VALIDATION_ERROR", "unknown object type")
+		return
+	}
+	b := &batch{style: s.style}
+	ok = b.run(w, len(inputs), func(i int) (string, func() any, *apiError) {
+		inp := inputs[i]
+		fo, too := fs.objects[inp.From.ID], ts.objects[inp.To.ID]
+		if fo == nil || fo.Archived || too == nil || too.Archived {
+			return inp.From.ID, nil, &apiError{http.StatusNotFound, "OBJECT_NOT_FOUND", "resource not found"}
 		}
-		s.updateLocked(p.target, p.props)
-		out.Results = append(out.Results, upsertResult{clone(p.target), false})
+		return inp.From.ID, func() any { return s.associateLocked(from, inp.From.ID, inp.To.ID) }, nil
+	})
+	if ok {
+		b.answer(w, s.now())
 	}
-	writeJSON(w, http.StatusOK, out)
+}
+
+// associateLocked links a deal and a contact (in either direction) and
+// returns the association as HubSpot reports it.
+func (s *Server) associateLocked(from, fromID, toID string) map[string]any {
+	dealID, contactID := fromID, toID
+	if from == "contacts" {
+		dealID, contactID = toID, fromID
+	}
+	if s.assoc[dealID] == nil {
+		s.assoc[dealID] = map[string]bool{}
+	}
+	if !s.assoc[dealID][contactID] {
+		s.assoc[dealID][contactID] = true
+		s.writes++
+	}
+	return map[string]any{
+		"from":            map[string]string{"id": fromID},
+		"to":              map[string]string{"id": toID},
+		"associationSpec": map[string]any{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 3},
+	}
 }
 
 func (s *Server) associate(w http.ResponseWriter, r *http.Request) {
@@ -713,23 +971,8 @@ func (s *Server) associate(w http.ResponseWriter, r *http.Request) {
 		hsError(w, http.StatusNotFound, "OBJECT_NOT_FOUND", "resource not found")
 		return
 	}
-	dealID, contactID := fromID, toID
-	if from == "contacts" {
-		dealID, contactID = toID, fromID
-	}
-	if s.assoc[dealID] == nil {
-		s.assoc[dealID] = map[string]bool{}
-	}
-	if !s.assoc[dealID][contactID] {
-		s.assoc[dealID][contactID] = true
-		s.writes++
-	}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"status": "COMPLETE",
-		"results": []map[string]any{{
-			"from":            map[string]string{"id": fromID},
-			"to":              map[string]string{"id": toID},
-			"associationSpec": map[string]any{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 3},
-		}},
+		"status":  "COMPLETE",
+		"results": []map[string]any{s.associateLocked(from, fromID, toID)},
 	})
 }
