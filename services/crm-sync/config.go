@@ -23,6 +23,11 @@ import (
 // Durable is the consumer name, in JetStream and in the DLQ subjects.
 const Durable = "crm-sync"
 
+// DefaultBatchSize is how many waiting events one handler call takes when
+// CONSUMER_BATCH_SIZE is unset: a customer's waiting events fold into one
+// document, and up to crm.MaxBatch customers share each vendor call.
+const DefaultBatchSize = 100
+
 // Provider values of CRM_PROVIDER.
 const (
 	ProviderLog     = "log"
@@ -135,6 +140,9 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 		if cfg.Webhook.Secret == "" {
 			e.Fail("CRM_WEBHOOK_SECRET is required when CRM_PROVIDER=webhook")
 		}
+	}
+	if cfg.Consumer.BatchSize == 0 {
+		cfg.Consumer.BatchSize = DefaultBatchSize
 	}
 	if cfg.RateLimit < 1 {
 		e.Fail("CRM_RATE_LIMIT must be at least 1")

@@ -22,6 +22,7 @@ import (
 
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/canonical"
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/crm-sync/crmwebhook"
 	"github.com/launchready/launchready/services/crm-sync/hubspotfake"
 	"github.com/launchready/launchready/services/crm-sync/internal/eventgen"
@@ -228,6 +229,52 @@ func TestRejectionGoesToDLQAndReplaySyncs(t *testing.T) {
 	}
 }
 
+// A backlog handed over in batches, with one record HubSpot refuses (as a
+// 207 multi-status): that customer's events are dead-lettered, alone, and
+// every other customer is synced.
+func TestBadRecordInABatchIsDeadLetteredAlone(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, map[string]string{"CONSUMER_CONCURRENCY": "2"})
+	e.fake.SetBatchErrors(hubspotfake.MultiStatus)
+	var all []eventgen.Journey
+	var evs []*billingv1.BillingEvent
+	for i := range 6 {
+		js, more := journeys(t, fmt.Sprintf("bb%d", i))
+		all = append(all, js...)
+		evs = append(evs, more...)
+	}
+	bad := all[len(all)/2]
+	e.fake.RejectRecord("contacts", "stripe_customer_id", bad.CustomerID)
+	e.publish(evs...)
+	e.start(nil)
+	eventually(t, 60*time.Second, "every event settled", func() (bool, string) {
+		n, d := e.processed(), len(e.deadLetters())
+		return n+d == len(evs) && d > 0, fmt.Sprintf("processed %d, dead letters %d of %d", n, d, len(evs))
+	})
+	for _, dl := range e.deadLetters() {
+		var owner string
+		for _, ev := range bad.Events {
+			if ev.GetEventId() == dl.EventID {
+				owner = bad.CustomerID
+			}
+		}
+		if owner == "" {
+			t.Errorf("dead letter %s (%s) is not the bad record's", dl.EventID, dl.Error)
+		}
+		if !strings.Contains(dl.Error, "INVALID_OPTION") {
+			t.Errorf("dead letter reason %q lacks HubSpot's", dl.Error)
+		}
+	}
+	if _, found := e.fake.Find("contacts", "stripe_customer_id", bad.CustomerID); found {
+		t.Errorf("the bad record reached HubSpot")
+	}
+	for _, j := range all {
+		if j.CustomerID != bad.CustomerID {
+			eventgen.CheckHubSpot(t, e.fake, j, j.Events, canonical.DefaultPolicy())
+		}
+	}
+}
+
 // A CRM that hangs: calls time out and are retried with backoff, no more
 // calls are in flight than workers, and publishing is never held up.
 func TestHangingCRMTimesOutWithBoundedConcurrency(t *testing.T) {
@@ -254,16 +301,18 @@ func TestHangingCRMTimesOutWithBoundedConcurrency(t *testing.T) {
 }
 
 // The webhook adapter: a receiver that knows only the documented scheme
-// accepts every request, and a retried change carries the same key.
+// accepts every request, and a retried change carries the same keys.
 func TestWebhookProviderSignsAndKeepsIdempotencyKey(t *testing.T) {
 	t.Parallel()
 	whsecret := secret(t, "lrwh_")
-	type seen struct {
-		key, kind, object string
-		status            int
+	type doc struct{ key, kind, object string }
+	type post struct {
+		key    string
+		docs   []doc
+		status int
 	}
 	var mu sync.Mutex
-	var got []seen
+	var got []post
 	failed := false
 	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -278,36 +327,42 @@ func TestWebhookProviderSignsAndKeepsIdempotencyKey(t *testing.T) {
 		if err := crmwebhook.Verify(whsecret, r.Header.Get("Launchready-Signature"), append(body, ' '), 0, time.Now()); err == nil {
 			t.Error("crmwebhook.Verify accepted a changed body")
 		}
-		var doc struct {
-			Kind     string `json:"kind"`
-			EventID  string `json:"event_id"`
-			Customer *struct {
-				CustomerID string `json:"customer_id"`
-				Status     string `json:"billing_status"`
-			} `json:"customer"`
-			Subscription *struct {
-				SubscriptionID string `json:"subscription_id"`
-			} `json:"subscription"`
+		var batch struct {
+			Documents []struct {
+				Kind     string `json:"kind"`
+				EventID  string `json:"event_id"`
+				Key      string `json:"idempotency_key"`
+				Customer *struct {
+					CustomerID string `json:"customer_id"`
+					Status     string `json:"billing_status"`
+				} `json:"customer"`
+				Subscription *struct {
+					SubscriptionID string `json:"subscription_id"`
+				} `json:"subscription"`
+			} `json:"documents"`
 		}
-		if err := json.Unmarshal(body, &doc); err != nil {
-			t.Errorf("document: %v", err)
+		if err := json.Unmarshal(body, &batch); err != nil || len(batch.Documents) == 0 {
+			t.Errorf("body %s: %v", body, err)
 		}
-		obj := ""
-		if doc.Customer != nil {
-			obj = doc.Customer.CustomerID
-		}
-		if doc.Subscription != nil {
-			obj = doc.Subscription.SubscriptionID
+		p := post{key: r.Header.Get("Idempotency-Key"), status: http.StatusOK}
+		for _, d := range batch.Documents {
+			obj := ""
+			if d.Customer != nil {
+				obj = d.Customer.CustomerID
+			}
+			if d.Subscription != nil {
+				obj = d.Subscription.SubscriptionID
+			}
+			p.docs = append(p.docs, doc{key: d.Key, kind: d.Kind, object: obj})
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		s := seen{key: r.Header.Get("Idempotency-Key"), kind: doc.Kind, object: obj, status: http.StatusOK}
 		if !failed {
 			failed = true
-			s.status = http.StatusInternalServerError
+			p.status = http.StatusInternalServerError
 		}
-		got = append(got, s)
-		w.WriteHeader(s.status)
+		got = append(got, p)
+		w.WriteHeader(p.status)
 	}))
 	defer recv.Close()
 	e := newEnv(t, map[string]string{
@@ -328,17 +383,19 @@ func TestWebhookProviderSignsAndKeepsIdempotencyKey(t *testing.T) {
 	if len(got) < 2 || got[0].status != 500 || got[1].status != 200 {
 		t.Fatalf("deliveries %+v; want a 500 then a 200", got)
 	}
-	if got[0].key == "" || got[0].key != got[1].key || got[0].object != got[1].object {
-		t.Fatalf("retry changed the Idempotency-Key: %q then %q", got[0].key, got[1].key)
+	if got[0].key == "" || got[0].key != got[1].key || fmt.Sprint(got[0].docs) != fmt.Sprint(got[1].docs) {
+		t.Fatalf("the retry changed its keys: %+v then %+v", got[0], got[1])
 	}
 	keys := map[string]bool{}
 	kinds := map[string]int{}
-	for _, s := range got[1:] {
-		if keys[s.key] {
-			t.Errorf("key %s delivered successfully twice", s.key)
+	for _, p := range got[1:] {
+		for _, d := range p.docs {
+			if d.key == "" || keys[d.key] {
+				t.Errorf("document key %q delivered successfully twice (or empty)", d.key)
+			}
+			keys[d.key] = true
+			kinds[d.kind]++
 		}
-		keys[s.key] = true
-		kinds[s.kind]++
 	}
 	if kinds["customer"] == 0 || kinds["subscription"] != 1 {
 		t.Errorf("documents by kind %v; want customer changes and one subscription", kinds)

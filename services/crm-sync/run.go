@@ -12,6 +12,7 @@ import (
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/logging"
 	"github.com/launchready/launchready/pkg/service"
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/crm-sync/internal/crm"
 	"github.com/launchready/launchready/services/crm-sync/internal/store"
 	"github.com/launchready/launchready/services/crm-sync/internal/syncer"
@@ -49,7 +50,11 @@ func Run(ctx context.Context, cfg Config) error {
 		})
 		opts := host.ConsumerOptions()
 		opts.DrainTimeout = cfg.DrainTimeout
-		host.GoConsumer("consumer", bus.NewConsumer(host.JS, cfg.Consumer, sy.SyncDelivery, opts))
+		// One customer's events go to one worker, so the events waiting
+		// for a customer arrive in one batch and fold into one push, and
+		// workers seldom wait for each other's turn.
+		opts.PartitionKey = billingv1.EncodedCustomerID
+		host.GoConsumer("consumer", bus.NewBatchConsumer(host.JS, cfg.Consumer, sy.SyncBatch, opts))
 		return nil
 	})
 }

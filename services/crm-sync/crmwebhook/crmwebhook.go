@@ -14,8 +14,10 @@ import (
 const (
 	SignatureHeader   = "Launchready-Signature"
 	IdempotencyHeader = "Idempotency-Key"
-	EventIDHeader     = "Launchready-Event-Id"
 )
+
+// MaxDocuments is the most documents one POST carries.
+const MaxDocuments = 100
 
 // DefaultTolerance is how far a timestamp may be from the receiver's clock
 // when Verify is given a tolerance of 0.
@@ -115,5 +117,19 @@ func IdempotencyKey(eventID, kind, objectID string, body []byte) string {
 		h.Write([]byte{0})
 	}
 	h.Write(body)
+	return "lrcrm_" + hex.EncodeToString(h.Sum(nil))[:40]
+}
+
+// BatchKey derives the Idempotency-Key of one POST from the keys of the
+// documents it carries, in order: a retry of the same POST carries the same
+// key. A retry may also carry fewer documents (a refused POST is split), so
+// receivers dedupe on each document's idempotency_key as well.
+func BatchKey(documentKeys []string) string {
+	h := sha256.New()
+	h.Write([]byte("launchready-crm-batch/1"))
+	for _, k := range documentKeys {
+		h.Write([]byte{0})
+		h.Write([]byte(k))
+	}
 	return "lrcrm_" + hex.EncodeToString(h.Sum(nil))[:40]
 }

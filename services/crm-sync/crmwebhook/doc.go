@@ -4,12 +4,13 @@
 //
 // # Request
 //
-// Each change is one HTTP POST to CRM_WEBHOOK_URL with a JSON body
-// (Content-Type: application/json) and these headers:
+// Changes are sent as HTTP POSTs to CRM_WEBHOOK_URL, each with a JSON body
+// {"documents": [...]} holding up to MaxDocuments documents (one per
+// customer or subscription that changed, each with its own
+// "idempotency_key"), Content-Type: application/json and these headers:
 //
 //	Launchready-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>
-//	Idempotency-Key:       <key>
-//	Launchready-Event-Id:  <Stripe event id that caused the change>
+//	Idempotency-Key:       <key of the POST, see BatchKey>
 //
 // # Signature
 //
@@ -32,21 +33,26 @@
 // This is the scheme Stripe uses for its own webhooks, under a different
 // header name. Verify implements it for Go receivers.
 //
-// # Idempotency-Key
+// # Idempotency keys
 //
-// The key names one change: it is derived from the Stripe event id, the
-// object the change is about (customer or subscription) and the content of
-// the document, so a retry of the same change (after a timeout, a 5xx, or a
-// crash of crm-sync before it recorded the delivery) carries the same key,
-// and a receiver that stores keys it has applied can drop the repeat. A
-// later event produces a new key. The timestamp is not part of the key: a
-// retry is signed anew, with a fresh t.
+// A document's idempotency_key names one change: it is derived from the
+// Stripe event id, the object the change is about (customer or
+// subscription) and the content of the document (IdempotencyKey), so a
+// retry of the same change (after a timeout, a 5xx, or a crash of crm-sync
+// before it recorded the delivery) carries the same key, and a receiver
+// that stores keys it has applied can drop the repeat. A later event
+// produces a new key. The Idempotency-Key header is derived from the
+// documents' keys (BatchKey); since a retry may carry a different set of
+// documents, receivers dedupe on the documents' keys. The timestamp is not
+// part of any key: a retry is signed anew, with a fresh t.
 //
 // # Answers
 //
-// Any 2xx means applied. 429 with Retry-After defers the retry by that
-// long; 5xx, timeouts and refused connections are retried with exponential
-// backoff; any other 4xx dead-letters the change with the response body as
-// its reason (`launchready dlq list`, then `launchready dlq replay` once the
-// receiver is fixed).
+// Any 2xx means every document applied. 429 with Retry-After defers the
+// retry by that long; 5xx, timeouts and refused connections are retried
+// with exponential backoff; any other 4xx says a document cannot be taken:
+// the POST is halved and each half sent again until the document stands
+// alone, and its change is dead-lettered with the response body as its
+// reason (`launchready dlq list`, then `launchready dlq replay` once the
+// receiver is fixed), while the others are applied.
 package crmwebhook

@@ -103,6 +103,12 @@ func TestMoney(t *testing.T) {
 	}
 }
 
+// sync1 pushes one change alone.
+func sync1(a crm.Adapter, ctx context.Context, ch *crm.Change) (crm.Result, error) {
+	out := a.Sync(ctx, []*crm.Change{ch})[0]
+	return out.Result, out.Err
+}
+
 func newHubSpot(t *testing.T) (*crm.HubSpot, *hubspotfake.Server) {
 	t.Helper()
 	tok := token(t)
@@ -119,14 +125,14 @@ func TestHubSpotEmailArrivesAfterIDOnlyContact(t *testing.T) {
 	hs, fake := newHubSpot(t)
 	ctx := context.Background()
 	c := crm.Contact{CustomerID: "cus_A", Status: "trialing"}
-	res, err := hs.Sync(ctx, &crm.Change{EventID: "evt_1", Contact: c, ContactChanged: true})
+	res, err := sync1(hs, ctx, &crm.Change{EventID: "evt_1", Contact: c, ContactChanged: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	first := res.ContactCRMID
 	// Lost id (a crash before it was stored): the email is now known.
 	c.Email, c.Status = "a@example.com", "active"
-	res, err = hs.Sync(ctx, &crm.Change{EventID: "evt_2", Contact: c, ContactChanged: true})
+	res, err = sync1(hs, ctx, &crm.Change{EventID: "evt_2", Contact: c, ContactChanged: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +178,7 @@ func TestHubSpotMergesIntoExistingLead(t *testing.T) {
 	}
 	c := crm.NewClient(crm.ClientConfig{Vendor: "hubspot", Limit: 1000, Window: time.Second})
 	hs := crm.NewHubSpot(c, crm.HubSpotConfig{BaseURL: fake.URL(), Token: tok})
-	res, err := hs.Sync(context.Background(), &crm.Change{EventID: "evt_1", ContactChanged: true,
+	res, err := sync1(hs, context.Background(), &crm.Change{EventID: "evt_1", ContactChanged: true,
 		Contact: crm.Contact{CustomerID: "cus_B", Email: "lead@example.com", Status: "active"}})
 	if err != nil {
 		t.Fatal(err)
@@ -189,7 +195,7 @@ func TestHubSpotDealUpsertAndAssociation(t *testing.T) {
 	ch := &crm.Change{EventID: "evt_1", ContactChanged: true,
 		Contact: crm.Contact{CustomerID: "cus_C", Email: "c@example.com", Status: "active"},
 		Deals:   []crm.DealChange{{Changed: true, Deal: crm.Deal{SubscriptionID: "sub_C", CustomerID: "cus_C", Status: "past_due", MonthlyAmount: 1999, Currency: "usd", Plan: "price_x"}}}}
-	res, err := hs.Sync(ctx, ch)
+	res, err := sync1(hs, ctx, ch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,14 +213,14 @@ func TestHubSpotDealUpsertAndAssociation(t *testing.T) {
 	for _, r := range fake.Requests() {
 		paths = append(paths, r.Method+" "+r.Path)
 	}
-	want := "PUT /crm/v4/objects/deals/" + deal.ID + "/associations/default/contacts/" + res.ContactCRMID
+	want := "POST /crm/v4/associations/deals/contacts/batch/associate/default"
 	if len(paths) != 3 || paths[2] != want {
 		t.Fatalf("calls %v; want contact upsert, deal upsert, %s", paths, want)
 	}
 	// Known ids and nothing changed but the deal: one call.
 	ch2 := &crm.Change{EventID: "evt_2", ContactCRMID: res.ContactCRMID, Contact: ch.Contact,
 		Deals: []crm.DealChange{{Changed: true, CRMID: deal.ID, AssociatedTo: res.ContactCRMID, Deal: crm.Deal{SubscriptionID: "sub_C", CustomerID: "cus_C", Status: "canceled"}}}}
-	if _, err := hs.Sync(ctx, ch2); err != nil {
+	if _, err := sync1(hs, ctx, ch2); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(fake.Requests()); n != 4 {
@@ -229,7 +235,7 @@ func TestHubSpotDealUpsertAndAssociation(t *testing.T) {
 func TestHubSpotMultiStatusErrorIsPermanent(t *testing.T) {
 	hs, fake := newHubSpot(t)
 	fake.Inject(hubspotfake.Fault{Status: 207, Body: `{"status":"COMPLETE","results":[],"errors":[{"status":"error","category":"VALIDATION_ERROR","message":"Property values were not valid"}],"numErrors":1}`})
-	_, err := hs.Sync(context.Background(), &crm.Change{EventID: "evt_1", Contact: crm.Contact{CustomerID: "cus_D", Status: "none"}, ContactChanged: true})
+	_, err := sync1(hs, context.Background(), &crm.Change{EventID: "evt_1", Contact: crm.Contact{CustomerID: "cus_D", Status: "none"}, ContactChanged: true})
 	if !bus.IsPermanent(err) || !strings.Contains(err.Error(), "VALIDATION_ERROR") {
 		t.Fatalf("err %v; want a permanent validation error", err)
 	}
@@ -243,11 +249,11 @@ func TestDeferredWhenPauseIsLongerThanMaxWait(t *testing.T) {
 	hs := crm.NewHubSpot(c, crm.HubSpotConfig{BaseURL: fake.URL(), Token: tok})
 	fake.Inject(hubspotfake.Fault{Status: 429, RetryAfter: "30"})
 	ch := &crm.Change{EventID: "evt_1", Contact: crm.Contact{CustomerID: "cus_E", Status: "none"}, ContactChanged: true}
-	if _, err := hs.Sync(context.Background(), ch); err == nil || bus.IsPermanent(err) {
+	if _, err := sync1(hs, context.Background(), ch); err == nil || bus.IsPermanent(err) {
 		t.Fatalf("429: %v", err)
 	}
 	// Every worker now sits the pause out without calling HubSpot.
-	res, err := hs.Sync(context.Background(), ch)
+	res, err := sync1(hs, context.Background(), ch)
 	if !errors.Is(err, vendorhttp.ErrDeferred) {
 		t.Fatalf("during the pause: %v", err)
 	}

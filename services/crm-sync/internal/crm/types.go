@@ -109,8 +109,12 @@ type Adapter interface {
 	// TracksRecords reports whether the CRM returns record ids that must
 	// exist (contact, deal, association) before a change counts as synced.
 	TracksRecords() bool
-	// Sync pushes ch. The error is nil, a bus.Permanent (dead letter), a
-	// bus.RetryAfter (vendor asked to wait) or a plain error (retry with
-	// backoff).
-	Sync(ctx context.Context, ch *Change) (Result, error)
+	// Sync pushes the changes of several customers (one change each) in as
+	// few calls as the CRM takes, at most MaxBatch inputs a call, and
+	// returns one Outcome per change, in order. An Outcome's error is nil,
+	// a bus.Permanent (the CRM refused that customer's record: it fails
+	// alone, the others are pushed), a bus.RetryAfter (the vendor asked to
+	// wait) or a plain error (retry with backoff); a transient failure
+	// fails every change not pushed in full by then.
+	Sync(ctx context.Context, chs []*Change) []Outcome
 }

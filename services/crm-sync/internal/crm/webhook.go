@@ -27,6 +27,14 @@ type Document struct {
 	AsOf         time.Time `json:"as_of"`
 	Customer     *Contact  `json:"customer,omitempty"`
 	Subscription *Deal     `json:"subscription,omitempty"`
+	// IdempotencyKey names this change of this object (see
+	// crmwebhook.IdempotencyKey, derived from the document without it).
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+}
+
+// Batch is the body of one webhook POST.
+type Batch struct {
+	Documents []Document `json:"documents"`
 }
 
 // Documents returns the documents of a change: the customer when it
@@ -66,8 +74,8 @@ type WebhookConfig struct {
 	Now func() time.Time
 }
 
-// Webhook posts one signed JSON document per change (see package
-// crmwebhook for the scheme).
+// Webhook posts signed JSON documents, up to crmwebhook.MaxDocuments a
+// POST (see package crmwebhook for the scheme).
 type Webhook struct {
 	c   *vendorhttp.Client
 	cfg WebhookConfig
@@ -87,37 +95,78 @@ func (w *Webhook) Name() string { return "webhook" }
 // TracksRecords is false: a receiver keeps its own records.
 func (w *Webhook) TracksRecords() bool { return false }
 
-// Sync posts each document in turn and stops at the first failure; the
-// retry re-posts every document of the change with the same keys, which a
-// receiver that keeps keys drops.
-func (w *Webhook) Sync(ctx context.Context, ch *Change) (Result, error) {
-	res := Result{ContactCRMID: ch.ContactCRMID, Deals: map[string]DealResult{}}
-	for _, doc := range Documents(ch) {
-		body, err := json.Marshal(doc)
-		if err != nil {
-			return res, fmt.Errorf("webhook encode %s: %w", ch.EventID, err)
-		}
-		key := crmwebhook.IdempotencyKey(doc.EventID, doc.Kind, doc.ObjectID(), body)
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.cfg.URL, bytes.NewReader(body))
-		if err != nil {
-			return res, fmt.Errorf("webhook request: %w", err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("User-Agent", "launchready-crm-sync/1")
-		req.Header.Set(crmwebhook.IdempotencyHeader, key)
-		req.Header.Set(crmwebhook.EventIDHeader, doc.EventID)
-		req.Header.Set(crmwebhook.SignatureHeader, crmwebhook.Sign(w.cfg.Secret, body, w.cfg.Now()))
-		op := "POST " + doc.Kind
-		resp, calls, err := w.c.Do(ctx, op, req)
-		res.Calls = append(res.Calls, logCalls(calls, doc.ObjectID())...)
-		if err != nil {
-			return res, err
-		}
-		if err := w.c.Classify(op, resp); err != nil {
-			return res, err
+// webhookDoc is one document to post and the change it belongs to.
+type webhookDoc struct {
+	change int
+	doc    Document
+}
+
+// Sync posts the documents of every change, in POSTs of at most
+// crmwebhook.MaxDocuments. A POST the receiver refuses with a 4xx is split
+// until the document it refuses stands alone, which fails that change; a
+// retry re-posts the documents with the same keys, which a receiver that
+// keeps keys drops.
+func (w *Webhook) Sync(ctx context.Context, chs []*Change) []Outcome {
+	outs := newOutcomes(chs)
+	var docs []webhookDoc
+	for i, ch := range chs {
+		for _, doc := range Documents(ch) {
+			body, err := json.Marshal(doc)
+			if err != nil {
+				outs[i].Err = fmt.Errorf("webhook encode %s: %w", ch.EventID, err)
+				break
+			}
+			doc.IdempotencyKey = crmwebhook.IdempotencyKey(doc.EventID, doc.Kind, doc.ObjectID(), body)
+			docs = append(docs, webhookDoc{i, doc})
 		}
 	}
-	return res, nil
+	err := inBatches(docs, nil, func(part []webhookDoc) error {
+		var pending []webhookDoc
+		for _, d := range part {
+			if outs[d.change].Err == nil {
+				pending = append(pending, d)
+			}
+		}
+		return w.post(ctx, pending, outs)
+	}, func(d webhookDoc, err error) { outs[d.change].Err = err })
+	if err != nil {
+		return failRest(outs, err)
+	}
+	return outs
+}
+
+// post sends one POST of documents and logs it on each of their changes.
+func (w *Webhook) post(ctx context.Context, part []webhookDoc, outs []Outcome) error {
+	if len(part) == 0 {
+		return nil
+	}
+	batch := Batch{Documents: make([]Document, len(part))}
+	keys := make([]string, len(part))
+	for j, d := range part {
+		batch.Documents[j] = d.doc
+		keys[j] = d.doc.IdempotencyKey
+	}
+	body, err := json.Marshal(batch)
+	if err != nil {
+		return fmt.Errorf("webhook encode: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.cfg.URL, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("webhook request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "launchready-crm-sync/1")
+	req.Header.Set(crmwebhook.IdempotencyHeader, crmwebhook.BatchKey(keys))
+	req.Header.Set(crmwebhook.SignatureHeader, crmwebhook.Sign(w.cfg.Secret, body, w.cfg.Now()))
+	const op = "POST documents"
+	resp, calls, err := w.c.Do(ctx, op, req)
+	for _, d := range part {
+		outs[d.change].Result.Calls = append(outs[d.change].Result.Calls, logCalls(calls, d.doc.ObjectID())...)
+	}
+	if err != nil {
+		return err
+	}
+	return w.c.Classify(op, resp)
 }
 
 // Log writes what it would send, as JSON through slog: the development
@@ -133,9 +182,16 @@ func (l *Log) Name() string { return "log" }
 // TracksRecords is false.
 func (l *Log) TracksRecords() bool { return false }
 
-// Sync logs each document of the change.
-func (l *Log) Sync(ctx context.Context, ch *Change) (Result, error) {
-	res := Result{ContactCRMID: ch.ContactCRMID, Deals: map[string]DealResult{}}
+// Sync logs each document of every change.
+func (l *Log) Sync(ctx context.Context, chs []*Change) []Outcome {
+	outs := newOutcomes(chs)
+	for i, ch := range chs {
+		l.logChange(ctx, ch, &outs[i].Result)
+	}
+	return outs
+}
+
+func (l *Log) logChange(ctx context.Context, ch *Change, res *Result) {
 	for _, doc := range Documents(ch) {
 		if doc.Customer != nil && doc.Customer.Email != "" {
 			c := *doc.Customer
@@ -152,7 +208,6 @@ func (l *Log) Sync(ctx context.Context, ch *Change) (Result, error) {
 			slog.Any("document", doc))
 		res.Calls = append(res.Calls, Call{Op: "log " + doc.Kind, Object: doc.ObjectID(), Outcome: vendorhttp.OutcomeOK})
 	}
-	return res, nil
 }
 
 func subscriptionOf(d Document) string {

@@ -140,6 +140,9 @@ func mergePurchase(tx *pg.Tx, f purchaseFacts) {
 	if f.key == "" {
 		return
 	}
+	if f.customerID != "" {
+		lockPayment(tx, f.chargeID, f.paymentIntentID)
+	}
 	tx.Queue("merge purchase "+f.key, `
 		INSERT INTO crm.purchases (purchase_key, customer_id, checkout_session_id, payment_intent_id, charge_id,
 			from_checkout, paid, awaiting_async, async_failed,
@@ -170,11 +173,24 @@ func mapCharge(tx *pg.Tx, customerID string, link canonical.ChargeLink) {
 	if link.ChargeID == "" || customerID == "" {
 		return
 	}
+	lockPayment(tx, link.ChargeID, link.PaymentIntentID)
 	tx.Queue("map charge "+link.ChargeID, `
 		INSERT INTO crm.charges (charge_id, customer_id, payment_intent_id) VALUES ($1, $2, $3)
 		ON CONFLICT (charge_id) DO UPDATE SET
 			payment_intent_id = GREATEST(crm.charges.payment_intent_id, EXCLUDED.payment_intent_id)`,
 		link.ChargeID, customerID, link.PaymentIntentID)
+}
+
+// lockPayment takes, until the transaction ends, the lock of each charge
+// or payment intent named: a transaction that ties one to a customer and
+// one that keeps an event on it while its customer is unknown take turns,
+// so the later of them sees the other (see keepUnresolved).
+func lockPayment(tx *pg.Tx, ids ...string) {
+	for _, id := range ids {
+		if id != "" {
+			tx.Queue("lock payment "+id, `SELECT pg_advisory_xact_lock(hashtext('crm-sync'), hashtext($1))`, "payment:"+id)
+		}
+	}
 }
 
 // resolveCustomer finds the customer of an event that may not name one

@@ -8,7 +8,7 @@
 // called: a slow vendor costs workers, never the pool. One delivery runs
 // in three steps:
 //
-//  1. intent, one short transaction under a per-customer advisory lock:
+//  1. intent, one short transaction under per-customer advisory locks:
 //     check processed_events, apply the event to the mirror, derive the
 //     customer's documents and compare them with what the CRM holds; if
 //     nothing is missing, record the event processed ("unchanged") and
@@ -30,12 +30,12 @@
 // documents or newer ones. Every write is keyed by something the CRM keeps
 // unique, so the second write lands on the record the first one made:
 // HubSpot contacts are upserted by email or by the unique
-// stripe_customer_id property (or patched by the id remembered from an
+// stripe_customer_id property (or updated by the id remembered from an
 // earlier settled push), deals are upserted by the unique
-// stripe_subscription_id property, the association is an idempotent PUT,
-// and webhook documents carry an Idempotency-Key derived from the event and
-// the content, which receivers dedupe on (with the event id, and as_of to
-// drop an older document). Ids learned by a failed delivery are saved in
+// stripe_subscription_id property, an association that exists already is
+// left as it is, and each webhook document carries an idempotency key
+// derived from the event and the content, which receivers dedupe on (with
+// the event id, and as_of to drop an older document). Ids learned by a failed delivery are saved in
 // its outcome transaction, so the retry patches instead of searching.
 //
 // # Per-customer order without a lock held across the call
@@ -53,17 +53,24 @@
 // holds is cleared, so the next event pushes too. An older state therefore
 // never stays in the CRM over a newer one.
 //
-// # Room for batches
+// # Batches
 //
-// The three steps are per customer but not per call: a later batching
-// step can open intents for many customers in one transaction, make one
-// vendor call for all their documents, and settle each customer's intent
-// from its part of the answer, with the same guarantees.
+// The consumer hands over what is waiting, up to CONSUMER_BATCH_SIZE
+// deliveries, with one customer's events always going to the same worker.
+// The events of one customer fold into one derived document, since only
+// the newest state matters: step 1 applies them all to the mirror and
+// opens one intent per customer, for every customer of the batch in one
+// transaction; step 2 is one adapter call for all their documents (a few
+// vendor calls of up to 100 inputs); step 3 settles every customer from its
+// part of the answer, in one transaction, and records all of its events. A
+// record the CRM refuses fails its own customer's deliveries (dead
+// letters) and nothing else. If step 1 fails for the batch, it is run again
+// per customer, then per event, so one event the mirror cannot take is
+// retried or dead-lettered alone.
 package syncer
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -74,17 +81,12 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/canonical"
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/redact"
-	"github.com/launchready/launchready/pkg/telemetry"
-	"github.com/launchready/launchready/pkg/vendorhttp"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/crm-sync/internal/crm"
 )
@@ -133,291 +135,6 @@ func New(o Options) *Syncer {
 	return &Syncer{o: o}
 }
 
-// SyncDelivery syncs one bus delivery: it checks that the delivery
-// carries an event, syncs it, and tells the bus when it was a duplicate.
-func (s *Syncer) SyncDelivery(ctx context.Context, d *bus.Delivery) error {
-	if d == nil || d.Event == nil || d.Event.GetEventId() == "" {
-		return bus.Permanent(errors.New("crm-sync: delivery without an event"))
-	}
-	outcome, err := s.SyncEvent(ctx, d.Event, d.Delivered)
-	if err == nil && outcome == OutcomeDuplicate {
-		d.MarkDuplicate()
-	}
-	return err
-}
-
-// maxRepairs bounds the repair pushes one delivery makes while other
-// deliveries keep overlapping it; past it the delivery fails and the bus
-// retries it later.
-const maxRepairs = 3
-
-// errRepairsExhausted ends a delivery whose repairs kept being overlapped.
-var errRepairsExhausted = errors.New("pushes for the customer kept overlapping")
-
-// errDuplicate ends an intent transaction whose event was processed already.
-var errDuplicate = errors.New("event processed already")
-
-// SyncEvent applies ev and pushes the resulting change. It returns the
-// outcome ("synced", "unchanged", "ignored", "duplicate",
-// "customer_unknown") or an error the bus knows how to retry.
-func (s *Syncer) SyncEvent(ctx context.Context, ev *billingv1.BillingEvent, delivery uint64) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.o.Timeout)
-	defer cancel()
-	ctx, span := s.o.Tracer.Start(ctx, "crm-sync "+ev.GetType(), trace.WithAttributes(
-		telemetry.AttrEventID.String(ev.GetEventId()),
-		telemetry.AttrEventType.String(ev.GetType()),
-	))
-	defer span.End()
-	log := s.o.Logger.With(slog.String("event_id", ev.GetEventId()), slog.Uint64("delivery", delivery))
-
-	facts := canonical.Classify(ev)
-	if facts.Kind == canonical.KindIgnored {
-		log.DebugContext(ctx, "event ignored", slog.String("action", ev.GetType()), slog.String("outcome", OutcomeIgnored))
-		span.SetAttributes(attribute.String("outcome", OutcomeIgnored))
-		return OutcomeIgnored, nil
-	}
-	customerID, err := resolveCustomer(ctx, s.o.Pool, ev)
-	if err != nil {
-		return "", s.fail(ctx, span, err)
-	}
-	span.SetAttributes(telemetry.AttrCustomerID.String(customerID))
-	log = log.With(slog.String("customer_id", customerID))
-	unlock, err := s.locks.lock(ctx, lockKey(ev, customerID))
-	if err != nil {
-		return "", s.fail(ctx, span, fmt.Errorf("crm sync %s: wait for the customer's turn: %w", ev.GetEventId(), err))
-	}
-	defer unlock()
-
-	failed := func(err error) (string, error) {
-		log.WarnContext(ctx, "crm sync failed", slog.String("action", ev.GetType()),
-			slog.String("outcome", failureOutcome(err)), slog.String("error", redact.Error(err)))
-		return "", s.fail(ctx, span, fmt.Errorf("crm sync %s: %w", ev.GetEventId(), err))
-	}
-	calls := 0
-	for round := 0; ; round++ {
-		if round > maxRepairs {
-			return failed(errRepairsExhausted)
-		}
-		in, err := s.intent(ctx, span, ev, facts, customerID, delivery, round > 0)
-		if err != nil {
-			return failed(err)
-		}
-		if in.outcome != "" {
-			span.SetAttributes(attribute.String("outcome", in.outcome))
-			log.InfoContext(ctx, "crm sync", slog.String("action", ev.GetType()), slog.String("outcome", in.outcome), slog.Int("calls", calls))
-			return in.outcome, nil
-		}
-		res, err := s.o.Adapter.Sync(ctx, in.change)
-		calls += len(res.Calls)
-		if err == nil && s.o.AfterPush != nil {
-			if err = s.o.AfterPush(ev.GetEventId()); err != nil {
-				res.Calls = append(res.Calls, crm.Call{Op: "record outcome", Object: customerID, Outcome: "rolled_back"})
-			}
-		}
-		if err != nil {
-			s.abandon(ctx, ev, in, delivery, res)
-			return failed(err)
-		}
-		verdict, err := s.settle(ctx, ev, in, delivery, res)
-		if err != nil {
-			// The call landed; the redelivery makes it again, which is
-			// harmless (see the package comment).
-			return failed(fmt.Errorf("record outcome: %w", err))
-		}
-		span.SetAttributes(attribute.String("push", verdict))
-		if verdict != verdictRepair {
-			span.SetAttributes(attribute.String("outcome", OutcomeSynced))
-			log.InfoContext(ctx, "crm sync", slog.String("action", ev.GetType()), slog.String("outcome", OutcomeSynced), slog.Int("calls", calls))
-			return OutcomeSynced, nil
-		}
-		log.DebugContext(ctx, "crm push overlapped another; pushing the current state again", slog.String("action", ev.GetType()))
-	}
-}
-
-// verdictRepair is crm.settle_push's verdict on a push that settled last
-// after overlapping others; "clean" and "not_last" need nothing more (see
-// the schema).
-const verdictRepair = "repair"
-
-// pushIntent is step 1's result: either a final outcome, or a change to
-// push under a recorded intent.
-type pushIntent struct {
-	outcome    string
-	id         string
-	customerID string
-	change     *crm.Change
-}
-
-// intent runs step 1. On a repair round the event is already in the
-// mirror: only the derivation and the intent are redone.
-func (s *Syncer) intent(ctx context.Context, span trace.Span, ev *billingv1.BillingEvent, facts canonical.Facts, customerID string, delivery uint64, repair bool) (pushIntent, error) {
-	var in pushIntent
-	provider := s.o.Adapter.Name()
-	// Three round trips for a synced event: BEGIN, the lock, the duplicate
-	// check and the mirror's first writes with the read of a stored
-	// snapshot; the rest of the writes with every read the change needs;
-	// the intent with COMMIT. A duplicate costs the first and a ROLLBACK.
-	err := pg.InTx(ctx, s.o.Pool, func(tx *pg.Tx) error {
-		in = pushIntent{customerID: customerID}
-		lockCustomer(tx, ev, customerID)
-		var seen *bool
-		tx.QueueScan("check processed "+ev.GetEventId(), `SELECT EXISTS (SELECT 1 FROM crm.processed_events WHERE event_id = $1)`,
-			[]any{ev.GetEventId()}, &seen)
-		if customerID == "" {
-			if err := tx.Flush(ctx); err != nil {
-				return err
-			}
-			if *seen {
-				return errDuplicate
-			}
-			// A dispute on a charge not seen yet: keep it, so the
-			// customer's next event (which names the charge) finds it.
-			switch facts.Kind {
-			case canonical.KindDispute:
-				applyDispute(tx, ev, facts.Dispute)
-			case canonical.KindRefund:
-				applyRefund(tx, ev)
-			}
-			in.outcome = OutcomeUnresolved
-			markProcessed(tx, ev, "", in.outcome)
-			return nil
-		}
-		if !repair {
-			applied, err := applyEvent(ctx, tx, facts, customerID, ev)
-			if err != nil {
-				return err
-			}
-			if seen != nil && *seen {
-				return errDuplicate
-			}
-			span.SetAttributes(attribute.String("mirror", applied))
-		}
-		change, err := s.buildChange(ctx, tx, customerID, ev, delivery)
-		if err != nil {
-			return err
-		}
-		if *seen {
-			return errDuplicate
-		}
-		if !needsPush(change, s.o.Adapter.TracksRecords()) {
-			// Pushes still in flight derived their documents before this
-			// event: whichever settles last checks them again.
-			tx.Queue("overlap pushes of "+customerID, `SELECT crm.overlap_pushes($1, $2)`, provider, customerID)
-			in.outcome = OutcomeUnchanged
-			if repair {
-				// Another push settled the current state meanwhile.
-				in.outcome = OutcomeSynced
-			}
-			s.logCalls(tx, ev, customerID, delivery, []crm.Call{{Op: "none", Object: customerID, Outcome: OutcomeUnchanged}})
-			markProcessed(tx, ev, customerID, in.outcome)
-			return nil
-		}
-		in.id, in.change = newIntentID(), change
-		// The intent lives as long as this delivery may: past its deadline
-		// no call of it can be in flight.
-		ttl := s.o.Timeout
-		if dl, ok := ctx.Deadline(); ok {
-			ttl = time.Until(dl)
-		}
-		tx.Queue("open push of "+customerID, `SELECT crm.open_push($1, $2, $3, $4, $5)`,
-			in.id, provider, customerID, ev.GetEventId(), (ttl + intentMargin).Seconds())
-		return nil
-	})
-	if errors.Is(err, errDuplicate) {
-		return pushIntent{outcome: OutcomeDuplicate}, nil
-	}
-	return in, err
-}
-
-// intentMargin outlasts the delivery's deadline by the time a cancelled
-// request takes to give up.
-const intentMargin = 5 * time.Second
-
-// lockCustomer serialises the intent and outcome transactions of one
-// customer across processes; it is held for a transaction, never across a
-// CRM call.
-func lockCustomer(tx *pg.Tx, ev *billingv1.BillingEvent, customerID string) {
-	tx.Queue("lock customer "+customerID, `SELECT pg_advisory_xact_lock(hashtext('crm-sync'), hashtext($1))`, lockKey(ev, customerID))
-}
-
-// lockKey is the customer, or for an event whose customer is not known
-// yet, the object it names.
-func lockKey(ev *billingv1.BillingEvent, customerID string) string {
-	if customerID == "" {
-		return "object:" + ev.GetObjectId()
-	}
-	return customerID
-}
-
-func newIntentID() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails
-	return hex.EncodeToString(b)
-}
-
-// outcomeContext is for writing down what a call did: the call happened,
-// so the record is kept even when the delivery's own context is over
-// (shutdown, deadline).
-func outcomeContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-}
-
-// settle runs step 3 after a successful push, in one round trip.
-func (s *Syncer) settle(ctx context.Context, ev *billingv1.BillingEvent, in pushIntent, delivery uint64, res crm.Result) (string, error) {
-	ctx, cancel := outcomeContext(ctx)
-	defer cancel()
-	var verdict string
-	err := pg.InTx(ctx, s.o.Pool, func(tx *pg.Tx) error {
-		lockCustomer(tx, ev, in.customerID)
-		s.remember(tx, in.change, res, true)
-		s.logCalls(tx, ev, in.customerID, delivery, res.Calls)
-		tx.QueueScan("settle push of "+in.customerID, `SELECT crm.settle_push($1, $2, $3, $4, $5, $6)`,
-			[]any{in.id, s.o.Adapter.Name(), in.customerID, ev.GetEventId(), ev.GetType(), OutcomeSynced}, &verdict)
-		return nil
-	})
-	return verdict, err
-}
-
-// abandon runs step 3 after a failed push: it keeps the ids the CRM
-// returned (they stay true whatever happens to the event) and logs the
-// calls tried. The event stays unprocessed, so the bus retries it.
-func (s *Syncer) abandon(ctx context.Context, ev *billingv1.BillingEvent, in pushIntent, delivery uint64, res crm.Result) {
-	ctx, cancel := outcomeContext(ctx)
-	defer cancel()
-	sent := false
-	for _, c := range res.Calls {
-		sent = sent || (c.Outcome != vendorhttp.OutcomeDeferred && c.Op != "record outcome")
-	}
-	err := pg.InTx(ctx, s.o.Pool, func(tx *pg.Tx) error {
-		lockCustomer(tx, ev, in.customerID)
-		if res.ContactCRMID != "" || len(res.Deals) > 0 {
-			s.remember(tx, in.change, res, false)
-		}
-		s.logCalls(tx, ev, in.customerID, delivery, res.Calls)
-		tx.Queue("abandon push of "+in.customerID, `SELECT crm.abandon_push($1, $2, $3, $4)`,
-			in.id, s.o.Adapter.Name(), in.customerID, sent)
-		return nil
-	})
-	if err != nil {
-		s.o.Logger.WarnContext(ctx, "record failed sync", slog.String("event_id", ev.GetEventId()), slog.String("error", redact.Error(err)))
-	}
-}
-
-func (s *Syncer) fail(_ context.Context, span trace.Span, err error) error {
-	span.SetStatus(codes.Error, redact.Error(err))
-	return err
-}
-
-func failureOutcome(err error) string {
-	switch {
-	case errors.Is(err, vendorhttp.ErrDeferred):
-		return "deferred"
-	case errors.Is(err, context.DeadlineExceeded):
-		return "timeout"
-	}
-	return "retry"
-}
-
 // needsPush reports whether the CRM lacks anything of ch: a changed
 // document, or (for CRMs that keep records) a record or association not
 // known to exist.
@@ -433,10 +150,25 @@ func needsPush(ch *crm.Change, tracksRecords bool) bool {
 	return false
 }
 
-func markProcessed(tx *pg.Tx, ev *billingv1.BillingEvent, customerID, outcome string) {
-	tx.Queue("record processed "+ev.GetEventId(),
-		`INSERT INTO crm.processed_events (event_id, event_type, customer_id, outcome) VALUES ($1, $2, $3, $4)`,
-		ev.GetEventId(), ev.GetType(), customerID, outcome)
+// markProcessed records entries as processed with outcome, in one
+// statement.
+func markProcessed(tx *pg.Tx, entries []*entry, customerID, outcome string) {
+	if len(entries) == 0 {
+		return
+	}
+	ids, types := eventIDs(entries)
+	tx.Queue("record processed "+ids[0], `
+		INSERT INTO crm.processed_events (event_id, event_type, customer_id, outcome)
+		SELECT e.event_id, e.event_type, $3, $4 FROM unnest($1::text[], $2::text[]) AS e(event_id, event_type)`,
+		ids, types, customerID, outcome)
+}
+
+func eventIDs(entries []*entry) (ids, types []string) {
+	ids, types = make([]string, len(entries)), make([]string, len(entries))
+	for i, e := range entries {
+		ids[i], types[i] = e.ev.GetEventId(), e.ev.GetType()
+	}
+	return ids, types
 }
 
 // buildChange derives the customer's state and compares it with what was
