@@ -90,6 +90,44 @@ const MaxBatchInputs = 100
 type store struct {
 	objects map[string]*Object
 	unique  []string
+	// holders indexes the unique properties: property → value (emails
+	// lower-cased) → the objects holding it, archived ones included, so a
+	// lookup in a portal of many records stays cheap.
+	holders map[string]map[string]map[*Object]bool
+}
+
+func newStore(unique ...string) *store {
+	st := &store{objects: map[string]*Object{}, unique: unique, holders: map[string]map[string]map[*Object]bool{}}
+	for _, u := range unique {
+		st.holders[u] = map[string]map[*Object]bool{}
+	}
+	return st
+}
+
+func indexValue(property, value string) string {
+	if property == "email" {
+		return strings.ToLower(value)
+	}
+	return value
+}
+
+// reindex records that o's property changed from old to value.
+func (st *store) reindex(o *Object, property, old, value string) {
+	byValue := st.holders[property]
+	if byValue == nil || old == value {
+		return
+	}
+	if set := byValue[indexValue(property, old)]; set != nil {
+		delete(set, o)
+	}
+	if value == "" {
+		return
+	}
+	k := indexValue(property, value)
+	if byValue[k] == nil {
+		byValue[k] = map[*Object]bool{}
+	}
+	byValue[k][o] = true
 }
 
 // Server is the fake. The zero value is not usable; call New or Start.
@@ -125,8 +163,8 @@ func New(token string) *Server {
 		next:    1000,
 		release: make(chan struct{}),
 		stores: map[string]*store{
-			"contacts": {objects: map[string]*Object{}, unique: []string{"email", "stripe_customer_id"}},
-			"deals":    {objects: map[string]*Object{}, unique: []string{"stripe_subscription_id"}},
+			"contacts": newStore("email", "stripe_customer_id"),
+			"deals":    newStore("stripe_subscription_id"),
 		},
 		defined: map[string]map[string]bool{"contacts": {}, "deals": {}},
 		assoc:   map[string]map[string]bool{},
@@ -539,6 +577,14 @@ func (s *Server) findLocked(object, property, value string) *Object {
 	if st == nil || value == "" {
 		return nil
 	}
+	if byValue := st.holders[property]; byValue != nil {
+		for o := range byValue[indexValue(property, value)] {
+			if !o.Archived {
+				return o
+			}
+		}
+		return nil
+	}
 	for _, o := range st.objects {
 		if !o.Archived && equalProp(property, o.Properties[property], value) {
 			return o
@@ -599,16 +645,20 @@ func (s *Server) createLocked(object string, props map[string]string) *Object {
 	s.next++
 	now := s.now()
 	o := &Object{ID: strconv.Itoa(s.next), Properties: map[string]string{}, CreatedAt: now, UpdatedAt: now}
+	st := s.stores[object]
 	for k, v := range props {
 		o.Properties[k] = v
+		st.reindex(o, k, "", v)
 	}
-	s.stores[object].objects[o.ID] = o
+	st.objects[o.ID] = o
 	s.writes++
 	return o
 }
 
-func (s *Server) updateLocked(o *Object, props map[string]string) {
+func (s *Server) updateLocked(object string, o *Object, props map[string]string) {
+	st := s.stores[object]
 	for k, v := range props {
+		st.reindex(o, k, o.Properties[k], v)
 		o.Properties[k] = v
 	}
 	o.UpdatedAt = s.now()
@@ -684,7 +734,7 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 		e.write(w)
 		return
 	}
-	s.updateLocked(o, in.Properties)
+	s.updateLocked(object, o, in.Properties)
 	writeJSON(w, http.StatusOK, clone(o))
 }
 
@@ -868,7 +918,7 @@ func (s *Server) applyUpsertLocked(object string, target *Object, props map[stri
 	if target == nil {
 		return upsertResult{clone(s.createLocked(object, props)), true}
 	}
-	s.updateLocked(target, props)
+	s.updateLocked(object, target, props)
 	return upsertResult{clone(target), false}
 }
 
@@ -890,7 +940,7 @@ func (s *Server) batchUpdate(w http.ResponseWriter, r *http.Request) {
 				return inp.ID, nil, e
 			}
 			return inp.ID, func() any {
-				s.updateLocked(o, inp.Properties)
+				s.updateLocked(object, o, inp.Properties)
 				return clone(o)
 			}, nil
 		})
