@@ -25,8 +25,9 @@ const Durable = "crm-sync"
 
 // DefaultBatchSize is how many waiting events one handler call takes when
 // CONSUMER_BATCH_SIZE is unset: a customer's waiting events fold into one
-// document, and up to crm.MaxBatch customers share each vendor call.
-const DefaultBatchSize = 100
+// document, and up to crm.MaxBatch customers share each vendor call, so a
+// backlog of a few events per customer fills calls of 100.
+const DefaultBatchSize = 500
 
 // Provider values of CRM_PROVIDER.
 const (

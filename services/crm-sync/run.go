@@ -40,12 +40,14 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 		sy := syncer.New(syncer.Options{
-			Pool:      host.Pool,
-			Adapter:   adapter,
-			Policy:    cfg.Policy,
-			Logger:    host.Log,
-			Tracer:    host.Telemetry.Tracer(Durable),
-			Timeout:   3*cfg.Timeout + 10*time.Second,
+			Pool:    host.Pool,
+			Adapter: adapter,
+			Policy:  cfg.Policy,
+			Logger:  host.Log,
+			Tracer:  host.Telemetry.Tracer(Durable),
+			// A batch's calls share the rate budget with every other
+			// worker's, so it may take as long as the bus lets a handler.
+			Timeout:   batchTimeout(cfg),
 			AfterPush: cfg.afterPush,
 		})
 		opts := host.ConsumerOptions()
@@ -88,4 +90,15 @@ func NewAdapter(cfg Config, log *slog.Logger, tp trace.TracerProvider, reg prome
 		return crm.NewLog(log), nil
 	}
 	return nil, fmt.Errorf("crm-sync: unknown CRM_PROVIDER %q", cfg.Provider)
+}
+
+// batchTimeout bounds one handler call: the consumer's handler timeout
+// (CONSUMER_HANDLER_TIMEOUT, 60 s by default), and never less than three
+// attempts at one request.
+func batchTimeout(cfg Config) time.Duration {
+	t := cfg.Consumer.HandlerTimeout
+	if t <= 0 {
+		t = 60 * time.Second
+	}
+	return max(t, 3*cfg.Timeout+10*time.Second)
 }
