@@ -38,9 +38,10 @@ cover: $(BIN)/stripe-mock ## coverage of the billing workflow packages (bar: 80%
 	@scripts/cover.sh
 
 .PHONY: bench
-bench: ## load benchmarks: ingress, end to end, and the naive baseline
+bench: ## load benchmarks: ingress, end to end, the naive baseline, CRM catch-up
 	$(GO) run ./test/load/cmd/ingressbench -d 30s -c 16
 	@if [ -d test/load/cmd/loadbench ]; then $(GO) run ./test/load/cmd/loadbench; fi
+	$(GO) run ./test/load/cmd/crmbench
 
 $(BIN)/buf:
 	GOBIN=$(BIN) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)

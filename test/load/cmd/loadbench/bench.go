@@ -18,6 +18,7 @@ import (
 	"github.com/launchready/launchready/test/fakes"
 	"github.com/launchready/launchready/test/harness"
 	"github.com/launchready/launchready/test/harness/scenario"
+	"github.com/launchready/launchready/test/load/results"
 )
 
 // baseTag is replaced in every copy of the event pool, which renames every
@@ -576,7 +577,8 @@ func run(ctx context.Context, t *benchT, o options) error {
 	}
 	fmt.Println(md)
 	if o.out != "-" {
-		if err := os.WriteFile(o.out, []byte(md), 0o644); err != nil { // #nosec G306 -- the report is a document for people to read and commit
+		// Sections other benchmarks own (crmbench's, ...) are kept.
+		if err := results.WriteBody(o.out, md); err != nil {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "loadbench: wrote %s\n", o.out)
