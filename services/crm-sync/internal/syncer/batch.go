@@ -135,6 +135,27 @@ func (s *Syncer) sync(ctx context.Context, entries []*entry) {
 			e.outcome = OutcomeIgnored
 		}
 	}
+	s.pass(ctx, entries)
+	// An event whose charge was tied to its customer while this pass
+	// looked it up is synced again at once, as that customer's.
+	var again []*entry
+	for _, e := range entries {
+		if errors.Is(e.err, errCustomerNowKnown) {
+			e.err = nil
+			again = append(again, e)
+		}
+	}
+	if len(again) > 0 {
+		s.pass(ctx, again)
+	}
+	for _, e := range entries {
+		s.report(e)
+	}
+}
+
+// pass groups the entries by customer, takes the customers' turns, and
+// runs intent, call and outcome for all groups at once.
+func (s *Syncer) pass(ctx context.Context, entries []*entry) {
 	byKey := map[string]*group{}
 	var groups []*group
 	linked := batchLinks(entries)
@@ -147,8 +168,10 @@ func (s *Syncer) sync(ctx context.Context, entries []*entry) {
 			e.err = err
 			continue
 		}
-		e.span.SetAttributes(telemetry.AttrCustomerID.String(customerID))
-		e.log = e.log.With(slog.String("customer_id", customerID))
+		if customerID != "" {
+			e.span.SetAttributes(telemetry.AttrCustomerID.String(customerID))
+			e.log = e.log.With(slog.String("customer_id", customerID))
+		}
 		key := lockKey(e.ev, customerID)
 		g := byKey[key]
 		if g == nil {
@@ -162,17 +185,14 @@ func (s *Syncer) sync(ctx context.Context, entries []*entry) {
 	// batches never wait on each other in a circle.
 	sort.Slice(groups, func(i, j int) bool { return groups[i].key < groups[j].key })
 	unlock, err := s.takeTurns(ctx, groups)
-	if err == nil {
-		s.run(ctx, groups)
-		unlock()
-	} else {
+	if err != nil {
 		for _, g := range groups {
 			g.finish("", fmt.Errorf("wait for the customer's turn: %w", err))
 		}
+		return
 	}
-	for _, e := range entries {
-		s.report(e)
-	}
+	defer unlock()
+	s.run(ctx, groups)
 }
 
 // batchLinks maps the charges and payment intents that the batch's own
@@ -470,8 +490,8 @@ func (s *Syncer) openIntent(ctx context.Context, tx *pg.Tx, g *group, pending []
 	return nil
 }
 
-// errCustomerNowKnown retries an event whose charge was tied to a customer
-// after the batch looked it up: the retry syncs it as that customer's.
+// errCustomerNowKnown marks an event whose charge was tied to a customer
+// after the batch looked it up: sync runs it again as that customer's.
 var errCustomerNowKnown = errors.New("the charge it names was just tied to a customer; retrying as that customer's event")
 
 // keepUnresolved keeps disputes and refunds on a charge not seen yet, so
