@@ -101,7 +101,8 @@ func selectorNames(t *testing.T, expr string) []string {
 func checkNames(t *testing.T, where, expr string, exported, recorded map[string]bool) {
 	t.Helper()
 	for _, name := range selectorNames(t, expr) {
-		if recorded[name] {
+		// up is Prometheus's own: 1 when a scrape of the target answered.
+		if recorded[name] || name == "up" {
 			continue
 		}
 		base := name
@@ -140,7 +141,7 @@ func TestRulesReferenceExportedMetrics(t *testing.T) {
 	}
 	for _, want := range []string{
 		"LaunchReadyWebhookFailureRateHigh", "LaunchReadyDeadLetters", "LaunchReadyConsumerLagGrowing",
-		"LaunchReadyAlertLatencyHigh", "LaunchReadyWeeklyDuplicates",
+		"LaunchReadyAlertLatencyHigh", "LaunchReadyWeeklyDuplicates", "LaunchReadyWebhookSlow", "LaunchReadyIngressDown",
 	} {
 		if !alerts[want] {
 			t.Errorf("alert %s is missing", want)
@@ -269,6 +270,28 @@ func TestAlertsFire(t *testing.T) {
 			lr_webhook_duplicates_total 0x60
 			lr_consumer_duplicates_total{consumer="billing-state"} 0x60
 			lr_consumer_duplicates_total{consumer="crm-sync"} 0 0 1x59`, true},
+		{"LaunchReadyWebhookSlow", "p95 above 500 ms", `
+			lr_webhook_request_seconds_bucket{le="0.1"} 0+50x60
+			lr_webhook_request_seconds_bucket{le="0.5"} 0+80x60
+			lr_webhook_request_seconds_bucket{le="1"} 0+100x60
+			lr_webhook_request_seconds_bucket{le="+Inf"} 0+100x60
+			lr_webhook_request_seconds_count 0+100x60`, true},
+		{"LaunchReadyWebhookSlow", "p95 under 500 ms", `
+			lr_webhook_request_seconds_bucket{le="0.1"} 0+90x60
+			lr_webhook_request_seconds_bucket{le="0.5"} 0+99x60
+			lr_webhook_request_seconds_bucket{le="1"} 0+100x60
+			lr_webhook_request_seconds_bucket{le="+Inf"} 0+100x60
+			lr_webhook_request_seconds_count 0+100x60`, false},
+		{"LaunchReadyWebhookSlow", "no traffic", `
+			lr_webhook_request_seconds_bucket{le="0.5"} 0x60
+			lr_webhook_request_seconds_bucket{le="+Inf"} 0x60
+			lr_webhook_request_seconds_count 0x60`, false},
+		{"LaunchReadyIngressDown", "scrapes fail", `
+			up{job="ingress", instance="10.0.0.1:8084"} 1x55 0x5
+			up{job="billing-state", instance="10.0.0.2:8081"} 1x60`, true},
+		{"LaunchReadyIngressDown", "another service down", `
+			up{job="ingress", instance="10.0.0.1:8084"} 1x60
+			up{job="billing-state", instance="10.0.0.2:8081"} 0x60`, false},
 		{"LaunchReadyWeeklyDuplicates", "none", `
 			lr_webhook_duplicates_total 0x60
 			lr_consumer_duplicates_total{consumer="crm-sync"} 0x60`, false},
