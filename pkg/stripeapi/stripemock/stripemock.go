@@ -15,6 +15,9 @@ import (
 	"time"
 )
 
+// startTimeout bounds how long stripe-mock may take to start listening.
+const startTimeout = time.Minute
+
 // Version is the stripe-mock the Makefile installs.
 const Version = "v0.203.0"
 
@@ -53,11 +56,14 @@ func Start(t testing.TB) string {
 			}
 		}
 	}()
+	// stripe-mock loads Stripe's whole OpenAPI specification before it
+	// listens: seconds on an idle machine, and well over 15 s when several
+	// start at once on a busy CI runner.
 	select {
 	case a := <-addr:
 		return "http://" + a
-	case <-time.After(15 * time.Second):
-		t.Fatal("stripe-mock did not report its HTTP address within 15s")
+	case <-time.After(startTimeout):
+		t.Fatalf("stripe-mock did not report its HTTP address within %s", startTimeout)
 		return ""
 	}
 }
