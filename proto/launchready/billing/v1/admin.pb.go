@@ -461,7 +461,10 @@ type AdminAction struct {
 	CompletedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
 	// True when this is the recorded result of an earlier call with the same
 	// action_id, with no new request to Stripe.
-	Replayed      bool `protobuf:"varint,8,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	Replayed bool `protobuf:"varint,8,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	// The webhook events the change caused, as they arrive: matched by the
+	// action id in the changed object's metadata.
+	EventIds      []string `protobuf:"bytes,9,rep,name=event_ids,json=eventIds,proto3" json:"event_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -552,6 +555,13 @@ func (x *AdminAction) GetReplayed() bool {
 	return false
 }
 
+func (x *AdminAction) GetEventIds() []string {
+	if x != nil {
+		return x.EventIds
+	}
+	return nil
+}
+
 var File_launchready_billing_v1_admin_proto protoreflect.FileDescriptor
 
 const file_launchready_billing_v1_admin_proto_rawDesc = "" +
@@ -589,7 +599,7 @@ const file_launchready_billing_v1_admin_proto_rawDesc = "" +
 	"\x14subscription_item_id\x18\x05 \x01(\tR\x12subscriptionItemId\x12\x19\n" +
 	"\bprice_id\x18\x06 \x01(\tR\apriceId\x12-\n" +
 	"\x12proration_behavior\x18\a \x01(\tR\x11prorationBehavior\x12\x16\n" +
-	"\x06reason\x18\b \x01(\tR\x06reason\"\xbe\x03\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\"\xdb\x03\n" +
 	"\vAdminAction\x12\x1b\n" +
 	"\taction_id\x18\x01 \x01(\tR\bactionId\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12?\n" +
@@ -599,7 +609,8 @@ const file_launchready_billing_v1_admin_proto_rawDesc = "" +
 	"error_code\x18\x05 \x01(\tR\terrorCode\x12=\n" +
 	"\frequested_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\x12=\n" +
 	"\fcompleted_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x12\x1a\n" +
-	"\breplayed\x18\b \x01(\bR\breplayed\"Z\n" +
+	"\breplayed\x18\b \x01(\bR\breplayed\x12\x1b\n" +
+	"\tevent_ids\x18\t \x03(\tR\beventIds\"Z\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fSTATE_REQUESTED\x10\x01\x12\x13\n" +

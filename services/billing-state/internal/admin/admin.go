@@ -85,6 +85,8 @@ type Action struct {
 	CompletedAt                                time.Time
 	// Replayed: recorded by an earlier call; Stripe was not called.
 	Replayed bool
+	// EventIDs are the webhook events the change caused, so far.
+	EventIDs []string
 }
 
 // Service records and makes actions.
@@ -187,9 +189,9 @@ func (s *Service) claim(ctx context.Context, req Request, params []byte) (a Acti
 		var request []byte
 		var completed *time.Time
 		err = tx.QueryRow(ctx, `
-			SELECT kind, customer_id, request, state, stripe_object_id, error_code, requested_at, completed_at
+			SELECT kind, customer_id, request, state, stripe_object_id, error_code, requested_at, completed_at, event_ids
 			FROM billing.admin_actions WHERE action_id = $1 FOR UPDATE`, req.ActionID).
-			Scan(&kind, &customer, &request, &a.State, &a.StripeObjectID, &a.ErrorCode, &a.RequestedAt, &completed)
+			Scan(&kind, &customer, &request, &a.State, &a.StripeObjectID, &a.ErrorCode, &a.RequestedAt, &completed, &a.EventIDs)
 		if err != nil {
 			return err
 		}
@@ -277,9 +279,9 @@ func (s *Service) Get(ctx context.Context, actionID string) (Action, error) {
 	var a Action
 	var completed *time.Time
 	err := s.pool.QueryRow(ctx, `
-		SELECT action_id, kind, state, stripe_object_id, error_code, requested_at, completed_at
+		SELECT action_id, kind, state, stripe_object_id, error_code, requested_at, completed_at, event_ids
 		FROM billing.admin_actions WHERE action_id = $1`, actionID).
-		Scan(&a.ID, &a.Kind, &a.State, &a.StripeObjectID, &a.ErrorCode, &a.RequestedAt, &completed)
+		Scan(&a.ID, &a.Kind, &a.State, &a.StripeObjectID, &a.ErrorCode, &a.RequestedAt, &completed, &a.EventIDs)
 	if completed != nil {
 		a.CompletedAt = *completed
 	}

@@ -162,7 +162,7 @@ func actionAnswer(a admin.Action, err error) (*billingv1.AdminAction, error) {
 		return nil, st.Err()
 	}
 	out := &billingv1.AdminAction{ActionId: a.ID, Kind: a.Kind, StripeObjectId: a.StripeObjectID, ErrorCode: a.ErrorCode,
-		RequestedAt: timestamppb.New(a.RequestedAt), Replayed: a.Replayed}
+		RequestedAt: timestamppb.New(a.RequestedAt), Replayed: a.Replayed, EventIds: a.EventIDs}
 	switch a.State {
 	case admin.StateSucceeded:
 		out.State = billingv1.AdminAction_STATE_SUCCEEDED

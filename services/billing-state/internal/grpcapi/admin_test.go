@@ -92,9 +92,16 @@ func TestAdminDoubleSubmitIsOneStripeCall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The refund's webhook, as billing-state's consumer links it.
+	if _, err := b.pool.Exec(ctx, `UPDATE billing.admin_actions SET event_ids = '{evt_Refunded1}' WHERE action_id = 'act_double1'`); err != nil {
+		t.Fatal(err)
+	}
 	second, err := c.RefundPayment(ctx, refund("act_double1"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if ids := second.GetEventIds(); len(ids) != 1 || ids[0] != "evt_Refunded1" {
+		t.Fatalf("second submit shows events %v, want the linked webhook", ids)
 	}
 	if first.GetState() != billingv1.AdminAction_STATE_SUCCEEDED || first.GetStripeObjectId() != "re_Admin1" || first.GetReplayed() {
 		t.Fatalf("first submit: %v", first)

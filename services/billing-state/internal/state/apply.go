@@ -301,6 +301,7 @@ func (t *txn) readLock(br pgx.BatchResults, id string) error {
 // event names it, is locked and read: the state change, the audit row and
 // the customer's row, with an outbox row when its status changed.
 func (t *txn) applyFresh(ev *billingv1.BillingEvent, facts canonical.Facts, h hint, opts ApplyOptions, noMoreFetch bool) (Result, error) {
+	t.linkAction(ev.GetEventId(), ev.GetRawJson())
 	cusID := ev.GetCustomerId()
 	if cusID == "" {
 		var err error
