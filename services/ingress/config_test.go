@@ -25,6 +25,9 @@ func TestConfigFromEnvDefaults(t *testing.T) {
 	if cfg.MaxInflight != 32 || cfg.InflightWait != 500*time.Millisecond || cfg.ReadTimeout != 10*time.Second {
 		t.Fatalf("in-flight defaults: max %d wait %s read timeout %s", cfg.MaxInflight, cfg.InflightWait, cfg.ReadTimeout)
 	}
+	if cfg.SilenceAlert != 6*time.Hour {
+		t.Fatalf("WEBHOOK_SILENCE_ALERT default %s, want 6h", cfg.SilenceAlert)
+	}
 	// The ops port clashes with neither the webhook's nor the consumers'
 	// (8081-8083) nor gRPC's (9090).
 	if cfg.HTTPAddr != ":8084" {
@@ -69,12 +72,13 @@ func TestConfigFromEnvReportsEveryProblem(t *testing.T) {
 		"WEBHOOK_MAX_INFLIGHT":  "0",
 		"WEBHOOK_INFLIGHT_WAIT": "-1s",
 		"WEBHOOK_READ_TIMEOUT":  "0s",
+		"WEBHOOK_SILENCE_ALERT": "10s",
 	}))
 	if err == nil {
 		t.Fatal("want an error")
 	}
 	for _, want := range []string{"STRIPE_WEBHOOK_SECRET", "STRIPE_LIVEMODE", "WEBHOOK_MAX_BODY", "WEBHOOK_TOLERANCE", "PUBLISH_TIMEOUT",
-		"WEBHOOK_MAX_INFLIGHT", "WEBHOOK_INFLIGHT_WAIT", "WEBHOOK_READ_TIMEOUT"} {
+		"WEBHOOK_MAX_INFLIGHT", "WEBHOOK_INFLIGHT_WAIT", "WEBHOOK_READ_TIMEOUT", "WEBHOOK_SILENCE_ALERT"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not name %s", err, want)
 		}

@@ -61,6 +61,11 @@ type Config struct {
 	// ReadTimeout is WEBHOOK_READ_TIMEOUT: the longest one body may take
 	// to arrive once it has a slot.
 	ReadTimeout time.Duration
+	// SilenceAlert is WEBHOOK_SILENCE_ALERT: how long without a webhook
+	// before the LaunchReadyWebhookSilence alert fires. Ingress exports it
+	// as lr_webhook_silence_alert_seconds, which the rule reads, so the
+	// deployment's setting reaches the rule without editing it.
+	SilenceAlert time.Duration
 	// Streams are the NATS_* stream settings: the provisioning step applies
 	// them; at start the service waits for the streams and says when the
 	// provisioned ones differ.
@@ -96,6 +101,9 @@ const (
 	DefaultMaxInflight    = webhook.DefaultMaxInflight
 	DefaultInflightWait   = webhook.DefaultInflightWait
 	DefaultReadTimeout    = webhook.DefaultReadTimeout
+	// DefaultSilenceAlert suits a business with steady traffic; tune it to
+	// the longest quiet spell that is normal.
+	DefaultSilenceAlert = 6 * time.Hour
 )
 
 // WithLogger returns the configuration with its logs going to log.
@@ -106,7 +114,8 @@ func (c Config) WithLogger(log *slog.Logger) Config {
 
 // ConfigFromEnv reads INGRESS_ADDR, HTTP_ADDR, NATS_URL and its credentials,
 // STRIPE_WEBHOOK_SECRET, STRIPE_LIVEMODE, WEBHOOK_MAX_BODY, WEBHOOK_TOLERANCE,
-// PUBLISH_TIMEOUT, WEBHOOK_MAX_INFLIGHT, WEBHOOK_INFLIGHT_WAIT, WEBHOOK_READ_TIMEOUT, the
+// PUBLISH_TIMEOUT, WEBHOOK_MAX_INFLIGHT, WEBHOOK_INFLIGHT_WAIT, WEBHOOK_READ_TIMEOUT,
+// WEBHOOK_SILENCE_ALERT, the
 // NATS_* stream settings and the OTEL_* variables.
 func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	e := config.New(getenv)
@@ -121,6 +130,7 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 		MaxInflight:    e.Int("WEBHOOK_MAX_INFLIGHT", DefaultMaxInflight),
 		InflightWait:   e.Duration("WEBHOOK_INFLIGHT_WAIT", DefaultInflightWait),
 		ReadTimeout:    e.Duration("WEBHOOK_READ_TIMEOUT", DefaultReadTimeout),
+		SilenceAlert:   e.Duration("WEBHOOK_SILENCE_ALERT", DefaultSilenceAlert),
 		Streams:        bus.StreamConfigFromEnv(e),
 		Telemetry:      telemetry.ConfigFromEnv(e, ServiceName),
 	}
@@ -129,6 +139,9 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	}
 	if len(cfg.Secrets) == 0 {
 		e.Fail("STRIPE_WEBHOOK_SECRET is required (one signing secret or a comma-separated list)")
+	}
+	if cfg.SilenceAlert < time.Minute {
+		e.Fail("WEBHOOK_SILENCE_ALERT: must be at least 1m, got %s", cfg.SilenceAlert)
 	}
 	if cfg.MaxBody <= 0 {
 		e.Fail("WEBHOOK_MAX_BODY: must be positive, got %d", cfg.MaxBody)
@@ -198,6 +211,11 @@ func Run(ctx context.Context, cfg Config) error {
 		if err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}
+		silence := cfg.SilenceAlert
+		if silence <= 0 {
+			silence = DefaultSilenceAlert
+		}
+		metrics.SilenceAlert.Set(silence.Seconds())
 		secrets := make([]string, len(cfg.Secrets))
 		for i, s := range cfg.Secrets {
 			secrets[i] = s.Reveal()

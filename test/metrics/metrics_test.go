@@ -164,7 +164,11 @@ func TestWebhookCounters(t *testing.T) {
 		duration  = "lr_webhook_request_seconds"
 		publishes = "lr_publish_seconds"
 		pubTotal  = "lr_publish_total"
+		// lastReceived moves to the time of every verified event, and
+		// only then.
+		lastReceived = "lr_webhook_last_received_timestamp_seconds"
 	)
+	received := map[string]bool{"accepted": true, "second event accepted": true, "duplicate": true}
 	out := func(o string) string { return fmt.Sprintf("%s{outcome=%q}", requests, o) }
 	reason := func(r string) string { return fmt.Sprintf("%s{reason=%q}", sigFail, r) }
 	pub := func(o string) string { return fmt.Sprintf("%s{outcome=%q}", pubTotal, o) }
@@ -199,6 +203,12 @@ func TestWebhookCounters(t *testing.T) {
 	}
 
 	before := scrape(t, ops)
+	if v := before["lr_webhook_silence_alert_seconds"]; v != 6*3600 {
+		t.Errorf("lr_webhook_silence_alert_seconds = %v, want WEBHOOK_SILENCE_ALERT's default 6h", v)
+	}
+	if v := before[lastReceived]; v <= 0 {
+		t.Errorf("%s = %v before any webhook, want the process's start", lastReceived, v)
+	}
 	for _, name := range []string{out("accepted"), out("duplicate"), out("bad_signature"), out("method"), out("too_large"), dups} {
 		if _, ok := before[name]; !ok {
 			t.Errorf("%s is not exported before the first request; dashboards need the zero", name)
@@ -214,8 +224,11 @@ func TestWebhookCounters(t *testing.T) {
 				t.Errorf("%s: %s moved by %v, want %v", s.name, key, d, want)
 			}
 		}
+		if moved := after[lastReceived] > before[lastReceived]; moved != received[s.name] {
+			t.Errorf("%s: %s moved from %v to %v", s.name, lastReceived, before[lastReceived], after[lastReceived])
+		}
 		for key, v := range after {
-			if _, expected := s.moved[key]; expected || !strings.HasPrefix(key, "lr_") {
+			if _, expected := s.moved[key]; expected || !strings.HasPrefix(key, "lr_") || key == lastReceived {
 				continue
 			}
 			if v != before[key] {

@@ -142,6 +142,7 @@ func TestRulesReferenceExportedMetrics(t *testing.T) {
 	for _, want := range []string{
 		"LaunchReadyWebhookFailureRateHigh", "LaunchReadyDeadLetters", "LaunchReadyConsumerLagGrowing",
 		"LaunchReadyAlertLatencyHigh", "LaunchReadyWeeklyDuplicates", "LaunchReadyWebhookSlow", "LaunchReadyIngressDown",
+		"LaunchReadyWebhookSilence",
 	} {
 		if !alerts[want] {
 			t.Errorf("alert %s is missing", want)
@@ -292,6 +293,20 @@ func TestAlertsFire(t *testing.T) {
 		{"LaunchReadyIngressDown", "another service down", `
 			up{job="ingress", instance="10.0.0.1:8084"} 1x60
 			up{job="billing-state", instance="10.0.0.2:8081"} 0x60`, false},
+		// The query runs at minute 60: 3,600 s.
+		{"LaunchReadyWebhookSilence", "quiet longer than the setting", `
+			lr_webhook_last_received_timestamp_seconds{instance="a"} 0+60x10 600x50
+			lr_webhook_last_received_timestamp_seconds{instance="b"} 300x60
+			lr_webhook_silence_alert_seconds{instance="a"} 1800x60
+			lr_webhook_silence_alert_seconds{instance="b"} 1800x60`, true},
+		{"LaunchReadyWebhookSilence", "one replica still receives", `
+			lr_webhook_last_received_timestamp_seconds{instance="a"} 600x60
+			lr_webhook_last_received_timestamp_seconds{instance="b"} 0+60x60
+			lr_webhook_silence_alert_seconds{instance="a"} 1800x60
+			lr_webhook_silence_alert_seconds{instance="b"} 1800x60`, false},
+		{"LaunchReadyWebhookSilence", "a longer setting", `
+			lr_webhook_last_received_timestamp_seconds 600x60
+			lr_webhook_silence_alert_seconds 21600x60`, false},
 		{"LaunchReadyWeeklyDuplicates", "none", `
 			lr_webhook_duplicates_total 0x60
 			lr_consumer_duplicates_total{consumer="crm-sync"} 0x60`, false},

@@ -77,6 +77,13 @@ type Metrics struct {
 	duplicates  prometheus.Counter
 	duration    prometheus.Observer
 	inFlight    prometheus.Gauge
+	// lastReceived is when a verified event last arrived (accepted, a
+	// duplicate or ignored): the webhook-silence alert compares it with
+	// SilenceAlert.
+	lastReceived prometheus.Gauge
+	// SilenceAlert is WEBHOOK_SILENCE_ALERT in seconds, exported so that
+	// the alert rule reads the deployment's own setting.
+	SilenceAlert prometheus.Gauge
 }
 
 // NewMetrics registers the series on reg.
@@ -102,12 +109,21 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		Name: "lr_webhook_in_flight",
 		Help: "Webhook requests holding a WEBHOOK_MAX_INFLIGHT slot: reading their body, verifying or publishing.",
 	})
-	for _, c := range []prometheus.Collector{requests, sig, dups, duration, inFlight} {
+	last := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "lr_webhook_last_received_timestamp_seconds",
+		Help: "Unix time a verified Stripe event last arrived (accepted, duplicate or ignored); the process's start until the first.",
+	})
+	silence := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "lr_webhook_silence_alert_seconds",
+		Help: "WEBHOOK_SILENCE_ALERT: how long without a webhook before LaunchReadyWebhookSilence fires.",
+	})
+	last.SetToCurrentTime()
+	for _, c := range []prometheus.Collector{requests, sig, dups, duration, inFlight, last, silence} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
-	m := &Metrics{duplicates: dups, duration: duration, inFlight: inFlight}
+	m := &Metrics{duplicates: dups, duration: duration, inFlight: inFlight, lastReceived: last, SilenceAlert: silence}
 	// Creating every child up front also exports each series at zero, so a
 	// rate() over a refusal that has not happened yet reads 0, not absent.
 	for o := range numOutcomes {

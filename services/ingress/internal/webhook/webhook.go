@@ -185,6 +185,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	o := h.serve(w, r, start)
 	h.metrics.requests[o].Inc()
 	h.metrics.duration.Observe(time.Since(start).Seconds())
+	if o == outcomeAccepted || o == outcomeDuplicate || o == outcomeIgnored {
+		h.metrics.lastReceived.SetToCurrentTime()
+	}
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time) outcome {
