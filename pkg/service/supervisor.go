@@ -250,6 +250,7 @@ func newSupervisor(spec Spec) *supervisor {
 	if spec.Registry == nil {
 		spec.Registry = httpserver.NewRegistry()
 	}
+	registerBuildInfo(spec.Registry, spec.Name)
 	if spec.StartTimeout <= 0 {
 		spec.StartTimeout = DefaultStartTimeout
 	}
