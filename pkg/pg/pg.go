@@ -195,6 +195,43 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string, migrations 
 	return nil
 }
 
+// Pending lists the migrations of schema not yet applied, in the order
+// Migrate would apply them: all of them when the schema has never been
+// migrated.
+func Pending(ctx context.Context, pool *pgxpool.Pool, schema string, migrations fs.FS) ([]string, error) {
+	names, err := fs.Glob(migrations, "*.sql")
+	if err != nil {
+		return nil, fmt.Errorf("list migrations: %w", err)
+	}
+	sort.Strings(names)
+	var exists bool
+	if err := pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, pgx.Identifier{schema, "schema_migrations"}.Sanitize()).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("pending migrations of %s: %w", schema, err)
+	}
+	if !exists {
+		return names, nil
+	}
+	rows, err := pool.Query(ctx, `SELECT name FROM `+pgx.Identifier{schema}.Sanitize()+`.schema_migrations`)
+	if err != nil {
+		return nil, fmt.Errorf("pending migrations of %s: %w", schema, err)
+	}
+	applied, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("pending migrations of %s: %w", schema, err)
+	}
+	done := make(map[string]bool, len(applied))
+	for _, n := range applied {
+		done[n] = true
+	}
+	var pending []string
+	for _, n := range names {
+		if !done[n] {
+			pending = append(pending, n)
+		}
+	}
+	return pending, nil
+}
+
 // IsUnavailable reports whether err means the database could not be reached
 // or the connection broke, i.e. a retry later may succeed.
 func IsUnavailable(err error) bool {

@@ -7,7 +7,6 @@ import (
 	"context"
 	"embed"
 	"errors"
-	"fmt"
 	"io/fs"
 	"log/slog"
 	"time"
@@ -25,13 +24,19 @@ const Schema = "billing"
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// Migrate applies the embedded migrations to the billing schema.
-func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+// Migrations returns the embedded migration files.
+func Migrations() fs.FS {
 	sub, err := fs.Sub(migrationFiles, "migrations")
 	if err != nil {
-		return fmt.Errorf("migrations: %w", err)
+		// The embed pattern above guarantees the directory exists.
+		return migrationFiles
 	}
-	return pg.Migrate(ctx, pool, Schema, sub)
+	return sub
+}
+
+// Migrate applies the embedded migrations to the billing schema.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	return pg.Migrate(ctx, pool, Schema, Migrations())
 }
 
 var (

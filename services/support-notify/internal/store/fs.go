@@ -1,17 +1,18 @@
 package store
 
 import (
-	"fmt"
 	"io/fs"
 	"slices"
 )
 
-func fsSub() (fs.FS, error) {
+// Migrations returns the embedded migration files.
+func Migrations() fs.FS {
 	sub, err := fs.Sub(migrations, "migrations")
 	if err != nil {
-		return nil, fmt.Errorf("migrations: %w", err)
+		// The embed pattern above guarantees the directory exists.
+		return migrations
 	}
-	return sub, nil
+	return sub
 }
 
 func sortedUnique(keys []string) []string {

@@ -26,11 +26,7 @@ var migrations embed.FS
 
 // Migrate applies the embedded migrations to Schema.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	sub, err := fsSub()
-	if err != nil {
-		return err
-	}
-	return pg.Migrate(ctx, pool, Schema, sub)
+	return pg.Migrate(ctx, pool, Schema, Migrations())
 }
 
 // q qualifies a table with the schema, so queries do not depend on the
