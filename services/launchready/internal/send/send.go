@@ -83,7 +83,7 @@ func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stde
 		}
 		id, typ := describe(payload)
 		for range *dup {
-			code, body, err := post(ctx, client, target, payload, secret)
+			code, body, _, err := Post(ctx, client, target, payload, secret, time.Now())
 			if err != nil {
 				fmt.Fprintf(stderr, "send %s: %v\n", file, err)
 				failed = true
@@ -172,22 +172,25 @@ func describe(payload []byte) (id, typ string) {
 	return ev.ID, ev.Type
 }
 
-func post(ctx context.Context, client *http.Client, url string, payload []byte, secret string) (int, []byte, error) {
+// Post signs payload with secret at now, as Stripe does, and posts it to
+// url with client. It returns the status, the first 64 KiB of the answer
+// and its headers; it follows redirects only if client does.
+func Post(ctx context.Context, client *http.Client, url string, payload []byte, secret string, now time.Time) (int, []byte, http.Header, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(payload))
 	if err != nil {
-		return 0, nil, fmt.Errorf("post %s: %w", url, err)
+		return 0, nil, nil, fmt.Errorf("post %s: %w", url, err)
 	}
 	req.Header.Set("Content-Type", "application/json; charset=utf-8")
 	req.Header.Set("User-Agent", "launchready-send")
-	req.Header.Set("Stripe-Signature", stripeevent.Sign(payload, secret, time.Now()))
+	req.Header.Set("Stripe-Signature", stripeevent.Sign(payload, secret, now))
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, nil, fmt.Errorf("post %s: %w", url, err)
+		return 0, nil, nil, fmt.Errorf("post %s: %w", url, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil {
-		return resp.StatusCode, nil, fmt.Errorf("read answer from %s: %w", url, err)
+		return resp.StatusCode, nil, resp.Header, fmt.Errorf("read answer from %s: %w", url, err)
 	}
-	return resp.StatusCode, body, nil
+	return resp.StatusCode, body, resp.Header, nil
 }
