@@ -6,7 +6,7 @@
 # A missing replace, an incomplete go.sum or an import of anything the image
 # does not copy fails here as it would fail in `docker build`.
 #
-#   scripts/deploy-build-check.sh                 every image: the four services and provision
+#   scripts/deploy-build-check.sh                 every image: the four services, provision and launchready
 #   scripts/deploy-build-check.sh ingress crm-sync  some of them
 #
 # OUT=dir keeps the binaries (default: a temporary directory, removed).
@@ -15,7 +15,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SERVICES=("$@")
 if [[ ${#SERVICES[@]} -eq 0 ]]; then
-	SERVICES=(ingress billing-state crm-sync support-notify console provision)
+	SERVICES=(ingress billing-state crm-sync support-notify console provision launchready)
 fi
 
 SCRATCH="$(mktemp -d)"
@@ -43,6 +43,10 @@ for svc in "${SERVICES[@]}"; do
 	copy_tree proto "$ctx"
 	copy_tree pkg "$ctx"
 	copy_tree "services/$svc" "$ctx"
+	# Sibling services the module replaces (the launchready CLI runs them all).
+	for dep in $(sed -nE 's#.*=> \.\./([a-z-]+)$#\1#p' "$ROOT/services/$svc/go.mod"); do
+		copy_tree "services/$dep" "$ctx"
+	done
 	copy_tree deploy/healthcheck "$ctx"
 	if ! (cd "$ctx/services/$svc" && go build -trimpath -ldflags "-s -w" -o "$OUT/$svc" "./cmd/$svc"); then
 		echo "FAIL $svc: GOWORK=off build from services/$svc" >&2

@@ -63,7 +63,7 @@ func TestDockerfileBuildsStaticServiceOnDistroless(t *testing.T) {
 		"GOWORK=off",
 		"COPY proto/ proto/",
 		"COPY pkg/ pkg/",
-		"COPY services/${SERVICE}/ services/${SERVICE}/",
+		"COPY services/ services/",
 		`cd services/${SERVICE} && go build -trimpath -ldflags "-s -w" -o /out/service ./cmd/${SERVICE}`,
 		"USER nonroot:nonroot",
 		"EXPOSE ${PORTS}",
