@@ -20,8 +20,8 @@ import (
 	"github.com/launchready/launchready/pkg/pg"
 	billingstate "github.com/launchready/launchready/services/billing-state"
 	crmsync "github.com/launchready/launchready/services/crm-sync"
-	supportnotify "github.com/launchready/launchready/services/support-notify"
 	"github.com/launchready/launchready/services/launchready/internal/natscreds"
+	supportnotify "github.com/launchready/launchready/services/support-notify"
 )
 
 // durables are the consumers that must exist on BILLING_EVENTS.
@@ -67,7 +67,8 @@ func (d *Doctor) checkNATS(ctx context.Context) ([]Check, error) {
 			out = append(out, pass(name, fmt.Sprintf("%d replica(s), %d messages", have, info.State.Msgs)))
 		}
 	}
-	maxLag := uint64(d.env.Int("DOCTOR_MAX_LAG", 10000))
+	maxLag := uint64(max(0, d.env.Int("DOCTOR_MAX_LAG", 10000))) // #nosec G115 -- clamped at zero first
+
 	for _, dur := range durables {
 		name := "nats/consumer " + dur
 		c, err := js.Consumer(ctx, bus.StreamEvents, dur)
@@ -80,7 +81,7 @@ func (d *Doctor) checkNATS(ctx context.Context) ([]Check, error) {
 			continue
 		}
 		info := c.CachedInfo()
-		lag := info.NumPending + uint64(info.NumAckPending)
+		lag := info.NumPending + uint64(max(0, info.NumAckPending)) // #nosec G115 -- clamped at zero first
 		detail := fmt.Sprintf("%d waiting, %d in flight, %d redelivered", info.NumPending, info.NumAckPending, info.NumRedelivered)
 		if lag > maxLag {
 			out = append(out, warn(name, detail, "the consumer is behind: look at its /readyz, logs and dead letters"))

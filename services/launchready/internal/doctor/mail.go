@@ -196,7 +196,7 @@ func (d *Doctor) checkSMTP(ctx context.Context) ([]Check, error) {
 	}
 	c, err := smtp.NewClient(conn, host)
 	if err != nil {
-		conn.Close()
+		_ = conn.Close()
 		return []Check{fail(name, "no SMTP greeting: "+oneLine(err.Error()), "point SMTP_HOST at the submission server")}, nil
 	}
 	defer c.Close()
