@@ -23,6 +23,7 @@ import (
 	"github.com/launchready/launchready/pkg/config"
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/service"
+	"github.com/launchready/launchready/pkg/stripeapi"
 	"github.com/launchready/launchready/pkg/telemetry"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/billing-state/internal/display"
@@ -30,7 +31,7 @@ import (
 	"github.com/launchready/launchready/services/billing-state/internal/portal"
 	"github.com/launchready/launchready/services/billing-state/internal/relay"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
-	"github.com/launchready/launchready/services/billing-state/internal/stripeapi"
+	stripefetch "github.com/launchready/launchready/services/billing-state/internal/stripeapi"
 )
 
 // Durable is the JetStream consumer name.
@@ -41,6 +42,9 @@ const Durable = "billing-state"
 // waiting, so a quiet stream still gets each event at once; under load one
 // commit serves many events (see BenchmarkApplyBatch).
 const DefaultBatchSize = 32
+
+// DefaultDriftCheckInterval is DRIFT_CHECK_INTERVAL's default.
+const DefaultDriftCheckInterval = 6 * time.Hour
 
 // Config is the service's configuration.
 type Config struct {
@@ -65,9 +69,13 @@ type Config struct {
 	StripeAPIKey  config.Secret
 	StripeAPIBase string
 	StripeAPIRate float64
-	Streams       bus.StreamConfig
-	Consumer      bus.ConsumerConfig
-	Telemetry     telemetry.Config
+	// DriftCheckInterval is DRIFT_CHECK_INTERVAL: how often the stored
+	// subscriptions are compared with Stripe's (0 turns it off; it is off
+	// without STRIPE_API_KEY too).
+	DriftCheckInterval time.Duration
+	Streams            bus.StreamConfig
+	Consumer           bus.ConsumerConfig
+	Telemetry          telemetry.Config
 	// ReturnURLs (PORTAL_RETURN_URLS) is where a billing portal session
 	// may lead back to; CreatePortalSession also needs StripeAPIKey.
 	ReturnURLs portal.ReturnURLs
@@ -135,22 +143,23 @@ func (c Config) WithLogger(log *slog.Logger) Config {
 func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	e := config.New(getenv)
 	cfg := Config{
-		DatabaseURL:     e.String("DATABASE_URL", pg.DefaultURL),
-		NATSURL:         bus.ConnConfigFromEnv(e, Durable),
-		GRPCAddr:        e.String("GRPC_ADDR", ":9090"),
-		HTTPAddr:        e.String("HTTP_ADDR", ":8081"),
-		Policy:          canonical.Policy{PastDueEntitled: e.Bool("PAST_DUE_ENTITLED", true)},
-		StripeAPIKey:    e.Secret("STRIPE_API_KEY"),
-		StripeAPIBase:   e.String("STRIPE_API_BASE", ""),
-		StripeAPIRate:   e.Float("STRIPE_API_RATE", 10),
-		AsyncCommit:     e.Bool("ASYNC_COMMIT", true),
-		OutboxRetention: e.Duration("OUTBOX_RETENTION", 24*time.Hour),
-		Streams:         bus.StreamConfigFromEnv(e),
-		Consumer:        bus.ConsumerConfigFromEnv(e, Durable),
-		Telemetry:       telemetry.ConfigFromEnv(e, "billing-state"),
-		GRPC:            grpcapi.ConfigFromEnv(e),
-		StaleAfter:      e.Duration("STATUS_STALE_AFTER", display.DefaultStaleAfter),
-		LocalesDir:      e.String("DISPLAY_LOCALES_DIR", ""),
+		DatabaseURL:        e.String("DATABASE_URL", pg.DefaultURL),
+		NATSURL:            bus.ConnConfigFromEnv(e, Durable),
+		GRPCAddr:           e.String("GRPC_ADDR", ":9090"),
+		HTTPAddr:           e.String("HTTP_ADDR", ":8081"),
+		Policy:             canonical.Policy{PastDueEntitled: e.Bool("PAST_DUE_ENTITLED", true)},
+		StripeAPIKey:       e.Secret("STRIPE_API_KEY"),
+		StripeAPIBase:      e.String("STRIPE_API_BASE", ""),
+		StripeAPIRate:      e.Float("STRIPE_API_RATE", stripeapi.DefaultRate),
+		DriftCheckInterval: e.Duration("DRIFT_CHECK_INTERVAL", DefaultDriftCheckInterval),
+		AsyncCommit:        e.Bool("ASYNC_COMMIT", true),
+		OutboxRetention:    e.Duration("OUTBOX_RETENTION", 24*time.Hour),
+		Streams:            bus.StreamConfigFromEnv(e),
+		Consumer:           bus.ConsumerConfigFromEnv(e, Durable),
+		Telemetry:          telemetry.ConfigFromEnv(e, "billing-state"),
+		GRPC:               grpcapi.ConfigFromEnv(e),
+		StaleAfter:         e.Duration("STATUS_STALE_AFTER", display.DefaultStaleAfter),
+		LocalesDir:         e.String("DISPLAY_LOCALES_DIR", ""),
 	}
 	if cfg.StaleAfter <= 0 {
 		e.Fail("STATUS_STALE_AFTER: must be positive")
@@ -172,6 +181,9 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	cfg.Tokens = tokens
 	if cfg.StripeAPIRate <= 0 {
 		e.Fail("STRIPE_API_RATE: must be positive")
+	}
+	if cfg.DriftCheckInterval < 0 {
+		e.Fail("DRIFT_CHECK_INTERVAL: must not be negative (0 turns the check off)")
 	}
 	if cfg.OutboxRetention <= 0 {
 		e.Fail("OUTBOX_RETENTION: must be positive")
@@ -219,7 +231,7 @@ func (c Config) withDefaults() Config {
 		c.HTTPAddr = ":8081"
 	}
 	if c.StripeAPIRate <= 0 {
-		c.StripeAPIRate = 10
+		c.StripeAPIRate = stripeapi.DefaultRate
 	}
 	if c.StaleAfter <= 0 {
 		c.StaleAfter = display.DefaultStaleAfter
@@ -234,7 +246,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("database_url", config.MaskURL(c.DatabaseURL)), slog.Any("nats", c.NATSURL),
 		slog.String("grpc_addr", c.GRPCAddr), slog.String("http_addr", c.HTTPAddr), slog.Any("tokens", c.Tokens.Names()),
 		slog.Bool("past_due_entitled", c.Policy.PastDueEntitled), slog.Any("stripe_api_key", c.StripeAPIKey),
-		slog.String("stripe_api_base", config.MaskURL(c.StripeAPIBase)), slog.Int("consumer_concurrency", c.Consumer.Concurrency),
+		slog.String("stripe_api_base", config.MaskURL(c.StripeAPIBase)), slog.String("drift_check_interval", c.DriftCheckInterval.String()), slog.Int("consumer_concurrency", c.Consumer.Concurrency),
 		slog.Int("consumer_max_deliver", c.Consumer.MaxDeliver), slog.Bool("async_commit", c.AsyncCommit),
 		slog.Bool("grpc_tls", c.GRPC.TLS()), slog.Any("grpc_max_streams", c.GRPC.MaxStreams), slog.Int("grpc_max_watch_per_token", c.GRPC.MaxWatchPerToken),
 		slog.String("grpc_unary_timeout", c.GRPC.UnaryTimeout.String()), slog.Any("grpc_db_max_conns", c.GRPC.DBMaxConns),
@@ -267,9 +279,17 @@ func Run(ctx context.Context, cfg Config) error {
 		if cfg.Tokens.Len() == 0 {
 			log.Warn("STATUS_API_TOKENS is empty: every gRPC call will be refused")
 		}
+		// One client, so the fetches and the drift check share one rate
+		// budget.
+		var api *stripeapi.Client
 		var fetcher state.Fetcher
 		if cfg.StripeAPIKey != "" {
-			fetcher = stripeapi.New(cfg.StripeAPIKey.Reveal(), cfg.StripeAPIBase, cfg.StripeAPIRate)
+			var err error
+			api, err = stripeapi.New(stripeapi.Config{Key: cfg.StripeAPIKey, Base: cfg.StripeAPIBase, Rate: max(int(cfg.StripeAPIRate), 1)})
+			if err != nil {
+				return fmt.Errorf("stripe api: %w", err)
+			}
+			fetcher = stripefetch.NewFrom(api)
 		}
 		var rl *relay.Relay
 		storeOpts := state.Options{Policy: cfg.Policy, Fetcher: fetcher, Logger: log, OutboxWritten: func() { rl.Kick() }}
@@ -295,7 +315,7 @@ func Run(ctx context.Context, cfg Config) error {
 		host.Go("outbox relay", rl.Run)
 		host.GoConsumer("consumer", bus.NewBatchConsumer(host.JS, cfg.Consumer, batchHandler(store, m, cfg, log), consumerOpts))
 		host.Go("parked sweep", func(ctx context.Context) error { sweepParked(ctx, store, cfg.ParkSweep, log); return nil })
-		return serveGRPC(host, cfg, rl)
+		return serveGRPC(host, cfg, rl, api)
 	})
 }
 

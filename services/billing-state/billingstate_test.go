@@ -670,7 +670,7 @@ func TestConfigFromEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.GRPCAddr != ":9090" || cfg.HTTPAddr != ":8081" || !cfg.Policy.PastDueEntitled || cfg.Consumer.Durable != Durable ||
-		cfg.StripeAPIRate != 10 || cfg.Tokens.Len() != 0 || cfg.NATSURL.URL != nats.DefaultURL || !cfg.AsyncCommit ||
+		cfg.StripeAPIRate != 20 || cfg.DriftCheckInterval != 6*time.Hour || cfg.Tokens.Len() != 0 || cfg.NATSURL.URL != nats.DefaultURL || !cfg.AsyncCommit ||
 		cfg.OutboxRetention != 24*time.Hour {
 		t.Fatalf("defaults: %+v", cfg)
 	}

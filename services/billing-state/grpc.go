@@ -17,6 +17,7 @@ import (
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/billing-state/internal/admin"
 	"github.com/launchready/launchready/services/billing-state/internal/display"
+	"github.com/launchready/launchready/services/billing-state/internal/drift"
 	"github.com/launchready/launchready/services/billing-state/internal/grpcapi"
 	"github.com/launchready/launchready/services/billing-state/internal/relay"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
@@ -32,7 +33,7 @@ import (
 // Unavailable, while the consumer and the relay carry on. At shutdown the
 // server stops first, gracefully: it reports NOT_SERVING, ends the watch
 // streams and lets unary calls finish; then the connection and the pool.
-func serveGRPC(host *service.Host, cfg Config, rl *relay.Relay) error {
+func serveGRPC(host *service.Host, cfg Config, rl *relay.Relay, api *stripeapi.Client) error {
 	ln, err := host.Listen("grpc", cfg.GRPCAddr)
 	if err != nil {
 		return err
@@ -47,23 +48,33 @@ func serveGRPC(host *service.Host, cfg Config, rl *relay.Relay) error {
 	}
 	stopWatch := make(chan struct{})
 	store := state.New(apiPool, state.Options{Policy: cfg.Policy, Logger: host.Log, OutboxWritten: rl.Kick})
-	portalOpener, err := newPortalOpener(host, cfg)
-	if err != nil {
-		return err
-	}
+	portalOpener := newPortalOpener(host, cfg, api)
 	// Staff actions go to Stripe with the server's key, through the same
-	// client (and rate budget) as the portal; without a key,
-	// BillingAdminService refuses every action.
+	// client (and rate budget) as the portal, the fetches and the drift
+	// check; without a key, BillingAdminService refuses every action.
 	var stripeClient admin.Stripe
-	if c, ok := portalOpener.(*stripeapi.Client); ok {
-		stripeClient = c
+	if api != nil {
+		stripeClient = api
 	}
-	srv, err := grpcapi.New(cfg.GRPC, grpcapi.Options{
+	opts := grpcapi.Options{
 		Store: store, Display: newViewer(cfg, store), Portal: portalOpener, ReturnURLs: cfg.ReturnURLs,
 		Admin:     admin.New(apiPool, stripeClient),
 		WatchConn: watchNC, Tokens: cfg.Tokens, Logger: host.Log, Registry: host.Registry,
 		StatsHandler: host.Telemetry.GRPCServerHandler(), Stop: stopWatch,
-	})
+	}
+	if api != nil {
+		// The drift check and its repairs write through the API's pool,
+		// as ReconcileCustomer does: the consumer's stays the consumer's.
+		checker, err := drift.New(api, store, host.Registry, host.Log)
+		if err != nil {
+			return err
+		}
+		opts.Drift = checker
+		if cfg.DriftCheckInterval > 0 {
+			host.Go("drift check", func(ctx context.Context) error { return checker.Schedule(ctx, cfg.DriftCheckInterval) })
+		}
+	}
+	srv, err := grpcapi.New(cfg.GRPC, opts)
 	if err != nil {
 		return err
 	}
@@ -150,19 +161,15 @@ func newViewer(cfg Config, store *state.Store) *display.Viewer {
 
 // newPortalOpener is the Stripe client of CreatePortalSession, or nil
 // without STRIPE_API_KEY (the call then answers FailedPrecondition).
-func newPortalOpener(host *service.Host, cfg Config) (grpcapi.PortalOpener, error) {
+func newPortalOpener(host *service.Host, cfg Config, api *stripeapi.Client) grpcapi.PortalOpener {
 	switch {
-	case cfg.StripeAPIKey == "" && cfg.ReturnURLs.Len() > 0:
+	case api == nil && cfg.ReturnURLs.Len() > 0:
 		host.Log.Warn("PORTAL_RETURN_URLS is set but STRIPE_API_KEY is not: CreatePortalSession will be refused")
-		return nil, nil
-	case cfg.StripeAPIKey == "":
-		return nil, nil
+		return nil
+	case api == nil:
+		return nil
 	case cfg.ReturnURLs.Len() == 0:
 		host.Log.Warn("PORTAL_RETURN_URLS is empty: every CreatePortalSession will be refused")
 	}
-	c, err := stripeapi.New(stripeapi.Config{Key: cfg.StripeAPIKey, Base: cfg.StripeAPIBase, Rate: max(1, int(cfg.StripeAPIRate))})
-	if err != nil {
-		return nil, fmt.Errorf("billing portal: %w", err)
-	}
-	return c, nil
+	return api
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/rulefmt"
+	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/promql/promqltest"
 
@@ -143,6 +144,7 @@ func TestRulesReferenceExportedMetrics(t *testing.T) {
 		"LaunchReadyWebhookFailureRateHigh", "LaunchReadyDeadLetters", "LaunchReadyConsumerLagGrowing",
 		"LaunchReadyAlertLatencyHigh", "LaunchReadyWeeklyDuplicates", "LaunchReadyWebhookSlow", "LaunchReadyIngressDown",
 		"LaunchReadyWebhookSilence",
+		"LaunchReadyBillingDrift",
 	} {
 		if !alerts[want] {
 			t.Errorf("alert %s is missing", want)
@@ -319,23 +321,54 @@ func TestAlertsFire(t *testing.T) {
 					script += "  " + line + "\n"
 				}
 			}
-			st := promqltest.LoadedStorage(t, script)
-			t.Cleanup(func() { st.Close() })
 			expr := alertExpr(t, groups, c.alert)
-			q, err := engine.NewInstantQuery(context.Background(), st, nil, expr, at)
-			if err != nil {
-				t.Fatalf("query %s: %v", expr, err)
+			if fired, vec := evalAlert(t, engine, script, expr, at); fired != c.fires {
+				t.Fatalf("fired = %v (%v), want %v\nexpr: %s", fired, vec, c.fires, expr)
 			}
-			defer q.Close()
-			res := q.Exec(context.Background())
-			if res.Err != nil {
-				t.Fatalf("eval %s: %v", expr, res.Err)
-			}
-			vec, err := res.Vector()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if fired := len(vec) > 0; fired != c.fires {
+		})
+	}
+}
+
+// evalAlert loads script and evaluates expr at at: whether it returns
+// anything (the alert's condition holds), and what.
+func evalAlert(t *testing.T, engine *promql.Engine, script, expr string, at time.Time) (bool, promql.Vector) {
+	t.Helper()
+	st := promqltest.LoadedStorage(t, script)
+	t.Cleanup(func() { st.Close() })
+	q, err := engine.NewInstantQuery(context.Background(), st, nil, expr, at)
+	if err != nil {
+		t.Fatalf("query %s: %v", expr, err)
+	}
+	defer q.Close()
+	res := q.Exec(context.Background())
+	if res.Err != nil {
+		t.Fatalf("eval %s: %v", expr, res.Err)
+	}
+	vec, err := res.Vector()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(vec) > 0, vec
+}
+
+// The drift alert needs hours of series: checks run every 6h, and the gauge
+// holds each check's count until the next one.
+func TestDriftAlertFiresWhenTwoChecksInARowFindDrift(t *testing.T) {
+	groups := loadRules(t)
+	engine := promqltest.NewTestEngine(t, false, 0, promqltest.DefaultMaxSamplesPerQuery)
+	at := time.Unix(0, 0).UTC().Add(7*time.Hour + 40*time.Minute)
+	expr := alertExpr(t, groups, "LaunchReadyBillingDrift")
+	for _, c := range []struct {
+		name, series string
+		fires        bool
+	}{
+		{"found by two checks in a row", "lr_billing_drift_customers 0x60 1x400", true},
+		{"found once, then repaired", "lr_billing_drift_customers 0x60 1x360 0x40", false},
+		{"found by one check only so far", "lr_billing_drift_customers 0x300 1x160", false},
+		{"two replicas, one still sees it", "lr_billing_drift_customers{instance=\"a\"} 0x60 1x400\n  lr_billing_drift_customers{instance=\"b\"} 0x60 1x360 0x40", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if fired, vec := evalAlert(t, engine, "load 1m\n  "+c.series+"\n", expr, at); fired != c.fires {
 				t.Fatalf("fired = %v (%v), want %v\nexpr: %s", fired, vec, c.fires, expr)
 			}
 		})

@@ -476,7 +476,9 @@ func (x *CustomerEvent) GetAction() string {
 type ReconcileCustomerRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The Stripe customer id. At most 255 bytes.
-	CustomerId    string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	CustomerId string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	// Read the customer's subscriptions from Stripe and apply them first.
+	FromStripe    bool `protobuf:"varint,2,opt,name=from_stripe,json=fromStripe,proto3" json:"from_stripe,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -518,6 +520,183 @@ func (x *ReconcileCustomerRequest) GetCustomerId() string {
 	return ""
 }
 
+func (x *ReconcileCustomerRequest) GetFromStripe() bool {
+	if x != nil {
+		return x.FromStripe
+	}
+	return false
+}
+
+type CheckDriftRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Repair every customer with drift.
+	Fix           bool `protobuf:"varint,1,opt,name=fix,proto3" json:"fix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckDriftRequest) Reset() {
+	*x = CheckDriftRequest{}
+	mi := &file_launchready_billing_v1_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckDriftRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckDriftRequest) ProtoMessage() {}
+
+func (x *CheckDriftRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_launchready_billing_v1_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckDriftRequest.ProtoReflect.Descriptor instead.
+func (*CheckDriftRequest) Descriptor() ([]byte, []int) {
+	return file_launchready_billing_v1_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CheckDriftRequest) GetFix() bool {
+	if x != nil {
+		return x.Fix
+	}
+	return false
+}
+
+type CheckDriftResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The subscriptions whose status differed, by customer.
+	Drifts []*SubscriptionDrift `protobuf:"bytes,1,rep,name=drifts,proto3" json:"drifts,omitempty"`
+	// True when fix was asked and every repair was applied.
+	Fixed         bool `protobuf:"varint,2,opt,name=fixed,proto3" json:"fixed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckDriftResponse) Reset() {
+	*x = CheckDriftResponse{}
+	mi := &file_launchready_billing_v1_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckDriftResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckDriftResponse) ProtoMessage() {}
+
+func (x *CheckDriftResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_launchready_billing_v1_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckDriftResponse.ProtoReflect.Descriptor instead.
+func (*CheckDriftResponse) Descriptor() ([]byte, []int) {
+	return file_launchready_billing_v1_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CheckDriftResponse) GetDrifts() []*SubscriptionDrift {
+	if x != nil {
+		return x.Drifts
+	}
+	return nil
+}
+
+func (x *CheckDriftResponse) GetFixed() bool {
+	if x != nil {
+		return x.Fixed
+	}
+	return false
+}
+
+// SubscriptionDrift is one subscription whose stored status is not
+// Stripe's. Statuses are canonical names ("active", "canceled"); ours is
+// "missing" when billing-state has never seen the subscription.
+type SubscriptionDrift struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	CustomerId     string                 `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	SubscriptionId string                 `protobuf:"bytes,2,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
+	Ours           string                 `protobuf:"bytes,3,opt,name=ours,proto3" json:"ours,omitempty"`
+	Stripe         string                 `protobuf:"bytes,4,opt,name=stripe,proto3" json:"stripe,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *SubscriptionDrift) Reset() {
+	*x = SubscriptionDrift{}
+	mi := &file_launchready_billing_v1_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscriptionDrift) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscriptionDrift) ProtoMessage() {}
+
+func (x *SubscriptionDrift) ProtoReflect() protoreflect.Message {
+	mi := &file_launchready_billing_v1_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscriptionDrift.ProtoReflect.Descriptor instead.
+func (*SubscriptionDrift) Descriptor() ([]byte, []int) {
+	return file_launchready_billing_v1_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SubscriptionDrift) GetCustomerId() string {
+	if x != nil {
+		return x.CustomerId
+	}
+	return ""
+}
+
+func (x *SubscriptionDrift) GetSubscriptionId() string {
+	if x != nil {
+		return x.SubscriptionId
+	}
+	return ""
+}
+
+func (x *SubscriptionDrift) GetOurs() string {
+	if x != nil {
+		return x.Ours
+	}
+	return ""
+}
+
+func (x *SubscriptionDrift) GetStripe() string {
+	if x != nil {
+		return x.Stripe
+	}
+	return ""
+}
+
 type CreatePortalSessionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The Stripe customer id. At most 255 bytes.
@@ -531,7 +710,7 @@ type CreatePortalSessionRequest struct {
 
 func (x *CreatePortalSessionRequest) Reset() {
 	*x = CreatePortalSessionRequest{}
-	mi := &file_launchready_billing_v1_service_proto_msgTypes[7]
+	mi := &file_launchready_billing_v1_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -543,7 +722,7 @@ func (x *CreatePortalSessionRequest) String() string {
 func (*CreatePortalSessionRequest) ProtoMessage() {}
 
 func (x *CreatePortalSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_launchready_billing_v1_service_proto_msgTypes[7]
+	mi := &file_launchready_billing_v1_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -556,7 +735,7 @@ func (x *CreatePortalSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePortalSessionRequest.ProtoReflect.Descriptor instead.
 func (*CreatePortalSessionRequest) Descriptor() ([]byte, []int) {
-	return file_launchready_billing_v1_service_proto_rawDescGZIP(), []int{7}
+	return file_launchready_billing_v1_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CreatePortalSessionRequest) GetCustomerId() string {
@@ -583,7 +762,7 @@ type PortalSession struct {
 
 func (x *PortalSession) Reset() {
 	*x = PortalSession{}
-	mi := &file_launchready_billing_v1_service_proto_msgTypes[8]
+	mi := &file_launchready_billing_v1_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -595,7 +774,7 @@ func (x *PortalSession) String() string {
 func (*PortalSession) ProtoMessage() {}
 
 func (x *PortalSession) ProtoReflect() protoreflect.Message {
-	mi := &file_launchready_billing_v1_service_proto_msgTypes[8]
+	mi := &file_launchready_billing_v1_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -608,7 +787,7 @@ func (x *PortalSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortalSession.ProtoReflect.Descriptor instead.
 func (*PortalSession) Descriptor() ([]byte, []int) {
-	return file_launchready_billing_v1_service_proto_rawDescGZIP(), []int{8}
+	return file_launchready_billing_v1_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PortalSession) GetUrl() string {
@@ -657,22 +836,37 @@ const file_launchready_billing_v1_service_proto_rawDesc = "" +
 	"\revent_created\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\feventCreated\x12;\n" +
 	"\vrecorded_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"recordedAt\x12\x16\n" +
-	"\x06action\x18\t \x01(\tR\x06action\";\n" +
+	"\x06action\x18\t \x01(\tR\x06action\"\\\n" +
 	"\x18ReconcileCustomerRequest\x12\x1f\n" +
 	"\vcustomer_id\x18\x01 \x01(\tR\n" +
-	"customerId\"\\\n" +
+	"customerId\x12\x1f\n" +
+	"\vfrom_stripe\x18\x02 \x01(\bR\n" +
+	"fromStripe\"%\n" +
+	"\x11CheckDriftRequest\x12\x10\n" +
+	"\x03fix\x18\x01 \x01(\bR\x03fix\"m\n" +
+	"\x12CheckDriftResponse\x12A\n" +
+	"\x06drifts\x18\x01 \x03(\v2).launchready.billing.v1.SubscriptionDriftR\x06drifts\x12\x14\n" +
+	"\x05fixed\x18\x02 \x01(\bR\x05fixed\"\x89\x01\n" +
+	"\x11SubscriptionDrift\x12\x1f\n" +
+	"\vcustomer_id\x18\x01 \x01(\tR\n" +
+	"customerId\x12'\n" +
+	"\x0fsubscription_id\x18\x02 \x01(\tR\x0esubscriptionId\x12\x12\n" +
+	"\x04ours\x18\x03 \x01(\tR\x04ours\x12\x16\n" +
+	"\x06stripe\x18\x04 \x01(\tR\x06stripe\"\\\n" +
 	"\x1aCreatePortalSessionRequest\x12\x1f\n" +
 	"\vcustomer_id\x18\x01 \x01(\tR\n" +
 	"customerId\x12\x1d\n" +
 	"\n" +
 	"return_url\x18\x02 \x01(\tR\treturnUrl\"!\n" +
 	"\rPortalSession\x12\x10\n" +
-	"\x03url\x18\x01 \x01(\tR\x03url2\xca\x05\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url2\xaf\x06\n" +
 	"\x14BillingStatusService\x12m\n" +
 	"\x11GetCustomerStatus\x120.launchready.billing.v1.GetCustomerStatusRequest\x1a&.launchready.billing.v1.CustomerStatus\x12s\n" +
 	"\x13WatchCustomerStatus\x122.launchready.billing.v1.WatchCustomerStatusRequest\x1a&.launchready.billing.v1.CustomerStatus0\x01\x12{\n" +
 	"\x12ListCustomerEvents\x121.launchready.billing.v1.ListCustomerEventsRequest\x1a2.launchready.billing.v1.ListCustomerEventsResponse\x12m\n" +
-	"\x11ReconcileCustomer\x120.launchready.billing.v1.ReconcileCustomerRequest\x1a&.launchready.billing.v1.CustomerStatus\x12p\n" +
+	"\x11ReconcileCustomer\x120.launchready.billing.v1.ReconcileCustomerRequest\x1a&.launchready.billing.v1.CustomerStatus\x12c\n" +
+	"\n" +
+	"CheckDrift\x12).launchready.billing.v1.CheckDriftRequest\x1a*.launchready.billing.v1.CheckDriftResponse\x12p\n" +
 	"\x12GetDisplayMessages\x121.launchready.billing.v1.GetDisplayMessagesRequest\x1a'.launchready.billing.v1.DisplayMessages\x12p\n" +
 	"\x13CreatePortalSession\x122.launchready.billing.v1.CreatePortalSessionRequest\x1a%.launchready.billing.v1.PortalSessionBKZIgithub.com/launchready/launchready/proto/launchready/billing/v1;billingv1b\x06proto3"
 
@@ -688,7 +882,7 @@ func file_launchready_billing_v1_service_proto_rawDescGZIP() []byte {
 	return file_launchready_billing_v1_service_proto_rawDescData
 }
 
-var file_launchready_billing_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_launchready_billing_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_launchready_billing_v1_service_proto_goTypes = []any{
 	(*GetCustomerStatusRequest)(nil),   // 0: launchready.billing.v1.GetCustomerStatusRequest
 	(*GetDisplayMessagesRequest)(nil),  // 1: launchready.billing.v1.GetDisplayMessagesRequest
@@ -697,35 +891,41 @@ var file_launchready_billing_v1_service_proto_goTypes = []any{
 	(*ListCustomerEventsResponse)(nil), // 4: launchready.billing.v1.ListCustomerEventsResponse
 	(*CustomerEvent)(nil),              // 5: launchready.billing.v1.CustomerEvent
 	(*ReconcileCustomerRequest)(nil),   // 6: launchready.billing.v1.ReconcileCustomerRequest
-	(*CreatePortalSessionRequest)(nil), // 7: launchready.billing.v1.CreatePortalSessionRequest
-	(*PortalSession)(nil),              // 8: launchready.billing.v1.PortalSession
-	(*CustomerStatus)(nil),             // 9: launchready.billing.v1.CustomerStatus
-	(*timestamppb.Timestamp)(nil),      // 10: google.protobuf.Timestamp
-	(*DisplayMessages)(nil),            // 11: launchready.billing.v1.DisplayMessages
+	(*CheckDriftRequest)(nil),          // 7: launchready.billing.v1.CheckDriftRequest
+	(*CheckDriftResponse)(nil),         // 8: launchready.billing.v1.CheckDriftResponse
+	(*SubscriptionDrift)(nil),          // 9: launchready.billing.v1.SubscriptionDrift
+	(*CreatePortalSessionRequest)(nil), // 10: launchready.billing.v1.CreatePortalSessionRequest
+	(*PortalSession)(nil),              // 11: launchready.billing.v1.PortalSession
+	(*CustomerStatus)(nil),             // 12: launchready.billing.v1.CustomerStatus
+	(*timestamppb.Timestamp)(nil),      // 13: google.protobuf.Timestamp
+	(*DisplayMessages)(nil),            // 14: launchready.billing.v1.DisplayMessages
 }
 var file_launchready_billing_v1_service_proto_depIdxs = []int32{
 	5,  // 0: launchready.billing.v1.ListCustomerEventsResponse.events:type_name -> launchready.billing.v1.CustomerEvent
-	9,  // 1: launchready.billing.v1.CustomerEvent.before:type_name -> launchready.billing.v1.CustomerStatus
-	9,  // 2: launchready.billing.v1.CustomerEvent.after:type_name -> launchready.billing.v1.CustomerStatus
-	10, // 3: launchready.billing.v1.CustomerEvent.event_created:type_name -> google.protobuf.Timestamp
-	10, // 4: launchready.billing.v1.CustomerEvent.recorded_at:type_name -> google.protobuf.Timestamp
-	0,  // 5: launchready.billing.v1.BillingStatusService.GetCustomerStatus:input_type -> launchready.billing.v1.GetCustomerStatusRequest
-	2,  // 6: launchready.billing.v1.BillingStatusService.WatchCustomerStatus:input_type -> launchready.billing.v1.WatchCustomerStatusRequest
-	3,  // 7: launchready.billing.v1.BillingStatusService.ListCustomerEvents:input_type -> launchready.billing.v1.ListCustomerEventsRequest
-	6,  // 8: launchready.billing.v1.BillingStatusService.ReconcileCustomer:input_type -> launchready.billing.v1.ReconcileCustomerRequest
-	1,  // 9: launchready.billing.v1.BillingStatusService.GetDisplayMessages:input_type -> launchready.billing.v1.GetDisplayMessagesRequest
-	7,  // 10: launchready.billing.v1.BillingStatusService.CreatePortalSession:input_type -> launchready.billing.v1.CreatePortalSessionRequest
-	9,  // 11: launchready.billing.v1.BillingStatusService.GetCustomerStatus:output_type -> launchready.billing.v1.CustomerStatus
-	9,  // 12: launchready.billing.v1.BillingStatusService.WatchCustomerStatus:output_type -> launchready.billing.v1.CustomerStatus
-	4,  // 13: launchready.billing.v1.BillingStatusService.ListCustomerEvents:output_type -> launchready.billing.v1.ListCustomerEventsResponse
-	9,  // 14: launchready.billing.v1.BillingStatusService.ReconcileCustomer:output_type -> launchready.billing.v1.CustomerStatus
-	11, // 15: launchready.billing.v1.BillingStatusService.GetDisplayMessages:output_type -> launchready.billing.v1.DisplayMessages
-	8,  // 16: launchready.billing.v1.BillingStatusService.CreatePortalSession:output_type -> launchready.billing.v1.PortalSession
-	11, // [11:17] is the sub-list for method output_type
-	5,  // [5:11] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	12, // 1: launchready.billing.v1.CustomerEvent.before:type_name -> launchready.billing.v1.CustomerStatus
+	12, // 2: launchready.billing.v1.CustomerEvent.after:type_name -> launchready.billing.v1.CustomerStatus
+	13, // 3: launchready.billing.v1.CustomerEvent.event_created:type_name -> google.protobuf.Timestamp
+	13, // 4: launchready.billing.v1.CustomerEvent.recorded_at:type_name -> google.protobuf.Timestamp
+	9,  // 5: launchready.billing.v1.CheckDriftResponse.drifts:type_name -> launchready.billing.v1.SubscriptionDrift
+	0,  // 6: launchready.billing.v1.BillingStatusService.GetCustomerStatus:input_type -> launchready.billing.v1.GetCustomerStatusRequest
+	2,  // 7: launchready.billing.v1.BillingStatusService.WatchCustomerStatus:input_type -> launchready.billing.v1.WatchCustomerStatusRequest
+	3,  // 8: launchready.billing.v1.BillingStatusService.ListCustomerEvents:input_type -> launchready.billing.v1.ListCustomerEventsRequest
+	6,  // 9: launchready.billing.v1.BillingStatusService.ReconcileCustomer:input_type -> launchready.billing.v1.ReconcileCustomerRequest
+	7,  // 10: launchready.billing.v1.BillingStatusService.CheckDrift:input_type -> launchready.billing.v1.CheckDriftRequest
+	1,  // 11: launchready.billing.v1.BillingStatusService.GetDisplayMessages:input_type -> launchready.billing.v1.GetDisplayMessagesRequest
+	10, // 12: launchready.billing.v1.BillingStatusService.CreatePortalSession:input_type -> launchready.billing.v1.CreatePortalSessionRequest
+	12, // 13: launchready.billing.v1.BillingStatusService.GetCustomerStatus:output_type -> launchready.billing.v1.CustomerStatus
+	12, // 14: launchready.billing.v1.BillingStatusService.WatchCustomerStatus:output_type -> launchready.billing.v1.CustomerStatus
+	4,  // 15: launchready.billing.v1.BillingStatusService.ListCustomerEvents:output_type -> launchready.billing.v1.ListCustomerEventsResponse
+	12, // 16: launchready.billing.v1.BillingStatusService.ReconcileCustomer:output_type -> launchready.billing.v1.CustomerStatus
+	8,  // 17: launchready.billing.v1.BillingStatusService.CheckDrift:output_type -> launchready.billing.v1.CheckDriftResponse
+	14, // 18: launchready.billing.v1.BillingStatusService.GetDisplayMessages:output_type -> launchready.billing.v1.DisplayMessages
+	11, // 19: launchready.billing.v1.BillingStatusService.CreatePortalSession:output_type -> launchready.billing.v1.PortalSession
+	13, // [13:20] is the sub-list for method output_type
+	6,  // [6:13] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_launchready_billing_v1_service_proto_init() }
@@ -745,7 +945,7 @@ func file_launchready_billing_v1_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_launchready_billing_v1_service_proto_rawDesc), len(file_launchready_billing_v1_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

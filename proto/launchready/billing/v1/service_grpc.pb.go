@@ -23,6 +23,7 @@ const (
 	BillingStatusService_WatchCustomerStatus_FullMethodName = "/launchready.billing.v1.BillingStatusService/WatchCustomerStatus"
 	BillingStatusService_ListCustomerEvents_FullMethodName  = "/launchready.billing.v1.BillingStatusService/ListCustomerEvents"
 	BillingStatusService_ReconcileCustomer_FullMethodName   = "/launchready.billing.v1.BillingStatusService/ReconcileCustomer"
+	BillingStatusService_CheckDrift_FullMethodName          = "/launchready.billing.v1.BillingStatusService/CheckDrift"
 	BillingStatusService_GetDisplayMessages_FullMethodName  = "/launchready.billing.v1.BillingStatusService/GetDisplayMessages"
 	BillingStatusService_CreatePortalSession_FullMethodName = "/launchready.billing.v1.BillingStatusService/CreatePortalSession"
 )
@@ -50,8 +51,15 @@ type BillingStatusServiceClient interface {
 	// ListCustomerEvents returns the customer's audit timeline, newest first.
 	ListCustomerEvents(ctx context.Context, in *ListCustomerEventsRequest, opts ...grpc.CallOption) (*ListCustomerEventsResponse, error)
 	// ReconcileCustomer re-derives a customer's status from stored state and
-	// clears the reconciliation mark. Needs the admin role; it is audited.
+	// clears the reconciliation mark. With from_stripe it first applies the
+	// customer's subscriptions as Stripe has them now, through the same
+	// ordering rules as any event. Needs the admin role; it is audited.
 	ReconcileCustomer(ctx context.Context, in *ReconcileCustomerRequest, opts ...grpc.CallOption) (*CustomerStatus, error)
+	// CheckDrift compares every subscription Stripe lists with the stored
+	// one and returns those whose status differs; with fix it repairs each
+	// customer from Stripe, audited with the token's name. Needs the admin
+	// role and a Stripe API key (FAILED_PRECONDITION without one).
+	CheckDrift(ctx context.Context, in *CheckDriftRequest, opts ...grpc.CallOption) (*CheckDriftResponse, error)
 	// GetDisplayMessages returns the words a client shows when it gets no
 	// answer at all (the server cannot be reached) and the action labels,
 	// for the client to keep.
@@ -123,6 +131,16 @@ func (c *billingStatusServiceClient) ReconcileCustomer(ctx context.Context, in *
 	return out, nil
 }
 
+func (c *billingStatusServiceClient) CheckDrift(ctx context.Context, in *CheckDriftRequest, opts ...grpc.CallOption) (*CheckDriftResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckDriftResponse)
+	err := c.cc.Invoke(ctx, BillingStatusService_CheckDrift_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *billingStatusServiceClient) GetDisplayMessages(ctx context.Context, in *GetDisplayMessagesRequest, opts ...grpc.CallOption) (*DisplayMessages, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(DisplayMessages)
@@ -166,8 +184,15 @@ type BillingStatusServiceServer interface {
 	// ListCustomerEvents returns the customer's audit timeline, newest first.
 	ListCustomerEvents(context.Context, *ListCustomerEventsRequest) (*ListCustomerEventsResponse, error)
 	// ReconcileCustomer re-derives a customer's status from stored state and
-	// clears the reconciliation mark. Needs the admin role; it is audited.
+	// clears the reconciliation mark. With from_stripe it first applies the
+	// customer's subscriptions as Stripe has them now, through the same
+	// ordering rules as any event. Needs the admin role; it is audited.
 	ReconcileCustomer(context.Context, *ReconcileCustomerRequest) (*CustomerStatus, error)
+	// CheckDrift compares every subscription Stripe lists with the stored
+	// one and returns those whose status differs; with fix it repairs each
+	// customer from Stripe, audited with the token's name. Needs the admin
+	// role and a Stripe API key (FAILED_PRECONDITION without one).
+	CheckDrift(context.Context, *CheckDriftRequest) (*CheckDriftResponse, error)
 	// GetDisplayMessages returns the words a client shows when it gets no
 	// answer at all (the server cannot be reached) and the action labels,
 	// for the client to keep.
@@ -201,6 +226,9 @@ func (UnimplementedBillingStatusServiceServer) ListCustomerEvents(context.Contex
 }
 func (UnimplementedBillingStatusServiceServer) ReconcileCustomer(context.Context, *ReconcileCustomerRequest) (*CustomerStatus, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReconcileCustomer not implemented")
+}
+func (UnimplementedBillingStatusServiceServer) CheckDrift(context.Context, *CheckDriftRequest) (*CheckDriftResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckDrift not implemented")
 }
 func (UnimplementedBillingStatusServiceServer) GetDisplayMessages(context.Context, *GetDisplayMessagesRequest) (*DisplayMessages, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetDisplayMessages not implemented")
@@ -294,6 +322,24 @@ func _BillingStatusService_ReconcileCustomer_Handler(srv interface{}, ctx contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BillingStatusService_CheckDrift_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckDriftRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BillingStatusServiceServer).CheckDrift(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BillingStatusService_CheckDrift_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BillingStatusServiceServer).CheckDrift(ctx, req.(*CheckDriftRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _BillingStatusService_GetDisplayMessages_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetDisplayMessagesRequest)
 	if err := dec(in); err != nil {
@@ -348,6 +394,10 @@ var BillingStatusService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReconcileCustomer",
 			Handler:    _BillingStatusService_ReconcileCustomer_Handler,
+		},
+		{
+			MethodName: "CheckDrift",
+			Handler:    _BillingStatusService_CheckDrift_Handler,
 		},
 		{
 			MethodName: "GetDisplayMessages",

@@ -153,6 +153,7 @@ var requiredRole = map[string]string{
 	billingv1.BillingStatusService_WatchCustomerStatus_FullMethodName: RoleRead,
 	billingv1.BillingStatusService_ListCustomerEvents_FullMethodName:  RoleRead,
 	billingv1.BillingStatusService_ReconcileCustomer_FullMethodName:   RoleAdmin,
+	billingv1.BillingStatusService_CheckDrift_FullMethodName:          RoleAdmin,
 	billingv1.BillingStatusService_GetDisplayMessages_FullMethodName:  RoleRead,
 	billingv1.BillingStatusService_CreatePortalSession_FullMethodName: RoleRead,
 

@@ -140,6 +140,9 @@ type Options struct {
 	// Stop, when closed, ends every Watch stream, so that a graceful stop
 	// does not wait for clients that would stay forever.
 	Stop <-chan struct{}
+	// Drift, when set (a Stripe API key is configured), serves CheckDrift
+	// and ReconcileCustomer's from_stripe.
+	Drift Drift
 }
 
 // New returns the gRPC server of BillingStatusService with cfg's limits,
@@ -153,6 +156,7 @@ func New(cfg Config, o Options) (*grpc.Server, error) {
 		return nil, errors.New("grpc server: a store, a display viewer and a watch connection are required")
 	}
 	svc := newServer(o, cfg)
+	svc.drift = o.Drift
 	if o.Registry != nil {
 		svc.registerMetrics(o.Registry)
 	}

@@ -26,8 +26,10 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/pkg/stripeapi"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/billing-state/internal/display"
+	"github.com/launchready/launchready/services/billing-state/internal/drift"
 	"github.com/launchready/launchready/services/billing-state/internal/portal"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
 )
@@ -59,6 +61,15 @@ type Server struct {
 	watches     *watchSlots
 	readTimeout time.Duration
 	refused     prometheus.Counter
+	// drift is nil without a Stripe API key.
+	drift Drift
+}
+
+// Drift is the drift checker (internal/drift.Checker).
+type Drift interface {
+	Check(ctx context.Context) ([]drift.Drift, error)
+	Repair(ctx context.Context, customerID, actor string) (int, error)
+	RepairAll(ctx context.Context, drifts []drift.Drift, actor string) error
 }
 
 func newServer(o Options, cfg Config) *Server {
@@ -247,10 +258,14 @@ func (s *Server) ReconcileCustomer(ctx context.Context, req *billingv1.Reconcile
 	if err != nil {
 		return nil, err
 	}
-	caller, _ := CallerFrom(ctx)
-	actor := caller.Name
-	if actor == "" {
-		actor = "unknown"
+	actor := callerName(ctx)
+	if req.GetFromStripe() {
+		if s.drift == nil {
+			return nil, status.Error(codes.FailedPrecondition, "from_stripe needs STRIPE_API_KEY on billing-state")
+		}
+		if _, err := s.drift.Repair(ctx, id, actor); err != nil {
+			return nil, s.failStripe(ctx, "reconcile customer from stripe", id, err)
+		}
 	}
 	st, err := s.store.Reconcile(ctx, id, actor)
 	if err != nil {
@@ -261,6 +276,50 @@ func (s *Server) ReconcileCustomer(ctx context.Context, req *billingv1.Reconcile
 		return nil, s.fail(ctx, "reconcile customer", id, err)
 	}
 	return st, nil
+}
+
+// CheckDrift compares Stripe's subscriptions with the stored ones and, with
+// fix, repairs every customer that differs, audited with the token's name.
+func (s *Server) CheckDrift(ctx context.Context, req *billingv1.CheckDriftRequest) (*billingv1.CheckDriftResponse, error) {
+	if s.drift == nil {
+		return nil, status.Error(codes.FailedPrecondition, "the drift check needs STRIPE_API_KEY on billing-state")
+	}
+	drifts, err := s.drift.Check(ctx)
+	if err != nil {
+		return nil, s.failStripe(ctx, "check drift", "", err)
+	}
+	out := &billingv1.CheckDriftResponse{}
+	for _, d := range drifts {
+		out.Drifts = append(out.Drifts, &billingv1.SubscriptionDrift{CustomerId: d.CustomerID, SubscriptionId: d.SubscriptionID, Ours: d.Ours, Stripe: d.Stripe})
+	}
+	if req.GetFix() && len(drifts) > 0 {
+		actor := callerName(ctx)
+		if err := s.drift.RepairAll(ctx, drifts, actor); err != nil {
+			return nil, s.failStripe(ctx, "repair drift", "", err)
+		}
+		out.Fixed = true
+		s.log.InfoContext(ctx, "drift repaired by staff", "action", "repair", "actor", actor, "subscriptions", len(drifts))
+	}
+	return out, nil
+}
+
+func callerName(ctx context.Context) string {
+	caller, _ := CallerFrom(ctx)
+	if caller.Name == "" {
+		return "unknown"
+	}
+	return caller.Name
+}
+
+// failStripe maps a failure that may come from Stripe's API: Stripe
+// unreachable or refusing is UNAVAILABLE, with no detail of the answer.
+func (s *Server) failStripe(ctx context.Context, op, customerID string, err error) error {
+	var ae *stripeapi.APIError
+	if errors.As(err, &ae) || errors.Is(err, stripeapi.ErrRateLimited) {
+		s.log.WarnContext(ctx, op+" failed", "customer_id", customerID, "action", op, "error", err.Error())
+		return status.Error(codes.Unavailable, "stripe api unavailable; retry")
+	}
+	return s.fail(ctx, op, customerID, err)
 }
 
 // fail maps a store error to a status. Internal errors are logged with

@@ -49,6 +49,8 @@ const (
 	ActionStale     = "stale"
 	ActionReconcile = "reconcile"
 	ActionResolved  = "applied_resolved"
+	// ActionRepair: Stripe's current object applied to repair drift.
+	ActionRepair = "repair"
 )
 
 // Result says what ApplyEvent did.
@@ -73,6 +75,11 @@ type ApplyOptions struct {
 	// unresolved (and acks it) instead of returning ErrCustomerUnknown. The
 	// consumer sets it once the retries for such an event are used up.
 	ParkUnresolved bool
+	// Actor, when set, names who applied the event in the audit log
+	// instead of "stripe", and the audit action is ActionRepair: a drift
+	// repair applying Stripe's current object (a snapshot) for the drift
+	// check or a member of staff.
+	Actor string
 }
 
 // ApplyEvent applies one Stripe event in one transaction: the
@@ -337,7 +344,14 @@ func (t *txn) applyFresh(ev *billingv1.BillingEvent, facts canonical.Facts, h hi
 	if outcome == OutcomeStale {
 		action = ActionStale
 	}
-	if err := t.audit(ev, ActorStripe, action, before, after); err != nil {
+	actor := ActorStripe
+	if opts.Actor != "" {
+		actor = opts.Actor
+		if outcome != OutcomeStale {
+			action = ActionRepair
+		}
+	}
+	if err := t.audit(ev, actor, action, before, after); err != nil {
 		return Result{}, err
 	}
 	// Events parked for a charge this event taught us: apply them now, in

@@ -217,3 +217,34 @@ func (s *Store) Unresolved(ctx context.Context) (int, error) {
 	}
 	return n, nil
 }
+
+// StoredSubscription is a subscription as billing-state has it.
+type StoredSubscription struct {
+	CustomerID string
+	// Status is Stripe's status of the last snapshot applied.
+	Status  string
+	Deleted bool
+}
+
+// Subscriptions returns every stored subscription by id, for the drift
+// check to compare with Stripe's.
+func (s *Store) Subscriptions(ctx context.Context) (map[string]StoredSubscription, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, customer_id, status, deleted FROM billing.subscriptions`)
+	if err != nil {
+		return nil, fmt.Errorf("list subscriptions: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]StoredSubscription{}
+	for rows.Next() {
+		var id string
+		var sub StoredSubscription
+		if err := rows.Scan(&id, &sub.CustomerID, &sub.Status, &sub.Deleted); err != nil {
+			return nil, fmt.Errorf("list subscriptions: %w", err)
+		}
+		out[id] = sub
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list subscriptions: %w", err)
+	}
+	return out, nil
+}

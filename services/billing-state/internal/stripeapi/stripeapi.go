@@ -1,76 +1,61 @@
 // Package stripeapi reads subscriptions and charges from the Stripe API for
 // billing-state, when STRIPE_API_KEY is set: to settle same-second ties and
-// to find the customer of a charge that a dispute or refund names. Calls are
-// rate-limited so a burst of such events cannot exhaust the account's API
+// to find the customer of a charge that a dispute or refund names. It is
+// state.Fetcher over pkg/stripeapi, whose rate budget the drift check
+// shares, so a burst of such events cannot exhaust the account's API
 // quota, which the business's own backend shares.
 package stripeapi
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
-	"github.com/stripe/stripe-go/v76"
-	"github.com/stripe/stripe-go/v76/client"
-	"golang.org/x/time/rate"
-
+	"github.com/launchready/launchready/pkg/config"
+	"github.com/launchready/launchready/pkg/stripeapi"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
 )
 
 // Client implements state.Fetcher.
 type Client struct {
-	api     *client.API
-	limiter *rate.Limiter
+	api *stripeapi.Client
 }
 
 var _ state.Fetcher = (*Client)(nil)
 
-// New returns a client for key. base overrides the API URL (stripe-mock,
-// tests); perSecond caps the request rate (<= 0 means 10).
+// New returns a client for key with a budget of its own. base overrides
+// the API URL (stripe-mock, tests); perSecond caps the request rate.
 func New(key, base string, perSecond float64) *Client {
-	if perSecond <= 0 {
-		perSecond = 10
+	api, err := stripeapi.New(stripeapi.Config{Key: config.Secret(key), Base: base, Rate: max(int(perSecond), 1)})
+	if err != nil {
+		// Only an empty key fails without a mode to check; such a client
+		// answers every call with that error.
+		return &Client{}
 	}
-	cfg := &stripe.BackendConfig{
-		HTTPClient:        &http.Client{Timeout: 10 * time.Second},
-		LeveledLogger:     &stripe.LeveledLogger{Level: stripe.LevelNull},
-		MaxNetworkRetries: stripe.Int64(2),
-	}
-	if base != "" {
-		cfg.URL = stripe.String(base)
-	}
-	api := &client.API{}
-	api.Init(key, &stripe.Backends{
-		API:     stripe.GetBackendWithConfig(stripe.APIBackend, cfg),
-		Connect: stripe.GetBackendWithConfig(stripe.ConnectBackend, cfg),
-		Uploads: stripe.GetBackendWithConfig(stripe.UploadsBackend, cfg),
-	})
-	return &Client{api: api, limiter: rate.NewLimiter(rate.Limit(perSecond), 1)}
+	return &Client{api: api}
 }
+
+// NewFrom returns a fetcher on api, sharing its rate budget.
+func NewFrom(api *stripeapi.Client) *Client { return &Client{api: api} }
 
 // Subscription reads a subscription as Stripe has it now. The period end
 // and price are read from the raw body: from API version basil on the
 // period lives on the items, which stripe-go v76 does not decode.
 func (c *Client) Subscription(ctx context.Context, id string) (state.FetchedSubscription, error) {
-	if err := c.limiter.Wait(ctx); err != nil {
-		return state.FetchedSubscription{}, fmt.Errorf("get subscription %s: %w", id, err)
+	if c.api == nil {
+		return state.FetchedSubscription{}, stripeapi.ErrNoKey
 	}
-	p := &stripe.SubscriptionParams{}
-	p.Context = ctx
-	s, err := c.api.Subscriptions.Get(id, p)
+	o, err := c.api.GetSubscription(ctx, id)
 	if err != nil {
-		return state.FetchedSubscription{}, fmt.Errorf("get subscription %s: %w", id, describe(err))
-	}
-	out := state.FetchedSubscription{Status: string(s.Status), CancelAtPeriodEnd: s.CancelAtPeriodEnd}
-	if s.TrialEnd > 0 {
-		out.TrialEnd = time.Unix(s.TrialEnd, 0).UTC()
+		return state.FetchedSubscription{}, err
 	}
 	var raw struct {
-		CurrentPeriodEnd int64 `json:"current_period_end"`
-		Items            struct {
+		Status            string `json:"status"`
+		CancelAtPeriodEnd bool   `json:"cancel_at_period_end"`
+		TrialEnd          int64  `json:"trial_end"`
+		CurrentPeriodEnd  int64  `json:"current_period_end"`
+		Items             struct {
 			Data []struct {
 				CurrentPeriodEnd int64 `json:"current_period_end"`
 				Price            struct {
@@ -79,8 +64,12 @@ func (c *Client) Subscription(ctx context.Context, id string) (state.FetchedSubs
 			} `json:"data"`
 		} `json:"items"`
 	}
-	if s.LastResponse != nil {
-		_ = json.Unmarshal(s.LastResponse.RawJSON, &raw)
+	if err := json.Unmarshal(o.Raw, &raw); err != nil {
+		return state.FetchedSubscription{}, fmt.Errorf("get subscription %s: unreadable answer", id)
+	}
+	out := state.FetchedSubscription{Status: raw.Status, CancelAtPeriodEnd: raw.CancelAtPeriodEnd}
+	if raw.TrialEnd > 0 {
+		out.TrialEnd = time.Unix(raw.TrialEnd, 0).UTC()
 	}
 	end := raw.CurrentPeriodEnd
 	for _, it := range raw.Items.Data {
@@ -97,34 +86,38 @@ func (c *Client) Subscription(ctx context.Context, id string) (state.FetchedSubs
 
 // Charge reads who paid a charge and for which invoice.
 func (c *Client) Charge(ctx context.Context, id string) (state.FetchedCharge, error) {
-	if err := c.limiter.Wait(ctx); err != nil {
-		return state.FetchedCharge{}, fmt.Errorf("get charge %s: %w", id, err)
+	if c.api == nil {
+		return state.FetchedCharge{}, stripeapi.ErrNoKey
 	}
-	p := &stripe.ChargeParams{}
-	p.Context = ctx
-	ch, err := c.api.Charges.Get(id, p)
+	o, err := c.api.GetCharge(ctx, id)
 	if err != nil {
-		return state.FetchedCharge{}, fmt.Errorf("get charge %s: %w", id, describe(err))
+		return state.FetchedCharge{}, err
 	}
-	var out state.FetchedCharge
-	if ch.Customer != nil {
-		out.CustomerID = ch.Customer.ID
+	var body struct {
+		Customer      ref `json:"customer"`
+		PaymentIntent ref `json:"payment_intent"`
+		Invoice       ref `json:"invoice"`
 	}
-	if ch.PaymentIntent != nil {
-		out.PaymentIntentID = ch.PaymentIntent.ID
+	if err := json.Unmarshal(o.Raw, &body); err != nil {
+		return state.FetchedCharge{}, fmt.Errorf("get charge %s: unreadable answer", id)
 	}
-	if ch.Invoice != nil {
-		out.InvoiceID = ch.Invoice.ID
-	}
-	return out, nil
+	return state.FetchedCharge{CustomerID: string(body.Customer), PaymentIntentID: string(body.PaymentIntent), InvoiceID: string(body.Invoice)}, nil
 }
 
-// describe keeps what is useful from a Stripe error (type, code, status)
-// and drops the message, which can echo request details.
-func describe(err error) error {
-	var se *stripe.Error
-	if errors.As(err, &se) {
-		return fmt.Errorf("stripe %s error (http %d, code %q, request %s)", se.Type, se.HTTPStatusCode, se.Code, se.RequestID)
+// ref is an id that Stripe sends as a string, or as an expanded object.
+type ref string
+
+func (r *ref) UnmarshalJSON(b []byte) error {
+	var s string
+	if json.Unmarshal(b, &s) == nil {
+		*r = ref(s)
+		return nil
 	}
-	return errors.New("stripe request failed")
+	var o struct {
+		ID string `json:"id"`
+	}
+	if json.Unmarshal(b, &o) == nil {
+		*r = ref(o.ID)
+	}
+	return nil
 }

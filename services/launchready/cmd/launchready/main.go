@@ -1,9 +1,10 @@
 // Command launchready is the operator's tool: `dev` runs the whole system in
 // one process, `send` posts a signed event, `status` shows a customer, `dlq`
 // lists, replays and purges dead letters, `provision` makes the streams,
-// `backfill` catches up from Stripe's API on what webhooks missed, `staff`
-// adds the console's local staff accounts, and `doctor` checks a deployment
-// before customers find what is wrong with it.
+// `backfill` catches up from Stripe's API on what webhooks missed, `drift`
+// finds (and repairs) what still differs from Stripe, `staff` adds the
+// console's local staff accounts, and `doctor` checks a deployment before
+// customers find what is wrong with it.
 package main
 
 import (
@@ -19,6 +20,7 @@ import (
 	"github.com/launchready/launchready/services/launchready/internal/dev"
 	"github.com/launchready/launchready/services/launchready/internal/dlq"
 	"github.com/launchready/launchready/services/launchready/internal/doctor"
+	"github.com/launchready/launchready/services/launchready/internal/drift"
 	"github.com/launchready/launchready/services/launchready/internal/provision"
 	"github.com/launchready/launchready/services/launchready/internal/send"
 	"github.com/launchready/launchready/services/launchready/internal/staff"
@@ -39,6 +41,7 @@ var commands = []command{
 	{"backfill", "publish the events webhooks missed, read from Stripe's API (--since 72h)", backfill.Main},
 	{"staff", "add a local staff account to the console (staff add --email E --role R)", staff.Main},
 	{"doctor", "check a deployment before customers do (--json for machines)", doctor.Main},
+	{"drift", "list customers whose status differs from Stripe's; exit 1 if any (--fix repairs)", drift.Main},
 }
 
 func main() {

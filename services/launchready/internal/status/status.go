@@ -81,13 +81,7 @@ func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stde
 		fs.Usage()
 		return 2
 	}
-	tok := *token
-	if tok == "" {
-		tok = env.String("STATUS_API_TOKEN", "")
-	}
-	if tok == "" {
-		tok = devToken(filepath.Join(*dataDir, "dev-secrets.json"))
-	}
+	tok := Token(*token, env, *dataDir)
 	if tok == "" {
 		fmt.Fprintln(stderr, "launchready status: no token: pass --token or set STATUS_API_TOKEN")
 		return 2
@@ -95,18 +89,14 @@ func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stde
 
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	creds := insecure.NewCredentials()
-	if *useTLS {
-		creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})
-	}
-	conn, err := grpc.NewClient(dialable(*addr), grpc.WithTransportCredentials(creds))
+	conn, err := Dial(*addr, *useTLS)
 	if err != nil {
 		fmt.Fprintf(stderr, "launchready status: %v\n", err)
 		return 1
 	}
 	defer conn.Close()
 	client := billingv1.NewBillingStatusServiceClient(conn)
-	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
+	ctx = WithToken(ctx, tok)
 
 	st, err := client.GetCustomerStatus(ctx, req)
 	if err != nil {
@@ -260,6 +250,35 @@ func money(amount int64, currency string) string {
 }
 
 // dialable turns a listen address (":9090") into one a client can dial.
+// Token is the bearer token an operator's command sends: the flag's value,
+// else STATUS_API_TOKEN, else the dev token "launchready dev" keeps in
+// <dataDir>/dev-secrets.json; "" when there is none.
+func Token(flagValue string, env *config.Env, dataDir string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	if t := env.String("STATUS_API_TOKEN", ""); t != "" {
+		return t
+	}
+	return devToken(filepath.Join(dataDir, "dev-secrets.json"))
+}
+
+// Dial returns a client connection to billing-state's gRPC API at addr
+// (host:port, or :port for the local host), with TLS on system roots when
+// useTLS.
+func Dial(addr string, useTLS bool) (*grpc.ClientConn, error) {
+	creds := insecure.NewCredentials()
+	if useTLS {
+		creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})
+	}
+	return grpc.NewClient(dialable(addr), grpc.WithTransportCredentials(creds))
+}
+
+// WithToken makes ctx's calls carry tok as their bearer token.
+func WithToken(ctx context.Context, tok string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
+}
+
 func dialable(addr string) string {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
