@@ -125,18 +125,10 @@ func ListDeadLetters(ctx context.Context, js jetstream.JetStream, consumer strin
 // delete does not deliver it twice. A second replay of the same seq returns
 // ErrDeadLetterNotFound.
 func ReplayDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (DeadLetter, error) {
-	st, err := js.Stream(ctx, StreamDLQ)
+	st, dl, err := getDeadLetter(ctx, js, seq)
 	if err != nil {
-		return DeadLetter{}, fmt.Errorf("replay dead letter %d: %w", seq, wrapUnavailable(err))
+		return DeadLetter{}, fmt.Errorf("replay dead letter %d: %w", seq, err)
 	}
-	m, err := st.GetMsg(ctx, seq)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return DeadLetter{}, fmt.Errorf("replay dead letter %d: %w", seq, ErrDeadLetterNotFound)
-	}
-	if err != nil {
-		return DeadLetter{}, fmt.Errorf("replay dead letter %d: %w", seq, wrapUnavailable(err))
-	}
-	dl := deadLetterFromRaw(m)
 	// Anyone who can publish to billing.dlq.> writes these headers: check
 	// them before they become a subject.
 	subject, err := CheckedReplaySubject(dl.Consumer, dl.EventType)
@@ -155,14 +147,61 @@ func ReplayDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (
 	if _, err := js.PublishMsg(ctx, out); err != nil {
 		return dl, fmt.Errorf("replay dead letter %d: %w", seq, wrapUnavailable(err))
 	}
-	if err := st.DeleteMsg(ctx, seq); err != nil {
-		if _, gerr := st.GetMsg(ctx, seq); errors.Is(gerr, jetstream.ErrMsgNotFound) {
-			// A concurrent replay won; the publish above was deduplicated.
-			return dl, fmt.Errorf("replay dead letter %d: %w", seq, ErrDeadLetterNotFound)
-		}
-		return dl, fmt.Errorf("replay dead letter %d: delete after publish: %w", seq, wrapUnavailable(err))
+	// A concurrent replay that won deletes it first; the publish above was
+	// deduplicated.
+	if err := deleteDeadLetter(ctx, st, seq); err != nil {
+		return dl, fmt.Errorf("replay dead letter %d: delete after publish: %w", seq, err)
 	}
 	return dl, nil
+}
+
+// GetDeadLetter returns dead letter seq, or ErrDeadLetterNotFound.
+func GetDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (DeadLetter, error) {
+	_, dl, err := getDeadLetter(ctx, js, seq)
+	if err != nil {
+		return DeadLetter{}, fmt.Errorf("dead letter %d: %w", seq, err)
+	}
+	return dl, nil
+}
+
+// DiscardDeadLetter removes dead letter seq without replaying it and
+// returns what it held. One already replayed or discarded is
+// ErrDeadLetterNotFound.
+func DiscardDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (DeadLetter, error) {
+	st, dl, err := getDeadLetter(ctx, js, seq)
+	if err == nil {
+		err = deleteDeadLetter(ctx, st, seq)
+	}
+	if err != nil {
+		return dl, fmt.Errorf("discard dead letter %d: %w", seq, err)
+	}
+	return dl, nil
+}
+
+func getDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (jetstream.Stream, DeadLetter, error) {
+	st, err := js.Stream(ctx, StreamDLQ)
+	if err != nil {
+		return nil, DeadLetter{}, wrapUnavailable(err)
+	}
+	m, err := st.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, DeadLetter{}, ErrDeadLetterNotFound
+	}
+	if err != nil {
+		return nil, DeadLetter{}, wrapUnavailable(err)
+	}
+	return st, deadLetterFromRaw(m), nil
+}
+
+// deleteDeadLetter deletes seq; gone already is ErrDeadLetterNotFound.
+func deleteDeadLetter(ctx context.Context, st jetstream.Stream, seq uint64) error {
+	if err := st.DeleteMsg(ctx, seq); err != nil {
+		if _, gerr := st.GetMsg(ctx, seq); errors.Is(gerr, jetstream.ErrMsgNotFound) {
+			return ErrDeadLetterNotFound
+		}
+		return wrapUnavailable(err)
+	}
+	return nil
 }
 
 // wrapUnavailable marks errors that mean the broker did not answer, so an

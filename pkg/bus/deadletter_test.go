@@ -127,3 +127,35 @@ func TestReplayRefusesAForgedDeadLetter(t *testing.T) {
 		t.Fatalf("ListDeadLetters for a 5000-byte consumer: %.200v", err)
 	}
 }
+
+func TestGetAndDiscardDeadLetter(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for i, c := range []string{"x", "y"} {
+		hdr := nats.Header{"Lr-Consumer": {c}, "Lr-Event-Id": {fmt.Sprintf("evt_%d", i)}, "Lr-Error": {"bad payload"}}
+		if _, err := b.pub.Publish(testCtx(t), bus.DLQSubject(c), "", []byte("p"), hdr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := bus.ListDeadLetters(testCtx(t), b.js, "", 0)
+	if err != nil || len(all) != 2 {
+		t.Fatalf("all = %d, %v", len(all), err)
+	}
+	got, err := bus.GetDeadLetter(testCtx(t), b.js, all[0].Seq)
+	if err != nil || got.EventID != "evt_0" || got.Consumer != "x" || got.Error != "bad payload" {
+		t.Fatalf("get = %+v, %v", got, err)
+	}
+	dl, err := bus.DiscardDeadLetter(testCtx(t), b.js, all[0].Seq)
+	if err != nil || dl.EventID != "evt_0" {
+		t.Fatalf("discard = %+v, %v", dl, err)
+	}
+	if _, err := bus.DiscardDeadLetter(testCtx(t), b.js, all[0].Seq); !errors.Is(err, bus.ErrDeadLetterNotFound) {
+		t.Fatalf("second discard: %v, want ErrDeadLetterNotFound", err)
+	}
+	if _, err := bus.GetDeadLetter(testCtx(t), b.js, all[0].Seq); !errors.Is(err, bus.ErrDeadLetterNotFound) {
+		t.Fatalf("get after discard: %v, want ErrDeadLetterNotFound", err)
+	}
+	if left, err := bus.ListDeadLetters(testCtx(t), b.js, "", 0); err != nil || len(left) != 1 || left[0].EventID != "evt_1" {
+		t.Fatalf("left = %+v, %v", left, err)
+	}
+}
