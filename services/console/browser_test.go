@@ -1,10 +1,15 @@
 package console_test
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/launchready/launchready/pkg/natsauth"
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/services/console/internal/consoletest"
 )
 
 func TestBrowserSignInAndOut(t *testing.T) {
@@ -14,11 +19,7 @@ func TestBrowserSignInAndOut(t *testing.T) {
 
 	var msg string
 	run(t, ctx, "wrong password",
-		chromedp.Navigate(c.url+"/"),
-		chromedp.WaitVisible("#login-form"),
-		chromedp.SendKeys("#email", "ops@example.com"),
-		chromedp.SendKeys("#password", "not the password"),
-		chromedp.Click("#sign-in"),
+		signIn(c.url+"/", "ops@example.com", "not the password"),
 		chromedp.WaitVisible("#message"),
 		chromedp.Text("#message", &msg),
 	)
@@ -45,4 +46,40 @@ func TestBrowserSignInAndOut(t *testing.T) {
 		chromedp.Navigate(c.url+"/audit"),
 		chromedp.WaitVisible("#login-form"),
 	)
+}
+
+func TestBrowserReplaysADeadLetter(t *testing.T) {
+	c := startConsole(t, nil)
+	c.addStaff(t, "support@example.com", "support", "a long test password")
+	seq := consoletest.PutDeadLetter(t, c.nats, natsauth.CRMSync, &billingv1.BillingEvent{
+		EventId: "evt_browser_1", Type: "customer.subscription.updated", CustomerId: "cus_browser_1", Email: "pat@example.com",
+	}, "hubspot: 503 Service Unavailable")
+	ctx := browser(t)
+
+	var consumer, notice string
+	run(t, ctx, "sign in and open the dead letter",
+		signIn(c.url+"/dead-letters", "support@example.com", "a long test password"),
+		chromedp.WaitVisible("#dead-letters"),
+	)
+	screenshot(t, ctx, "dead-letters")
+	run(t, ctx, "preview",
+		chromedp.Click("a.dl-link"),
+		chromedp.WaitVisible("#preview"),
+		chromedp.Text("#dl-consumer", &consumer),
+	)
+	if consumer != natsauth.CRMSync {
+		t.Fatalf("preview of the dead letter of %q", consumer)
+	}
+	screenshot(t, ctx, "dead-letter-preview")
+	run(t, ctx, "replay",
+		chromedp.SendKeys("#replay-reason", "HubSpot is back"),
+		chromedp.Click("#replay"),
+		chromedp.WaitVisible("#notice"),
+		chromedp.Text("#notice", &notice),
+		chromedp.WaitVisible("#no-dead-letters"),
+	)
+	if !strings.Contains(notice, "replayed "+strconv.FormatUint(seq, 10)) {
+		t.Fatalf("notice after replay: %q", notice)
+	}
+	screenshot(t, ctx, "dead-letter-replayed")
 }

@@ -135,6 +135,7 @@ func Run(ctx context.Context, cfg Config) error {
 		ui, err := web.New(web.Options{
 			Pool: host.Pool, Log: host.Log, SecureCookies: SecureCookies(cfg.Addr),
 			SessionIdle: cfg.SessionIdle, SessionMax: cfg.SessionMax, Throttle: auth.DefaultThrottle, Now: cfg.Now,
+			JS: host.JS,
 		})
 		if err != nil {
 			return err

@@ -146,3 +146,15 @@ func run(t *testing.T, ctx context.Context, what string, actions ...chromedp.Act
 		t.Fatalf("%s: %v", what, err)
 	}
 }
+
+// signIn opens page, which sends the browser to the sign-in form, and
+// submits it.
+func signIn(page, email, password string) chromedp.Action {
+	return chromedp.Tasks{
+		chromedp.Navigate(page),
+		chromedp.WaitVisible("#login-form"),
+		chromedp.SendKeys("#email", email),
+		chromedp.SendKeys("#password", password),
+		chromedp.Click("#sign-in"),
+	}
+}

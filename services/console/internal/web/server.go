@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/redact"
@@ -56,6 +57,8 @@ type Options struct {
 	SessionIdle time.Duration
 	SessionMax  time.Duration
 	Throttle    auth.Throttle
+	// JS reaches the dead letters, as the NATS user console.
+	JS jetstream.JetStream
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 }
@@ -101,6 +104,12 @@ func (s *Server) routes() {
 	s.mux.Handle("POST /logout/everywhere", s.action(auth.Viewer, s.logoutEverywhere))
 	s.mux.Handle("GET /{$}", s.page(auth.Viewer, s.overview))
 	s.mux.Handle("GET /audit", s.page(auth.Viewer, s.auditPage))
+	if s.opts.JS != nil {
+		s.mux.Handle("GET /dead-letters", s.page(auth.Viewer, s.deadLetters))
+		s.mux.Handle("GET /dead-letters/{seq}", s.page(auth.Viewer, s.deadLetter))
+		s.mux.Handle("POST /dead-letters/{seq}/replay", s.action(auth.Support, s.replayDeadLetter))
+		s.mux.Handle("POST /dead-letters/{seq}/discard", s.action(auth.Support, s.discardDeadLetter))
+	}
 }
 
 // ServeHTTP serves the console with its security headers, behind Go's
