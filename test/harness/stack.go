@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -48,32 +49,87 @@ type NATS struct {
 	StoreDir    string
 	// ConfigFile is the server's configuration: natsauth.ServerConfig().
 	ConfigFile string
-	// Passwords are the users' passwords, fresh for each server.
+	// Passwords are the users' passwords, fresh for each server (for each
+	// cluster, shared by its nodes).
 	Passwords map[string]string
+	// ServerName and ClusterPort are set for a node of a cluster.
+	ServerName  string
+	ClusterPort int
 }
 
 // StartNATS runs nats-server from bin on 127.0.0.1 with its store in
 // storeDir and waits until JetStream is ready.
 func StartNATS(t T, bin, storeDir string) *NATS {
 	t.Helper()
-	n := &NATS{Port: FreePort(t), MonitorPort: FreePort(t), StoreDir: storeDir, Passwords: map[string]string{}}
+	n := newNATS(t, storeDir, newPasswords())
+	n.start(t, bin, "nats-server", "lr-e2e-"+strconv.Itoa(n.Port))
+	n.WaitReady(t)
+	return n
+}
+
+// StartNATSCluster runs size nats-server processes clustered over loopback
+// (the cluster "lr-e2e", full mesh of routes), each with its own store
+// under dir and the same users and passwords, and waits until every one
+// reports JetStream ready. Node i is named ServerName(i) in JetStream's
+// cluster info.
+func StartNATSCluster(t T, bin, dir string, size int) []*NATS {
+	t.Helper()
+	pw := newPasswords()
+	nodes := make([]*NATS, size)
+	for i := range nodes {
+		nodes[i] = newNATS(t, filepath.Join(dir, fmt.Sprintf("n%d", i+1)), pw)
+		nodes[i].ClusterPort = FreePort(t)
+	}
+	for i, n := range nodes {
+		var routes []string
+		for j, o := range nodes {
+			if j != i {
+				routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", o.ClusterPort))
+			}
+		}
+		n.ServerName = fmt.Sprintf("lr-c%d", i+1)
+		n.start(t, bin, "nats-"+n.ServerName, n.ServerName,
+			"--cluster_name", "lr-e2e", "--cluster", fmt.Sprintf("nats://127.0.0.1:%d", n.ClusterPort),
+			"--routes", strings.Join(routes, ","))
+	}
+	// A node reports healthy only once the cluster has a JetStream meta
+	// leader, which needs a quorum: wait for all after starting all.
+	for _, n := range nodes {
+		n.WaitReady(t)
+	}
+	return nodes
+}
+
+func newPasswords() map[string]string {
+	pw := map[string]string{}
+	for _, user := range natsauth.Names() {
+		// A letter first: the configuration parser reads an all-digit
+		// value as a number.
+		pw[user] = "p" + Random(16)
+	}
+	return pw
+}
+
+func newNATS(t T, storeDir string, passwords map[string]string) *NATS {
+	t.Helper()
+	n := &NATS{Port: FreePort(t), MonitorPort: FreePort(t), StoreDir: storeDir, Passwords: passwords}
 	n.ConfigFile = filepath.Join(t.TempDir(), "nats-auth.conf")
 	if err := os.WriteFile(n.ConfigFile, []byte(natsauth.ServerConfig()), 0o600); err != nil {
 		t.Fatalf("nats config: %v", err)
 	}
+	return n
+}
+
+func (n *NATS) start(t T, bin, procName, serverName string, extra ...string) {
+	t.Helper()
 	var env []string
 	for _, user := range natsauth.Names() {
-		// A letter first: the configuration parser reads an all-digit
-		// value as a number.
-		n.Passwords[user] = "p" + Random(16)
 		env = append(env, natsauth.PasswordVar(user)+"="+n.Passwords[user])
 	}
-	n.Proc = Start(t, "nats-server", filepath.Join(bin, "nats-server"), env,
-		"-c", n.ConfigFile,
+	args := append([]string{"-c", n.ConfigFile,
 		"-a", "127.0.0.1", "-p", strconv.Itoa(n.Port), "-m", strconv.Itoa(n.MonitorPort),
-		"-js", "-sd", storeDir, "-n", "lr-e2e-"+strconv.Itoa(n.Port))
-	n.WaitReady(t)
-	return n
+		"-js", "-sd", n.StoreDir, "-n", serverName}, extra...)
+	n.Proc = Start(t, procName, filepath.Join(bin, "nats-server"), env, args...)
 }
 
 // URL is the client URL; it stays the same across restarts.
@@ -113,6 +169,25 @@ func (n *NATS) waitReady() error {
 	return PollHTTP(fmt.Sprintf("http://127.0.0.1:%d/healthz", n.MonitorPort), 60*time.Second, n.Proc)
 }
 
+// Pause stops the server with SIGSTOP, as a node that hangs (a long GC
+// pause, a stalled disk, a VM frozen by its host): its sockets stay open
+// and say nothing. Resume it with Continue.
+func (n *NATS) Pause() error { return syscall.Kill(n.Proc.Pid(), syscall.SIGSTOP) }
+
+// Continue resumes a paused server (SIGCONT).
+func (n *NATS) Continue() error { return syscall.Kill(n.Proc.Pid(), syscall.SIGCONT) }
+
+// KillAndRestart kills the server (SIGKILL), starts it again on the same
+// ports and store after down, and waits until JetStream is ready.
+func (n *NATS) KillAndRestart(down time.Duration) error {
+	n.Proc.Kill()
+	time.Sleep(down) // the length of the outage, not a wait for a condition
+	if err := n.Proc.Resume(); err != nil {
+		return err
+	}
+	return n.waitReady()
+}
+
 // Restart stops the server gracefully (SIGTERM), starts it again on the
 // same port with the same store, and waits until JetStream is ready. It is
 // safe to call from any goroutine.
@@ -140,6 +215,15 @@ type StackOptions struct {
 	// Nice lowers a service's CPU priority (nice(1) increments, 1-19),
 	// as a shared box runs background work.
 	Nice map[string]int
+	// NATSNodes > 1 runs a cluster of that many nats-servers with the
+	// streams replicated on every node (NATS_STREAM_REPLICAS); each
+	// service process gets every node's URL, starting with a different
+	// node for each replica.
+	NATSNodes int
+	// Replicas runs that many processes of each service (default 1). The
+	// first replica of a service is Procs[name], the others
+	// Procs[name+"-2"], ...; all are in ReplicasOf[name].
+	Replicas int
 }
 
 // Stack is the whole system as separate processes: nats-server, the
@@ -151,8 +235,17 @@ type Stack struct {
 
 	DatabaseURL  string
 	DatabaseName string
-	NATS         *NATS
-	Procs        map[string]*Proc
+	// NATS is the server, or the first node of the cluster (Nodes).
+	NATS  *NATS
+	Nodes []*NATS
+	Procs map[string]*Proc
+	// ReplicasOf names each service's processes (keys of Procs and Ops),
+	// first replica first.
+	ReplicasOf map[string][]string
+	// WebhookURLs are every ingress replica's webhook URLs; WebhookURL
+	// is the first, and Drivers[i] posts to WebhookURLs[i].
+	WebhookURLs []string
+	Drivers     []*Driver
 	// Ops is each service's /healthz /readyz /metrics base URL.
 	Ops        map[string]string
 	WebhookURL string
@@ -191,7 +284,10 @@ func StartStack(t T, o StackOptions) *Stack {
 	if o.LogLevel == "" {
 		o.LogLevel = "info"
 	}
-	s := &Stack{T: t, Bin: Binaries(t), Procs: map[string]*Proc{}, Ops: map[string]string{}, opts: o,
+	if o.Replicas < 1 {
+		o.Replicas = 1
+	}
+	s := &Stack{T: t, Bin: Binaries(t), Procs: map[string]*Proc{}, Ops: map[string]string{}, ReplicasOf: map[string][]string{}, opts: o,
 		Secret: "whsec_" + Random(24), Token: "tok_" + Random(24)}
 	s.DatabaseURL = NewDatabase(t)
 	u, err := url.Parse(s.DatabaseURL)
@@ -211,16 +307,43 @@ func StartStack(t T, o StackOptions) *Stack {
 	t.Cleanup(s.Slack.Close)
 
 	// Broker, and the streams made by the provisioning step.
-	s.NATS = StartNATS(t, s.Bin, filepath.Join(t.TempDir(), "jetstream"))
-	s.NATS.Provision(t, bus.StreamConfig{Replicas: 1})
+	replicas := 1
+	if o.NATSNodes > 1 {
+		s.Nodes = StartNATSCluster(t, s.Bin, filepath.Join(t.TempDir(), "jetstream"), o.NATSNodes)
+		replicas = min(o.NATSNodes, 5)
+	} else {
+		s.Nodes = []*NATS{StartNATS(t, s.Bin, filepath.Join(t.TempDir(), "jetstream"))}
+	}
+	s.NATS = s.Nodes[0]
+	s.NATS.Provision(t, bus.StreamConfig{Replicas: replicas})
 
 	// Services, each as its own NATS user.
 	common := map[string]string{
 		"DATABASE_URL":                s.DatabaseURL,
 		"LOG_LEVEL":                   o.LogLevel,
-		"NATS_STREAM_REPLICAS":        "1",
+		"NATS_STREAM_REPLICAS":        strconv.Itoa(replicas),
 		"OTEL_EXPORTER_OTLP_ENDPOINT": "",
 	}
+	for r := range o.Replicas {
+		s.startReplicas(o, common, r, hubToken, zdEmail, zdToken)
+	}
+	for _, name := range o.Services {
+		for _, proc := range s.ReplicasOf[name] {
+			WaitHTTP(t, s.Ops[proc]+"/readyz", 90*time.Second, s.Procs[proc])
+		}
+	}
+	s.WebhookURL = s.WebhookURLs[0]
+	for _, u := range s.WebhookURLs {
+		s.Drivers = append(s.Drivers, NewDriver(u, s.Secret))
+	}
+	s.finishStart(t, o, start)
+	return s
+}
+
+// startReplicas starts replica r (from 0) of every service.
+func (s *Stack) startReplicas(o StackOptions, common map[string]string, r int, hubToken, zdEmail, zdToken string) {
+	t := s.T
+	t.Helper()
 	per := map[string]map[string]string{
 		"ingress": {
 			"INGRESS_ADDR":          fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
@@ -252,9 +375,15 @@ func StartStack(t T, o StackOptions) *Stack {
 			"SLACK_WEBHOOK_URL": s.Slack.URL(),
 		},
 	}
-	s.WebhookURL = "http://" + per["ingress"]["INGRESS_ADDR"] + "/webhooks/stripe"
-	s.GRPCAddr = per["billing-state"]["GRPC_ADDR"]
+	s.WebhookURLs = append(s.WebhookURLs, "http://"+per["ingress"]["INGRESS_ADDR"]+"/webhooks/stripe")
+	if r == 0 {
+		s.GRPCAddr = per["billing-state"]["GRPC_ADDR"]
+	}
 	for _, name := range o.Services {
+		proc := name
+		if r > 0 {
+			proc = name + "-" + strconv.Itoa(r+1)
+		}
 		env := map[string]string{}
 		for k, v := range common {
 			env[k] = v
@@ -265,6 +394,9 @@ func StartStack(t T, o StackOptions) *Stack {
 		for k, v := range s.NATS.Env(name) {
 			env[k] = v
 		}
+		if len(s.Nodes) > 1 {
+			env["NATS_URL"] = s.clusterURL(r)
+		}
 		for k, v := range o.Env {
 			env[k] = v
 		}
@@ -274,24 +406,72 @@ func StartStack(t T, o StackOptions) *Stack {
 		if name == "ingress" {
 			delete(env, "DATABASE_URL") // ingress holds no database
 		}
-		s.Ops[name] = "http://" + env["HTTP_ADDR"]
+		s.Ops[proc] = "http://" + env["HTTP_ADDR"]
 		var p *Proc
 		if n := o.Nice[name]; n > 0 {
 			// nice(1) execs the service: the pid is the service's, and
 			// every thread the Go runtime starts inherits the priority.
-			p = Start(t, name, "nice", envList(env), "-n", strconv.Itoa(n), filepath.Join(s.Bin, name))
+			p = Start(t, proc, "nice", envList(env), "-n", strconv.Itoa(n), filepath.Join(s.Bin, name))
 		} else {
-			p = Start(t, name, filepath.Join(s.Bin, name), envList(env))
+			p = Start(t, proc, filepath.Join(s.Bin, name), envList(env))
 		}
 		if o.Supervise {
 			p.Supervise()
 		}
-		s.Procs[name] = p
+		s.Procs[proc] = p
+		s.ReplicasOf[name] = append(s.ReplicasOf[name], proc)
 	}
-	for _, name := range o.Services {
-		WaitHTTP(t, s.Ops[name]+"/readyz", 90*time.Second, s.Procs[name])
-	}
+}
 
+// Conn is how user connects to the stack's NATS: every node's URL, its
+// name and password.
+func (s *Stack) Conn(user string) bus.ConnConfig {
+	c := s.NATS.Conn(user)
+	c.URL = s.clusterURL(0)
+	return c
+}
+
+// clusterURL lists every node's URL, starting with node r mod size, so
+// that replicas spread over the nodes.
+func (s *Stack) clusterURL(r int) string {
+	urls := make([]string, len(s.Nodes))
+	for i := range s.Nodes {
+		urls[i] = s.Nodes[(r+i)%len(s.Nodes)].URL()
+	}
+	return strings.Join(urls, ",")
+}
+
+// NodeNamed returns the cluster node whose server name is name, or nil.
+func (s *Stack) NodeNamed(name string) *NATS {
+	for _, n := range s.Nodes {
+		if n.ServerName == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// StreamLeader returns the node leading stream, as JetStream reports it.
+func (s *Stack) StreamLeader(stream string) (*NATS, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := s.JS.Stream(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if info.Cluster == nil || s.NodeNamed(info.Cluster.Leader) == nil {
+		return nil, fmt.Errorf("stream %s: no leader among the nodes (%+v)", stream, info.Cluster)
+	}
+	return s.NodeNamed(info.Cluster.Leader), nil
+}
+
+// finishStart connects the test-side clients.
+func (s *Stack) finishStart(t T, o StackOptions, start time.Time) {
+	t.Helper()
 	// Test-side clients.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -306,19 +486,19 @@ func StartStack(t T, o StackOptions) *Stack {
 	}
 	t.Cleanup(pool.Close)
 	s.DB = pool
-	nc, js, err := bus.Connect(ctx, s.NATS.Conn(natsauth.Admin), "e2e-observer", nil)
+	nc, js, err := bus.Connect(ctx, s.Conn(natsauth.Admin), "e2e-observer", nil)
 	if err != nil {
 		t.Fatalf("test nats: %v", err)
 	}
 	t.Cleanup(nc.Close)
 	s.NC, s.JS = nc, js
-	bnc, bjs, err := bus.Connect(ctx, s.NATS.Conn(natsauth.Backfill), "e2e-backfill", nil)
+	bnc, bjs, err := bus.Connect(ctx, s.Conn(natsauth.Backfill), "e2e-backfill", nil)
 	if err != nil {
 		t.Fatalf("test nats: %v", err)
 	}
 	t.Cleanup(bnc.Close)
 	s.Backfill = bjs
-	s.Driver = NewDriver(s.WebhookURL, s.Secret)
+	s.Driver = s.Drivers[0]
 	if contains(o.Services, "billing-state") {
 		conn, err := grpc.NewClient(s.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithPerRPCCredentials(bearer(s.Token)))
@@ -330,8 +510,7 @@ func StartStack(t T, o StackOptions) *Stack {
 		s.Status = billingv1.NewBillingStatusServiceClient(conn)
 	}
 	t.Logf("harness: stack up in %s (db %s, nats %s, ingress %s, grpc %s)",
-		time.Since(start).Round(time.Millisecond), s.DatabaseName, s.NATS.URL(), s.WebhookURL, s.GRPCAddr)
-	return s
+		time.Since(start).Round(time.Millisecond), s.DatabaseName, s.clusterURL(0), strings.Join(s.WebhookURLs, ","), s.GRPCAddr)
 }
 
 func envList(m map[string]string) []string {
