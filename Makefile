@@ -38,10 +38,11 @@ cover: $(BIN)/stripe-mock ## coverage of the billing workflow packages (bar: 80%
 	@scripts/cover.sh
 
 .PHONY: bench
-bench: ## load benchmarks: ingress, end to end, the naive baseline, CRM catch-up
+bench: ## load benchmarks: ingress, end to end, the naive baseline, CRM catch-up, and the cluster under faults
 	$(GO) run ./test/load/cmd/ingressbench -d 30s -c 16
 	@if [ -d test/load/cmd/loadbench ]; then $(GO) run ./test/load/cmd/loadbench; fi
 	$(GO) run ./test/load/cmd/crmbench
+	cd test && LR_CLUSTER_FULL=1 LR_CLUSTER_RESULTS=$(CURDIR)/test/load/RESULTS.md $(GO) test -count=1 -timeout 40m -run TestClusterLosesNothing -v ./cluster
 
 $(BIN)/buf:
 	GOBIN=$(BIN) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
