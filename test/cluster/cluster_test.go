@@ -112,13 +112,13 @@ func TestClusterLosesNothing(t *testing.T) {
 	s.Slack.SetLatency(20 * time.Millisecond)
 	t.Logf("stack up after %s", time.Since(began).Round(time.Millisecond))
 
-	cpu := newCPUBook()
 	var rec recorder
 	var fs verify.Faults
 	var done atomic.Int64
 	var resume resumeClock
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+	cpu := newCPUBook(s)
 	faultErr := make(chan error, 1)
 	go func() { faultErr <- breakCluster(ctx, s, sh, &done, len(deliveries), &fs, cpu, &resume) }()
 	deliverStart := time.Now()
@@ -146,6 +146,7 @@ func TestClusterLosesNothing(t *testing.T) {
 	}
 	s.WaitDrained(3 * time.Minute)
 	drainedAfter := time.Since(lastFault)
+	cpuMs := cpu.perEvent(s, sh.events)
 	harness.Poll(time.Minute, 200*time.Millisecond, func() bool {
 		n, err := s.CountErr(`SELECT count(*) FROM billing.unresolved_events WHERE resolved_at IS NULL`)
 		return err == nil && n == 0
@@ -204,7 +205,7 @@ func TestClusterLosesNothing(t *testing.T) {
 	verify.CompareToReference(t, s, journeys, ref)
 
 	// ---- Figures.
-	fig := figures(sh, attempts, fs.All(), non2xx, resume.took(), drainedAfter, cpu.perEvent(s, sh.events))
+	fig := figures(sh, attempts, fs.All(), non2xx, resume.took(), drainedAfter, cpuMs)
 	t.Log("\n" + fig)
 	if path := os.Getenv("LR_CLUSTER_RESULTS"); path != "" && !t.Failed() {
 		if err := writeResults(path, fig); err != nil {
@@ -400,20 +401,34 @@ func breakCluster(ctx context.Context, s *harness.Stack, sh shape, done *atomic.
 	return nil
 }
 
-// cpuBook adds up the CPU time of every process of a service, including
-// those a fault ended.
+// cpuBook adds up the CPU time every process of a service spends from
+// the first delivery on, including processes a fault ended (and the start
+// of their successors, part of what a fault costs).
 type cpuBook struct {
 	mu      sync.Mutex
+	base    map[*harness.Proc]float64
 	retired map[*harness.Proc]float64
 }
 
-func newCPUBook() *cpuBook { return &cpuBook{retired: map[*harness.Proc]float64{}} }
+// newCPUBook starts counting now.
+func newCPUBook(s *harness.Stack) *cpuBook {
+	c := &cpuBook{base: map[*harness.Proc]float64{}, retired: map[*harness.Proc]float64{}}
+	for _, p := range s.Procs {
+		c.base[p] = p.CPU()
+	}
+	for _, n := range s.Nodes {
+		c.base[n.Proc] = n.Proc.CPU()
+	}
+	return c
+}
 
-// retire records p's CPU so far, before a fault ends it.
+// retire records what p spent so far, before a fault ends it; its
+// successor counts from zero.
 func (c *cpuBook) retire(p *harness.Proc) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.retired[p] += p.CPU()
+	c.retired[p] += p.CPU() - c.base[p]
+	c.base[p] = 0
 }
 
 // perEvent is each service's CPU milliseconds per event, all its
@@ -425,11 +440,11 @@ func (c *cpuBook) perEvent(s *harness.Stack, events int) map[string]float64 {
 	for _, name := range harness.Services {
 		for _, proc := range s.ReplicasOf[name] {
 			p := s.Procs[proc]
-			out[name] += c.retired[p] + p.CPU()
+			out[name] += c.retired[p] + p.CPU() - c.base[p]
 		}
 	}
 	for _, n := range s.Nodes {
-		out["nats-server"] += c.retired[n.Proc] + n.Proc.CPU()
+		out["nats-server"] += c.retired[n.Proc] + n.Proc.CPU() - c.base[n.Proc]
 	}
 	for k, v := range out {
 		out[k] = v * 1000 / float64(events)
@@ -525,6 +540,7 @@ func figures(sh shape, attempts []attempt, ws []verify.Window, non2xx int, resum
 	}
 	fmt.Fprintf(&b, "\nnon-2xx answers: %d. Time from the stream leader's SIGKILL to the first acknowledged webhook sent after it: %s. Every durable drained %s after the last fault.\n\n",
 		non2xx, ms(resume), drained.Round(100*time.Millisecond))
+	fmt.Fprintf(&b, "CPU from the first delivery until every durable drained, faults and restarts included, divided by the events (billing-state logs at debug level in this run):\n\n")
 	fmt.Fprintf(&b, "| process (all its replicas) | CPU ms per event |\n|---|---|\n")
 	names := make([]string, 0, len(cpuMs))
 	for k := range cpuMs {
