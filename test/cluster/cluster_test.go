@@ -17,6 +17,7 @@ import (
 	"github.com/launchready/launchready/test/harness"
 	"github.com/launchready/launchready/test/harness/scenario"
 	"github.com/launchready/launchready/test/harness/verify"
+	"github.com/launchready/launchready/test/load/results"
 )
 
 // clusterEnv bounds the run: a dead replica's messages come back after
@@ -208,7 +209,10 @@ func TestClusterLosesNothing(t *testing.T) {
 	fig := figures(sh, attempts, fs.All(), non2xx, resume.took(), drainedAfter, cpuMs)
 	t.Log("\n" + fig)
 	if path := os.Getenv("LR_CLUSTER_RESULTS"); path != "" && !t.Failed() {
-		if err := writeResults(path, fig); err != nil {
+		body := "## Cluster: three NATS nodes, two of every service, faults under load\n\n" +
+			"Written by `make bench` (in test/: `LR_CLUSTER_FULL=1 go test -run TestClusterLosesNothing ./cluster`) on " +
+			time.Now().UTC().Format("2006-01-02 15:04 MST") + ".\n\n" + fig
+		if err := results.WriteSection(path, "cluster", body); err != nil {
 			t.Errorf("results: %v", err)
 		}
 	}
@@ -558,25 +562,4 @@ func ms(d time.Duration) string {
 		return "n/a"
 	}
 	return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
-}
-
-// writeResults replaces the cluster section of RESULTS.md (between its
-// markers, added at the end the first time), leaving the rest alone.
-func writeResults(path, fig string) error {
-	const begin, end = "<!-- cluster run: begin -->", "<!-- cluster run: end -->"
-	old, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	section := begin + "\n## Cluster: three NATS nodes, two of every service, faults under load\n\n" +
-		"Written by `make bench` (`LR_CLUSTER_FULL=1 go test -run TestClusterLosesNothing ./cluster` in test/) on " +
-		time.Now().UTC().Format("2006-01-02 15:04 MST") + ".\n\n" + fig + end
-	text := string(old)
-	i, j := strings.Index(text, begin), strings.Index(text, end)
-	if i >= 0 && j > i {
-		text = text[:i] + section + text[j+len(end):]
-	} else {
-		text = strings.TrimRight(text, "\n") + "\n\n" + section + "\n"
-	}
-	return os.WriteFile(path, []byte(text), 0o644)
 }
