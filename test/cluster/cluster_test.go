@@ -37,6 +37,9 @@ var clusterEnv = map[string]string{
 
 const publishTimeout = 12 * time.Second
 
+// senders is how many webhooks the load generator keeps in flight.
+const senders = 8
+
 // shape is the size of a run: the short form in `make test`, the full one
 // in `make bench` (LR_CLUSTER_FULL=1).
 type shape struct {
@@ -220,7 +223,7 @@ func TestClusterLosesNothing(t *testing.T) {
 }
 
 // deliver posts every delivery, paced, alternating the two ingresses (so
-// a duplicate usually goes to the other one), from 8 senders; each retries
+// a duplicate usually goes to the other one), from the senders; each retries
 // as Stripe does until 2xx. Every attempt is recorded.
 func deliver(ctx context.Context, s *harness.Stack, ds []scenario.Delivery, rate int, done *atomic.Int64, rec *recorder, resume *resumeClock) []string {
 	type job struct {
@@ -231,7 +234,7 @@ func deliver(ctx context.Context, s *harness.Stack, ds []scenario.Delivery, rate
 	var mu sync.Mutex
 	var failures []string
 	var wg sync.WaitGroup
-	for range 8 {
+	for range senders {
 		wg.Go(func() {
 			for j := range work {
 				drv := s.Drivers[j.i%len(s.Drivers)]
@@ -510,8 +513,8 @@ func figures(sh shape, attempts []attempt, ws []verify.Window, non2xx int, resum
 	if sh.full {
 		form = "full run (`make bench`)"
 	}
-	fmt.Fprintf(&b, "%s: 3 nats-server v2.15 nodes (streams R3), 2 processes of each service, one Postgres; %d customers, %d events plus 10%% duplicates, %d webhooks/s over both ingresses.\n\n",
-		form, sh.customers, sh.events, sh.rate)
+	fmt.Fprintf(&b, "%s: 3 nats-server v2.15 nodes (streams R3), 2 processes of each service, one Postgres; %d customers, %d events plus 10%% duplicates, %d webhooks/s over both ingresses from %d senders (at most %d in flight: while a fault holds them, fewer are sent).\n\n",
+		form, sh.customers, sh.events, sh.rate, senders, senders)
 	fmt.Fprintf(&b, "| window | attempts | ack p50 | ack p99 | ack max | non-2xx |\n|---|---|---|---|---|---|\n")
 	row := func(name string, from, to time.Time) {
 		var lat []time.Duration
