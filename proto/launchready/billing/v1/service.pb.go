@@ -9,6 +9,7 @@ package billingv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -797,11 +798,118 @@ func (x *PortalSession) GetUrl() string {
 	return ""
 }
 
+type CreateStatusLinkRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Stripe customer id: letters, digits and "_" only, at most 255 bytes.
+	CustomerId string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	// How long the link works: 0 means STATUS_LINK_MAX_TTL (24 h by default),
+	// longer is served as STATUS_LINK_MAX_TTL, negative is INVALID_ARGUMENT.
+	Ttl           *durationpb.Duration `protobuf:"bytes,2,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateStatusLinkRequest) Reset() {
+	*x = CreateStatusLinkRequest{}
+	mi := &file_launchready_billing_v1_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateStatusLinkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateStatusLinkRequest) ProtoMessage() {}
+
+func (x *CreateStatusLinkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_launchready_billing_v1_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateStatusLinkRequest.ProtoReflect.Descriptor instead.
+func (*CreateStatusLinkRequest) Descriptor() ([]byte, []int) {
+	return file_launchready_billing_v1_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *CreateStatusLinkRequest) GetCustomerId() string {
+	if x != nil {
+		return x.CustomerId
+	}
+	return ""
+}
+
+func (x *CreateStatusLinkRequest) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
+type StatusLink struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Url           string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatusLink) Reset() {
+	*x = StatusLink{}
+	mi := &file_launchready_billing_v1_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatusLink) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatusLink) ProtoMessage() {}
+
+func (x *StatusLink) ProtoReflect() protoreflect.Message {
+	mi := &file_launchready_billing_v1_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatusLink.ProtoReflect.Descriptor instead.
+func (*StatusLink) Descriptor() ([]byte, []int) {
+	return file_launchready_billing_v1_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *StatusLink) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *StatusLink) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 var File_launchready_billing_v1_service_proto protoreflect.FileDescriptor
 
 const file_launchready_billing_v1_service_proto_rawDesc = "" +
 	"\n" +
-	"$launchready/billing/v1/service.proto\x12\x16launchready.billing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#launchready/billing/v1/status.proto\"\xb7\x01\n" +
+	"$launchready/billing/v1/service.proto\x12\x16launchready.billing.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#launchready/billing/v1/status.proto\"\xb7\x01\n" +
 	"\x18GetCustomerStatusRequest\x12!\n" +
 	"\vcustomer_id\x18\x01 \x01(\tH\x00R\n" +
 	"customerId\x12\x19\n" +
@@ -859,7 +967,16 @@ const file_launchready_billing_v1_service_proto_rawDesc = "" +
 	"\n" +
 	"return_url\x18\x02 \x01(\tR\treturnUrl\"!\n" +
 	"\rPortalSession\x12\x10\n" +
-	"\x03url\x18\x01 \x01(\tR\x03url2\xaf\x06\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\"g\n" +
+	"\x17CreateStatusLinkRequest\x12\x1f\n" +
+	"\vcustomer_id\x18\x01 \x01(\tR\n" +
+	"customerId\x12+\n" +
+	"\x03ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"Y\n" +
+	"\n" +
+	"StatusLink\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x129\n" +
+	"\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt2\x98\a\n" +
 	"\x14BillingStatusService\x12m\n" +
 	"\x11GetCustomerStatus\x120.launchready.billing.v1.GetCustomerStatusRequest\x1a&.launchready.billing.v1.CustomerStatus\x12s\n" +
 	"\x13WatchCustomerStatus\x122.launchready.billing.v1.WatchCustomerStatusRequest\x1a&.launchready.billing.v1.CustomerStatus0\x01\x12{\n" +
@@ -868,7 +985,8 @@ const file_launchready_billing_v1_service_proto_rawDesc = "" +
 	"\n" +
 	"CheckDrift\x12).launchready.billing.v1.CheckDriftRequest\x1a*.launchready.billing.v1.CheckDriftResponse\x12p\n" +
 	"\x12GetDisplayMessages\x121.launchready.billing.v1.GetDisplayMessagesRequest\x1a'.launchready.billing.v1.DisplayMessages\x12p\n" +
-	"\x13CreatePortalSession\x122.launchready.billing.v1.CreatePortalSessionRequest\x1a%.launchready.billing.v1.PortalSessionBKZIgithub.com/launchready/launchready/proto/launchready/billing/v1;billingv1b\x06proto3"
+	"\x13CreatePortalSession\x122.launchready.billing.v1.CreatePortalSessionRequest\x1a%.launchready.billing.v1.PortalSession\x12g\n" +
+	"\x10CreateStatusLink\x12/.launchready.billing.v1.CreateStatusLinkRequest\x1a\".launchready.billing.v1.StatusLinkBKZIgithub.com/launchready/launchready/proto/launchready/billing/v1;billingv1b\x06proto3"
 
 var (
 	file_launchready_billing_v1_service_proto_rawDescOnce sync.Once
@@ -882,7 +1000,7 @@ func file_launchready_billing_v1_service_proto_rawDescGZIP() []byte {
 	return file_launchready_billing_v1_service_proto_rawDescData
 }
 
-var file_launchready_billing_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_launchready_billing_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_launchready_billing_v1_service_proto_goTypes = []any{
 	(*GetCustomerStatusRequest)(nil),   // 0: launchready.billing.v1.GetCustomerStatusRequest
 	(*GetDisplayMessagesRequest)(nil),  // 1: launchready.billing.v1.GetDisplayMessagesRequest
@@ -896,36 +1014,43 @@ var file_launchready_billing_v1_service_proto_goTypes = []any{
 	(*SubscriptionDrift)(nil),          // 9: launchready.billing.v1.SubscriptionDrift
 	(*CreatePortalSessionRequest)(nil), // 10: launchready.billing.v1.CreatePortalSessionRequest
 	(*PortalSession)(nil),              // 11: launchready.billing.v1.PortalSession
-	(*CustomerStatus)(nil),             // 12: launchready.billing.v1.CustomerStatus
-	(*timestamppb.Timestamp)(nil),      // 13: google.protobuf.Timestamp
-	(*DisplayMessages)(nil),            // 14: launchready.billing.v1.DisplayMessages
+	(*CreateStatusLinkRequest)(nil),    // 12: launchready.billing.v1.CreateStatusLinkRequest
+	(*StatusLink)(nil),                 // 13: launchready.billing.v1.StatusLink
+	(*CustomerStatus)(nil),             // 14: launchready.billing.v1.CustomerStatus
+	(*timestamppb.Timestamp)(nil),      // 15: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 16: google.protobuf.Duration
+	(*DisplayMessages)(nil),            // 17: launchready.billing.v1.DisplayMessages
 }
 var file_launchready_billing_v1_service_proto_depIdxs = []int32{
 	5,  // 0: launchready.billing.v1.ListCustomerEventsResponse.events:type_name -> launchready.billing.v1.CustomerEvent
-	12, // 1: launchready.billing.v1.CustomerEvent.before:type_name -> launchready.billing.v1.CustomerStatus
-	12, // 2: launchready.billing.v1.CustomerEvent.after:type_name -> launchready.billing.v1.CustomerStatus
-	13, // 3: launchready.billing.v1.CustomerEvent.event_created:type_name -> google.protobuf.Timestamp
-	13, // 4: launchready.billing.v1.CustomerEvent.recorded_at:type_name -> google.protobuf.Timestamp
+	14, // 1: launchready.billing.v1.CustomerEvent.before:type_name -> launchready.billing.v1.CustomerStatus
+	14, // 2: launchready.billing.v1.CustomerEvent.after:type_name -> launchready.billing.v1.CustomerStatus
+	15, // 3: launchready.billing.v1.CustomerEvent.event_created:type_name -> google.protobuf.Timestamp
+	15, // 4: launchready.billing.v1.CustomerEvent.recorded_at:type_name -> google.protobuf.Timestamp
 	9,  // 5: launchready.billing.v1.CheckDriftResponse.drifts:type_name -> launchready.billing.v1.SubscriptionDrift
-	0,  // 6: launchready.billing.v1.BillingStatusService.GetCustomerStatus:input_type -> launchready.billing.v1.GetCustomerStatusRequest
-	2,  // 7: launchready.billing.v1.BillingStatusService.WatchCustomerStatus:input_type -> launchready.billing.v1.WatchCustomerStatusRequest
-	3,  // 8: launchready.billing.v1.BillingStatusService.ListCustomerEvents:input_type -> launchready.billing.v1.ListCustomerEventsRequest
-	6,  // 9: launchready.billing.v1.BillingStatusService.ReconcileCustomer:input_type -> launchready.billing.v1.ReconcileCustomerRequest
-	7,  // 10: launchready.billing.v1.BillingStatusService.CheckDrift:input_type -> launchready.billing.v1.CheckDriftRequest
-	1,  // 11: launchready.billing.v1.BillingStatusService.GetDisplayMessages:input_type -> launchready.billing.v1.GetDisplayMessagesRequest
-	10, // 12: launchready.billing.v1.BillingStatusService.CreatePortalSession:input_type -> launchready.billing.v1.CreatePortalSessionRequest
-	12, // 13: launchready.billing.v1.BillingStatusService.GetCustomerStatus:output_type -> launchready.billing.v1.CustomerStatus
-	12, // 14: launchready.billing.v1.BillingStatusService.WatchCustomerStatus:output_type -> launchready.billing.v1.CustomerStatus
-	4,  // 15: launchready.billing.v1.BillingStatusService.ListCustomerEvents:output_type -> launchready.billing.v1.ListCustomerEventsResponse
-	12, // 16: launchready.billing.v1.BillingStatusService.ReconcileCustomer:output_type -> launchready.billing.v1.CustomerStatus
-	8,  // 17: launchready.billing.v1.BillingStatusService.CheckDrift:output_type -> launchready.billing.v1.CheckDriftResponse
-	14, // 18: launchready.billing.v1.BillingStatusService.GetDisplayMessages:output_type -> launchready.billing.v1.DisplayMessages
-	11, // 19: launchready.billing.v1.BillingStatusService.CreatePortalSession:output_type -> launchready.billing.v1.PortalSession
-	13, // [13:20] is the sub-list for method output_type
-	6,  // [6:13] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	16, // 6: launchready.billing.v1.CreateStatusLinkRequest.ttl:type_name -> google.protobuf.Duration
+	15, // 7: launchready.billing.v1.StatusLink.expires_at:type_name -> google.protobuf.Timestamp
+	0,  // 8: launchready.billing.v1.BillingStatusService.GetCustomerStatus:input_type -> launchready.billing.v1.GetCustomerStatusRequest
+	2,  // 9: launchready.billing.v1.BillingStatusService.WatchCustomerStatus:input_type -> launchready.billing.v1.WatchCustomerStatusRequest
+	3,  // 10: launchready.billing.v1.BillingStatusService.ListCustomerEvents:input_type -> launchready.billing.v1.ListCustomerEventsRequest
+	6,  // 11: launchready.billing.v1.BillingStatusService.ReconcileCustomer:input_type -> launchready.billing.v1.ReconcileCustomerRequest
+	7,  // 12: launchready.billing.v1.BillingStatusService.CheckDrift:input_type -> launchready.billing.v1.CheckDriftRequest
+	1,  // 13: launchready.billing.v1.BillingStatusService.GetDisplayMessages:input_type -> launchready.billing.v1.GetDisplayMessagesRequest
+	10, // 14: launchready.billing.v1.BillingStatusService.CreatePortalSession:input_type -> launchready.billing.v1.CreatePortalSessionRequest
+	12, // 15: launchready.billing.v1.BillingStatusService.CreateStatusLink:input_type -> launchready.billing.v1.CreateStatusLinkRequest
+	14, // 16: launchready.billing.v1.BillingStatusService.GetCustomerStatus:output_type -> launchready.billing.v1.CustomerStatus
+	14, // 17: launchready.billing.v1.BillingStatusService.WatchCustomerStatus:output_type -> launchready.billing.v1.CustomerStatus
+	4,  // 18: launchready.billing.v1.BillingStatusService.ListCustomerEvents:output_type -> launchready.billing.v1.ListCustomerEventsResponse
+	14, // 19: launchready.billing.v1.BillingStatusService.ReconcileCustomer:output_type -> launchready.billing.v1.CustomerStatus
+	8,  // 20: launchready.billing.v1.BillingStatusService.CheckDrift:output_type -> launchready.billing.v1.CheckDriftResponse
+	17, // 21: launchready.billing.v1.BillingStatusService.GetDisplayMessages:output_type -> launchready.billing.v1.DisplayMessages
+	11, // 22: launchready.billing.v1.BillingStatusService.CreatePortalSession:output_type -> launchready.billing.v1.PortalSession
+	13, // 23: launchready.billing.v1.BillingStatusService.CreateStatusLink:output_type -> launchready.billing.v1.StatusLink
+	16, // [16:24] is the sub-list for method output_type
+	8,  // [8:16] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_launchready_billing_v1_service_proto_init() }
@@ -945,7 +1070,7 @@ func file_launchready_billing_v1_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_launchready_billing_v1_service_proto_rawDesc), len(file_launchready_billing_v1_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,7 @@ const (
 	BillingStatusService_CheckDrift_FullMethodName          = "/launchready.billing.v1.BillingStatusService/CheckDrift"
 	BillingStatusService_GetDisplayMessages_FullMethodName  = "/launchready.billing.v1.BillingStatusService/GetDisplayMessages"
 	BillingStatusService_CreatePortalSession_FullMethodName = "/launchready.billing.v1.BillingStatusService/CreatePortalSession"
+	BillingStatusService_CreateStatusLink_FullMethodName    = "/launchready.billing.v1.BillingStatusService/CreateStatusLink"
 )
 
 // BillingStatusServiceClient is the client API for BillingStatusService service.
@@ -72,6 +73,12 @@ type BillingStatusServiceClient interface {
 	// STRIPE_API_KEY answers FAILED_PRECONDITION; a customer billing-state
 	// does not know, NOT_FOUND.
 	CreatePortalSession(ctx context.Context, in *CreatePortalSessionRequest, opts ...grpc.CallOption) (*PortalSession, error)
+	// CreateStatusLink returns a signed, expiring link to the hosted status
+	// page of one customer (STATUS_PAGE_URL), for an app that would rather
+	// open a web view than build screens. A server without STATUS_PAGE_URL
+	// and STATUS_LINK_SECRETS answers FAILED_PRECONDITION; a customer
+	// billing-state does not know, NOT_FOUND.
+	CreateStatusLink(ctx context.Context, in *CreateStatusLinkRequest, opts ...grpc.CallOption) (*StatusLink, error)
 }
 
 type billingStatusServiceClient struct {
@@ -161,6 +168,16 @@ func (c *billingStatusServiceClient) CreatePortalSession(ctx context.Context, in
 	return out, nil
 }
 
+func (c *billingStatusServiceClient) CreateStatusLink(ctx context.Context, in *CreateStatusLinkRequest, opts ...grpc.CallOption) (*StatusLink, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StatusLink)
+	err := c.cc.Invoke(ctx, BillingStatusService_CreateStatusLink_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BillingStatusServiceServer is the server API for BillingStatusService service.
 // All implementations must embed UnimplementedBillingStatusServiceServer
 // for forward compatibility.
@@ -205,6 +222,12 @@ type BillingStatusServiceServer interface {
 	// STRIPE_API_KEY answers FAILED_PRECONDITION; a customer billing-state
 	// does not know, NOT_FOUND.
 	CreatePortalSession(context.Context, *CreatePortalSessionRequest) (*PortalSession, error)
+	// CreateStatusLink returns a signed, expiring link to the hosted status
+	// page of one customer (STATUS_PAGE_URL), for an app that would rather
+	// open a web view than build screens. A server without STATUS_PAGE_URL
+	// and STATUS_LINK_SECRETS answers FAILED_PRECONDITION; a customer
+	// billing-state does not know, NOT_FOUND.
+	CreateStatusLink(context.Context, *CreateStatusLinkRequest) (*StatusLink, error)
 	mustEmbedUnimplementedBillingStatusServiceServer()
 }
 
@@ -235,6 +258,9 @@ func (UnimplementedBillingStatusServiceServer) GetDisplayMessages(context.Contex
 }
 func (UnimplementedBillingStatusServiceServer) CreatePortalSession(context.Context, *CreatePortalSessionRequest) (*PortalSession, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreatePortalSession not implemented")
+}
+func (UnimplementedBillingStatusServiceServer) CreateStatusLink(context.Context, *CreateStatusLinkRequest) (*StatusLink, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateStatusLink not implemented")
 }
 func (UnimplementedBillingStatusServiceServer) mustEmbedUnimplementedBillingStatusServiceServer() {}
 func (UnimplementedBillingStatusServiceServer) testEmbeddedByValue()                              {}
@@ -376,6 +402,24 @@ func _BillingStatusService_CreatePortalSession_Handler(srv interface{}, ctx cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BillingStatusService_CreateStatusLink_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateStatusLinkRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BillingStatusServiceServer).CreateStatusLink(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BillingStatusService_CreateStatusLink_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BillingStatusServiceServer).CreateStatusLink(ctx, req.(*CreateStatusLinkRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BillingStatusService_ServiceDesc is the grpc.ServiceDesc for BillingStatusService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -406,6 +450,10 @@ var BillingStatusService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CreatePortalSession",
 			Handler:    _BillingStatusService_CreatePortalSession_Handler,
+		},
+		{
+			MethodName: "CreateStatusLink",
+			Handler:    _BillingStatusService_CreateStatusLink_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
