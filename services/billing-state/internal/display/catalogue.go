@@ -71,6 +71,12 @@ type Catalogue struct {
 		Headline string `json:"headline"`
 		Detail   string `json:"detail"`
 	} `json:"unreachable"`
+	// LinkInvalid is what the status page says to an expired or tampered
+	// link, with no data.
+	LinkInvalid struct {
+		Headline string `json:"headline"`
+		Detail   string `json:"detail"`
+	} `json:"link_invalid"`
 	Retry string `json:"retry"`
 	Keeps struct {
 		Access  string `json:"access"`
@@ -181,6 +187,8 @@ func decodeOver(c *Catalogue, b []byte) error {
 	}
 	setIf(&c.Unreachable.Headline, over.Unreachable.Headline)
 	setIf(&c.Unreachable.Detail, over.Unreachable.Detail)
+	setIf(&c.LinkInvalid.Headline, over.LinkInvalid.Headline)
+	setIf(&c.LinkInvalid.Detail, over.LinkInvalid.Detail)
 	setIf(&c.Retry, over.Retry)
 	setIf(&c.Keeps.Access, over.Keeps.Access)
 	setIf(&c.Keeps.Nothing, over.Keeps.Nothing)
@@ -254,8 +262,8 @@ func (c *Catalogue) check() error {
 			errs = append(errs, fmt.Errorf("action %s: label required", a))
 		}
 	}
-	if c.Unreachable.Headline == "" || c.Unreachable.Detail == "" || c.Retry == "" {
-		errs = append(errs, errors.New("unreachable and retry: words required"))
+	if c.Unreachable.Headline == "" || c.Unreachable.Detail == "" || c.Retry == "" || c.LinkInvalid.Headline == "" || c.LinkInvalid.Detail == "" {
+		errs = append(errs, errors.New("unreachable, link_invalid and retry: words required"))
 	}
 	return errors.Join(errs...)
 }
