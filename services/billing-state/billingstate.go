@@ -13,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -31,6 +33,7 @@ import (
 	"github.com/launchready/launchready/services/billing-state/internal/portal"
 	"github.com/launchready/launchready/services/billing-state/internal/relay"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
+	"github.com/launchready/launchready/services/billing-state/internal/statuspage"
 	stripefetch "github.com/launchready/launchready/services/billing-state/internal/stripeapi"
 )
 
@@ -79,6 +82,15 @@ type Config struct {
 	// ReturnURLs (PORTAL_RETURN_URLS) is where a billing portal session
 	// may lead back to; CreatePortalSession also needs StripeAPIKey.
 	ReturnURLs portal.ReturnURLs
+	// StatusPageAddr (STATUS_PAGE_ADDR) serves the hosted status page, a
+	// public listener of its own; empty: no page. StatusPageURL
+	// (STATUS_PAGE_URL) is its public base, which links start with.
+	StatusPageAddr, StatusPageURL string
+	// StatusLinkSecrets (STATUS_LINK_SECRETS, newest first) sign and check
+	// status links, which live at most StatusLinkMaxTTL
+	// (STATUS_LINK_MAX_TTL, 24h).
+	StatusLinkSecrets [][]byte
+	StatusLinkMaxTTL  time.Duration
 	// StaleAfter (STATUS_STALE_AFTER, default 5m): a customer with an
 	// event parked unapplied for longer is shown "status unknown".
 	StaleAfter time.Duration
@@ -138,7 +150,8 @@ func (c Config) WithLogger(log *slog.Logger) Config {
 // HTTP_ADDR, STATUS_API_TOKENS, the GRPC_* limits, PAST_DUE_ENTITLED,
 // STRIPE_API_KEY, STRIPE_API_BASE,
 // STRIPE_API_RATE, ASYNC_COMMIT, OUTBOX_RETENTION, STATUS_STALE_AFTER,
-// DISPLAY_LOCALES_DIR (whose catalogues it loads), PORTAL_RETURN_URLS, the NATS_* stream
+// DISPLAY_LOCALES_DIR (whose catalogues it loads), PORTAL_RETURN_URLS,
+// STATUS_PAGE_ADDR, STATUS_PAGE_URL, STATUS_LINK_SECRETS, STATUS_LINK_MAX_TTL, the NATS_* stream
 // settings, CONSUMER_* and OTEL_*. Every problem is reported at once.
 func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	e := config.New(getenv)
@@ -163,6 +176,17 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	}
 	if cfg.StaleAfter <= 0 {
 		e.Fail("STATUS_STALE_AFTER: must be positive")
+	}
+	cfg.StatusPageAddr = e.String("STATUS_PAGE_ADDR", "")
+	cfg.StatusPageURL = e.String("STATUS_PAGE_URL", "")
+	cfg.StatusLinkMaxTTL = e.Duration("STATUS_LINK_MAX_TTL", statuspage.DefaultMaxTTL)
+	if secrets, err := statuspage.ParseSecrets(e.Lookup("STATUS_LINK_SECRETS")); err != nil {
+		e.Fail("%v", err)
+	} else {
+		cfg.StatusLinkSecrets = secrets
+	}
+	if err := checkStatusPage(cfg); err != nil {
+		e.Fail("%v", err)
 	}
 	if urls, err := portal.ParseReturnURLs(e.String("PORTAL_RETURN_URLS", "")); err != nil {
 		e.Fail("%v", err)
@@ -250,7 +274,9 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("consumer_max_deliver", c.Consumer.MaxDeliver), slog.Bool("async_commit", c.AsyncCommit),
 		slog.Bool("grpc_tls", c.GRPC.TLS()), slog.Any("grpc_max_streams", c.GRPC.MaxStreams), slog.Int("grpc_max_watch_per_token", c.GRPC.MaxWatchPerToken),
 		slog.String("grpc_unary_timeout", c.GRPC.UnaryTimeout.String()), slog.Any("grpc_db_max_conns", c.GRPC.DBMaxConns),
-		slog.String("status_stale_after", c.StaleAfter.String()), slog.String("portal_return_urls", c.ReturnURLs.String()), slog.String("display_locales_dir", c.LocalesDir))
+		slog.String("status_stale_after", c.StaleAfter.String()), slog.String("portal_return_urls", c.ReturnURLs.String()),
+		slog.String("status_page_addr", c.StatusPageAddr), slog.String("status_page_url", c.StatusPageURL),
+		slog.Int("status_link_secrets", len(c.StatusLinkSecrets)), slog.String("status_link_max_ttl", c.StatusLinkMaxTTL.String()), slog.String("display_locales_dir", c.LocalesDir))
 }
 
 // Run runs the service until ctx ends, then stops it gracefully. It
@@ -532,4 +558,30 @@ func (m *metrics) registerGauges(reg prometheus.Registerer, store *state.Store) 
 		}
 		return float64(n)
 	}))
+}
+
+// checkStatusPage refuses a page that could not give working links: a
+// listener without a public URL or secrets, or a URL that is not https
+// (http only on loopback).
+func checkStatusPage(c Config) error {
+	if c.StatusLinkMaxTTL <= 0 {
+		return errors.New("STATUS_LINK_MAX_TTL: must be positive")
+	}
+	if c.StatusPageAddr == "" && c.StatusPageURL == "" {
+		return nil
+	}
+	if c.StatusPageURL == "" || len(c.StatusLinkSecrets) == 0 {
+		return errors.New("STATUS_PAGE_ADDR, STATUS_PAGE_URL and STATUS_LINK_SECRETS: set all three for the status page, or none")
+	}
+	u, err := url.Parse(c.StatusPageURL)
+	if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil ||
+		(u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname()))) {
+		return errors.New("STATUS_PAGE_URL: want https://host[/path] (http only on a loopback host)")
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
 }

@@ -804,3 +804,35 @@ func TestJourneyStepsThroughNATS(t *testing.T) {
 		}
 	}
 }
+
+// The status page, the portal allow-list and the display settings are
+// read, and a half-configured page refuses to start.
+func TestConfigFromEnvCustomerFacing(t *testing.T) {
+	t.Parallel()
+	secret := randomToken(t)
+	cfg, err := ConfigFromEnv(config.Map(map[string]string{
+		"STATUS_PAGE_ADDR": ":8090", "STATUS_PAGE_URL": "https://status.example.com", "STATUS_LINK_SECRETS": secret,
+		"STATUS_LINK_MAX_TTL": "1h", "STATUS_STALE_AFTER": "2m", "PORTAL_RETURN_URLS": "https://app.example.com/billing/",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.StatusPageAddr != ":8090" || len(cfg.StatusLinkSecrets) != 1 || cfg.StatusLinkMaxTTL != time.Hour ||
+		cfg.StaleAfter != 2*time.Minute || cfg.ReturnURLs.Len() != 1 || cfg.Catalogues == nil {
+		t.Fatalf("%+v", cfg)
+	}
+	if strings.Contains(fmt.Sprint(cfg.LogValue()), secret) {
+		t.Fatal("the settings log shows a link secret")
+	}
+	for _, env := range []map[string]string{
+		{"STATUS_PAGE_ADDR": ":8090"},
+		{"STATUS_PAGE_ADDR": ":8090", "STATUS_PAGE_URL": "http://status.example.com", "STATUS_LINK_SECRETS": secret},
+		{"STATUS_PAGE_ADDR": ":8090", "STATUS_PAGE_URL": "https://status.example.com", "STATUS_LINK_SECRETS": "short"},
+		{"PORTAL_RETURN_URLS": "http://app.example.com/"},
+		{"STATUS_STALE_AFTER": "0s"},
+	} {
+		if _, err := ConfigFromEnv(config.Map(env)); err == nil || strings.Contains(err.Error(), secret) {
+			t.Errorf("%v: %v", env, err)
+		}
+	}
+}

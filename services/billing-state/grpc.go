@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/launchready/launchready/pkg/httpserver"
 	"github.com/launchready/launchready/pkg/service"
 	"github.com/launchready/launchready/pkg/stripeapi"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
@@ -21,6 +23,7 @@ import (
 	"github.com/launchready/launchready/services/billing-state/internal/grpcapi"
 	"github.com/launchready/launchready/services/billing-state/internal/relay"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
+	"github.com/launchready/launchready/services/billing-state/internal/statuspage"
 )
 
 // serveGRPC starts BillingStatusService (grpcapi.New: its limits, TLS and
@@ -49,6 +52,11 @@ func serveGRPC(host *service.Host, cfg Config, rl *relay.Relay, api *stripeapi.C
 	stopWatch := make(chan struct{})
 	store := state.New(apiPool, state.Options{Policy: cfg.Policy, Logger: host.Log, OutboxWritten: rl.Kick})
 	portalOpener := newPortalOpener(host, cfg, api)
+	viewer := newViewer(cfg, store)
+	signer := statuspage.NewSigner(cfg.StatusLinkSecrets, cfg.StatusLinkMaxTTL, nil)
+	if err := serveStatusPage(host, cfg, signer, viewer, store, watchNC); err != nil {
+		return err
+	}
 	// Staff actions go to Stripe with the server's key, through the same
 	// client (and rate budget) as the portal, the fetches and the drift
 	// check; without a key, BillingAdminService refuses every action.
@@ -57,7 +65,8 @@ func serveGRPC(host *service.Host, cfg Config, rl *relay.Relay, api *stripeapi.C
 		stripeClient = api
 	}
 	opts := grpcapi.Options{
-		Store: store, Display: newViewer(cfg, store), Portal: portalOpener, ReturnURLs: cfg.ReturnURLs,
+		Store: store, Display: viewer, Portal: portalOpener, ReturnURLs: cfg.ReturnURLs,
+		StatusLinks: signer, StatusPageURL: cfg.StatusPageURL,
 		Admin:     admin.New(apiPool, stripeClient),
 		WatchConn: watchNC, Tokens: cfg.Tokens, Logger: host.Log, Registry: host.Registry,
 		StatsHandler: host.Telemetry.GRPCServerHandler(), Stop: stopWatch,
@@ -172,4 +181,32 @@ func newPortalOpener(host *service.Host, cfg Config, api *stripeapi.Client) grpc
 		host.Log.Warn("PORTAL_RETURN_URLS is empty: every CreatePortalSession will be refused")
 	}
 	return api
+}
+
+// serveStatusPage serves the hosted status page on STATUS_PAGE_ADDR, when
+// set: a public listener of its own, apart from the ops and gRPC ones. Its
+// event streams ride the Watch connection and end when the service stops.
+func serveStatusPage(host *service.Host, cfg Config, signer *statuspage.Signer, viewer *display.Viewer, store *state.Store, nc *nats.Conn) error {
+	if cfg.StatusPageAddr == "" {
+		return nil
+	}
+	ln, err := host.Listen("status page", cfg.StatusPageAddr)
+	if err != nil {
+		return err
+	}
+	stop := make(chan struct{})
+	h := statuspage.Handler(statuspage.Options{Signer: signer, Viewer: viewer, Changes: nc, Logger: host.Log,
+		Status: func(ctx context.Context, id string) (*billingv1.CustomerStatus, error) {
+			st, err := store.Status(ctx, id)
+			if errors.Is(err, state.ErrNotFound) {
+				return nil, statuspage.ErrNotFound
+			}
+			return st, err
+		}}, stop)
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
+	host.Go("status page", func(ctx context.Context) error {
+		context.AfterFunc(ctx, func() { close(stop) })
+		return httpserver.Serve(ctx, srv, ln, cfg.ShutdownGrace)
+	})
+	return nil
 }

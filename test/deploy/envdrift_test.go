@@ -84,6 +84,8 @@ func secretSample(t *testing.T, key string) string {
 		return "mobile=" + randomHex(16) + ":read,ops=" + randomHex(16) + ":read+admin"
 	case "STRIPE_API_KEY":
 		return "sk_test_" + randomHex(16)
+	case "STATUS_LINK_SECRETS":
+		return randomHex(20) + "," + randomHex(20)
 	case "HUBSPOT_TOKEN", "CRM_WEBHOOK_SECRET", "ZENDESK_API_TOKEN", "NATS_PASSWORD":
 		return randomHex(16)
 	case "CRM_WEBHOOK_URL":

@@ -26,12 +26,13 @@ type service struct {
 	WebhookPort int32 // the public port, ingress only
 	GRPCPort    int32
 	ConsolePort int32 // the staff console's port, console only
+	StatusPort  int32 // the hosted status page's port, billing-state only
 	Consumer    bool
 }
 
 var services = []service{
 	{Name: "ingress", HTTPPort: 8084, WebhookPort: 8080},
-	{Name: "billing-state", HTTPPort: 8081, GRPCPort: 9090, Consumer: true},
+	{Name: "billing-state", HTTPPort: 8081, GRPCPort: 9090, StatusPort: 8095, Consumer: true},
 	{Name: "crm-sync", HTTPPort: 8082, Consumer: true},
 	{Name: "support-notify", HTTPPort: 8083, Consumer: true},
 	{Name: "console", HTTPPort: 8085, ConsolePort: 8090},
@@ -151,6 +152,9 @@ func TestK8sServiceDeployments(t *testing.T) {
 				}
 				if s.ConsolePort != 0 {
 					wantPorts["console"] = s.ConsolePort
+				}
+				if s.StatusPort != 0 {
+					wantPorts["status-page"] = s.StatusPort
 				}
 				got := map[string]int32{}
 				for _, p := range c.Ports {

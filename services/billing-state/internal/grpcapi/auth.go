@@ -156,6 +156,7 @@ var requiredRole = map[string]string{
 	billingv1.BillingStatusService_CheckDrift_FullMethodName:          RoleAdmin,
 	billingv1.BillingStatusService_GetDisplayMessages_FullMethodName:  RoleRead,
 	billingv1.BillingStatusService_CreatePortalSession_FullMethodName: RoleRead,
+	billingv1.BillingStatusService_CreateStatusLink_FullMethodName:    RoleRead,
 
 	billingv1.BillingAdminService_RefundPayment_FullMethodName:          RoleAdmin,
 	billingv1.BillingAdminService_CancelSubscription_FullMethodName:     RoleAdmin,

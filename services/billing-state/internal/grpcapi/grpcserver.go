@@ -20,6 +20,7 @@ import (
 	"github.com/launchready/launchready/services/billing-state/internal/display"
 	"github.com/launchready/launchready/services/billing-state/internal/portal"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
+	"github.com/launchready/launchready/services/billing-state/internal/statuspage"
 )
 
 // Defaults of Config.
@@ -123,6 +124,10 @@ type Options struct {
 	Portal PortalOpener
 	// ReturnURLs is PORTAL_RETURN_URLS.
 	ReturnURLs portal.ReturnURLs
+	// StatusLinks signs CreateStatusLink's links (STATUS_LINK_SECRETS) to
+	// the page at StatusPageURL; without both the call is refused.
+	StatusLinks   *statuspage.Signer
+	StatusPageURL string
 	// WatchConn carries the status changes Watch forwards (core NATS on
 	// billing.status.<customer>, so every replica sees every change). It
 	// must be a connection of its own: whatever a watcher causes on it,

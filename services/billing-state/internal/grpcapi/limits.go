@@ -52,6 +52,7 @@ var fieldBounds = map[protoreflect.FullName]int{
 	"launchready.billing.v1.GetDisplayMessagesRequest.locale":       MaxLocaleBytes,
 	"launchready.billing.v1.CreatePortalSessionRequest.customer_id": MaxIDBytes,
 	"launchready.billing.v1.CreatePortalSessionRequest.return_url":  portal.MaxURLBytes,
+	"launchready.billing.v1.CreateStatusLinkRequest.customer_id":    MaxIDBytes,
 
 	"launchready.billing.v1.Actor.email":                                        MaxEmailBytes,
 	"launchready.billing.v1.Actor.role":                                         maxRoleBytes,

@@ -143,6 +143,10 @@ func TestRequestFieldBounds(t *testing.T) {
 			_, err := c.CreatePortalSession(as(ctx, b.read), &billingv1.CreatePortalSessionRequest{CustomerId: "cus_A", ReturnUrl: v})
 			return err
 		}, codes.FailedPrecondition},
+		{"launchready.billing.v1.CreateStatusLinkRequest.customer_id", stripeShaped, func(ctx context.Context, v string) error {
+			_, err := c.CreateStatusLink(as(ctx, b.read), &billingv1.CreateStatusLinkRequest{CustomerId: v})
+			return err
+		}, codes.FailedPrecondition},
 		{"launchready.billing.v1.GetDisplayMessagesRequest.locale", locale, func(ctx context.Context, v string) error {
 			_, err := c.GetDisplayMessages(as(ctx, b.read), &billingv1.GetDisplayMessagesRequest{Locale: v})
 			return err

@@ -32,6 +32,7 @@ import (
 	"github.com/launchready/launchready/services/billing-state/internal/drift"
 	"github.com/launchready/launchready/services/billing-state/internal/portal"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
+	"github.com/launchready/launchready/services/billing-state/internal/statuspage"
 )
 
 // Page sizes of ListCustomerEvents.
@@ -50,6 +51,9 @@ type Server struct {
 	// that may lead back only to returnURLs.
 	portal     PortalOpener
 	returnURLs portal.ReturnURLs
+	// statusLinks signs links to the hosted page at statusPageURL.
+	statusLinks   *statuspage.Signer
+	statusPageURL string
 	// watchConn is Watch's own NATS connection (see Options.WatchConn).
 	watchConn *nats.Conn
 	log       *slog.Logger
@@ -74,7 +78,7 @@ type Drift interface {
 
 func newServer(o Options, cfg Config) *Server {
 	return &Server{
-		store: o.Store, display: o.Display, portal: o.Portal, returnURLs: o.ReturnURLs, watchConn: o.WatchConn, log: o.Logger, stop: o.Stop,
+		store: o.Store, display: o.Display, portal: o.Portal, returnURLs: o.ReturnURLs, statusLinks: o.StatusLinks, statusPageURL: o.StatusPageURL, watchConn: o.WatchConn, log: o.Logger, stop: o.Stop,
 		watches: newWatchSlots(cfg.MaxWatchPerToken), readTimeout: cfg.UnaryTimeout,
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "lr_billing_state_watch_refused_total",

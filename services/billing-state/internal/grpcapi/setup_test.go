@@ -28,6 +28,7 @@ import (
 	"github.com/launchready/launchready/services/billing-state/internal/display"
 	"github.com/launchready/launchready/services/billing-state/internal/portal"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
+	"github.com/launchready/launchready/services/billing-state/internal/statuspage"
 )
 
 // bundle is the gRPC server of New on a loopback port, backed by a fresh
@@ -81,6 +82,9 @@ type setupOptions struct {
 	returnURLs portal.ReturnURLs
 	// stripe makes BillingAdminService's actions (none when nil).
 	stripe admin.Stripe
+	// statusLinks and statusPageURL serve CreateStatusLink.
+	statusLinks   *statuspage.Signer
+	statusPageURL string
 }
 
 func setup(t *testing.T, o setupOptions) *bundle {
@@ -126,7 +130,8 @@ func setup(t *testing.T, o setupOptions) *bundle {
 	}
 	b.store, b.clock = store, &clock{}
 	viewer := &display.Viewer{Catalogues: cats, Facts: store.DisplayFacts, StaleAfter: o.staleAfter, Now: b.clock.now}
-	gsrv, err := New(o.cfg, Options{Store: store, Display: viewer, Portal: o.portal, ReturnURLs: o.returnURLs, WatchConn: b.watchConn, Tokens: tokens, Registry: b.reg, Stop: stop,
+	gsrv, err := New(o.cfg, Options{Store: store, Display: viewer, Portal: o.portal, ReturnURLs: o.returnURLs,
+		StatusLinks: o.statusLinks, StatusPageURL: o.statusPageURL, WatchConn: b.watchConn, Tokens: tokens, Registry: b.reg, Stop: stop,
 		Admin: admin.New(b.pool, o.stripe)})
 	if err != nil {
 		t.Fatal(err)
