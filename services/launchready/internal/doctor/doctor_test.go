@@ -32,6 +32,7 @@ import (
 	"github.com/launchready/launchready/pkg/natstest"
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
+	"github.com/launchready/launchready/pkg/stripeapi/stripemock"
 	"github.com/launchready/launchready/pkg/stripeevent"
 	"github.com/launchready/launchready/services/ingress"
 	"github.com/launchready/launchready/services/support-notify/zendeskfake"
@@ -520,5 +521,22 @@ func TestMainJSON(t *testing.T) {
 	}
 	if code := Main(context.Background(), []string{"--only", "nosuch"}, func(string) string { return "" }, &stdout, &stderr); code != 2 {
 		t.Fatalf("unknown check: exit %d, want 2", code)
+	}
+}
+
+// The doctor's Stripe reads, as stripe-go sends them, are requests Stripe's
+// own mock accepts: the key's reads, the endpoint list and the Date header.
+func TestStripeRequestShapes(t *testing.T) {
+	base := stripemock.Start(t)
+	env := map[string]string{"STRIPE_API_KEY": "sk_test_" + randomHex(t, 12), "STRIPE_API_BASE": base,
+		"STRIPE_LIVEMODE": "test", "PUBLIC_WEBHOOK_URL": "https://hooks.shop.test/webhooks/stripe"}
+	checks := run(t, env, "stripe-key")
+	expect(t, checks, "stripe/key-mode", Pass, "a test key")
+	expect(t, checks, "stripe/key-permissions", Pass, "reads every resource")
+	// stripe-mock's endpoint points elsewhere: the list was read and named.
+	expect(t, run(t, env, "stripe-endpoint"), "stripe/endpoint", Fail, "endpoints at ")
+	c := run(t, env, "clock")["clock"]
+	if c.Status == Fail && strings.Contains(c.Detail, "Date") {
+		t.Fatalf("clock: %+v", c)
 	}
 }
