@@ -2,7 +2,10 @@ module github.com/launchready/launchready/services/provision
 
 go 1.26.0
 
-require github.com/launchready/launchready/pkg v0.0.0
+require (
+	github.com/launchready/launchready/pkg v0.0.0
+	go.uber.org/goleak v1.3.0
+)
 
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect

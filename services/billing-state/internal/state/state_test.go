@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/launchready/launchready/pkg/canonical"
@@ -52,6 +53,13 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	if shared.drop != nil {
 		shared.drop()
+	}
+	// The shared database is dropped first: its pool's goroutines are not leaks.
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
 	}
 	os.Exit(code)
 }
