@@ -336,11 +336,11 @@ func Run(ctx context.Context, cfg Config) error {
 		if len(cfg.Alerts.FilterSubjects) == 0 {
 			cfg.Alerts.FilterSubjects = bus.TypeFilterSubjects(cfg.Alerts.Durable, set.Types(rules.Alert))
 		}
-		host.GoConsumer("tickets consumer", bus.NewConsumer(host.JS, cfg.Tickets, ticketHandler.Handle, host.ConsumerOptions()))
+		host.GoConsumer("tickets consumer", bus.NewConsumer(host.JS, cfg.Tickets, ticketHandler.OpenOrResolveTicket, host.ConsumerOptions()))
 		if cfg.Alerts.BatchSize == 0 {
 			cfg.Alerts.BatchSize = DefaultAlertBatch
 		}
-		host.GoConsumer("alerts consumer", bus.NewBatchConsumer(host.JS, cfg.Alerts, alertHandler.HandleBatch, host.ConsumerOptions()))
+		host.GoConsumer("alerts consumer", bus.NewBatchConsumer(host.JS, cfg.Alerts, alertHandler.PostAlerts, host.ConsumerOptions()))
 		return nil
 	})
 }

@@ -480,7 +480,7 @@ func (t *txn) commitCustomer(ev *billingv1.BillingEvent, outcome Outcome, before
 	if outcome != OutcomeStale || changed {
 		after.LastEventId = ev.GetEventId()
 		if changed || before == nil {
-			after.UpdatedAt = tsNow(t.s.now())
+			after.UpdatedAt = statusTimestamp(t.s.now())
 		} else {
 			after.UpdatedAt = before.GetUpdatedAt()
 		}
@@ -513,8 +513,8 @@ func sameStatus(a, b *billingv1.CustomerStatus) bool {
 	return proto.Equal(ca, cb)
 }
 
-// tsNow is the clock's time as a status timestamp.
-func tsNow(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t.UTC()) }
+// statusTimestamp is the clock's time as a status timestamp.
+func statusTimestamp(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t.UTC()) }
 
 func (t *txn) writeCustomer(st *billingv1.CustomerStatus) error {
 	if t.batch != nil {

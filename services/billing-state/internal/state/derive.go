@@ -219,13 +219,13 @@ func buildStatus(c customerRow, subs []canonical.Subscription, purchases []canon
 		st.Plan = s.PriceID
 		st.SubscriptionId = s.ID
 		st.CancelAtPeriodEnd = s.CancelAtPeriodEnd
-		st.CurrentPeriodEnd = tsOrNil(s.CurrentPeriodEnd)
-		st.TrialEnd = tsOrNil(s.TrialEnd)
+		st.CurrentPeriodEnd = timestampOrNil(s.CurrentPeriodEnd)
+		st.TrialEnd = timestampOrNil(s.TrialEnd)
 	}
 	return st
 }
 
-func tsOrNil(t time.Time) *timestamppb.Timestamp {
+func timestampOrNil(t time.Time) *timestamppb.Timestamp {
 	if t.IsZero() {
 		return nil
 	}

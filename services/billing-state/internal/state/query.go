@@ -160,7 +160,7 @@ func (s *Store) Reconcile(ctx context.Context, customerID, actor string) (*billi
 		after.LastEventId = before.GetLastEventId()
 		after.UpdatedAt = before.GetUpdatedAt()
 		if changed {
-			after.UpdatedAt = tsNow(s.now())
+			after.UpdatedAt = statusTimestamp(s.now())
 		}
 		// Staff reconcile once they have seen to the customer's dead
 		// letters (replayed or purged): the display stops saying

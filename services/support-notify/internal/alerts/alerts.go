@@ -82,15 +82,15 @@ func (h *Handler) now() time.Time {
 	return time.Now()
 }
 
-// Handle is the bus handler for one delivery.
-func (h *Handler) Handle(ctx context.Context, d *bus.Delivery) error {
-	return h.HandleBatch(ctx, []*bus.Delivery{d})[0]
+// PostAlert is PostAlerts for one delivery.
+func (h *Handler) PostAlert(ctx context.Context, d *bus.Delivery) error {
+	return h.PostAlerts(ctx, []*bus.Delivery{d})[0]
 }
 
-// HandleBatch is the bus batch handler: every delivery that needs an alert
+// PostAlerts is the alerts consumer's batch handler: every delivery that needs an alert
 // joins the channel's queue, and the call returns once each has been sent
 // (alone or in a digest), found already sent, or failed.
-func (h *Handler) HandleBatch(ctx context.Context, ds []*bus.Delivery) []error {
+func (h *Handler) PostAlerts(ctx context.Context, ds []*bus.Delivery) []error {
 	errs := make([]error, len(ds))
 	var waiting []*ticket
 	for i, d := range ds {

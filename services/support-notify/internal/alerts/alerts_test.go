@@ -62,7 +62,7 @@ func setup(t *testing.T) *bundle {
 }
 
 func (b *bundle) handle(ev *billingv1.BillingEvent) error {
-	return b.h.Handle(context.Background(), &bus.Delivery{Event: ev, Delivered: 1})
+	return b.h.PostAlert(context.Background(), &bus.Delivery{Event: ev, Delivered: 1})
 }
 
 func TestAlertSentOnceAndMeasured(t *testing.T) {
@@ -266,7 +266,7 @@ func TestEventsOlderThanMaxAgeAreSkippedUnlessReplayed(t *testing.T) {
 	if n := b.slack.Calls(); n != 0 {
 		t.Fatalf("a 10-day-old event alerted")
 	}
-	if err := b.h.Handle(context.Background(), &bus.Delivery{Event: ev, Delivered: 1, Replay: true}); err != nil {
+	if err := b.h.PostAlert(context.Background(), &bus.Delivery{Event: ev, Delivered: 1, Replay: true}); err != nil {
 		t.Fatal(err)
 	}
 	if msgs := b.slack.Messages(); len(msgs) != 1 || !strings.HasPrefix(msgs[0].Text, "LATE: ") {

@@ -74,7 +74,7 @@ func TestBurstFoldsIntoDigestsWithinSLOAndOnceAcrossCrash(t *testing.T) {
 	crashed := make(chan struct{})
 	var once sync.Once
 	consumerA := bus.NewBatchConsumer(jsA, cfg, func(ctx context.Context, ds []*bus.Delivery) []error {
-		errs := hA.HandleBatch(ctx, ds)
+		errs := hA.PostAlerts(ctx, ds)
 		var n int
 		if err := pool.QueryRow(ctx, `SELECT count(*) FROM support.alerts_sent WHERE digest_size >= 5`).Scan(&n); err == nil && n > 0 {
 			once.Do(func() { ncA.Close(); close(crashed) })
@@ -131,7 +131,7 @@ func TestBurstFoldsIntoDigestsWithinSLOAndOnceAcrossCrash(t *testing.T) {
 				redelivered.Add(1)
 			}
 		}
-		return hB.HandleBatch(ctx, ds)
+		return hB.PostAlerts(ctx, ds)
 	}, bus.ConsumerOptions{})
 	ctxB, cancelB := context.WithCancel(ctx)
 	doneB := make(chan struct{})

@@ -73,8 +73,9 @@ func IdempotencyKey(eventID, action string) string {
 	return "launchready-support-notify:" + eventID + ":" + action
 }
 
-// Handle is the bus handler.
-func (h *Handler) Handle(ctx context.Context, d *bus.Delivery) error {
+// OpenOrResolveTicket opens, updates or resolves the desk ticket the rules
+// tie to the delivered event; it is the tickets consumer's bus handler.
+func (h *Handler) OpenOrResolveTicket(ctx context.Context, d *bus.Delivery) error {
 	ev := d.Event
 	if ev == nil || ev.GetEventId() == "" {
 		return bus.Permanent(errors.New("tickets: delivery without an event"))

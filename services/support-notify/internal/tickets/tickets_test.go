@@ -66,7 +66,7 @@ func randomHex(t *testing.T) string {
 
 func (b *bundle) handle(t *testing.T, ev *billingv1.BillingEvent) error {
 	t.Helper()
-	return b.h.Handle(context.Background(), &bus.Delivery{Event: ev, Subject: "billing.events." + ev.GetType(), Delivered: 1})
+	return b.h.OpenOrResolveTicket(context.Background(), &bus.Delivery{Event: ev, Subject: "billing.events." + ev.GetType(), Delivered: 1})
 }
 
 func (b *bundle) mustHandle(t *testing.T, ev *billingv1.BillingEvent) {
@@ -360,7 +360,7 @@ func TestEventsOlderThanMaxAgeOpenNothingUnlessReplayed(t *testing.T) {
 	if n := len(b.desk.Tickets()); n != 0 {
 		t.Fatalf("a 10-day-old failure opened %d tickets", n)
 	}
-	if err := b.h.Handle(context.Background(), &bus.Delivery{Event: ev, Delivered: 1, Replay: true}); err != nil {
+	if err := b.h.OpenOrResolveTicket(context.Background(), &bus.Delivery{Event: ev, Delivered: 1, Replay: true}); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(b.desk.Tickets()); n != 1 {
