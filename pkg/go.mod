@@ -61,9 +61,12 @@ require (
 
 require (
 	github.com/launchready/launchready/proto v0.0.0
+	github.com/launchready/launchready/test/testkit v0.0.0
 	go.opentelemetry.io/otel/metric v1.47.0
 	go.opentelemetry.io/otel/trace v1.47.0
 	golang.org/x/term v0.47.0
 )
 
 replace github.com/launchready/launchready/proto => ../proto
+
+replace github.com/launchready/launchready/test/testkit => ../test/testkit

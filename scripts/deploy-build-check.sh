@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds every service the way deploy/Dockerfile does, without Docker:
 # the same files copied into a scratch tree with the same layout (proto/,
-# pkg/, services/<name>/, deploy/healthcheck/), then, from the service's own
-# directory, GOWORK=off CGO_ENABLED=0 go build -trimpath -ldflags "-s -w".
+# pkg/, services/<name>/, deploy/healthcheck/, test/testkit's go.mod and
+# go.sum), then, from the service's own directory, GOWORK=off
+# CGO_ENABLED=0 go mod download and go build -trimpath -ldflags "-s -w".
 # A missing replace, an incomplete go.sum or an import of anything the image
 # does not copy fails here as it would fail in `docker build`.
 #
@@ -48,7 +49,8 @@ for svc in "${SERVICES[@]}"; do
 		copy_tree "services/$dep" "$ctx"
 	done
 	copy_tree deploy/healthcheck "$ctx"
-	if ! (cd "$ctx/services/$svc" && go build -trimpath -ldflags "-s -w" -o "$OUT/$svc" "./cmd/$svc"); then
+	mkdir -p "$ctx/test/testkit" && cp "$ROOT"/test/testkit/go.{mod,sum} "$ctx/test/testkit/"
+	if ! (cd "$ctx/services/$svc" && go mod download && go build -trimpath -ldflags "-s -w" -o "$OUT/$svc" "./cmd/$svc"); then
 		echo "FAIL $svc: GOWORK=off build from services/$svc" >&2
 		failed+=("$svc")
 		continue

@@ -142,6 +142,7 @@ require (
 	github.com/launchready/launchready/services/ingress v0.0.0
 	github.com/launchready/launchready/services/provision v0.0.0
 	github.com/launchready/launchready/services/support-notify v0.0.0
+	github.com/launchready/launchready/test/testkit v0.0.0
 	go.yaml.in/yaml/v2 v2.4.4 // indirect
 	k8s.io/api v0.37.2
 	k8s.io/apimachinery v0.37.2
@@ -151,6 +152,7 @@ require (
 replace (
 	github.com/launchready/launchready/pkg => ../pkg
 	github.com/launchready/launchready/proto => ../proto
+	github.com/launchready/launchready/test/testkit => ./testkit
 )
 
 replace github.com/launchready/launchready/services/ingress => ../services/ingress

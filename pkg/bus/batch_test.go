@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/test/testkit"
 
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/logging"
@@ -62,7 +63,7 @@ func (g *gate) hold(t *testing.T, ds []*bus.Delivery) {
 	for _, d := range ds {
 		if d.Event.GetEventId() == "evt_gate" {
 			g.once.Do(func() { close(g.reached) })
-			eventually(t, 10*time.Second, "messages queued behind the gate", func() bool {
+			testkit.Eventually(t, 10*time.Second, "messages queued behind the gate", func() bool {
 				return consumerInfo(t, g.b.js, g.durable).NumAckPending == g.n+1
 			})
 		}
@@ -109,7 +110,7 @@ func TestBatchConsumerTakesWhatIsWaiting(t *testing.T) {
 		time.Sleep(5 * time.Millisecond) // a transaction's commit
 		return make([]error, len(ds))
 	}, bus.ConsumerOptions{})
-	eventually(t, 20*time.Second, "backlog handled", func() bool { return settled(t, b.js, "batched") })
+	testkit.Eventually(t, 20*time.Second, "backlog handled", func() bool { return settled(t, b.js, "batched") })
 
 	log.mu.Lock()
 	defer log.mu.Unlock()
@@ -145,7 +146,7 @@ func TestBatchConsumerQuietStreamIsNotHeldBack(t *testing.T) {
 		got <- time.Now()
 		return make([]error, len(ds))
 	}, bus.ConsumerOptions{})
-	eventually(t, 10*time.Second, "consumer created", func() bool { return settled(t, b.js, "batched-quiet") })
+	testkit.Eventually(t, 10*time.Second, "consumer created", func() bool { return settled(t, b.js, "batched-quiet") })
 	sent := time.Now()
 	b.publish(t, event("evt_lonely", "invoice.paid", "cus_1"))
 	select {
@@ -185,7 +186,7 @@ func TestBatchConsumerSettlesEachDeliveryOnItsOwn(t *testing.T) {
 	// One call gets all three: one succeeds, one is poison, one fails once.
 	g.open(t, event("evt_ok", "invoice.paid", "cus_1"), event("evt_poison", "invoice.paid", "cus_2"),
 		event("evt_flaky", "invoice.paid", "cus_3"))
-	eventually(t, 20*time.Second, "all settled", func() bool { return settled(t, b.js, "batched-mixed") })
+	testkit.Eventually(t, 20*time.Second, "all settled", func() bool { return settled(t, b.js, "batched-mixed") })
 
 	if c := log.count("evt_ok"); c != 1 {
 		t.Fatalf("evt_ok handled %d times, want 1 (acked with the batch)", c)
@@ -226,7 +227,7 @@ func TestBatchConsumerPanicDeadLettersOnlyTheCulprit(t *testing.T) {
 		return make([]error, len(ds))
 	}, bus.ConsumerOptions{})
 	g.open(t, event("evt_a", "invoice.paid", "cus_1"), event("evt_bomb", "invoice.paid", "cus_1"), event("evt_c", "invoice.paid", "cus_1"))
-	eventually(t, 20*time.Second, "all settled", func() bool { return settled(t, b.js, "batched-panic") })
+	testkit.Eventually(t, 20*time.Second, "all settled", func() bool { return settled(t, b.js, "batched-panic") })
 	dls, err := bus.ListDeadLetters(testCtx(t), b.js, "batched-panic", 10)
 	if err != nil || len(dls) != 1 || dls[0].EventID != "evt_bomb" {
 		t.Fatalf("dead letters = %+v, %v; want only evt_bomb", dls, err)

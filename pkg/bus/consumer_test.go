@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 func TestConsumerAcksOnSuccess(t *testing.T) {
@@ -24,8 +25,8 @@ func TestConsumerAcksOnSuccess(t *testing.T) {
 	for i := range n {
 		b.publish(t, event(fmt.Sprintf("evt_ack_%d", i), "invoice.paid", "cus_1"))
 	}
-	eventually(t, 10*time.Second, "all events handled", func() bool { return rec.len() == n })
-	eventually(t, 10*time.Second, "all acked", func() bool { return settled(t, b.js, "acker") })
+	testkit.Eventually(t, 10*time.Second, "all events handled", func() bool { return rec.len() == n })
+	testkit.Eventually(t, 10*time.Second, "all acked", func() bool { return settled(t, b.js, "acker") })
 
 	got, _ := rec.snapshot()
 	seen := map[string]bool{}
@@ -83,7 +84,7 @@ func TestRunFinishesHandlersInFlight(t *testing.T) {
 	if got := ctxErr.Load(); got != "<nil>" {
 		t.Fatalf("handler context was cancelled by shutdown: %v", got)
 	}
-	eventually(t, 10*time.Second, "ack of the in-flight message", func() bool { return settled(t, b.js, "graceful") })
+	testkit.Eventually(t, 10*time.Second, "ack of the in-flight message", func() bool { return settled(t, b.js, "graceful") })
 }
 
 func TestRunCancelsHandlersPastDrainTimeout(t *testing.T) {
@@ -113,7 +114,7 @@ func TestRunCancelsHandlersPastDrainTimeout(t *testing.T) {
 		again.add(d)
 		return nil
 	}, bus.ConsumerOptions{})
-	eventually(t, 10*time.Second, "redelivery after restart", func() bool { return again.len() == 1 })
+	testkit.Eventually(t, 10*time.Second, "redelivery after restart", func() bool { return again.len() == 1 })
 	got, _ := again.snapshot()
 	if got[0].Event.EventId != "evt_stuck" || got[0].Delivered != 2 {
 		t.Fatalf("redelivery = %+v", got[0])

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 func TestReplayGoesOnlyToItsConsumer(t *testing.T) {
@@ -35,12 +36,12 @@ func TestReplayGoesOnlyToItsConsumer(t *testing.T) {
 	b.publish(t, event("evt_replay", "checkout.session.completed", "cus_4"))
 
 	var dls []bus.DeadLetter
-	eventually(t, 10*time.Second, "dead letter from svc-a", func() bool {
+	testkit.Eventually(t, 10*time.Second, "dead letter from svc-a", func() bool {
 		var err error
 		dls, err = bus.ListDeadLetters(testCtx(t), b.js, "svc-a", 10)
 		return err == nil && len(dls) == 1
 	})
-	eventually(t, 10*time.Second, "svc-b handled the event", func() bool { return recB.len() == 1 && settled(t, b.js, "svc-b") })
+	testkit.Eventually(t, 10*time.Second, "svc-b handled the event", func() bool { return recB.len() == 1 && settled(t, b.js, "svc-b") })
 	if others, _ := bus.ListDeadLetters(testCtx(t), b.js, "svc-b", 10); len(others) != 0 {
 		t.Fatalf("svc-b has %d dead letters", len(others))
 	}
@@ -53,7 +54,7 @@ func TestReplayGoesOnlyToItsConsumer(t *testing.T) {
 	if dl.EventID != "evt_replay" || dl.Consumer != "svc-a" {
 		t.Fatalf("replayed = %+v", dl)
 	}
-	eventually(t, 10*time.Second, "replay handled by svc-a", func() bool { return recA.len() == 2 && settled(t, b.js, "svc-a") })
+	testkit.Eventually(t, 10*time.Second, "replay handled by svc-a", func() bool { return recA.len() == 2 && settled(t, b.js, "svc-a") })
 	got, _ := recA.snapshot()
 	r := got[1]
 	if !r.Replay || r.Subject != "billing.replay.svc-a.checkout.session.completed" || r.Event.EventId != "evt_replay" || r.Delivered != 1 {

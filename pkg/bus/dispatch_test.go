@@ -8,6 +8,7 @@ import (
 	"time"
 
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/test/testkit"
 
 	"github.com/launchready/launchready/pkg/bus"
 )
@@ -48,7 +49,7 @@ func TestPartitionedHandlersNeverShareACustomer(t *testing.T) {
 		log.add(ds)
 		return make([]error, len(ds))
 	}, bus.ConsumerOptions{PartitionKey: billingv1.EncodedCustomerID})
-	eventually(t, 20*time.Second, "all handled", func() bool { return settled(t, b.js, "partitioned") })
+	testkit.Eventually(t, 20*time.Second, "all handled", func() bool { return settled(t, b.js, "partitioned") })
 	mu.Lock()
 	defer mu.Unlock()
 	if clash != "" {

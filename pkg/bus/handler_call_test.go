@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 // timeoutConfig has test-sized timings: InProgress every 100ms (AckWait/3)
@@ -67,7 +68,7 @@ func TestHandlerTimeoutRetriesAHandlerThatHonoursItsContext(t *testing.T) {
 	if gap := second.start.Sub(first.start); gap < cfg.HandlerTimeout+200*time.Millisecond {
 		t.Fatalf("retried %s after the first call; want the timeout and a backoff", gap)
 	}
-	eventually(t, 10*time.Second, "ack of the retry", func() bool { return settled(t, b.js, "timely") })
+	testkit.Eventually(t, 10*time.Second, "ack of the retry", func() bool { return settled(t, b.js, "timely") })
 	if n := streamMsgs(t, b.js, bus.StreamDLQ); n != 0 {
 		t.Fatalf("%d dead letters for a delivery that succeeded on retry", n)
 	}
@@ -101,12 +102,12 @@ func TestHandlerTimeoutSettlesAHandlerThatIgnoresItsContext(t *testing.T) {
 	// First delivery: timed out and retried; second, on the other worker:
 	// timed out past MaxDeliver and dead-lettered. Both handlers still block.
 	var dls []bus.DeadLetter
-	eventually(t, 15*time.Second, "dead letter while the handlers still block", func() bool {
+	testkit.Eventually(t, 15*time.Second, "dead letter while the handlers still block", func() bool {
 		var err error
 		dls, err = bus.ListDeadLetters(testCtx(t), b.js, "stubborn", 10)
 		return err == nil && len(dls) == 1
 	})
-	eventually(t, 10*time.Second, "message terminated", func() bool { return settled(t, b.js, "stubborn") })
+	testkit.Eventually(t, 10*time.Second, "message terminated", func() bool { return settled(t, b.js, "stubborn") })
 	if c, r := calls.Load(), returned.Load(); c != 2 || r != 0 {
 		t.Fatalf("handler calls %d, returned %d; want 2 calls, both still running", c, r)
 	}
@@ -118,7 +119,7 @@ func TestHandlerTimeoutSettlesAHandlerThatIgnoresItsContext(t *testing.T) {
 	// The handlers' goroutines run until they return; their workers wait
 	// for them, and what they answer (success, here) is dropped.
 	releaseOnce.Do(func() { close(release) })
-	eventually(t, 10*time.Second, "overdue handlers returned", func() bool {
+	testkit.Eventually(t, 10*time.Second, "overdue handlers returned", func() bool {
 		return returned.Load() == 2 && metricValue(t, reg, "lr_consumer_overdue_handlers") == 0
 	})
 	if n := strings.Count(logs.String(), "overdue handler returned; its answer is dropped"); n != 2 {

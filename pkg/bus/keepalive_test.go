@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 func TestConsumerKeepsSlowHandlerAlive(t *testing.T) {
@@ -27,7 +28,7 @@ func TestConsumerKeepsSlowHandlerAlive(t *testing.T) {
 	}, bus.ConsumerOptions{})
 	b.publish(t, event("evt_slow", "invoice.finalized", "cus_5"))
 	<-done
-	eventually(t, 10*time.Second, "ack", func() bool { return settled(t, b.js, "slow") })
+	testkit.Eventually(t, 10*time.Second, "ack", func() bool { return settled(t, b.js, "slow") })
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("handler ran %d times; the message was redelivered while in progress", n)
 	}

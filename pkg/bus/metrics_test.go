@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 func TestConsumerMetrics(t *testing.T) {
@@ -34,10 +35,10 @@ func TestConsumerMetrics(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 10*time.Second, "all settled", func() bool {
+	testkit.Eventually(t, 10*time.Second, "all settled", func() bool {
 		return settled(t, b.js, "metered") && streamMsgs(t, b.js, bus.StreamDLQ) == 1
 	})
-	eventually(t, 10*time.Second, "counters", func() bool {
+	testkit.Eventually(t, 10*time.Second, "counters", func() bool {
 		return deliveries(t, reg, "ack") == 3
 	})
 	for name, want := range map[string]float64{

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/test/testkit"
 
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/config"
@@ -193,7 +194,7 @@ func TestPublishUnavailableWhileServerDown(t *testing.T) {
 	b.srv.Restart()
 	// The client reconnects by itself; retry as ingress's caller (Stripe) would.
 	var res bus.PubResult
-	eventually(t, 20*time.Second, "publish after restart", func() bool {
+	testkit.Eventually(t, 20*time.Second, "publish after restart", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		defer cancel()
 		res, err = b.pub.PublishEvent(ctx, event("evt_during", "customer.created", "cus_1"))

@@ -14,6 +14,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 func TestConsumerHandsAcksToAckAfter(t *testing.T) {
@@ -45,10 +46,10 @@ func TestConsumerHandsAcksToAckAfter(t *testing.T) {
 		defer mu.Unlock()
 		return len(held)
 	}
-	eventually(t, 10*time.Second, "every success handed over", func() bool { return heldLen() == n && calls.Load() == n+1 })
+	testkit.Eventually(t, 10*time.Second, "every success handed over", func() bool { return heldLen() == n && calls.Load() == n+1 })
 	// Handled but not acked: JetStream still counts them as pending; the
 	// dead letter is settled at once.
-	eventually(t, 5*time.Second, "dead letter settled", func() bool { return streamMsgs(t, b.js, bus.StreamDLQ) == 1 })
+	testkit.Eventually(t, 5*time.Second, "dead letter settled", func() bool { return streamMsgs(t, b.js, bus.StreamDLQ) == 1 })
 	if info := consumerInfo(t, b.js, "held"); info.NumAckPending != n {
 		t.Fatalf("NumAckPending = %d before the acks are released, want %d", info.NumAckPending, n)
 	}
@@ -57,7 +58,7 @@ func TestConsumerHandsAcksToAckAfter(t *testing.T) {
 		ack()
 	}
 	mu.Unlock()
-	eventually(t, 10*time.Second, "released acks settle", func() bool { return settled(t, b.js, "held") })
+	testkit.Eventually(t, 10*time.Second, "released acks settle", func() bool { return settled(t, b.js, "held") })
 	if c := calls.Load(); c != n+1 {
 		t.Fatalf("handler ran %d times, want %d (no redelivery)", c, n+1)
 	}
@@ -80,8 +81,8 @@ func TestConsumerRetriesWithBackoffThenSucceeds(t *testing.T) {
 	}, bus.ConsumerOptions{})
 	b.publish(t, event("evt_retry", "customer.subscription.updated", "cus_1"))
 
-	eventually(t, 10*time.Second, "third delivery", func() bool { return rec.len() == 3 })
-	eventually(t, 10*time.Second, "ack", func() bool { return settled(t, b.js, "retrier") })
+	testkit.Eventually(t, 10*time.Second, "third delivery", func() bool { return rec.len() == 3 })
+	testkit.Eventually(t, 10*time.Second, "ack", func() bool { return settled(t, b.js, "retrier") })
 	got, at := rec.snapshot()
 	for i, d := range got {
 		if d.Delivered != uint64(i+1) {
@@ -120,11 +121,11 @@ func TestConsumerPermanentDeadLettersAtOnce(t *testing.T) {
 	}
 
 	var dls []bus.DeadLetter
-	eventually(t, 10*time.Second, "dead letter", func() bool {
+	testkit.Eventually(t, 10*time.Second, "dead letter", func() bool {
 		dls, err = bus.ListDeadLetters(testCtx(t), b.js, "strict", 10)
 		return err == nil && len(dls) == 1
 	})
-	eventually(t, 10*time.Second, "term", func() bool { return settled(t, b.js, "strict") })
+	testkit.Eventually(t, 10*time.Second, "term", func() bool { return settled(t, b.js, "strict") })
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("handler called %d times for a permanent failure", n)
 	}
@@ -176,7 +177,7 @@ func TestConsumerDecodeFailureDeadLetters(t *testing.T) {
 		t.Fatal(err)
 	}
 	var dls []bus.DeadLetter
-	eventually(t, 10*time.Second, "dead letter", func() bool {
+	testkit.Eventually(t, 10*time.Second, "dead letter", func() bool {
 		var err error
 		dls, err = bus.ListDeadLetters(testCtx(t), b.js, "decoder", 10)
 		return err == nil && len(dls) == 1
@@ -203,12 +204,12 @@ func TestConsumerDeadLettersAfterMaxDeliver(t *testing.T) {
 	b.publish(t, event("evt_doomed", "customer.updated", "cus_2"))
 
 	var dls []bus.DeadLetter
-	eventually(t, 10*time.Second, "dead letter", func() bool {
+	testkit.Eventually(t, 10*time.Second, "dead letter", func() bool {
 		var err error
 		dls, err = bus.ListDeadLetters(testCtx(t), b.js, "", 10)
 		return err == nil && len(dls) == 1
 	})
-	eventually(t, 10*time.Second, "term", func() bool { return settled(t, b.js, "doomed") })
+	testkit.Eventually(t, 10*time.Second, "term", func() bool { return settled(t, b.js, "doomed") })
 	if n := rec.len(); n != 4 {
 		t.Fatalf("handler ran %d times, want MaxDeliver=4", n)
 	}
@@ -242,12 +243,12 @@ func TestConsumerHonoursRetryAfter(t *testing.T) {
 		return nil
 	}, bus.ConsumerOptions{})
 	b.publish(t, event("evt_429", "invoice.payment_failed", "cus_3"))
-	eventually(t, 10*time.Second, "second delivery", func() bool { return rec.len() == 2 })
+	testkit.Eventually(t, 10*time.Second, "second delivery", func() bool { return rec.len() == 2 })
 	_, at := rec.snapshot()
 	if gap := at[1].Sub(at[0]); gap < wait {
 		t.Fatalf("redelivered after %s, want >= %s", gap, wait)
 	}
-	eventually(t, 10*time.Second, "ack", func() bool { return settled(t, b.js, "patient") })
+	testkit.Eventually(t, 10*time.Second, "ack", func() bool { return settled(t, b.js, "patient") })
 }
 
 func TestDeadLetterWaitsForTheDLQ(t *testing.T) {
@@ -265,7 +266,7 @@ func TestDeadLetterWaitsForTheDLQ(t *testing.T) {
 		return bus.Permanent(errors.New("poison"))
 	}, bus.ConsumerOptions{})
 	b.publish(t, event("evt_no_dlq", "invoice.paid", "cus_d"))
-	eventually(t, 20*time.Second, "a second attempt", func() bool { return rec.len() >= 2 })
+	testkit.Eventually(t, 20*time.Second, "a second attempt", func() bool { return rec.len() >= 2 })
 	if info := consumerInfo(t, b.js, "careful"); info.NumAckPending != 1 {
 		t.Fatalf("message not kept while the DLQ is missing: %+v", info)
 	}
@@ -274,12 +275,12 @@ func TestDeadLetterWaitsForTheDLQ(t *testing.T) {
 		t.Fatal(err)
 	}
 	var dls []bus.DeadLetter
-	eventually(t, 20*time.Second, "dead letter once the DLQ is back", func() bool {
+	testkit.Eventually(t, 20*time.Second, "dead letter once the DLQ is back", func() bool {
 		var err error
 		dls, err = bus.ListDeadLetters(testCtx(t), b.js, "careful", 10)
 		return err == nil && len(dls) == 1
 	})
-	eventually(t, 10*time.Second, "term", func() bool { return settled(t, b.js, "careful") })
+	testkit.Eventually(t, 10*time.Second, "term", func() bool { return settled(t, b.js, "careful") })
 	if dls[0].EventID != "evt_no_dlq" || dls[0].Delivered < 2 {
 		t.Fatalf("dead letter = %+v", dls[0])
 	}

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 func TestTraceContextFlowsFromProducerToConsumer(t *testing.T) {
@@ -30,7 +31,7 @@ func TestTraceContextFlowsFromProducerToConsumer(t *testing.T) {
 		t.Fatal(err)
 	}
 	hs := <-handlerSpan
-	eventually(t, 10*time.Second, "consumer span ended", func() bool { return len(sr.Ended()) == 2 })
+	testkit.Eventually(t, 10*time.Second, "consumer span ended", func() bool { return len(sr.Ended()) == 2 })
 
 	var producer, consumer sdktrace.ReadOnlySpan
 	for _, s := range sr.Ended() {

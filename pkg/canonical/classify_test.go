@@ -10,6 +10,7 @@ import (
 
 	"github.com/launchready/launchready/pkg/stripeevent/stripeeventtest"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/fixture_kinds.tsv from the fixtures")
@@ -22,7 +23,7 @@ const fixtureKinds = "testdata/fixture_kinds.tsv"
 // route through Classify). Run with -update after a deliberate change and
 // review the diff.
 func TestClassifyEveryFixture(t *testing.T) {
-	dir := fixturesDir(t)
+	dir := testkit.FixturesDir(t)
 	var got []string
 	kinds := map[Kind]int{}
 	for _, e := range stripeeventtest.Envelopes(t, dir) {

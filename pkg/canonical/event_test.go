@@ -9,37 +9,16 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 func fixture(t *testing.T, rel string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(fixturesDir(t), rel))
+	b, err := os.ReadFile(filepath.Join(testkit.FixturesDir(t), rel))
 	if err != nil {
 		t.Fatalf("read fixture: %v", err)
 	}
 	return b
-}
-
-// fixturesDir is FIXTURES_DIR, else the first shared/fixtures/stripe above
-// the working directory.
-func fixturesDir(t *testing.T) string {
-	t.Helper()
-	if dir := os.Getenv("FIXTURES_DIR"); dir != "" {
-		return dir
-	}
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for d := wd; ; d = filepath.Dir(d) {
-		cand := filepath.Join(d, "shared", "fixtures", "stripe")
-		if st, err := os.Stat(cand); err == nil && st.IsDir() {
-			return cand
-		}
-		if filepath.Dir(d) == d {
-			t.Fatalf("shared/fixtures/stripe not found above %s; set FIXTURES_DIR", wd)
-		}
-	}
 }
 
 func TestSubscriptionFromEventReadsRawOnlyFields(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/test/testkit"
 
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/logging"
@@ -33,18 +34,6 @@ func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // consumerUsers are the services that run durables.
@@ -389,7 +378,7 @@ func runDurable(t *testing.T, c, reader, admin *natsauthtest.Client, d string, p
 		}
 	}()
 
-	eventually(t, 30*time.Second, d+" handled both events and settled", func() bool {
+	testkit.Eventually(t, 30*time.Second, d+" handled both events and settled", func() bool {
 		mu.Lock()
 		both := seen[ok] && seen[poison]
 		mu.Unlock()
@@ -411,7 +400,7 @@ func runDurable(t *testing.T, c, reader, admin *natsauthtest.Client, d string, p
 	}
 	// lr_consumer_pending and lr_dlq_depth read the consumer's info and its
 	// dead-letter count: both must be allowed.
-	eventually(t, 20*time.Second, d+" backlog metrics", func() bool {
+	testkit.Eventually(t, 20*time.Second, d+" backlog metrics", func() bool {
 		mfs, err := reg.Gather()
 		if err != nil {
 			return false

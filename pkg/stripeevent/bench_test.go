@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/launchready/launchready/pkg/stripeevent"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 // benchFixture is a 6.4 KB customer.subscription.created: two items, each
@@ -12,7 +13,7 @@ import (
 const benchFixture = "stripe-sync-engine/subscription_created.json"
 
 func BenchmarkVerify(b *testing.B) {
-	payload := readFixture(b, fixturesDir(b), benchFixture)
+	payload := readFixture(b, testkit.FixturesDir(b), benchFixture)
 	secret := newSecret(b)
 	now := time.Unix(1_700_000_000, 0)
 	header := stripeevent.Sign(payload, secret, now)
@@ -36,7 +37,7 @@ func BenchmarkVerify(b *testing.B) {
 }
 
 func BenchmarkNormalize(b *testing.B) {
-	dir := fixturesDir(b)
+	dir := testkit.FixturesDir(b)
 	for _, name := range []string{
 		benchFixture,
 		"stripe-sync-engine/invoice_paid.json",

@@ -8,37 +8,6 @@ import (
 	"testing"
 )
 
-// fixturesDir finds the shared Stripe fixtures: FIXTURES_DIR when set, else
-// the first shared/fixtures/stripe above the working directory. The fixtures
-// live beside the repository rather than in it (repo/../shared), so walking
-// up covers both a developer checkout and a CI clone with shared/ next to it.
-// A missing directory fails the test: a green run without fixtures proves
-// nothing.
-func fixturesDir(tb testing.TB) string {
-	tb.Helper()
-	if dir := os.Getenv("FIXTURES_DIR"); dir != "" {
-		if _, err := os.Stat(filepath.Join(dir, "INDEX.tsv")); err != nil {
-			tb.Fatalf("FIXTURES_DIR=%s has no INDEX.tsv: %v", dir, err)
-		}
-		return dir
-	}
-	wd, err := os.Getwd()
-	if err != nil {
-		tb.Fatalf("working directory: %v", err)
-	}
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		candidate := filepath.Join(dir, "shared", "fixtures", "stripe")
-		if _, err := os.Stat(filepath.Join(candidate, "INDEX.tsv")); err == nil {
-			return candidate
-		}
-		if parent := filepath.Dir(dir); parent == dir {
-			break
-		}
-	}
-	tb.Fatalf("shared/fixtures/stripe not found above %s; set FIXTURES_DIR", wd)
-	return ""
-}
-
 // fixtureEntry is one row of INDEX.tsv.
 type fixtureEntry struct {
 	File, Kind, EventType, APIVersion, Livemode, Account, EventID string

@@ -13,6 +13,7 @@ import (
 
 	"github.com/launchready/launchready/pkg/stripeevent"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 // objectTypesWithStatus are the object types whose raw status Normalize
@@ -27,7 +28,7 @@ var objectTypesWithStatus = map[string]bool{
 // the files independently of this package. Files that are not envelopes
 // (bare objects, data-only payloads) must be refused.
 func TestFixtureEnvelopesNormalize(t *testing.T) {
-	dir := fixturesDir(t)
+	dir := testkit.FixturesDir(t)
 	entries := readIndex(t, dir)
 	envelopes := 0
 	for _, e := range entries {
@@ -101,7 +102,7 @@ func ts(sec int64) *timestamppb.Timestamp { return &timestamppb.Timestamp{Second
 // Basil-shaped payloads are covered in basil_test.go, as no public fixture
 // of that version exists.
 func TestFixtureValues(t *testing.T) {
-	dir := fixturesDir(t)
+	dir := testkit.FixturesDir(t)
 	tests := []struct {
 		file string
 		want *billingv1.BillingEvent

@@ -14,13 +14,14 @@ import (
 
 	"github.com/launchready/launchready/pkg/stripeevent"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 // addFixtureSeeds seeds a fuzz target with every JSON file under the shared
 // fixtures, envelopes or not.
 func addFixtureSeeds(f *testing.F, add func(raw []byte)) {
 	f.Helper()
-	dir := fixturesDir(f)
+	dir := testkit.FixturesDir(f)
 	n := 0
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".json") {

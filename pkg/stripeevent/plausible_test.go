@@ -9,6 +9,7 @@ import (
 
 	"github.com/launchready/launchready/pkg/stripeevent"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 // The rules as the issue states them; CheckType and IsStripeID are
@@ -20,7 +21,7 @@ var (
 
 // TestEveryFixtureIsPlausible: no envelope Stripe ever sent may be refused.
 func TestEveryFixtureIsPlausible(t *testing.T) {
-	dir := fixturesDir(t)
+	dir := testkit.FixturesDir(t)
 	checked := 0
 	for _, e := range readIndex(t, dir) {
 		if e.Kind != "envelope" {

@@ -31,6 +31,7 @@ import (
 	"github.com/launchready/launchready/services/billing-state/internal/grpcapi"
 	"github.com/launchready/launchready/services/billing-state/internal/journeytest"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 var base = time.Date(2025, 5, 1, 8, 0, 0, 0, time.UTC)
@@ -56,7 +57,7 @@ func TestJourneysAndFixturesThroughNATS(t *testing.T) {
 	h.publish(evs...)
 
 	// Every fixture envelope, normalised as ingress does.
-	dir := journeytest.FixturesDir(t)
+	dir := testkit.FixturesDir(t)
 	envelopes := 0
 	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".json") {

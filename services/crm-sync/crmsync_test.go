@@ -29,6 +29,7 @@ import (
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/crm-sync/hubspotfake"
 	"github.com/launchready/launchready/services/crm-sync/internal/eventgen"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 // env is one test's world: a NATS server, a database and a fake HubSpot,
@@ -180,18 +181,9 @@ func (e *env) publishAgain(ev *billingv1.BillingEvent, n int) {
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached within %s (%s)", what, within, state)
-		}
-		<-tick.C
+	var state string
+	if !testkit.Poll(within, testkit.PollInterval, func() (ok bool) { ok, state = cond(); return ok }) {
+		t.Fatalf("%s: not reached within %s (%s)", what, within, state)
 	}
 }
 

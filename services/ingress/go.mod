@@ -32,6 +32,7 @@ require (
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/kylelemons/godebug v1.1.0 // indirect
+	github.com/launchready/launchready/test/testkit v0.0.0
 	github.com/minio/highwayhash v1.0.4 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/nats-io/jwt/v2 v2.8.2 // indirect
@@ -67,4 +68,5 @@ require (
 replace (
 	github.com/launchready/launchready/pkg => ../../pkg
 	github.com/launchready/launchready/proto => ../../proto
+	github.com/launchready/launchready/test/testkit => ../../test/testkit
 )

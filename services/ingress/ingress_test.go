@@ -32,6 +32,7 @@ import (
 	"github.com/launchready/launchready/pkg/stripeevent"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/ingress"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 // bundle is one running ingress with its own NATS server and a separate
@@ -252,34 +253,11 @@ func hasLabel(m *dto.Metric, name, value string) bool {
 
 // ---- payloads
 
-// fixturesDir finds the shared Stripe fixtures: FIXTURES_DIR, else the first
-// shared/fixtures/stripe above the working directory. Missing fixtures fail
-// the test; a run without them proves nothing.
-func fixturesDir(t testing.TB) string {
-	t.Helper()
-	if dir := os.Getenv("FIXTURES_DIR"); dir != "" {
-		return dir
-	}
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		candidate := filepath.Join(dir, "shared", "fixtures", "stripe")
-		if _, err := os.Stat(filepath.Join(candidate, "INDEX.tsv")); err == nil {
-			return candidate
-		}
-		if filepath.Dir(dir) == dir {
-			t.Fatalf("shared/fixtures/stripe not found above %s; set FIXTURES_DIR", wd)
-		}
-	}
-}
-
 // fixture returns a real Stripe envelope with its event id replaced by id,
 // every other byte as Stripe wrote it.
 func fixture(t testing.TB, name, id string) []byte {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(fixturesDir(t), name))
+	raw, err := os.ReadFile(filepath.Join(testkit.FixturesDir(t), name))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,6 +46,7 @@ require (
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
+	github.com/launchready/launchready/test/testkit v0.0.0
 	github.com/minio/highwayhash v1.0.4 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/nats-io/jwt/v2 v2.8.2 // indirect
@@ -87,4 +88,5 @@ replace (
 	github.com/launchready/launchready/services/ingress => ../ingress
 	github.com/launchready/launchready/services/provision => ../provision
 	github.com/launchready/launchready/services/support-notify => ../support-notify
+	github.com/launchready/launchready/test/testkit => ../../test/testkit
 )

@@ -65,4 +65,5 @@ require (
 replace (
 	github.com/launchready/launchready/pkg => ../../pkg
 	github.com/launchready/launchready/proto => ../../proto
+	github.com/launchready/launchready/test/testkit => ../../test/testkit
 )

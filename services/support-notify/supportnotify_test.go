@@ -29,6 +29,7 @@ import (
 	"github.com/launchready/launchready/pkg/pg/pgtest"
 	"github.com/launchready/launchready/pkg/stripeevent"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/test/testkit"
 
 	supportnotify "github.com/launchready/launchready/services/support-notify"
 	"github.com/launchready/launchready/services/support-notify/internal/fakes"
@@ -469,7 +470,7 @@ func TestRealStripePayloads(t *testing.T) {
 	// SUPPORT_LINK_WAIT for the customer, then opens its ticket without.
 	b := setup(t, map[string]string{"SUPPORT_LINK_WAIT": "200ms"}, nil)
 	load := func(name string) *billingv1.BillingEvent {
-		raw, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "fixtures", "stripe", name))
+		raw, err := os.ReadFile(filepath.Join(testkit.FixturesDir(t), name))
 		if err != nil {
 			t.Fatalf("fixture %s: %v", name, err)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/launchready/launchready/test/harness"
 	"github.com/launchready/launchready/test/harness/scenario"
 	"github.com/launchready/launchready/test/harness/verify"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 const (
@@ -54,7 +55,7 @@ func TestChaos(t *testing.T) {
 	}
 	t.Logf("shuffle seed %d (LR_CHAOS_SEED=%d reproduces the order)", seed, seed)
 
-	dir, err := scenario.FixturesDir()
+	dir, err := testkit.FindFixturesDir()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +138,7 @@ func TestChaos(t *testing.T) {
 		{"support.alerts_sent", `SELECT count(*) FROM support.alerts_sent`, len(want[scenario.Alerts])},
 	}
 	var behind []string
-	if !harness.Poll(3*time.Minute, 200*time.Millisecond, func() bool {
+	if !testkit.Poll(3*time.Minute, 200*time.Millisecond, func() bool {
 		behind = behind[:0]
 		for _, p := range progress {
 			n, err := s.CountErr(p.query)
@@ -157,7 +158,7 @@ func TestChaos(t *testing.T) {
 	// A parked event that its charge's teaching event missed (the two ran
 	// side by side) is applied by billing-state's sweep, every 5 s; the
 	// checks below say so if it is not.
-	harness.Poll(time.Minute, 200*time.Millisecond, func() bool {
+	testkit.Poll(time.Minute, 200*time.Millisecond, func() bool {
 		n, err := s.CountErr(`SELECT count(*) FROM billing.unresolved_events WHERE resolved_at IS NULL`)
 		return err == nil && n == 0
 	})

@@ -64,6 +64,7 @@ func TestDockerfileBuildsStaticServiceOnDistroless(t *testing.T) {
 		"COPY proto/ proto/",
 		"COPY pkg/ pkg/",
 		"COPY services/ services/",
+		"COPY test/testkit/go.* test/testkit/",
 		`cd services/${SERVICE} && go build -trimpath -ldflags "-s -w" -o /out/service ./cmd/${SERVICE}`,
 		"USER nonroot:nonroot",
 		"EXPOSE ${PORTS}",
@@ -99,14 +100,15 @@ func TestDockerfileBuildsStaticServiceOnDistroless(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"CGO_ENABLED=0", "GOWORK=off", `go build -trimpath -ldflags "-s -w"`, "copy_tree proto", "copy_tree pkg", `copy_tree "services/$svc"`} {
+	for _, want := range []string{"CGO_ENABLED=0", "GOWORK=off", `go build -trimpath -ldflags "-s -w"`, "copy_tree proto", "copy_tree pkg", `copy_tree "services/$svc"`, "test/testkit/go.{mod,sum}"} {
 		if !strings.Contains(string(script), want) {
 			t.Errorf("scripts/deploy-build-check.sh lacks %q: it no longer builds the way the Dockerfile does", want)
 		}
 	}
 }
 
-// The image copies proto/, pkg/ and the service's own directory, so every
+// The image copies proto/, pkg/, the service's own directory and
+// test/testkit's module files (every module's tests use it), so every
 // replace in a service's go.mod must point inside those, and the shared
 // modules must be replaced by their relative paths.
 func TestServiceModulesBuildFromTheirOwnDirectory(t *testing.T) {
@@ -154,7 +156,7 @@ func TestServiceModulesBuildFromTheirOwnDirectory(t *testing.T) {
 				}
 				abs := filepath.Join(dir, to)
 				inside := false
-				for _, copied := range []string{"proto", "pkg", filepath.Join("services", s.Name)} {
+				for _, copied := range []string{"proto", "pkg", filepath.Join("services", s.Name), filepath.Join("test", "testkit")} {
 					if rel, err := filepath.Rel(filepath.Join(root, copied), abs); err == nil && !strings.HasPrefix(rel, "..") {
 						inside = true
 					}

@@ -16,6 +16,7 @@ import (
 	"github.com/launchready/launchready/test/fakes"
 	"github.com/launchready/launchready/test/harness"
 	"github.com/launchready/launchready/test/harness/scenario"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 const (
@@ -137,7 +138,7 @@ func TestFailedPayment(t *testing.T) {
 
 	// The alert: within 2 minutes of the Stripe event's created time.
 	slo := failed.Created.Add(2 * time.Minute)
-	harness.Eventually(t, time.Until(slo)+time.Second, "the failed-payment alert in Slack", func() bool { return slackFor(s, failed.ID) > 0 })
+	testkit.Eventually(t, time.Until(slo)+time.Second, "the failed-payment alert in Slack", func() bool { return slackFor(s, failed.ID) > 0 })
 	msg := s.Slack.ByEvent()[failed.ID][0]
 	if msg.At.After(slo) {
 		t.Fatalf("alert accepted %s after the event, over the 2-minute promise", msg.At.Sub(failed.Created))
@@ -148,7 +149,7 @@ func TestFailedPayment(t *testing.T) {
 	}
 
 	// One ticket about the invoice, opened by the failure.
-	harness.Eventually(t, 60*time.Second, "the ticket", func() bool { return len(s.Zendesk.Tickets()) > 0 })
+	testkit.Eventually(t, 60*time.Second, "the ticket", func() bool { return len(s.Zendesk.Tickets()) > 0 })
 	s.WaitDrained(60 * time.Second)
 	ts := s.Zendesk.Tickets()
 	if len(ts) != 1 || ts[0].ExternalID != failed.ID || ts[0].Requester.Email != j.Email {
@@ -158,7 +159,7 @@ func TestFailedPayment(t *testing.T) {
 		t.Errorf("slack: %d messages, want exactly the one alert", len(s.Slack.Messages()))
 	}
 	// The CRM agrees with gRPC.
-	harness.Eventually(t, 30*time.Second, "the CRM contact past_due", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the CRM contact past_due", func() bool {
 		cs := s.HubSpot.ContactsFor(j.Customer)
 		return len(cs) == 1 && cs[0].Properties["billing_status"] == "past_due"
 	})
@@ -193,7 +194,7 @@ func TestRefund(t *testing.T) {
 	if st.GetEntitled() {
 		t.Errorf("refunded customer still entitled")
 	}
-	harness.Eventually(t, 60*time.Second, "the CRM contact refunded", func() bool {
+	testkit.Eventually(t, 60*time.Second, "the CRM contact refunded", func() bool {
 		cs := s.HubSpot.ContactsFor(j.Customer)
 		return len(cs) == 1 && cs[0].Properties["billing_status"] == "refunded"
 	})
@@ -248,7 +249,7 @@ func TestCancellation(t *testing.T) {
 		t.Errorf("watched status %+v: want not entitled, last event %s", got, del.ID)
 	}
 	// Ops hear of it; no ticket (the customer asked for it).
-	harness.Eventually(t, 60*time.Second, "the cancellation alert", func() bool { return slackFor(s, del.ID) == 1 })
+	testkit.Eventually(t, 60*time.Second, "the cancellation alert", func() bool { return slackFor(s, del.ID) == 1 })
 	s.WaitDrained(60 * time.Second)
 	if n := len(s.Zendesk.Tickets()); n != 0 {
 		t.Errorf("zendesk: %d tickets for a requested cancellation", n)
@@ -321,7 +322,7 @@ func TestDuplicateDelivery(t *testing.T) {
 		t.Fatalf("concurrent deliveries: %d fresh, %d duplicate; want 2 and 6", fresh, dups)
 	}
 	waitStatus(t, s, j.Customer, pastDue, 30*time.Second)
-	harness.Eventually(t, 60*time.Second, "ticket and alert", func() bool {
+	testkit.Eventually(t, 60*time.Second, "ticket and alert", func() bool {
 		return len(s.Zendesk.Tickets()) == 1 && slackFor(s, failed.ID) == 1
 	})
 	s.WaitDrained(60 * time.Second)
@@ -420,7 +421,7 @@ func TestInvalidSignature(t *testing.T) {
 	deliver(t, s, goodEvs...)
 	waitStatus(t, s, goodJ.Customer, active, 30*time.Second)
 	s.WaitDrained(60 * time.Second)
-	harness.Eventually(t, 30*time.Second, "the good customer's contact", func() bool { return len(s.HubSpot.ContactsFor(goodJ.Customer)) == 1 })
+	testkit.Eventually(t, 30*time.Second, "the good customer's contact", func() bool { return len(s.HubSpot.ContactsFor(goodJ.Customer)) == 1 })
 
 	if n, err := s.StreamMsgs(bus.StreamEvents); err != nil || n != uint64(len(goodEvs)) {
 		t.Errorf("stream holds %d messages (%v), want only the %d valid ones", n, err, len(goodEvs))
@@ -521,7 +522,7 @@ func TestSlowThirdParties(t *testing.T) {
 	t.Logf("billing state complete %s after the first POST", ms(time.Since(start)))
 	// Alerts leave while ticket workers sit in 10 s Zendesk calls.
 	for _, c := range cs[:4] {
-		harness.Eventually(t, 30*time.Second, "alert for "+c.j.Customer, func() bool { return slackFor(s, c.failed.ID) == 1 })
+		testkit.Eventually(t, 30*time.Second, "alert for "+c.j.Customer, func() bool { return slackFor(s, c.failed.ID) == 1 })
 		at := s.Slack.ByEvent()[c.failed.ID][0].At
 		if d := at.Sub(start); d > 9*time.Second {
 			t.Errorf("alert for %s accepted %s after the first POST: it waited behind Zendesk", c.j.Customer, d)
@@ -532,24 +533,24 @@ func TestSlowThirdParties(t *testing.T) {
 	// The CRM: everyone else is synced while the stuck customer is still
 	// being retried.
 	for _, c := range cs[1:] {
-		harness.Eventually(t, 60*time.Second, "CRM contact for "+c.j.Customer, func() bool {
+		testkit.Eventually(t, 60*time.Second, "CRM contact for "+c.j.Customer, func() bool {
 			ct := s.HubSpot.ContactsFor(c.j.Customer)
 			return len(ct) == 1 && ct[0].Properties["billing_status"] == canonical.StatusName(c.want)
 		})
 	}
-	harness.Eventually(t, 60*time.Second, "a retry of the stuck customer", func() bool { return rule.Hits() >= 2 })
+	testkit.Eventually(t, 60*time.Second, "a retry of the stuck customer", func() bool { return rule.Hits() >= 2 })
 	if n := len(s.HubSpot.ContactsFor(stuck.Customer)); n != 0 {
 		t.Fatalf("stuck customer has %d contacts while HubSpot refuses it", n)
 	}
 	t.Logf("other customers synced while %s failed %d times", stuck.Customer, rule.Hits())
 	removeRule()
-	harness.Eventually(t, 90*time.Second, "the stuck customer synced after HubSpot recovered", func() bool {
+	testkit.Eventually(t, 90*time.Second, "the stuck customer synced after HubSpot recovered", func() bool {
 		ct := s.HubSpot.ContactsFor(stuck.Customer)
 		return len(ct) == 1 && ct[0].Properties["billing_status"] == "past_due"
 	})
 
 	// Tickets: one per failed invoice, despite 10 s per call.
-	harness.Eventually(t, 90*time.Second, "four tickets", func() bool { return len(s.Zendesk.Tickets()) == 4 })
+	testkit.Eventually(t, 90*time.Second, "four tickets", func() bool { return len(s.Zendesk.Tickets()) == 4 })
 	s.WaitDrained(90 * time.Second)
 	seen := map[string]int{}
 	for _, tk := range s.Zendesk.Tickets() {

@@ -15,6 +15,7 @@ import (
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/test/harness"
 	"github.com/launchready/launchready/test/harness/scenario"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 // startStack starts the whole system for one test. Every test gets its own
@@ -26,7 +27,7 @@ func startStack(t *testing.T, o harness.StackOptions) *harness.Stack {
 
 func newGen(t *testing.T) *scenario.Gen {
 	t.Helper()
-	dir, err := scenario.FixturesDir()
+	dir, err := testkit.FindFixturesDir()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +80,7 @@ func waitStatus(t *testing.T, s *harness.Stack, cus string, want billingv1.Billi
 	start := time.Now()
 	var last *billingv1.CustomerStatus
 	var lastErr error
-	ok := harness.Poll(timeout, 20*time.Millisecond, func() bool {
+	ok := testkit.Poll(timeout, 20*time.Millisecond, func() bool {
 		last, lastErr = getStatus(s, cus)
 		return lastErr == nil && last.GetStatus() == want
 	})

@@ -7,6 +7,7 @@ import (
 
 	"github.com/launchready/launchready/test/harness"
 	"github.com/launchready/launchready/test/harness/scenario"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 // TestRestartDuringDatabaseOutage: a service that restarts while its
@@ -88,7 +89,7 @@ func TestTicketOnceAcrossCrash(t *testing.T) {
 	// both tickets exist and before either answer arrives.
 	s.Zendesk.SetLatency(4 * time.Second)
 	deliver(t, s, failX, updX, failY, updY)
-	harness.Eventually(t, 30*time.Second, "Zendesk to open both tickets", func() bool { return len(s.Zendesk.Tickets()) == 2 })
+	testkit.Eventually(t, 30*time.Second, "Zendesk to open both tickets", func() bool { return len(s.Zendesk.Tickets()) == 2 })
 	s.Procs["support-notify"].Kill()
 	if n := s.Count(`SELECT count(*) FROM support.tickets`); n != 0 {
 		t.Fatalf("support.tickets has %d rows before any Zendesk answer: the crash did not land between the call and the commit", n)

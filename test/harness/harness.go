@@ -492,27 +492,6 @@ func PollHTTP(url string, timeout time.Duration, procs ...*Proc) error {
 	}
 }
 
-// Eventually polls cond every 50 ms until it is true or timeout passes.
-func Eventually(t T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	if !Poll(timeout, 50*time.Millisecond, cond) {
-		t.Fatalf("timed out after %s waiting for %s", timeout, what)
-	}
-}
-
-// Poll calls cond every interval until it is true (true) or timeout passes
-// (false).
-func Poll(timeout, interval time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(interval) // polling interval, not a wait for an event
-	}
-	return true
-}
-
 // NumCPU is reported in benchmark output so figures can be compared.
 func NumCPU() int { return runtime.NumCPU() }
 

@@ -30,6 +30,7 @@ import (
 	"github.com/launchready/launchready/pkg/pg/pgtest"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/test/fakes"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 // Random returns n random bytes as hex (crypto/rand): secrets, tokens and
@@ -704,7 +705,7 @@ func (s *Stack) WaitDrained(timeout time.Duration, durables ...string) {
 		durables = Durables
 	}
 	var last string
-	ok := Poll(timeout, 100*time.Millisecond, func() bool {
+	ok := testkit.Poll(timeout, 100*time.Millisecond, func() bool {
 		for _, d := range durables {
 			n, err := s.ConsumerBacklog(d)
 			if err != nil || n > 0 {

@@ -16,6 +16,7 @@ import (
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/test/harness"
 	"github.com/launchready/launchready/test/harness/scenario"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 // grpcWatchCap is GRPC_MAX_WATCH_PER_TOKEN for the attack stack.
@@ -65,7 +66,7 @@ func TestGRPCAttacksLeaveBillingStateServing(t *testing.T) {
 
 	// A customer whose changes the watchers below must see, applied after
 	// every refusal.
-	dir, err := scenario.FixturesDir()
+	dir, err := testkit.FindFixturesDir()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +111,7 @@ func TestGRPCAttacksLeaveBillingStateServing(t *testing.T) {
 			}
 		}
 		var got *billingv1.CustomerStatus
-		if !harness.Poll(time.Minute, 20*time.Millisecond, func() bool {
+		if !testkit.Poll(time.Minute, 20*time.Millisecond, func() bool {
 			got, err = s.Status.GetCustomerStatus(ctx, &billingv1.GetCustomerStatusRequest{
 				Lookup: &billingv1.GetCustomerStatusRequest_CustomerId{CustomerId: journey.Customer}})
 			return err == nil && got.GetStatus() == journey.Want.Status
@@ -205,7 +206,7 @@ func TestBillingStateRefusesShortTokens(t *testing.T) {
 		fmt.Sprintf("HTTP_ADDR=127.0.0.1:%d", harness.FreePort(t)),
 		"OTEL_EXPORTER_OTLP_ENDPOINT=",
 	})
-	harness.Eventually(t, 30*time.Second, "billing-state to exit", func() bool { return !p.Running() })
+	testkit.Eventually(t, 30*time.Second, "billing-state to exit", func() bool { return !p.Running() })
 	out := p.Output()
 	if !strings.Contains(out, "exit status 1") {
 		t.Errorf("billing-state did not exit with status 1:\n%s", out)

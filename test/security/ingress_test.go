@@ -15,6 +15,7 @@ import (
 
 	"github.com/launchready/launchready/pkg/stripeevent"
 	"github.com/launchready/launchready/test/harness"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 // Flood shape, from the issue: 300 uploads of 1 MiB, each with a
@@ -72,7 +73,7 @@ func TestIngressBodyFlood(t *testing.T) {
 	flood := newIngressFlood(u.Host, u.Path)
 	flood.start(ingressFloodUploads)
 	defer flood.stop()
-	harness.Eventually(t, 30*time.Second, "the flood's connections to open", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the flood's connections to open", func() bool {
 		return flood.open.Load() >= ingressFloodUploads*9/10
 	})
 

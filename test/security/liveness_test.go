@@ -16,6 +16,7 @@ import (
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/natsauth"
 	"github.com/launchready/launchready/test/harness"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 // A dead connection is a dead process: when a service's NATS connection is
@@ -74,7 +75,7 @@ func TestDeadNATSConnectionEndsTheProcess(t *testing.T) {
 		revoked := time.Now()
 
 		var last string
-		if !harness.Poll(5*time.Second, 20*time.Millisecond, func() bool {
+		if !testkit.Poll(5*time.Second, 20*time.Millisecond, func() bool {
 			code, body := probeHealthz(ops[victim])
 			last = fmt.Sprintf("%d %s", code, body)
 			return code != http.StatusOK
@@ -84,7 +85,7 @@ func TestDeadNATSConnectionEndsTheProcess(t *testing.T) {
 		t.Logf("%s: /healthz failed %s after the revocation (%s)", victim, time.Since(revoked).Round(time.Millisecond), last)
 
 		var code int
-		if !harness.Poll(30*time.Second, 20*time.Millisecond, func() bool {
+		if !testkit.Poll(30*time.Second, 20*time.Millisecond, func() bool {
 			var exited bool
 			code, exited = procs[victim].ExitCode()
 			return exited

@@ -25,29 +25,6 @@ import (
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 )
 
-// FixturesDir is FIXTURES_DIR, else the first shared/fixtures/stripe above
-// the working directory.
-func FixturesDir() (string, error) {
-	if dir := os.Getenv("FIXTURES_DIR"); dir != "" {
-		return dir, nil
-	}
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for d := wd; ; {
-		cand := filepath.Join(d, "shared", "fixtures", "stripe")
-		if st, err := os.Stat(cand); err == nil && st.IsDir() {
-			return cand, nil
-		}
-		parent := filepath.Dir(d)
-		if parent == d {
-			return "", fmt.Errorf("shared/fixtures/stripe not found above %s; set FIXTURES_DIR", wd)
-		}
-		d = parent
-	}
-}
-
 // Event is one Stripe event as Stripe delivers it, plus the ids it names.
 type Event struct {
 	ID       string

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/launchready/launchready/pkg/stripeevent"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 // TestMixNormalisesAsBuilt checks that every event the chaos and load runs
@@ -12,7 +13,7 @@ import (
 // ids the builder wrote (in both API shapes), and that the set has the
 // promised size, duplicates and order.
 func TestMixNormalisesAsBuilt(t *testing.T) {
-	dir, err := FixturesDir()
+	dir, err := testkit.FindFixturesDir()
 	if err != nil {
 		t.Fatal(err)
 	}

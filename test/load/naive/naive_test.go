@@ -14,6 +14,7 @@ import (
 	"github.com/launchready/launchready/pkg/stripeevent"
 	"github.com/launchready/launchready/test/fakes"
 	"github.com/launchready/launchready/test/harness/scenario"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 // TestBaselineDoesEverythingBeforeAnswering: the baseline's answer comes
@@ -41,7 +42,7 @@ func TestBaselineDoesEverythingBeforeAnswering(t *testing.T) {
 	srv := httptest.NewServer(s)
 	defer srv.Close()
 
-	dir, err := scenario.FixturesDir()
+	dir, err := testkit.FindFixturesDir()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,31 +16,8 @@ import (
 
 	"github.com/launchready/launchready/pkg/stripeevent"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/test/testkit"
 )
-
-// FixturesDir is FIXTURES_DIR, else the first shared/fixtures/stripe above
-// the working directory. Missing fixtures fail the test.
-func FixturesDir(t testing.TB) string {
-	t.Helper()
-	if dir := os.Getenv("FIXTURES_DIR"); dir != "" {
-		return dir
-	}
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatalf("getwd: %v", err)
-	}
-	for d := wd; ; {
-		cand := filepath.Join(d, "shared", "fixtures", "stripe")
-		if st, err := os.Stat(cand); err == nil && st.IsDir() {
-			return cand
-		}
-		parent := filepath.Dir(d)
-		if parent == d {
-			t.Fatalf("shared/fixtures/stripe not found above %s; set FIXTURES_DIR", wd)
-		}
-		d = parent
-	}
-}
 
 // Builder makes events for one customer.
 type Builder struct {
@@ -54,7 +31,7 @@ type Builder struct {
 
 // New returns a builder for customer, with second 0 at base.
 func New(t testing.TB, customer string, base time.Time) *Builder {
-	return &Builder{t: t, dir: FixturesDir(t), CustomerID: customer, Base: base}
+	return &Builder{t: t, dir: testkit.FixturesDir(t), CustomerID: customer, Base: base}
 }
 
 // Raw loads a fixture, sets the envelope (a fresh event id, typ, created =

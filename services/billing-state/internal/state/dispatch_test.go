@@ -6,8 +6,8 @@ import (
 
 	"github.com/launchready/launchready/pkg/canonical"
 	"github.com/launchready/launchready/pkg/stripeevent/stripeeventtest"
-	"github.com/launchready/launchready/services/billing-state/internal/journeytest"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 // TestEveryKindHasAWriter sends every fixture envelope through storeFacts,
@@ -20,7 +20,7 @@ import (
 func TestEveryKindHasAWriter(t *testing.T) {
 	b := setup(t)
 	stored := map[canonical.Kind]int{}
-	for _, e := range stripeeventtest.Envelopes(t, journeytest.FixturesDir(t)) {
+	for _, e := range stripeeventtest.Envelopes(t, testkit.FixturesDir(t)) {
 		name, kind := e.Name, canonical.Classify(e.Event).Kind
 		out, err := b.store.StoreFacts(b.ctx, "cus_Dispatch", e.Event)
 		switch {

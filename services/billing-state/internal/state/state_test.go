@@ -22,12 +22,13 @@ import (
 	"github.com/launchready/launchready/pkg/canonical"
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
-	"github.com/launchready/launchready/pkg/stripeapi/stripemock"
 	"github.com/launchready/launchready/pkg/stripeevent"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/billing-state/internal/journeytest"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
 	"github.com/launchready/launchready/services/billing-state/internal/stripeapi"
+	"github.com/launchready/launchready/test/testkit"
+	"github.com/launchready/launchready/test/testkit/stripemock"
 )
 
 var base = time.Date(2025, 4, 1, 9, 0, 0, 0, time.UTC)
@@ -817,7 +818,7 @@ func TestMalformedAndIgnored(t *testing.T) {
 // duplicate, stale or parked; none fails.
 func TestEveryFixtureApplies(t *testing.T) {
 	b := setup(t)
-	dir := journeytest.FixturesDir(t)
+	dir := testkit.FixturesDir(t)
 	var files []string
 	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".json") {

@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/launchready/launchready/pkg/stripeapi/stripemock"
 	"github.com/launchready/launchready/services/billing-state/internal/stripeapi"
+	"github.com/launchready/launchready/test/testkit/stripemock"
 )
 
 // TestAgainstStripeMock reads through stripe-go from stripe-mock, Stripe's

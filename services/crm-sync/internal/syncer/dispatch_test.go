@@ -9,6 +9,7 @@ import (
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/stripeevent/stripeeventtest"
 	"github.com/launchready/launchready/services/crm-sync/internal/syncer"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 var errRollBack = errors.New("rolled back on purpose")
@@ -22,7 +23,7 @@ var errRollBack = errors.New("rolled back on purpose")
 // each: so both services take in and read every fixture the same way.
 func TestEveryKindIsMirrored(t *testing.T) {
 	t.Parallel()
-	dir := fixturesDir(t)
+	dir := testkit.FixturesDir(t)
 	b := setup(t, nil)
 	ctx := context.Background()
 	mirrored := map[canonical.Kind]int{}

@@ -13,36 +13,15 @@ import (
 	"github.com/launchready/launchready/pkg/stripeevent"
 	"github.com/launchready/launchready/services/crm-sync/internal/crm"
 	"github.com/launchready/launchready/services/crm-sync/internal/syncer"
+	"github.com/launchready/launchready/test/testkit"
 )
-
-// fixturesDir is FIXTURES_DIR, else the first shared/fixtures/stripe above
-// the working directory. Missing fixtures fail the test.
-func fixturesDir(t *testing.T) string {
-	t.Helper()
-	if d := os.Getenv("FIXTURES_DIR"); d != "" {
-		return d
-	}
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for d := wd; ; d = filepath.Dir(d) {
-		cand := filepath.Join(d, "shared", "fixtures", "stripe")
-		if st, err := os.Stat(cand); err == nil && st.IsDir() {
-			return cand
-		}
-		if filepath.Dir(d) == d {
-			t.Fatalf("shared/fixtures/stripe not found above %s; set FIXTURES_DIR", wd)
-		}
-	}
-}
 
 // Every public Stripe envelope in the fixtures is consumed without a
 // failure: synced, or acked as ignored. Several reuse event ids across
 // files; the repeats are skipped as duplicates.
 func TestEveryFixtureEnvelopeIsConsumed(t *testing.T) {
 	t.Parallel()
-	dir := fixturesDir(t)
+	dir := testkit.FixturesDir(t)
 	b := setup(t, nil)
 	sy := syncer.New(syncer.Options{Pool: b.pool, Adapter: crm.NewLog(logging.Discard()), Policy: canonical.DefaultPolicy()})
 	f, err := os.Open(filepath.Join(dir, "INDEX.tsv"))

@@ -20,21 +20,15 @@ import (
 	"github.com/launchready/launchready/services/crm-sync/internal/crm"
 	"github.com/launchready/launchready/services/crm-sync/internal/eventgen"
 	"github.com/launchready/launchready/services/crm-sync/internal/syncer"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s (%s)", what, within, state)
-		}
-		time.Sleep(10 * time.Millisecond)
+	var state string
+	if !testkit.Poll(within, testkit.PollInterval, func() (ok bool) { ok, state = cond(); return ok }) {
+		t.Fatalf("%s: not within %s (%s)", what, within, state)
 	}
 }
 

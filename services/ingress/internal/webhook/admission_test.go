@@ -14,19 +14,8 @@ import (
 	"time"
 
 	"github.com/launchready/launchready/pkg/stripeevent"
+	"github.com/launchready/launchready/test/testkit"
 )
-
-// waitFor polls cond until it holds or five seconds pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond) // polling interval
-	}
-}
 
 // serveAsync serves req on its own goroutine; the answer arrives on the
 // returned channel.
@@ -51,7 +40,7 @@ func TestOverTheLimitWaitsThenAnswers503(t *testing.T) {
 		f.serveAsync(f.request(event("evt_held_1", "customer.created", "cus_1"))),
 		f.serveAsync(f.request(event("evt_held_2", "customer.created", "cus_2"))),
 	}
-	waitFor(t, "two publishes in progress", func() bool { return f.pub.active.Load() == 2 })
+	testkit.Eventually(t, 5*time.Second, "two publishes in progress", func() bool { return f.pub.active.Load() == 2 })
 
 	payload := event("evt_over", "customer.created", "cus_3")
 	body := newWatchedBody(payload)
@@ -92,7 +81,7 @@ func TestOverTheLimitWaitsThenAnswers503(t *testing.T) {
 func TestWaitingRequestTakesAFreedSlot(t *testing.T) {
 	f := newFixture(t, true, func(c *Config) { c.MaxInflight = 1; c.InflightWait = 10 * time.Second })
 	first := f.serveAsync(f.request(event("evt_first", "customer.created", "cus_1")))
-	waitFor(t, "the first publish", func() bool { return f.pub.active.Load() == 1 })
+	testkit.Eventually(t, 5*time.Second, "the first publish", func() bool { return f.pub.active.Load() == 1 })
 	second := f.serveAsync(f.request(event("evt_second", "customer.created", "cus_2")))
 	// The slot frees a moment into the second request's wait.
 	release := time.AfterFunc(50*time.Millisecond, f.unblock)

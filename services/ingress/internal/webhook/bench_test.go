@@ -19,6 +19,7 @@ import (
 	"github.com/launchready/launchready/pkg/stripeevent"
 	"github.com/launchready/launchready/pkg/telemetry"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 // marshalPublisher does the publisher's CPU work (encoding) and nothing
@@ -59,7 +60,7 @@ func BenchmarkHandler(b *testing.B) {
 // benchPayload is a real 6 KB subscription event from the shared fixtures.
 func benchPayload(b *testing.B) []byte {
 	b.Helper()
-	raw, err := os.ReadFile(filepath.Join(fixturesDir(b), "stripe-sync-engine", "subscription_created.json"))
+	raw, err := os.ReadFile(filepath.Join(testkit.FixturesDir(b), "stripe-sync-engine", "subscription_created.json"))
 	if err != nil {
 		b.Fatal(err)
 	}

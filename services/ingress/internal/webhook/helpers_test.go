@@ -11,8 +11,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -185,27 +183,6 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
-}
-
-// fixturesDir finds the shared Stripe fixtures: FIXTURES_DIR, else the
-// first shared/fixtures/stripe above the working directory.
-func fixturesDir(tb testing.TB) string {
-	tb.Helper()
-	if dir := os.Getenv("FIXTURES_DIR"); dir != "" {
-		return dir
-	}
-	wd, err := os.Getwd()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for d := wd; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "shared", "fixtures", "stripe", "INDEX.tsv")); err == nil {
-			return filepath.Join(d, "shared", "fixtures", "stripe")
-		}
-		if filepath.Dir(d) == d {
-			tb.Fatal("shared/fixtures/stripe not found; set FIXTURES_DIR")
-		}
-	}
 }
 
 // event is a minimal signed-able envelope of the given id, type and

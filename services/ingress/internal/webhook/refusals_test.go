@@ -18,6 +18,7 @@ import (
 
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/stripeevent"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 // TestHeaderRefusedBeforeTheBodyIsRead: a request without a well-shaped,
@@ -263,7 +264,7 @@ func TestBusRefusalIsNever500(t *testing.T) {
 // gets 200 and is published.
 func TestEveryFixtureIsAccepted(t *testing.T) {
 	f := newFixture(t, false, nil)
-	dir := fixturesDir(t)
+	dir := testkit.FixturesDir(t)
 	index, err := os.ReadFile(filepath.Join(dir, "INDEX.tsv"))
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 	billingstate "github.com/launchready/launchready/services/billing-state"
 	"github.com/launchready/launchready/services/launchready/internal/dlq"
 	"github.com/launchready/launchready/services/launchready/internal/status"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 func token(t *testing.T) string {
@@ -109,7 +110,7 @@ func TestListAndReplayAgainstBillingState(t *testing.T) {
 		t.Fatal(err)
 	}
 	var rows []map[string]any
-	eventually(t, 15*time.Second, "two dead letters listed", func() bool {
+	testkit.Eventually(t, 15*time.Second, "two dead letters listed", func() bool {
 		rows = nil
 		code, out, errs := run("list", "--json", "--consumer", "billing-state")
 		if code != 0 {
@@ -152,7 +153,7 @@ func TestListAndReplayAgainstBillingState(t *testing.T) {
 	}
 	// The replayed event is applied: the status command sees it.
 	statusEnv := config.Map(map[string]string{"GRPC_ADDR": addrs["grpc"], "STATUS_API_TOKEN": tok})
-	eventually(t, 10*time.Second, "the replayed event applied", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the replayed event applied", func() bool {
 		var sout, serr bytes.Buffer
 		return status.Main(ctx, []string{"cus_Cli1"}, statusEnv, &sout, &serr) == 0 && strings.Contains(sout.String(), "active")
 	})
@@ -183,21 +184,5 @@ func TestListAndReplayAgainstBillingState(t *testing.T) {
 	}
 	if code, _, _ := run(); code != 2 {
 		t.Fatalf("no subcommand: %d", code)
-	}
-}
-
-// eventually polls cond every 20ms until it holds or d passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(d)
-	defer deadline.Stop()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		case <-tick.C:
-		}
 	}
 }

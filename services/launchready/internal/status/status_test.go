@@ -20,6 +20,7 @@ import (
 	"github.com/launchready/launchready/pkg/stripeevent"
 	billingstate "github.com/launchready/launchready/services/billing-state"
 	"github.com/launchready/launchready/services/launchready/internal/status"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 func token(t *testing.T) string {
@@ -28,22 +29,6 @@ func token(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(b)
-}
-
-func fixturesDir(t *testing.T) string {
-	if dir := os.Getenv("FIXTURES_DIR"); dir != "" {
-		return dir
-	}
-	wd, _ := os.Getwd()
-	for d := wd; ; d = filepath.Dir(d) {
-		cand := filepath.Join(d, "shared", "fixtures", "stripe")
-		if st, err := os.Stat(cand); err == nil && st.IsDir() {
-			return cand
-		}
-		if filepath.Dir(d) == d {
-			t.Fatalf("shared/fixtures/stripe not found above %s; set FIXTURES_DIR", wd)
-		}
-	}
 }
 
 // TestStatusAgainstBillingState runs billing-state on a real NATS server and
@@ -83,7 +68,7 @@ func TestStatusAgainstBillingState(t *testing.T) {
 		t.Fatalf("billing-state ended: %v", err)
 	}
 
-	raw, err := os.ReadFile(filepath.Join(fixturesDir(t), "stripe-sync-engine", "subscription_created.json"))
+	raw, err := os.ReadFile(filepath.Join(testkit.FixturesDir(t), "stripe-sync-engine", "subscription_created.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +92,7 @@ func TestStatusAgainstBillingState(t *testing.T) {
 		return code, out.String(), errb.String()
 	}
 	var out string
-	eventually(t, 10*time.Second, "the customer to appear", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the customer to appear", func() bool {
 		var code int
 		code, out, _ = run(env, "cus_IhGfebO16cMIGN")
 		return code == 0
@@ -168,22 +153,6 @@ func TestStatusAgainstBillingState(t *testing.T) {
 	for _, args := range [][]string{{}, {"a", "b"}, {"--user", "u", "--email", "e"}, {"cus_1", "--user", "u"}} {
 		if code, _, _ := run(env, args...); code != 2 {
 			t.Errorf("usage %v: exit %d", args, code)
-		}
-	}
-}
-
-// eventually polls cond every 20ms until it holds or d passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(d)
-	defer deadline.Stop()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		case <-tick.C:
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 func TestMoney(t *testing.T) {
@@ -173,7 +174,7 @@ func TestSlackAlert(t *testing.T) {
 
 func readFixture(t *testing.T, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "..", "..", "..", "shared", "fixtures", "stripe", name))
+	b, err := os.ReadFile(filepath.Join(testkit.FixturesDir(t), name))
 	if err != nil {
 		t.Fatalf("fixture %s: %v", name, err)
 	}

@@ -112,24 +112,3 @@ func topLevelID(raw []byte) (start, end int, err error) {
 	}
 	return 0, 0, errors.New("no top-level id")
 }
-
-// findFixtures is FIXTURES_DIR, else the first shared/fixtures/stripe above
-// the working directory (the fixtures live beside the repository).
-func findFixtures() (string, error) {
-	if dir := os.Getenv("FIXTURES_DIR"); dir != "" {
-		return dir, nil
-	}
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		candidate := filepath.Join(dir, "shared", "fixtures", "stripe")
-		if _, err := os.Stat(filepath.Join(candidate, "INDEX.tsv")); err == nil {
-			return candidate, nil
-		}
-		if filepath.Dir(dir) == dir {
-			return "", fmt.Errorf("shared/fixtures/stripe not found above %s; pass -fixtures or set FIXTURES_DIR", wd)
-		}
-	}
-}

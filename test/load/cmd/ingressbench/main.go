@@ -46,6 +46,7 @@ import (
 
 	"github.com/launchready/launchready/pkg/natsembed"
 	"github.com/launchready/launchready/pkg/stripeevent"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 type options struct {
@@ -112,7 +113,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return errors.New("-c must be >= 1 and -d > 0")
 	}
 	if o.fixtures == "" {
-		dir, err := findFixtures()
+		dir, err := testkit.FindFixturesDir()
 		if err != nil {
 			return err
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/launchready/launchready/test/harness"
 	"github.com/launchready/launchready/test/harness/scenario"
 	"github.com/launchready/launchready/test/load/results"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 // baseTag is replaced in every copy of the event pool, which renames every
@@ -84,7 +85,7 @@ func newProbes(t harness.T, s *harness.Stack, g *scenario.Gen, n int) *probes {
 		p.bs = append(p.bs, b)
 	}
 	for _, b := range p.bs {
-		if !harness.Poll(time.Minute, 20*time.Millisecond, func() bool {
+		if !testkit.Poll(time.Minute, 20*time.Millisecond, func() bool {
 			st, err := p.status(b.J.Customer)
 			return err == nil && st.GetStatus() == scenario.StatusActive
 		}) {
@@ -459,7 +460,7 @@ func fullPhase(s *harness.Stack, p *probes, sup *supply, o options, name string,
 	p.mu.Unlock()
 	// How long billing-state needs to apply what was accepted.
 	t0 := time.Now()
-	harness.Poll(5*time.Minute, 100*time.Millisecond, func() bool {
+	testkit.Poll(5*time.Minute, 100*time.Millisecond, func() bool {
 		n, err := s.ConsumerBacklog("billing-state")
 		return err == nil && n == 0
 	})
@@ -470,7 +471,7 @@ func fullPhase(s *harness.Stack, p *probes, sup *supply, o options, name string,
 func run(ctx context.Context, t *benchT, o options) error {
 	began := time.Now()
 	startLoad, startPressure := loadAvg(), cpuPressure()
-	dir, err := scenario.FixturesDir()
+	dir, err := testkit.FindFixturesDir()
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/launchready/launchready/test/harness"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 // drainResult is billing-state's own capacity: how fast it applies a
@@ -64,7 +65,7 @@ func drainPhase(s *harness.Stack, sup *supply, o options) (*drainResult, error) 
 	applied0 := count(s, `SELECT count(*) FROM billing.processed_events`)
 	m0 := scrape(s.Ops["billing-state"] + "/metrics")
 	smp := sample(map[string]int{"billing-state": bs.Pid(), "nats-server": s.NATS.Proc.Pid()}, backendPids(s.DB, s.DatabaseName, []string{"billing-state"}))
-	if !harness.Poll(10*time.Minute, 10*time.Millisecond, func() bool {
+	if !testkit.Poll(10*time.Minute, 10*time.Millisecond, func() bool {
 		n, err := s.ConsumerBacklog("billing-state")
 		return err == nil && n == 0
 	}) {

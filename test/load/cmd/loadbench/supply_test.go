@@ -6,13 +6,14 @@ import (
 
 	"github.com/launchready/launchready/pkg/stripeevent"
 	"github.com/launchready/launchready/test/harness/scenario"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 // TestSupplyRenamesEveryID: each copy of the pool is a new set of events
 // of new customers (a repeated id would be deduplicated by ingress and
 // inflate the measured rate), and still normalises.
 func TestSupplyRenamesEveryID(t *testing.T) {
-	dir, err := scenario.FixturesDir()
+	dir, err := testkit.FindFixturesDir()
 	if err != nil {
 		t.Fatal(err)
 	}
