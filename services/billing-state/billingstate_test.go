@@ -29,9 +29,9 @@ import (
 	"github.com/launchready/launchready/pkg/stripeevent"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/billing-state/internal/grpcapi"
-	"github.com/launchready/launchready/services/billing-state/internal/journeytest"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
 	"github.com/launchready/launchready/test/testkit"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 var base = time.Date(2025, 5, 1, 8, 0, 0, 0, time.UTC)
@@ -41,13 +41,13 @@ var base = time.Date(2025, 5, 1, 8, 0, 0, 0, time.UTC)
 // stream and the service, and reads the results over gRPC.
 func TestJourneysAndFixturesThroughNATS(t *testing.T) {
 	h := start(t)
-	want := map[string]journeytest.Step{}
+	want := map[string]journey.Step{}
 	var evs []*billingv1.BillingEvent
-	for name, journey := range journeytest.Journeys {
-		jb := journeytest.New(t, "cus_nats"+strings.ReplaceAll(name, " ", ""), base)
-		steps := journey(jb)
+	for name, build := range journey.Journeys {
+		jb := journey.New(t, "cus_nats"+strings.ReplaceAll(name, " ", ""), base)
+		steps := build(jb)
 		want[jb.CustomerID] = steps[len(steps)-1]
-		evs = append(evs, journeytest.Events(steps)...)
+		evs = append(evs, journey.Events(steps)...)
 	}
 	r := rand.New(rand.NewSource(7))
 	for i := 0; i < 6; i++ {
@@ -116,7 +116,7 @@ func TestCrashBetweenCommitAndAck(t *testing.T) {
 	if err := state.Migrate(h.ctx, h.db); err != nil {
 		t.Fatal(err)
 	}
-	jb := journeytest.New(t, "cus_Crash1", base)
+	jb := journey.New(t, "cus_Crash1", base)
 	ev := jb.Subscription("customer.subscription.created", 0, "sub_Crash1", "active", false, nil)
 
 	cfg := h.cfg.withDefaults()
@@ -185,8 +185,8 @@ func TestCrashBetweenCommitAndAck(t *testing.T) {
 // once it is back.
 func TestPostgresOutage(t *testing.T) {
 	h := start(t)
-	jb := journeytest.New(t, "cus_Outage1", base)
-	steps := journeytest.SubscriptionLifecycle(jb)
+	jb := journey.New(t, "cus_Outage1", base)
+	steps := journey.SubscriptionLifecycle(jb)
 	h.publish(steps[0].Events...)
 	h.eventually(10*time.Second, "first event", func() bool { return h.statusOf(jb.CustomerID) != nil })
 
@@ -212,7 +212,7 @@ func TestPostgresOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	naksBefore := h.counter("lr_consumer_deliveries_total", "outcome", "nak")
-	pending := journeytest.Events(steps[1:])
+	pending := journey.Events(steps[1:])
 	h.publish(pending...)
 	// Events are nak'd until their last delivery, which then waits for
 	// Postgres instead of becoming a dead letter. The customer's events all
@@ -236,7 +236,7 @@ func TestPostgresOutage(t *testing.T) {
 		jb.CustomerID).Scan(&applied); err != nil {
 		t.Fatal(err)
 	}
-	if want := len(journeytest.Events(steps)); applied != want {
+	if want := len(journey.Events(steps)); applied != want {
 		t.Fatalf("%d events recorded, want %d: something was lost", applied, want)
 	}
 }
@@ -268,7 +268,7 @@ func TestDeadLetters(t *testing.T) {
 	}
 
 	// Always failing: the database refuses this event until the trigger goes.
-	jb := journeytest.New(t, "cus_Fail1", base)
+	jb := journey.New(t, "cus_Fail1", base)
 	ev := jb.Subscription("customer.subscription.created", 0, "sub_Fail1", "trialing", false, nil)
 	if _, err := h.db.Exec(h.ctx, fmt.Sprintf(`CREATE FUNCTION billing.test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
 		BEGIN IF NEW.event_id = '%s' THEN RAISE EXCEPTION 'refused for the test'; END IF; RETURN NEW; END $$;
@@ -311,9 +311,9 @@ func TestDeadLetters(t *testing.T) {
 
 func TestGRPC(t *testing.T) {
 	h := start(t)
-	jb := journeytest.New(t, "cus_Grpc1", base)
-	steps := journeytest.SubscriptionLifecycle(jb)
-	h.publish(journeytest.Events(steps[:3])...)
+	jb := journey.New(t, "cus_Grpc1", base)
+	steps := journey.SubscriptionLifecycle(jb)
+	h.publish(journey.Events(steps[:3])...)
 	h.eventually(10*time.Second, "active", func() bool {
 		st := h.statusOf(jb.CustomerID)
 		return st != nil && st.GetStatus() == billingv1.BillingStatus_BILLING_STATUS_ACTIVE
@@ -469,7 +469,7 @@ func TestGRPC(t *testing.T) {
 				break
 			}
 		}
-		if len(ids) != len(journeytest.Events(steps[:3])) {
+		if len(ids) != len(journey.Events(steps[:3])) {
 			t.Fatalf("ids %v", ids)
 		}
 		for i := 1; i < len(ids); i++ {
@@ -526,7 +526,7 @@ func TestGRPC(t *testing.T) {
 		// The relay may publish a change after the watcher's first read
 		// already showed it, with an older last_event_id (later events that
 		// changed nothing a watcher sees moved it on).
-		cp := journeytest.New(t, "cus_Copy1", base)
+		cp := journey.New(t, "cus_Copy1", base)
 		h.publish(cp.Subscription("customer.subscription.created", 0, "sub_Copy1", "active", false, nil))
 		h.eventually(10*time.Second, "cus_Copy1 active", func() bool {
 			st := h.statusOf(cp.CustomerID)
@@ -570,7 +570,7 @@ func TestGRPC(t *testing.T) {
 		if err != nil || first.GetStatus() != billingv1.BillingStatus_BILLING_STATUS_NONE {
 			t.Fatalf("first: %v %v", first, err)
 		}
-		later := journeytest.New(t, "cus_Later1", base)
+		later := journey.New(t, "cus_Later1", base)
 		h.publish(later.Subscription("customer.subscription.created", 0, "sub_Later1", "trialing", false, nil))
 		next, err := stream.Recv()
 		if err != nil || next.GetStatus() != billingv1.BillingStatus_BILLING_STATUS_TRIALING {
@@ -787,9 +787,9 @@ func TestStartsBeforeNATS(t *testing.T) {
 // checks the status and entitlement gRPC reports after every step.
 func TestJourneyStepsThroughNATS(t *testing.T) {
 	h := start(t)
-	for name, journey := range journeytest.Journeys {
-		jb := journeytest.New(t, "cus_step"+strings.ReplaceAll(name, " ", ""), base)
-		for _, step := range journey(jb) {
+	for name, build := range journey.Journeys {
+		jb := journey.New(t, "cus_step"+strings.ReplaceAll(name, " ", ""), base)
+		for _, step := range build(jb) {
 			h.publish(step.Events...)
 			h.eventually(10*time.Second, name+": "+step.Name, func() bool {
 				st := h.statusOf(jb.CustomerID)

@@ -9,7 +9,7 @@ import (
 	"github.com/launchready/launchready/pkg/httpserver"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
-	"github.com/launchready/launchready/services/billing-state/internal/journeytest"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 // TestPostgresCrashLosesNoAckedEvent crashes Postgres itself while
@@ -45,7 +45,7 @@ func TestPostgresCrashLosesNoAckedEvent(t *testing.T) {
 		var evs []*billingv1.BillingEvent
 		for i := range batch {
 			cus := fmt.Sprintf("cus_Flush%d_%02d", round, i)
-			jb := journeytest.New(t, cus, base)
+			jb := journey.New(t, cus, base)
 			evs = append(evs, jb.Subscription("customer.subscription.created", 0, "sub_"+cus[4:], "active", false, nil))
 		}
 		n += batch

@@ -16,7 +16,7 @@ import (
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/service"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
-	"github.com/launchready/launchready/services/billing-state/internal/journeytest"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 // refuseByName is a NATS server's client authentication that admits
@@ -54,9 +54,9 @@ func TestWatchConnectionClosedForGood(t *testing.T) {
 	read := h.as(h.readToken)
 	ops := "http://" + h.addrs["http"]
 
-	jb := journeytest.New(t, "cus_WatchGone1", base)
-	steps := journeytest.SubscriptionLifecycle(jb)
-	h.publish(journeytest.Events(steps[:3])...)
+	jb := journey.New(t, "cus_WatchGone1", base)
+	steps := journey.SubscriptionLifecycle(jb)
+	h.publish(journey.Events(steps[:3])...)
 	h.eventually(10*time.Second, "active", func() bool {
 		st := h.statusOf(jb.CustomerID)
 		return st != nil && st.GetStatus() == billingv1.BillingStatus_BILLING_STATUS_ACTIVE

@@ -2,4 +2,23 @@ module github.com/launchready/launchready/test/testkit
 
 go 1.26.0
 
-require go.uber.org/goleak v1.3.0
+require (
+	github.com/launchready/launchready/pkg v0.0.0
+	github.com/launchready/launchready/proto v0.0.0
+	go.uber.org/goleak v1.3.0
+)
+
+require (
+	github.com/stripe/stripe-go/v76 v76.25.0 // indirect
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
+	golang.org/x/net v0.60.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/text v0.43.0 // indirect
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20260928230214-8a89bd6388cc // indirect
+	google.golang.org/grpc v1.85.0 // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
+)
+
+replace github.com/launchready/launchready/pkg => ../../pkg
+
+replace github.com/launchready/launchready/proto => ../../proto

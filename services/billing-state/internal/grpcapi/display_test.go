@@ -11,8 +11,8 @@ import (
 
 	"github.com/launchready/launchready/pkg/canonical"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
-	"github.com/launchready/launchready/services/billing-state/internal/journeytest"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 // words is what a display must say in one locale.
@@ -23,8 +23,8 @@ type displayCase struct {
 	name string
 	// events builds the customer's journey; prepare runs after they are
 	// applied, for what no event causes (a dead letter, a stale park).
-	events  func(b *journeytest.Builder) []*billingv1.BillingEvent
-	prepare func(t *testing.T, bd *bundle, b *journeytest.Builder)
+	events  func(b *journey.Builder) []*billingv1.BillingEvent
+	prepare func(t *testing.T, bd *bundle, b *journey.Builder)
 	// now is the display's clock, in seconds after the journey's base.
 	now    time.Duration
 	status billingv1.BillingStatus
@@ -41,21 +41,21 @@ var displayBase = time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
 
 const day = 24 * time.Hour
 
-func steps(f func(*journeytest.Builder) []journeytest.Step, n int) func(*journeytest.Builder) []*billingv1.BillingEvent {
-	return func(b *journeytest.Builder) []*billingv1.BillingEvent {
+func steps(f func(*journey.Builder) []journey.Step, n int) func(*journey.Builder) []*billingv1.BillingEvent {
+	return func(b *journey.Builder) []*billingv1.BillingEvent {
 		s := f(b)
 		if n > 0 {
 			s = s[:n]
 		}
-		return journeytest.Events(s)
+		return journey.Events(s)
 	}
 }
 
 // withSubscription is a lifecycle's first three steps (active) and one
 // more subscription update to status.
-func withSubscription(status string) func(*journeytest.Builder) []*billingv1.BillingEvent {
-	return func(b *journeytest.Builder) []*billingv1.BillingEvent {
-		evs := steps(journeytest.SubscriptionLifecycle, 3)(b)
+func withSubscription(status string) func(*journey.Builder) []*billingv1.BillingEvent {
+	return func(b *journey.Builder) []*billingv1.BillingEvent {
+		evs := steps(journey.SubscriptionLifecycle, 3)(b)
 		sub := "sub_" + strings.TrimPrefix(b.CustomerID, "cus_")
 		return append(evs, b.Subscription("customer.subscription.updated", 40*86400, sub, status, false, map[string]any{"status": "active"}))
 	}
@@ -63,8 +63,8 @@ func withSubscription(status string) func(*journeytest.Builder) []*billingv1.Bil
 
 // pastDueRetry is a lifecycle up to a failed renewal whose invoice names
 // Stripe's next attempt three days later.
-func pastDueRetry(b *journeytest.Builder) []*billingv1.BillingEvent {
-	evs := steps(journeytest.SubscriptionLifecycle, 3)(b)
+func pastDueRetry(b *journey.Builder) []*billingv1.BillingEvent {
+	evs := steps(journey.SubscriptionLifecycle, 3)(b)
 	id := strings.TrimPrefix(b.CustomerID, "cus_")
 	sub, renew := "sub_"+id, 30*86400
 	inv := b.Event("stripe-ruby-mock/invoice.payment_failed.json", "invoice.payment_failed", renew, map[string]any{
@@ -78,27 +78,27 @@ func pastDueRetry(b *journeytest.Builder) []*billingv1.BillingEvent {
 func displayCases() []displayCase {
 	periodEnd := displayBase.Add(30 * day)
 	return []displayCase{
-		{name: "no plan (customer created only)", events: steps(journeytest.TrialToActive, 1),
+		{name: "no plan (customer created only)", events: steps(journey.TrialToActive, 1),
 			status: billingv1.BillingStatus_BILLING_STATUS_NONE, kind: "none", tone: neutral, action: noAction,
 			en: words{"No active plan", "You don't have a plan yet."},
 			de: words{"Kein aktives Abo", "Sie haben noch kein Abo."}},
-		{name: "trialing", events: steps(journeytest.TrialToActive, 2), now: day,
+		{name: "trialing", events: steps(journey.TrialToActive, 2), now: day,
 			status: billingv1.BillingStatus_BILLING_STATUS_TRIALING, kind: "trialing", tone: ok, action: managePlan,
 			en: words{"Your free trial is on", "It runs until March 16, 2026."},
 			de: words{"Ihr kostenloser Testzeitraum läuft", "Er läuft bis zum 16. März 2026."}},
-		{name: "trial ending in 3 days", events: steps(journeytest.TrialToActive, 2), now: 11 * day,
+		{name: "trial ending in 3 days", events: steps(journey.TrialToActive, 2), now: 11 * day,
 			status: billingv1.BillingStatus_BILLING_STATUS_TRIALING, kind: "trial_ending", tone: attention, action: managePlan,
 			en: words{"Your trial ends in 3 days", "It ends on March 16, 2026. Your plan starts then unless you change it."},
 			de: words{"Ihr Testzeitraum endet in 3 Tagen", "Er endet am 16. März 2026. Danach beginnt Ihr Abo, sofern Sie es nicht ändern."}},
-		{name: "trial ending in 1 day", events: steps(journeytest.TrialToActive, 2), now: 13*day + time.Hour,
+		{name: "trial ending in 1 day", events: steps(journey.TrialToActive, 2), now: 13*day + time.Hour,
 			status: billingv1.BillingStatus_BILLING_STATUS_TRIALING, kind: "trial_ending", tone: attention, action: managePlan,
 			en: words{"Your trial ends in 1 day", "It ends on March 16, 2026. Your plan starts then unless you change it."},
 			de: words{"Ihr Testzeitraum endet in 1 Tag", "Er endet am 16. März 2026. Danach beginnt Ihr Abo, sofern Sie es nicht ändern."}},
-		{name: "active", events: steps(journeytest.SubscriptionLifecycle, 3), now: day,
+		{name: "active", events: steps(journey.SubscriptionLifecycle, 3), now: day,
 			status: billingv1.BillingStatus_BILLING_STATUS_ACTIVE, kind: "active", tone: ok, action: managePlan,
 			en: words{"Your plan is active", "It renews on April 1, 2026."},
 			de: words{"Ihr Abo ist aktiv", "Es verlängert sich am 1. April 2026."}},
-		{name: "one-time purchase", events: steps(journeytest.OneTimeRefunded, 1), now: day,
+		{name: "one-time purchase", events: steps(journey.OneTimeRefunded, 1), now: day,
 			status: billingv1.BillingStatus_BILLING_STATUS_ACTIVE, kind: "active", tone: ok, action: noAction,
 			en: words{"Your plan is active", "You have full access."},
 			de: words{"Ihr Abo ist aktiv", "Sie haben vollen Zugang."}},
@@ -106,7 +106,7 @@ func displayCases() []displayCase {
 			status: billingv1.BillingStatus_BILLING_STATUS_PAST_DUE, kind: "past_due_retry", tone: problem, action: updatePayment, grace: true,
 			en: words{"Your payment didn't go through", "We'll try again on April 4, 2026. Update your payment method to keep your plan."},
 			de: words{"Ihre Zahlung ist fehlgeschlagen", "Wir versuchen es am 4. April 2026 erneut. Ändern Sie Ihre Zahlungsmethode, um Ihr Abo zu behalten."}},
-		{name: "past due, no retry left", events: steps(journeytest.SubscriptionLifecycle, 4), now: 30*day + time.Hour,
+		{name: "past due, no retry left", events: steps(journey.SubscriptionLifecycle, 4), now: 30*day + time.Hour,
 			status: billingv1.BillingStatus_BILLING_STATUS_PAST_DUE, kind: "past_due", tone: problem, action: updatePayment, grace: true,
 			en: words{"Your payment didn't go through", "Update your payment method to keep your plan."},
 			de: words{"Ihre Zahlung ist fehlgeschlagen", "Ändern Sie Ihre Zahlungsmethode, um Ihr Abo zu behalten."}},
@@ -118,42 +118,42 @@ func displayCases() []displayCase {
 			status: billingv1.BillingStatus_BILLING_STATUS_PAUSED, kind: "paused", tone: neutral, action: managePlan,
 			en: words{"Your plan is paused", "You can resume it whenever you like."},
 			de: words{"Ihr Abo ist pausiert", "Sie können es jederzeit fortsetzen."}},
-		{name: "incomplete (pending verification)", events: steps(journeytest.SubscriptionLifecycle, 2), now: time.Hour,
+		{name: "incomplete (pending verification)", events: steps(journey.SubscriptionLifecycle, 2), now: time.Hour,
 			status: billingv1.BillingStatus_BILLING_STATUS_INCOMPLETE, kind: "incomplete", tone: attention, action: noAction,
 			en: words{"Your payment is being verified", "We're waiting for your bank to confirm it. This can take a few days; there is nothing you need to do."},
 			de: words{"Ihre Zahlung wird geprüft", "Wir warten auf die Bestätigung Ihrer Bank. Das kann einige Tage dauern; Sie müssen nichts tun."}},
-		{name: "canceled at period end", events: steps(journeytest.SubscriptionLifecycle, 6), now: 40 * day,
+		{name: "canceled at period end", events: steps(journey.SubscriptionLifecycle, 6), now: 40 * day,
 			status: billingv1.BillingStatus_BILLING_STATUS_ACTIVE, kind: "canceled_at_period_end", tone: attention, action: resubscribe, accessUntil: periodEnd,
 			en: words{"Your plan ends on April 1, 2026", "You keep access until then. Resubscribe to keep it going."},
 			de: words{"Ihr Abo endet am 1. April 2026", "Bis dahin behalten Sie Ihren Zugang. Abonnieren Sie erneut, um ihn zu behalten."}},
-		{name: "canceled and ended", events: steps(journeytest.SubscriptionLifecycle, 0), now: 61 * day,
+		{name: "canceled and ended", events: steps(journey.SubscriptionLifecycle, 0), now: 61 * day,
 			status: billingv1.BillingStatus_BILLING_STATUS_CANCELED, kind: "canceled", tone: neutral, action: resubscribe, accessUntil: periodEnd,
 			en: words{"Your plan has ended", "It ended on April 1, 2026. Resubscribe whenever you like."},
 			de: words{"Ihr Abo ist beendet", "Es endete am 1. April 2026. Sie können jederzeit erneut abonnieren."}},
-		{name: "refunded", events: steps(journeytest.OneTimeRefunded, 0), now: day,
+		{name: "refunded", events: steps(journey.OneTimeRefunded, 0), now: day,
 			status: billingv1.BillingStatus_BILLING_STATUS_REFUNDED, kind: "refunded", tone: neutral, action: noAction,
 			en: words{"Your purchase was refunded", "$20.00 went back to your payment method."},
 			de: words{"Ihr Kauf wurde erstattet", "20,00 $ wurden an Ihre Zahlungsmethode zurückgezahlt."}},
-		{name: "dispute open", events: steps(journeytest.DisputeOpenedClosed, 2), now: 2 * day,
+		{name: "dispute open", events: steps(journey.DisputeOpenedClosed, 2), now: 2 * day,
 			status: billingv1.BillingStatus_BILLING_STATUS_ACTIVE, kind: "dispute_open", tone: attention, action: support,
 			en: words{"A payment is disputed", "Your bank told us you disputed a payment. Contact us so we can sort it out."},
 			de: words{"Eine Zahlung wird angefochten", "Ihre Bank hat uns eine Anfechtung gemeldet. Bitte kontaktieren Sie uns, damit wir das klären können."}},
-		{name: "status unknown: a dead letter, access kept", events: steps(journeytest.SubscriptionLifecycle, 3), now: day,
+		{name: "status unknown: a dead letter, access kept", events: steps(journey.SubscriptionLifecycle, 3), now: day,
 			prepare: deadLetterOf("customer.subscription.updated"),
 			status:  billingv1.BillingStatus_BILLING_STATUS_ACTIVE, kind: "unknown", tone: attention, action: support,
 			en: words{"We can't confirm your billing status right now", "We're on it. You keep access to your plan meanwhile."},
 			de: words{"Wir können Ihren Abo-Status gerade nicht bestätigen", "Wir kümmern uns darum. Ihr Zugang bleibt in der Zwischenzeit erhalten."}},
-		{name: "status unknown: a dead letter, no access", events: steps(journeytest.SubscriptionLifecycle, 2), now: day,
+		{name: "status unknown: a dead letter, no access", events: steps(journey.SubscriptionLifecycle, 2), now: day,
 			prepare: deadLetterOf("invoice.paid"),
 			status:  billingv1.BillingStatus_BILLING_STATUS_INCOMPLETE, kind: "unknown", tone: attention, action: support,
 			en: words{"We can't confirm your billing status right now", "We're on it. Nothing on your account changes meanwhile."},
 			de: words{"Wir können Ihren Abo-Status gerade nicht bestätigen", "Wir kümmern uns darum. An Ihrem Konto ändert sich in der Zwischenzeit nichts."}},
-		{name: "status unknown: parked past STATUS_STALE_AFTER", events: steps(journeytest.OneTimeRefunded, 1), now: day,
+		{name: "status unknown: parked past STATUS_STALE_AFTER", events: steps(journey.OneTimeRefunded, 1), now: day,
 			prepare: parkedRefund(10 * time.Minute),
 			status:  billingv1.BillingStatus_BILLING_STATUS_ACTIVE, kind: "unknown", tone: attention, action: support,
 			en: words{"We can't confirm your billing status right now", "We're on it. You keep access to your plan meanwhile."},
 			de: words{"Wir können Ihren Abo-Status gerade nicht bestätigen", "Wir kümmern uns darum. Ihr Zugang bleibt in der Zwischenzeit erhalten."}},
-		{name: "parked for less than STATUS_STALE_AFTER", events: steps(journeytest.OneTimeRefunded, 1), now: day,
+		{name: "parked for less than STATUS_STALE_AFTER", events: steps(journey.OneTimeRefunded, 1), now: day,
 			prepare: parkedRefund(time.Minute),
 			status:  billingv1.BillingStatus_BILLING_STATUS_ACTIVE, kind: "active", tone: ok, action: noAction,
 			en: words{"Your plan is active", "You have full access."},
@@ -163,8 +163,8 @@ func displayCases() []displayCase {
 
 // deadLetterOf records as dead-lettered a further event of type typ, as
 // billing-state does when it gives up on one.
-func deadLetterOf(typ string) func(t *testing.T, bd *bundle, b *journeytest.Builder) {
-	return func(t *testing.T, bd *bundle, b *journeytest.Builder) {
+func deadLetterOf(typ string) func(t *testing.T, bd *bundle, b *journey.Builder) {
+	return func(t *testing.T, bd *bundle, b *journey.Builder) {
 		sub := "sub_" + strings.TrimPrefix(b.CustomerID, "cus_")
 		ev := b.Subscription(typ, 5*86400, sub, "active", false, nil)
 		if typ == "invoice.paid" {
@@ -179,8 +179,8 @@ func deadLetterOf(typ string) func(t *testing.T, bd *bundle, b *journeytest.Buil
 // parkedRefund parks a refund of a charge billing-state does not know yet
 // and then, as a later charge event would, teaches the charge's customer
 // without the parked event being applied yet, age ago.
-func parkedRefund(age time.Duration) func(t *testing.T, bd *bundle, b *journeytest.Builder) {
-	return func(t *testing.T, bd *bundle, b *journeytest.Builder) {
+func parkedRefund(age time.Duration) func(t *testing.T, bd *bundle, b *journey.Builder) {
+	return func(t *testing.T, bd *bundle, b *journey.Builder) {
 		ctx := context.Background()
 		ch := "ch_later_" + strings.TrimPrefix(b.CustomerID, "cus_")
 		res, err := bd.store.ApplyEvent(ctx, b.Refund("refund.created", 3600, "re_"+ch, ch, 500, "succeeded"), state.ApplyOptions{ParkUnresolved: true})
@@ -223,7 +223,7 @@ func TestDisplayFromJourneys(t *testing.T) {
 	kinds := map[string]bool{}
 	for i, tc := range displayCases() {
 		cus := "cus_disp" + strings.Repeat("x", i%3) + string(rune('a'+i))
-		b := journeytest.New(t, cus, displayBase)
+		b := journey.New(t, cus, displayBase)
 		for _, ev := range tc.events(b) {
 			if _, err := bd.store.ApplyEvent(context.Background(), ev, state.ApplyOptions{}); err != nil {
 				t.Fatalf("%s: apply %s: %v", tc.name, ev.GetType(), err)
@@ -290,8 +290,8 @@ func TestDisplayUnknownClears(t *testing.T) {
 	bd := setup(t, setupOptions{})
 	cli := bd.client()
 	ctx := as(context.Background(), bd.read)
-	b := journeytest.New(t, "cus_dlclear", displayBase)
-	for _, ev := range journeytest.Events(journeytest.SubscriptionLifecycle(b)[:3]) {
+	b := journey.New(t, "cus_dlclear", displayBase)
+	for _, ev := range journey.Events(journey.SubscriptionLifecycle(b)[:3]) {
 		if _, err := bd.store.ApplyEvent(ctx, ev, state.ApplyOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -361,7 +361,7 @@ func TestIncludeEmpty(t *testing.T) {
 	}
 	// A customer known only by a dead-lettered event is not empty: its
 	// status cannot be vouched for.
-	b := journeytest.New(t, "cus_onlydead", displayBase)
+	b := journey.New(t, "cus_onlydead", displayBase)
 	if err := bd.store.RecordDeadLetter(ctx, b.Subscription("customer.subscription.created", 0, "sub_onlydead", "active", false, nil)); err != nil {
 		t.Fatal(err)
 	}

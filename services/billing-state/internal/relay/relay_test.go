@@ -17,9 +17,9 @@ import (
 	"github.com/launchready/launchready/pkg/natstest"
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
-	"github.com/launchready/launchready/services/billing-state/internal/journeytest"
 	"github.com/launchready/launchready/services/billing-state/internal/relay"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 // lossyPublisher publishes, then reports a failure once for the chosen
@@ -89,8 +89,8 @@ func env(t *testing.T) (ctx context.Context, pool *pgxpool.Pool, js, observer je
 func TestRelayPublishesEachChangeOnceAcrossFailuresAndRestarts(t *testing.T) {
 	ctx, pool, js, observer, store := env(t)
 	applyJourney := func(cus string) {
-		jb := journeytest.New(t, cus, time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC))
-		for _, ev := range journeytest.Events(journeytest.TrialToActive(jb)) {
+		jb := journey.New(t, cus, time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC))
+		for _, ev := range journey.Events(journey.TrialToActive(jb)) {
 			if _, err := store.ApplyEvent(ctx, ev, state.ApplyOptions{}); err != nil {
 				t.Fatal(err)
 			}
@@ -193,8 +193,8 @@ func TestRelayPublishesEachChangeOnceAcrossFailuresAndRestarts(t *testing.T) {
 // rows stay however old; the relay prunes on its own.
 func TestRelayPrunesPublishedRowsPastTheRetention(t *testing.T) {
 	ctx, pool, js, _, store := env(t)
-	jb := journeytest.New(t, "cus_Prune1", time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC))
-	for _, ev := range journeytest.Events(journeytest.TrialToActive(jb)) {
+	jb := journey.New(t, "cus_Prune1", time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC))
+	for _, ev := range journey.Events(journey.TrialToActive(jb)) {
 		if _, err := store.ApplyEvent(ctx, ev, state.ApplyOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -246,8 +246,8 @@ func TestRelayPrunesPublishedRowsPastTheRetention(t *testing.T) {
 
 	// The relay publishes new changes and prunes what passes its
 	// retention, here 30 minutes.
-	jb2 := journeytest.New(t, "cus_Prune2", time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC))
-	for _, ev := range journeytest.Events(journeytest.TrialToActive(jb2)) {
+	jb2 := journey.New(t, "cus_Prune2", time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC))
+	for _, ev := range journey.Events(journey.TrialToActive(jb2)) {
 		if _, err := store.ApplyEvent(ctx, ev, state.ApplyOptions{}); err != nil {
 			t.Fatal(err)
 		}

@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
-	"github.com/launchready/launchready/services/billing-state/internal/journeytest"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 // TestBatchedShuffledDeliveryConverges delivers the shuffled journeys of
@@ -101,10 +101,10 @@ func TestBatchedShuffledDeliveryConverges(t *testing.T) {
 // error, the others are applied together, and nothing is lost or doubled.
 func TestApplyBatchIsolatesAFailingEvent(t *testing.T) {
 	b := setup(t)
-	good1 := journeytest.New(t, "cus_BatGood1", base)
-	good2 := journeytest.New(t, "cus_BatGood2", base)
-	bad := journeytest.New(t, "cus_BatBad1", base)
-	nul := journeytest.New(t, "cus_BatNul1", base)
+	good1 := journey.New(t, "cus_BatGood1", base)
+	good2 := journey.New(t, "cus_BatGood2", base)
+	bad := journey.New(t, "cus_BatBad1", base)
+	nul := journey.New(t, "cus_BatNul1", base)
 
 	first := good1.Subscription("customer.subscription.created", 0, "sub_BatGood1", "active", false, nil)
 	malformed := bad.Subscription("customer.subscription.created", 0, "sub_BatBad1", "active", false, nil)

@@ -9,17 +9,17 @@ import (
 
 	"github.com/launchready/launchready/pkg/canonical"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
-	"github.com/launchready/launchready/services/billing-state/internal/journeytest"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 // benchEvents builds n subscription updates spread over 500 customers, each
 // flipping its customer's status.
 func benchEvents(b *testing.B, n int) []*billingv1.BillingEvent {
 	const customers = 500
-	jb := make([]*journeytest.Builder, customers)
+	jb := make([]*journey.Builder, customers)
 	for i := range jb {
-		jb[i] = journeytest.New(b, fmt.Sprintf("cus_bench%d_%d", time.Now().UnixNano(), i), time.Now())
+		jb[i] = journey.New(b, fmt.Sprintf("cus_bench%d_%d", time.Now().UnixNano(), i), time.Now())
 	}
 	evs := make([]*billingv1.BillingEvent, n)
 	for i := range evs {

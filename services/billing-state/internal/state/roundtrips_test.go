@@ -10,8 +10,8 @@ import (
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
-	"github.com/launchready/launchready/services/billing-state/internal/journeytest"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 // TestApplyRoundTrips pins what one event costs in round trips to Postgres.
@@ -32,7 +32,7 @@ func TestApplyRoundTrips(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := state.New(pool, state.Options{Policy: canonical.DefaultPolicy()})
-	jb := journeytest.New(t, "cus_Trips1", base)
+	jb := journey.New(t, "cus_Trips1", base)
 
 	// cost applies ev alone and returns the round trips it took.
 	cost := func(ev *billingv1.BillingEvent, want state.Outcome) int64 {
@@ -75,11 +75,11 @@ func TestApplyRoundTrips(t *testing.T) {
 	// BEGIN with the records, locks and reads of every customer, and the
 	// writes with COMMIT. An event that teaches a charge's customer adds
 	// one, to claim the events parked for that charge.
-	customers := make([]*journeytest.Builder, 4)
+	customers := make([]*journey.Builder, 4)
 	for i := range customers {
-		customers[i] = journeytest.New(t, fmt.Sprintf("cus_TripsBatch%d", i), base)
+		customers[i] = journey.New(t, fmt.Sprintf("cus_TripsBatch%d", i), base)
 	}
-	batch := func(name string, want int64, event func(i int, c *journeytest.Builder) *billingv1.BillingEvent) {
+	batch := func(name string, want int64, event func(i int, c *journey.Builder) *billingv1.BillingEvent) {
 		t.Helper()
 		items := make([]state.BatchItem, 0, 16)
 		for i := range cap(items) {
@@ -95,10 +95,10 @@ func TestApplyRoundTrips(t *testing.T) {
 			t.Errorf("%s: %d round trips, want %d", name, got, want)
 		}
 	}
-	batch("a batch of 16 subscription updates", 2, func(i int, c *journeytest.Builder) *billingv1.BillingEvent {
+	batch("a batch of 16 subscription updates", 2, func(i int, c *journey.Builder) *billingv1.BillingEvent {
 		return c.Subscription("customer.subscription.updated", i+1, "sub_"+c.CustomerID, "active", false, nil)
 	})
-	batch("a batch of 12 subscription updates and 4 charges", 6, func(i int, c *journeytest.Builder) *billingv1.BillingEvent {
+	batch("a batch of 12 subscription updates and 4 charges", 6, func(i int, c *journey.Builder) *billingv1.BillingEvent {
 		if i%4 == 1 {
 			return c.Charge("charge.succeeded", 100+i, fmt.Sprintf("ch_TripsBatch%d", i), "", 1500, 0, "succeeded")
 		}

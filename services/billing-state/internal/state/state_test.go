@@ -24,10 +24,10 @@ import (
 	"github.com/launchready/launchready/pkg/pg/pgtest"
 	"github.com/launchready/launchready/pkg/stripeevent"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
-	"github.com/launchready/launchready/services/billing-state/internal/journeytest"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
 	"github.com/launchready/launchready/services/billing-state/internal/stripeapi"
 	"github.com/launchready/launchready/test/testkit"
+	"github.com/launchready/launchready/test/testkit/journey"
 	"github.com/launchready/launchready/test/testkit/stripemock"
 )
 
@@ -164,7 +164,7 @@ func (b *bundle) status(t *testing.T, cus string) *billingv1.CustomerStatus {
 	return st
 }
 
-func checkStep(t *testing.T, step journeytest.Step, st *billingv1.CustomerStatus) {
+func checkStep(t *testing.T, step journey.Step, st *billingv1.CustomerStatus) {
 	t.Helper()
 	if st.GetStatus() != step.Status || st.GetEntitled() != step.Entitled {
 		t.Fatalf("after %q: status %v entitled=%v, want %v entitled=%v", step.Name, st.GetStatus(), st.GetEntitled(), step.Status, step.Entitled)
@@ -184,10 +184,10 @@ func checkStep(t *testing.T, step journeytest.Step, st *billingv1.CustomerStatus
 // each journey delivered in order.
 func TestJourneysInOrder(t *testing.T) {
 	b := setup(t)
-	for name, journey := range journeytest.Journeys {
+	for name, build := range journey.Journeys {
 		t.Run(name, func(t *testing.T) {
-			jb := journeytest.New(t, "cus_"+strings.ReplaceAll(name, " ", ""), base)
-			for _, step := range journey(jb) {
+			jb := journey.New(t, "cus_"+strings.ReplaceAll(name, " ", ""), base)
+			for _, step := range build(jb) {
 				for _, ev := range step.Events {
 					if res := b.apply(t, ev); res.Outcome != state.OutcomeApplied {
 						t.Fatalf("%s %s: outcome %s", step.Name, ev.GetType(), res.Outcome)
@@ -201,9 +201,9 @@ func TestJourneysInOrder(t *testing.T) {
 
 func TestSubscriptionLifecycleDetails(t *testing.T) {
 	b := setup(t)
-	jb := journeytest.New(t, "cus_Details1", base)
-	steps := journeytest.SubscriptionLifecycle(jb)
-	for _, ev := range journeytest.Events(steps[:5]) {
+	jb := journey.New(t, "cus_Details1", base)
+	steps := journey.SubscriptionLifecycle(jb)
+	for _, ev := range journey.Events(steps[:5]) {
 		b.apply(t, ev)
 	}
 	st := b.status(t, jb.CustomerID)
@@ -242,16 +242,16 @@ func shuffledRuns(t *testing.T, b *bundle, prefix string) ([]shuffledRun, map[st
 	const seeds = 50
 	want := map[string]*billingv1.CustomerStatus{}
 	var runs []shuffledRun
-	for name, journey := range journeytest.Journeys {
+	for name, build := range journey.Journeys {
 		key := strings.ReplaceAll(name, " ", "")
-		ordered := journeytest.New(t, "cus_"+prefix+"ord"+key, base)
-		for _, ev := range journeytest.Events(journey(ordered)) {
+		ordered := journey.New(t, "cus_"+prefix+"ord"+key, base)
+		for _, ev := range journey.Events(build(ordered)) {
 			b.apply(t, ev)
 		}
 		want[name] = b.status(t, ordered.CustomerID)
 		for seed := 0; seed < seeds; seed++ {
-			jb := journeytest.New(t, fmt.Sprintf("cus_%ss%d%s", prefix, seed, key), base)
-			evs := journeytest.Events(journey(jb))
+			jb := journey.New(t, fmt.Sprintf("cus_%ss%d%s", prefix, seed, key), base)
+			evs := journey.Events(build(jb))
 			r := rand.New(rand.NewSource(int64(seed)))
 			for i := 0; i < 2+r.Intn(3); i++ {
 				evs = append(evs, evs[r.Intn(len(evs))])
@@ -346,7 +346,7 @@ func sameMaterial(a, b *billingv1.CustomerStatus) bool {
 
 func TestDuplicateIsSkipped(t *testing.T) {
 	b := setup(t)
-	jb := journeytest.New(t, "cus_Dup1", base)
+	jb := journey.New(t, "cus_Dup1", base)
 	ev := jb.Subscription("customer.subscription.created", 0, "sub_Dup1", "active", false, nil)
 	if res := b.apply(t, ev); res.Outcome != state.OutcomeApplied || !res.StatusChanged {
 		t.Fatalf("first apply: %+v", res)
@@ -367,7 +367,7 @@ func TestDuplicateIsSkipped(t *testing.T) {
 
 func TestAuditLogIsAppendOnly(t *testing.T) {
 	b := setup(t)
-	jb := journeytest.New(t, "cus_Audit1", base)
+	jb := journey.New(t, "cus_Audit1", base)
 	b.apply(t, jb.Customer("customer.created", 0))
 	pool := b.store.Pool()
 	for _, q := range []string{
@@ -387,7 +387,7 @@ func TestAuditLogIsAppendOnly(t *testing.T) {
 
 func TestStaleSnapshotIsAuditedNotApplied(t *testing.T) {
 	b := setup(t)
-	jb := journeytest.New(t, "cus_Stale1", base)
+	jb := journey.New(t, "cus_Stale1", base)
 	newer := jb.Subscription("customer.subscription.updated", 100, "sub_Stale1", "past_due", false, map[string]any{"status": "active"})
 	older := jb.Subscription("customer.subscription.created", 0, "sub_Stale1", "active", false, nil)
 	b.apply(t, newer)
@@ -407,7 +407,7 @@ func TestStaleSnapshotIsAuditedNotApplied(t *testing.T) {
 
 func TestSameSecondTieWithoutChainMarksReconciliation(t *testing.T) {
 	b := setup(t)
-	jb := journeytest.New(t, "cus_Tie1", base)
+	jb := journey.New(t, "cus_Tie1", base)
 	b.apply(t, jb.Subscription("customer.subscription.created", 0, "sub_Tie1", "active", false, nil))
 	// Two updates in one second whose previous_attributes prove nothing.
 	u1 := jb.Subscription("customer.subscription.updated", 50, "sub_Tie1", "past_due", false, map[string]any{"latest_invoice": "in_x"})
@@ -491,7 +491,7 @@ func TestSameSecondTieSettledByStripeMock(t *testing.T) {
 // customer took what the fetcher answers: active, set to cancel, on plan.
 func settleTie(t *testing.T, b *bundle, name, plan string) {
 	t.Helper()
-	jb := journeytest.New(t, "cus_"+name, base)
+	jb := journey.New(t, "cus_"+name, base)
 	sub := "sub_" + name
 	b.apply(t, jb.Subscription("customer.subscription.created", 0, sub, "active", false, nil))
 	b.apply(t, jb.Subscription("customer.subscription.updated", 50, sub, "past_due", false, map[string]any{"latest_invoice": "in_y"}))
@@ -507,7 +507,7 @@ func settleTie(t *testing.T, b *bundle, name, plan string) {
 
 func TestDisputeBeforeChargeIsParkedThenApplied(t *testing.T) {
 	b := setupIsolated(t)
-	jb := journeytest.New(t, "cus_Park1", base)
+	jb := journey.New(t, "cus_Park1", base)
 	dispute := jb.Dispute("charge.dispute.created", 100, "dp_Park1", "ch_Park1", "needs_response")
 	if _, err := b.store.ApplyEvent(b.ctx, dispute, state.ApplyOptions{}); !errors.Is(err, state.ErrCustomerUnknown) {
 		t.Fatalf("want ErrCustomerUnknown, got %v", err)
@@ -539,7 +539,7 @@ func TestDisputeBeforeChargeIsParkedThenApplied(t *testing.T) {
 func TestUnknownChargeFetchedFromStripe(t *testing.T) {
 	f := &fakeFetcher{charges: map[string]state.FetchedCharge{"ch_Fetch1": {CustomerID: "cus_Fetch1", PaymentIntentID: "pi_Fetch1"}}}
 	b := setup(t, withFetcher(f))
-	jb := journeytest.New(t, "cus_Fetch1", base)
+	jb := journey.New(t, "cus_Fetch1", base)
 	res := b.apply(t, jb.Dispute("charge.dispute.created", 100, "dp_Fetch1", "ch_Fetch1", "needs_response"))
 	if res.CustomerID != "cus_Fetch1" || !res.Status.GetDisputeOpen() {
 		t.Fatalf("dispute not attached through the API: %+v", res)
@@ -556,7 +556,7 @@ func TestUnknownChargeFetchedFromStripe(t *testing.T) {
 
 func TestLostDisputeRefundsOneTimePurchase(t *testing.T) {
 	b := setup(t)
-	jb := journeytest.New(t, "cus_Lost1", base)
+	jb := journey.New(t, "cus_Lost1", base)
 	b.apply(t, jb.CheckoutPayment("checkout.session.completed", 0, "cs_Lost1", "pi_Lost1", 2000, "paid"))
 	b.apply(t, jb.Charge("charge.succeeded", 0, "ch_Lost1", "pi_Lost1", 2000, 0, "succeeded"))
 	b.apply(t, jb.Dispute("charge.dispute.created", 100, "dp_Lost1", "ch_Lost1", "needs_response"))
@@ -568,7 +568,7 @@ func TestLostDisputeRefundsOneTimePurchase(t *testing.T) {
 
 func TestRefundEventsAddUp(t *testing.T) {
 	b := setup(t)
-	jb := journeytest.New(t, "cus_Ref1", base)
+	jb := journey.New(t, "cus_Ref1", base)
 	b.apply(t, jb.CheckoutPayment("checkout.session.completed", 0, "cs_Ref1", "pi_Ref1", 2000, "paid"))
 	b.apply(t, jb.Charge("charge.succeeded", 0, "ch_Ref1", "pi_Ref1", 2000, 0, "succeeded"))
 	res := b.apply(t, jb.Refund("refund.created", 100, "re_1", "ch_Ref1", 500, "succeeded"))
@@ -583,7 +583,7 @@ func TestRefundEventsAddUp(t *testing.T) {
 
 func TestAsyncCheckout(t *testing.T) {
 	b := setup(t)
-	jb := journeytest.New(t, "cus_Async1", base)
+	jb := journey.New(t, "cus_Async1", base)
 	res := b.apply(t, jb.CheckoutPayment("checkout.session.completed", 0, "cs_Async1", "pi_Async1", 2000, "unpaid"))
 	if res.Status.GetStatus() != billingv1.BillingStatus_BILLING_STATUS_INCOMPLETE || res.Status.GetEntitled() {
 		t.Fatalf("unpaid async checkout: %v", res.Status)
@@ -592,7 +592,7 @@ func TestAsyncCheckout(t *testing.T) {
 	if res.Status.GetStatus() != billingv1.BillingStatus_BILLING_STATUS_ACTIVE || !res.Status.GetEntitled() {
 		t.Fatalf("async payment succeeded: %v", res.Status)
 	}
-	jb2 := journeytest.New(t, "cus_Async2", base)
+	jb2 := journey.New(t, "cus_Async2", base)
 	b.apply(t, jb2.CheckoutPayment("checkout.session.async_payment_failed", 100, "cs_Async2", "pi_Async2", 2000, "unpaid"))
 	res = b.apply(t, jb2.CheckoutPayment("checkout.session.completed", 0, "cs_Async2", "pi_Async2", 2000, "unpaid"))
 	if res.Status.GetStatus() != billingv1.BillingStatus_BILLING_STATUS_NONE {
@@ -602,7 +602,7 @@ func TestAsyncCheckout(t *testing.T) {
 
 func TestPastDuePolicy(t *testing.T) {
 	b := setup(t, withPolicy(canonical.Policy{PastDueEntitled: false}))
-	jb := journeytest.New(t, "cus_Strict1", base)
+	jb := journey.New(t, "cus_Strict1", base)
 	res := b.apply(t, jb.Subscription("customer.subscription.created", 0, "sub_Strict1", "past_due", false, nil))
 	if res.Status.GetStatus() != billingv1.BillingStatus_BILLING_STATUS_PAST_DUE || res.Status.GetEntitled() {
 		t.Fatalf("past_due without grace: %v", res.Status)
@@ -611,7 +611,7 @@ func TestPastDuePolicy(t *testing.T) {
 
 func TestBasilSubscriptionShape(t *testing.T) {
 	b := setup(t)
-	jb := journeytest.New(t, "cus_Basil1", base)
+	jb := journey.New(t, "cus_Basil1", base)
 	end := base.Add(31 * 24 * time.Hour)
 	res := b.apply(t, jb.BasilSubscription("customer.subscription.created", 0, "sub_Basil1", "active", end))
 	if !res.Status.GetCurrentPeriodEnd().AsTime().Equal(end) || res.Status.GetStatus() != billingv1.BillingStatus_BILLING_STATUS_ACTIVE {
@@ -621,7 +621,7 @@ func TestBasilSubscriptionShape(t *testing.T) {
 
 func TestCustomerProfileAndDeletion(t *testing.T) {
 	b := setup(t)
-	jb := journeytest.New(t, "cus_Prof1", base)
+	jb := journey.New(t, "cus_Prof1", base)
 	// The subscription arrives before the customer: a placeholder holds it.
 	b.apply(t, jb.Subscription("customer.subscription.created", 10, "sub_Prof1", "active", false, nil))
 	b.apply(t, jb.Customer("customer.created", 0))
@@ -683,8 +683,8 @@ func TestLookupsUseTheirIndexesUnderGenericPlans(t *testing.T) {
 
 func TestLookups(t *testing.T) {
 	b := setup(t)
-	jb := journeytest.New(t, "cus_Look1", base)
-	for _, ev := range journeytest.Events(journeytest.TrialToActive(jb)) {
+	jb := journey.New(t, "cus_Look1", base)
+	for _, ev := range journey.Events(journey.TrialToActive(jb)) {
 		b.apply(t, ev)
 	}
 	byUser, err := b.store.StatusByUserID(b.ctx, jb.UserID())
@@ -736,8 +736,8 @@ func TestLookups(t *testing.T) {
 
 func TestOutboxPublishesOnceInOrder(t *testing.T) {
 	b := setupIsolated(t)
-	jb := journeytest.New(t, "cus_Out1", base)
-	for _, ev := range journeytest.Events(journeytest.SubscriptionLifecycle(jb)) {
+	jb := journey.New(t, "cus_Out1", base)
+	for _, ev := range journey.Events(journey.SubscriptionLifecycle(jb)) {
 		b.apply(t, ev)
 	}
 	pending, _, err := b.store.OutboxPending(b.ctx)
@@ -774,7 +774,7 @@ func TestOutboxPublishesOnceInOrder(t *testing.T) {
 		t.Fatalf("second pass: %d %v", n, err)
 	}
 	// A failing publish leaves the row pending for the next pass.
-	jb2 := journeytest.New(t, "cus_Out2", base)
+	jb2 := journey.New(t, "cus_Out2", base)
 	b.apply(t, jb2.Subscription("customer.subscription.created", 0, "sub_Out2", "active", false, nil))
 	if _, err := b.store.PublishOutbox(b.ctx, 100, func(context.Context, []state.OutboxRow) (int, error) { return 0, errors.New("nats down") }); err == nil {
 		t.Fatal("publish failure not reported")
@@ -862,7 +862,7 @@ func TestEveryFixtureApplies(t *testing.T) {
 // transaction that did not see the parked event. The sweep applies it once.
 func TestParkedEventMissedByItsTeacherIsSwept(t *testing.T) {
 	b := setupIsolated(t)
-	jb := journeytest.New(t, "cus_Sweep1", base)
+	jb := journey.New(t, "cus_Sweep1", base)
 	dispute := jb.Dispute("charge.dispute.created", 100, "dp_Sweep1", "ch_Sweep1", "needs_response")
 	if res, err := b.store.ApplyEvent(b.ctx, dispute, state.ApplyOptions{ParkUnresolved: true}); err != nil || res.Outcome != state.OutcomeUnresolved {
 		t.Fatalf("park: %+v %v", res, err)
@@ -922,7 +922,7 @@ func TestSnapshotsRestoreStateAndOnlyNewerEventsOverrideThem(t *testing.T) {
 	b := setup(t)
 	listed := base.Add(400 * 24 * time.Hour)
 
-	gone := journeytest.New(t, "cus_SnapGone1", base)
+	gone := journey.New(t, "cus_SnapGone1", base)
 	for _, ev := range []*billingv1.BillingEvent{
 		gone.Customer("customer.created", 0),
 		gone.Subscription("customer.subscription.deleted", 50, "sub_SnapGone1", "canceled", false, nil),
@@ -939,7 +939,7 @@ func TestSnapshotsRestoreStateAndOnlyNewerEventsOverrideThem(t *testing.T) {
 		t.Fatalf("restored from snapshots: %v %q", st.GetStatus(), st.GetEmail())
 	}
 
-	live := journeytest.New(t, "cus_SnapLive1", base)
+	live := journey.New(t, "cus_SnapLive1", base)
 	activeObj := objectOf(t, live.Subscription("customer.subscription.updated", 0, "sub_SnapLive1", "active", false, nil))
 	snap, err := stripeevent.Snapshot(activeObj, listed)
 	if err != nil {
@@ -947,7 +947,7 @@ func TestSnapshotsRestoreStateAndOnlyNewerEventsOverrideThem(t *testing.T) {
 	}
 	b.apply(t, snap)
 	// A webhook created an hour before the listing arrives late.
-	late := journeytest.New(t, "cus_SnapLive1", listed.Add(-time.Hour))
+	late := journey.New(t, "cus_SnapLive1", listed.Add(-time.Hour))
 	if res := b.apply(t, late.Subscription("customer.subscription.updated", 0, "sub_SnapLive1", "past_due", false, map[string]any{"status": "active"})); res.Outcome != state.OutcomeStale {
 		t.Fatalf("an event older than the snapshot: %+v", res)
 	}

@@ -1,8 +1,8 @@
-// Package journeytest builds realistic Stripe event sequences for tests:
+// Package journey builds realistic Stripe event sequences for tests:
 // each event is a real fixture payload from shared/fixtures/stripe with its
 // ids, status and times rewritten so that the events tell one customer's
 // story, then normalised exactly as ingress does.
-package journeytest
+package journey
 
 import (
 	"encoding/json"
@@ -43,11 +43,11 @@ func (b *Builder) Raw(file, typ string, at int, obj, prev map[string]any) []byte
 	b.t.Helper()
 	body, err := os.ReadFile(filepath.Join(b.dir, file)) // #nosec G304 -- reads the repository's own fixture tree in tests
 	if err != nil {
-		b.t.Fatalf("journeytest: %v", err)
+		b.t.Fatalf("journey: %v", err)
 	}
 	var env map[string]any
 	if err := json.Unmarshal(body, &env); err != nil {
-		b.t.Fatalf("journeytest: %s: %v", file, err)
+		b.t.Fatalf("journey: %s: %v", file, err)
 	}
 	b.seq++
 	env["id"] = fmt.Sprintf("evt_%s_%03d", strings.TrimPrefix(b.CustomerID, "cus_"), b.seq)
@@ -58,7 +58,7 @@ func (b *Builder) Raw(file, typ string, at int, obj, prev map[string]any) []byte
 	o, _ := data["object"].(map[string]any)
 	for path, v := range obj {
 		if err := set(o, strings.Split(path, "."), v); err != nil {
-			b.t.Fatalf("journeytest: %s: set %s: %v", file, path, err)
+			b.t.Fatalf("journey: %s: set %s: %v", file, path, err)
 		}
 	}
 	if prev != nil {
@@ -68,7 +68,7 @@ func (b *Builder) Raw(file, typ string, at int, obj, prev map[string]any) []byte
 	}
 	out, err := json.Marshal(env)
 	if err != nil {
-		b.t.Fatalf("journeytest: %v", err)
+		b.t.Fatalf("journey: %v", err)
 	}
 	return out
 }
@@ -79,7 +79,7 @@ func (b *Builder) Event(file, typ string, at int, obj, prev map[string]any) *bil
 	raw := b.Raw(file, typ, at, obj, prev)
 	ev, err := stripeevent.Normalize(raw)
 	if err != nil {
-		b.t.Fatalf("journeytest: normalise %s: %v", file, err)
+		b.t.Fatalf("journey: normalise %s: %v", file, err)
 	}
 	return ev
 }
@@ -154,7 +154,7 @@ func (b *Builder) BasilSubscription(typ string, at int, sub, status string, peri
 	raw, _ = json.Marshal(env)
 	ev, err := stripeevent.Normalize(raw)
 	if err != nil {
-		b.t.Fatalf("journeytest: %v", err)
+		b.t.Fatalf("journey: %v", err)
 	}
 	return ev
 }
