@@ -15,6 +15,7 @@ import (
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/logging"
 	"github.com/launchready/launchready/pkg/natstest"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 // clusterBundle is a three-node cluster with the streams at R3, and a
@@ -141,19 +142,19 @@ func TestConsumersKeepMovingThroughNodeLosses(t *testing.T) {
 	const n = 600
 	published := clusterPublisher(t, b.jss[0], "evt_move", n, 5*time.Millisecond)
 
-	eventually(t, 20*time.Second, "the first events handled", func() bool { return handled.distinct() > 50 })
+	testkit.Eventually(t, 20*time.Second, "the first events handled", func() bool { return handled.distinct() > 50 })
 	lost := b.c.ConsumerLeader(bus.StreamEvents, durable, 10*time.Second)
 	t.Logf("shutting down node %d, the consumer's leader", lost)
 	b.c.Shutdown(lost)
 	before := handled.distinct()
-	eventually(t, 30*time.Second, "progress after the consumer leader's loss", func() bool { return handled.distinct() > before+50 })
+	testkit.Eventually(t, 30*time.Second, "progress after the consumer leader's loss", func() bool { return handled.distinct() > before+50 })
 	b.c.Restart(lost)
 
 	lost = b.c.StreamLeader(bus.StreamEvents, 10*time.Second)
 	t.Logf("shutting down node %d, the stream's leader", lost)
 	b.c.Shutdown(lost)
 	before = handled.distinct()
-	eventually(t, 30*time.Second, "progress after the stream leader's loss", func() bool { return handled.distinct() > before+50 })
+	testkit.Eventually(t, 30*time.Second, "progress after the stream leader's loss", func() bool { return handled.distinct() > before+50 })
 	b.c.Restart(lost)
 
 	select {
@@ -161,14 +162,14 @@ func TestConsumersKeepMovingThroughNodeLosses(t *testing.T) {
 	case <-time.After(90 * time.Second):
 		t.Fatal("publisher did not get every event stored")
 	}
-	eventually(t, 60*time.Second, "every event handled", func() bool { return handled.distinct() == n })
+	testkit.Eventually(t, 60*time.Second, "every event handled", func() bool { return handled.distinct() == n })
 	var observer jetstream.JetStream
 	for i, js := range b.jss {
 		if b.c.Server(i) != nil {
 			observer = js
 		}
 	}
-	eventually(t, 30*time.Second, "the durable drained", func() bool { return drained(observer, durable) })
+	testkit.Eventually(t, 30*time.Second, "the durable drained", func() bool { return drained(observer, durable) })
 	for i, r := range replicas {
 		if err := r.Stalled(); err != nil {
 			t.Errorf("replica %d reports a stall after draining: %v", i, err)
@@ -194,7 +195,7 @@ func TestConsumerStepDownsKeepMessagesFlowing(t *testing.T) {
 	defer stop()
 	const n = 400
 	published := clusterPublisher(t, b.jss[0], "evt_step", n, 5*time.Millisecond)
-	eventually(t, 20*time.Second, "the first events handled", func() bool { return handled.distinct() > 20 })
+	testkit.Eventually(t, 20*time.Second, "the first events handled", func() bool { return handled.distinct() > 20 })
 	subject := fmt.Sprintf("$JS.API.CONSUMER.LEADER.STEPDOWN.%s.%s", bus.StreamEvents, durable)
 	for range 5 {
 		before := handled.distinct()
@@ -205,13 +206,13 @@ func TestConsumerStepDownsKeepMessagesFlowing(t *testing.T) {
 			t.Fatalf("step down: %v", err)
 		}
 		stepdowns.Add(1)
-		eventually(t, 20*time.Second, "progress after a step down", func() bool {
+		testkit.Eventually(t, 20*time.Second, "progress after a step down", func() bool {
 			return handled.distinct() > before || handled.distinct() == n
 		})
 	}
 	<-published
-	eventually(t, 60*time.Second, "every event handled", func() bool { return handled.distinct() == n })
-	eventually(t, 30*time.Second, "the durable drained", func() bool { return drained(b.jss[0], durable) })
+	testkit.Eventually(t, 60*time.Second, "every event handled", func() bool { return handled.distinct() == n })
+	testkit.Eventually(t, 30*time.Second, "the durable drained", func() bool { return drained(b.jss[0], durable) })
 	if stepdowns.Load() == 0 {
 		t.Fatal("no step down happened")
 	}

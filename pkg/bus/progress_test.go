@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 // deafJS hands the runner, for its first durables, a consumer whose pulls
@@ -68,7 +69,7 @@ func TestStalledPullIsNoticedAndRestarted(t *testing.T) {
 	stop := b.runConsumer(t, c)
 	defer stop()
 
-	eventually(t, 10*time.Second, "the durable", func() bool { return js.made.Load() >= 1 })
+	testkit.Eventually(t, 10*time.Second, "the durable", func() bool { return js.made.Load() >= 1 })
 	if err := c.Stalled(); err != nil {
 		t.Fatalf("stalled before anything was pending: %v", err)
 	}
@@ -77,7 +78,7 @@ func TestStalledPullIsNoticedAndRestarted(t *testing.T) {
 		b.publish(t, event(fmt.Sprintf("evt_deaf_%d", i), "invoice.paid", "cus_1"))
 	}
 	var seen error
-	eventually(t, 10*time.Second, "a stall reported", func() bool {
+	testkit.Eventually(t, 10*time.Second, "a stall reported", func() bool {
 		seen = c.Stalled()
 		return seen != nil || handled.Load() > 0
 	})
@@ -87,11 +88,11 @@ func TestStalledPullIsNoticedAndRestarted(t *testing.T) {
 	if !strings.Contains(seen.Error(), "while 20 wait") {
 		t.Fatalf("stall reason = %q, want the pending count", seen)
 	}
-	eventually(t, 20*time.Second, "every event handled", func() bool { return handled.Load() == n })
+	testkit.Eventually(t, 20*time.Second, "every event handled", func() bool { return handled.Load() == n })
 	if js.made.Load() != 3 {
 		t.Fatalf("durable set up %d times, want 3 (two deaf, then a good one)", js.made.Load())
 	}
-	eventually(t, 10*time.Second, "the stall cleared", func() bool { return c.Stalled() == nil })
+	testkit.Eventually(t, 10*time.Second, "the stall cleared", func() bool { return c.Stalled() == nil })
 	out := logs.String()
 	for _, want := range []string{"consumer made no progress while messages are pending", `"pending":20`, "consumer moving again"} {
 		if !strings.Contains(out, want) {
@@ -113,7 +114,7 @@ func TestIdleConsumerIsNotStalled(t *testing.T) {
 	stop := b.runConsumer(t, c)
 	defer stop()
 	b.publish(t, event("evt_idle_1", "invoice.paid", "cus_1"))
-	eventually(t, 10*time.Second, "the event handled", func() bool { return handled.Load() == 1 })
+	testkit.Eventually(t, 10*time.Second, "the event handled", func() bool { return handled.Load() == 1 })
 	deadline := time.Now().Add(1500 * time.Millisecond)
 	for time.Now().Before(deadline) {
 		if err := c.Stalled(); err != nil {

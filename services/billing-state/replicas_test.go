@@ -18,7 +18,7 @@ import (
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/httpserver"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
-	"github.com/launchready/launchready/services/billing-state/internal/journeytest"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 // lockedBuffer collects one replica's log lines.
@@ -81,20 +81,20 @@ func TestTwoReplicasApplyOneCustomersEventsAtOnce(t *testing.T) {
 	h.launch(second)
 
 	const rounds = 25
-	names := make([]string, 0, len(journeytest.Journeys))
-	for name := range journeytest.Journeys {
+	names := make([]string, 0, len(journey.Journeys))
+	for name := range journey.Journeys {
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	want := map[string]journeytest.Step{}
+	want := map[string]journey.Step{}
 	r := rand.New(rand.NewSource(19))
 	for round := range rounds {
 		var burst []bus.Message
 		for _, name := range names {
 			cus := fmt.Sprintf("cus_rep%02d%s", round, strings.ReplaceAll(name, " ", ""))
-			steps := journeytest.Journeys[name](journeytest.New(t, cus, base))
+			steps := journey.Journeys[name](journey.New(t, cus, base))
 			want[cus] = steps[len(steps)-1]
-			evs := journeytest.Events(steps)
+			evs := journey.Events(steps)
 			r.Shuffle(len(evs), func(i, j int) { evs[i], evs[j] = evs[j], evs[i] })
 			for _, ev := range evs {
 				burst = append(burst, eventMessage(t, ev))

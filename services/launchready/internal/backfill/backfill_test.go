@@ -63,10 +63,11 @@ func setup(t *testing.T) *bundle {
 	}
 	t.Cleanup(pool.Close)
 	b.db = pool
-	_, js, err := bus.Connect(context.Background(), b.nats.Conn(natstest.Observer), "observer", nil)
+	nc, js, err := bus.Connect(context.Background(), b.nats.Conn(natstest.Observer), "observer", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(nc.Close)
 	b.js = js
 	return b
 }
