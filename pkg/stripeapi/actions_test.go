@@ -11,7 +11,7 @@ import (
 
 	"github.com/launchready/launchready/pkg/config"
 	"github.com/launchready/launchready/pkg/stripeapi"
-	"github.com/launchready/launchready/pkg/stripeapi/stripemock"
+	"github.com/launchready/launchready/test/testkit/stripemock"
 )
 
 // recorded is one request the recording Stripe received.

@@ -13,7 +13,7 @@ import (
 
 	"github.com/launchready/launchready/pkg/config"
 	"github.com/launchready/launchready/pkg/stripeapi"
-	"github.com/launchready/launchready/pkg/stripeapi/stripemock"
+	"github.com/launchready/launchready/test/testkit/stripemock"
 )
 
 // TestCreatePortalSessionAgainstStripeMock: the request is the one Stripe

@@ -11,7 +11,7 @@ import (
 	"github.com/launchready/launchready/pkg/config"
 	"github.com/launchready/launchready/pkg/stripeapi/stripefake"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
-	"github.com/launchready/launchready/services/billing-state/internal/journeytest"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 // ReconcileCustomer with from_stripe applies the customer's subscriptions
@@ -25,7 +25,7 @@ func TestReconcileFromStripe(t *testing.T) {
 		c.StripeAPIKey, c.StripeAPIBase, c.StripeAPIRate = config.Secret(key), fake.URL(), 100
 	})
 	admin, read := h.as(h.adminToken), h.as(h.readToken)
-	jb := journeytest.New(t, "cus_FromStripe1", time.Now().Add(-time.Hour).Truncate(time.Second))
+	jb := journey.New(t, "cus_FromStripe1", time.Now().Add(-time.Hour).Truncate(time.Second))
 	created := jb.Subscription("customer.subscription.created", 0, "sub_FromStripe1", "active", false, nil)
 	h.publish(created)
 	h.eventually(10*time.Second, "the subscription applied", func() bool {
@@ -73,7 +73,7 @@ func TestReconcileFromStripe(t *testing.T) {
 
 func TestReconcileFromStripeNeedsAKey(t *testing.T) {
 	h := start(t)
-	jb := journeytest.New(t, "cus_NoKey1", time.Now().Add(-time.Hour).Truncate(time.Second))
+	jb := journey.New(t, "cus_NoKey1", time.Now().Add(-time.Hour).Truncate(time.Second))
 	h.publish(jb.Subscription("customer.subscription.created", 0, "sub_NoKey1", "active", false, nil))
 	h.eventually(10*time.Second, "the subscription applied", func() bool { return h.statusOf(jb.CustomerID) != nil })
 	_, err := h.client.ReconcileCustomer(h.as(h.adminToken), &billingv1.ReconcileCustomerRequest{CustomerId: jb.CustomerID, FromStripe: true})

@@ -27,9 +27,9 @@ import (
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
-	"github.com/launchready/launchready/services/crm-sync/hubspotfake"
 	"github.com/launchready/launchready/services/crm-sync/internal/eventgen"
 	"github.com/launchready/launchready/test/testkit"
+	"github.com/launchready/launchready/test/testkit/hubspotfake"
 )
 
 // env is one test's world: a NATS server, a database and a fake HubSpot,

@@ -24,8 +24,8 @@ import (
 	"github.com/launchready/launchready/pkg/canonical"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/crm-sync/crmwebhook"
-	"github.com/launchready/launchready/services/crm-sync/hubspotfake"
 	"github.com/launchready/launchready/services/crm-sync/internal/eventgen"
+	"github.com/launchready/launchready/test/testkit/hubspotfake"
 )
 
 // Shuffled delivery with duplicates (re-sent under new message ids, so

@@ -13,7 +13,7 @@ import (
 	"github.com/launchready/launchready/pkg/redact"
 
 	supportnotify "github.com/launchready/launchready/services/support-notify"
-	"github.com/launchready/launchready/services/support-notify/internal/fakes"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 func TestConfigDefaults(t *testing.T) {
@@ -122,7 +122,7 @@ func TestConfigValidatesRulesFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := cfg.Rules.Decide(fakes.NewCustomer().SubscriptionDeleted("payment_failed", "", time.Now())); !d.None() {
+	if d := cfg.Rules.Decide(journey.NewCustomer().SubscriptionDeleted("payment_failed", "", time.Now())); !d.None() {
 		t.Fatalf("the file replaces the defaults; got %+v", d)
 	}
 	bad := write("rules.yaml", "rules:\n  - event: invoice.payment_failed\n    actions: [ticket, page]\n  - event: invoice.payment_faild\n    actions: [alert]\n")
@@ -144,7 +144,7 @@ func TestConfigValidatesRulesFile(t *testing.T) {
 func TestLogProvidersRecordTicketsAndAlerts(t *testing.T) {
 	t.Parallel()
 	b := setup(t, map[string]string{"SUPPORT_PROVIDER": "log", "ALERT_PROVIDER": "log"}, nil)
-	ev := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, time.Now())
+	ev := journey.NewCustomer().InvoiceFailed(journey.ID("in"), 1, time.Now())
 	b.publish(t, ev)
 	b.drained(t)
 	var outcome string
@@ -157,7 +157,7 @@ func TestLogProvidersRecordTicketsAndAlerts(t *testing.T) {
 	if outcome != "created" || alerts != 1 {
 		t.Fatalf("log providers: outcome %q, alerts %d", outcome, alerts)
 	}
-	if posts, _, _ := b.zendesk.Counts(); posts != 0 || b.slack.Calls() != 0 {
-		t.Fatalf("log providers called a vendor: %d %d", posts, b.slack.Calls())
+	if posts, _, _ := b.zendesk.Counts(); posts != 0 || b.slack.CallCount() != 0 {
+		t.Fatalf("log providers called a vendor: %d %d", posts, b.slack.CallCount())
 	}
 }

@@ -10,7 +10,8 @@ import (
 	"github.com/launchready/launchready/pkg/stripeapi/stripefake"
 
 	supportnotify "github.com/launchready/launchready/services/support-notify"
-	"github.com/launchready/launchready/services/support-notify/internal/fakes"
+	"github.com/launchready/launchready/test/testkit/fakes"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 // A dispute names a charge, not a customer. Its urgent ticket and its
@@ -25,8 +26,8 @@ func TestDisputeTicketAndAlertNameTheCustomerWhicheverComesFirst(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			b := setup(t, map[string]string{"SUPPORT_LINK_WAIT": "20s"}, nil)
-			c := fakes.NewCustomer()
-			ch := fakes.ID("ch")
+			c := journey.NewCustomer()
+			ch := journey.ID("ch")
 			charge := c.ChargeSucceeded(ch, time.Now())
 			dispute := fakes.DisputeOnCharge(ch, 15000, "fraudulent", time.Now())
 			if chargeFirst {
@@ -61,8 +62,8 @@ func TestDisputeTicketAndAlertNameTheCustomerWhicheverComesFirst(t *testing.T) {
 func TestGuestDisputeNamesTheChargeAndBillingEmail(t *testing.T) {
 	t.Parallel()
 	b := setup(t, map[string]string{"SUPPORT_LINK_WAIT": "20s"}, nil)
-	guest := fakes.Customer{Email: fakes.ID("guest") + "@example.com"}
-	ch := fakes.ID("ch")
+	guest := journey.Customer{Email: journey.ID("guest") + "@example.com"}
+	ch := journey.ID("ch")
 	b.publish(t, guest.ChargeSucceeded(ch, time.Now()), fakes.DisputeOnCharge(ch, 15000, "fraudulent", time.Now()))
 	tk := b.zendesk.WaitFor(t, 40*time.Second, "the guest dispute ticket", count(1))[0]
 	if tk.Priority != "urgent" || tk.Requester.Email != guest.Email {
@@ -82,8 +83,8 @@ func TestUnknownChargeIsReadFromStripe(t *testing.T) {
 	key := "sk_test_" + randomHex(t)
 	api := stripefake.New(key)
 	t.Cleanup(api.Close)
-	c := fakes.NewCustomer()
-	ch := fakes.ID("ch")
+	c := journey.NewCustomer()
+	ch := journey.ID("ch")
 	if err := api.PutObject([]byte(`{"id":"` + ch + `","object":"charge","created":1764000000,"customer":"` + c.ID +
 		`","billing_details":{"email":"` + c.Email + `","name":"Card Holder"}}`)); err != nil {
 		t.Fatal(err)
@@ -101,8 +102,8 @@ func TestUnknownChargeIsReadFromStripe(t *testing.T) {
 func TestLateLinkAddsTheCustomerToTheOpenTicket(t *testing.T) {
 	t.Parallel()
 	b := setup(t, map[string]string{"SUPPORT_LINK_WAIT": "100ms"}, nil)
-	c := fakes.NewCustomer()
-	ch := fakes.ID("ch")
+	c := journey.NewCustomer()
+	ch := journey.ID("ch")
 	b.publish(t, fakes.DisputeOnCharge(ch, 15000, "fraudulent", time.Now()))
 	tk := b.zendesk.WaitFor(t, 40*time.Second, "the dispute ticket", count(1))[0]
 	if tk.Priority != "urgent" || !strings.Contains(tk.Comments[0].Body, "Customer: not known yet") {
@@ -129,7 +130,7 @@ func alertFor(t *testing.T, b *bundle, eventID string) fakes.SlackMessage {
 		return eventsAlerted(ms)[eventID] > 0
 	})
 	for _, m := range ms {
-		for _, id := range m.EventIDs() {
+		for _, id := range m.EventIDs {
 			if id == eventID {
 				return m
 			}

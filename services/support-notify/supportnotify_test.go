@@ -32,7 +32,8 @@ import (
 	"github.com/launchready/launchready/test/testkit"
 
 	supportnotify "github.com/launchready/launchready/services/support-notify"
-	"github.com/launchready/launchready/services/support-notify/internal/fakes"
+	"github.com/launchready/launchready/test/testkit/fakes"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 func TestMain(m *testing.M) {
@@ -71,10 +72,12 @@ func setup(t *testing.T, env map[string]string, tune func(*supportnotify.Config)
 	dbURL := pgtest.NewDatabase(t)
 	token := randomHex(t)
 	b := &bundle{
-		zendesk: fakes.NewZendesk(t, "ops@example.com", token),
-		slack:   fakes.NewSlack(t, "/services/T"+randomHex(t)[:8]+"/B"+randomHex(t)[:8]+"/"+randomHex(t)),
+		zendesk: fakes.NewZendesk("ops@example.com", token),
+		slack:   fakes.NewSlack("/services/T" + randomHex(t)[:8] + "/B" + randomHex(t)[:8] + "/" + randomHex(t)),
 		reg:     prometheus.NewRegistry(),
 	}
+	t.Cleanup(b.zendesk.Close)
+	t.Cleanup(b.slack.Close)
 	vars := ns.Env(natsauth.SupportNotify)
 	for k, v := range map[string]string{
 		"DATABASE_URL":          dbURL,
@@ -206,7 +209,7 @@ func alertedEvents(n int) func([]fakes.SlackMessage) bool {
 func eventsAlerted(ms []fakes.SlackMessage) map[string]int {
 	out := map[string]int{}
 	for _, m := range ms {
-		for _, id := range m.EventIDs() {
+		for _, id := range m.EventIDs {
 			out[id]++
 		}
 	}
@@ -216,9 +219,9 @@ func eventsAlerted(ms []fakes.SlackMessage) map[string]int {
 func TestFailedPaymentGivesOneTicketAndOneTimelyAlert(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil, nil)
-	c := fakes.NewCustomer()
+	c := journey.NewCustomer()
 	// A realistic event: Stripe created it a moment before it reached us.
-	ev := c.InvoiceFailed(fakes.ID("in"), 1, time.Now().Add(-1500*time.Millisecond).Truncate(time.Second))
+	ev := c.InvoiceFailed(journey.ID("in"), 1, time.Now().Add(-1500*time.Millisecond).Truncate(time.Second))
 	b.publish(t, ev)
 
 	msgs := b.slack.WaitFor(t, 30*time.Second, "the alert", alerts(1))
@@ -260,20 +263,20 @@ func TestFailedPaymentGivesOneTicketAndOneTimelyAlert(t *testing.T) {
 func TestSuccessfulPurchaseCreatesNothing(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil, nil)
-	c := fakes.NewCustomer()
-	in := fakes.ID("in")
+	c := journey.NewCustomer()
+	in := journey.ID("in")
 	b.publish(t, c.CheckoutPaid(time.Now()), c.InvoicePaid("invoice.paid", in, time.Now()), c.InvoicePaid("invoice.payment_succeeded", in, time.Now()))
 	b.drained(t)
 	posts, puts, _ := b.zendesk.Counts()
-	if posts+puts != 0 || b.slack.Calls() != 0 {
-		t.Fatalf("a successful purchase reached a vendor: zendesk %d/%d, slack %d", posts, puts, b.slack.Calls())
+	if posts+puts != 0 || b.slack.CallCount() != 0 {
+		t.Fatalf("a successful purchase reached a vendor: zendesk %d/%d, slack %d", posts, puts, b.slack.CallCount())
 	}
 }
 
 func TestDuplicateDeliveryGivesNoSecondTicketOrAlert(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil, nil)
-	ev := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, time.Now())
+	ev := journey.NewCustomer().InvoiceFailed(journey.ID("in"), 1, time.Now())
 	b.publish(t, ev)
 	b.slack.WaitFor(t, 30*time.Second, "the alert", alerts(1))
 	b.zendesk.WaitFor(t, 30*time.Second, "the ticket", count(1))
@@ -305,7 +308,7 @@ func TestLostZendeskAnswerDoesNotOpenASecondTicket(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil, func(c *supportnotify.Config) { c.ZendeskTimeout = 500 * time.Millisecond })
 	b.zendesk.LoseNextAnswers(1)
-	ev := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, time.Now())
+	ev := journey.NewCustomer().InvoiceFailed(journey.ID("in"), 1, time.Now())
 	b.publish(t, ev)
 	b.drained(t)
 	posts, _, hits := b.zendesk.Counts()
@@ -321,8 +324,8 @@ func TestLostZendeskAnswerDoesNotOpenASecondTicket(t *testing.T) {
 func TestFailedThenPaidResolvesTheTicket(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil, nil)
-	c := fakes.NewCustomer()
-	in := fakes.ID("in")
+	c := journey.NewCustomer()
+	in := journey.ID("in")
 	b.publish(t, c.InvoiceFailed(in, 1, time.Now().Add(-time.Minute)))
 	b.zendesk.WaitFor(t, 30*time.Second, "the ticket", count(1))
 	b.publish(t, c.InvoicePaid("invoice.paid", in, time.Now()))
@@ -350,7 +353,7 @@ func TestSlowZendeskDoesNotDelayAlerts(t *testing.T) {
 	b.zendesk.Hang(10 * time.Second)
 	start := time.Now()
 	for range 3 { // more events than ticket workers
-		b.publish(t, fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, time.Now()))
+		b.publish(t, journey.NewCustomer().InvoiceFailed(journey.ID("in"), 1, time.Now()))
 	}
 	// The three may leave alone or folded into a digest.
 	msgs := b.slack.WaitFor(t, 5*time.Second, "3 alerts while Zendesk hangs", alertedEvents(3))
@@ -375,7 +378,7 @@ func TestSlowZendeskDoesNotDelayAlerts(t *testing.T) {
 func TestDisputeOpensUrgentTicketWithAmountAndReason(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil, nil)
-	ev := fakes.NewCustomer().Dispute(15_000, "product_not_received", time.Now())
+	ev := journey.NewCustomer().Dispute(15_000, "product_not_received", time.Now())
 	b.publish(t, ev)
 	ts := b.zendesk.WaitFor(t, 30*time.Second, "the dispute ticket", count(1))
 	msgs := b.slack.WaitFor(t, 30*time.Second, "the dispute alert", alerts(1))
@@ -397,7 +400,7 @@ func TestSlackRateLimitHonoursRetryAfter(t *testing.T) {
 	b := setup(t, nil, nil)
 	b.slack.RateLimitNext(1, "1")
 	start := time.Now()
-	b.publish(t, fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, time.Now()))
+	b.publish(t, journey.NewCustomer().InvoiceFailed(journey.ID("in"), 1, time.Now()))
 	msgs := b.slack.WaitFor(t, 30*time.Second, "the alert after the 429", alerts(1))
 	// The consumer's own backoff is 50 ms here; a retry a second later is
 	// Slack's Retry-After at work.
@@ -413,7 +416,7 @@ func TestRejectedTicketDeadLettersAndAlertStillGoes(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil, nil)
 	b.zendesk.FailNext(http.StatusUnprocessableEntity)
-	ev := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, time.Now())
+	ev := journey.NewCustomer().InvoiceFailed(journey.ID("in"), 1, time.Now())
 	b.publish(t, ev)
 	b.slack.WaitFor(t, 30*time.Second, "the alert", alerts(1))
 	b.drained(t)
@@ -478,7 +481,7 @@ func TestRealStripePayloads(t *testing.T) {
 		if err != nil {
 			t.Fatalf("normalize %s: %v", name, err)
 		}
-		ev.EventId = fakes.ID("evt")
+		ev.EventId = journey.ID("evt")
 		ev.Created = timestamppb.New(time.Now().Add(-time.Second))
 		return ev
 	}
@@ -518,9 +521,9 @@ func TestRealStripePayloads(t *testing.T) {
 func TestConsumersReceiveOnlyTheTypesTheirRulesActOn(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil, nil)
-	c := fakes.NewCustomer()
+	c := journey.NewCustomer()
 	// A profile change: no rule acts on it and it teaches no charge link.
-	b.publish(t, &billingv1.BillingEvent{EventId: fakes.ID("evt"), Type: "customer.updated", ObjectType: "customer",
+	b.publish(t, &billingv1.BillingEvent{EventId: journey.ID("evt"), Type: "customer.updated", ObjectType: "customer",
 		CustomerId: c.ID, Email: c.Email, Created: timestamppb.Now()})
 	b.drained(t)
 	delivered := func(durable string) uint64 {
@@ -543,7 +546,7 @@ func TestConsumersReceiveOnlyTheTypesTheirRulesActOn(t *testing.T) {
 			t.Fatalf("%s was delivered stream seq %d: an event no rule acts on reached it", d, n)
 		}
 	}
-	b.publish(t, c.InvoiceFailed(fakes.ID("in"), 1, time.Now()))
+	b.publish(t, c.InvoiceFailed(journey.ID("in"), 1, time.Now()))
 	b.drained(t)
 	for _, d := range []string{supportnotify.TicketsDurable, supportnotify.AlertsDurable} {
 		if n := delivered(d); n != 2 {

@@ -29,8 +29,8 @@ import (
 	"github.com/launchready/launchready/pkg/natsauth"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
-	"github.com/launchready/launchready/test/fakes"
 	"github.com/launchready/launchready/test/testkit"
+	"github.com/launchready/launchready/test/testkit/fakes"
 )
 
 // Random returns n random bytes as hex (crypto/rand): secrets, tokens and

@@ -19,9 +19,9 @@ import (
 	"github.com/launchready/launchready/pkg/canonical"
 	"github.com/launchready/launchready/pkg/stripeevent"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
-	"github.com/launchready/launchready/test/fakes"
 	"github.com/launchready/launchready/test/harness"
 	"github.com/launchready/launchready/test/harness/scenario"
+	"github.com/launchready/launchready/test/testkit/fakes"
 )
 
 // Window is one fault: what was done, when it began and when it ended.
@@ -139,7 +139,7 @@ func CheckCRM(t *testing.T, s *harness.Stack, js []*scenario.Journey) {
 // support.tickets agreeing.
 func CheckTickets(t *testing.T, s *harness.Stack, js []*scenario.Journey, byID map[string]*scenario.Event, ws []Window) {
 	t.Helper()
-	perObject := map[string][]fakes.Ticket{}
+	perObject := map[string][]fakes.ZendeskTicket{}
 	for _, tk := range s.Zendesk.Tickets() {
 		e := byID[tk.ExternalID]
 		if e == nil {

@@ -12,9 +12,9 @@ import (
 
 	"github.com/launchready/launchready/pkg/pg/pgtest"
 	"github.com/launchready/launchready/pkg/stripeevent"
-	"github.com/launchready/launchready/test/fakes"
 	"github.com/launchready/launchready/test/harness/scenario"
 	"github.com/launchready/launchready/test/testkit"
+	"github.com/launchready/launchready/test/testkit/fakes"
 )
 
 // TestBaselineDoesEverythingBeforeAnswering: the baseline's answer comes

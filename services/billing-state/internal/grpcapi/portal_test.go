@@ -12,11 +12,11 @@ import (
 
 	"github.com/launchready/launchready/pkg/config"
 	"github.com/launchready/launchready/pkg/stripeapi"
-	"github.com/launchready/launchready/pkg/stripeapi/stripemock"
+	"github.com/launchready/launchready/test/testkit/stripemock"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
-	"github.com/launchready/launchready/services/billing-state/internal/journeytest"
 	"github.com/launchready/launchready/services/billing-state/internal/portal"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 // TestCreatePortalSession opens the billing portal through stripe-mock
@@ -36,8 +36,8 @@ func TestCreatePortalSession(t *testing.T) {
 	bd := setup(t, setupOptions{portal: client, returnURLs: urls})
 	cli := bd.client()
 	ctx := as(context.Background(), bd.read)
-	b := journeytest.New(t, "cus_portal1", displayBase)
-	for _, ev := range journeytest.Events(journeytest.SubscriptionLifecycle(b)[:4]) {
+	b := journey.New(t, "cus_portal1", displayBase)
+	for _, ev := range journey.Events(journey.SubscriptionLifecycle(b)[:4]) {
 		if _, err := bd.store.ApplyEvent(ctx, ev, state.ApplyOptions{}); err != nil {
 			t.Fatal(err)
 		}

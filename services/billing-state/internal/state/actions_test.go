@@ -6,7 +6,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
-	"github.com/launchready/launchready/services/billing-state/internal/journeytest"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 // The webhook a staff action causes is recorded on the action, matched by
@@ -19,7 +19,7 @@ func TestStaffActionLinksItsWebhook(t *testing.T) {
 		VALUES ('act_Link1', 'cancel_subscription', 'cus_Link1', 'ana@example.com', 'asked to stop', '{}', 'succeeded')`); err != nil {
 		t.Fatal(err)
 	}
-	jb := journeytest.New(t, "cus_Link1", base)
+	jb := journey.New(t, "cus_Link1", base)
 	plain := jb.Subscription("customer.subscription.created", 0, "sub_Link1", "active", false, nil)
 	b.apply(t, plain)
 	tagged := jb.Subscription("customer.subscription.updated", 60, "sub_Link1", "active", true, nil)

@@ -16,8 +16,8 @@ import (
 
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/vendorhttp"
-	"github.com/launchready/launchready/services/crm-sync/hubspotfake"
 	"github.com/launchready/launchready/services/crm-sync/internal/crm"
+	"github.com/launchready/launchready/test/testkit/hubspotfake"
 )
 
 func token(t *testing.T) string {

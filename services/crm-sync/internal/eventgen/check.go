@@ -5,8 +5,8 @@ import (
 
 	"github.com/launchready/launchready/pkg/canonical"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
-	"github.com/launchready/launchready/services/crm-sync/hubspotfake"
 	"github.com/launchready/launchready/services/crm-sync/internal/crm"
+	"github.com/launchready/launchready/test/testkit/hubspotfake"
 )
 
 // CheckHubSpot asserts that the fake holds exactly one contact for the

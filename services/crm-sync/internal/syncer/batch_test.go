@@ -10,8 +10,8 @@ import (
 
 	"github.com/launchready/launchready/pkg/bus"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
-	"github.com/launchready/launchready/services/crm-sync/hubspotfake"
 	"github.com/launchready/launchready/services/crm-sync/internal/eventgen"
+	"github.com/launchready/launchready/test/testkit/hubspotfake"
 )
 
 func deliveries(evs []*billingv1.BillingEvent) []*bus.Delivery {

@@ -16,11 +16,11 @@ import (
 	"github.com/launchready/launchready/pkg/canonical"
 	"github.com/launchready/launchready/pkg/pg"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
-	"github.com/launchready/launchready/services/crm-sync/hubspotfake"
 	"github.com/launchready/launchready/services/crm-sync/internal/crm"
 	"github.com/launchready/launchready/services/crm-sync/internal/eventgen"
 	"github.com/launchready/launchready/services/crm-sync/internal/syncer"
 	"github.com/launchready/launchready/test/testkit"
+	"github.com/launchready/launchready/test/testkit/hubspotfake"
 )
 
 // eventually polls cond until it holds or the deadline passes.

@@ -17,11 +17,11 @@ import (
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
-	"github.com/launchready/launchready/services/crm-sync/hubspotfake"
 	"github.com/launchready/launchready/services/crm-sync/internal/crm"
 	"github.com/launchready/launchready/services/crm-sync/internal/eventgen"
 	"github.com/launchready/launchready/services/crm-sync/internal/store"
 	"github.com/launchready/launchready/services/crm-sync/internal/syncer"
+	"github.com/launchready/launchready/test/testkit/hubspotfake"
 )
 
 type bundle struct {

@@ -35,7 +35,7 @@ import (
 	"github.com/launchready/launchready/pkg/stripeapi/stripemock"
 	"github.com/launchready/launchready/pkg/stripeevent"
 	"github.com/launchready/launchready/services/ingress"
-	"github.com/launchready/launchready/services/support-notify/zendeskfake"
+	"github.com/launchready/launchready/test/testkit/zendeskfake"
 )
 
 // newDoctor returns a doctor on env alone: nothing from the test process's

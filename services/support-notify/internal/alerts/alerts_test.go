@@ -20,12 +20,13 @@ import (
 	"github.com/launchready/launchready/pkg/pg/pgtest"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 
-	"github.com/launchready/launchready/services/support-notify/internal/fakes"
 	"github.com/launchready/launchready/services/support-notify/internal/metrics"
 	"github.com/launchready/launchready/services/support-notify/internal/rules"
 	"github.com/launchready/launchready/services/support-notify/internal/slack"
 	"github.com/launchready/launchready/services/support-notify/internal/store"
 	"github.com/launchready/launchready/services/support-notify/internal/vendor"
+	"github.com/launchready/launchready/test/testkit/fakes"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 type bundle struct {
@@ -49,7 +50,8 @@ func setup(t *testing.T) *bundle {
 	if err := store.Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
-	hook := fakes.NewSlack(t, "/services/"+fakes.ID("T")+"/"+fakes.ID("B")+"/"+fakes.ID("x"))
+	hook := fakes.NewSlack("/services/" + journey.ID("T") + "/" + journey.ID("B") + "/" + journey.ID("x"))
+	t.Cleanup(hook.Close)
 	m, err := metrics.New(prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
@@ -68,7 +70,7 @@ func (b *bundle) handle(ev *billingv1.BillingEvent) error {
 func TestAlertSentOnceAndMeasured(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	ev := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, b.now.Add(-5*time.Second))
+	ev := journey.NewCustomer().InvoiceFailed(journey.ID("in"), 1, b.now.Add(-5*time.Second))
 	// Sending costs three round trips (the lock with the dedupe check, the
 	// record, the unlock), the duplicate two.
 	for i, want := range []int64{3, 2} {
@@ -111,7 +113,7 @@ func TestAlertSentOnceAndMeasured(t *testing.T) {
 func TestLateAlertStillSentAndCounted(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	ev := fakes.NewCustomer().Dispute(5000, "fraudulent", b.now.Add(-3*time.Minute))
+	ev := journey.NewCustomer().Dispute(5000, "fraudulent", b.now.Add(-3*time.Minute))
 	if err := b.handle(ev); err != nil {
 		t.Fatal(err)
 	}
@@ -127,17 +129,17 @@ func TestLateAlertStillSentAndCounted(t *testing.T) {
 func TestNoAlertForEventsWithoutAlertRule(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	c := fakes.NewCustomer()
+	c := journey.NewCustomer()
 	for _, ev := range []*billingv1.BillingEvent{
 		c.CheckoutPaid(b.now),
-		c.InvoicePaid("invoice.paid", fakes.ID("in"), b.now),
-		{EventId: fakes.ID("evt"), Type: "checkout.session.async_payment_failed"}, // ticket only
+		c.InvoicePaid("invoice.paid", journey.ID("in"), b.now),
+		{EventId: journey.ID("evt"), Type: "checkout.session.async_payment_failed"}, // ticket only
 	} {
 		if err := b.handle(ev); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if n := b.slack.Calls(); n != 0 {
+	if n := b.slack.CallCount(); n != 0 {
 		t.Fatalf("slack was called %d times", n)
 	}
 }
@@ -145,7 +147,7 @@ func TestNoAlertForEventsWithoutAlertRule(t *testing.T) {
 func TestSlackFailuresAreClassifiedAndNotRecorded(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	ev := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, b.now)
+	ev := journey.NewCustomer().InvoiceFailed(journey.ID("in"), 1, b.now)
 	b.slack.FailNext(http.StatusInternalServerError)
 	if err := b.handle(ev); err == nil || bus.IsPermanent(err) {
 		t.Fatalf("500 should be retryable: %v", err)
@@ -174,13 +176,13 @@ func TestRateLimitHoldsTheChannelForRetryAfter(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.slack.RateLimitNext(1, "1")
-	c := fakes.NewCustomer()
-	first := c.InvoiceFailed(fakes.ID("in"), 1, b.now)
+	c := journey.NewCustomer()
+	first := c.InvoiceFailed(journey.ID("in"), 1, b.now)
 	start := time.Now()
 	errs := make(chan error, 3)
 	go func() { errs <- b.handle(first) }()
 	b.slack.WaitForCalls(t, 1)
-	others := []*billingv1.BillingEvent{c.InvoiceFailed(fakes.ID("in"), 1, b.now), fakes.NewCustomer().Dispute(5000, "fraudulent", b.now)}
+	others := []*billingv1.BillingEvent{c.InvoiceFailed(journey.ID("in"), 1, b.now), journey.NewCustomer().Dispute(5000, "fraudulent", b.now)}
 	for _, ev := range others {
 		go func() { errs <- b.handle(ev) }()
 	}
@@ -190,13 +192,13 @@ func TestRateLimitHoldsTheChannelForRetryAfter(t *testing.T) {
 		}
 	}
 	msgs := b.slack.Messages()
-	if len(msgs) != 1 || b.slack.Calls() != 2 {
-		t.Fatalf("want one digest after one 429, got %d messages in %d calls", len(msgs), b.slack.Calls())
+	if len(msgs) != 1 || b.slack.CallCount() != 2 {
+		t.Fatalf("want one digest after one 429, got %d messages in %d calls", len(msgs), b.slack.CallCount())
 	}
 	if waited := msgs[0].At.Sub(start); waited < time.Second {
 		t.Fatalf("sent %s after the 429 asked for 1s", waited)
 	}
-	ids := msgs[0].EventIDs()
+	ids := msgs[0].EventIDs
 	slices.Sort(ids)
 	want := []string{first.GetEventId(), others[0].GetEventId(), others[1].GetEventId()}
 	slices.Sort(want)
@@ -238,7 +240,7 @@ func TestConcurrentDeliveriesOfOneEventSendOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.slack.Hang(300 * time.Millisecond)
-	ev := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, b.now)
+	ev := journey.NewCustomer().InvoiceFailed(journey.ID("in"), 1, b.now)
 	errs := make(chan error, 3)
 	for range 3 {
 		go func() { errs <- b.handle(ev) }()
@@ -248,7 +250,7 @@ func TestConcurrentDeliveriesOfOneEventSendOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := b.slack.Calls(); n != 1 {
+	if n := b.slack.CallCount(); n != 1 {
 		t.Fatalf("want 1 webhook call, got %d", n)
 	}
 }
@@ -259,11 +261,11 @@ func TestEventsOlderThanMaxAgeAreSkippedUnlessReplayed(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.h.MaxAge = 96 * time.Hour
-	ev := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, b.now.Add(-10*24*time.Hour))
+	ev := journey.NewCustomer().InvoiceFailed(journey.ID("in"), 1, b.now.Add(-10*24*time.Hour))
 	if err := b.handle(ev); err != nil {
 		t.Fatal(err)
 	}
-	if n := b.slack.Calls(); n != 0 {
+	if n := b.slack.CallCount(); n != 0 {
 		t.Fatalf("a 10-day-old event alerted")
 	}
 	if err := b.h.PostAlert(context.Background(), &bus.Delivery{Event: ev, Delivered: 1, Replay: true}); err != nil {
@@ -273,7 +275,7 @@ func TestEventsOlderThanMaxAgeAreSkippedUnlessReplayed(t *testing.T) {
 		t.Fatalf("a replayed old event should alert, marked late: %+v", msgs)
 	}
 	// Within the limit (Stripe retries for three days), late alerts still go.
-	ev2 := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, b.now.Add(-50*time.Hour))
+	ev2 := journey.NewCustomer().InvoiceFailed(journey.ID("in"), 1, b.now.Add(-50*time.Hour))
 	if err := b.handle(ev2); err != nil {
 		t.Fatal(err)
 	}
@@ -287,20 +289,20 @@ func TestEventsOlderThanMaxAgeAreSkippedUnlessReplayed(t *testing.T) {
 func TestSnapshotsSendNoAlert(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	snap := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, b.now.Add(-time.Minute))
+	snap := journey.NewCustomer().InvoiceFailed(journey.ID("in"), 1, b.now.Add(-time.Minute))
 	snap.Source = billingv1.EventSource_EVENT_SOURCE_SNAPSHOT
 	if err := b.handle(snap); err != nil {
 		t.Fatal(err)
 	}
-	if n := b.slack.Calls(); n != 0 {
+	if n := b.slack.CallCount(); n != 0 {
 		t.Fatalf("a snapshot alerted (%d calls)", n)
 	}
-	fromAPI := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, b.now.Add(-time.Minute))
+	fromAPI := journey.NewCustomer().InvoiceFailed(journey.ID("in"), 1, b.now.Add(-time.Minute))
 	fromAPI.Source = billingv1.EventSource_EVENT_SOURCE_API
 	if err := b.handle(fromAPI); err != nil {
 		t.Fatal(err)
 	}
-	if n := b.slack.Calls(); n != 1 {
+	if n := b.slack.CallCount(); n != 1 {
 		t.Fatalf("a backfilled event of a minute ago should alert; %d calls", n)
 	}
 }

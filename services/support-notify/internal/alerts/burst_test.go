@@ -18,7 +18,8 @@ import (
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
 
-	"github.com/launchready/launchready/services/support-notify/internal/fakes"
+	"github.com/launchready/launchready/test/testkit/fakes"
+	"github.com/launchready/launchready/test/testkit/journey"
 	"github.com/launchready/launchready/services/support-notify/internal/metrics"
 	"github.com/launchready/launchready/services/support-notify/internal/rules"
 	"github.com/launchready/launchready/services/support-notify/internal/slack"
@@ -47,7 +48,8 @@ func TestBurstFoldsIntoDigestsWithinSLOAndOnceAcrossCrash(t *testing.T) {
 	if err := store.Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
-	hook := fakes.NewSlack(t, "/services/"+fakes.ID("T")+"/"+fakes.ID("B")+"/"+fakes.ID("x"))
+	hook := fakes.NewSlack("/services/" + journey.ID("T") + "/" + journey.ID("B") + "/" + journey.ID("x"))
+	t.Cleanup(hook.Close)
 	hook.SetPace(time.Second)
 	handler := func() *Handler {
 		m, err := metrics.New(prometheus.NewRegistry())
@@ -99,7 +101,7 @@ func TestBurstFoldsIntoDigestsWithinSLOAndOnceAcrossCrash(t *testing.T) {
 		tick := time.NewTicker(5 * time.Second / total)
 		defer tick.Stop()
 		for i := range total {
-			ev := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), int64(1+i%3), time.Now())
+			ev := journey.NewCustomer().InvoiceFailed(journey.ID("in"), int64(1+i%3), time.Now())
 			evs = append(evs, ev.GetEventId())
 			if _, err := pub.PublishEvent(ctx, ev); err != nil {
 				published <- err
@@ -165,7 +167,7 @@ func TestBurstFoldsIntoDigestsWithinSLOAndOnceAcrossCrash(t *testing.T) {
 	seen := map[string]int{}
 	msgs := hook.Messages()
 	for _, m := range msgs {
-		for _, id := range m.EventIDs() {
+		for _, id := range m.EventIDs {
 			seen[id]++
 		}
 	}

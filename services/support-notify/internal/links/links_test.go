@@ -8,8 +8,8 @@ import (
 
 	"github.com/launchready/launchready/pkg/config"
 	"github.com/launchready/launchready/pkg/stripeapi"
-	"github.com/launchready/launchready/pkg/stripeapi/stripemock"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/test/testkit/stripemock"
 )
 
 // The charge read is stripe-go's, through pkg/stripeapi, against

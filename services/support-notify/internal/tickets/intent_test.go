@@ -9,7 +9,7 @@ import (
 
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 
-	"github.com/launchready/launchready/services/support-notify/internal/fakes"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 // A crash after Zendesk opened the ticket and before our commit, then a
@@ -21,12 +21,12 @@ func TestCrashThenAnotherEventAboutTheObjectReusesTheTicket(t *testing.T) {
 	now := time.Now()
 	cases := []struct {
 		name       string
-		next       func(c fakes.Customer, in string) *billingv1.BillingEvent
+		next       func(c journey.Customer, in string) *billingv1.BillingEvent
 		wantStatus string
 		wantNotes  int // description + later comments
 	}{
-		{"second failure", func(c fakes.Customer, in string) *billingv1.BillingEvent { return c.InvoiceFailed(in, 2, now) }, "new", 2},
-		{"payment", func(c fakes.Customer, in string) *billingv1.BillingEvent {
+		{"second failure", func(c journey.Customer, in string) *billingv1.BillingEvent { return c.InvoiceFailed(in, 2, now) }, "new", 2},
+		{"payment", func(c journey.Customer, in string) *billingv1.BillingEvent {
 			return c.InvoicePaid("invoice.paid", in, now)
 		}, "solved", 2},
 	}
@@ -34,8 +34,8 @@ func TestCrashThenAnotherEventAboutTheObjectReusesTheTicket(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			b := setup(t)
-			c := fakes.NewCustomer()
-			in := fakes.ID("in")
+			c := journey.NewCustomer()
+			in := journey.ID("in")
 			first := c.InvoiceFailed(in, 1, now.Add(-time.Hour))
 
 			b.h.beforeCommit = func(context.Context) error { return errors.New("process killed before commit") }

@@ -20,12 +20,13 @@ import (
 	"github.com/launchready/launchready/pkg/pg/pgtest"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 
-	"github.com/launchready/launchready/services/support-notify/internal/fakes"
 	"github.com/launchready/launchready/services/support-notify/internal/metrics"
 	"github.com/launchready/launchready/services/support-notify/internal/rules"
 	"github.com/launchready/launchready/services/support-notify/internal/store"
 	"github.com/launchready/launchready/services/support-notify/internal/vendor"
 	"github.com/launchready/launchready/services/support-notify/internal/zendesk"
+	"github.com/launchready/launchready/test/testkit/fakes"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 type bundle struct {
@@ -48,7 +49,8 @@ func setup(t *testing.T) *bundle {
 		t.Fatal(err)
 	}
 	token := randomHex(t)
-	desk := fakes.NewZendesk(t, "ops@example.com", token)
+	desk := fakes.NewZendesk("ops@example.com", token)
+	t.Cleanup(desk.Close)
 	m, _ := metrics.New(nil)
 	client := zendesk.New(zendesk.Config{BaseURL: desk.URL(), Email: "ops@example.com", APIToken: config.Secret(token)},
 		vendor.New(vendor.Config{Vendor: "zendesk", Timeout: 5 * time.Second, Metrics: m}))
@@ -89,8 +91,8 @@ func (b *bundle) ticketRows(t *testing.T) (open, solved int) {
 func TestFailedPaymentOpensOneTicketOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	c := fakes.NewCustomer()
-	ev := c.InvoiceFailed(fakes.ID("in"), 1, time.Now().Add(-3*time.Second))
+	c := journey.NewCustomer()
+	ev := c.InvoiceFailed(journey.ID("in"), 1, time.Now().Add(-3*time.Second))
 	b.mustHandle(t, ev)
 	b.mustHandle(t, ev) // redelivery
 
@@ -127,8 +129,8 @@ func TestFailedPaymentOpensOneTicketOnce(t *testing.T) {
 func TestTicketActionsCostThreeRoundTripsAPass(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	c := fakes.NewCustomer()
-	inv := fakes.ID("in")
+	c := journey.NewCustomer()
+	inv := journey.ID("in")
 	for _, step := range []struct {
 		name string
 		ev   *billingv1.BillingEvent
@@ -156,9 +158,9 @@ func TestTicketActionsCostThreeRoundTripsAPass(t *testing.T) {
 func TestSuccessfulPurchaseOpensNothing(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	c := fakes.NewCustomer()
+	c := journey.NewCustomer()
 	b.mustHandle(t, c.CheckoutPaid(time.Now()))
-	b.mustHandle(t, c.InvoicePaid("invoice.paid", fakes.ID("in"), time.Now()))
+	b.mustHandle(t, c.InvoicePaid("invoice.paid", journey.ID("in"), time.Now()))
 	if posts, puts, _ := b.desk.Counts(); posts+puts != 0 {
 		t.Fatalf("a success reached Zendesk: %d POSTs %d PUTs", posts, puts)
 	}
@@ -178,7 +180,7 @@ func TestCrashBetweenZendeskCallAndCommit(t *testing.T) {
 		}
 		return nil
 	}
-	ev := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, time.Now())
+	ev := journey.NewCustomer().InvoiceFailed(journey.ID("in"), 1, time.Now())
 	if err := b.handle(t, ev); err == nil {
 		t.Fatal("the staged crash did not surface")
 	}
@@ -202,8 +204,8 @@ func TestCrashBetweenZendeskCallAndCommit(t *testing.T) {
 func TestFailedThenPaidResolvesWithoutNewTicket(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	c := fakes.NewCustomer()
-	in := fakes.ID("in")
+	c := journey.NewCustomer()
+	in := journey.ID("in")
 	now := time.Now()
 	b.mustHandle(t, c.InvoiceFailed(in, 1, now.Add(-2*time.Hour)))
 	b.mustHandle(t, c.InvoiceFailed(in, 2, now.Add(-time.Hour)))
@@ -237,8 +239,8 @@ func TestFailedThenPaidResolvesWithoutNewTicket(t *testing.T) {
 func TestFailureAfterItsResolutionOpensNothing(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	c := fakes.NewCustomer()
-	in := fakes.ID("in")
+	c := journey.NewCustomer()
+	in := journey.ID("in")
 	now := time.Now()
 	b.mustHandle(t, c.InvoicePaid("invoice.paid", in, now))
 	b.mustHandle(t, c.InvoiceFailed(in, 1, now.Add(-time.Hour)))
@@ -250,7 +252,7 @@ func TestFailureAfterItsResolutionOpensNothing(t *testing.T) {
 func TestDisputeTicketIsUrgent(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	ev := fakes.NewCustomer().Dispute(12_050, "fraudulent", time.Now())
+	ev := journey.NewCustomer().Dispute(12_050, "fraudulent", time.Now())
 	b.mustHandle(t, ev)
 	ts := b.desk.Tickets()
 	if len(ts) != 1 || ts[0].Priority != "urgent" {
@@ -267,11 +269,11 @@ func TestDisputeTicketIsUrgent(t *testing.T) {
 func TestCancellationAfterFailuresJoinsTheInvoiceTicket(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	c := fakes.NewCustomer()
-	in := fakes.ID("in")
+	c := journey.NewCustomer()
+	in := journey.ID("in")
 	b.mustHandle(t, c.InvoiceFailed(in, 4, time.Now().Add(-time.Minute)))
 	b.mustHandle(t, c.SubscriptionDeleted("payment_failed", in, time.Now()))
-	b.mustHandle(t, fakes.NewCustomer().SubscriptionDeleted("cancellation_requested", "", time.Now()))
+	b.mustHandle(t, journey.NewCustomer().SubscriptionDeleted("cancellation_requested", "", time.Now()))
 	ts := b.desk.Tickets()
 	if len(ts) != 1 || len(ts[0].Comments) != 2 || !strings.Contains(ts[0].Comments[1].Body, "Subscription canceled") {
 		t.Fatalf("want the cancellation as a comment on the invoice ticket: %+v", ts)
@@ -281,10 +283,10 @@ func TestCancellationAfterFailuresJoinsTheInvoiceTicket(t *testing.T) {
 func TestClosedTicketGetsAFollowUp(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	c := fakes.NewCustomer()
-	in := fakes.ID("in")
+	c := journey.NewCustomer()
+	in := journey.ID("in")
 	b.mustHandle(t, c.InvoiceFailed(in, 1, time.Now().Add(-time.Hour)))
-	b.desk.Close(b.desk.Tickets()[0].ID)
+	b.desk.Desk.Close(b.desk.Tickets()[0].ID)
 	b.mustHandle(t, c.InvoiceFailed(in, 2, time.Now()))
 	ts := b.desk.Tickets()
 	if len(ts) != 2 || ts[1].Status == "closed" {
@@ -298,7 +300,7 @@ func TestClosedTicketGetsAFollowUp(t *testing.T) {
 func TestZendeskFailuresAreClassified(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	ev := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, time.Now())
+	ev := journey.NewCustomer().InvoiceFailed(journey.ID("in"), 1, time.Now())
 
 	b.desk.FailNext(http.StatusServiceUnavailable)
 	err := b.handle(t, ev)
@@ -332,8 +334,8 @@ func TestZendeskFailuresAreClassified(t *testing.T) {
 func TestConcurrentFailuresOfOneInvoiceOpenOneTicket(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	c := fakes.NewCustomer()
-	in := fakes.ID("in")
+	c := journey.NewCustomer()
+	in := journey.ID("in")
 	b.desk.Hang(300 * time.Millisecond) // widen the race window
 	errs := make(chan error, 2)
 	for attempt := int64(1); attempt <= 2; attempt++ {
@@ -355,7 +357,7 @@ func TestEventsOlderThanMaxAgeOpenNothingUnlessReplayed(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.h.MaxAge = 96 * time.Hour
-	ev := fakes.NewCustomer().InvoiceFailed(fakes.ID("in"), 1, time.Now().Add(-10*24*time.Hour))
+	ev := journey.NewCustomer().InvoiceFailed(journey.ID("in"), 1, time.Now().Add(-10*24*time.Hour))
 	b.mustHandle(t, ev)
 	if n := len(b.desk.Tickets()); n != 0 {
 		t.Fatalf("a 10-day-old failure opened %d tickets", n)
@@ -371,15 +373,15 @@ func TestEventsOlderThanMaxAgeOpenNothingUnlessReplayed(t *testing.T) {
 func TestSnapshotsOpenNoTicket(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	c := fakes.NewCustomer()
-	snap := c.InvoiceFailed(fakes.ID("in"), 1, time.Now().Add(-time.Minute))
+	c := journey.NewCustomer()
+	snap := c.InvoiceFailed(journey.ID("in"), 1, time.Now().Add(-time.Minute))
 	snap.Source = billingv1.EventSource_EVENT_SOURCE_SNAPSHOT
 	b.mustHandle(t, snap)
 	if n := len(b.desk.Tickets()); n != 0 {
 		t.Fatalf("a snapshot opened %d tickets", n)
 	}
 	// A backfilled event of a minute ago is news like a webhook.
-	in := fakes.ID("in")
+	in := journey.ID("in")
 	failed := c.InvoiceFailed(in, 1, time.Now().Add(-2*time.Minute))
 	failed.Source = billingv1.EventSource_EVENT_SOURCE_API
 	b.mustHandle(t, failed)

@@ -10,9 +10,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/launchready/launchready/services/support-notify/slackfake"
 	"github.com/launchready/launchready/test/harness"
 	"github.com/launchready/launchready/test/harness/scenario"
+	"github.com/launchready/launchready/test/testkit"
+	"github.com/launchready/launchready/test/testkit/slackfake"
 )
 
 // The alert burst: a card network outage fails many payments in a minute,
@@ -40,7 +41,7 @@ func alertBurst(t *benchT, o options) (*alertResult, error) {
 	st := t.sub()
 	defer st.runCleanups()
 	r := &alertResult{n: o.alertCount, over: o.alertOver, pace: o.alertPace, latency: o.vendorLatency}
-	dir, err := scenario.FixturesDir()
+	dir, err := testkit.FindFixturesDir()
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +87,7 @@ func alertBurst(t *benchT, o options) (*alertResult, error) {
 		return nil, fmt.Errorf("alert burst: %w", sendErr)
 	}
 	var recorded int
-	harness.Poll(5*time.Minute, 100*time.Millisecond, func() bool {
+	testkit.Poll(5*time.Minute, 100*time.Millisecond, func() bool {
 		err := s.DB.QueryRow(context.Background(), `SELECT count(*) FROM support.alerts_sent`).Scan(&recorded)
 		return err == nil && recorded >= r.n
 	})

@@ -15,11 +15,11 @@ import (
 	"time"
 
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
-	"github.com/launchready/launchready/test/fakes"
 	"github.com/launchready/launchready/test/harness"
 	"github.com/launchready/launchready/test/harness/scenario"
 	"github.com/launchready/launchready/test/load/results"
 	"github.com/launchready/launchready/test/testkit"
+	"github.com/launchready/launchready/test/testkit/fakes"
 )
 
 // baseTag is replaced in every copy of the event pool, which renames every

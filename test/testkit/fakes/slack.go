@@ -2,6 +2,7 @@ package fakes
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -9,13 +10,15 @@ import (
 	"sync"
 	"time"
 
-	"github.com/launchready/launchready/services/support-notify/slackfake"
+	"github.com/launchready/launchready/test/testkit"
+	"github.com/launchready/launchready/test/testkit/slackfake"
 )
 
-// Message is one alert Slack accepted.
-type Message struct {
+// SlackMessage is one alert Slack accepted.
+type SlackMessage struct {
 	At      time.Time
 	Text    string
+	Blocks  []json.RawMessage
 	EventID string // the first Stripe event id named in the message, if any
 	// EventIDs are every event id the message names: one for an alert
 	// alone, all of them for a digest.
@@ -25,20 +28,22 @@ type Message struct {
 
 // Slack is a fake incoming webhook at a secret path.
 type Slack struct {
-	base
-	path string
-	srv  *httptest.Server
+	faults
+	// Path is the secret part of the webhook URL.
+	Path string
 	// Pace answers 429 with Retry-After to messages that come faster than
 	// its interval, as Slack does (off until SetPace).
 	Pace *slackfake.Pacer
+	srv  *httptest.Server
 
-	smu      sync.Mutex
-	messages []Message
+	mu       sync.Mutex
+	messages []SlackMessage
+	accepted chan struct{}
 }
 
 // NewSlack serves a webhook at secretPath (e.g. "/services/T0/B0/xyz").
 func NewSlack(secretPath string) *Slack {
-	s := &Slack{base: newBase(), path: secretPath, Pace: slackfake.NewPacer(0)}
+	s := &Slack{faults: newFaults(), Path: secretPath, Pace: slackfake.NewPacer(0), accepted: make(chan struct{})}
 	s.srv = httptest.NewServer(s.serve(http.HandlerFunc(s.route)))
 	return s
 }
@@ -48,16 +53,16 @@ func NewSlack(secretPath string) *Slack {
 func (s *Slack) SetPace(interval time.Duration) { s.Pace.SetInterval(interval) }
 
 // URL is the webhook URL for SLACK_WEBHOOK_URL.
-func (s *Slack) URL() string { return s.srv.URL + s.path }
+func (s *Slack) URL() string { return s.srv.URL + s.Path }
 
 // Close stops the server.
-func (s *Slack) Close() { closeServer(s.srv) }
+func (s *Slack) Close() { closeServer(&s.faults, s.srv) }
 
 var eventIDRE = regexp.MustCompile(`evt_[A-Za-z0-9_]+`)
 
 func (s *Slack) route(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
-	if r.Method != http.MethodPost || r.URL.Path != s.path {
+	if r.Method != http.MethodPost || r.URL.Path != s.Path {
 		http.Error(w, "no_service", http.StatusNotFound)
 		return
 	}
@@ -79,23 +84,26 @@ func (s *Slack) route(w http.ResponseWriter, r *http.Request) {
 	if len(ids) > 0 {
 		first = ids[0]
 	}
-	s.smu.Lock()
-	s.messages = append(s.messages, Message{At: time.Now(), Text: m.Text, EventID: first, EventIDs: ids, Raw: body})
-	s.smu.Unlock()
+	s.mu.Lock()
+	s.messages = append(s.messages, SlackMessage{At: time.Now(), Text: m.Text, Blocks: m.Blocks,
+		EventID: first, EventIDs: ids, Raw: body})
+	close(s.accepted)
+	s.accepted = make(chan struct{})
+	s.mu.Unlock()
 	_, _ = io.WriteString(w, "ok")
 }
 
 // Messages returns the accepted messages in arrival order.
-func (s *Slack) Messages() []Message {
-	s.smu.Lock()
-	defer s.smu.Unlock()
-	return append([]Message(nil), s.messages...)
+func (s *Slack) Messages() []SlackMessage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]SlackMessage(nil), s.messages...)
 }
 
 // ByEvent groups accepted messages by the event ids they name; a digest
 // counts once for each of its events.
-func (s *Slack) ByEvent() map[string][]Message {
-	out := map[string][]Message{}
+func (s *Slack) ByEvent() map[string][]SlackMessage {
+	out := map[string][]SlackMessage{}
 	for _, m := range s.Messages() {
 		if len(m.EventIDs) == 0 {
 			out[""] = append(out[""], m)
@@ -105,4 +113,33 @@ func (s *Slack) ByEvent() map[string][]Message {
 		}
 	}
 	return out
+}
+
+// WaitForCalls waits until the webhook has received n requests, accepted
+// or not.
+func (s *Slack) WaitForCalls(t TB, n int) {
+	t.Helper()
+	testkit.Eventually(t, 10*time.Second, fmt.Sprintf("%d slack calls", n), func() bool { return s.CallCount() >= n })
+}
+
+// WaitFor waits until cond holds over the accepted messages, failing t at
+// the deadline. It wakes on every accepted message instead of polling.
+func (s *Slack) WaitFor(t TB, timeout time.Duration, what string, cond func([]SlackMessage) bool) []SlackMessage {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		s.mu.Lock()
+		ch := s.accepted
+		s.mu.Unlock()
+		if ms := s.Messages(); cond(ms) {
+			return ms
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			t.Fatalf("slack: timed out after %s waiting for %s; got %d messages", timeout, what, len(s.Messages()))
+			return nil
+		}
+	}
 }

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/launchready/launchready/services/support-notify/zendeskfake"
+	"github.com/launchready/launchready/test/testkit/zendeskfake"
 )
 
 func TestDeskFollowsZendesksRules(t *testing.T) {

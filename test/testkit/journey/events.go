@@ -1,4 +1,4 @@
-package fakes
+package journey
 
 import (
 	"crypto/rand"
@@ -9,6 +9,10 @@ import (
 
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 )
+
+// Customer builds BillingEvents as ingress publishes them, without a Stripe
+// payload behind them, for tests of the consumers that read only the
+// normalised fields. Journeys that must read like Stripe's use Builder.
 
 // ID returns a fresh Stripe-style id with prefix, so tests sharing a stream
 // never collide.

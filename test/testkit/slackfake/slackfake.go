@@ -1,8 +1,6 @@
-// Package slackfake holds what the fake Slack incoming webhooks share: a
-// pace like Slack's own (about one message a second per webhook, 429 with
-// Retry-After beyond it) that also counts the clients that did not wait as
-// told. The support-notify tests and the process-level fakes in test/fakes
-// both serve it.
+// Package slackfake is Slack's pace for the fake incoming webhook of
+// testkit/fakes: about one message a second per webhook, 429 with
+// Retry-After beyond it, counting the clients that did not wait as told.
 package slackfake
 
 import (

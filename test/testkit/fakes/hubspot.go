@@ -4,20 +4,20 @@ import (
 	"net/http/httptest"
 	"time"
 
-	"github.com/launchready/launchready/services/crm-sync/hubspotfake"
+	"github.com/launchready/launchready/test/testkit/hubspotfake"
 )
 
-// HubSpot is crm-sync's in-memory HubSpot (contacts, deals, associations,
-// unique properties) behind this package's latency, rules and call log.
+// HubSpot is the in-memory HubSpot (contacts, deals, associations, unique
+// properties) of testkit/hubspotfake behind the faults.
 type HubSpot struct {
 	*hubspotfake.Server
-	base
+	faults
 	srv *httptest.Server
 }
 
 // NewHubSpot serves a fake HubSpot that accepts the bearer token token.
 func NewHubSpot(token string) *HubSpot {
-	h := &HubSpot{Server: hubspotfake.New(token), base: newBase()}
+	h := &HubSpot{Server: hubspotfake.New(token), faults: newFaults()}
 	h.srv = httptest.NewServer(h.serve(h.Server.Handler()))
 	return h
 }
@@ -32,7 +32,7 @@ func (h *HubSpot) URL() string { return h.srv.URL }
 // Close stops the server.
 func (h *HubSpot) Close() {
 	h.Server.Release()
-	closeServer(h.srv)
+	closeServer(&h.faults, h.srv)
 }
 
 // ContactsFor returns the live contacts whose stripe_customer_id is cus.

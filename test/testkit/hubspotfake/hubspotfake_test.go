@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/launchready/launchready/services/crm-sync/hubspotfake"
+	"github.com/launchready/launchready/test/testkit/hubspotfake"
 )
 
 func do(t *testing.T, method, url, token, body string) *http.Response {
