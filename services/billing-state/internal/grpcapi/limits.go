@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/launchready/launchready/pkg/stripeevent"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -109,23 +110,6 @@ func checkBounds(req proto.Message) error {
 	return err
 }
 
-// stripeID reports whether id has the shape of a Stripe object id
-// (^[A-Za-z0-9_]{1,255}$). Only such ids may become part of a NATS subject:
-// they hold no token separator, wildcard or whitespace, and are short
-// enough that no subject built from one nears a protocol limit.
-func stripeID(id string) bool {
-	if id == "" || len(id) > MaxIDBytes {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
-
 // customerID returns the trimmed customer_id of a request, or
 // InvalidArgument when it is empty. Its length is bounded by checkBounds.
 func customerID(raw string) (string, error) {
@@ -143,7 +127,7 @@ func subjectCustomerID(raw string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if !stripeID(id) {
+	if !stripeevent.IsStripeID(id) {
 		return "", status.Error(codes.InvalidArgument, "customer_id is not a Stripe customer id (letters, digits and _, at most 255 bytes)")
 	}
 	return id, nil
