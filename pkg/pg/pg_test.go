@@ -85,6 +85,29 @@ func TestMigrateFailureLeavesNoHalfApplied(t *testing.T) {
 	}
 }
 
+func TestMigrateDirAppliesTheFilesOfItsDirectoryOnly(t *testing.T) {
+	ctx := context.Background()
+	pool, err := pg.Open(ctx, pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	files := fstest.MapFS{
+		"migrations/0001_init.sql": {Data: []byte(`CREATE TABLE kept (id int);`)},
+		"0001_elsewhere.sql":       {Data: []byte(`CREATE TABLE stray (id int);`)},
+	}
+	if err := pg.MigrateDir(ctx, pool, "demo", files, "migrations"); err != nil {
+		t.Fatal(err)
+	}
+	var kept, stray bool
+	if err := pool.QueryRow(ctx, `SELECT to_regclass('demo.kept') IS NOT NULL, to_regclass('demo.stray') IS NOT NULL`).Scan(&kept, &stray); err != nil {
+		t.Fatal(err)
+	}
+	if !kept || stray {
+		t.Fatalf("kept table %v, stray table %v; want only the migrations/ file applied", kept, stray)
+	}
+}
+
 func TestEnsureDatabaseCreatesOnceAndOpenHidesPassword(t *testing.T) {
 	ctx := context.Background()
 	url := pgtest.NewDatabase(t)
