@@ -14,8 +14,6 @@ package backfill
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -31,6 +29,7 @@ import (
 	"github.com/launchready/launchready/pkg/natsauth"
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/stripeapi"
+	"github.com/launchready/launchready/services/launchready/internal/cli"
 	"github.com/launchready/launchready/services/launchready/internal/natscreds"
 )
 
@@ -65,12 +64,7 @@ keeps in <data>/nats/backfill.nk). STRIPE_API_RATE caps requests a second
 
 // Main runs the command; args follow the word "backfill".
 func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("backfill", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
-		fs.PrintDefaults()
-	}
+	fs := cli.FlagSet("backfill", usage, stderr)
 	env := config.New(getenv)
 	since := fs.String("since", "", "start of the window: a duration before now (72h) or an RFC 3339 time")
 	until := fs.String("until", "", "end of the window: a duration before now or an RFC 3339 time (default now)")
@@ -78,13 +72,11 @@ func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stde
 	dryRun := fs.Bool("dry-run", false, "count the events that would be published, by type; publish and record nothing")
 	objects := fs.Bool("objects", false, "publish snapshots of Stripe's objects (older history) instead of events")
 	dataDir := fs.String("data", ".data", "the dev data directory holding nats/backfill.nk")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	rest, code, ok := cli.Parse(fs, args)
+	if !ok {
+		return code
 	}
-	if fs.NArg() != 0 {
+	if len(rest) != 0 {
 		fs.Usage()
 		return 2
 	}

@@ -5,7 +5,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -22,11 +21,7 @@ var migrationFiles embed.FS
 
 // Migrate applies the backfill schema's migrations.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	sub, err := fs.Sub(migrationFiles, "migrations")
-	if err != nil {
-		return fmt.Errorf("migrations: %w", err)
-	}
-	return pg.Migrate(ctx, pool, Schema, sub)
+	return pg.MigrateDir(ctx, pool, Schema, migrationFiles, "migrations")
 }
 
 // Run is one backfill run's window and how far it has read it.

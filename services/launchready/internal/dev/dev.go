@@ -13,7 +13,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,6 +26,7 @@ import (
 	"github.com/launchready/launchready/services/console"
 	crmsync "github.com/launchready/launchready/services/crm-sync"
 	"github.com/launchready/launchready/services/ingress"
+	"github.com/launchready/launchready/services/launchready/internal/cli"
 	supportnotify "github.com/launchready/launchready/services/support-notify"
 )
 
@@ -130,12 +130,12 @@ func run(ctx context.Context, getenv config.Getenv, dataDir string, natsPort int
 		return err
 	}
 	mu.Lock()
-	webhookURL := "http://" + hostPort(addrs["ingress"]["webhook"]) + "/webhooks/stripe"
-	grpcShown := hostPort(addrs["billing-state"]["grpc"])
-	consoleURL := "http://" + hostPort(addrs["console"]["console"]) + "/login"
+	webhookURL := "http://" + cli.Dialable(addrs["ingress"]["webhook"]) + "/webhooks/stripe"
+	grpcShown := cli.Dialable(addrs["billing-state"]["grpc"])
+	consoleURL := "http://" + cli.Dialable(addrs["console"]["console"]) + "/login"
 	var ops []string
 	for _, s := range services {
-		ops = append(ops, s.name+" "+hostPort(addrs[s.name]["http"]))
+		ops = append(ops, s.name+" "+cli.Dialable(addrs[s.name]["http"]))
 	}
 	mu.Unlock()
 	fmt.Fprintf(stdout, `
@@ -166,18 +166,6 @@ ready
 	}
 	fmt.Fprintln(stdout, "stopped")
 	return nil
-}
-
-// hostPort shows a listener address the way a user types it.
-func hostPort(addr string) string {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	if host == "" || host == "::" || host == "0.0.0.0" {
-		host = "127.0.0.1"
-	}
-	return net.JoinHostPort(host, port)
 }
 
 // apiTokenOf shows the first token of a STATUS_API_TOKENS value.

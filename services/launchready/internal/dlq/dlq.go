@@ -10,7 +10,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -23,6 +22,7 @@ import (
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/config"
 	"github.com/launchready/launchready/pkg/natsauth"
+	"github.com/launchready/launchready/services/launchready/internal/cli"
 	"github.com/launchready/launchready/services/launchready/internal/natscreds"
 )
 
@@ -52,12 +52,7 @@ func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stde
 		return 0
 	}
 	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("dlq "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
-		fs.PrintDefaults()
-	}
+	fs := cli.FlagSet("dlq "+sub, usage, stderr)
 	env := config.New(getenv)
 	natsURL := fs.String("nats", env.String("NATS_URL", natscreds.DevURL), "NATS server URL")
 	dataDir := fs.String("data", ".data", "the dev data directory holding nats/admin.nk")
@@ -74,12 +69,9 @@ func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stde
 		consumer = fs.String("consumer", "", "purge this consumer's dead letters")
 		all = fs.Bool("all", false, "purge every consumer's dead letters")
 	}
-	rest, err := parseInterspersed(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	rest, code, ok := cli.Parse(fs, args)
+	if !ok {
+		return code
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
@@ -214,19 +206,4 @@ func oneLine(s string, n int) string {
 		return string(r[:n-1]) + "…"
 	}
 	return string(r)
-}
-
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var rest []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return rest, nil
-		}
-		rest = append(rest, args[0])
-		args = args[1:]
-	}
 }

@@ -5,8 +5,6 @@ package provision
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -14,6 +12,7 @@ import (
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/config"
 	"github.com/launchready/launchready/pkg/natsauth"
+	"github.com/launchready/launchready/services/launchready/internal/cli"
 	"github.com/launchready/launchready/services/launchready/internal/natscreds"
 	"github.com/launchready/launchready/services/provision"
 )
@@ -30,21 +29,14 @@ NATS_* credentials, else with the admin nkey "launchready dev" keeps in
 
 // Main runs the command; args follow the word "provision".
 func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("provision", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
-		fs.PrintDefaults()
-	}
+	fs := cli.FlagSet("provision", usage, stderr)
 	dataDir := fs.String("data", ".data", "the dev data directory holding nats/admin.nk")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up after this long (the server may still be starting)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	rest, code, ok := cli.Parse(fs, args)
+	if !ok {
+		return code
 	}
-	if fs.NArg() != 0 {
+	if len(rest) != 0 {
 		fs.Usage()
 		return 2
 	}

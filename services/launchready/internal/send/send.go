@@ -8,8 +8,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/launchready/launchready/pkg/config"
 	"github.com/launchready/launchready/pkg/stripeevent"
+	"github.com/launchready/launchready/services/launchready/internal/cli"
 )
 
 const usage = `usage: launchready send [--secret S] [--url U] [--dup N] FILE.json...
@@ -35,23 +34,15 @@ secret that "launchready dev" keeps in <data>/dev-secrets.json. The URL is
 
 // Main runs the command; args follow the word "send".
 func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("send", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
-		fs.PrintDefaults()
-	}
+	fs := cli.FlagSet("send", usage, stderr)
 	secretFlag := fs.String("secret", "", "webhook signing secret")
 	urlFlag := fs.String("url", "", "webhook URL")
 	dup := fs.Int("dup", 1, "post each file this many times (re-signed each time) to see duplicates answered as such")
 	dataDir := fs.String("data", ".data", "the dev data directory holding dev-secrets.json")
 	timeout := fs.Duration("timeout", 15*time.Second, "timeout per request")
-	files, err := parseInterspersed(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	files, code, ok := cli.Parse(fs, args)
+	if !ok {
+		return code
 	}
 	if len(files) == 0 {
 		fs.Usage()
@@ -99,26 +90,6 @@ func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stde
 		return 1
 	}
 	return 0
-}
-
-// parseInterspersed lets flags follow the file names too
-// ("send a.json --dup 2"), which the flag package alone stops at.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var files []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return files, nil
-		}
-		if rest[0] == "--" {
-			return append(files, rest[1:]...), nil
-		}
-		files = append(files, rest[0])
-		args = rest[1:]
-	}
 }
 
 func pickSecret(flagValue string, env *config.Env, dataDir string) (string, error) {

@@ -7,11 +7,8 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,6 +27,7 @@ import (
 	"github.com/launchready/launchready/pkg/canonical"
 	"github.com/launchready/launchready/pkg/config"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/services/launchready/internal/cli"
 )
 
 const usage = `usage: launchready status [flags] cus_...
@@ -46,12 +44,7 @@ the call fails, 2 on bad usage.
 
 // Main runs the command; args follow the word "status".
 func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
-		fs.PrintDefaults()
-	}
+	fs := cli.FlagSet("status", usage, stderr)
 	env := config.New(getenv)
 	addr := fs.String("addr", env.String("GRPC_ADDR", "127.0.0.1:9090"), "billing-state gRPC address")
 	token := fs.String("token", "", "bearer token with the read role")
@@ -62,12 +55,9 @@ func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stde
 	useTLS := fs.Bool("tls", false, "connect with TLS (system roots)")
 	dataDir := fs.String("data", ".data", "the dev data directory holding dev-secrets.json")
 	timeout := fs.Duration("timeout", 10*time.Second, "timeout of the whole command")
-	rest, err := parseInterspersed(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	rest, code, ok := cli.Parse(fs, args)
+	if !ok {
+		return code
 	}
 	req := &billingv1.GetCustomerStatusRequest{}
 	switch {
@@ -249,7 +239,6 @@ func money(amount int64, currency string) string {
 	return fmt.Sprintf("%s%d.%02d %s", sign, amount/100, amount%100, cur)
 }
 
-// dialable turns a listen address (":9090") into one a client can dial.
 // Token is the bearer token an operator's command sends: the flag's value,
 // else STATUS_API_TOKEN, else the dev token "launchready dev" keeps in
 // <dataDir>/dev-secrets.json; "" when there is none.
@@ -271,23 +260,12 @@ func Dial(addr string, useTLS bool) (*grpc.ClientConn, error) {
 	if useTLS {
 		creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})
 	}
-	return grpc.NewClient(dialable(addr), grpc.WithTransportCredentials(creds))
+	return grpc.NewClient(cli.Dialable(addr), grpc.WithTransportCredentials(creds))
 }
 
 // WithToken makes ctx's calls carry tok as their bearer token.
 func WithToken(ctx context.Context, tok string) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
-}
-
-func dialable(addr string) string {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	if host == "" || host == "::" || host == "0.0.0.0" {
-		host = "127.0.0.1"
-	}
-	return net.JoinHostPort(host, port)
 }
 
 func devToken(path string) string {
@@ -302,21 +280,4 @@ func devToken(path string) string {
 		return ""
 	}
 	return s.APIToken
-}
-
-// parseInterspersed allows flags after the customer id, as operators type
-// them ("status cus_123 --json").
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var rest []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return rest, nil
-		}
-		rest = append(rest, args[0])
-		args = args[1:]
-	}
 }
