@@ -193,11 +193,8 @@ type Message struct {
 // deadline on ctx it waits at most 5 s. A message whose subject Publish
 // would refuse is refused here too, and nothing after it is sent.
 func (p *Publisher) PublishAll(ctx context.Context, msgs []Message) ([]PubResult, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-	}
+	ctx, cancel := withPublishDeadline(ctx)
+	defer cancel()
 	start := time.Now()
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 	var sendErr, refused error

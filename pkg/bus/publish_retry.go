@@ -32,11 +32,8 @@ const jsDuplicateInProcess jetstream.ErrorCode = 10158
 // answer to a repeat of a message an earlier attempt stored is a
 // duplicate ack, with the sequence of the stored message.
 func (p *Publisher) publishUntilSettled(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-	}
+	ctx, cancel := withPublishDeadline(ctx)
+	defer cancel()
 	var lastErr error
 	for n := 1; ; n++ {
 		actx, cancel := context.WithTimeout(ctx, publishAttempt)
@@ -94,4 +91,13 @@ func publishRetryReason(err error) (string, bool) {
 func publishRetryDelay(n int) time.Duration {
 	d := min(time.Duration(n)*25*time.Millisecond, 200*time.Millisecond)
 	return d/2 + rand.N(d/2+1) // #nosec G404 -- retry jitter needs spread, not unpredictability
+}
+
+// withPublishDeadline bounds ctx at 5 s when it has no deadline of its own,
+// so that no publish waits forever on a stream that cannot answer.
+func withPublishDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, 5*time.Second)
 }
