@@ -5,6 +5,7 @@ go 1.26.0
 replace (
 	github.com/launchready/launchready/pkg => ../../pkg
 	github.com/launchready/launchready/proto => ../../proto
+	github.com/launchready/launchready/test/testkit => ../../test/testkit
 )
 
 require (
@@ -14,6 +15,7 @@ require (
 	github.com/launchready/launchready/proto v0.0.0
 	github.com/nats-io/nats.go v1.55.0
 	github.com/prometheus/client_golang v1.25.0
+	go.uber.org/goleak v1.3.0
 	golang.org/x/crypto v0.58.0
 	google.golang.org/protobuf v1.36.12
 )

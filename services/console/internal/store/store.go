@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -28,11 +27,7 @@ var migrations embed.FS
 
 // Migrate applies the embedded migrations to Schema.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		return err
-	}
-	return pg.Migrate(ctx, pool, Schema, sub)
+	return pg.MigrateDir(ctx, pool, Schema, migrations, "migrations")
 }
 
 // DB is what the functions here run on: a *pgxpool.Pool or a *pg.Tx.
