@@ -29,7 +29,7 @@ func TestDisputeTicketAndAlertNameTheCustomerWhicheverComesFirst(t *testing.T) {
 			c := journey.NewCustomer()
 			ch := journey.ID("ch")
 			charge := c.ChargeSucceeded(ch, time.Now())
-			dispute := fakes.DisputeOnCharge(ch, 15000, "fraudulent", time.Now())
+			dispute := journey.DisputeOnCharge(ch, 15000, "fraudulent", time.Now())
 			if chargeFirst {
 				b.publish(t, charge, dispute)
 			} else {
@@ -64,7 +64,7 @@ func TestGuestDisputeNamesTheChargeAndBillingEmail(t *testing.T) {
 	b := setup(t, map[string]string{"SUPPORT_LINK_WAIT": "20s"}, nil)
 	guest := journey.Customer{Email: journey.ID("guest") + "@example.com"}
 	ch := journey.ID("ch")
-	b.publish(t, guest.ChargeSucceeded(ch, time.Now()), fakes.DisputeOnCharge(ch, 15000, "fraudulent", time.Now()))
+	b.publish(t, guest.ChargeSucceeded(ch, time.Now()), journey.DisputeOnCharge(ch, 15000, "fraudulent", time.Now()))
 	tk := b.zendesk.WaitFor(t, 40*time.Second, "the guest dispute ticket", count(1))[0]
 	if tk.Priority != "urgent" || tk.Requester.Email != guest.Email {
 		t.Errorf("ticket priority %q requester %q, want urgent and %s", tk.Priority, tk.Requester.Email, guest.Email)
@@ -90,7 +90,7 @@ func TestUnknownChargeIsReadFromStripe(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := setup(t, map[string]string{"SUPPORT_LINK_WAIT": "200ms", "STRIPE_API_KEY": key, "STRIPE_API_BASE": api.URL()}, nil)
-	b.publish(t, fakes.DisputeOnCharge(ch, 15000, "fraudulent", time.Now()))
+	b.publish(t, journey.DisputeOnCharge(ch, 15000, "fraudulent", time.Now()))
 	tk := b.zendesk.WaitFor(t, 40*time.Second, "the dispute ticket", count(1))[0]
 	if tk.Requester.Email != c.Email || !strings.Contains(tk.Comments[0].Body, "Customer id: "+c.ID) {
 		t.Fatalf("ticket requester %q body:\n%s", tk.Requester.Email, tk.Comments[0].Body)
@@ -104,7 +104,7 @@ func TestLateLinkAddsTheCustomerToTheOpenTicket(t *testing.T) {
 	b := setup(t, map[string]string{"SUPPORT_LINK_WAIT": "100ms"}, nil)
 	c := journey.NewCustomer()
 	ch := journey.ID("ch")
-	b.publish(t, fakes.DisputeOnCharge(ch, 15000, "fraudulent", time.Now()))
+	b.publish(t, journey.DisputeOnCharge(ch, 15000, "fraudulent", time.Now()))
 	tk := b.zendesk.WaitFor(t, 40*time.Second, "the dispute ticket", count(1))[0]
 	if tk.Priority != "urgent" || !strings.Contains(tk.Comments[0].Body, "Customer: not known yet") {
 		t.Fatalf("ticket without its customer: priority %q body:\n%s", tk.Priority, tk.Comments[0].Body)

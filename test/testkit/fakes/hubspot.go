@@ -24,7 +24,7 @@ func NewHubSpot(token string) *HubSpot {
 
 // SetLatency delays every answer by d (0: none), in this package's layer,
 // so that the call log records when each answer left.
-func (h *HubSpot) SetLatency(d time.Duration) { h.base.SetLatency(d) }
+func (h *HubSpot) SetLatency(d time.Duration) { h.faults.SetLatency(d) }
 
 // URL is the base URL for HUBSPOT_BASE_URL.
 func (h *HubSpot) URL() string { return h.srv.URL }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/launchready/launchready/pkg/stripeapi"
+	"github.com/launchready/launchready/pkg/stripeevent"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/billing-state/internal/admin"
 )
@@ -55,7 +56,7 @@ func (s *adminServer) CancelSubscription(ctx context.Context, r *billingv1.Cance
 	if err != nil {
 		return nil, err
 	}
-	if !stripeID(r.GetSubscriptionId()) {
+	if !stripeevent.IsStripeID(r.GetSubscriptionId()) {
 		return nil, status.Error(codes.InvalidArgument, "subscription_id is required (a Stripe id)")
 	}
 	a, err := s.svc.CancelSubscription(ctx, req, r.GetSubscriptionId(), r.GetAtPeriodEnd())
@@ -67,10 +68,10 @@ func (s *adminServer) ChangeSubscriptionPlan(ctx context.Context, r *billingv1.C
 	if err != nil {
 		return nil, err
 	}
-	if !stripeID(r.GetSubscriptionId()) || !stripeID(r.GetPriceId()) {
+	if !stripeevent.IsStripeID(r.GetSubscriptionId()) || !stripeevent.IsStripeID(r.GetPriceId()) {
 		return nil, status.Error(codes.InvalidArgument, "subscription_id and price_id are required (Stripe ids)")
 	}
-	if item := r.GetSubscriptionItemId(); item != "" && !stripeID(item) {
+	if item := r.GetSubscriptionItemId(); item != "" && !stripeevent.IsStripeID(item) {
 		return nil, status.Error(codes.InvalidArgument, "subscription_item_id is not a Stripe id")
 	}
 	switch r.GetProrationBehavior() {
@@ -95,7 +96,7 @@ func actionRequest(actionID string, actor *billingv1.Actor, customerID, reason s
 	if strings.TrimSpace(reason) == "" {
 		return admin.Request{}, status.Error(codes.InvalidArgument, "reason is required")
 	}
-	if customerID != "" && !stripeID(customerID) {
+	if customerID != "" && !stripeevent.IsStripeID(customerID) {
 		return admin.Request{}, status.Error(codes.InvalidArgument, "customer_id is not a Stripe customer id")
 	}
 	return admin.Request{ActionID: actionID, CustomerID: customerID, Reason: reason,

@@ -19,6 +19,7 @@ import (
 	"github.com/launchready/launchready/pkg/stripeevent"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/test/harness"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 // result is one run's figures.
@@ -91,7 +92,7 @@ func run(ctx context.Context, t *programT, o options) (*result, error) {
 	}
 	r.startup = time.Since(began)
 	last := time.Now()
-	if !harness.Poll(o.timeout, 250*time.Millisecond, func() bool {
+	if !testkit.Poll(o.timeout, 250*time.Millisecond, func() bool {
 		r.processed = s.Count(`SELECT count(*) FROM crm.processed_events`)
 		if time.Since(last) > 5*time.Second {
 			last = time.Now()
