@@ -121,10 +121,11 @@ func TestBurstFoldsIntoDigestsWithinSLOAndOnceAcrossCrash(t *testing.T) {
 	<-doneA
 
 	// Process B takes over what A left unacked.
-	_, jsB, err := bus.Connect(ctx, ns.Conn(natsauth.SupportNotify), "alerts-restarted", nil)
+	ncB, jsB, err := bus.Connect(ctx, ns.Conn(natsauth.SupportNotify), "alerts-restarted", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(ncB.Close)
 	hB := handler()
 	var redelivered atomic.Int64
 	consumerB := bus.NewBatchConsumer(jsB, cfg, func(ctx context.Context, ds []*bus.Delivery) []error {
