@@ -18,6 +18,7 @@ import (
 	"github.com/launchready/launchready/test/harness/scenario"
 	"github.com/launchready/launchready/test/harness/verify"
 	"github.com/launchready/launchready/test/load/results"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 // clusterEnv bounds the run: a dead replica's messages come back after
@@ -88,7 +89,7 @@ func TestClusterLosesNothing(t *testing.T) {
 		sh = shape{customers: 200, events: 2000, rate: 30, full: true}
 	}
 	began := time.Now()
-	dir, err := scenario.FixturesDir()
+	dir, err := testkit.FindFixturesDir()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +152,7 @@ func TestClusterLosesNothing(t *testing.T) {
 	s.WaitDrained(3 * time.Minute)
 	drainedAfter := time.Since(lastFault)
 	cpuMs := cpu.perEvent(s, sh.events)
-	harness.Poll(time.Minute, 200*time.Millisecond, func() bool {
+	testkit.Poll(time.Minute, 200*time.Millisecond, func() bool {
 		n, err := s.CountErr(`SELECT count(*) FROM billing.unresolved_events WHERE resolved_at IS NULL`)
 		return err == nil && n == 0
 	})
