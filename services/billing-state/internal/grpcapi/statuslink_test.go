@@ -11,9 +11,9 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
-	"github.com/launchready/launchready/services/billing-state/internal/journeytest"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
 	"github.com/launchready/launchready/services/billing-state/internal/statuspage"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 func TestCreateStatusLink(t *testing.T) {
@@ -25,8 +25,8 @@ func TestCreateStatusLink(t *testing.T) {
 	bd := setup(t, setupOptions{statusLinks: signer, statusPageURL: "https://status.example.com/"})
 	cli := bd.client()
 	ctx := as(context.Background(), bd.read)
-	b := journeytest.New(t, "cus_link1", displayBase)
-	for _, ev := range journeytest.Events(journeytest.SubscriptionLifecycle(b)[:3]) {
+	b := journey.New(t, "cus_link1", displayBase)
+	for _, ev := range journey.Events(journey.SubscriptionLifecycle(b)[:3]) {
 		if _, err := bd.store.ApplyEvent(ctx, ev, state.ApplyOptions{}); err != nil {
 			t.Fatal(err)
 		}

@@ -32,9 +32,9 @@ import (
 	"github.com/launchready/launchready/pkg/natstest"
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
-	"github.com/launchready/launchready/pkg/stripeapi/stripemock"
 	"github.com/launchready/launchready/pkg/stripeevent"
 	"github.com/launchready/launchready/services/ingress"
+	"github.com/launchready/launchready/test/testkit/stripemock"
 	"github.com/launchready/launchready/test/testkit/zendeskfake"
 )
 
