@@ -116,6 +116,17 @@ func TicketsAwaiting(ctx context.Context, tx *pg.Tx, refs []string) ([]AwaitingT
 	return out, br.Close()
 }
 
+// ChargeLockKeys are the lock keys (LockObjects) of charges: an event that
+// learns a charge's customer and one that marks a ticket as waiting for it
+// take the same lock, so neither misses the other.
+func ChargeLockKeys(refs []string) []string {
+	out := make([]string, len(refs))
+	for i, r := range refs {
+		out[i] = "charge:" + r
+	}
+	return out
+}
+
 // AwaitCustomer marks the ticket about objectKey as waiting for the
 // customer of charge.
 func AwaitCustomer(tx *pg.Tx, objectKey, charge string) {

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -124,7 +125,7 @@ func (h *Handler) OpenOrResolveTicket(ctx context.Context, d *bus.Delivery) erro
 	// The first pass commits only the intent when a ticket must be
 	// created; the second replays it and records the ticket.
 	for pass := 0; ; pass++ {
-		outcome, ticketID, err = h.attempt(ctx, ev, dec, keys, primary, learned, log)
+		outcome, ticketID, err = h.attempt(ctx, ev, dec, keys, primary, learned, awaiting, log)
 		if err != nil || outcome != outcomeIntent {
 			break
 		}
@@ -136,13 +137,6 @@ func (h *Handler) OpenOrResolveTicket(ctx context.Context, d *bus.Delivery) erro
 	if err != nil {
 		log.WarnContext(ctx, "ticket action failed", "action", actionName(dec), "outcome", "error", "error", redact.Error(err))
 		return fmt.Errorf("ticket for %s: %w", ev.GetEventId(), err)
-	}
-	if outcome == "created" && awaiting != "" {
-		// The ticket opened without its customer: the event that teaches
-		// the charge's customer adds it (learn).
-		if err := pg.InTx(ctx, h.Pool, func(tx *pg.Tx) error { store.AwaitCustomer(tx, primary, awaiting); return nil }); err != nil {
-			return fmt.Errorf("ticket for %s: %w", ev.GetEventId(), err)
-		}
 	}
 	switch outcome {
 	case "duplicate":
@@ -161,6 +155,7 @@ func (h *Handler) OpenOrResolveTicket(ctx context.Context, d *bus.Delivery) erro
 // that were waiting for it.
 func (h *Handler) learnAlone(ctx context.Context, ev *billingv1.BillingEvent, learned []store.ChargeCustomer) error {
 	err := pg.InTx(ctx, h.Pool, func(tx *pg.Tx) error {
+		store.LockObjects(tx, store.ChargeLockKeys(refsOf(learned)))
 		store.QueueLearnChargeCustomers(tx, learned)
 		awaiting, err := store.TicketsAwaiting(ctx, tx, refsOf(learned))
 		if err != nil {
@@ -190,6 +185,20 @@ func (h *Handler) addCustomer(ctx context.Context, tx *pg.Tx, ev *billingv1.Bill
 	return nil
 }
 
+// awaitCustomer marks the ticket about objectKey as waiting for the
+// customer of charge, under the charge's lock. A link learned since the
+// event was named (its transaction committed before this one took the
+// lock) adds the customer at once.
+func (h *Handler) awaitCustomer(ctx context.Context, tx *pg.Tx, objectKey string, ticketID int64, charge string) error {
+	store.AwaitCustomer(tx, objectKey, charge)
+	link, found, err := store.ChargeCustomerOf(ctx, tx, []string{charge})
+	if err != nil || !found {
+		return err
+	}
+	teacher := &billingv1.BillingEvent{EventId: link.Source, CustomerId: link.CustomerID, Email: link.Email, CustomerName: link.Name}
+	return h.addCustomer(ctx, tx, teacher, []store.AwaitingTicket{{ObjectKey: objectKey, TicketID: ticketID, Charge: charge}})
+}
+
 func refsOf(learned []store.ChargeCustomer) []string {
 	out := make([]string, len(learned))
 	for i, l := range learned {
@@ -203,15 +212,24 @@ const outcomeIntent = "intent"
 
 // attempt runs one transaction: pending intents about the objects first,
 // then the event's own action.
+//
+// waitCharge names the charge whose customer the event's new ticket still
+// lacks. The charge's lock, taken by every event that teaches a charge's
+// customer too, makes marking the ticket and learning the link take turns:
+// whichever commits second sees the other, so the customer is always added.
 func (h *Handler) attempt(ctx context.Context, ev *billingv1.BillingEvent, dec rules.Decision, keys []string, primary string,
-	learned []store.ChargeCustomer, log *slog.Logger) (string, int64, error) {
+	learned []store.ChargeCustomer, waitCharge string, log *slog.Logger) (string, int64, error) {
 	var outcome string
 	var ticketID int64
 	// Three round trips: BEGIN, the locks, the duplicate check and the
 	// pending intents; the intents' records with what the objects' tickets
 	// are; the event's own writes with COMMIT.
 	err := pg.InTx(ctx, h.Pool, func(tx *pg.Tx) error {
-		store.LockObjects(tx, keys)
+		locks := append(slices.Clone(keys), store.ChargeLockKeys(refsOf(learned))...)
+		if waitCharge != "" {
+			locks = append(locks, store.ChargeLockKeys([]string{waitCharge})...)
+		}
+		store.LockObjects(tx, locks)
 		store.QueueLearnChargeCustomers(tx, learned)
 		done, intents, awaiting, err := store.Start(ctx, tx, h.Consumer, ev.GetEventId(), keys, refsOf(learned))
 		if err != nil || done {
@@ -235,6 +253,11 @@ func (h *Handler) attempt(ctx context.Context, ev *billingv1.BillingEvent, dec r
 		}
 		if err != nil || outcome == outcomeIntent {
 			return err
+		}
+		if outcome == "created" && waitCharge != "" {
+			if err := h.awaitCustomer(ctx, tx, primary, ticketID, waitCharge); err != nil {
+				return err
+			}
 		}
 		store.MarkProcessed(tx, h.Consumer, ev.GetEventId(), ev.GetType(), outcome)
 		if h.beforeCommit != nil {
