@@ -38,14 +38,17 @@ func setupCluster(t *testing.T) *clusterBundle {
 		t.Cleanup(nc.Close)
 		b.ncs, b.jss = append(b.ncs, nc), append(b.jss, js)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	// A request the forming cluster drops would hold one attempt until the
+	// whole deadline: each attempt gets its own, shorter one.
+	deadline := time.Now().Add(120 * time.Second)
 	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := bus.EnsureStreams(ctx, b.jss[0], bus.StreamConfig{Replicas: 3, Storage: jetstream.FileStorage})
+		cancel()
 		if err == nil {
 			break
 		}
-		if ctx.Err() != nil {
+		if time.Now().After(deadline) {
 			t.Fatalf("streams at R3: %v", err)
 		}
 		time.Sleep(100 * time.Millisecond)
