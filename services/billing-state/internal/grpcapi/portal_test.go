@@ -12,11 +12,11 @@ import (
 
 	"github.com/launchready/launchready/pkg/config"
 	"github.com/launchready/launchready/pkg/stripeapi"
-	"github.com/launchready/launchready/test/testkit/stripemock"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/billing-state/internal/portal"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
 	"github.com/launchready/launchready/test/testkit/journey"
+	"github.com/launchready/launchready/test/testkit/stripemock"
 )
 
 // TestCreatePortalSession opens the billing portal through stripe-mock

@@ -66,7 +66,9 @@ func setup(t *testing.T) *page {
 	}
 	p.signer = statuspage.NewSigner(secrets, time.Hour, p.clock)
 	viewer := &display.Viewer{Catalogues: cats, Now: time.Now,
-		Facts: func(context.Context, string, string, time.Duration) (display.Facts, error) { return display.Facts{}, nil }}
+		Facts: func(context.Context, string, string, time.Duration) (display.Facts, error) {
+			return display.Facts{}, nil
+		}}
 	stop := make(chan struct{})
 	h := statuspage.Handler(statuspage.Options{Signer: p.signer, Viewer: viewer, Changes: nc, Logger: logging.Discard(), Heartbeat: 100 * time.Millisecond,
 		Status: func(_ context.Context, id string) (*billingv1.CustomerStatus, error) {

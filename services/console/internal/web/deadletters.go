@@ -10,9 +10,9 @@ import (
 
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/pg"
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/console/internal/auth"
 	"github.com/launchready/launchready/services/console/internal/store"
-	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 )
 
 // maxReasonLength bounds a staff member's reason.

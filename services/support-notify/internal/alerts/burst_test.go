@@ -18,13 +18,13 @@ import (
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
 
-	"github.com/launchready/launchready/test/testkit/fakes"
-	"github.com/launchready/launchready/test/testkit/journey"
 	"github.com/launchready/launchready/services/support-notify/internal/metrics"
 	"github.com/launchready/launchready/services/support-notify/internal/rules"
 	"github.com/launchready/launchready/services/support-notify/internal/slack"
 	"github.com/launchready/launchready/services/support-notify/internal/store"
 	"github.com/launchready/launchready/services/support-notify/internal/vendor"
+	"github.com/launchready/launchready/test/testkit/fakes"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 // TestBurstFoldsIntoDigestsWithinSLOAndOnceAcrossCrash sends 50 failed
