@@ -44,7 +44,9 @@ var secretish = regexp.MustCompile(`SECRET|TOKEN|PASSWORD|API_KEY|DATABASE_URL|W
 // isSecretish: a vendor's webhook URL (Slack, the CRM) is a credential in
 // itself; PUBLIC_WEBHOOK_URL, the address Stripe posts to, is public by
 // definition.
-func isSecretish(name string) bool { return secretish.MatchString(name) && name != "PUBLIC_WEBHOOK_URL" }
+func isSecretish(name string) bool {
+	return secretish.MatchString(name) && name != "PUBLIC_WEBHOOK_URL"
+}
 
 // workload is a pod template with where it came from.
 type workload struct {
