@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -51,6 +52,9 @@ type Config struct {
 	// long after sign-in.
 	SessionIdle time.Duration
 	SessionMax  time.Duration
+	// OIDC is the identity provider's sign-in (CONSOLE_OIDC_*); off when
+	// CONSOLE_OIDC_ISSUER is empty, leaving the local accounts alone.
+	OIDC auth.OIDCConfig
 
 	StartTimeout time.Duration
 	Logger       *slog.Logger
@@ -70,7 +74,8 @@ func (c Config) WithLogger(log *slog.Logger) Config {
 
 // ConfigFromEnv reads CONSOLE_ADDR, HTTP_ADDR, NATS_URL (and its
 // credentials), DATABASE_URL, the NATS_* stream settings, OTEL_*,
-// CONSOLE_SESSION_IDLE and CONSOLE_SESSION_MAX.
+// CONSOLE_SESSION_IDLE, CONSOLE_SESSION_MAX and the CONSOLE_OIDC_*
+// settings.
 func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	e := config.New(getenv)
 	cfg := Config{
@@ -88,6 +93,7 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	} else if cfg.SessionIdle > cfg.SessionMax {
 		e.Fail("CONSOLE_SESSION_IDLE (%s) is longer than CONSOLE_SESSION_MAX (%s)", cfg.SessionIdle, cfg.SessionMax)
 	}
+	cfg.OIDC = oidcFromEnv(e, cfg.Addr)
 	if err := e.Err(); err != nil {
 		return Config{}, fmt.Errorf("console config: %w", err)
 	}
@@ -105,7 +111,44 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("session_idle", c.SessionIdle),
 		slog.Duration("session_max", c.SessionMax),
 		slog.String("otel_endpoint", config.MaskURL(c.Telemetry.Endpoint)),
+		slog.String("oidc_issuer", c.OIDC.Issuer),
+		slog.String("oidc_client_id", c.OIDC.ClientID),
+		slog.String("oidc_client_secret", config.Mask(c.OIDC.ClientSecret)),
+		slog.String("oidc_allowed_domain", c.OIDC.AllowedDomain),
+		slog.String("oidc_redirect_url", c.OIDC.RedirectURL),
 	)
+}
+
+// oidcFromEnv reads CONSOLE_OIDC_ISSUER, CONSOLE_OIDC_CLIENT_ID,
+// CONSOLE_OIDC_CLIENT_SECRET, CONSOLE_OIDC_ALLOWED_DOMAIN,
+// CONSOLE_OIDC_ROLE_MAP ("group=role,...") and CONSOLE_OIDC_REDIRECT_URL
+// (on a loopback CONSOLE_ADDR, http://CONSOLE_ADDR/login/oidc/callback
+// by default).
+func oidcFromEnv(e *config.Env, addr string) auth.OIDCConfig {
+	c := auth.OIDCConfig{Issuer: e.Lookup("CONSOLE_OIDC_ISSUER")}
+	if !c.Enabled() {
+		return c
+	}
+	c.ClientID = e.Require("CONSOLE_OIDC_CLIENT_ID")
+	c.ClientSecret = e.Secret("CONSOLE_OIDC_CLIENT_SECRET").Reveal()
+	if c.ClientSecret == "" {
+		e.Fail("CONSOLE_OIDC_CLIENT_SECRET is required with CONSOLE_OIDC_ISSUER")
+	}
+	c.AllowedDomain = strings.TrimPrefix(e.Require("CONSOLE_OIDC_ALLOWED_DOMAIN"), "@")
+	roles, err := auth.ParseRoleMap(e.Lookup("CONSOLE_OIDC_ROLE_MAP"))
+	if err != nil {
+		e.Fail("CONSOLE_OIDC_ROLE_MAP: %v", err)
+	}
+	c.RoleMap = roles
+	def := ""
+	if !SecureCookies(addr) {
+		def = "http://" + addr + "/login/oidc/callback"
+	}
+	c.RedirectURL = e.String("CONSOLE_OIDC_REDIRECT_URL", def)
+	if c.RedirectURL == "" {
+		e.Fail("CONSOLE_OIDC_REDIRECT_URL is required with CONSOLE_OIDC_ISSUER outside loopback (https://<console>/login/oidc/callback)")
+	}
+	return c
 }
 
 // SecureCookies reports whether the console at addr must mark its cookies
@@ -135,7 +178,7 @@ func Run(ctx context.Context, cfg Config) error {
 		ui, err := web.New(web.Options{
 			Pool: host.Pool, Log: host.Log, SecureCookies: SecureCookies(cfg.Addr),
 			SessionIdle: cfg.SessionIdle, SessionMax: cfg.SessionMax, Throttle: auth.DefaultThrottle, Now: cfg.Now,
-			JS: host.JS,
+			JS: host.JS, OIDC: oidcFlow(cfg.OIDC),
 		})
 		if err != nil {
 			return err
@@ -156,6 +199,13 @@ func Run(ctx context.Context, cfg Config) error {
 		host.Go("console server", func(ctx context.Context) error { return httpserver.Serve(ctx, srv, ln, 10*time.Second) })
 		return nil
 	})
+}
+
+func oidcFlow(c auth.OIDCConfig) *auth.OIDC {
+	if !c.Enabled() {
+		return nil
+	}
+	return auth.NewOIDC(c, &http.Client{Timeout: 10 * time.Second})
 }
 
 // sweepSessions removes ended sessions now and then; a session past its

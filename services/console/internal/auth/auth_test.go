@@ -76,3 +76,31 @@ func TestRoles(t *testing.T) {
 		t.Fatal("unknown role parsed")
 	}
 }
+
+func TestParseRoleMapAndRoleFor(t *testing.T) {
+	m, err := ParseRoleMap(" ops-admins=billing_admin, support=support ,owners=owner")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := OIDCConfig{RoleMap: m}
+	for _, tc := range []struct {
+		groups []string
+		want   Role
+		ok     bool
+	}{
+		{[]string{"support"}, Support, true},
+		{[]string{"support", "ops-admins"}, BillingAdmin, true},
+		{[]string{"owners", "support"}, Owner, true},
+		{[]string{"engineering"}, "", false},
+		{nil, "", false},
+	} {
+		if got, ok := c.RoleFor(tc.groups); got != tc.want || ok != tc.ok {
+			t.Errorf("RoleFor(%v) = %q %v, want %q %v", tc.groups, got, ok, tc.want, tc.ok)
+		}
+	}
+	for _, bad := range []string{"", "ops-admins", "ops=root", "=viewer"} {
+		if _, err := ParseRoleMap(bad); err == nil {
+			t.Errorf("ParseRoleMap(%q) accepted", bad)
+		}
+	}
+}

@@ -59,6 +59,9 @@ type Options struct {
 	Throttle    auth.Throttle
 	// JS reaches the dead letters, as the NATS user console.
 	JS jetstream.JetStream
+	// OIDC, when set, offers sign-in through the identity provider beside
+	// the local accounts.
+	OIDC *auth.OIDC
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 }
@@ -98,6 +101,10 @@ func (s *Server) routes() {
 	s.mux.Handle("GET /static/", http.StripPrefix("/static/", assetHeaders(http.FileServerFS(static))))
 	s.mux.HandleFunc("GET /login", s.loginPage)
 	s.mux.HandleFunc("POST /login", s.login)
+	if s.opts.OIDC != nil {
+		s.mux.HandleFunc("GET /login/oidc", s.oidcStart)
+		s.mux.HandleFunc("GET /login/oidc/callback", s.oidcCallback)
+	}
 	s.mux.Handle("GET /password", s.page(auth.Viewer, s.passwordPage))
 	s.mux.Handle("POST /password", s.action(auth.Viewer, s.changePassword))
 	s.mux.Handle("POST /logout", s.action(auth.Viewer, s.logout))

@@ -33,7 +33,8 @@ func (s *Server) showLogin(w http.ResponseWriter, r *http.Request, status int, e
 	}
 	s.setCookie(w, s.loginCookie(), token, loginTTL, http.SameSiteStrictMode)
 	s.render(w, r, status, "login", nil, map[string]any{"Title": "Sign in", "LoginToken": token, "Email": email,
-		"Next": localPath(r.FormValue("next")), "Message": message, "Local": true})
+		"Next": localPath(r.FormValue("next")), "Message": message, "Local": true,
+		"OIDC": s.opts.OIDC != nil})
 }
 
 // login checks a local account's password. Every outcome is audited; the
