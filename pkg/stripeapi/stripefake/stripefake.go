@@ -21,6 +21,7 @@ import (
 
 // Request is one request as received.
 type Request struct {
+	// At is when the request arrived.
 	At     time.Time
 	Method string
 	Path   string
@@ -166,7 +167,8 @@ func (s *Server) OnRequest(fn func(r *http.Request)) {
 	s.mu.Unlock()
 }
 
-// Requests returns the requests received so far.
+// Requests returns the requests received so far, in the order they were
+// answered.
 func (s *Server) Requests() []Request {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -177,6 +179,8 @@ func (s *Server) Requests() []Request {
 // length w.
 func (s *Server) MaxPerWindow(w time.Duration) int {
 	reqs := s.Requests()
+	// Answered order is not quite arrival order when requests overlap.
+	slices.SortFunc(reqs, func(a, b Request) int { return a.At.Compare(b.At) })
 	most, j := 0, 0
 	for i := range reqs {
 		for reqs[i].At.Sub(reqs[j].At) >= w {
@@ -188,6 +192,8 @@ func (s *Server) MaxPerWindow(w time.Duration) int {
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	// The arrival, not the answer: a rate is what a client sent.
+	at := time.Now()
 	s.mu.Lock()
 	hook := s.onRequest
 	s.mu.Unlock()
@@ -196,7 +202,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	status := s.answer(w, r)
 	s.mu.Lock()
-	s.requests = append(s.requests, Request{At: time.Now(), Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(), Status: status})
+	s.requests = append(s.requests, Request{At: at, Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(), Status: status})
 	s.mu.Unlock()
 }
 

@@ -323,3 +323,49 @@ func TestObjectsArePublishedAsSnapshotsCanceledSubscriptionsIncluded(t *testing.
 		t.Fatalf("second run: exit %d\n%s%s", code, out, errs)
 	}
 }
+
+// TestRateLimitedBackfillWaitsAndStaysWithinTheRate: Stripe answers every
+// request with a rate-limit 429 for 5 s, which stripe-go does not retry;
+// the backfill backs off, keeps going and completes, and no second of the
+// fake's own request log holds more than STRIPE_API_RATE requests, the
+// refused ones included.
+func TestRateLimitedBackfillWaitsAndStaysWithinTheRate(t *testing.T) {
+	b := setup(t)
+	const rate = 5
+	b.env["STRIPE_API_RATE"] = fmt.Sprint(rate)
+	b.addEvents(t, 500, "customer.updated")
+	const refused = 5 * time.Second
+	b.fake.RateLimitFor(refused)
+	start := time.Now()
+	code, out, errs := b.run(t, context.Background(), "--since", "1h")
+	took := time.Since(start)
+	if code != 0 || !strings.Contains(out, "500 published, 0 already known") {
+		t.Fatalf("exit %d after %s\n%s%s", code, took, out, errs)
+	}
+	var limited, served int
+	var lastRefused time.Time
+	for _, r := range b.fake.Requests() {
+		switch r.Status {
+		case http.StatusTooManyRequests:
+			limited++
+			lastRefused = r.At
+		case http.StatusOK:
+			served++
+		}
+	}
+	if limited < 2 || took < refused || served != 5 {
+		t.Fatalf("%d rate-limited answers, %d pages served, in %s: want the 429s to last %s and all 5 pages after", limited, served, took, refused)
+	}
+	if !strings.Contains(out, fmt.Sprintf("%d rate-limited answers waited out", limited)) {
+		t.Fatalf("the summary does not count the %d rate-limited answers:\n%s", limited, out)
+	}
+	most := b.fake.MaxPerWindow(time.Second)
+	if most > rate {
+		t.Fatalf("%d requests arrived within one second, over STRIPE_API_RATE=%d", most, rate)
+	}
+	if n := len(b.stream(t)); n != 500 {
+		t.Fatalf("the stream holds %d events, want 500", n)
+	}
+	t.Logf("%d rate-limited answers until %s after the start, then %d pages; done in %s; at most %d requests in any second (rate %d)",
+		limited, lastRefused.Sub(start).Round(time.Millisecond), served, took.Round(time.Millisecond), most, rate)
+}
