@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
 
+	"github.com/launchready/launchready/pkg/billingclient"
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/config"
 	"github.com/launchready/launchready/pkg/httpserver"
@@ -18,6 +20,7 @@ import (
 	"github.com/launchready/launchready/pkg/redact"
 	"github.com/launchready/launchready/pkg/service"
 	"github.com/launchready/launchready/pkg/telemetry"
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/console/internal/auth"
 	"github.com/launchready/launchready/services/console/internal/store"
 	"github.com/launchready/launchready/services/console/internal/web"
@@ -55,6 +58,10 @@ type Config struct {
 	// OIDC is the identity provider's sign-in (CONSOLE_OIDC_*); off when
 	// CONSOLE_OIDC_ISSUER is empty, leaving the local accounts alone.
 	OIDC auth.OIDCConfig
+	// Billing reaches billing-state's gRPC API: CONSOLE_BILLING_GRPC_ADDR,
+	// CONSOLE_BILLING_GRPC_TOKEN (a STATUS_API_TOKENS token of billing-state)
+	// and CONSOLE_BILLING_GRPC_TLS.
+	Billing BillingConfig
 
 	StartTimeout time.Duration
 	Logger       *slog.Logger
@@ -66,6 +73,16 @@ type Config struct {
 	Now func() time.Time
 }
 
+// BillingConfig is how the console calls billing-state.
+type BillingConfig struct {
+	Addr  string
+	Token config.Secret
+	TLS   bool
+}
+
+// DefaultBillingAddr is billing-state's gRPC address in development.
+const DefaultBillingAddr = "127.0.0.1:9090"
+
 // WithLogger returns the configuration with its logs going to log.
 func (c Config) WithLogger(log *slog.Logger) Config {
 	c.Logger = log
@@ -74,8 +91,8 @@ func (c Config) WithLogger(log *slog.Logger) Config {
 
 // ConfigFromEnv reads CONSOLE_ADDR, HTTP_ADDR, NATS_URL (and its
 // credentials), DATABASE_URL, the NATS_* stream settings, OTEL_*,
-// CONSOLE_SESSION_IDLE, CONSOLE_SESSION_MAX and the CONSOLE_OIDC_*
-// settings.
+// CONSOLE_SESSION_IDLE, CONSOLE_SESSION_MAX, the CONSOLE_OIDC_* settings
+// and CONSOLE_BILLING_GRPC_*.
 func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	e := config.New(getenv)
 	cfg := Config{
@@ -87,6 +104,11 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 		Telemetry:   telemetry.ConfigFromEnv(e, ServiceName),
 		SessionIdle: e.Duration("CONSOLE_SESSION_IDLE", web.DefaultSessionIdle),
 		SessionMax:  e.Duration("CONSOLE_SESSION_MAX", web.DefaultSessionMax),
+		Billing: BillingConfig{
+			Addr:  e.String("CONSOLE_BILLING_GRPC_ADDR", DefaultBillingAddr),
+			Token: e.Secret("CONSOLE_BILLING_GRPC_TOKEN"),
+			TLS:   e.Bool("CONSOLE_BILLING_GRPC_TLS", false),
+		},
 	}
 	if cfg.SessionIdle <= 0 || cfg.SessionMax <= 0 {
 		e.Fail("CONSOLE_SESSION_IDLE and CONSOLE_SESSION_MAX must be positive")
@@ -110,6 +132,9 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("secure_cookies", SecureCookies(c.Addr)),
 		slog.Duration("session_idle", c.SessionIdle),
 		slog.Duration("session_max", c.SessionMax),
+		slog.String("billing_grpc_addr", c.Billing.Addr),
+		slog.Any("billing_grpc_token", c.Billing.Token),
+		slog.Bool("billing_grpc_tls", c.Billing.TLS),
 		slog.String("otel_endpoint", config.MaskURL(c.Telemetry.Endpoint)),
 		slog.String("oidc_issuer", c.OIDC.Issuer),
 		slog.String("oidc_client_id", c.OIDC.ClientID),
@@ -175,10 +200,14 @@ func Run(ctx context.Context, cfg Config) error {
 		StartTimeout: cfg.StartTimeout, Ready: cfg.Ready,
 	}
 	return service.Supervise(ctx, spec, func(_ context.Context, host *service.Host) error {
+		billing, err := dialBilling(host, cfg.Billing)
+		if err != nil {
+			return err
+		}
 		ui, err := web.New(web.Options{
 			Pool: host.Pool, Log: host.Log, SecureCookies: SecureCookies(cfg.Addr),
 			SessionIdle: cfg.SessionIdle, SessionMax: cfg.SessionMax, Throttle: auth.DefaultThrottle, Now: cfg.Now,
-			JS: host.JS, OIDC: oidcFlow(cfg.OIDC),
+			JS: host.JS, OIDC: oidcFlow(cfg.OIDC), Billing: billing,
 		})
 		if err != nil {
 			return err
@@ -227,4 +256,24 @@ func sweepSessions(ctx context.Context, host *service.Host, cfg Config) {
 			host.Log.WarnContext(ctx, "sweep sessions", "error", redact.Error(err))
 		}
 	}
+}
+
+// dialBilling connects to billing-state's gRPC API, traced, with the
+// console's token on every call. Without a token there is no client: the
+// pages that read billing say so instead of failing each call.
+func dialBilling(host *service.Host, cfg BillingConfig) (*web.Billing, error) {
+	if cfg.Token == "" {
+		host.Log.Warn("CONSOLE_BILLING_GRPC_TOKEN is empty: customer pages will not show billing state")
+		return nil, nil
+	}
+	conn, err := billingclient.Dial(cfg.Addr, cfg.TLS, billingclient.Bearer(cfg.Token.Reveal()),
+		grpc.WithStatsHandler(telemetry.GRPCClientHandler(host.Telemetry.TracerProvider())))
+	if err != nil {
+		return nil, fmt.Errorf("billing-state at %s: %w", cfg.Addr, err)
+	}
+	host.Go("billing-state connection", func(ctx context.Context) error {
+		<-ctx.Done()
+		return conn.Close()
+	})
+	return &web.Billing{Status: billingv1.NewBillingStatusServiceClient(conn), Admin: billingv1.NewBillingAdminServiceClient(conn)}, nil
 }

@@ -26,6 +26,7 @@ import (
 
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/redact"
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/console/internal/auth"
 	"github.com/launchready/launchready/services/console/internal/store"
 )
@@ -62,8 +63,18 @@ type Options struct {
 	// OIDC, when set, offers sign-in through the identity provider beside
 	// the local accounts.
 	OIDC *auth.OIDC
+	// Billing is billing-state's gRPC API, called with the console's
+	// token; nil when none is configured.
+	Billing *Billing
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+}
+
+// Billing is billing-state's gRPC API: the status the mobile backend reads,
+// and the staff actions.
+type Billing struct {
+	Status billingv1.BillingStatusServiceClient
+	Admin  billingv1.BillingAdminServiceClient
 }
 
 // Server is the console's HTTP handler.

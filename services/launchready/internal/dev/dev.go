@@ -88,7 +88,8 @@ func run(ctx context.Context, getenv config.Getenv, dataDir string, natsPort int
 		{name: "billing-state", env: map[string]string{"GRPC_ADDR": grpcAddr, "STATUS_API_TOKENS": tokens, "HTTP_ADDR": env.String("BILLING_STATE_HTTP_ADDR", "127.0.0.1:8081")}, run: runBillingState},
 		{name: "crm-sync", env: map[string]string{"HTTP_ADDR": env.String("CRM_SYNC_HTTP_ADDR", "127.0.0.1:8082")}, run: runCRMSync},
 		{name: "support-notify", env: map[string]string{"HTTP_ADDR": env.String("SUPPORT_NOTIFY_HTTP_ADDR", "127.0.0.1:8083")}, run: runSupportNotify},
-		{name: "console", env: map[string]string{"CONSOLE_ADDR": env.String("CONSOLE_ADDR", console.DefaultAddr), "HTTP_ADDR": env.String("CONSOLE_HTTP_ADDR", "127.0.0.1:8085")}, run: runConsole},
+		{name: "console", env: map[string]string{"CONSOLE_ADDR": env.String("CONSOLE_ADDR", console.DefaultAddr), "HTTP_ADDR": env.String("CONSOLE_HTTP_ADDR", "127.0.0.1:8085"),
+			"CONSOLE_BILLING_GRPC_ADDR": cli.Dialable(grpcAddr), "CONSOLE_BILLING_GRPC_TOKEN": env.String("CONSOLE_BILLING_GRPC_TOKEN", secrets.APIToken)}, run: runConsole},
 	}
 	for i, s := range services {
 		// Each service connects as its own NATS user; its own settings

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	grpcstatus "google.golang.org/grpc/status"
 
+	"github.com/launchready/launchready/pkg/billingclient"
 	"github.com/launchready/launchready/pkg/config"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/launchready/internal/status"
@@ -76,7 +77,7 @@ func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stde
 	}
 	defer conn.Close()
 	client := billingv1.NewBillingStatusServiceClient(conn)
-	resp, err := client.CheckDrift(status.WithToken(ctx, tok), &billingv1.CheckDriftRequest{Fix: *fix})
+	resp, err := client.CheckDrift(billingclient.WithToken(ctx, tok), &billingv1.CheckDriftRequest{Fix: *fix})
 	if err != nil {
 		s := grpcstatus.Convert(err)
 		switch s.Code() {

@@ -5,7 +5,6 @@ package status
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,13 +16,11 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 	grpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/launchready/launchready/pkg/billingclient"
 	"github.com/launchready/launchready/pkg/canonical"
 	"github.com/launchready/launchready/pkg/config"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
@@ -86,7 +83,7 @@ func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stde
 	}
 	defer conn.Close()
 	client := billingv1.NewBillingStatusServiceClient(conn)
-	ctx = WithToken(ctx, tok)
+	ctx = billingclient.WithToken(ctx, tok)
 
 	st, err := client.GetCustomerStatus(ctx, req)
 	if err != nil {
@@ -256,16 +253,7 @@ func Token(flagValue string, env *config.Env, dataDir string) string {
 // (host:port, or :port for the local host), with TLS on system roots when
 // useTLS.
 func Dial(addr string, useTLS bool) (*grpc.ClientConn, error) {
-	creds := insecure.NewCredentials()
-	if useTLS {
-		creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})
-	}
-	return grpc.NewClient(cli.Dialable(addr), grpc.WithTransportCredentials(creds))
-}
-
-// WithToken makes ctx's calls carry tok as their bearer token.
-func WithToken(ctx context.Context, tok string) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
+	return billingclient.Dial(cli.Dialable(addr), useTLS)
 }
 
 func devToken(path string) string {
