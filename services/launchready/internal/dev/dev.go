@@ -62,9 +62,19 @@ func run(ctx context.Context, getenv config.Getenv, dataDir string, natsPort int
 		return err
 	}
 
+	// ---- Profiles: opt-in, so that a load run can be split by service.
+	if addr := env.String("LR_PPROF_ADDR", ""); addr != "" {
+		if _, err := serveProfiles(ctx, addr, log); err != nil {
+			return fmt.Errorf("LR_PPROF_ADDR: %w", err)
+		}
+	}
+
 	// ---- NATS: the given NATS_URL, or an embedded JetStream under .data/
 	// with production's users; the streams provisioned either way.
-	broker, err := startNATS(ctx, env, dataDir, natsPort, log)
+	var broker *devNATS
+	withProfileLabel(ctx, "nats-server", func(ctx context.Context) {
+		broker, err = startNATS(ctx, env, dataDir, natsPort, log)
+	})
 	if err != nil {
 		return err
 	}

@@ -86,9 +86,12 @@ func (l *launcher) keep(ctx context.Context, s service, ready func(map[string]st
 	wait := l.firstWait
 	for restarts := 0; ; restarts++ {
 		began := time.Now()
-		err := s.run(ctx, getenv, l.logs.Logger(s.name), func(a map[string]string) {
-			served.Store(true)
-			ready(a)
+		var err error
+		withProfileLabel(ctx, s.name, func(ctx context.Context) {
+			err = s.run(ctx, getenv, l.logs.Logger(s.name), func(a map[string]string) {
+				served.Store(true)
+				ready(a)
+			})
 		})
 		if ctx.Err() != nil {
 			return nil
