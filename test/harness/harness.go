@@ -89,6 +89,45 @@ func Binaries(t T) string {
 }
 
 func buildAll() (string, error) {
+	pkgs := make([]string, 0, len(Services)+1)
+	for _, s := range Services {
+		pkgs = append(pkgs, "./services/"+s+"/cmd/"+s)
+	}
+	// nats-server resolves to the version pkg/go.mod pins.
+	pkgs = append(pkgs, "github.com/nats-io/nats-server/v2")
+	return build(append(append([]string{}, Services...), "nats-server"), pkgs)
+}
+
+var (
+	cliOnce sync.Once
+	cliPath string
+	cliErr  error
+)
+
+// Launchready builds the operator's command, `launchready`, once per
+// process into the directory Binaries uses, and returns its path. It is
+// apart from Binaries because only the tests that run the command need
+// it, and it links every service.
+func Launchready(t T) string {
+	t.Helper()
+	cliOnce.Do(func() {
+		start := time.Now()
+		var dir string
+		dir, cliErr = build([]string{"launchready"}, []string{"./services/launchready/cmd/launchready"})
+		if cliErr == nil {
+			cliPath = filepath.Join(dir, "launchready")
+			t.Logf("harness: launchready ready in %s (%s)", dir, time.Since(start).Round(time.Millisecond))
+		}
+	})
+	if cliErr != nil {
+		t.Fatalf("harness: %v", cliErr)
+	}
+	return cliPath
+}
+
+// build runs one `go build` of pkgs from the workspace root into this
+// checkout's binary directory and checks that names are there.
+func build(names, pkgs []string) (string, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return "", err
@@ -115,13 +154,8 @@ func buildAll() (string, error) {
 	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) //nolint:errcheck // released on close anyway
 
 	// One invocation from the workspace root: the packages share their
-	// dependencies' compilation, and nats-server resolves to the version
-	// pkg/go.mod pins.
-	args := []string{"build", "-o", dir + string(filepath.Separator)}
-	for _, s := range Services {
-		args = append(args, "./services/"+s+"/cmd/"+s)
-	}
-	args = append(args, "github.com/nats-io/nats-server/v2")
+	// dependencies' compilation.
+	args := append([]string{"build", "-o", dir + string(filepath.Separator)}, pkgs...)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", args...) // #nosec G204 -- go build of this repository's packages
@@ -129,7 +163,7 @@ func buildAll() (string, error) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	for _, name := range append(append([]string{}, Services...), "nats-server") {
+	for _, name := range names {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			return "", fmt.Errorf("binary %s missing after build: %w", name, err)
 		}
