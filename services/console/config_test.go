@@ -1,6 +1,8 @@
 package console_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -47,5 +49,25 @@ func TestOIDCSettings(t *testing.T) {
 	cfg, err = console.ConfigFromEnv(config.Map(map[string]string{}))
 	if err != nil || cfg.OIDC.Enabled() {
 		t.Fatalf("default: %+v %v", cfg.OIDC, err)
+	}
+}
+
+func TestPolicySetting(t *testing.T) {
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "policy.yaml"), filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(good, []byte("refund_caps: {billing_admin: 50000}\napproval: {refund_above: 20000}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("refund_caps: {root: 1}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := console.ConfigFromEnv(config.Map(map[string]string{"CONSOLE_POLICY": good}))
+	if err != nil || cfg.Policy.RefundCaps[auth.BillingAdmin] != 50000 || cfg.Policy.Approval.RefundAbove != 20000 {
+		t.Fatalf("policy %+v %v", cfg.Policy, err)
+	}
+	for _, path := range []string{bad, filepath.Join(dir, "missing.yaml")} {
+		if _, err := console.ConfigFromEnv(config.Map(map[string]string{"CONSOLE_POLICY": path})); err == nil || !strings.Contains(err.Error(), "CONSOLE_POLICY") {
+			t.Errorf("CONSOLE_POLICY=%s: %v", path, err)
+		}
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/launchready/launchready/pkg/telemetry"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/console/internal/auth"
+	"github.com/launchready/launchready/services/console/internal/policy"
 	"github.com/launchready/launchready/services/console/internal/store"
 	"github.com/launchready/launchready/services/console/internal/web"
 )
@@ -62,6 +63,10 @@ type Config struct {
 	// CONSOLE_BILLING_GRPC_TOKEN (a STATUS_API_TOKENS token of billing-state)
 	// and CONSOLE_BILLING_GRPC_TLS.
 	Billing BillingConfig
+	// PolicyFile is CONSOLE_POLICY, a YAML file of refund caps per role
+	// and what waits for a second staff member; Policy is it, read.
+	PolicyFile string
+	Policy     policy.Policy
 
 	StartTimeout time.Duration
 	Logger       *slog.Logger
@@ -92,7 +97,7 @@ func (c Config) WithLogger(log *slog.Logger) Config {
 // ConfigFromEnv reads CONSOLE_ADDR, HTTP_ADDR, NATS_URL (and its
 // credentials), DATABASE_URL, the NATS_* stream settings, OTEL_*,
 // CONSOLE_SESSION_IDLE, CONSOLE_SESSION_MAX, the CONSOLE_OIDC_* settings
-// and CONSOLE_BILLING_GRPC_*.
+// CONSOLE_BILLING_GRPC_* and CONSOLE_POLICY.
 func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	e := config.New(getenv)
 	cfg := Config{
@@ -116,6 +121,12 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 		e.Fail("CONSOLE_SESSION_IDLE (%s) is longer than CONSOLE_SESSION_MAX (%s)", cfg.SessionIdle, cfg.SessionMax)
 	}
 	cfg.OIDC = oidcFromEnv(e, cfg.Addr)
+	cfg.PolicyFile = e.Lookup("CONSOLE_POLICY")
+	if p, err := policy.Load(cfg.PolicyFile); err != nil {
+		e.Fail("%v", err)
+	} else {
+		cfg.Policy = p
+	}
 	if err := e.Err(); err != nil {
 		return Config{}, fmt.Errorf("console config: %w", err)
 	}
@@ -135,6 +146,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("billing_grpc_addr", c.Billing.Addr),
 		slog.Any("billing_grpc_token", c.Billing.Token),
 		slog.Bool("billing_grpc_tls", c.Billing.TLS),
+		slog.String("policy", c.PolicyFile),
 		slog.String("otel_endpoint", config.MaskURL(c.Telemetry.Endpoint)),
 		slog.String("oidc_issuer", c.OIDC.Issuer),
 		slog.String("oidc_client_id", c.OIDC.ClientID),
@@ -207,7 +219,7 @@ func Run(ctx context.Context, cfg Config) error {
 		ui, err := web.New(web.Options{
 			Pool: host.Pool, Log: host.Log, SecureCookies: SecureCookies(cfg.Addr),
 			SessionIdle: cfg.SessionIdle, SessionMax: cfg.SessionMax, Throttle: auth.DefaultThrottle, Now: cfg.Now,
-			JS: host.JS, OIDC: oidcFlow(cfg.OIDC), Billing: billing,
+			JS: host.JS, OIDC: oidcFlow(cfg.OIDC), Billing: billing, Policy: cfg.Policy,
 		})
 		if err != nil {
 			return err

@@ -22,6 +22,7 @@ var funcs = template.FuncMap{
 		}
 		return t.UTC().Format("2006-01-02 15:04:05 UTC")
 	},
+	"money": money,
 	"json": func(b json.RawMessage) string {
 		if len(b) == 0 {
 			return ""
@@ -34,19 +35,24 @@ var funcs = template.FuncMap{
 	},
 }
 
-// parsePages parses each page with the layout around it.
+// parsePages parses each page with the layout around it and the partials
+// (templates/_*.html) any page may include.
 func parsePages() (map[string]*template.Template, error) {
 	names, err := fs.Glob(templateFS, "templates/*.html")
+	if err != nil {
+		return nil, err
+	}
+	partials, err := fs.Glob(templateFS, "templates/_*.html")
 	if err != nil {
 		return nil, err
 	}
 	pages := map[string]*template.Template{}
 	for _, n := range names {
 		name := strings.TrimSuffix(path.Base(n), ".html")
-		if name == "layout" {
+		if name == "layout" || strings.HasPrefix(name, "_") {
 			continue
 		}
-		t, err := template.New(name).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", n)
+		t, err := template.New(name).Funcs(funcs).ParseFS(templateFS, append([]string{"templates/layout.html", n}, partials...)...)
 		if err != nil {
 			return nil, fmt.Errorf("template %s: %w", name, err)
 		}

@@ -28,6 +28,7 @@ import (
 	"github.com/launchready/launchready/pkg/redact"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/console/internal/auth"
+	"github.com/launchready/launchready/services/console/internal/policy"
 	"github.com/launchready/launchready/services/console/internal/store"
 )
 
@@ -66,6 +67,8 @@ type Options struct {
 	// Billing is billing-state's gRPC API, called with the console's
 	// token; nil when none is configured.
 	Billing *Billing
+	// Policy bounds the staff actions (CONSOLE_POLICY).
+	Policy policy.Policy
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 }
@@ -127,6 +130,9 @@ func (s *Server) routes() {
 		s.mux.Handle("GET /dead-letters/{seq}", s.page(auth.Viewer, s.deadLetter))
 		s.mux.Handle("POST /dead-letters/{seq}/replay", s.action(auth.Support, s.replayDeadLetter))
 		s.mux.Handle("POST /dead-letters/{seq}/discard", s.action(auth.Support, s.discardDeadLetter))
+	}
+	if s.opts.Billing != nil && s.opts.Billing.Admin != nil {
+		s.actionRoutes()
 	}
 }
 
