@@ -66,20 +66,28 @@ func trialConverts(b *scenario.B) (*scenario.Journey, error) {
 	return b.Build("trial converts", scenario.Want{Status: scenario.StatusActive, Entitled: true})
 }
 
+// newGen returns a journey generator whose ids start with prefix and a
+// fresh tag.
+func newGen(t *testing.T, prefix string) *scenario.Gen {
+	t.Helper()
+	dir, err := testkit.FindFixturesDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := scenario.NewGen(dir, prefix+harness.Random(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
 // outage builds customers' journeys holding total events in all, the
 // first customer starting at start and each next one 15 s later, padded
 // with the noise a real account sends. It returns the journeys and their
 // events in the order Stripe created them.
 func outage(t *testing.T, customers, total int, start time.Time) ([]*scenario.Journey, []*scenario.Event) {
 	t.Helper()
-	dir, err := testkit.FindFixturesDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := scenario.NewGen(dir, "o"+harness.Random(3))
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := newGen(t, "o")
 	g.DaySeconds = journeyDay
 	tpls := templates()
 	var js []*scenario.Journey

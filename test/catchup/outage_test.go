@@ -40,6 +40,17 @@ func count(t *testing.T, s *harness.Stack) counters {
 	return c
 }
 
+// unchanged checks that every count in before is the same now.
+func unchanged(t *testing.T, s *harness.Stack, before counters, since string) {
+	t.Helper()
+	now := count(t, s)
+	for k, v := range before {
+		if now[k] != v {
+			t.Errorf("after %s %s is %d, was %d", since, k, now[k], v)
+		}
+	}
+}
+
 // fromAPIOnly checks that the stream holds want events and that ingress
 // was asked nothing: every event came from the API.
 func fromAPIOnly(t *testing.T, s *harness.Stack, want int) {
@@ -114,13 +125,8 @@ func TestOutageCaughtUpByBackfillEndsAsWebhooksWould(t *testing.T) {
 				t.Fatalf("second backfill: exit %d\n%s%s", code, out, errs)
 			}
 			s.WaitDrained(time.Minute)
-			after := count(t, s)
-			for k, v := range before {
-				if after[k] != v {
-					t.Errorf("after a second backfill %s is %d, was %d", k, after[k], v)
-				}
-			}
-			t.Logf("after the second run, unchanged: %v", after)
+			unchanged(t, s, before, "a second backfill")
+			t.Logf("after the second run, unchanged: %v", before)
 		})
 	})
 	if webhooks == nil || caughtUp == nil {
