@@ -72,6 +72,10 @@ type Config struct {
 	StripeAPIKey  config.Secret
 	StripeAPIBase string
 	StripeAPIRate float64
+	// StripeLivemode is STRIPE_LIVEMODE, as ingress reads it: "test"
+	// refuses a live STRIPE_API_KEY at start and "live" a test one, so a
+	// test deployment never repairs from the live account.
+	StripeLivemode string
 	// DriftCheckInterval is DRIFT_CHECK_INTERVAL: how often the stored
 	// subscriptions are compared with Stripe's (0 turns it off; it is off
 	// without STRIPE_API_KEY too).
@@ -149,7 +153,7 @@ func (c Config) WithLogger(log *slog.Logger) Config {
 // ConfigFromEnv reads DATABASE_URL, NATS_URL and its credentials, GRPC_ADDR,
 // HTTP_ADDR, STATUS_API_TOKENS, the GRPC_* limits, PAST_DUE_ENTITLED,
 // STRIPE_API_KEY, STRIPE_API_BASE,
-// STRIPE_API_RATE, ASYNC_COMMIT, OUTBOX_RETENTION, STATUS_STALE_AFTER,
+// STRIPE_API_RATE, STRIPE_LIVEMODE, ASYNC_COMMIT, OUTBOX_RETENTION, STATUS_STALE_AFTER,
 // DISPLAY_LOCALES_DIR (whose catalogues it loads), PORTAL_RETURN_URLS,
 // STATUS_PAGE_ADDR, STATUS_PAGE_URL, STATUS_LINK_SECRETS, STATUS_LINK_MAX_TTL, the NATS_* stream
 // settings, CONSUMER_* and OTEL_*. Every problem is reported at once.
@@ -164,6 +168,7 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 		StripeAPIKey:       e.Secret("STRIPE_API_KEY"),
 		StripeAPIBase:      e.String("STRIPE_API_BASE", ""),
 		StripeAPIRate:      e.Float("STRIPE_API_RATE", stripeapi.DefaultRate),
+		StripeLivemode:     e.OneOf("STRIPE_LIVEMODE", "", "", "live", "test"),
 		DriftCheckInterval: e.Duration("DRIFT_CHECK_INTERVAL", DefaultDriftCheckInterval),
 		AsyncCommit:        e.Bool("ASYNC_COMMIT", true),
 		OutboxRetention:    e.Duration("OUTBOX_RETENTION", 24*time.Hour),
@@ -205,6 +210,9 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	cfg.Tokens = tokens
 	if cfg.StripeAPIRate <= 0 {
 		e.Fail("STRIPE_API_RATE: must be positive")
+	}
+	if err := stripeapi.CheckKey(cfg.StripeAPIKey.Reveal(), cfg.StripeLivemode); err != nil {
+		e.Fail("STRIPE_API_KEY: %v", err)
 	}
 	if cfg.DriftCheckInterval < 0 {
 		e.Fail("DRIFT_CHECK_INTERVAL: must not be negative (0 turns the check off)")
@@ -270,7 +278,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("database_url", config.MaskURL(c.DatabaseURL)), slog.Any("nats", c.NATSURL),
 		slog.String("grpc_addr", c.GRPCAddr), slog.String("http_addr", c.HTTPAddr), slog.Any("tokens", c.Tokens.Names()),
 		slog.Bool("past_due_entitled", c.Policy.PastDueEntitled), slog.Any("stripe_api_key", c.StripeAPIKey),
-		slog.String("stripe_api_base", config.MaskURL(c.StripeAPIBase)), slog.String("drift_check_interval", c.DriftCheckInterval.String()), slog.Int("consumer_concurrency", c.Consumer.Concurrency),
+		slog.String("stripe_api_base", config.MaskURL(c.StripeAPIBase)), slog.String("stripe_livemode", c.StripeLivemode), slog.String("drift_check_interval", c.DriftCheckInterval.String()), slog.Int("consumer_concurrency", c.Consumer.Concurrency),
 		slog.Int("consumer_max_deliver", c.Consumer.MaxDeliver), slog.Bool("async_commit", c.AsyncCommit),
 		slog.Bool("grpc_tls", c.GRPC.TLS()), slog.Any("grpc_max_streams", c.GRPC.MaxStreams), slog.Int("grpc_max_watch_per_token", c.GRPC.MaxWatchPerToken),
 		slog.String("grpc_unary_timeout", c.GRPC.UnaryTimeout.String()), slog.Any("grpc_db_max_conns", c.GRPC.DBMaxConns),
@@ -311,7 +319,7 @@ func Run(ctx context.Context, cfg Config) error {
 		var fetcher state.Fetcher
 		if cfg.StripeAPIKey != "" {
 			var err error
-			api, err = stripeapi.New(stripeapi.Config{Key: cfg.StripeAPIKey, Base: cfg.StripeAPIBase, Rate: max(int(cfg.StripeAPIRate), 1)})
+			api, err = stripeapi.New(stripeapi.Config{Key: cfg.StripeAPIKey, Base: cfg.StripeAPIBase, Rate: max(int(cfg.StripeAPIRate), 1), Livemode: cfg.StripeLivemode})
 			if err != nil {
 				return fmt.Errorf("stripe api: %w", err)
 			}

@@ -705,6 +705,16 @@ func TestConfigFromEnv(t *testing.T) {
 		!strings.Contains(err.Error(), "STRIPE_API_RATE") || !strings.Contains(err.Error(), "OUTBOX_RETENTION") || strings.Contains(err.Error(), tok) {
 		t.Fatalf("errors: %v", err)
 	}
+	// A live key where STRIPE_LIVEMODE says test is refused at start,
+	// without the key in the error; a test key is accepted.
+	live := "sk_live_" + strings.Repeat("7", 24)
+	_, err = ConfigFromEnv(config.Map(map[string]string{"STATUS_API_TOKENS": "mobile=" + tok + ":read", "STRIPE_API_KEY": live, "STRIPE_LIVEMODE": "test"}))
+	if err == nil || !strings.Contains(err.Error(), "STRIPE_API_KEY") || !strings.Contains(err.Error(), "STRIPE_LIVEMODE=test") || strings.Contains(err.Error(), live) {
+		t.Fatalf("a live key in test mode: %v", err)
+	}
+	if c, err := ConfigFromEnv(config.Map(map[string]string{"STATUS_API_TOKENS": "mobile=" + tok + ":read", "STRIPE_API_KEY": "sk_test_" + strings.Repeat("7", 24), "STRIPE_LIVEMODE": "test"})); err != nil || c.StripeLivemode != "test" {
+		t.Fatalf("a test key in test mode: %v", err)
+	}
 	short := tok[:31]
 	_, err = ConfigFromEnv(config.Map(map[string]string{
 		"STATUS_API_TOKENS": "mobile=" + short + ":read", "GRPC_TLS_CERT": "/nonexistent/cert.pem",
