@@ -19,6 +19,7 @@
     if (d.action_label) {
       if (!action) {
         var p = document.createElement("p");
+        p.className = "actions";
         action = document.createElement("span");
         action.id = "action";
         action.className = "action";
