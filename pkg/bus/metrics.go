@@ -26,9 +26,10 @@ func register[T prometheus.Collector](reg prometheus.Registerer, c T) T {
 }
 
 type publishMetrics struct {
-	seconds prometheus.Histogram
-	total   *prometheus.CounterVec
-	retries *prometheus.CounterVec
+	seconds  prometheus.Histogram
+	total    *prometheus.CounterVec
+	retries  *prometheus.CounterVec
+	standbys prometheus.Counter
 }
 
 func newPublishMetrics(reg prometheus.Registerer) *publishMetrics {
@@ -44,8 +45,18 @@ func newPublishMetrics(reg prometheus.Registerer) *publishMetrics {
 		}, []string{"outcome"})),
 		retries: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lr_publish_retries_total",
-			Help: "Publish attempts sent again with the same message id, by reason: in_process (an earlier attempt is being stored), no_answer, unavailable (no leader, no responders, a reconnect).",
+			Help: "Publish attempts sent again with the same message id, by reason: in_process (an earlier attempt is being stored), no_answer, unavailable (no leader, no responders, a reconnect), standby_refused (the standby stream refused an attempt).",
 		}, []string{"reason"})),
+		standbys: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lr_publish_standby_total",
+			Help: "Events stored in BILLING_EVENTS_STANDBY because BILLING_EVENTS did not take them in time (a leader election).",
+		})),
+	}
+}
+
+func (m *publishMetrics) standby() {
+	if m != nil {
+		m.standbys.Inc()
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -34,6 +35,9 @@ type Publisher struct {
 	js      jetstream.JetStream
 	tracer  trace.Tracer
 	metrics *publishMetrics
+	// standby: an event that BILLING_EVENTS does not take at the first
+	// attempt is offered to BILLING_EVENTS_STANDBY too (WithStandby).
+	standby bool
 }
 
 // PublisherOption configures a Publisher.
@@ -46,6 +50,19 @@ func WithPublisherRegistry(reg prometheus.Registerer) PublisherOption {
 			p.metrics = newPublishMetrics(reg)
 		}
 	}
+}
+
+// WithStandby lets PublishEvent store an event in BILLING_EVENTS_STANDBY
+// when BILLING_EVENTS does not answer its first attempt, which is what a
+// stream whose leader died does until a new one is elected (4 to 9 s):
+// from the second attempt on, attempts alternate between the two streams
+// and the first ack wins. BILLING_EVENTS takes the standby's copy as soon
+// as it has a leader again, and its Nats-Msg-Id keeps the two copies one.
+// On a single server there is no standby stream; an attempt there gets
+// "no responders" at once and the next one goes back to BILLING_EVENTS.
+// The publishing user needs permission for billing.standby.>.
+func WithStandby() PublisherOption {
+	return func(p *Publisher) { p.standby = true }
 }
 
 // NewPublisher returns a publisher that traces with tp (the global provider
@@ -133,7 +150,7 @@ func (p *Publisher) publish(ctx context.Context, subject, msgID string, data []b
 		// Without an id a second attempt could store the message twice.
 		ack, err = p.js.PublishMsg(ctx, m)
 	} else {
-		ack, err = p.publishUntilSettled(ctx, m)
+		ack, err = p.publishUntilSettled(ctx, m, p.standby && strings.HasPrefix(subject, EventsPrefix))
 	}
 	elapsed := time.Since(start)
 

@@ -31,20 +31,38 @@ const jsDuplicateInProcess jetstream.ErrorCode = 10158
 // the same id still in process is sent again after a short pause. The
 // answer to a repeat of a message an earlier attempt stored is a
 // duplicate ack, with the sequence of the stored message.
-func (p *Publisher) publishUntilSettled(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, error) {
+//
+// With standby, attempts from the second on alternate between m's stream
+// and BILLING_EVENTS_STANDBY (see WithStandby). Only the standby's own
+// refusals are not final: the events stream may still take the message.
+func (p *Publisher) publishUntilSettled(ctx context.Context, m *nats.Msg, standby bool) (*jetstream.PubAck, error) {
 	ctx, cancel := withPublishDeadline(ctx)
 	defer cancel()
 	var lastErr error
+	var alt *nats.Msg
+	if standby {
+		alt = standbyMsg(m)
+	}
 	for n := 1; ; n++ {
+		target, toStandby := m, alt != nil && n%2 == 0
+		if toStandby {
+			target = alt
+		}
 		actx, cancel := context.WithTimeout(ctx, publishAttempt)
-		ack, err := p.js.PublishMsg(actx, m)
+		ack, err := p.js.PublishMsg(actx, target)
 		cancel()
 		if err == nil {
+			if toStandby {
+				p.metrics.standby()
+			}
 			return ack, nil
 		}
 		reason, retry := publishRetryReason(err)
-		if !retry {
+		if !retry && !toStandby {
 			return nil, err
+		}
+		if !retry {
+			reason = "standby_refused"
 		}
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
 			// The caller's deadline, not the attempt's: say why it failed.

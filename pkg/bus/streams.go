@@ -82,23 +82,44 @@ func (c StreamConfig) withDefaults() StreamConfig {
 	return c
 }
 
-// StreamConfigs returns the three stream definitions ProvisionStreams applies.
+// StreamConfigs returns the stream definitions ProvisionStreams applies:
+// BILLING_EVENTS first, then the dead letters and the status changes, and
+// on a replicated setup (Replicas > 1) BILLING_EVENTS_STANDBY last.
+//
+// The standby exists because a replicated stream whose leader's node dies
+// takes no message until its followers elect a new leader, and JetStream's
+// election timeout is 4 to 9 s, which no setting changes. The standby is a
+// second stream of its own raft group, kept led from another node
+// (SeparateStandbyLeader), that BILLING_EVENTS sources: an event a
+// publisher could not store in BILLING_EVENTS is stored there instead, and
+// reaches BILLING_EVENTS, under its billing.events subject and with its
+// Nats-Msg-Id (so a copy stored both ways is kept once), as soon as
+// BILLING_EVENTS has a leader again.
 func StreamConfigs(c StreamConfig) []jetstream.StreamConfig {
 	c = c.withDefaults()
 	// The server refuses a duplicate window longer than the stream's age.
 	dup := func(maxAge time.Duration) time.Duration { return min(c.DuplicateWindow, maxAge) }
-	return []jetstream.StreamConfig{
-		{
-			Name:        StreamEvents,
-			Description: "Verified Stripe events, one message per event id",
-			Subjects:    []string{EventsPrefix + ">", ReplayPrefix + ">"},
-			Retention:   jetstream.LimitsPolicy,
-			Discard:     jetstream.DiscardOld,
-			MaxAge:      c.MaxAge,
-			Duplicates:  dup(c.MaxAge),
-			Storage:     c.Storage,
-			Replicas:    c.Replicas,
-		},
+	events := jetstream.StreamConfig{
+		Name:        StreamEvents,
+		Description: "Verified Stripe events, one message per event id",
+		Subjects:    []string{EventsPrefix + ">", ReplayPrefix + ">"},
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      c.MaxAge,
+		Duplicates:  dup(c.MaxAge),
+		Storage:     c.Storage,
+		Replicas:    c.Replicas,
+	}
+	if c.Replicas > 1 {
+		events.Sources = []*jetstream.StreamSource{{
+			Name: StreamStandby,
+			SubjectTransforms: []jetstream.SubjectTransformConfig{{
+				Source: StandbyPrefix + ">", Destination: "billing.>",
+			}},
+		}}
+	}
+	all := []jetstream.StreamConfig{
+		events,
 		{
 			Name:        StreamDLQ,
 			Description: "Events a consumer gave up on, with the reason",
@@ -125,6 +146,22 @@ func StreamConfigs(c StreamConfig) []jetstream.StreamConfig {
 			Replicas:    c.Replicas,
 		},
 	}
+	if c.Replicas > 1 {
+		all = append(all, jetstream.StreamConfig{
+			Name:        StreamStandby,
+			Description: "Events stored while BILLING_EVENTS elected a leader; BILLING_EVENTS sources them",
+			Subjects:    []string{StandbyPrefix + ">"},
+			Retention:   jetstream.LimitsPolicy,
+			Discard:     jetstream.DiscardOld,
+			// As long as the events themselves: an event waits here until
+			// BILLING_EVENTS can take it, however long that is.
+			MaxAge:     c.MaxAge,
+			Duplicates: dup(c.MaxAge),
+			Storage:    c.Storage,
+			Replicas:   c.Replicas,
+		})
+	}
+	return all
 }
 
 // EnsureStreams makes sure the streams are there before a service uses
@@ -195,12 +232,19 @@ func warnIfDifferent(log *slog.Logger, have, want jetstream.StreamConfig) {
 // ProvisionStreams creates the streams or brings them to cfg. It is the
 // provisioning step's work, done with the admin user; running it twice, or
 // from two places at once, is safe. BILLING_EVENTS comes last, so that a
-// service that sees it (EnsureStreams) finds the others there too.
+// service that sees it (EnsureStreams) finds the others there too (the
+// standby it sources included). On a replicated setup it then moves the
+// standby's leader off the events stream's node (SeparateStandbyLeader).
 func ProvisionStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) error {
 	all := StreamConfigs(cfg)
 	for _, sc := range append(all[1:], all[0]) {
 		if err := ensureStream(ctx, js, sc); err != nil {
 			return err
+		}
+	}
+	if cfg.Replicas > 1 {
+		if _, err := SeparateStandbyLeader(ctx, js); err != nil {
+			return fmt.Errorf("provision: %w", err)
 		}
 	}
 	return nil

@@ -13,6 +13,9 @@ const (
 	StreamEvents = "BILLING_EVENTS"
 	StreamDLQ    = "BILLING_DLQ"
 	StreamStatus = "BILLING_STATUS"
+	// StreamStandby takes a webhook while BILLING_EVENTS has no leader (see
+	// StandbyPrefix); on a single server it does not exist.
+	StreamStandby = "BILLING_EVENTS_STANDBY"
 )
 
 // Subject prefixes. Each ends with a dot; the rest of the subject is the
@@ -22,6 +25,11 @@ const (
 	ReplayPrefix = "billing.replay."
 	DLQPrefix    = "billing.dlq."
 	StatusPrefix = "billing.status."
+	// StandbyPrefix + "events.<type>" is where an event goes while the
+	// events stream is electing a leader. BILLING_EVENTS sources
+	// BILLING_EVENTS_STANDBY and maps each message back to billing.events.<type>,
+	// keeping its Nats-Msg-Id, so consumers see one stream and one copy.
+	StandbyPrefix = "billing.standby."
 )
 
 // Bounds on what a subject built from input may hold. NATS refuses a

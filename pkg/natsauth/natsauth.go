@@ -61,7 +61,7 @@ var durables = map[string][]string{
 func Durables(user string) []string { return slices.Clone(durables[user]) }
 
 // streams are every stream the services use.
-var streams = []string{bus.StreamEvents, bus.StreamDLQ, bus.StreamStatus}
+var streams = []string{bus.StreamEvents, bus.StreamDLQ, bus.StreamStatus, bus.StreamStandby}
 
 // Users returns the model, in a fixed order.
 func Users() []User {
@@ -69,10 +69,14 @@ func Users() []User {
 	users := []User{
 		{
 			Name: Ingress,
-			Role: "publishes verified webhooks to billing.events.>; reads BILLING_EVENTS's info for /readyz",
+			Role: "publishes verified webhooks to billing.events.> (billing.standby.> during an election); reads BILLING_EVENTS's info for /readyz; keeps the standby's leader apart",
 			// A JetStream publish is a request: the PubAck comes back to
 			// the user's inbox.
-			Publish:   []string{bus.EventsPrefix + ">", api("STREAM.INFO", bus.StreamEvents)},
+			Publish: []string{
+				bus.EventsPrefix + ">", bus.StandbyPrefix + ">",
+				api("STREAM.INFO", bus.StreamEvents), api("STREAM.INFO", bus.StreamStandby),
+				api("STREAM.LEADER.STEPDOWN", bus.StreamStandby),
+			},
 			Subscribe: []string{inbox(Ingress)},
 		},
 		consumer(BillingState, "applies events to the canonical state; publishes status changes (billing.status.>) and watches them for gRPC Watch",
@@ -91,6 +95,9 @@ func Users() []User {
 				}
 			}),
 				api("INFO"), api("STREAM.NAMES"), api("STREAM.LIST"),
+				// Provisioning moves the standby's leader off the events
+				// stream's node (bus.SeparateStandbyLeader).
+				api("STREAM.LEADER.STEPDOWN", bus.StreamStandby),
 				// Dead letters: read one, delete it once replayed.
 				api("STREAM.MSG.GET", bus.StreamDLQ), api("STREAM.MSG.DELETE", bus.StreamDLQ),
 				bus.ReplayPrefix+">",
@@ -110,6 +117,9 @@ func Users() []User {
 				return []string{api("STREAM.INFO", s), api("CONSUMER.NAMES", s), api("CONSUMER.LIST", s), api("CONSUMER.INFO", s, "*")}
 			}),
 				api("INFO"), api("STREAM.NAMES"), api("STREAM.LIST"),
+				// Provisioning moves the standby's leader off the events
+				// stream's node (bus.SeparateStandbyLeader).
+				api("STREAM.LEADER.STEPDOWN", bus.StreamStandby),
 				api("STREAM.MSG.GET", bus.StreamDLQ), api("STREAM.MSG.DELETE", bus.StreamDLQ),
 				bus.ReplayPrefix+">",
 			),

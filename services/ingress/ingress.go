@@ -189,6 +189,11 @@ func (c Config) LogValue() slog.Value {
 	)
 }
 
+// standbyCheckInterval is how often ingress checks that the standby
+// stream is led from another node than the events stream: soon enough
+// after a failover that a second node loss finds them apart again.
+const standbyCheckInterval = 10 * time.Second
+
 // Run serves until ctx is done, then stops accepting connections, lets the
 // requests in flight finish (their publishes reach a PubAck or a 503), and
 // drains the NATS connection. The ops listener answers first, while NATS
@@ -220,6 +225,17 @@ func Run(ctx context.Context, cfg Config) error {
 		for i, s := range cfg.Secrets {
 			secrets[i] = s.Reveal()
 		}
+		pubOpts := []bus.PublisherOption{bus.WithPublisherRegistry(host.Registry)}
+		if cfg.Streams.Replicas > 1 {
+			// Replicated streams have a standby for the seconds an
+			// election takes (bus.StreamConfigs); keep it led from
+			// another node than the events stream, and use it.
+			pubOpts = append(pubOpts, bus.WithStandby())
+			host.Go("standby leader", func(ctx context.Context) error {
+				bus.KeepStandbyApart(ctx, host.JS, standbyCheckInterval, host.Log)
+				return nil
+			})
+		}
 		hook := webhook.New(webhook.Config{
 			Secrets:        secrets,
 			Tolerance:      cfg.Tolerance,
@@ -230,7 +246,7 @@ func Run(ctx context.Context, cfg Config) error {
 			MaxInflight:    cfg.MaxInflight,
 			InflightWait:   cfg.InflightWait,
 			ReadTimeout:    cfg.ReadTimeout,
-		}, bus.NewPublisher(host.JS, host.Telemetry.TracerProvider(), bus.WithPublisherRegistry(host.Registry)),
+		}, bus.NewPublisher(host.JS, host.Telemetry.TracerProvider(), pubOpts...),
 			metrics, host.Log, host.Telemetry.Tracer(ServiceName))
 		host.ReadyCheck("events_stream", newReadiness(host.NC, host.JS).check)
 
