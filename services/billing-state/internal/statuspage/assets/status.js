@@ -38,8 +38,13 @@
   es.addEventListener("status", function (e) {
     offline.hidden = true;
     show(JSON.parse(e.data));
+    // The page follows the status from here on.
+    card.setAttribute("data-live", "true");
   });
   es.addEventListener("error", function () {
-    if (es.readyState === EventSource.CLOSED) { offline.hidden = false; }
+    if (es.readyState === EventSource.CLOSED) {
+      offline.hidden = false;
+      card.removeAttribute("data-live");
+    }
   });
 })();
