@@ -14,6 +14,7 @@ require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/launchready/launchready/pkg v0.0.0
 	github.com/launchready/launchready/proto v0.0.0
+	github.com/launchready/launchready/test/testkit v0.0.0
 	github.com/nats-io/nats.go v1.55.0
 	github.com/oauth2-proxy/mockoidc v0.0.0-20261103160011-e06ed0b7cb7f
 	github.com/prometheus/client_golang v1.25.0

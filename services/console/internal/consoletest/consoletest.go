@@ -1,5 +1,6 @@
 // Package consoletest builds what the console's tests show: dead letters
-// written the way a consumer writes them.
+// written the way a consumer writes them, and billing-state's
+// BillingAdminService in front of a Stripe that records its calls.
 package consoletest
 
 import (

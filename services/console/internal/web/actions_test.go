@@ -8,8 +8,10 @@ import (
 	"testing"
 
 	"github.com/launchready/launchready/services/console/internal/auth"
+	"github.com/launchready/launchready/services/console/internal/consoletest"
 	"github.com/launchready/launchready/services/console/internal/policy"
 	"github.com/launchready/launchready/services/console/internal/store"
+	"github.com/launchready/launchready/test/testkit/stripemock"
 )
 
 const testPolicy = `
@@ -21,7 +23,7 @@ approval:
 
 type actionBundle struct {
 	*bundle
-	stripe *stripeRecorder
+	stripe *consoletest.StripeRecorder
 }
 
 // setupActions runs the console with billing-state's BillingAdminService
@@ -29,8 +31,8 @@ type actionBundle struct {
 // when upstream is set), under testPolicy.
 func setupActions(t *testing.T, upstream string) *actionBundle {
 	t.Helper()
-	rec := newStripeRecorder(t, upstream)
-	admin := startBillingState(t, rec.srv.URL)
+	rec := consoletest.NewStripeRecorder(t, upstream)
+	admin := startBillingState(t, rec.Server.URL)
 	pol, err := policy.Parse([]byte(testPolicy))
 	if err != nil {
 		t.Fatal(err)
@@ -82,8 +84,8 @@ func (b *actionBundle) action(t *testing.T, id string) store.Action {
 	return a
 }
 
-func (b *actionBundle) refundCalls() []stripeCall {
-	var out []stripeCall
+func (b *actionBundle) refundCalls() []consoletest.StripeCall {
+	var out []consoletest.StripeCall
 	for _, c := range b.stripe.Calls() {
 		if c.Path == "/v1/refunds" {
 			out = append(out, c)
@@ -301,4 +303,75 @@ func TestOnlyBillingAdminsAct(t *testing.T) {
 	if p := admin.get("/"); !strings.Contains(p.body, `id="nav-approvals"`) {
 		t.Error("a billing_admin should see the approvals link")
 	}
+}
+
+// submit draws the form at path with query, fills it in with fields, and
+// goes through the review and the confirmation; it returns the action.
+func (b *actionBundle) submit(t *testing.T, br *browser, path, query string, fields url.Values) store.Action {
+	t.Helper()
+	p := br.get("/actions/new/" + path + "?" + query)
+	if p.status != http.StatusOK {
+		t.Fatalf("%s form: %d", path, p.status)
+	}
+	fields.Set("csrf", br.csrf())
+	fields.Set("action_id", actionIDOf(t, p.body))
+	if review := br.post("/actions/new/"+path, fields); review.status != http.StatusOK || !strings.Contains(review.body, `id="confirm-form"`) {
+		t.Fatalf("%s review: %d %s", path, review.status, review.body)
+	}
+	fields.Set("confirm", "yes")
+	if done := br.post("/actions/new/"+path, fields); done.status != http.StatusSeeOther {
+		t.Fatalf("%s confirm: %d %s", path, done.status, done.body)
+	}
+	return b.action(t, fields.Get("action_id"))
+}
+
+// The requests each action makes, against stripe-mock, which answers only
+// what Stripe's specification allows.
+func TestActionRequestsHaveStripesShape(t *testing.T) {
+	b := setupActions(t, stripemock.Start(t))
+	br := b.signedIn(t, "fin@example.com", auth.BillingAdmin)
+
+	refund := b.submit(t, br, "refund", "customer=cus_ShapeA&payment=pi_ShapeA", url.Values{"customer": {"cus_ShapeA"},
+		"payment": {"pi_ShapeA"}, "scope": {"partial"}, "amount": {"700"}, "stripe_reason": {"duplicate"}, "reason": {"charged twice"}})
+	cancelNow := b.submit(t, br, "cancel", "customer=cus_ShapeA", url.Values{"customer": {"cus_ShapeA"},
+		"subscription": {"sub_ShapeNow"}, "when": {"now"}, "reason": {"asked to stop"}})
+	cancelLater := b.submit(t, br, "cancel", "customer=cus_ShapeA", url.Values{"customer": {"cus_ShapeA"},
+		"subscription": {"sub_ShapeLater"}, "when": {"period_end"}, "reason": {"asked to stop at renewal"}})
+	change := b.submit(t, br, "change-plan", "customer=cus_ShapeA", url.Values{"customer": {"cus_ShapeA"},
+		"subscription": {"sub_ShapePlan"}, "item": {"si_ShapePlan"}, "price": {"price_ShapePro"}, "proration": {"always_invoice"},
+		"reason": {"upgrade"}})
+	for _, a := range []store.Action{refund, cancelNow, cancelLater, change} {
+		if a.State != store.ActionSucceeded || a.StripeObject == "" {
+			t.Errorf("%s %s: %s %q (stripe-mock refused the request?)", a.Kind, a.Target, a.State, a.ErrorCode)
+		}
+	}
+
+	calls := map[string][]consoletest.StripeCall{}
+	for _, c := range b.stripe.Calls() {
+		calls[c.Method+" "+c.Path] = append(calls[c.Method+" "+c.Path], c)
+	}
+	want := func(key string, fields map[string]string, actionID string) {
+		t.Helper()
+		cs := calls[key]
+		if len(cs) == 0 {
+			t.Errorf("no %s; calls %v", key, calls)
+			return
+		}
+		c := cs[0]
+		if c.IdempotencyKey == "" || !strings.Contains(c.IdempotencyKey, actionID) {
+			t.Errorf("%s: idempotency key %q for action %s", key, c.IdempotencyKey, actionID)
+		}
+		for k, v := range fields {
+			if got := c.Form.Get(k); got != v {
+				t.Errorf("%s: %s = %q, want %q", key, k, got, v)
+			}
+		}
+	}
+	want("POST /v1/refunds", map[string]string{"payment_intent": "pi_ShapeA", "amount": "700", "reason": "duplicate",
+		"metadata[launchready_action_id]": refund.ID}, refund.ID)
+	want("DELETE /v1/subscriptions/sub_ShapeNow", nil, cancelNow.ID)
+	want("POST /v1/subscriptions/sub_ShapeLater", map[string]string{"cancel_at_period_end": "true",
+		"metadata[launchready_action_id]": cancelLater.ID}, cancelLater.ID)
+	want("POST /v1/subscriptions/sub_ShapePlan", map[string]string{"items[0][id]": "si_ShapePlan", "items[0][price]": "price_ShapePro",
+		"proration_behavior": "always_invoice", "metadata[launchready_action_id]": change.ID}, change.ID)
 }
