@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/console/internal/auth"
 	"github.com/launchready/launchready/services/console/internal/consoletest"
 	"github.com/launchready/launchready/services/console/internal/policy"
@@ -84,18 +85,54 @@ func (b *actionBundle) action(t *testing.T, id string) store.Action {
 	return a
 }
 
-func (b *actionBundle) refundCalls() []consoletest.StripeCall {
+// callsFor returns the Stripe calls made for action id: the tests share
+// one Stripe, each with actions of its own.
+func (b *actionBundle) callsFor(id string) []consoletest.StripeCall {
 	var out []consoletest.StripeCall
 	for _, c := range b.stripe.Calls() {
-		if c.Path == "/v1/refunds" {
+		if strings.Contains(c.IdempotencyKey, id) {
 			out = append(out, c)
 		}
 	}
 	return out
 }
 
-func TestARefundSubmittedTwiceIsOneStripeCall(t *testing.T) {
-	b := setupActions(t, "")
+// actionsEnv is one billing-state and one recording Stripe for the action
+// tests (billing-state takes seconds to start); each test has a console
+// and a database of its own.
+type actionsEnv struct {
+	stripe *consoletest.StripeRecorder
+	admin  billingv1.BillingAdminServiceClient
+	policy policy.Policy
+}
+
+func (e *actionsEnv) console(t *testing.T) *actionBundle {
+	t.Helper()
+	b := setup(t, func(o *Options) { o.Billing, o.Policy = &Billing{Admin: e.admin}, e.policy })
+	return &actionBundle{bundle: b, stripe: e.stripe}
+}
+
+func TestActions(t *testing.T) {
+	rec := consoletest.NewStripeRecorder(t, "")
+	pol, err := policy.Parse([]byte(testPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &actionsEnv{stripe: rec, admin: startBillingState(t, rec.Server.URL), policy: pol}
+	for name, test := range map[string]func(*testing.T, *actionsEnv){
+		"a refund submitted twice is one Stripe call":            testARefundSubmittedTwiceIsOneStripeCall,
+		"a refund above the role's cap is refused before a call": testARefundAboveTheRoleCapIsRefusedBeforeAnyCall,
+		"a refund above the threshold waits for a second staff":  testARefundAboveTheThresholdWaitsForASecondStaffMember,
+		"a rejected action never runs":                           testARejectedActionNeverRuns,
+		"Stripe's refusal is shown and nothing is marked done":   testStripesRefusalIsShownAndNothingIsMarkedDone,
+		"only billing admins act":                                testOnlyBillingAdminsAct,
+	} {
+		t.Run(name, func(t *testing.T) { test(t, env) })
+	}
+}
+
+func testARefundSubmittedTwiceIsOneStripeCall(t *testing.T, env *actionsEnv) {
+	b := env.console(t)
 	br := b.signedIn(t, "fin@example.com", auth.BillingAdmin)
 	form := refundForm(t, br, "pi_Good1", "1250", "customer asked on the phone")
 	id := form.Get("action_id")
@@ -107,7 +144,7 @@ func TestARefundSubmittedTwiceIsOneStripeCall(t *testing.T) {
 			t.Fatalf("submit: %d to %q: %s", p.status, p.location, p.body)
 		}
 	}
-	calls := b.refundCalls()
+	calls := b.callsFor(id)
 	if len(calls) != 1 {
 		t.Fatalf("Stripe got %d refund calls, want 1: %+v", len(calls), calls)
 	}
@@ -145,8 +182,8 @@ func TestARefundSubmittedTwiceIsOneStripeCall(t *testing.T) {
 	}
 }
 
-func TestARefundAboveTheRoleCapIsRefusedBeforeAnyCall(t *testing.T) {
-	b := setupActions(t, "")
+func testARefundAboveTheRoleCapIsRefusedBeforeAnyCall(t *testing.T, env *actionsEnv) {
+	b := env.console(t)
 	br := b.signedIn(t, "fin@example.com", auth.BillingAdmin)
 	form := refundForm(t, br, "pi_Big1", "50001", "goodwill")
 	form.Set("confirm", "yes") // straight to the last step: the server checks anyway
@@ -154,7 +191,7 @@ func TestARefundAboveTheRoleCapIsRefusedBeforeAnyCall(t *testing.T) {
 	if p.status != http.StatusForbidden || !strings.Contains(p.body, "above your role&#39;s cap of 500.00") {
 		t.Fatalf("above the cap: %d %s", p.status, p.body)
 	}
-	if n := len(b.stripe.Calls()); n != 0 {
+	if n := len(b.callsFor(form.Get("action_id"))); n != 0 {
 		t.Fatalf("Stripe got %d calls", n)
 	}
 	if _, err := store.ActionByID(b.ctx, b.pool, form.Get("action_id"), false); err == nil {
@@ -165,8 +202,8 @@ func TestARefundAboveTheRoleCapIsRefusedBeforeAnyCall(t *testing.T) {
 	}
 }
 
-func TestARefundAboveTheThresholdWaitsForASecondStaffMember(t *testing.T) {
-	b := setupActions(t, "")
+func testARefundAboveTheThresholdWaitsForASecondStaffMember(t *testing.T, env *actionsEnv) {
+	b := env.console(t)
 	asker := b.signedIn(t, "fin@example.com", auth.BillingAdmin)
 	form := refundForm(t, asker, "pi_Mid1", "25000", "double charge")
 	id := form.Get("action_id")
@@ -181,14 +218,14 @@ func TestARefundAboveTheThresholdWaitsForASecondStaffMember(t *testing.T) {
 	if a := b.action(t, id); a.State != store.ActionPendingApproval {
 		t.Fatalf("state %s, want pending_approval", a.State)
 	}
-	if n := len(b.stripe.Calls()); n != 0 {
+	if n := len(b.callsFor(id)); n != 0 {
 		t.Fatalf("Stripe called before approval: %d", n)
 	}
 	// The asker cannot approve their own action.
 	if p := asker.post("/approvals/"+id+"/approve", url.Values{"csrf": {asker.csrf()}}); p.status != http.StatusForbidden {
 		t.Fatalf("self approval: %d", p.status)
 	}
-	if n := len(b.stripe.Calls()); n != 0 || b.action(t, id).State != store.ActionPendingApproval {
+	if n := len(b.callsFor(id)); n != 0 || b.action(t, id).State != store.ActionPendingApproval {
 		t.Fatal("a self approval ran the action")
 	}
 	// A second staff member sees it in the list and approves it.
@@ -200,7 +237,7 @@ func TestARefundAboveTheThresholdWaitsForASecondStaffMember(t *testing.T) {
 	if p := other.post("/approvals/"+id+"/approve", url.Values{"csrf": {other.csrf()}}); p.status != http.StatusSeeOther {
 		t.Fatalf("approve: %d %s", p.status, p.body)
 	}
-	if calls := b.refundCalls(); len(calls) != 1 || calls[0].Form.Get("amount") != "25000" {
+	if calls := b.callsFor(id); len(calls) != 1 || calls[0].Form.Get("amount") != "25000" {
 		t.Fatalf("Stripe calls after approval: %+v", calls)
 	}
 	a := b.action(t, id)
@@ -215,8 +252,8 @@ func TestARefundAboveTheThresholdWaitsForASecondStaffMember(t *testing.T) {
 	}
 }
 
-func TestARejectedActionNeverRuns(t *testing.T) {
-	b := setupActions(t, "")
+func testARejectedActionNeverRuns(t *testing.T, env *actionsEnv) {
+	b := env.console(t)
 	asker := b.signedIn(t, "fin@example.com", auth.BillingAdmin)
 	form := refundForm(t, asker, "pi_Mid2", "30000", "double charge")
 	form.Set("confirm", "yes")
@@ -235,13 +272,13 @@ func TestARejectedActionNeverRuns(t *testing.T) {
 	if a := b.action(t, id); a.State != store.ActionRejected || a.DecidedReason != "not a double charge" {
 		t.Fatalf("action %+v", a)
 	}
-	if n := len(b.stripe.Calls()); n != 0 {
+	if n := len(b.callsFor(id)); n != 0 {
 		t.Fatalf("Stripe got %d calls for a rejected action", n)
 	}
 }
 
-func TestStripesRefusalIsShownAndNothingIsMarkedDone(t *testing.T) {
-	b := setupActions(t, "")
+func testStripesRefusalIsShownAndNothingIsMarkedDone(t *testing.T, env *actionsEnv) {
+	b := env.console(t)
 	br := b.signedIn(t, "fin@example.com", auth.BillingAdmin)
 	for payment, words := range map[string]string{"pi_declined": "the card was declined", "pi_refundedbefore": "already been refunded"} {
 		form := refundForm(t, br, payment, "500", "refund please")
@@ -260,8 +297,8 @@ func TestStripesRefusalIsShownAndNothingIsMarkedDone(t *testing.T) {
 	}
 }
 
-func TestOnlyBillingAdminsAct(t *testing.T) {
-	b := setupActions(t, "")
+func testOnlyBillingAdminsAct(t *testing.T, env *actionsEnv) {
+	b := env.console(t)
 	admin := b.signedIn(t, "fin@example.com", auth.BillingAdmin)
 	form := refundForm(t, admin, "pi_Forged1", "100", "forged")
 	form.Set("confirm", "yes")
@@ -297,7 +334,7 @@ func TestOnlyBillingAdminsAct(t *testing.T) {
 	if err := b.pool.QueryRow(b.ctx, `SELECT count(*) FROM console.actions`).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("actions written: %d %v", n, err)
 	}
-	if calls := b.stripe.Calls(); len(calls) != 0 {
+	if calls := b.callsFor(form.Get("action_id")); len(calls) != 0 {
 		t.Fatalf("Stripe got %d calls", len(calls))
 	}
 	if p := admin.get("/"); !strings.Contains(p.body, `id="nav-approvals"`) {
