@@ -127,15 +127,17 @@ func (h *Host) Listen(key, addr string) (net.Listener, error) {
 // OpenPool opens a second pool on the service's database, for a part whose
 // queries must not wait for the main pool's connections, nor those for its:
 // the same URL and options as Spec.Database, at most maxConns connections,
-// and name as its application_name and as the pool label of its metrics.
-// It is closed at shutdown after the parts started after it. Call it from
-// the wiring.
-func (h *Host) OpenPool(name string, maxConns int32) (*pgxpool.Pool, error) {
+// and name as its application_name and as the pool label of its metrics,
+// then opts. It is closed at shutdown after the parts started after it.
+// Call it from the wiring.
+func (h *Host) OpenPool(name string, maxConns int32, opts ...pg.Option) (*pgxpool.Pool, error) {
 	db := h.sup.spec.Database
 	if db == nil {
 		return nil, fmt.Errorf("postgres %s: the service has no database", name)
 	}
-	return h.sup.openPool(h.sup.startCtx, db, name, maxConns, h.Telemetry)
+	own := *db
+	own.Options = append(append([]pg.Option(nil), db.Options...), opts...)
+	return h.sup.openPool(h.sup.startCtx, &own, name, maxConns, h.Telemetry)
 }
 
 // Connect opens a second NATS connection, named name, for a part whose

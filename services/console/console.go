@@ -216,10 +216,16 @@ func Run(ctx context.Context, cfg Config) error {
 		if err != nil {
 			return err
 		}
+		// Other services' schemas are read as the role they granted
+		// SELECT to, never as the console's own login.
+		reader, err := host.OpenPool(ServiceName+"-reader", 4, pg.WithRole(pg.ConsoleReaderRole))
+		if err != nil {
+			return err
+		}
 		ui, err := web.New(web.Options{
 			Pool: host.Pool, Log: host.Log, SecureCookies: SecureCookies(cfg.Addr),
 			SessionIdle: cfg.SessionIdle, SessionMax: cfg.SessionMax, Throttle: auth.DefaultThrottle, Now: cfg.Now,
-			JS: host.JS, OIDC: oidcFlow(cfg.OIDC), Billing: billing, Policy: cfg.Policy,
+			JS: host.JS, OIDC: oidcFlow(cfg.OIDC), Billing: billing, Policy: cfg.Policy, Reader: reader,
 		})
 		if err != nil {
 			return err

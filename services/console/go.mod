@@ -14,6 +14,8 @@ require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/launchready/launchready/pkg v0.0.0
 	github.com/launchready/launchready/proto v0.0.0
+	github.com/launchready/launchready/services/crm-sync v0.0.0
+	github.com/launchready/launchready/services/support-notify v0.0.0
 	github.com/launchready/launchready/test/testkit v0.0.0
 	github.com/nats-io/nats.go v1.55.0
 	github.com/oauth2-proxy/mockoidc v0.0.0-20261103160011-e06ed0b7cb7f
@@ -25,7 +27,11 @@ require (
 	google.golang.org/protobuf v1.36.12
 )
 
-require github.com/stripe/stripe-go/v76 v76.25.0 // indirect
+require (
+	github.com/stripe/stripe-go/v76 v76.25.0 // indirect
+	go.yaml.in/yaml/v2 v2.4.4 // indirect
+	sigs.k8s.io/yaml v1.6.0 // indirect
+)
 
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
@@ -85,4 +91,8 @@ require (
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260928230214-8a89bd6388cc
 )
 
-replace github.com/launchready/launchready/services/billing-state => ../billing-state
+replace (
+	github.com/launchready/launchready/services/billing-state => ../billing-state
+	github.com/launchready/launchready/services/crm-sync => ../crm-sync
+	github.com/launchready/launchready/services/support-notify => ../support-notify
+)

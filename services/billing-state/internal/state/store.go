@@ -36,7 +36,7 @@ func Migrations() fs.FS {
 
 // Migrate applies the embedded migrations to the billing schema.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	return pg.Migrate(ctx, pool, Schema, Migrations())
+	return pg.MigrateShared(ctx, pool, Schema, Migrations())
 }
 
 var (

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -27,7 +28,19 @@ var migrations embed.FS
 
 // Migrate applies the embedded migrations to Schema.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	return pg.MigrateDir(ctx, pool, Schema, migrations, "migrations")
+	if err := pg.MigrateDir(ctx, pool, Schema, migrations, "migrations"); err != nil {
+		return err
+	}
+	// The reader pool runs as the role the services grant SELECT to.
+	ok, err := pg.JoinReader(ctx, pool)
+	if err != nil {
+		return fmt.Errorf("migrate %s: %w", Schema, err)
+	}
+	if !ok {
+		slog.WarnContext(ctx, "the console's login is not a member of the reader role and may not join it: grant it, or the console shows nothing of the other services",
+			"role", pg.ConsoleReaderRole)
+	}
+	return nil
 }
 
 // DB is what the functions here run on: a *pgxpool.Pool or a *pg.Tx.

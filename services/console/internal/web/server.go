@@ -64,6 +64,9 @@ type Options struct {
 	// OIDC, when set, offers sign-in through the identity provider beside
 	// the local accounts.
 	OIDC *auth.OIDC
+	// Reader reads the other services' schemas as pg.ConsoleReaderRole,
+	// which may only SELECT; nil in tests that show none of them.
+	Reader *pgxpool.Pool
 	// Billing is billing-state's gRPC API, called with the console's
 	// token; nil when none is configured.
 	Billing *Billing

@@ -29,5 +29,5 @@ func Migrations() fs.FS {
 
 // Migrate applies the schema.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	return pg.Migrate(ctx, pool, Schema, Migrations())
+	return pg.MigrateShared(ctx, pool, Schema, Migrations())
 }

@@ -26,7 +26,7 @@ var migrations embed.FS
 
 // Migrate applies the embedded migrations to Schema.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	return pg.Migrate(ctx, pool, Schema, Migrations())
+	return pg.MigrateShared(ctx, pool, Schema, Migrations())
 }
 
 // q qualifies a table with the schema, so queries do not depend on the
