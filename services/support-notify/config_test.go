@@ -86,6 +86,10 @@ func TestConfigErrors(t *testing.T) {
 		"missing rules file":     {map[string]string{"SUPPORT_RULES_FILE": "/nonexistent/rules.yaml"}, []string{"SUPPORT_RULES_FILE"}},
 		"digest window past slo": {map[string]string{"ALERT_SLO": "30s", "ALERT_DIGEST_WINDOW": "30s"}, []string{"ALERT_DIGEST_WINDOW"}},
 		"bad link wait":          {map[string]string{"SUPPORT_LINK_WAIT": "-1s"}, []string{"SUPPORT_LINK_WAIT"}},
+		"email without sender":   {map[string]string{"SMTP_HOST": "smtp.example.com", "ALERT_EMAIL_TO": "ops@example.com, not an address"}, []string{"ALERT_EMAIL_FROM", `ALERT_EMAIL_TO: "not an address"`}},
+		"email to without host":  {map[string]string{"ALERT_EMAIL_TO": "ops@example.com"}, []string{"SMTP_HOST is not"}},
+		"sms without twilio":     {map[string]string{"ALERT_SMS_TO": "+15005550001"}, []string{"TWILIO_ACCOUNT_SID", "TWILIO_FROM"}},
+		"sms window past slo":    {map[string]string{"ALERT_SMS_TO": "+15005550001", "TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "x", "TWILIO_FROM": "+15005550006", "ALERT_SMS_DIGEST_WINDOW": "5m"}, []string{"ALERT_SMS_DIGEST_WINDOW"}},
 		"bad zendesk rate":       {map[string]string{"ZENDESK_RATE_LIMIT": "0", "ZENDESK_RATE_WINDOW": "0s"}, []string{"ZENDESK_RATE_LIMIT", "ZENDESK_RATE_WINDOW"}},
 	}
 	for name, c := range cases {
@@ -103,6 +107,29 @@ func TestConfigErrors(t *testing.T) {
 				t.Errorf("error echoes the webhook URL: %v", err)
 			}
 		})
+	}
+}
+
+func TestConfigEmailAndSMS(t *testing.T) {
+	password, token := randomHex(t), randomHex(t)
+	cfg, err := supportnotify.ConfigFromEnv(config.Map(map[string]string{
+		"SMTP_HOST": "smtp.example.com", "SMTP_USERNAME": "alerts", "SMTP_PASSWORD": password,
+		"ALERT_EMAIL_FROM": "Launch Ready <alerts@example.com>", "ALERT_EMAIL_TO": "ops@example.com,oncall@example.com",
+		"TWILIO_ACCOUNT_SID": "AC" + randomHex(t), "TWILIO_AUTH_TOKEN": token, "TWILIO_FROM": "+15005550006", "ALERT_SMS_TO": "+15005550001",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.SMTP.Port != 587 || len(cfg.EmailTo) != 2 || cfg.Twilio.APIBase != "https://api.twilio.com" {
+		t.Fatalf("smtp port %d, to %v, twilio base %q", cfg.SMTP.Port, cfg.EmailTo, cfg.Twilio.APIBase)
+	}
+	if cfg.EmailDigestWindow != supportnotify.DefaultEmailDigestWindow || cfg.SMSDigestWindow != supportnotify.DefaultSMSDigestWindow {
+		t.Fatalf("windows %s %s", cfg.EmailDigestWindow, cfg.SMSDigestWindow)
+	}
+	var buf strings.Builder
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("config", "config", cfg)
+	if strings.Contains(buf.String(), password) || strings.Contains(buf.String(), token) {
+		t.Fatalf("secret in logged config: %s", buf.String())
 	}
 }
 

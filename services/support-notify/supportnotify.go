@@ -2,15 +2,20 @@ package supportnotify
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"net/mail"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/config"
@@ -22,12 +27,14 @@ import (
 	"github.com/launchready/launchready/pkg/vendorhttp"
 
 	"github.com/launchready/launchready/services/support-notify/internal/alerts"
+	"github.com/launchready/launchready/services/support-notify/internal/email"
 	"github.com/launchready/launchready/services/support-notify/internal/links"
 	"github.com/launchready/launchready/services/support-notify/internal/metrics"
 	"github.com/launchready/launchready/services/support-notify/internal/rules"
 	"github.com/launchready/launchready/services/support-notify/internal/slack"
 	"github.com/launchready/launchready/services/support-notify/internal/store"
 	"github.com/launchready/launchready/services/support-notify/internal/tickets"
+	"github.com/launchready/launchready/services/support-notify/internal/twilio"
 	"github.com/launchready/launchready/services/support-notify/internal/vendor"
 	"github.com/launchready/launchready/services/support-notify/internal/zendesk"
 )
@@ -56,6 +63,15 @@ const (
 	DefaultZendeskTimeout = 30 * time.Second
 	DefaultSlackTimeout   = 10 * time.Second
 	DefaultMaxEventAge    = 96 * time.Hour
+	DefaultTwilioTimeout  = 10 * time.Second
+	// DefaultEmailDigestWindow and DefaultSMSDigestWindow are the
+	// shortest gaps between two ops e-mails and two texts: a burst folds
+	// into a digest per window, and both stay well inside ALERT_SLO.
+	DefaultEmailDigestWindow = 10 * time.Second
+	DefaultSMSDigestWindow   = 30 * time.Second
+	// DefaultCustomerEmailWindow paces customer e-mails; each customer
+	// gets their own, so it only keeps a burst from flooding the relay.
+	DefaultCustomerEmailWindow = 100 * time.Millisecond
 	// DefaultAlertBatch is how many alert deliveries one handler call may
 	// take (CONSUMER_BATCH_SIZE overrides it): with CONSUMER_CONCURRENCY
 	// workers, up to Concurrency×Batch alerts wait together for the
@@ -101,6 +117,22 @@ type Config struct {
 	Zendesk zendesk.Config
 	// SlackWebhookURL is SLACK_WEBHOOK_URL, a credential in itself.
 	SlackWebhookURL config.Secret
+	// SMTP is SMTP_HOST, SMTP_PORT, SMTP_USERNAME, SMTP_PASSWORD and
+	// ALERT_EMAIL_FROM (SMTP_CA_FILE adds a private CA to trust). With
+	// SMTP_HOST set, e-mail is a channel: to EmailTo (ALERT_EMAIL_TO, a
+	// comma list) for every alert, and to the customer where the rules
+	// say email_customer.
+	SMTP    email.Config
+	EmailTo []string
+	// Twilio is TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_API_BASE,
+	// TWILIO_FROM and ALERT_SMS_TO: with an account SID and a number to
+	// text, SMS is a channel for the alerts of rules marked urgent.
+	Twilio twilio.Config
+	// EmailDigestWindow and SMSDigestWindow are ALERT_EMAIL_DIGEST_WINDOW
+	// and ALERT_SMS_DIGEST_WINDOW: the shortest gap between two ops
+	// e-mails, two texts.
+	EmailDigestWindow time.Duration
+	SMSDigestWindow   time.Duration
 	// RulesFile is SUPPORT_RULES_FILE ("" = built-in defaults); Rules is
 	// the validated result, loaded by ConfigFromEnv (nil = defaults).
 	RulesFile string
@@ -184,6 +216,74 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 		ZendeskRateWindow: e.Duration("ZENDESK_RATE_WINDOW", DefaultZendeskRateWindow),
 		LinkWait:          e.Duration("SUPPORT_LINK_WAIT", DefaultLinkWait),
 		Stripe:            stripeapi.ConfigFromEnv(e),
+
+		EmailTo:           e.List("ALERT_EMAIL_TO"),
+		EmailDigestWindow: e.Duration("ALERT_EMAIL_DIGEST_WINDOW", DefaultEmailDigestWindow),
+		SMSDigestWindow:   e.Duration("ALERT_SMS_DIGEST_WINDOW", DefaultSMSDigestWindow),
+	}
+	cfg.SMTP = email.Config{
+		Host:     e.String("SMTP_HOST", ""),
+		Port:     e.Int("SMTP_PORT", email.DefaultPort),
+		Username: e.String("SMTP_USERNAME", ""),
+		Password: e.Secret("SMTP_PASSWORD"),
+		From:     e.String("ALERT_EMAIL_FROM", ""),
+	}
+	if cfg.SMTP.Host != "" {
+		if _, err := mail.ParseAddress(cfg.SMTP.From); err != nil {
+			e.Fail("ALERT_EMAIL_FROM: an e-mail address is required when SMTP_HOST is set")
+		}
+		for _, to := range cfg.EmailTo {
+			if _, err := mail.ParseAddress(to); err != nil {
+				e.Fail("ALERT_EMAIL_TO: %q is not an e-mail address", to)
+			}
+		}
+		if cfg.SMTP.Port < 1 || cfg.SMTP.Port > 65535 {
+			e.Fail("SMTP_PORT: not a port: %d", cfg.SMTP.Port)
+		}
+		if cfg.SMTP.Username != "" && cfg.SMTP.Password == "" {
+			e.Fail("SMTP_PASSWORD is required when SMTP_USERNAME is set")
+		}
+		if ca := e.String("SMTP_CA_FILE", ""); ca != "" {
+			pem, err := os.ReadFile(ca) // #nosec G304 -- SMTP_CA_FILE, named by the operator
+			pool := x509.NewCertPool()
+			if err != nil || !pool.AppendCertsFromPEM(pem) {
+				e.Fail("SMTP_CA_FILE: no PEM certificate in %s", ca)
+			} else {
+				cfg.SMTP.TLS = &tls.Config{ServerName: cfg.SMTP.Host, RootCAs: pool, MinVersion: tls.VersionTLS12}
+			}
+		}
+	} else if len(cfg.EmailTo) > 0 {
+		e.Fail("ALERT_EMAIL_TO is set but SMTP_HOST is not: no server to send through")
+	}
+	cfg.Twilio = twilio.Config{
+		APIBase:    e.String("TWILIO_API_BASE", twilio.DefaultAPIBase),
+		AccountSID: e.String("TWILIO_ACCOUNT_SID", ""),
+		AuthToken:  e.Secret("TWILIO_AUTH_TOKEN"),
+		From:       e.String("TWILIO_FROM", ""),
+		To:         e.String("ALERT_SMS_TO", ""),
+	}
+	if cfg.Twilio.To != "" {
+		if cfg.Twilio.AccountSID == "" || cfg.Twilio.AuthToken == "" {
+			e.Fail("ALERT_SMS_TO needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
+		}
+		if cfg.Twilio.From == "" {
+			e.Fail("ALERT_SMS_TO needs TWILIO_FROM (a Twilio number or messaging service SID)")
+		}
+		if u, err := url.Parse(cfg.Twilio.APIBase); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			e.Fail("TWILIO_API_BASE: not an http(s) URL")
+		}
+	}
+	windows := map[string]time.Duration{}
+	if cfg.SMTP.Host != "" {
+		windows["ALERT_EMAIL_DIGEST_WINDOW"] = cfg.EmailDigestWindow
+	}
+	if cfg.Twilio.To != "" {
+		windows["ALERT_SMS_DIGEST_WINDOW"] = cfg.SMSDigestWindow
+	}
+	for name, w := range windows {
+		if w <= 0 || w >= cfg.AlertSLO {
+			e.Fail("%s: must be positive and shorter than ALERT_SLO (%s), got %s", name, cfg.AlertSLO, w)
+		}
 	}
 	cfg.Zendesk = zendesk.Config{
 		BaseURL:  e.String("ZENDESK_BASE_URL", ""),
@@ -265,6 +365,16 @@ func (c Config) LogValue() slog.Value {
 		slog.String("zendesk_api_token", c.Zendesk.APIToken.String()),
 		// The path of a Slack webhook URL is the credential.
 		slog.String("slack_webhook_url", redact.Origin(c.SlackWebhookURL.Reveal())),
+		slog.String("smtp_host", c.SMTP.Host),
+		slog.Int("smtp_port", c.SMTP.Port),
+		slog.String("smtp_username", c.SMTP.Username),
+		slog.String("smtp_password", c.SMTP.Password.String()),
+		slog.String("alert_email_from", c.SMTP.From),
+		slog.Int("alert_email_to", len(c.EmailTo)),
+		slog.String("twilio_api_base", config.MaskURL(c.Twilio.APIBase)),
+		slog.String("twilio_account_sid", c.Twilio.AccountSID),
+		slog.String("twilio_auth_token", c.Twilio.AuthToken.String()),
+		slog.Bool("alert_sms", c.Twilio.To != ""),
 		slog.String("rules", rulesFrom),
 		slog.Duration("alert_slo", c.AlertSLO),
 		slog.Duration("alert_digest_window", c.AlertDigestWindow),
@@ -329,12 +439,18 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		ticketHandler := &tickets.Handler{Links: resolver, Consumer: TicketsDurable, Pool: host.Pool, Rules: set, Desk: desk, Metrics: m, Log: log, MaxAge: cfg.MaxEventAge}
 		alertHandler := &alerts.Handler{Links: resolver, Pool: host.Pool, Rules: set, Channel: channel, Metrics: m, Log: log, SLO: slo, MaxAge: cfg.MaxEventAge,
-			Window: cfg.AlertDigestWindow}
+			Window: cfg.AlertDigestWindow, Outlets: cfg.outlets(tp, m)}
+		for _, ch := range alertHandler.Channels() {
+			// Every configured channel shows on /metrics from the start.
+			m.AlertLatency.WithLabelValues(ch)
+			m.AlertsSent.WithLabelValues(ch)
+			m.AlertsLate.WithLabelValues(ch)
+		}
 		if len(cfg.Tickets.FilterSubjects) == 0 {
 			cfg.Tickets.FilterSubjects = bus.TypeFilterSubjects(cfg.Tickets.Durable, withLinkTypes(set.Types(rules.Ticket, rules.Resolve)))
 		}
 		if len(cfg.Alerts.FilterSubjects) == 0 {
-			cfg.Alerts.FilterSubjects = bus.TypeFilterSubjects(cfg.Alerts.Durable, set.Types(rules.Alert))
+			cfg.Alerts.FilterSubjects = bus.TypeFilterSubjects(cfg.Alerts.Durable, set.Types(rules.Alert, rules.EmailCustomer))
 		}
 		host.GoConsumer("tickets consumer", bus.NewConsumer(host.JS, cfg.Tickets, ticketHandler.OpenOrResolveTicket, host.ConsumerOptions()))
 		if cfg.Alerts.BatchSize == 0 {
@@ -343,6 +459,24 @@ func Run(ctx context.Context, cfg Config) error {
 		host.GoConsumer("alerts consumer", bus.NewBatchConsumer(host.JS, cfg.Alerts, alertHandler.PostAlerts, host.ConsumerOptions()))
 		return nil
 	})
+}
+
+// outlets are the alert channels beside Slack that cfg configures.
+func (c Config) outlets(tp trace.TracerProvider, m *metrics.Metrics) []alerts.Outlet {
+	var out []alerts.Outlet
+	if c.SMTP.Host != "" {
+		mailer := email.New(c.SMTP)
+		if len(c.EmailTo) > 0 {
+			out = append(out, alerts.EmailOutlet(mailer, c.EmailTo, positiveOr(c.EmailDigestWindow, DefaultEmailDigestWindow)))
+		}
+		out = append(out, alerts.CustomerEmailOutlet(mailer, DefaultCustomerEmailWindow))
+	}
+	if c.Twilio.To != "" {
+		client := vendor.New(vendor.Config{Vendor: "twilio", Timeout: DefaultTwilioTimeout, TracerProvider: tp, Metrics: m,
+			Secrets: []string{c.Twilio.AuthToken.Reveal()}})
+		out = append(out, alerts.SMSOutlet(twilio.New(c.Twilio, client), positiveOr(c.SMSDigestWindow, DefaultSMSDigestWindow)))
+	}
+	return out
 }
 
 // withLinkTypes adds the event types that teach charge → customer links,

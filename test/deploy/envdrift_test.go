@@ -86,7 +86,7 @@ func secretSample(t *testing.T, key string) string {
 		return "sk_test_" + randomHex(16)
 	case "STATUS_LINK_SECRETS":
 		return randomHex(20) + "," + randomHex(20)
-	case "HUBSPOT_TOKEN", "CRM_WEBHOOK_SECRET", "ZENDESK_API_TOKEN", "NATS_PASSWORD":
+	case "HUBSPOT_TOKEN", "CRM_WEBHOOK_SECRET", "ZENDESK_API_TOKEN", "NATS_PASSWORD", "SMTP_PASSWORD", "TWILIO_AUTH_TOKEN":
 		return randomHex(16)
 	case "CRM_WEBHOOK_URL":
 		return "https://crm.invalid/hooks/" + randomHex(4)

@@ -4,6 +4,8 @@ go 1.26.0
 
 require (
 	github.com/chromedp/chromedp v0.15.1
+	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6
+	github.com/emersion/go-smtp v0.26.0
 	github.com/launchready/launchready/pkg v0.0.0
 	github.com/launchready/launchready/proto v0.0.0
 	go.uber.org/goleak v1.3.0

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
-	"sync"
 	"time"
 
 	"github.com/launchready/launchready/test/testkit"
@@ -33,17 +32,14 @@ type Slack struct {
 	Path string
 	// Pace answers 429 with Retry-After to messages that come faster than
 	// its interval, as Slack does (off until SetPace).
-	Pace *slackfake.Pacer
-	srv  *httptest.Server
-
-	mu       sync.Mutex
-	messages []SlackMessage
-	accepted chan struct{}
+	Pace  *slackfake.Pacer
+	srv   *httptest.Server
+	inbox *inbox[SlackMessage]
 }
 
 // NewSlack serves a webhook at secretPath (e.g. "/services/T0/B0/xyz").
 func NewSlack(secretPath string) *Slack {
-	s := &Slack{faults: newFaults(), Path: secretPath, Pace: slackfake.NewPacer(0), accepted: make(chan struct{})}
+	s := &Slack{faults: newFaults(), Path: secretPath, Pace: slackfake.NewPacer(0), inbox: newInbox[SlackMessage]()}
 	s.srv = httptest.NewServer(s.serve(http.HandlerFunc(s.route)))
 	return s
 }
@@ -84,21 +80,12 @@ func (s *Slack) route(w http.ResponseWriter, r *http.Request) {
 	if len(ids) > 0 {
 		first = ids[0]
 	}
-	s.mu.Lock()
-	s.messages = append(s.messages, SlackMessage{At: time.Now(), Text: m.Text, Blocks: m.Blocks,
-		EventID: first, EventIDs: ids, Raw: body})
-	close(s.accepted)
-	s.accepted = make(chan struct{})
-	s.mu.Unlock()
+	s.inbox.add(SlackMessage{At: time.Now(), Text: m.Text, Blocks: m.Blocks, EventID: first, EventIDs: ids, Raw: body})
 	_, _ = io.WriteString(w, "ok")
 }
 
 // Messages returns the accepted messages in arrival order.
-func (s *Slack) Messages() []SlackMessage {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]SlackMessage(nil), s.messages...)
-}
+func (s *Slack) Messages() []SlackMessage { return s.inbox.all() }
 
 // ByEvent groups accepted messages by the event ids they name; a digest
 // counts once for each of its events.
@@ -126,20 +113,5 @@ func (s *Slack) WaitForCalls(t TB, n int) {
 // the deadline. It wakes on every accepted message instead of polling.
 func (s *Slack) WaitFor(t TB, timeout time.Duration, what string, cond func([]SlackMessage) bool) []SlackMessage {
 	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for {
-		s.mu.Lock()
-		ch := s.accepted
-		s.mu.Unlock()
-		if ms := s.Messages(); cond(ms) {
-			return ms
-		}
-		select {
-		case <-ch:
-		case <-deadline.C:
-			t.Fatalf("slack: timed out after %s waiting for %s; got %d messages", timeout, what, len(s.Messages()))
-			return nil
-		}
-	}
+	return s.inbox.waitFor(t, "slack", timeout, what, cond)
 }

@@ -1,5 +1,7 @@
-// Package alerts sends ops alerts for billing events and measures how long
-// after the Stripe event each one was accepted.
+// Package alerts sends ops alerts for billing events on every configured
+// channel (Slack, ops e-mail, customer e-mail, SMS: one Outlet each) and
+// measures how long after the Stripe event each channel accepted each one.
+// Every channel runs the same sender, described here for Slack.
 //
 // A channel takes about one message a second (a Slack incoming webhook
 // answers 429 beyond that). Alerts that arrive while the channel is busy,
@@ -10,7 +12,7 @@
 // waiting meanwhile fold into the next message, so a burst of 600 failures
 // costs a message a second, not 600 and ten minutes.
 //
-// Alerts are deduplicated by event id in support.alerts_sent: checked
+// Alerts are deduplicated by channel and event id in support.alerts_sent: checked
 // before sending, recorded after the channel accepted. Slack webhooks have
 // no idempotency key, so one window stays open: a crash (or a database
 // outage that outlasts the record retries) after Slack accepted and before
@@ -50,9 +52,14 @@ const DefaultWindow = time.Second
 
 // Handler applies alert actions.
 type Handler struct {
-	Pool    *pgxpool.Pool
-	Rules   *rules.Set
+	Pool  *pgxpool.Pool
+	Rules *rules.Set
+	// Channel is the Slack channel (or its log stand-in), the "slack"
+	// outlet; nil for none.
 	Channel Channel
+	// Outlets are the other channels: e-mail, SMS. Each has its own queue,
+	// pace and sent records, and folds bursts into digests the same way.
+	Outlets []Outlet
 	Metrics *metrics.Metrics
 	Log     *slog.Logger
 	// SLO is the promise: alerts accepted within SLO of the event.
@@ -72,7 +79,8 @@ type Handler struct {
 	// nil leaves such events as they are.
 	Links *links.Resolver
 
-	senderOnce senderOnce
+	sendersMu sync.Mutex
+	senders   map[string]*sender
 }
 
 func (h *Handler) now() time.Time {
@@ -87,19 +95,23 @@ func (h *Handler) PostAlert(ctx context.Context, d *bus.Delivery) error {
 	return h.PostAlerts(ctx, []*bus.Delivery{d})[0]
 }
 
-// PostAlerts is the alerts consumer's batch handler: every delivery that needs an alert
-// joins the channel's queue, and the call returns once each has been sent
-// (alone or in a digest), found already sent, or failed.
+// PostAlerts is the alerts consumer's batch handler: every delivery that
+// needs an alert joins the queue of each channel that carries it, and the
+// call returns once each has been sent (alone or in a digest), found
+// already sent, or failed, on every channel. A delivery fails when any of
+// its channels failed; the redelivery sends only on the channels that have
+// not recorded it.
 func (h *Handler) PostAlerts(ctx context.Context, ds []*bus.Delivery) []error {
 	errs := make([]error, len(ds))
-	var waiting []*ticket
+	var waiting []*pending
 	for i, d := range ds {
 		ev := d.Event
 		if ev == nil || ev.GetEventId() == "" {
 			errs[i] = bus.Permanent(errors.New("alerts: delivery without an event"))
 			continue
 		}
-		if !h.Rules.Decide(ev).Alert {
+		decision := h.Rules.Decide(ev)
+		if !decision.Alert && !decision.EmailCustomer {
 			continue
 		}
 		log := h.Log.With("event_id", ev.GetEventId(), "event_type", ev.GetType(), "customer_id", ev.GetCustomerId(),
@@ -113,65 +125,140 @@ func (h *Handler) PostAlerts(ctx context.Context, ds []*bus.Delivery) []error {
 			log.WarnContext(d.Context(), "event too old to alert on", "outcome", "too_old", "age", age.Round(time.Second).String())
 			continue
 		}
-		waiting = append(waiting, &ticket{index: i, delivery: d, ev: ev, log: log})
+		waiting = append(waiting, &pending{index: i, delivery: d, ev: ev, log: log, decision: decision})
 	}
 	if len(waiting) == 0 {
 		return errs
 	}
 	// Alerts naming only a charge wait for its customer apart from the
 	// rest, which leave at once.
-	var ready, naming []*ticket
-	for _, t := range waiting {
-		if h.Links != nil && links.Needs(t.ev) {
-			naming = append(naming, t)
+	var ready, naming []*pending
+	for _, p := range waiting {
+		if h.Links != nil && links.Needs(p.ev) {
+			naming = append(naming, p)
 		} else {
-			ready = append(ready, t)
+			ready = append(ready, p)
 		}
 	}
-	s := h.sender()
 	var wg sync.WaitGroup
 	if len(naming) > 0 {
 		wg.Go(func() {
 			var each sync.WaitGroup
-			for _, t := range naming {
+			for _, p := range naming {
 				each.Go(func() {
-					named, found, err := h.Links.Name(ctx, t.ev)
+					named, found, err := h.Links.Name(ctx, p.ev)
 					if err != nil {
 						// The alert still goes, naming the charge.
-						t.log.WarnContext(ctx, "customer of the charge not found", "outcome", "link_error", "error", redact.Error(err))
+						p.log.WarnContext(ctx, "customer of the charge not found", "outcome", "link_error", "error", redact.Error(err))
 						return
 					}
-					t.log.InfoContext(ctx, "customer of the charge", "customer_id", named.GetCustomerId(), "outcome", string(found))
-					t.ev = named
+					p.log.InfoContext(ctx, "customer of the charge", "customer_id", named.GetCustomerId(), "outcome", string(found))
+					p.ev = named
 				})
 			}
 			each.Wait()
-			s.enqueue(naming)
-			s.await(ctx, naming)
+			h.dispatch(ctx, naming)
 		})
 	}
 	if len(ready) > 0 {
-		s.enqueue(ready)
-		s.await(ctx, ready)
+		h.dispatch(ctx, ready)
 	}
 	wg.Wait()
-	for _, t := range waiting {
-		errs[t.index] = t.err
-		if t.duplicate {
-			t.delivery.MarkDuplicate()
+	for _, p := range waiting {
+		errs[p.index] = p.result()
+		if p.duplicate() {
+			p.delivery.MarkDuplicate()
 		}
 	}
 	return errs
 }
 
-// ticket is one delivery waiting for its alert.
+// dispatch queues each delivery's alert on every channel that carries it
+// and waits for all of them.
+func (h *Handler) dispatch(ctx context.Context, ps []*pending) {
+	var wg sync.WaitGroup
+	for _, out := range h.outlets() {
+		var ts []*ticket
+		for _, p := range ps {
+			if !out.Carries(p.decision, p.ev) {
+				continue
+			}
+			t := &ticket{index: p.index, delivery: p.delivery, ev: p.ev, channel: out.Name, log: p.log.With("channel", out.Name)}
+			p.tickets = append(p.tickets, t)
+			ts = append(ts, t)
+		}
+		if len(ts) == 0 {
+			continue
+		}
+		s := h.sender(out)
+		wg.Go(func() {
+			s.enqueue(ts)
+			s.await(ctx, ts)
+		})
+	}
+	wg.Wait()
+}
+
+// pending is one delivery that needs alerts, with its ticket on each
+// channel that carries it.
+type pending struct {
+	index    int
+	delivery *bus.Delivery
+	ev       *billingv1.BillingEvent
+	log      *slog.Logger
+	decision rules.Decision
+	tickets  []*ticket
+}
+
+// result is the delivery's outcome over its channels. When some channel
+// may still succeed on a retry, a permanent failure of another must not
+// dead-letter the event at once, so its mark is left off (past MaxDeliver
+// the event is dead-lettered all the same).
+func (p *pending) result() error {
+	var failed []*ticket
+	allPermanent := true
+	for _, t := range p.tickets {
+		if t.err != nil {
+			failed = append(failed, t)
+			allPermanent = allPermanent && bus.IsPermanent(t.err)
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	es := make([]error, len(failed))
+	for i, t := range failed {
+		if allPermanent || !bus.IsPermanent(t.err) {
+			es[i] = fmt.Errorf("%s: %w", t.channel, t.err)
+		} else {
+			es[i] = fmt.Errorf("%s: %s", t.channel, t.err)
+		}
+	}
+	if len(es) == 1 {
+		return es[0]
+	}
+	return errors.Join(es...)
+}
+
+// duplicate: every channel had already sent the event's alert.
+func (p *pending) duplicate() bool {
+	for _, t := range p.tickets {
+		if t.err != nil || !t.duplicate {
+			return false
+		}
+	}
+	return len(p.tickets) > 0
+}
+
+// ticket is one delivery waiting for its alert on one channel.
 type ticket struct {
 	index    int
 	delivery *bus.Delivery
 	// ev is the delivery's event, with its customer filled in when it
 	// named only a charge.
-	ev  *billingv1.BillingEvent
-	log *slog.Logger
+	ev      *billingv1.BillingEvent
+	channel string
+	log     *slog.Logger
 	// item is the queued alert; deliveries of one event share it.
 	item *item
 	// Set when the ticket is settled.

@@ -102,10 +102,10 @@ func TestAlertSentOnceAndMeasured(t *testing.T) {
 	if late || latency != 5 {
 		t.Fatalf("recorded late=%v latency=%v, want false 5", late, latency)
 	}
-	if got := testutil.ToFloat64(b.m.AlertsSent); got != 1 {
+	if got := testutil.ToFloat64(b.m.AlertsSent.WithLabelValues(ChannelSlack)); got != 1 {
 		t.Fatalf("lr_alerts_sent_total = %v", got)
 	}
-	if n := histogramCount(t, b.m.AlertLatency); n != 1 {
+	if n := histogramCount(t, b.m.AlertLatency.WithLabelValues(ChannelSlack).(prometheus.Histogram)); n != 1 {
 		t.Fatalf("latency observations = %d", n)
 	}
 }
@@ -121,7 +121,7 @@ func TestLateAlertStillSentAndCounted(t *testing.T) {
 	if len(msgs) != 1 || !strings.HasPrefix(msgs[0].Text, "LATE: ") || !strings.Contains(string(msgs[0].Raw), "SLO 2m0s") {
 		t.Fatalf("want one alert marked late, got %+v", msgs)
 	}
-	if got := testutil.ToFloat64(b.m.AlertsLate); got != 1 {
+	if got := testutil.ToFloat64(b.m.AlertsLate.WithLabelValues(ChannelSlack)); got != 1 {
 		t.Fatalf("lr_alerts_late_total = %v", got)
 	}
 }
@@ -158,7 +158,7 @@ func TestSlackFailuresAreClassifiedAndNotRecorded(t *testing.T) {
 	} else if strings.Contains(err.Error(), b.slack.Path) {
 		t.Fatalf("webhook path leaked: %v", err)
 	}
-	if sent, err := store.AlertSent(context.Background(), b.pool, ev.GetEventId()); err != nil || sent {
+	if sent, err := store.AlertSent(context.Background(), b.pool, ChannelSlack, ev.GetEventId()); err != nil || sent {
 		t.Fatalf("a refused alert was recorded as sent (%v)", err)
 	}
 	if err := b.handle(ev); err != nil {
@@ -217,10 +217,10 @@ func TestRateLimitHoldsTheChannelForRetryAfter(t *testing.T) {
 	if !slices.Equal(sizes, []int{3, 3, 3}) {
 		t.Fatalf("recorded digest sizes %v", sizes)
 	}
-	if got := testutil.ToFloat64(b.m.AlertMessages.WithLabelValues("digest")); got != 1 {
+	if got := testutil.ToFloat64(b.m.AlertMessages.WithLabelValues(ChannelSlack, "digest")); got != 1 {
 		t.Fatalf("lr_alert_messages_total{kind=digest} = %v", got)
 	}
-	if got := testutil.ToFloat64(b.m.AlertsSent); got != 3 {
+	if got := testutil.ToFloat64(b.m.AlertsSent.WithLabelValues(ChannelSlack)); got != 3 {
 		t.Fatalf("lr_alerts_sent_total = %v", got)
 	}
 }

@@ -43,6 +43,7 @@ type item struct {
 // redelivery is the only retry.
 type sender struct {
 	h    *Handler
+	out  Outlet
 	turn chan struct{}
 
 	mu      sync.Mutex
@@ -55,21 +56,28 @@ type sender struct {
 	nextAt time.Time
 }
 
-type senderOnce struct {
-	once sync.Once
-	s    *sender
+// sender returns the outlet's sender, made on first use.
+func (h *Handler) sender(out Outlet) *sender {
+	h.sendersMu.Lock()
+	defer h.sendersMu.Unlock()
+	if h.senders == nil {
+		h.senders = map[string]*sender{}
+	}
+	s := h.senders[out.Name]
+	if s == nil {
+		s = &sender{h: h, out: out, turn: make(chan struct{}, 1), byID: map[string]*item{}}
+		h.senders[out.Name] = s
+	}
+	return s
 }
 
-func (h *Handler) sender() *sender {
-	h.senderOnce.once.Do(func() {
-		h.senderOnce.s = &sender{h: h, turn: make(chan struct{}, 1), byID: map[string]*item{}}
-	})
-	return h.senderOnce.s
-}
-
-func (h *Handler) window() time.Duration {
-	if h.Window > 0 {
-		return h.Window
+// window is the channel's shortest gap between two messages.
+func (s *sender) window() time.Duration {
+	switch {
+	case s.out.Window > 0:
+		return s.out.Window
+	case s.h.Window > 0:
+		return s.h.Window
 	}
 	return DefaultWindow
 }
@@ -209,13 +217,28 @@ func (s *sender) drive(ctx context.Context, own []*ticket) {
 	}
 }
 
-// take removes up to render.MaxDigest items from the head of the queue.
+// take removes up to render.MaxDigest items from the head of the queue;
+// with groups, only those of the head's group.
 func (s *sender) take() []*item {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := min(len(s.pending), render.MaxDigest)
-	batch := slices.Clone(s.pending[:n])
-	s.pending = slices.Delete(s.pending, 0, n)
+	var batch []*item
+	if s.out.Group == nil || len(s.pending) == 0 {
+		n := min(len(s.pending), render.MaxDigest)
+		batch = slices.Clone(s.pending[:n])
+		s.pending = slices.Delete(s.pending, 0, n)
+	} else {
+		g := s.out.Group(s.pending[0].ev)
+		var rest []*item
+		for _, it := range s.pending {
+			if len(batch) < render.MaxDigest && s.out.Group(it.ev) == g {
+				batch = append(batch, it)
+			} else {
+				rest = append(rest, it)
+			}
+		}
+		s.pending = rest
+	}
 	for _, it := range batch {
 		it.taken = true
 	}
@@ -269,7 +292,7 @@ func (s *sender) deliver(ctx context.Context, batch []*item) {
 	for i, it := range batch {
 		ids[i] = it.ev.GetEventId()
 	}
-	unlock, sent, err := store.LockAlerts(ctx, conn, ids)
+	unlock, sent, err := store.LockAlerts(ctx, conn, s.out.Name, ids)
 	if err != nil {
 		s.settle(batch, err)
 		return
@@ -285,7 +308,7 @@ func (s *sender) deliver(ctx context.Context, batch []*item) {
 		}
 	}
 	for _, it := range dups {
-		h.Log.InfoContext(ctx, "alert already sent", "event_id", it.ev.GetEventId(), "action", "alert", "outcome", "duplicate")
+		h.Log.InfoContext(ctx, "alert already sent", "event_id", it.ev.GetEventId(), "channel", s.out.Name, "action", "alert", "outcome", "duplicate")
 	}
 	s.settle(dups, nil)
 	if len(fresh) == 0 {
@@ -302,60 +325,60 @@ func (s *sender) deliver(ctx context.Context, batch []*item) {
 	}
 	age := h.now().Sub(oldest)
 	late := render.Lateness{Late: age > h.SLO, Age: age, SLO: h.SLO}
-	msg, kind := render.Alert(evs[0], late), "alone"
+	kind := "alone"
 	if len(evs) > 1 {
-		msg, kind = render.Digest(evs, late), "digest"
+		kind = "digest"
 	}
-	err = h.Channel.Send(ctx, msg)
+	err = s.out.Deliver(ctx, evs, late)
 	if err != nil {
 		if d, ok := bus.RetryAfterDelay(err); ok {
 			// The channel asked for a pause: honour it in place, and let
 			// what arrives meanwhile join these in the next message.
-			h.Log.WarnContext(ctx, "alert channel asked to wait; holding alerts", "outcome", "rate_limited",
+			h.Log.WarnContext(ctx, "alert channel asked to wait; holding alerts", "channel", s.out.Name, "outcome", "rate_limited",
 				"alerts", len(fresh), "retry_after", d.String())
-			s.holdBack(fresh, max(d, h.window()))
+			s.holdBack(fresh, max(d, s.window()))
 			return
 		}
-		s.pace(h.window())
+		s.pace(s.window())
 		for _, it := range fresh {
-			h.Log.WarnContext(ctx, "alert not accepted", "event_id", it.ev.GetEventId(), "action", "alert", "outcome", "error",
+			h.Log.WarnContext(ctx, "alert not accepted", "event_id", it.ev.GetEventId(), "channel", s.out.Name, "action", "alert", "outcome", "error",
 				"digest_size", len(fresh), "error", redact.Error(err))
 		}
 		s.settle(fresh, err)
 		return
 	}
-	s.pace(h.window())
+	s.pace(s.window())
 	accepted := h.now()
 	recs := make([]store.SentAlert, len(fresh))
 	for i, it := range fresh {
 		created := it.ev.GetCreated().AsTime()
 		latency := max(accepted.Sub(created), 0)
-		recs[i] = store.SentAlert{EventID: it.ev.GetEventId(), EventType: it.ev.GetType(), CustomerID: it.ev.GetCustomerId(),
+		recs[i] = store.SentAlert{Channel: s.out.Name, EventID: it.ev.GetEventId(), EventType: it.ev.GetType(), CustomerID: it.ev.GetCustomerId(),
 			EventCreated: created, SentAt: accepted, Latency: latency, Late: latency > h.SLO, DigestSize: len(fresh)}
 	}
 	if h.Metrics != nil {
-		h.Metrics.AlertMessages.WithLabelValues(kind).Inc()
+		h.Metrics.AlertMessages.WithLabelValues(s.out.Name, kind).Inc()
 		for _, r := range recs {
-			h.Metrics.AlertsSent.Inc()
-			h.Metrics.AlertLatency.Observe(r.Latency.Seconds())
+			h.Metrics.AlertsSent.WithLabelValues(s.out.Name).Inc()
+			h.Metrics.AlertLatency.WithLabelValues(s.out.Name).Observe(r.Latency.Seconds())
 			// Late counts what the promise measures (acceptance), which
 			// also covers an alert that left on time but waited on a slow
 			// channel.
 			if r.Late {
-				h.Metrics.AlertsLate.Inc()
+				h.Metrics.AlertsLate.WithLabelValues(s.out.Name).Inc()
 			}
 		}
 	}
 	if err := h.record(ctx, conn, recs); err != nil {
 		// Returning the error redelivers the events, which sends them
 		// again: the documented duplicate, preferred to silence.
-		h.Log.ErrorContext(ctx, "alerts sent but not recorded; a redelivery will send them again", "outcome", "unrecorded",
+		h.Log.ErrorContext(ctx, "alerts sent but not recorded; a redelivery will send them again", "channel", s.out.Name, "outcome", "unrecorded",
 			"alerts", len(recs), "error", redact.Error(err))
 		s.settle(fresh, err)
 		return
 	}
 	for _, r := range recs {
-		h.Log.InfoContext(ctx, "alert sent", "event_id", r.EventID, "customer_id", r.CustomerID, "action", "alert", "outcome", "sent",
+		h.Log.InfoContext(ctx, "alert sent", "event_id", r.EventID, "customer_id", r.CustomerID, "channel", s.out.Name, "action", "alert", "outcome", "sent",
 			"latency_seconds", r.Latency.Seconds(), "late", r.Late, "digest_size", r.DigestSize)
 	}
 	s.settle(fresh, nil)

@@ -16,16 +16,18 @@ type Metrics struct {
 	Calls *prometheus.CounterVec
 	// Tickets counts ticket writes by action (created, commented, resolved).
 	Tickets *prometheus.CounterVec
-	// AlertsSent counts alerts (events) the alert channel accepted, alone or in a digest.
-	AlertsSent prometheus.Counter
-	// AlertsLate counts accepted alerts whose latency exceeded the SLO.
-	AlertsLate prometheus.Counter
-	// AlertMessages counts messages the alert channel accepted, by kind:
+	// AlertsSent counts alerts (events) each alert channel (slack, email,
+	// email_customer, sms) accepted, alone or in a digest.
+	AlertsSent *prometheus.CounterVec
+	// AlertsLate counts accepted alerts whose latency exceeded the SLO, by
+	// channel.
+	AlertsLate *prometheus.CounterVec
+	// AlertMessages counts messages each alert channel accepted, by kind:
 	// "alone" (one alert) or "digest" (a burst folded into one message).
 	AlertMessages *prometheus.CounterVec
 	// AlertLatency is the time from the Stripe event's created time to the
-	// moment the alert channel accepted the alert.
-	AlertLatency prometheus.Histogram
+	// moment the channel accepted the alert, by channel.
+	AlertLatency *prometheus.HistogramVec
 }
 
 // New registers the instruments on reg; nil reg leaves them unregistered.
@@ -39,23 +41,23 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "lr_support_tickets_total",
 			Help: "Support tickets created, commented on and resolved.",
 		}, []string{"action"}),
-		AlertsSent: prometheus.NewCounter(prometheus.CounterOpts{
+		AlertsSent: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lr_alerts_sent_total",
-			Help: "Ops alerts accepted by the alert channel.",
-		}),
-		AlertsLate: prometheus.NewCounter(prometheus.CounterOpts{
+			Help: "Alerts accepted by each alert channel.",
+		}, []string{"channel"}),
+		AlertsLate: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lr_alerts_late_total",
-			Help: "Ops alerts accepted after ALERT_SLO had passed since the Stripe event.",
-		}),
+			Help: "Alerts accepted after ALERT_SLO had passed since the Stripe event, by channel.",
+		}, []string{"channel"}),
 		AlertMessages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lr_alert_messages_total",
-			Help: "Messages the alert channel accepted, by kind: alone (one alert) or digest (several alerts folded into one).",
-		}, []string{"kind"}),
-		AlertLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Help: "Messages each alert channel accepted, by kind: alone (one alert) or digest (several alerts folded into one).",
+		}, []string{"channel", "kind"}),
+		AlertLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "lr_alert_latency_seconds",
-			Help:    "Seconds from the Stripe event's created time to the alert channel accepting the alert.",
+			Help:    "Seconds from the Stripe event's created time to the alert channel accepting the alert, by channel.",
 			Buckets: []float64{0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 90, 120, 180, 300, 600, 1800, 3600},
-		}),
+		}, []string{"channel"}),
 	}
 	if reg == nil {
 		return m, nil

@@ -172,7 +172,7 @@ func (s DigestSummary) Headline() string {
 // alert can still be found by its event).
 func Digest(evs []*billingv1.BillingEvent, late Lateness) SlackMessage {
 	s := Summarize(evs)
-	text := s.Headline()
+	text := testMark(evs...) + s.Headline()
 	if late.Late {
 		text = "LATE: " + text
 	}

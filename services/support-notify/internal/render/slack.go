@@ -54,6 +54,7 @@ func Alert(ev *billingv1.BillingEvent, late Lateness) SlackMessage {
 	if late.Late {
 		title = "LATE: " + title
 	}
+	title = testMark(ev) + title
 	money := Money(Amount(ev), ev.GetCurrency())
 	text := title
 	if money != "" {
@@ -68,18 +69,8 @@ func Alert(ev *billingv1.BillingEvent, late Lateness) SlackMessage {
 			fields = append(fields, SlackText{Type: "mrkdwn", Text: "*" + label + "*\n" + escape(v)})
 		}
 	}
-	field("Customer", Customer(ev))
-	field("Amount", money)
-	field("Reason", Reason(ev))
-	field("Plan", Plan(ev))
-	if n := ev.GetAttemptCount(); n > 0 {
-		field("Attempt", fmt.Sprint(n))
-	}
-	if ts := ev.GetNextPaymentAttempt(); ts.IsValid() && ts.GetSeconds() > 0 {
-		field("Next retry", When(ts.AsTime()))
-	}
-	if !ev.GetLivemode() {
-		field("Mode", "test")
+	for _, f := range AlertFields(ev) {
+		field(f.Label, f.Value)
 	}
 	blocks := []SlackBlock{
 		{Type: "header", Text: &SlackText{Type: "plain_text", Text: truncate(text, 150)}},
@@ -105,6 +96,35 @@ func Alert(ev *billingv1.BillingEvent, late Lateness) SlackMessage {
 	}
 	blocks = append(blocks, SlackBlock{Type: "context", Elements: []SlackElement{{Type: "mrkdwn", Text: ctx}}})
 	return SlackMessage{Text: escape(text), Blocks: blocks}
+}
+
+// Field is one labelled fact of an alert.
+type Field struct{ Label, Value string }
+
+// AlertFields are the facts every channel's alert states, in order, each
+// only when the event has it: customer, amount, reason, plan, attempt,
+// next retry, and the mode when it is test.
+func AlertFields(ev *billingv1.BillingEvent) []Field {
+	var out []Field
+	add := func(label, v string) {
+		if v != "" {
+			out = append(out, Field{label, v})
+		}
+	}
+	add("Customer", Customer(ev))
+	add("Amount", Money(Amount(ev), ev.GetCurrency()))
+	add("Reason", Reason(ev))
+	add("Plan", Plan(ev))
+	if n := ev.GetAttemptCount(); n > 0 {
+		add("Attempt", fmt.Sprint(n))
+	}
+	if ts := ev.GetNextPaymentAttempt(); ts.IsValid() && ts.GetSeconds() > 0 {
+		add("Next retry", When(ts.AsTime()))
+	}
+	if !ev.GetLivemode() {
+		add("Mode", "test")
+	}
+	return out
 }
 
 // escape applies Slack's three mrkdwn escapes.

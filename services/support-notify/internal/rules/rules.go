@@ -26,8 +26,12 @@ const (
 	// Ticket opens a support ticket, or comments on the open ticket about the
 	// same invoice, dispute, subscription or payment.
 	Ticket Action = "ticket"
-	// Alert posts an ops alert (Slack).
+	// Alert sends an ops alert on every configured ops channel: Slack and
+	// the ops e-mail address; with priority urgent, an SMS too.
 	Alert Action = "alert"
+	// EmailCustomer e-mails the customer about a failed payment. Only
+	// failure events accept it.
+	EmailCustomer Action = "email_customer"
 	// Resolve adds a "resolved" comment to the open ticket about the same
 	// object and solves it. It never opens a ticket.
 	Resolve Action = "resolve"
@@ -47,13 +51,16 @@ type EventInfo struct {
 	Subscription bool
 	// Payment events may filter on outside_invoice.
 	Payment bool
+	// Failure marks a failed payment the customer can act on: only these
+	// accept email_customer.
+	Failure bool
 }
 
 // Known lists the event types a rule may name. An event type outside this
 // list is a configuration error: the service would have nothing sensible to
 // write about it.
 var Known = map[string]EventInfo{
-	"invoice.payment_failed":                   {Title: "Invoice payment failed"},
+	"invoice.payment_failed":                   {Title: "Invoice payment failed", Failure: true},
 	"invoice.payment_action_required":          {Title: "Invoice payment needs customer action"},
 	"invoice.marked_uncollectible":             {Title: "Invoice marked uncollectible"},
 	"invoice.finalization_failed":              {Title: "Invoice finalization failed"},
@@ -64,14 +71,14 @@ var Known = map[string]EventInfo{
 	"charge.dispute.funds_withdrawn":           {Title: "Dispute funds withdrawn"},
 	"charge.dispute.closed":                    {Title: "Dispute closed", Resolution: true},
 	"charge.refunded":                          {Title: "Charge refunded", Payment: true},
-	"charge.failed":                            {Title: "Charge failed", Payment: true},
+	"charge.failed":                            {Title: "Charge failed", Payment: true, Failure: true},
 	"customer.subscription.deleted":            {Title: "Subscription canceled", Subscription: true},
 	"customer.subscription.paused":             {Title: "Subscription paused", Subscription: true},
 	"customer.subscription.trial_will_end":     {Title: "Trial ends soon", Subscription: true},
-	"checkout.session.async_payment_failed":    {Title: "Checkout payment failed"},
+	"checkout.session.async_payment_failed":    {Title: "Checkout payment failed", Failure: true},
 	"checkout.session.async_payment_succeeded": {Title: "Checkout payment succeeded", Resolution: true},
 	"checkout.session.expired":                 {Title: "Checkout session expired"},
-	"payment_intent.payment_failed":            {Title: "Payment failed", Payment: true},
+	"payment_intent.payment_failed":            {Title: "Payment failed", Payment: true, Failure: true},
 	"payment_intent.requires_action":           {Title: "Payment needs customer action", Payment: true},
 	"payment_intent.succeeded":                 {Title: "Payment succeeded", Resolution: true, Payment: true},
 }
@@ -203,9 +210,9 @@ func New(f File) (*Set, error) {
 		seen := map[Action]bool{}
 		for _, a := range r.Actions {
 			switch a {
-			case Ticket, Alert, Resolve:
+			case Ticket, Alert, Resolve, EmailCustomer:
 			default:
-				errs = append(errs, fmt.Errorf("%s: unknown action %q (ticket, alert, resolve)", where, a))
+				errs = append(errs, fmt.Errorf("%s: unknown action %q (ticket, alert, resolve, email_customer)", where, a))
 				continue
 			}
 			if seen[a] {
@@ -216,6 +223,9 @@ func New(f File) (*Set, error) {
 		if known && seen[Resolve] && !info.Resolution {
 			errs = append(errs, fmt.Errorf("%s: resolve only applies to success events (invoice.paid, invoice.payment_succeeded, ...)", where))
 		}
+		if known && seen[EmailCustomer] && !info.Failure {
+			errs = append(errs, fmt.Errorf("%s: email_customer only applies to failed payments (invoice.payment_failed, payment_intent.payment_failed, charge.failed, checkout.session.async_payment_failed)", where))
+		}
 		if known && seen[Ticket] && info.Resolution {
 			errs = append(errs, fmt.Errorf("%s: a success event resolves tickets, it does not open them", where))
 		}
@@ -223,8 +233,8 @@ func New(f File) (*Set, error) {
 			if !slices.Contains(priorities, r.Priority) {
 				errs = append(errs, fmt.Errorf("%s: priority %q is not one of %s", where, r.Priority, strings.Join(priorities, ", ")))
 			}
-			if !seen[Ticket] {
-				errs = append(errs, fmt.Errorf("%s: priority needs the ticket action", where))
+			if !seen[Ticket] && !seen[Alert] {
+				errs = append(errs, fmt.Errorf("%s: priority needs the ticket or alert action", where))
 			}
 		}
 		if w := r.When; w != nil {
@@ -284,10 +294,15 @@ type Decision struct {
 	Alert    bool
 	Resolve  bool
 	Priority string // set when Ticket; "normal" unless a rule says otherwise
+	// Urgent is set when an alert rule that matched has priority urgent:
+	// the alert goes by SMS too.
+	Urgent bool
+	// EmailCustomer: the customer gets an e-mail about the failed payment.
+	EmailCustomer bool
 }
 
 // None reports whether the event needs nothing.
-func (d Decision) None() bool { return !d.Ticket && !d.Alert && !d.Resolve }
+func (d Decision) None() bool { return !d.Ticket && !d.Alert && !d.Resolve && !d.EmailCustomer }
 
 // Decide applies every rule that matches ev.
 func (s *Set) Decide(ev *billingv1.BillingEvent) Decision {
@@ -306,6 +321,9 @@ func (s *Set) Decide(ev *billingv1.BillingEvent) Decision {
 				d.Priority = higher(d.Priority, r.Priority)
 			case Alert:
 				d.Alert = true
+				d.Urgent = d.Urgent || r.Priority == "urgent"
+			case EmailCustomer:
+				d.EmailCustomer = true
 			case Resolve:
 				d.Resolve = true
 			}

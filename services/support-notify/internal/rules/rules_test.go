@@ -39,7 +39,7 @@ func TestDefaultDecisions(t *testing.T) {
 		want Decision
 	}{
 		{"invoice failed", &billingv1.BillingEvent{Type: "invoice.payment_failed", InvoiceId: "in_1"}, Decision{Ticket: true, Alert: true, Priority: "normal"}},
-		{"dispute", &billingv1.BillingEvent{Type: "charge.dispute.created"}, Decision{Ticket: true, Alert: true, Priority: "urgent"}},
+		{"dispute", &billingv1.BillingEvent{Type: "charge.dispute.created"}, Decision{Ticket: true, Alert: true, Priority: "urgent", Urgent: true}},
 		{"cancel by request", &billingv1.BillingEvent{Type: "customer.subscription.deleted", CancellationReason: "cancellation_requested"}, Decision{Alert: true}},
 		{"cancel after failed payments", &billingv1.BillingEvent{Type: "customer.subscription.deleted", CancellationReason: "payment_failed"}, Decision{Alert: true, Ticket: true, Priority: "normal"}},
 		{"refund", &billingv1.BillingEvent{Type: "charge.refunded"}, Decision{Alert: true}},
@@ -102,23 +102,24 @@ rules:
 
 func TestParseRejects(t *testing.T) {
 	cases := map[string]struct{ doc, want string }{
-		"unknown event type":      {`rules: [{event: invoice.payment_faild, actions: [ticket]}]`, "unknown event type"},
-		"unknown action":          {`rules: [{event: invoice.payment_failed, actions: [page]}]`, `unknown action "page"`},
-		"no actions":              {`rules: [{event: invoice.payment_failed}]`, "actions is empty"},
-		"duplicate action":        {`rules: [{event: invoice.payment_failed, actions: [alert, alert]}]`, "listed twice"},
-		"bad priority":            {`rules: [{event: invoice.payment_failed, actions: [ticket], priority: critical}]`, "priority \"critical\""},
-		"priority without ticket": {`rules: [{event: invoice.payment_failed, actions: [alert], priority: high}]`, "needs the ticket action"},
-		"resolve on failure":      {`rules: [{event: invoice.payment_failed, actions: [resolve]}]`, "resolve only applies"},
-		"ticket on success":       {`rules: [{event: invoice.paid, actions: [ticket]}]`, "does not open them"},
-		"unknown key":             {`rules: [{event: invoice.payment_failed, actions: [ticket], wen: {livemode: true}}]`, "unknown field"},
-		"unknown condition":       {`rules: [{event: invoice.payment_failed, actions: [ticket], when: {amount_over: 5}}]`, "unknown field"},
-		"bad reason":              {`rules: [{event: customer.subscription.deleted, actions: [ticket], when: {cancellation_reason: [broke]}}]`, `cancellation_reason "broke"`},
-		"reason on invoice":       {`rules: [{event: invoice.payment_failed, actions: [ticket], when: {cancellation_reason: [payment_failed]}}]`, "only applies to subscription events"},
-		"outside_invoice misuse":  {`rules: [{event: invoice.payment_failed, actions: [ticket], when: {outside_invoice: true}}]`, "only applies to payment_intent"},
-		"missing rules key":       {`{}`, `no "rules" list`},
-		"empty file":              {``, `no "rules" list`},
-		"not yaml":                {"rules: [\n  - {", "invalid support rules"},
-		"missing event":           {`{"rules":[{"actions":["alert"]}]}`, "event is required"},
+		"unknown event type":               {`rules: [{event: invoice.payment_faild, actions: [ticket]}]`, "unknown event type"},
+		"unknown action":                   {`rules: [{event: invoice.payment_failed, actions: [page]}]`, `unknown action "page"`},
+		"no actions":                       {`rules: [{event: invoice.payment_failed}]`, "actions is empty"},
+		"duplicate action":                 {`rules: [{event: invoice.payment_failed, actions: [alert, alert]}]`, "listed twice"},
+		"bad priority":                     {`rules: [{event: invoice.payment_failed, actions: [ticket], priority: critical}]`, "priority \"critical\""},
+		"priority without ticket or alert": {`rules: [{event: invoice.paid, actions: [resolve], priority: high}]`, "needs the ticket or alert action"},
+		"email_customer on a success":      {`rules: [{event: invoice.paid, actions: [email_customer]}]`, "email_customer only applies to failed payments"},
+		"resolve on failure":               {`rules: [{event: invoice.payment_failed, actions: [resolve]}]`, "resolve only applies"},
+		"ticket on success":                {`rules: [{event: invoice.paid, actions: [ticket]}]`, "does not open them"},
+		"unknown key":                      {`rules: [{event: invoice.payment_failed, actions: [ticket], wen: {livemode: true}}]`, "unknown field"},
+		"unknown condition":                {`rules: [{event: invoice.payment_failed, actions: [ticket], when: {amount_over: 5}}]`, "unknown field"},
+		"bad reason":                       {`rules: [{event: customer.subscription.deleted, actions: [ticket], when: {cancellation_reason: [broke]}}]`, `cancellation_reason "broke"`},
+		"reason on invoice":                {`rules: [{event: invoice.payment_failed, actions: [ticket], when: {cancellation_reason: [payment_failed]}}]`, "only applies to subscription events"},
+		"outside_invoice misuse":           {`rules: [{event: invoice.payment_failed, actions: [ticket], when: {outside_invoice: true}}]`, "only applies to payment_intent"},
+		"missing rules key":                {`{}`, `no "rules" list`},
+		"empty file":                       {``, `no "rules" list`},
+		"not yaml":                         {"rules: [\n  - {", "invalid support rules"},
+		"missing event":                    {`{"rules":[{"actions":["alert"]}]}`, "event is required"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -155,6 +155,8 @@ func Resolve(tx *pg.Tx, objectKey, eventID, eventType string) {
 
 // SentAlert is one accepted alert.
 type SentAlert struct {
+	// Channel is the channel that accepted it: "slack", "email", ...
+	Channel      string
 	EventID      string
 	EventType    string
 	CustomerID   string
@@ -172,11 +174,12 @@ type DB interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// alertLockKey is the advisory lock key of one event's alert.
-const alertLockKey = `hashtextextended('support-notify:alert:' || k, 7)`
+// alertLockKey is the advisory lock key of one event's alert on one
+// channel ($2).
+const alertLockKey = `hashtextextended('support-notify:alert:' || $2::text || ':' || k, 7)`
 
-// LockAlerts takes a session-level advisory lock on the alert of each of
-// eventIDs on conn, so that two deliveries of one event (a re-sent event,
+// LockAlerts takes a session-level advisory lock on channel's alert of
+// each of eventIDs on conn, so that two deliveries of one event (a re-sent event,
 // a replay, another replica) cannot both pass the dedupe check and both
 // send, and reports in the same round trip which alerts were already
 // accepted. The locks are taken in key order, so two senders locking
@@ -184,11 +187,11 @@ const alertLockKey = `hashtextextended('support-notify:alert:' || k, 7)`
 // after the locks, so its snapshot sees a record the previous holder
 // committed. The returned function releases the locks; a broken
 // connection releases them too.
-func LockAlerts(ctx context.Context, conn *pgxpool.Conn, eventIDs []string) (unlock func(), sent map[string]bool, err error) {
+func LockAlerts(ctx context.Context, conn *pgxpool.Conn, channel string, eventIDs []string) (unlock func(), sent map[string]bool, err error) {
 	ids := sortedUnique(eventIDs)
 	b := &pgx.Batch{}
-	b.Queue(`SELECT pg_advisory_lock(h) FROM (SELECT `+alertLockKey+` AS h FROM unnest($1::text[]) AS k ORDER BY 1) AS keys`, ids)
-	b.Queue(`SELECT event_id FROM `+q("alerts_sent")+` WHERE event_id = ANY($1)`, ids)
+	b.Queue(`SELECT pg_advisory_lock(h) FROM (SELECT `+alertLockKey+` AS h FROM unnest($1::text[]) AS k ORDER BY 1) AS keys`, ids, channel)
+	b.Queue(`SELECT event_id FROM `+q("alerts_sent")+` WHERE channel = $2 AND event_id = ANY($1)`, ids, channel)
 	br := conn.SendBatch(ctx, b)
 	if _, err := br.Exec(); err != nil {
 		_ = br.Close()
@@ -197,7 +200,7 @@ func LockAlerts(ctx context.Context, conn *pgxpool.Conn, eventIDs []string) (unl
 	unlock = func() {
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
-		_, _ = conn.Exec(uctx, `SELECT pg_advisory_unlock(`+alertLockKey+`) FROM unnest($1::text[]) AS k`, ids)
+		_, _ = conn.Exec(uctx, `SELECT pg_advisory_unlock(`+alertLockKey+`) FROM unnest($1::text[]) AS k`, ids, channel)
 	}
 	sent = map[string]bool{}
 	rows, err := br.Query()
@@ -218,10 +221,10 @@ func LockAlerts(ctx context.Context, conn *pgxpool.Conn, eventIDs []string) (unl
 	return unlock, sent, nil
 }
 
-// AlertSent reports whether the alert for eventID was already accepted.
-func AlertSent(ctx context.Context, db DB, eventID string) (bool, error) {
+// AlertSent reports whether channel already accepted the alert for eventID.
+func AlertSent(ctx context.Context, db DB, channel, eventID string) (bool, error) {
 	var ok bool
-	err := db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+q("alerts_sent")+` WHERE event_id = $1)`, eventID).Scan(&ok)
+	err := db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+q("alerts_sent")+` WHERE channel = $1 AND event_id = $2)`, channel, eventID).Scan(&ok)
 	if err != nil {
 		return false, fmt.Errorf("look up sent alert %s: %w", eventID, err)
 	}
@@ -232,18 +235,18 @@ func AlertSent(ctx context.Context, db DB, eventID string) (bool, error) {
 // of the same event is a no-op.
 func RecordAlerts(ctx context.Context, db DB, as []SentAlert) error {
 	n := len(as)
-	ids, types, customers := make([]string, n), make([]string, n), make([]string, n)
+	channels, ids, types, customers := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	created, sentAt := make([]time.Time, n), make([]time.Time, n)
 	latency, late, size := make([]float64, n), make([]bool, n), make([]int32, n)
 	for i, a := range as {
-		ids[i], types[i], customers[i] = a.EventID, a.EventType, a.CustomerID
+		channels[i], ids[i], types[i], customers[i] = a.Channel, a.EventID, a.EventType, a.CustomerID
 		created[i], sentAt[i], latency[i], late[i] = a.EventCreated, a.SentAt, a.Latency.Seconds(), a.Late
 		size[i] = int32(max(a.DigestSize, 1)) // #nosec G115 -- a digest holds at most render.MaxDigest (500) events
 	}
-	_, err := db.Exec(ctx, `INSERT INTO `+q("alerts_sent")+` (event_id, event_type, customer_id, event_created, sent_at, latency_seconds, late, digest_size)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::float8[], $7::bool[], $8::int4[])
-		ON CONFLICT (event_id) DO NOTHING`,
-		ids, types, customers, created, sentAt, latency, late, size)
+	_, err := db.Exec(ctx, `INSERT INTO `+q("alerts_sent")+` (event_id, event_type, customer_id, event_created, sent_at, latency_seconds, late, digest_size, channel)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::float8[], $7::bool[], $8::int4[], $9::text[])
+		ON CONFLICT (channel, event_id) DO NOTHING`,
+		ids, types, customers, created, sentAt, latency, late, size, channels)
 	if err != nil {
 		return fmt.Errorf("record %d sent alerts: %w", n, err)
 	}
