@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -54,7 +55,7 @@ func serveGRPC(host *service.Host, cfg Config, rl *relay.Relay, api *stripeapi.C
 	portalOpener := newPortalOpener(host, cfg, api)
 	viewer := newViewer(cfg, store)
 	signer := statuspage.NewSigner(cfg.StatusLinkSecrets, cfg.StatusLinkMaxTTL, nil)
-	if err := serveStatusPage(host, cfg, signer, viewer, store, watchNC); err != nil {
+	if err := serveStatusPage(host, cfg, signer, viewer, store, watchNC, portalOpener); err != nil {
 		return err
 	}
 	// Staff actions go to Stripe with the server's key, through the same
@@ -186,9 +187,20 @@ func newPortalOpener(host *service.Host, cfg Config, api *stripeapi.Client) grpc
 // serveStatusPage serves the hosted status page on STATUS_PAGE_ADDR, when
 // set: a public listener of its own, apart from the ops and gRPC ones. Its
 // event streams ride the Watch connection and end when the service stops.
-func serveStatusPage(host *service.Host, cfg Config, signer *statuspage.Signer, viewer *display.Viewer, store *state.Store, nc *nats.Conn) error {
+func serveStatusPage(host *service.Host, cfg Config, signer *statuspage.Signer, viewer *display.Viewer, store *state.Store, nc *nats.Conn, opener grpcapi.PortalOpener) error {
 	if cfg.StatusPageAddr == "" {
 		return nil
+	}
+	// The page's action button opens the billing portal, which leads back
+	// to the page: PORTAL_RETURN_URLS must allow STATUS_PAGE_URL/s/.
+	var portal statuspage.PortalOpener
+	switch back := strings.TrimSuffix(cfg.StatusPageURL, "/") + "/s/cus_x.1.x"; {
+	case opener == nil:
+		host.Log.Warn("the status page shows no portal button: STRIPE_API_KEY is not set")
+	case !cfg.ReturnURLs.Allows(back):
+		host.Log.Warn("the status page shows no portal button: PORTAL_RETURN_URLS does not allow STATUS_PAGE_URL/s/", "status_page_url", cfg.StatusPageURL)
+	default:
+		portal = opener
 	}
 	ln, err := host.Listen("status page", cfg.StatusPageAddr)
 	if err != nil {
@@ -196,6 +208,7 @@ func serveStatusPage(host *service.Host, cfg Config, signer *statuspage.Signer, 
 	}
 	stop := make(chan struct{})
 	h := statuspage.Handler(statuspage.Options{Signer: signer, Viewer: viewer, Changes: nc, Logger: host.Log,
+		Portal: portal, ReturnURLs: cfg.ReturnURLs, PageURL: cfg.StatusPageURL,
 		Status: func(ctx context.Context, id string) (*billingv1.CustomerStatus, error) {
 			st, err := store.Status(ctx, id)
 			if errors.Is(err, state.ErrNotFound) {

@@ -20,6 +20,7 @@ import (
 	"github.com/launchready/launchready/pkg/logging"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/billing-state/internal/display"
+	"github.com/launchready/launchready/services/billing-state/internal/portal"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
 	"github.com/launchready/launchready/services/billing-state/internal/statuspage"
 	"github.com/launchready/launchready/test/testkit/browser"
@@ -125,8 +126,16 @@ const pageCheckJS = `(() => {
   };
 })()`
 
+// portalAt opens every portal session at one URL.
+type portalAt string
+
+func (u portalAt) CreatePortalSession(context.Context, string, string) (string, error) {
+	return string(u), nil
+}
+
 // statusPageOver serves the status page over bd's store, with viewer's
-// clock, as billing-state serves it on STATUS_PAGE_ADDR.
+// clock, as billing-state serves it on STATUS_PAGE_ADDR, with a billing
+// portal that PORTAL_RETURN_URLS lets lead back to the page.
 func statusPageOver(t *testing.T, bd *bundle, viewer *display.Viewer) (*httptest.Server, *statuspage.Signer) {
 	t.Helper()
 	secrets, err := statuspage.ParseSecrets(strings.Repeat("s", statuspage.MinSecretBytes))
@@ -134,8 +143,14 @@ func statusPageOver(t *testing.T, bd *bundle, viewer *display.Viewer) (*httptest
 		t.Fatal(err)
 	}
 	signer := statuspage.NewSigner(secrets, time.Hour, nil)
+	const pageURL = "https://status.launchready.test"
+	returnURLs, err := portal.ParseReturnURLs(pageURL + "/s/")
+	if err != nil {
+		t.Fatal(err)
+	}
 	stop := make(chan struct{})
 	h := statuspage.Handler(statuspage.Options{Signer: signer, Viewer: viewer, Changes: bd.watchConn, Logger: logging.Discard(),
+		Portal: portalAt("https://billing.stripe.test/p/session"), ReturnURLs: returnURLs, PageURL: pageURL,
 		Status: func(ctx context.Context, id string) (*billingv1.CustomerStatus, error) {
 			st, err := bd.store.Status(ctx, id)
 			if errors.Is(err, state.ErrNotFound) {
@@ -290,8 +305,10 @@ func checkRender(t *testing.T, name string, tc displayCase, lang string, w words
 	if !r.HeadlineIn {
 		fail("the headline is not inside the viewport")
 	}
+	// The page's button leads to the billing portal; the detail says what
+	// to do for the other actions.
 	want := ""
-	if tc.action != noAction {
+	if statuspage.PortalServes(tc.action) {
 		want = display.ActionName(tc.action)
 	}
 	if r.Action != want {

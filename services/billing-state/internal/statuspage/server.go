@@ -19,6 +19,7 @@ import (
 	"github.com/launchready/launchready/pkg/bus"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/billing-state/internal/display"
+	"github.com/launchready/launchready/services/billing-state/internal/portal"
 )
 
 //go:embed assets
@@ -46,6 +47,27 @@ type Options struct {
 	// Heartbeat is how often an idle event stream sends a comment, so
 	// proxies keep it open (20s).
 	Heartbeat time.Duration
+	// Portal opens Stripe Customer Portal sessions (nil without
+	// STRIPE_API_KEY). The portal leads back to the page itself,
+	// PageURL/s/<token>, so ReturnURLs (PORTAL_RETURN_URLS) must allow
+	// that; without both the page shows no button for the actions the
+	// portal serves (update_payment_method, manage_plan), and none for the
+	// others, which no page can do: its detail says what to do.
+	Portal     PortalOpener
+	ReturnURLs portal.ReturnURLs
+	// PageURL is STATUS_PAGE_URL, the public base of the page's links.
+	PageURL string
+}
+
+// PortalOpener creates Stripe Customer Portal sessions (stripeapi.Client).
+type PortalOpener interface {
+	CreatePortalSession(ctx context.Context, customer, returnURL string) (string, error)
+}
+
+// PortalServes reports whether the billing portal is where action leads.
+func PortalServes(action billingv1.DisplayAction) bool {
+	return action == billingv1.DisplayAction_DISPLAY_ACTION_UPDATE_PAYMENT_METHOD ||
+		action == billingv1.DisplayAction_DISPLAY_ACTION_MANAGE_PLAN
 }
 
 // Handler serves the page, its event stream and its assets. Stop, when
@@ -59,6 +81,7 @@ func Handler(o Options, stop <-chan struct{}) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /s/{token}", s.page)
 	mux.HandleFunc("GET /s/{token}/events", s.events)
+	mux.HandleFunc("GET /s/{token}/portal", s.portal)
 	mux.HandleFunc("GET /static/status.css", asset("assets/status.css", "text/css; charset=utf-8"))
 	mux.HandleFunc("GET /static/status.js", asset("assets/status.js", "text/javascript; charset=utf-8"))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.denied(w, r, http.StatusNotFound) })
@@ -96,14 +119,28 @@ type view struct {
 	Kind        string `json:"kind"`
 	Action      string `json:"action"`
 	ActionLabel string `json:"action_label"`
+	// Href is where the action button leads; no button without it.
+	Href string `json:"href"`
 }
 
-func viewOf(d *billingv1.Display) view {
+// viewOf is d as the page of token shows it: the action button only where
+// the page can lead, the billing portal.
+func (s *server) viewOf(d *billingv1.Display, token string) view {
 	v := view{Headline: d.GetHeadline(), Detail: d.GetDetail(), Tone: display.ToneName(d.GetTone()), Kind: d.GetKind()}
-	if d.GetAction() != billingv1.DisplayAction_DISPLAY_ACTION_NONE {
-		v.Action, v.ActionLabel = display.ActionName(d.GetAction()), d.GetActionLabel()
+	if _, ok := s.portalReturn(token); ok && PortalServes(d.GetAction()) {
+		v.Action, v.ActionLabel, v.Href = display.ActionName(d.GetAction()), d.GetActionLabel(), "/s/"+token+"/portal"
 	}
 	return v
+}
+
+// portalReturn is where the portal leads back to from the page of token,
+// and whether the page may open the portal at all.
+func (s *server) portalReturn(token string) (string, bool) {
+	if s.o.Portal == nil || s.o.PageURL == "" {
+		return "", false
+	}
+	u := strings.TrimSuffix(s.o.PageURL, "/") + "/s/" + token
+	return u, s.o.ReturnURLs.Allows(u)
 }
 
 // locale is the language of Accept-Language, by preference, that a
@@ -166,13 +203,40 @@ func (s *server) page(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := s.o.Viewer.Catalogues.For(loc)
-	v := viewOf(d)
+	v := s.viewOf(d, token)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	_ = pageTmpl.Execute(w, struct {
 		view
 		Lang, Title, Events, OfflineHeadline, OfflineDetail string
 	}{view: v, Lang: loc, Title: v.Headline, Events: "/s/" + token + "/events",
 		OfflineHeadline: c.Unreachable.Headline, OfflineDetail: c.Unreachable.Headline + ". " + c.Unreachable.Detail})
+}
+
+// portal sends the customer to a new Stripe Customer Portal session that
+// leads back to this page. It is a link, not a form: opening a portal
+// session changes nothing on the account, and the page needs no script or
+// form for it, so the CSP keeps form-action 'none'.
+func (s *server) portal(w http.ResponseWriter, r *http.Request) {
+	token := r.PathValue("token")
+	id, err := s.o.Signer.Verify(token)
+	if err != nil {
+		s.denied(w, r, http.StatusForbidden)
+		return
+	}
+	back, ok := s.portalReturn(token)
+	if !ok {
+		s.denied(w, r, http.StatusNotFound)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	u, err := s.o.Portal.CreatePortalSession(ctx, id, back)
+	if err != nil {
+		s.unavailable(w, r, id, s.locale(r), fmt.Errorf("billing portal: %w", err))
+		return
+	}
+	s.o.Logger.InfoContext(r.Context(), "billing portal session created", "customer_id", id, "action", "portal_session")
+	http.Redirect(w, r, u, http.StatusSeeOther)
 }
 
 // unavailable answers 503 with the catalogue's "server unreachable" words.
@@ -240,7 +304,7 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return ctx.Err() == nil // keep the stream; the next change retries
 		}
-		b, _ := json.Marshal(viewOf(d))
+		b, _ := json.Marshal(s.viewOf(d, token))
 		if string(b) == last {
 			return true
 		}

@@ -47,7 +47,7 @@ func (p *page) clock() time.Time {
 	return p.now
 }
 
-func setup(t *testing.T) *page {
+func setup(t *testing.T, mods ...func(*statuspage.Options)) *page {
 	t.Helper()
 	cats, err := display.Load("")
 	if err != nil {
@@ -70,7 +70,7 @@ func setup(t *testing.T) *page {
 			return display.Facts{}, nil
 		}}
 	stop := make(chan struct{})
-	h := statuspage.Handler(statuspage.Options{Signer: p.signer, Viewer: viewer, Changes: nc, Logger: logging.Discard(), Heartbeat: 100 * time.Millisecond,
+	o := statuspage.Options{Signer: p.signer, Viewer: viewer, Changes: nc, Logger: logging.Discard(), Heartbeat: 100 * time.Millisecond,
 		Status: func(_ context.Context, id string) (*billingv1.CustomerStatus, error) {
 			p.mu.Lock()
 			defer p.mu.Unlock()
@@ -79,7 +79,11 @@ func setup(t *testing.T) *page {
 				return nil, statuspage.ErrNotFound
 			}
 			return proto.Clone(st).(*billingv1.CustomerStatus), nil
-		}}, stop)
+		}}
+	for _, m := range mods {
+		m(&o)
+	}
+	h := statuspage.Handler(o, stop)
 	p.srv = httptest.NewServer(h)
 	t.Cleanup(func() { close(stop); p.srv.Close() })
 	return p
@@ -216,7 +220,7 @@ func TestSecretRotation(t *testing.T) {
 // A status change published while the page's event stream is open reaches
 // it within 2 s, without a reload: ok turns into problem.
 func TestEventsFollowTheStatus(t *testing.T) {
-	p := setup(t)
+	p := setup(t, withPortal(t, &opener{}, pageURL+"/s/"))
 	p.set(active("cus_live"))
 	token, _ := p.signer.Sign("cus_live", time.Hour)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -254,7 +258,8 @@ func TestEventsFollowTheStatus(t *testing.T) {
 	}
 	select {
 	case ev := <-events:
-		if !strings.Contains(ev, `"tone":"problem"`) || !strings.Contains(ev, `"action":"update_payment_method"`) {
+		if !strings.Contains(ev, `"tone":"problem"`) || !strings.Contains(ev, `"action":"update_payment_method"`) ||
+			!strings.Contains(ev, `"href":"/s/`+token+`/portal"`) {
 			t.Fatalf("after the failed payment: %s", ev)
 		}
 		if d := time.Since(start); d > 2*time.Second {

@@ -16,19 +16,19 @@
     setText("headline", d.headline);
     setText("detail", d.detail);
     var action = document.getElementById("action");
-    if (d.action_label) {
+    if (d.href) {
       if (!action) {
         var p = document.createElement("p");
         p.className = "actions";
-        action = document.createElement("span");
+        action = document.createElement("a");
         action.id = "action";
         action.className = "action";
-        action.setAttribute("role", "button");
         p.appendChild(action);
         card.insertBefore(p, offline);
       }
       action.textContent = d.action_label;
       action.setAttribute("data-action", d.action);
+      action.setAttribute("href", d.href);
       action.parentNode.hidden = false;
     } else if (action) {
       action.parentNode.hidden = true;
