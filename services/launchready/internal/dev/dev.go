@@ -93,9 +93,17 @@ func run(ctx context.Context, getenv config.Getenv, dataDir string, natsPort int
 	tokens := env.String("STATUS_API_TOKENS", "dev="+secrets.APIToken+":read+admin")
 	ingressAddr := env.String("INGRESS_ADDR", "127.0.0.1:8080")
 	grpcAddr := env.String("GRPC_ADDR", "127.0.0.1:9090")
+	// The customer status page, its links signed with the dev secret; its
+	// button opens the billing portal when STRIPE_API_KEY is set, leading
+	// back to the page.
+	statusPageAddr := env.String("STATUS_PAGE_ADDR", DefaultStatusPageAddr)
+	statusPageURL := env.String("STATUS_PAGE_URL", "http://"+cli.Dialable(statusPageAddr))
+	statusPage := map[string]string{"STATUS_PAGE_ADDR": statusPageAddr, "STATUS_PAGE_URL": statusPageURL,
+		"STATUS_LINK_SECRETS": env.String("STATUS_LINK_SECRETS", secrets.StatusLinkSecret),
+		"PORTAL_RETURN_URLS":  env.String("PORTAL_RETURN_URLS", strings.TrimSuffix(statusPageURL, "/")+"/s/")}
 	services := []service{
 		{name: "ingress", env: map[string]string{"INGRESS_ADDR": ingressAddr, "STRIPE_WEBHOOK_SECRET": webhookSecret, "HTTP_ADDR": env.String("INGRESS_HTTP_ADDR", "127.0.0.1:8084")}, run: runIngress},
-		{name: "billing-state", env: map[string]string{"GRPC_ADDR": grpcAddr, "STATUS_API_TOKENS": tokens, "HTTP_ADDR": env.String("BILLING_STATE_HTTP_ADDR", "127.0.0.1:8081")}, run: runBillingState},
+		{name: "billing-state", env: withEnv(map[string]string{"GRPC_ADDR": grpcAddr, "STATUS_API_TOKENS": tokens, "HTTP_ADDR": env.String("BILLING_STATE_HTTP_ADDR", "127.0.0.1:8081")}, statusPage), run: runBillingState},
 		{name: "crm-sync", env: map[string]string{"HTTP_ADDR": env.String("CRM_SYNC_HTTP_ADDR", "127.0.0.1:8082")}, run: runCRMSync},
 		{name: "support-notify", env: map[string]string{"HTTP_ADDR": env.String("SUPPORT_NOTIFY_HTTP_ADDR", "127.0.0.1:8083")}, run: runSupportNotify},
 		{name: "console", env: map[string]string{"CONSOLE_ADDR": env.String("CONSOLE_ADDR", console.DefaultAddr), "HTTP_ADDR": env.String("CONSOLE_HTTP_ADDR", "127.0.0.1:8085"),
@@ -144,6 +152,7 @@ func run(ctx context.Context, getenv config.Getenv, dataDir string, natsPort int
 	webhookURL := "http://" + cli.Dialable(addrs["ingress"]["webhook"]) + "/webhooks/stripe"
 	grpcShown := cli.Dialable(addrs["billing-state"]["grpc"])
 	consoleURL := "http://" + cli.Dialable(addrs["console"]["console"]) + "/login"
+	statusPageShown := "http://" + cli.Dialable(addrs["billing-state"]["status page"]) + "/s/<link token>"
 	var ops []string
 	for _, s := range services {
 		ops = append(ops, s.name+" "+cli.Dialable(addrs[s.name]["http"]))
@@ -154,6 +163,7 @@ Launch Ready is running.
   webhook URL     %s
   gRPC address    %s
   staff console   %s  (add yourself: launchready staff add --email you@example.com --role owner)
+  status page     %s  (links from the gRPC API's CreateStatusLink)
   NATS            %s
   Postgres        %s
   webhook secret  %s
@@ -169,7 +179,7 @@ Or send a fixture signed with the dev secret:
   go run ./services/launchready/cmd/launchready send ../shared/fixtures/stripe/stripe-sync-engine/subscription_created.json
 
 ready
-`, webhookURL, grpcShown, consoleURL, broker.banner(), config.MaskURL(dbURL), webhookSecret, apiTokenOf(tokens), strings.Join(ops, ", "),
+`, webhookURL, grpcShown, consoleURL, statusPageShown, broker.banner(), config.MaskURL(dbURL), webhookSecret, apiTokenOf(tokens), strings.Join(ops, ", "),
 		strings.TrimPrefix(webhookURL, "http://"), webhookSecret)
 
 	if err := <-launched; err != nil {
@@ -177,6 +187,16 @@ ready
 	}
 	fmt.Fprintln(stdout, "stopped")
 	return nil
+}
+
+// DefaultStatusPageAddr is where `launchready dev` serves the customer
+// status page, as docker compose does.
+const DefaultStatusPageAddr = "127.0.0.1:8095"
+
+// withEnv is env with more's entries added.
+func withEnv(env, more map[string]string) map[string]string {
+	maps.Copy(env, more)
+	return env
 }
 
 // apiTokenOf shows the first token of a STATUS_API_TOKENS value.
@@ -197,15 +217,23 @@ func apiTokenOf(tokens string) string {
 type devSecrets struct {
 	WebhookSecret string `json:"webhook_secret"`
 	APIToken      string `json:"api_token"`
+	// StatusLinkSecret signs status page links (STATUS_LINK_SECRETS).
+	StatusLinkSecret string `json:"status_link_secret"`
 }
 
 func loadDevSecrets(path string) (devSecrets, error) {
 	var s devSecrets
 	b, err := os.ReadFile(path) // #nosec G304 -- the dev secrets file in the data directory launchready dev owns
-	if err == nil && json.Unmarshal(b, &s) == nil && s.WebhookSecret != "" && s.APIToken != "" {
-		return s, nil
+	switch {
+	case err == nil && json.Unmarshal(b, &s) == nil && s.WebhookSecret != "" && s.APIToken != "":
+		if s.StatusLinkSecret != "" {
+			return s, nil
+		}
+		// A file from before the status page: its other secrets stay.
+		s.StatusLinkSecret = randomHex(32)
+	default:
+		s = devSecrets{WebhookSecret: "whsec_" + randomHex(24), APIToken: "lr_dev_" + randomHex(16), StatusLinkSecret: randomHex(32)}
 	}
-	s = devSecrets{WebhookSecret: "whsec_" + randomHex(24), APIToken: "lr_dev_" + randomHex(16)}
 	b, _ = json.MarshalIndent(s, "", "  ") // #nosec G117 -- the dev secrets file is this struct, written with mode 0600
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		return s, fmt.Errorf("save dev secrets: %w", err)
