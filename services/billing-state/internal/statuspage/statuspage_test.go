@@ -159,7 +159,8 @@ func TestPageShowsTheDisplay(t *testing.T) {
 // one for another customer with its signature changed, one with a
 // truncated signature.
 func TestBadLinksAreRefused(t *testing.T) {
-	p := setup(t)
+	o := &opener{}
+	p := setup(t, withPortal(t, o, pageURL+"/s/"))
 	p.set(active("cus_victim"))
 	p.set(active("cus_mine"))
 	expired, _ := p.signer.Sign("cus_victim", time.Minute)
@@ -174,7 +175,7 @@ func TestBadLinksAreRefused(t *testing.T) {
 	forged := "cus_victim." + parts[1] + "." + string(flipped)
 	truncated := mine[:len(mine)-4]
 	for name, token := range map[string]string{"expired": expired, "another customer": other, "signature changed": forged, "truncated signature": truncated} {
-		for _, path := range []string{"/s/" + token, "/s/" + token + "/events"} {
+		for _, path := range []string{"/s/" + token, "/s/" + token + "/events", "/s/" + token + "/portal"} {
 			res, body := get(t, p.srv.URL+path, "")
 			checkHeaders(t, res)
 			if res.StatusCode != http.StatusForbidden {
@@ -186,6 +187,9 @@ func TestBadLinksAreRefused(t *testing.T) {
 				}
 			}
 		}
+	}
+	if calls := o.made(); len(calls) != 0 {
+		t.Errorf("a bad link opened the billing portal: %v", calls)
 	}
 	if res, body := get(t, p.srv.URL+"/s/"+truncated, ""); !strings.Contains(body, "This link doesn&#39;t work") || res.StatusCode != 403 {
 		t.Errorf("the refusal does not say why: %s", body)
