@@ -163,7 +163,7 @@ Launch Ready is running.
   webhook URL     %s
   gRPC address    %s
   staff console   %s  (add yourself: launchready staff add --email you@example.com --role owner)
-  status page     %s  (links from the gRPC API's CreateStatusLink)
+  status page     %s  (a link: launchready status --link cus_...)
   NATS            %s
   Postgres        %s
   webhook secret  %s

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	grpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/launchready/launchready/pkg/billingclient"
@@ -30,8 +31,11 @@ import (
 const usage = `usage: launchready status [flags] cus_...
        launchready status [flags] --user USER_ID
        launchready status [flags] --email ADDRESS
+       launchready status --link [--ttl 1h] cus_...
 
-Prints a customer's canonical billing status from billing-state's gRPC API.
+Prints a customer's canonical billing status from billing-state's gRPC API,
+or with --link a signed link to the customer's hosted status page
+(CreateStatusLink), valid for --ttl (default and most: STATUS_LINK_MAX_TTL).
 The address is --addr, else GRPC_ADDR (127.0.0.1:9090). The bearer token is
 --token, else STATUS_API_TOKEN, else the dev token that "launchready dev"
 keeps in <data>/dev-secrets.json. Exits 1 when the customer is unknown or
@@ -52,6 +56,8 @@ func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stde
 	useTLS := fs.Bool("tls", false, "connect with TLS (system roots)")
 	dataDir := fs.String("data", ".data", "the dev data directory holding dev-secrets.json")
 	timeout := fs.Duration("timeout", 10*time.Second, "timeout of the whole command")
+	link := fs.Bool("link", false, "print a link to the customer's hosted status page instead")
+	ttl := fs.Duration("ttl", 0, "with --link: how long the link works (0: STATUS_LINK_MAX_TTL)")
 	rest, code, ok := cli.Parse(fs, args)
 	if !ok {
 		return code
@@ -65,6 +71,10 @@ func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stde
 	case len(rest) == 0 && *email != "" && *user == "":
 		req.Lookup = &billingv1.GetCustomerStatusRequest_Email{Email: *email}
 	default:
+		fs.Usage()
+		return 2
+	}
+	if *link && (len(rest) != 1 || *asJSON || *events > 0) {
 		fs.Usage()
 		return 2
 	}
@@ -84,6 +94,14 @@ func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stde
 	defer conn.Close()
 	client := billingv1.NewBillingStatusServiceClient(conn)
 	ctx = billingclient.WithToken(ctx, tok)
+	if *link {
+		l, err := client.CreateStatusLink(ctx, &billingv1.CreateStatusLinkRequest{CustomerId: rest[0], Ttl: durationpb.New(*ttl)})
+		if err != nil {
+			return fail(stderr, err)
+		}
+		fmt.Fprintf(stdout, "%s\t(until %s)\n", l.GetUrl(), l.GetExpiresAt().AsTime().UTC().Format(time.RFC3339))
+		return 0
+	}
 
 	st, err := client.GetCustomerStatus(ctx, req)
 	if err != nil {

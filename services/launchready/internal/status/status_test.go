@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,6 +45,7 @@ func TestStatusAgainstBillingState(t *testing.T) {
 	for k, v := range map[string]string{
 		"DATABASE_URL": pgtest.NewDatabase(t), "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0",
 		"STATUS_API_TOKENS": "mobile=" + read + ":read,ops=" + admin + ":admin",
+		"STATUS_PAGE_ADDR":  "127.0.0.1:0", "STATUS_PAGE_URL": "http://127.0.0.1:8095", "STATUS_LINK_SECRETS": token(t) + token(t),
 	} {
 		svcEnv[k] = v
 	}
@@ -122,6 +125,25 @@ func TestStatusAgainstBillingState(t *testing.T) {
 	}
 	if code, out, _ := run(env, "--events", "3", "cus_IhGfebO16cMIGN"); code != 0 || !strings.Contains(out, "customer.subscription.created") || !strings.Contains(out, "none -> active") {
 		t.Fatalf("timeline: %d\n%s", code, out)
+	}
+
+	// A link to the customer's status page, served on STATUS_PAGE_ADDR.
+	code, out, errs = run(env, "--link", "--ttl", "10m", "cus_IhGfebO16cMIGN")
+	url, until, _ := strings.Cut(strings.TrimSpace(out), "\t")
+	if code != 0 || !strings.HasPrefix(url, "http://127.0.0.1:8095/s/cus_IhGfebO16cMIGN.") || !strings.HasPrefix(until, "(until ") {
+		t.Fatalf("--link: %d %q %q", code, out, errs)
+	}
+	res, err := http.Get(strings.Replace(url, "127.0.0.1:8095", addrs["status page"], 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || !strings.Contains(string(page), "Your plan is active") {
+		t.Fatalf("the linked page: %d\n%s", res.StatusCode, page)
+	}
+	if code, _, _ := run(env, "--link", "--json", "cus_IhGfebO16cMIGN"); code != 2 {
+		t.Fatalf("--link with --json: %d, want 2", code)
 	}
 
 	// Errors.
