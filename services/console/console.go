@@ -19,9 +19,11 @@ import (
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/redact"
 	"github.com/launchready/launchready/pkg/service"
+	"github.com/launchready/launchready/pkg/stripeapi"
 	"github.com/launchready/launchready/pkg/telemetry"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/console/internal/auth"
+	"github.com/launchready/launchready/services/console/internal/jaeger"
 	"github.com/launchready/launchready/services/console/internal/policy"
 	"github.com/launchready/launchready/services/console/internal/store"
 	"github.com/launchready/launchready/services/console/internal/web"
@@ -67,6 +69,12 @@ type Config struct {
 	// and what waits for a second staff member; Policy is it, read.
 	PolicyFile string
 	Policy     policy.Policy
+	// Stripe is STRIPE_API_KEY and the other STRIPE_API_* settings: with a
+	// key, the customer page shows Stripe's own view, fetched live.
+	Stripe stripeapi.Config
+	// JaegerURL is CONSOLE_JAEGER_URL, Jaeger's query service (its UI is
+	// served beside its API): the trace view reads /api/traces/{id} there.
+	JaegerURL string
 
 	StartTimeout time.Duration
 	Logger       *slog.Logger
@@ -109,6 +117,8 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 		Telemetry:   telemetry.ConfigFromEnv(e, ServiceName),
 		SessionIdle: e.Duration("CONSOLE_SESSION_IDLE", web.DefaultSessionIdle),
 		SessionMax:  e.Duration("CONSOLE_SESSION_MAX", web.DefaultSessionMax),
+		Stripe:      stripeapi.ConfigFromEnv(e),
+		JaegerURL:   e.String("CONSOLE_JAEGER_URL", ""),
 		Billing: BillingConfig{
 			Addr:  e.String("CONSOLE_BILLING_GRPC_ADDR", DefaultBillingAddr),
 			Token: e.Secret("CONSOLE_BILLING_GRPC_TOKEN"),
@@ -147,6 +157,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Any("billing_grpc_token", c.Billing.Token),
 		slog.Bool("billing_grpc_tls", c.Billing.TLS),
 		slog.String("policy", c.PolicyFile),
+		slog.Any("stripe", c.Stripe),
+		slog.String("jaeger_url", config.MaskURL(c.JaegerURL)),
 		slog.String("otel_endpoint", config.MaskURL(c.Telemetry.Endpoint)),
 		slog.String("oidc_issuer", c.OIDC.Issuer),
 		slog.String("oidc_client_id", c.OIDC.ClientID),
@@ -222,10 +234,21 @@ func Run(ctx context.Context, cfg Config) error {
 		if err != nil {
 			return err
 		}
+		var stripe *stripeapi.Client
+		if cfg.Stripe.Configured() {
+			if stripe, err = stripeapi.New(cfg.Stripe); err != nil {
+				return fmt.Errorf("stripe: %w", err)
+			}
+		}
+		var traces *jaeger.Client
+		if cfg.JaegerURL != "" {
+			traces = &jaeger.Client{Base: cfg.JaegerURL, HTTP: &http.Client{Timeout: 10 * time.Second,
+				Transport: host.Telemetry.HTTPTransport(http.DefaultTransport)}}
+		}
 		ui, err := web.New(web.Options{
 			Pool: host.Pool, Log: host.Log, SecureCookies: SecureCookies(cfg.Addr),
 			SessionIdle: cfg.SessionIdle, SessionMax: cfg.SessionMax, Throttle: auth.DefaultThrottle, Now: cfg.Now,
-			JS: host.JS, OIDC: oidcFlow(cfg.OIDC), Billing: billing, Policy: cfg.Policy, Reader: reader,
+			JS: host.JS, OIDC: oidcFlow(cfg.OIDC), Billing: billing, Policy: cfg.Policy, Reader: reader, Stripe: stripe, Jaeger: traces,
 		})
 		if err != nil {
 			return err

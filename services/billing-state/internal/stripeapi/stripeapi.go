@@ -10,7 +10,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"time"
 
 	"github.com/launchready/launchready/pkg/config"
 	"github.com/launchready/launchready/pkg/stripeapi"
@@ -39,49 +38,18 @@ func New(key, base string, perSecond float64) *Client {
 // NewFrom returns a fetcher on api, sharing its rate budget.
 func NewFrom(api *stripeapi.Client) *Client { return &Client{api: api} }
 
-// Subscription reads a subscription as Stripe has it now. The period end
-// and price are read from the raw body: from API version basil on the
-// period lives on the items, which stripe-go v76 does not decode.
+// Subscription reads a subscription as Stripe has it now
+// (stripeapi.Client.Subscription).
 func (c *Client) Subscription(ctx context.Context, id string) (state.FetchedSubscription, error) {
 	if c.api == nil {
 		return state.FetchedSubscription{}, stripeapi.ErrNoKey
 	}
-	o, err := c.api.GetSubscription(ctx, id)
+	sub, err := c.api.Subscription(ctx, id)
 	if err != nil {
 		return state.FetchedSubscription{}, err
 	}
-	var raw struct {
-		Status            string `json:"status"`
-		CancelAtPeriodEnd bool   `json:"cancel_at_period_end"`
-		TrialEnd          int64  `json:"trial_end"`
-		CurrentPeriodEnd  int64  `json:"current_period_end"`
-		Items             struct {
-			Data []struct {
-				CurrentPeriodEnd int64 `json:"current_period_end"`
-				Price            struct {
-					ID string `json:"id"`
-				} `json:"price"`
-			} `json:"data"`
-		} `json:"items"`
-	}
-	if err := json.Unmarshal(o.Raw, &raw); err != nil {
-		return state.FetchedSubscription{}, fmt.Errorf("get subscription %s: unreadable answer", id)
-	}
-	out := state.FetchedSubscription{Status: raw.Status, CancelAtPeriodEnd: raw.CancelAtPeriodEnd}
-	if raw.TrialEnd > 0 {
-		out.TrialEnd = time.Unix(raw.TrialEnd, 0).UTC()
-	}
-	end := raw.CurrentPeriodEnd
-	for _, it := range raw.Items.Data {
-		end = max(end, it.CurrentPeriodEnd)
-	}
-	if end > 0 {
-		out.CurrentPeriodEnd = time.Unix(end, 0).UTC()
-	}
-	if len(raw.Items.Data) > 0 {
-		out.PriceID = raw.Items.Data[0].Price.ID
-	}
-	return out, nil
+	return state.FetchedSubscription{Status: sub.Status, CancelAtPeriodEnd: sub.CancelAtPeriodEnd, PriceID: sub.PriceID,
+		CurrentPeriodEnd: sub.CurrentPeriodEnd, TrialEnd: sub.TrialEnd}, nil
 }
 
 // Charge reads who paid a charge and for which invoice.

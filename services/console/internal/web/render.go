@@ -52,7 +52,7 @@ func parsePages() (map[string]*template.Template, error) {
 		if name == "layout" || strings.HasPrefix(name, "_") {
 			continue
 		}
-		t, err := template.New(name).Funcs(funcs).ParseFS(templateFS, append([]string{"templates/layout.html", n}, partials...)...)
+		t, err := template.New(name).Funcs(funcs).Funcs(readFuncs).ParseFS(templateFS, append([]string{"templates/layout.html", n}, partials...)...)
 		if err != nil {
 			return nil, fmt.Errorf("template %s: %w", name, err)
 		}

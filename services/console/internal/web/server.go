@@ -26,8 +26,10 @@ import (
 
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/redact"
+	"github.com/launchready/launchready/pkg/stripeapi"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/console/internal/auth"
+	"github.com/launchready/launchready/services/console/internal/jaeger"
 	"github.com/launchready/launchready/services/console/internal/policy"
 	"github.com/launchready/launchready/services/console/internal/store"
 )
@@ -67,6 +69,11 @@ type Options struct {
 	// Reader reads the other services' schemas as pg.ConsoleReaderRole,
 	// which may only SELECT; nil in tests that show none of them.
 	Reader *pgxpool.Pool
+	// Stripe, when set, fetches Stripe's own view of a customer's
+	// subscription for the customer page.
+	Stripe *stripeapi.Client
+	// Jaeger, when set, is the query service the trace view reads.
+	Jaeger *jaeger.Client
 	// Billing is billing-state's gRPC API, called with the console's
 	// token; nil when none is configured.
 	Billing *Billing
@@ -128,6 +135,10 @@ func (s *Server) routes() {
 	s.mux.Handle("POST /logout/everywhere", s.action(auth.Viewer, s.logoutEverywhere))
 	s.mux.Handle("GET /{$}", s.page(auth.Viewer, s.overview))
 	s.mux.Handle("GET /audit", s.page(auth.Viewer, s.auditPage))
+	s.mux.Handle("GET /customers", s.page(auth.Viewer, s.search))
+	s.mux.Handle("GET /customers/{id}", s.page(auth.Viewer, s.customer))
+	s.mux.Handle("GET /traces", s.page(auth.Viewer, s.traceLookup))
+	s.mux.Handle("GET /traces/{id}", s.page(auth.Viewer, s.trace))
 	if s.opts.JS != nil {
 		s.mux.Handle("GET /dead-letters", s.page(auth.Viewer, s.deadLetters))
 		s.mux.Handle("GET /dead-letters/{seq}", s.page(auth.Viewer, s.deadLetter))
