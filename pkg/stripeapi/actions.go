@@ -18,6 +18,27 @@ import (
 // matched to the action exactly.
 const ActionMetadataKey = "launchready_action_id"
 
+// ActionTraceMetadataKey carries the W3C traceparent of the span that made
+// the action, so the webhook the change causes can link its trace to the
+// action's.
+const ActionTraceMetadataKey = "launchready_traceparent"
+
+type traceParentKey struct{}
+
+// ActionTrace is the traceparent WithActionTrace put in ctx, or "".
+func ActionTrace(ctx context.Context) string {
+	tp, _ := ctx.Value(traceParentKey{}).(string)
+	return tp
+}
+
+// WithActionTrace makes the action requests made with ctx carry
+// traceparent in the changed object's metadata. It must be the same on
+// every retry of an action: Stripe refuses an idempotency key reused with
+// other parameters.
+func WithActionTrace(ctx context.Context, traceparent string) context.Context {
+	return context.WithValue(ctx, traceParentKey{}, traceparent)
+}
+
 // IdempotencyKey is the Idempotency-Key of the Stripe request made for a
 // staff action: the same action id always makes the same request, so a
 // retry or a double submit changes nothing twice.
@@ -132,6 +153,9 @@ func (c *Client) write(ctx context.Context, op, method, path, actionID, suffix s
 	}
 	if method == http.MethodPost {
 		v.Add("metadata["+ActionMetadataKey+"]", actionID)
+		if tp := ActionTrace(ctx); tp != "" {
+			v.Add("metadata["+ActionTraceMetadataKey+"]", tp)
+		}
 	}
 	key := IdempotencyKey(actionID) + suffix
 	params := &stripe.Params{Context: ctx, IdempotencyKey: &key}

@@ -225,3 +225,29 @@ func TestActionShapesAgainstStripeMock(t *testing.T) {
 		t.Fatalf("plan change: %+v %v", o, err)
 	}
 }
+
+// The action's trace rides in the metadata, beside its id, so the webhook
+// the change causes can link to it; without one, nothing is added.
+func TestActionTraceRidesInTheMetadata(t *testing.T) {
+	rs := newRecordingStripe(t, func(r recorded) fakeAnswer {
+		return fakeAnswer{200, `{"id":"re_1","object":"refund","amount":500,"status":"succeeded","created":1800000000}`}
+	})
+	c := actionClient(t, rs.srv.URL)
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	if _, err := c.Refund(stripeapi.WithActionTrace(context.Background(), tp), stripeapi.RefundRequest{ActionID: "act_t", Charge: "ch_1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Refund(context.Background(), stripeapi.RefundRequest{ActionID: "act_u", Charge: "ch_1"}); err != nil {
+		t.Fatal(err)
+	}
+	calls := rs.calls()
+	if len(calls) != 2 {
+		t.Fatalf("%d requests", len(calls))
+	}
+	if got := calls[0].Form["metadata[launchready_traceparent]"]; got != tp {
+		t.Errorf("traceparent %q, want %q", got, tp)
+	}
+	if got, ok := calls[1].Form["metadata[launchready_traceparent]"]; ok {
+		t.Errorf("a traceparent without a trace: %q", got)
+	}
+}

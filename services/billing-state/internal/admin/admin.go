@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/stripeapi"
@@ -141,14 +142,14 @@ func (s *Service) do(ctx context.Context, req Request, call func(context.Context
 	if err != nil {
 		return Action{}, fmt.Errorf("action %s: %w", req.ActionID, err)
 	}
-	a, fresh, err := s.claim(ctx, req, params)
+	a, fresh, traceparent, err := s.claim(ctx, req, params, traceParentOf(ctx))
 	if err != nil || !fresh {
 		if a.Replayed {
 			span.SetAttributes(attribute.Bool("launchready.replayed", true))
 		}
 		return a, err
 	}
-	obj, callErr := call(ctx)
+	obj, callErr := call(stripeapi.WithActionTrace(ctx, traceparent))
 	var apiErr *stripeapi.APIError
 	switch {
 	case callErr == nil:
@@ -172,16 +173,24 @@ func (s *Service) do(ctx context.Context, req Request, call func(context.Context
 	return a, nil
 }
 
+// traceParentOf is the W3C traceparent of ctx's span, or "".
+func traceParentOf(ctx context.Context) string {
+	c := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, c)
+	return c["traceparent"]
+}
+
 // claim records the action as requested, or finds it recorded. fresh says
 // Stripe is to be called: a new action, or one requested so long ago that
-// its call must have ended without an answer being recorded.
-func (s *Service) claim(ctx context.Context, req Request, params []byte) (a Action, fresh bool, err error) {
+// its call must have ended without an answer being recorded. traceparent
+// is the one the action was first made with (tp for a new action).
+func (s *Service) claim(ctx context.Context, req Request, params []byte, tp string) (a Action, fresh bool, traceparent string, err error) {
 	err = pg.InTx(ctx, s.pool, func(tx *pg.Tx) error {
 		tag, err := tx.Exec(ctx, `
-			INSERT INTO billing.admin_actions (action_id, kind, customer_id, actor_email, actor_role, approved_by, reason, request, requested_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+			INSERT INTO billing.admin_actions (action_id, kind, customer_id, actor_email, actor_role, approved_by, reason, request, requested_at, traceparent)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 			ON CONFLICT (action_id) DO NOTHING`,
-			req.ActionID, req.Kind, req.CustomerID, req.Actor.Email, req.Actor.Role, req.Actor.ApprovedBy, req.Reason, params, s.now())
+			req.ActionID, req.Kind, req.CustomerID, req.Actor.Email, req.Actor.Role, req.Actor.ApprovedBy, req.Reason, params, s.now(), tp)
 		if err != nil {
 			return err
 		}
@@ -189,9 +198,9 @@ func (s *Service) claim(ctx context.Context, req Request, params []byte) (a Acti
 		var request []byte
 		var completed *time.Time
 		err = tx.QueryRow(ctx, `
-			SELECT kind, customer_id, request, state, stripe_object_id, error_code, requested_at, completed_at, event_ids
+			SELECT kind, customer_id, request, state, stripe_object_id, error_code, requested_at, completed_at, event_ids, traceparent
 			FROM billing.admin_actions WHERE action_id = $1 FOR UPDATE`, req.ActionID).
-			Scan(&kind, &customer, &request, &a.State, &a.StripeObjectID, &a.ErrorCode, &a.RequestedAt, &completed, &a.EventIDs)
+			Scan(&kind, &customer, &request, &a.State, &a.StripeObjectID, &a.ErrorCode, &a.RequestedAt, &completed, &a.EventIDs, &traceparent)
 		if err != nil {
 			return err
 		}
@@ -220,9 +229,9 @@ func (s *Service) claim(ctx context.Context, req Request, params []byte) (a Acti
 		return nil
 	})
 	if err != nil {
-		return Action{}, false, fmt.Errorf("action %s: %w", req.ActionID, err)
+		return Action{}, false, "", fmt.Errorf("action %s: %w", req.ActionID, err)
 	}
-	return a, fresh, nil
+	return a, fresh, traceparent, nil
 }
 
 // complete records Stripe's answer and the audit row, together.

@@ -1,11 +1,15 @@
 package state_test
 
 import (
+	"context"
 	"testing"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/protobuf/proto"
 
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/services/billing-state/internal/state"
 	"github.com/launchready/launchready/test/testkit/journey"
 )
 
@@ -36,5 +40,42 @@ func TestStaffActionLinksItsWebhook(t *testing.T) {
 	}
 	if st := b.status(t, "cus_Link1"); !st.GetCancelAtPeriodEnd() {
 		t.Fatalf("the tagged event was not applied as usual: %v", st)
+	}
+}
+
+// The webhook's span links to the span that made the action, named by
+// metadata[launchready_traceparent].
+func TestStaffActionsWebhookLinksToTheActionsTrace(t *testing.T) {
+	b := setup(t)
+	sr := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+
+	const actionTrace, actionSpan = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	jb := journey.New(t, "cus_Trace1", base)
+	b.apply(t, jb.Subscription("customer.subscription.created", 0, "sub_Trace1", "active", false, nil))
+	tagged := jb.Subscription("customer.subscription.updated", 60, "sub_Trace1", "active", true, nil)
+	tagged.RawJson = []byte(`{"id":"` + tagged.GetEventId() + `","data":{"object":{"id":"sub_Trace1","object":"subscription",` +
+		`"metadata":{"launchready_action_id":"act_Trace1","launchready_traceparent":"00-` + actionTrace + `-` + actionSpan + `-01"}}}}`)
+
+	ctx, span := tp.Tracer("test").Start(b.ctx, "webhook")
+	if _, err := b.store.ApplyEvent(ctx, tagged, state.ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	span.End()
+	if _, err := b.store.ApplyEvent(b.ctx, jb.Subscription("customer.subscription.updated", 120, "sub_Trace1", "active", false, nil), state.ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	ended := sr.Ended()
+	if len(ended) != 1 {
+		t.Fatalf("%d spans", len(ended))
+	}
+	links := ended[0].Links()
+	if len(links) != 1 || links[0].SpanContext.TraceID().String() != actionTrace || links[0].SpanContext.SpanID().String() != actionSpan {
+		t.Fatalf("links %+v, want one to %s/%s", links, actionTrace, actionSpan)
+	}
+	if ended[0].SpanContext().TraceID().String() == actionTrace {
+		t.Fatal("the webhook joined the action's trace instead of linking to it")
 	}
 }
