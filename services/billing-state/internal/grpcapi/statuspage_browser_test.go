@@ -207,6 +207,7 @@ func TestStatusPageOnPhones(t *testing.T) {
 		t.Fatal(err)
 	}
 	renders, shots := 0, 0
+	var now emulated
 	start := time.Now()
 	seen := map[words]bool{}
 	for i, tc := range cases {
@@ -218,7 +219,7 @@ func TestStatusPageOnPhones(t *testing.T) {
 		seen[key] = true
 		bd.clock.set(displayBase.Add(tc.now))
 		token, _ := signer.Sign(ids[i], 0)
-		r, n := renderState(t, ctx, tc, srv.URL+"/s/"+token, dir, docs)
+		r, n := renderState(t, ctx, &now, tc, srv.URL+"/s/"+token, dir, docs)
 		renders, shots = renders+r, shots+n
 		if t.Failed() {
 			break
@@ -232,7 +233,7 @@ func TestStatusPageOnPhones(t *testing.T) {
 // (the longer words on the tightest screens). It keeps a screenshot of each
 // English light render and of every failing one, and returns how many it
 // rendered and kept.
-func renderState(t *testing.T, tab context.Context, tc displayCase, url, dir, docs string) (renders, shots int) {
+func renderState(t *testing.T, tab context.Context, now *emulated, tc displayCase, url, dir, docs string) (renders, shots int) {
 	t.Helper()
 	for _, loc := range []struct {
 		tag string
@@ -254,12 +255,7 @@ func renderState(t *testing.T, tab context.Context, tc displayCase, url, dir, do
 				for _, scheme := range []string{"light", "dark"} {
 					name := fmt.Sprintf("%s-%s-%dx%d-text%d-%s", slug(tc.name), loc.tag, ph.width, ph.height, scale*100, scheme)
 					var r pageReport
-					if err := chromedp.Run(tab,
-						emulation.SetDeviceMetricsOverride(ph.width, ph.height, 1, true),
-						page.SetFontSizes(&page.FontSizes{Standard: 16 * scale, Fixed: 13 * scale}),
-						emulation.SetEmulatedMedia().WithFeatures([]*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}}),
-						chromedp.Evaluate(pageCheckJS, &r),
-					); err != nil {
+					if err := chromedp.Run(tab, now.to(emulated{ph, scale, scheme}), chromedp.Evaluate(pageCheckJS, &r)); err != nil {
 						browser.Screenshot(t, tab, dir, name+"-failed")
 						t.Errorf("%s: %v", name, err)
 						return
@@ -278,6 +274,30 @@ func renderState(t *testing.T, tab context.Context, tc displayCase, url, dir, do
 		}
 	}
 	return
+}
+
+// emulated is the screen, text size and colour scheme a tab emulates; they
+// outlast a navigation.
+type emulated struct {
+	ph     phone
+	scale  int64
+	scheme string
+}
+
+// to emulates want, sending only what differs from e, which it then is.
+func (e *emulated) to(want emulated) chromedp.Tasks {
+	var do chromedp.Tasks
+	if e.ph != want.ph {
+		do = append(do, emulation.SetDeviceMetricsOverride(want.ph.width, want.ph.height, 1, true))
+	}
+	if e.scale != want.scale {
+		do = append(do, page.SetFontSizes(&page.FontSizes{Standard: 16 * want.scale, Fixed: 13 * want.scale}))
+	}
+	if e.scheme != want.scheme {
+		do = append(do, emulation.SetEmulatedMedia().WithFeatures([]*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: want.scheme}}))
+	}
+	*e = want
+	return do
 }
 
 // checkRender holds one render to the rules of the page, and reports
