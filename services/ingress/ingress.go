@@ -194,6 +194,22 @@ func (c Config) LogValue() slog.Value {
 // after a failover that a second node loss finds them apart again.
 const standbyCheckInterval = 10 * time.Second
 
+// publisherOptions are the webhook publisher's options. Replicated streams
+// have a standby for the seconds an election takes (bus.StreamConfigs):
+// ingress uses it, and keeps it led from another node than the events
+// stream.
+func publisherOptions(cfg Config, host *service.Host) []bus.PublisherOption {
+	opts := []bus.PublisherOption{bus.WithPublisherRegistry(host.Registry)}
+	if cfg.Streams.Replicas > 1 {
+		opts = append(opts, bus.WithStandby())
+		host.Go("standby leader", func(ctx context.Context) error {
+			bus.KeepStandbyApart(ctx, host.JS, standbyCheckInterval, host.Log)
+			return nil
+		})
+	}
+	return opts
+}
+
 // Run serves until ctx is done, then stops accepting connections, lets the
 // requests in flight finish (their publishes reach a PubAck or a 503), and
 // drains the NATS connection. The ops listener answers first, while NATS
@@ -225,17 +241,7 @@ func Run(ctx context.Context, cfg Config) error {
 		for i, s := range cfg.Secrets {
 			secrets[i] = s.Reveal()
 		}
-		pubOpts := []bus.PublisherOption{bus.WithPublisherRegistry(host.Registry)}
-		if cfg.Streams.Replicas > 1 {
-			// Replicated streams have a standby for the seconds an
-			// election takes (bus.StreamConfigs); keep it led from
-			// another node than the events stream, and use it.
-			pubOpts = append(pubOpts, bus.WithStandby())
-			host.Go("standby leader", func(ctx context.Context) error {
-				bus.KeepStandbyApart(ctx, host.JS, standbyCheckInterval, host.Log)
-				return nil
-			})
-		}
+		pubOpts := publisherOptions(cfg, host)
 		hook := webhook.New(webhook.Config{
 			Secrets:        secrets,
 			Tolerance:      cfg.Tolerance,
