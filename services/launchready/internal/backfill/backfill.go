@@ -72,13 +72,8 @@ func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stde
 	dryRun := fs.Bool("dry-run", false, "count the events that would be published, by type; publish and record nothing")
 	objects := fs.Bool("objects", false, "publish snapshots of Stripe's objects (older history) instead of events")
 	dataDir := fs.String("data", ".data", "the dev data directory holding nats/backfill.nk")
-	rest, code, ok := cli.Parse(fs, args)
-	if !ok {
+	if code, ok := cli.ParseFlagsOnly(fs, args); !ok {
 		return code
-	}
-	if len(rest) != 0 {
-		fs.Usage()
-		return 2
 	}
 	now := time.Now()
 	opts := EventOptions{DryRun: *dryRun}

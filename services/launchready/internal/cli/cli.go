@@ -49,6 +49,18 @@ func Parse(fs *flag.FlagSet, args []string) (rest []string, code int, ok bool) {
 	}
 }
 
+// ParseFlagsOnly parses args into fs for a command that takes flags and
+// nothing else: an argument that is not a flag prints the usage. When ok is
+// false the command should exit with code, as after Parse.
+func ParseFlagsOnly(fs *flag.FlagSet, args []string) (code int, ok bool) {
+	rest, code, ok := Parse(fs, args)
+	if ok && len(rest) != 0 {
+		fs.Usage()
+		return 2, false
+	}
+	return code, ok
+}
+
 // Dialable turns a listen address (":9090", "0.0.0.0:8080") into one a
 // client on this machine can dial, as a user would type it.
 func Dialable(addr string) string {

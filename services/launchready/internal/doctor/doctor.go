@@ -10,7 +10,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"github.com/launchready/launchready/pkg/config"
+	"github.com/launchready/launchready/services/launchready/internal/cli"
 )
 
 const usage = `usage: launchready doctor [--json] [--send] [--only NAME,...]
@@ -208,26 +208,14 @@ func (d *Doctor) Run(ctx context.Context, only []string) Report {
 
 // Main runs the command; args follow the word "doctor".
 func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
-		fs.PrintDefaults()
-	}
+	fs := cli.FlagSet("doctor", usage, stderr)
 	asJSON := fs.Bool("json", false, `print {"checks": [...]} as JSON`)
 	send := fs.Bool("send", false, "also run checks that deliver a message (the Slack webhook)")
 	only := fs.String("only", "", "run only these checks (comma list of: "+groupNames()+")")
 	dataDir := fs.String("data", ".data", "the dev data directory (NATS nkeys of launchready dev)")
 	timeout := fs.Duration("timeout", 30*time.Second, "timeout of each check")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return 2
+	if code, ok := cli.ParseFlagsOnly(fs, args); !ok {
+		return code
 	}
 	var names []string
 	for _, n := range strings.Split(*only, ",") {

@@ -8,8 +8,6 @@ package drift
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -21,6 +19,7 @@ import (
 	"github.com/launchready/launchready/pkg/billingclient"
 	"github.com/launchready/launchready/pkg/config"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/services/launchready/internal/cli"
 	"github.com/launchready/launchready/services/launchready/internal/status"
 )
 
@@ -40,12 +39,7 @@ STATUS_API_TOKEN, else the dev token of "launchready dev".
 
 // Main runs the command; args follow the word "drift".
 func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("drift", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
-		fs.PrintDefaults()
-	}
+	fs := cli.FlagSet("drift", usage, stderr)
 	env := config.New(getenv)
 	addr := fs.String("addr", env.String("GRPC_ADDR", "127.0.0.1:9090"), "billing-state gRPC address")
 	token := fs.String("token", "", "bearer token with the admin role")
@@ -53,15 +47,8 @@ func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stde
 	useTLS := fs.Bool("tls", false, "connect with TLS (system roots)")
 	dataDir := fs.String("data", ".data", "the dev data directory holding dev-secrets.json")
 	timeout := fs.Duration("timeout", time.Minute, "timeout of the whole command")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() != 0 {
-		fs.Usage()
-		return 2
+	if code, ok := cli.ParseFlagsOnly(fs, args); !ok {
+		return code
 	}
 	tok := status.Token(*token, env, *dataDir)
 	if tok == "" {

@@ -32,13 +32,8 @@ func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stde
 	fs := cli.FlagSet("provision", usage, stderr)
 	dataDir := fs.String("data", ".data", "the dev data directory holding nats/admin.nk")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up after this long (the server may still be starting)")
-	rest, code, ok := cli.Parse(fs, args)
-	if !ok {
+	if code, ok := cli.ParseFlagsOnly(fs, args); !ok {
 		return code
-	}
-	if len(rest) != 0 {
-		fs.Usage()
-		return 2
 	}
 	env := config.New(getenv)
 	cfg := provision.Config{
