@@ -6,13 +6,14 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/launchready/launchready/pkg/redact"
 )
 
 // Span attributes for Postgres statements (the OTel database conventions
@@ -238,12 +239,8 @@ func SanitizeSQL(sql string) string {
 	if i >= len(sql) && len(s) <= maxStatement {
 		return s
 	}
-	s = s[:min(len(s), maxStatement)]
 	// Cut on a rune boundary so the attribute stays valid UTF-8.
-	for len(s) > 0 && !utf8.ValidString(s) {
-		s = s[:len(s)-1]
-	}
-	return s + "…"
+	return redact.CutUTF8(s, maxStatement) + "…"
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }

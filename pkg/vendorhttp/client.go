@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/trace"
@@ -233,15 +232,7 @@ func (c *Client) Classify(op string, resp *Response) error {
 // line, at most limit bytes.
 func (c *Client) Reason(body []byte, limit int) string {
 	s := redact.Text(string(bytes.TrimSpace(body)), c.cfg.Secrets...)
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) <= limit {
-		return s
-	}
-	s = s[:limit]
-	for len(s) > 0 && !utf8.ValidString(s) {
-		s = s[:len(s)-1]
-	}
-	return s + "…"
+	return redact.Truncate(strings.Join(strings.Fields(s), " "), limit)
 }
 
 func (c *Client) transient(status int) bool {
