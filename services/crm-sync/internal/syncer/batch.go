@@ -370,12 +370,7 @@ func (s *Syncer) intents(ctx context.Context, groups []*group, repair bool) (boo
 		before[i] = g.pending()
 	}
 	lost, err := pg.RunTx(ctx, s.o.Pool, func(tx *pg.Tx) error {
-		for _, g := range groups {
-			if err := s.intent(ctx, tx, g, repair); err != nil {
-				return err
-			}
-		}
-		return nil
+		return s.intentTx(ctx, tx, groups, repair)
 	})
 	if err != nil {
 		// Nothing of it committed: the outcomes it decided are void.
@@ -389,79 +384,110 @@ func (s *Syncer) intents(ctx context.Context, groups []*group, repair bool) (boo
 	return lost, err
 }
 
-// intent is step 1 for one group: check processed_events, fold the new
-// events into the mirror, derive, and either record the events (nothing
-// the CRM lacks) or open a push intent. Outcomes decided here are set on
-// the entries only once the transaction commits (see settleIntents).
-func (s *Syncer) intent(ctx context.Context, tx *pg.Tx, g *group, repair bool) error {
-	g.in = pushIntent{}
-	pending := g.pending()
-	if len(pending) == 0 {
-		return nil
-	}
-	lockCustomer(tx, g.key)
-	if !repair {
+// intentTx is step 1 for the groups, in a few round trips for the whole
+// batch: the customers' locks, the processed_events check and the stored
+// snapshots of the batch's subscriptions; then the new events fold into
+// the mirror, with every customer's reads; then each customer's events are
+// recorded (nothing the CRM lacks) or a push intent is opened. Outcomes
+// decided here are set on the entries only once the transaction commits
+// (see intents).
+func (s *Syncer) intentTx(ctx context.Context, tx *pg.Tx, groups []*group, repair bool) error {
+	// The batch's reads take arrays of one to hundreds of ids. A generic
+	// plan, made once for every length (and often while the tables were
+	// still empty), scans whole tables for them: each is planned for its
+	// own array instead, which costs far less than one scan.
+	tx.Queue("plan for the batch", `SET LOCAL plan_cache_mode = force_custom_plan`)
+	lockCustomers(tx, groupKeys(groups))
+	work := make([][]*entry, len(groups))
+	var ids, subIDs []string
+	for i, g := range groups {
+		g.in = pushIntent{}
+		work[i] = g.pending()
+		if repair {
+			continue
+		}
 		// A batch may hold one event twice (a Stripe retry stored again
 		// outside the duplicate window): the second is a duplicate.
 		seenHere := map[string]bool{}
 		var fresh []*entry
-		for _, e := range pending {
+		for _, e := range work[i] {
 			if seenHere[e.ev.GetEventId()] {
 				e.outcome = OutcomeDuplicate
 				continue
 			}
 			seenHere[e.ev.GetEventId()] = true
 			fresh = append(fresh, e)
+			ids = append(ids, e.ev.GetEventId())
+			if g.customerID != "" && e.facts.Kind == canonical.KindSubscription && e.ev.GetSubscriptionId() != "" {
+				subIDs = append(subIDs, e.ev.GetSubscriptionId())
+			}
 		}
-		pending = fresh
-		ids, _ := eventIDs(pending)
-		var seen *[]string
+		work[i] = fresh
+	}
+	var seen *[]string
+	if len(ids) > 0 {
 		tx.QueueScan("check processed "+ids[0],
 			`SELECT coalesce(array_agg(event_id), '{}') FROM crm.processed_events WHERE event_id = ANY($1)`, []any{ids}, &seen)
-		if g.customerID == "" {
-			return s.keepUnresolved(ctx, tx, g, pending, &seen)
-		}
-		// Applying an event the mirror already holds changes nothing (its
-		// facts are one-way or under watermarks), so duplicates are folded
-		// in too rather than costing a round trip to learn which they are.
-		for _, e := range pending {
-			applied, err := applyEvent(ctx, tx, e.facts, g.customerID, e.ev)
-			if err != nil {
-				return err
-			}
-			e.span.SetAttributes(attribute.String("mirror", applied))
-		}
-		if seen != nil {
-			// A read of the mirror carried the check already: a batch of
-			// duplicates stops here.
-			if pending = dropSeen(pending, *seen); len(pending) == 0 {
-				return nil
-			}
-		}
-		// Otherwise the derivation's reads carry it.
-		change, err := s.buildChange(ctx, tx, g.customerID, pending[0].ev, pending[0].delivery)
-		if err != nil {
-			return err
-		}
-		if pending = dropSeen(pending, *seen); len(pending) == 0 {
-			return nil
-		}
-		return s.openIntent(ctx, tx, g, pending, change, false)
 	}
-	newest := newestOf(pending)
-	change, err := s.buildChange(ctx, tx, g.customerID, newest.ev, newest.delivery)
+	snaps, err := loadSnapshots(ctx, tx, subIDs)
 	if err != nil {
 		return err
 	}
-	return s.openIntent(ctx, tx, g, pending, change, true)
+	var done []string
+	if seen != nil {
+		done = *seen
+	}
+	var calls callLog
+	var derive []int
+	var customers []string
+	for i, g := range groups {
+		if len(work[i]) == 0 {
+			continue
+		}
+		if !repair {
+			if g.customerID == "" {
+				if err := s.keepUnresolved(ctx, tx, g, work[i], done); err != nil {
+					return err
+				}
+				continue
+			}
+			// An event processed before changes nothing: it is not
+			// folded in again.
+			if work[i] = dropSeen(work[i], done); len(work[i]) == 0 {
+				continue
+			}
+			for _, e := range work[i] {
+				applied, err := applyEvent(ctx, tx, e.facts, g.customerID, e.ev, snaps)
+				if err != nil {
+					return err
+				}
+				e.span.SetAttributes(attribute.String("mirror", applied))
+			}
+		}
+		derive = append(derive, i)
+		customers = append(customers, g.customerID)
+	}
+	if len(derive) > 0 {
+		reads, err := loadCustomers(ctx, tx, s.o.Adapter.Name(), customers)
+		if err != nil {
+			return err
+		}
+		for _, i := range derive {
+			g := groups[i]
+			newest := newestOf(work[i])
+			change := s.deriveChange(reads[g.customerID], g.customerID, newest.ev, newest.delivery)
+			s.openIntent(ctx, tx, g, work[i], change, repair, &calls)
+		}
+	}
+	calls.queue(tx)
+	return nil
 }
 
 // openIntent records pending as processed when the CRM lacks nothing of
 // change, or opens a push intent for it.
-func (s *Syncer) openIntent(ctx context.Context, tx *pg.Tx, g *group, pending []*entry, change *crm.Change, repair bool) error {
+func (s *Syncer) openIntent(ctx context.Context, tx *pg.Tx, g *group, pending []*entry, change *crm.Change, repair bool, calls *callLog) {
 	provider := s.o.Adapter.Name()
 	newest := newestOf(pending)
-	change.EventID, change.EventType, change.Delivery = newest.ev.GetEventId(), newest.ev.GetType(), newest.delivery
 	if !needsPush(change, s.o.Adapter.TracksRecords()) {
 		// Pushes still in flight derived their documents before these
 		// events: whichever settles last checks them again.
@@ -471,12 +497,12 @@ func (s *Syncer) openIntent(ctx context.Context, tx *pg.Tx, g *group, pending []
 			// Another push settled the current state meanwhile.
 			outcome = OutcomeSynced
 		}
-		s.logCalls(tx, newest.ev, g.customerID, newest.delivery, []crm.Call{{Op: "none", Object: g.customerID, Outcome: OutcomeUnchanged}})
+		calls.add(newest.ev, g.customerID, provider, newest.delivery, []crm.Call{{Op: "none", Object: g.customerID, Outcome: OutcomeUnchanged}})
 		markProcessed(tx, pending, g.customerID, outcome)
 		for _, e := range pending {
 			e.outcome = outcome
 		}
-		return nil
+		return
 	}
 	g.in = pushIntent{id: newIntentID(), change: change, newest: newest}
 	// The intent lives as long as this delivery may: past its deadline no
@@ -487,7 +513,6 @@ func (s *Syncer) openIntent(ctx context.Context, tx *pg.Tx, g *group, pending []
 	}
 	tx.Queue("open push of "+g.customerID, `SELECT crm.open_push($1, $2, $3, $4, $5)`,
 		g.in.id, provider, g.customerID, newest.ev.GetEventId(), (ttl + intentMargin).Seconds())
-	return nil
 }
 
 // errCustomerNowKnown marks an event whose charge was tied to a customer
@@ -500,7 +525,7 @@ var errCustomerNowKnown = errors.New("the charge it names was just tied to a cus
 // (lockPayment), and looks the customer up again under it: either the tie
 // committed first, and the events are retried as the customer's, or the
 // tie waits for this commit and its derivation sees them.
-func (s *Syncer) keepUnresolved(ctx context.Context, tx *pg.Tx, g *group, pending []*entry, seen **[]string) error {
+func (s *Syncer) keepUnresolved(ctx context.Context, tx *pg.Tx, g *group, pending []*entry, seen []string) error {
 	ev := pending[0].ev
 	lockPayment(tx, ev.GetChargeId(), ev.GetPaymentIntentId())
 	customerID, err := resolveCustomer(ctx, tx, ev)
@@ -524,7 +549,7 @@ func (s *Syncer) keepUnresolved(ctx context.Context, tx *pg.Tx, g *group, pendin
 	if err := tx.Flush(ctx); err != nil {
 		return err
 	}
-	pending = dropSeen(pending, **seen)
+	pending = dropSeen(pending, seen)
 	markProcessed(tx, pending, "", OutcomeUnresolved)
 	for _, e := range pending {
 		e.outcome = OutcomeUnresolved
@@ -637,8 +662,9 @@ func (s *Syncer) settle(ctx context.Context, groups []*group, outs []crm.Outcome
 	verdicts := make([]string, len(groups))
 	provider := s.o.Adapter.Name()
 	err := pg.InTx(ctx, s.o.Pool, func(tx *pg.Tx) error {
+		lockCustomers(tx, groupKeys(groups))
+		var calls callLog
 		for i, g := range groups {
-			lockCustomer(tx, g.key)
 			res, newest := outs[i].Result, g.in.newest
 			if outs[i].Err != nil {
 				sent := false
@@ -648,17 +674,18 @@ func (s *Syncer) settle(ctx context.Context, groups []*group, outs []crm.Outcome
 				if res.ContactCRMID != "" || len(res.Deals) > 0 {
 					s.remember(tx, g.in.change, res, false)
 				}
-				s.logCalls(tx, newest.ev, g.customerID, newest.delivery, res.Calls)
+				calls.add(newest.ev, g.customerID, provider, newest.delivery, res.Calls)
 				tx.Queue("abandon push of "+g.customerID, `SELECT crm.abandon_push($1, $2, $3, $4)`,
 					g.in.id, provider, g.customerID, sent)
 				continue
 			}
 			s.remember(tx, g.in.change, res, true)
-			s.logCalls(tx, newest.ev, g.customerID, newest.delivery, res.Calls)
+			calls.add(newest.ev, g.customerID, provider, newest.delivery, res.Calls)
 			ids, types := eventIDs(g.pending())
 			tx.QueueScan("settle push of "+g.customerID, `SELECT crm.settle_push($1, $2, $3, $4, $5, $6)`,
 				[]any{g.in.id, provider, g.customerID, ids, types, OutcomeSynced}, &verdicts[i])
 		}
+		calls.queue(tx)
 		return nil
 	})
 	return verdicts, err
@@ -668,12 +695,9 @@ func (s *Syncer) settle(ctx context.Context, groups []*group, outs []crm.Outcome
 // request takes to give up.
 const intentMargin = 5 * time.Second
 
-// lockCustomer serialises the intent and outcome transactions of one
-// customer (or object, see lockKey) across processes; it is held for a
-// transaction, never across a CRM call.
-func lockCustomer(tx *pg.Tx, key string) {
-	tx.Queue("lock customer "+key, `SELECT pg_advisory_xact_lock(hashtext('crm-sync'), hashtext($1))`, key)
-}
+// lockCustomers (see load.go) serialises the intent and outcome
+// transactions of one customer (or object, see lockKey) across processes;
+// the lock is held for a transaction, never across a CRM call.
 
 // lockKey is the customer, or for an event whose customer is not known
 // yet, the object it names.

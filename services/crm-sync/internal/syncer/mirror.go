@@ -84,8 +84,9 @@ func applyProfile(tx *pg.Tx, customerID string, ev *billingv1.BillingEvent, auth
 }
 
 // applySubscription stores the snapshot when canonical.DecideSnapshot says
-// it is newer than the stored one.
-func applySubscription(ctx context.Context, tx *pg.Tx, ev *billingv1.BillingEvent) (canonical.Decision, error) {
+// it is newer than the stored one. The stored one comes from snaps, read
+// for the whole batch, or is read here when snaps does not hold it.
+func applySubscription(ctx context.Context, tx *pg.Tx, ev *billingv1.BillingEvent, snaps snapshots) (canonical.Decision, error) {
 	in, err := canonical.SubscriptionFromEvent(ev)
 	if err != nil {
 		// raw_json is the verified Stripe body; if it does not parse, no
@@ -93,13 +94,17 @@ func applySubscription(ctx context.Context, tx *pg.Tx, ev *billingv1.BillingEven
 		return canonical.Decision{}, bus.Permanent(err)
 	}
 	var stored canonical.Subscription
-	var raw []byte
-	err = tx.QueryRow(ctx, `SELECT snapshot FROM crm.subscriptions WHERE subscription_id = $1 FOR UPDATE`, in.ID).Scan(&raw)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-	case err != nil:
-		return canonical.Decision{}, fmt.Errorf("load subscription %s: %w", in.ID, err)
-	default:
+	raw, read := snaps[in.ID]
+	if !read {
+		err = tx.QueryRow(ctx, `SELECT snapshot FROM crm.subscriptions WHERE subscription_id = $1 FOR UPDATE`, in.ID).Scan(&raw)
+		if errors.Is(err, pgx.ErrNoRows) {
+			raw, err = nil, nil
+		}
+		if err != nil {
+			return canonical.Decision{}, fmt.Errorf("load subscription %s: %w", in.ID, err)
+		}
+	}
+	if raw != nil {
 		if err := json.Unmarshal(raw, &stored); err != nil {
 			return canonical.Decision{}, fmt.Errorf("decode subscription %s: %w", in.ID, err)
 		}
@@ -122,6 +127,9 @@ func applySubscription(ctx context.Context, tx *pg.Tx, ev *billingv1.BillingEven
 		INSERT INTO crm.subscriptions (subscription_id, customer_id, snapshot) VALUES ($1, $2, $3)
 		ON CONFLICT (subscription_id) DO UPDATE SET customer_id = EXCLUDED.customer_id, snapshot = EXCLUDED.snapshot, updated_at = now()`,
 		in.ID, in.CustomerID, b)
+	if snaps != nil {
+		snaps[in.ID] = b
+	}
 	return dec, nil
 }
 
@@ -261,7 +269,7 @@ func applyDispute(tx *pg.Tx, ev *billingv1.BillingEvent, d canonical.Dispute) {
 // applyEvent folds one event into the mirror of customerID, by the facts
 // pkg/canonical reads from it (the same facts billing-state stores). Its
 // writes are queued: they reach Postgres with the next read (see pg.Tx).
-func applyEvent(ctx context.Context, tx *pg.Tx, facts canonical.Facts, customerID string, ev *billingv1.BillingEvent) (string, error) {
+func applyEvent(ctx context.Context, tx *pg.Tx, facts canonical.Facts, customerID string, ev *billingv1.BillingEvent, snaps snapshots) (string, error) {
 	ensureCustomer(tx, customerID, ev)
 	at := created(ev)
 	switch facts.Kind {
@@ -273,7 +281,7 @@ func applyEvent(ctx context.Context, tx *pg.Tx, facts canonical.Facts, customerI
 		}
 	case canonical.KindSubscription:
 		applyProfile(tx, customerID, ev, false)
-		dec, err := applySubscription(ctx, tx, ev)
+		dec, err := applySubscription(ctx, tx, ev, snaps)
 		if err != nil {
 			return "", err
 		}
@@ -351,102 +359,4 @@ type customerState struct {
 	subs                []canonical.Subscription
 	purchases           []canonical.Purchase
 	disputeOpen         bool
-}
-
-// queueLoadCustomer queues the reads of customerID's mirror, which
-// readCustomer reads back from the batch's results in the same order.
-func queueLoadCustomer(b *pgx.Batch, customerID string) {
-	b.Queue(`
-		SELECT email, name, user_id, deleted, livemode, last_payment_failed_at, last_event_created
-		FROM crm.customers WHERE customer_id = $1`, customerID)
-	b.Queue(`SELECT snapshot FROM crm.subscriptions WHERE customer_id = $1 ORDER BY subscription_id`, customerID)
-	b.Queue(`
-		SELECT p.purchase_key, p.paid, p.awaiting_async AND NOT p.async_failed, p.amount,
-			GREATEST(p.amount_refunded, COALESCE((SELECT sum(r.amount) FROM crm.refunds r
-				WHERE r.status IN ('succeeded', 'pending') AND (
-					(p.charge_id <> '' AND r.charge_id = p.charge_id) OR
-					(p.payment_intent_id <> '' AND r.payment_intent_id = p.payment_intent_id))), 0))::bigint,
-			p.refunded, p.currency, p.created,
-			EXISTS (SELECT 1 FROM crm.disputes d WHERE d.lost AND (
-				(d.charge_id <> '' AND d.charge_id = p.charge_id) OR
-				(d.payment_intent_id <> '' AND d.payment_intent_id = p.payment_intent_id) OR
-				(d.charge_id <> '' AND d.charge_id IN (SELECT c.charge_id FROM crm.charges c
-					WHERE c.payment_intent_id <> '' AND c.payment_intent_id = p.payment_intent_id))))
-		FROM crm.purchases p
-		WHERE p.customer_id = $1 AND p.from_checkout
-		ORDER BY p.purchase_key`, customerID)
-	b.Queue(`
-		SELECT EXISTS (SELECT 1 FROM crm.disputes d WHERE NOT d.closed AND (
-			d.charge_id IN (SELECT charge_id FROM crm.charges WHERE customer_id = $1) OR
-			(d.payment_intent_id <> '' AND (
-				d.payment_intent_id IN (SELECT payment_intent_id FROM crm.charges WHERE customer_id = $1) OR
-				d.payment_intent_id IN (SELECT payment_intent_id FROM crm.purchases WHERE customer_id = $1)))))`,
-		customerID)
-}
-
-func readCustomer(br pgx.BatchResults, customerID string) (*customerState, error) {
-	st := &customerState{}
-	var failed, last *time.Time
-	err := br.QueryRow().Scan(&st.email, &st.name, &st.userID, &st.deleted, &st.livemode, &failed, &last)
-	if err != nil {
-		return nil, fmt.Errorf("load customer %s: %w", customerID, err)
-	}
-	if failed != nil {
-		st.lastPaymentFailedAt = failed.UTC()
-	}
-	if last != nil {
-		st.lastEventCreated = last.UTC()
-	}
-
-	rows, err := br.Query()
-	if err != nil {
-		return nil, fmt.Errorf("load subscriptions of %s: %w", customerID, err)
-	}
-	for rows.Next() {
-		var raw []byte
-		var s canonical.Subscription
-		if err := rows.Scan(&raw); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("load subscriptions of %s: %w", customerID, err)
-		}
-		if err := json.Unmarshal(raw, &s); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("decode subscription of %s: %w", customerID, err)
-		}
-		st.subs = append(st.subs, s)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("load subscriptions of %s: %w", customerID, err)
-	}
-
-	rows, err = br.Query()
-	if err != nil {
-		return nil, fmt.Errorf("load purchases of %s: %w", customerID, err)
-	}
-	for rows.Next() {
-		var p canonical.Purchase
-		var at *time.Time
-		if err := rows.Scan(&p.ID, &p.Paid, &p.AwaitingAsync, &p.Amount, &p.AmountRefunded, &p.Refunded, &p.Currency, &at, &p.DisputeLost); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("load purchases of %s: %w", customerID, err)
-		}
-		if at != nil {
-			p.Created = at.UTC()
-		}
-		if p.Paid {
-			p.AwaitingAsync = false
-		}
-		st.purchases = append(st.purchases, p)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("load purchases of %s: %w", customerID, err)
-	}
-
-	err = br.QueryRow().Scan(&st.disputeOpen)
-	if err != nil {
-		return nil, fmt.Errorf("load disputes of %s: %w", customerID, err)
-	}
-	return st, nil
 }

@@ -70,23 +70,18 @@
 package syncer
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/launchready/launchready/pkg/canonical"
 	"github.com/launchready/launchready/pkg/pg"
-	"github.com/launchready/launchready/pkg/redact"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/crm-sync/internal/crm"
 )
@@ -171,66 +166,28 @@ func eventIDs(entries []*entry) (ids, types []string) {
 	return ids, types
 }
 
-// buildChange derives the customer's state and compares it with what was
-// last pushed to the configured CRM.
-func (s *Syncer) buildChange(ctx context.Context, tx *pg.Tx, customerID string, ev *billingv1.BillingEvent, delivery uint64) (*crm.Change, error) {
-	provider := s.o.Adapter.Name()
-	br, err := tx.Send(ctx, func(b *pgx.Batch) {
-		queueLoadCustomer(b, customerID)
-		b.Queue(`SELECT crm_id, pushed_hash FROM crm.contacts WHERE provider = $1 AND customer_id = $2`, provider, customerID)
-		b.Queue(`SELECT subscription_id, crm_id, associated_to, pushed_hash FROM crm.deals WHERE provider = $1 AND customer_id = $2`,
-			provider, customerID)
-	})
-	if err != nil {
-		return nil, err
-	}
-	defer br.Close()
-	st, err := readCustomer(br, customerID)
-	if err != nil {
-		return nil, err
-	}
+// deriveChange derives the customer's documents from m, read by
+// loadCustomers, and compares them with what was last pushed to the
+// configured CRM.
+func (s *Syncer) deriveChange(m *mirrorRead, customerID string, ev *billingv1.BillingEvent, delivery uint64) *crm.Change {
+	st := m.st
 	contact := DeriveContact(customerID, st.email, st.name, st.userID, st.deleted, st.livemode,
 		st.lastPaymentFailedAt, st.disputeOpen, st.subs, st.purchases, s.o.Policy)
 	ch := &crm.Change{
-		EventID:   ev.GetEventId(),
-		EventType: ev.GetType(),
-		AsOf:      st.lastEventCreated,
-		Delivery:  delivery,
-		Contact:   contact,
-	}
-	var pushedHash string
-	err = br.QueryRow().Scan(&ch.ContactCRMID, &pushedHash)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("load contact %s: %w", customerID, err)
-	}
-	ch.ContactChanged = hashOf(contact) != pushedHash
-
-	known := map[string]struct{ id, assoc, hash string }{}
-	rows, err := br.Query()
-	if err != nil {
-		return nil, fmt.Errorf("load deals of %s: %w", customerID, err)
-	}
-	for rows.Next() {
-		var sub, id, assoc, hash string
-		if err := rows.Scan(&sub, &id, &assoc, &hash); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("load deals of %s: %w", customerID, err)
-		}
-		known[sub] = struct{ id, assoc, hash string }{id, assoc, hash}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("load deals of %s: %w", customerID, err)
-	}
-	if err := br.Close(); err != nil {
-		return nil, fmt.Errorf("load %s: %w", customerID, err)
+		EventID:        ev.GetEventId(),
+		EventType:      ev.GetType(),
+		AsOf:           st.lastEventCreated,
+		Delivery:       delivery,
+		Contact:        contact,
+		ContactCRMID:   m.contactID,
+		ContactChanged: hashOf(contact) != m.pushedHash,
 	}
 	for _, sub := range st.subs {
 		deal, ok := DeriveDeal(sub, contact.Email)
 		if !ok {
 			continue
 		}
-		k := known[sub.ID]
+		k := m.deals[sub.ID]
 		ch.Deals = append(ch.Deals, crm.DealChange{
 			Deal:         deal,
 			CRMID:        k.id,
@@ -238,7 +195,7 @@ func (s *Syncer) buildChange(ctx context.Context, tx *pg.Tx, customerID string, 
 			Changed:      hashOf(deal) != k.hash,
 		})
 	}
-	return ch, nil
+	return ch
 }
 
 // DeriveContact is the contact the CRM should show, from the mirror, by
@@ -354,15 +311,5 @@ func (s *Syncer) remember(tx *pg.Tx, ch *crm.Change, res crm.Result, complete bo
 				last_event_created = CASE WHEN $10 THEN GREATEST(crm.deals.last_event_created, EXCLUDED.last_event_created) ELSE crm.deals.last_event_created END,
 				synced_at = CASE WHEN $10 THEN now() ELSE crm.deals.synced_at END`,
 			provider, d.Deal.SubscriptionID, customerID, r.CRMID, r.AssociatedTo, ddoc, dhash, ch.EventID, nullTime(ch.AsOf), complete)
-	}
-}
-
-func (s *Syncer) logCalls(tx *pg.Tx, ev *billingv1.BillingEvent, customerID string, delivery uint64, calls []crm.Call) {
-	for _, c := range calls {
-		tx.Queue("sync log "+ev.GetEventId(), `
-			INSERT INTO crm.sync_log (event_id, event_type, customer_id, provider, call, object_id, status, outcome, duration_ms, delivery, detail)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-			ev.GetEventId(), ev.GetType(), customerID, s.o.Adapter.Name(), c.Op, c.Object, c.Status, c.Outcome,
-			int(c.Duration/time.Millisecond), int(delivery), redact.Text(c.Detail)) // #nosec G115 -- delivery counts are bounded by CONSUMER_MAX_DELIVER
 	}
 }
