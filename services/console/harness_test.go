@@ -31,8 +31,13 @@ type running struct {
 // database of its own and an embedded NATS server with production's users.
 func startConsole(t *testing.T, extra map[string]string) *running {
 	t.Helper()
-	db := pgtest.NewDatabase(t)
-	ns := natstest.Start(t)
+	return startConsoleOn(t, pgtest.NewDatabase(t), natstest.Start(t), extra)
+}
+
+// startConsoleOn runs the console on database db and NATS server ns, which
+// other services of the test may share.
+func startConsoleOn(t *testing.T, db string, ns *natstest.Server, extra map[string]string) *running {
+	t.Helper()
 	env := ns.Env(natsauth.Console)
 	maps.Copy(env, map[string]string{"DATABASE_URL": db, "CONSOLE_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0"})
 	maps.Copy(env, extra)
@@ -135,7 +140,12 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	file := filepath.Join(artifacts(t), strings.ReplaceAll(t.Name(), "/", "_")+"-"+name+".png")
 	if err := os.WriteFile(file, png, 0o644); err != nil {
 		t.Errorf("screenshot %s: %v", name, err)
+		return
 	}
+	if abs, err := filepath.Abs(file); err == nil {
+		file = abs
+	}
+	t.Logf("screenshot %s: %s", name, file)
 }
 
 // run runs actions, and on failure keeps a screenshot of where it stopped.
