@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/console/internal/auth"
 	"github.com/launchready/launchready/services/console/internal/consoletest"
 	"github.com/launchready/launchready/services/console/internal/policy"
@@ -33,12 +32,12 @@ type actionBundle struct {
 func setupActions(t *testing.T, upstream string) *actionBundle {
 	t.Helper()
 	rec := consoletest.NewStripeRecorder(t, upstream)
-	admin := startBillingState(t, rec.Server.URL)
+	billing := startBillingState(t, rec.Server.URL)
 	pol, err := policy.Parse([]byte(testPolicy))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := setup(t, func(o *Options) { o.Billing, o.Policy = &Billing{Admin: admin}, pol })
+	b := setup(t, func(o *Options) { o.Billing, o.Policy = billing, pol })
 	return &actionBundle{bundle: b, stripe: rec}
 }
 
@@ -101,14 +100,14 @@ func (b *actionBundle) callsFor(id string) []consoletest.StripeCall {
 // tests (billing-state takes seconds to start); each test has a console
 // and a database of its own.
 type actionsEnv struct {
-	stripe *consoletest.StripeRecorder
-	admin  billingv1.BillingAdminServiceClient
-	policy policy.Policy
+	stripe  *consoletest.StripeRecorder
+	billing *Billing
+	policy  policy.Policy
 }
 
 func (e *actionsEnv) console(t *testing.T) *actionBundle {
 	t.Helper()
-	b := setup(t, func(o *Options) { o.Billing, o.Policy = &Billing{Admin: e.admin}, e.policy })
+	b := setup(t, func(o *Options) { o.Billing, o.Policy = e.billing, e.policy })
 	return &actionBundle{bundle: b, stripe: e.stripe}
 }
 
@@ -118,7 +117,7 @@ func TestActions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := &actionsEnv{stripe: rec, admin: startBillingState(t, rec.Server.URL), policy: pol}
+	env := &actionsEnv{stripe: rec, billing: startBillingState(t, rec.Server.URL), policy: pol}
 	for name, test := range map[string]func(*testing.T, *actionsEnv){
 		"a refund submitted twice is one Stripe call":            testARefundSubmittedTwiceIsOneStripeCall,
 		"a refund above the role's cap is refused before a call": testARefundAboveTheRoleCapIsRefusedBeforeAnyCall,
@@ -126,6 +125,7 @@ func TestActions(t *testing.T) {
 		"a rejected action never runs":                           testARejectedActionNeverRuns,
 		"Stripe's refusal is shown and nothing is marked done":   testStripesRefusalIsShownAndNothingIsMarkedDone,
 		"only billing admins act":                                testOnlyBillingAdminsAct,
+		"the customer page offers the actions to billing admins": testCustomerPageOffersTheActions,
 	} {
 		t.Run(name, func(t *testing.T) { test(t, env) })
 	}
@@ -411,4 +411,20 @@ func TestActionRequestsHaveStripesShape(t *testing.T) {
 		"metadata[launchready_action_id]": cancelLater.ID}, cancelLater.ID)
 	want("POST /v1/subscriptions/sub_ShapePlan", map[string]string{"items[0][id]": "si_ShapePlan", "items[0][price]": "price_ShapePro",
 		"proration_behavior": "always_invoice", "metadata[launchready_action_id]": change.ID}, change.ID)
+}
+
+func testCustomerPageOffersTheActions(t *testing.T, env *actionsEnv) {
+	b := env.console(t)
+	admin := b.signedIn(t, "fin@example.com", auth.BillingAdmin)
+	p := admin.get("/customers/cus_Page1")
+	if p.status != http.StatusOK || !strings.Contains(p.body, `id="action-buttons"`) ||
+		!strings.Contains(p.body, `href="/actions/new/refund?customer=cus_Page1"`) {
+		t.Fatalf("a billing_admin's customer page: %d %s", p.status, p.body)
+	}
+	for _, role := range []auth.Role{auth.Viewer, auth.Support} {
+		br := b.signedIn(t, string(role)+"@example.com", role)
+		if p := br.get("/customers/cus_Page1"); p.status != http.StatusOK || strings.Contains(p.body, `id="action-buttons"`) {
+			t.Errorf("%s's customer page: %d, buttons shown: %v", role, p.status, strings.Contains(p.body, `id="action-buttons"`))
+		}
+	}
 }

@@ -10,8 +10,8 @@ import (
 )
 
 // startBillingState runs billing-state against stripeBase and returns its
-// BillingAdminService, called with the console's admin token.
-func startBillingState(t *testing.T, stripeBase string) billingv1.BillingAdminServiceClient {
+// gRPC API, called with the console's token (read and admin).
+func startBillingState(t *testing.T, stripeBase string) *Billing {
 	t.Helper()
 	addr, token := consoletest.StartBillingState(t, stripeBase)
 	conn, err := billingclient.Dial(addr, false, billingclient.Bearer(token))
@@ -19,7 +19,7 @@ func startBillingState(t *testing.T, stripeBase string) billingv1.BillingAdminSe
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	return billingv1.NewBillingAdminServiceClient(conn)
+	return &Billing{Status: billingv1.NewBillingStatusServiceClient(conn), Admin: billingv1.NewBillingAdminServiceClient(conn)}
 }
 
 // actionIDOf reads the action id of a drawn form.
