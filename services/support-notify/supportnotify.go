@@ -414,6 +414,9 @@ func Run(ctx context.Context, cfg Config) error {
 		if err != nil {
 			return err
 		}
+		if err := host.Registry.Register(metrics.NewSmokeCollector(host.Pool)); err != nil {
+			return fmt.Errorf("register smoke metric: %w", err)
+		}
 		var desk tickets.Desk = tickets.LogDesk{Log: log.With("provider", ProviderLog)}
 		if cfg.SupportProvider == ProviderZendesk {
 			desk = zendesk.New(cfg.Zendesk, vendor.New(vendor.Config{Vendor: "zendesk", Timeout: zdTimeout, TracerProvider: tp,

@@ -95,6 +95,11 @@ func objectsOf(t *testing.T, overlay string) overlayObjects {
 			o.Jobs[v.Name] = v
 			o.Workloads[v.Name] = workload{Kind: "Job", Name: v.Name, Template: v.Spec.Template,
 				Selector: &metav1.LabelSelector{MatchLabels: v.Spec.Template.Labels}}
+		case *batchv1.CronJob:
+			// Its Jobs' pods are matched by their labels, like a Job's.
+			tmpl := v.Spec.JobTemplate.Spec.Template
+			o.Workloads[v.Name] = workload{Kind: "CronJob", Name: v.Name, Template: tmpl,
+				Selector: &metav1.LabelSelector{MatchLabels: tmpl.Labels}}
 		case *corev1.Service:
 			o.Services[v.Name] = v
 		case *corev1.ServiceAccount:
@@ -314,8 +319,8 @@ func TestK8sPodSecurity(t *testing.T) {
 				if _, ok := c.Resources.Limits[corev1.ResourceMemory]; !ok {
 					t.Errorf("%s: no memory limit", cname)
 				}
-				// A Job's container runs to completion: nothing to probe.
-				if w.Kind != "Job" && (c.LivenessProbe == nil || c.ReadinessProbe == nil) {
+				// A Job's (or CronJob's) container runs to completion: nothing to probe.
+				if w.Kind != "Job" && w.Kind != "CronJob" && (c.LivenessProbe == nil || c.ReadinessProbe == nil) {
 					t.Errorf("%s: needs liveness and readiness probes", cname)
 				}
 				if !strings.Contains(c.Image, ":") || strings.HasSuffix(c.Image, ":latest") && overlay == "prod" {

@@ -261,6 +261,8 @@ type Stack struct {
 	HubSpot *fakes.HubSpot
 	Zendesk *fakes.Zendesk
 	Slack   *fakes.Slack
+	// HubSpotToken is the private app token the fake HubSpot accepts.
+	HubSpotToken string
 
 	DB *pgxpool.Pool
 	// NC and JS are the admin's: stream and consumer state, dead letters.
@@ -301,6 +303,7 @@ func StartStack(t T, o StackOptions) *Stack {
 
 	// Third parties.
 	hubToken := "pat-" + Random(16)
+	s.HubSpotToken = hubToken
 	s.HubSpot = fakes.NewHubSpot(hubToken)
 	t.Cleanup(s.HubSpot.Close)
 	zdEmail, zdToken := "ops@example.com", Random(16)
@@ -723,18 +726,12 @@ func (s *Stack) WaitDrained(timeout time.Duration, durables ...string) {
 // MetricSum adds up every sample of the metric name that proc's /metrics
 // shows (all label sets).
 func (s *Stack) MetricSum(proc, name string) (float64, error) {
-	client := &http.Client{Timeout: 5 * time.Second}
-	resp, err := client.Get(s.Ops[proc] + "/metrics")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	body, err := s.metrics(proc)
 	if err != nil {
 		return 0, err
 	}
 	var sum float64
-	for _, line := range strings.Split(string(body), "\n") {
+	for _, line := range strings.Split(body, "\n") {
 		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
 			continue
 		}
@@ -746,4 +743,32 @@ func (s *Stack) MetricSum(proc, name string) (float64, error) {
 		sum += v
 	}
 	return sum, nil
+}
+
+// MetricValue reads one series, written as /metrics shows it
+// (`name{label="value"}`), from proc's /metrics; a series not shown is an
+// error.
+func (s *Stack) MetricValue(proc, series string) (float64, error) {
+	body, err := s.metrics(proc)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, series+" ") {
+			return strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(line, series)), 64)
+		}
+	}
+	return 0, fmt.Errorf("%s: no series %s", proc, series)
+}
+
+// metrics fetches proc's /metrics.
+func (s *Stack) metrics(proc string) (string, error) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(s.Ops[proc] + "/metrics")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return string(body), err
 }

@@ -144,7 +144,7 @@ func TestRulesReferenceExportedMetrics(t *testing.T) {
 		"LaunchReadyWebhookFailureRateHigh", "LaunchReadyDeadLetters", "LaunchReadyConsumerLagGrowing",
 		"LaunchReadyAlertLatencyHigh", "LaunchReadyWeeklyDuplicates", "LaunchReadyWebhookSlow", "LaunchReadyIngressDown",
 		"LaunchReadyWebhookSilence",
-		"LaunchReadyBillingDrift",
+		"LaunchReadyBillingDrift", "LaunchReadySmokeStale",
 	} {
 		if !alerts[want] {
 			t.Errorf("alert %s is missing", want)
@@ -309,6 +309,14 @@ func TestAlertsFire(t *testing.T) {
 		{"LaunchReadyWebhookSilence", "a longer setting", `
 			lr_webhook_last_received_timestamp_seconds 600x60
 			lr_webhook_silence_alert_seconds 21600x60`, false},
+		// The query runs at minute 60: 3,600 s; 35 days are 3,024,000 s.
+		{"LaunchReadySmokeStale", "one channel not passed for 36 days", `
+			lr_smoke_last_success_timestamp_seconds{channel="slack",instance="a"} 0x60
+			lr_smoke_last_success_timestamp_seconds{channel="sms",instance="a"} -3106800x60`, true},
+		{"LaunchReadySmokeStale", "every channel passed this month", `
+			lr_smoke_last_success_timestamp_seconds{channel="slack",instance="a"} 0x60
+			lr_smoke_last_success_timestamp_seconds{channel="sms",instance="a"} -2592000x60
+			lr_smoke_last_success_timestamp_seconds{channel="sms",instance="b"} -2592000x60`, false},
 		{"LaunchReadyWeeklyDuplicates", "none", `
 			lr_webhook_duplicates_total 0x60
 			lr_consumer_duplicates_total{consumer="crm-sync"} 0x60`, false},

@@ -23,6 +23,7 @@ import (
 	"github.com/launchready/launchready/services/launchready/internal/drift"
 	"github.com/launchready/launchready/services/launchready/internal/provision"
 	"github.com/launchready/launchready/services/launchready/internal/send"
+	"github.com/launchready/launchready/services/launchready/internal/smoke"
 	"github.com/launchready/launchready/services/launchready/internal/staff"
 	"github.com/launchready/launchready/services/launchready/internal/status"
 )
@@ -42,6 +43,7 @@ var commands = []command{
 	{"staff", "add a local staff account to the console (staff add --email E --role R)", staff.Main},
 	{"doctor", "check a deployment before customers do (--json for machines)", doctor.Main},
 	{"drift", "list customers whose status differs from Stripe's; exit 1 if any (--fix repairs)", drift.Main},
+	{"smoke", "prove every alert and support channel still delivers (--via webhook|stripe)", smoke.Main},
 }
 
 func main() {

@@ -114,6 +114,11 @@ func (h *Handler) PostAlerts(ctx context.Context, ds []*bus.Delivery) []error {
 		if !decision.Alert && !decision.EmailCustomer {
 			continue
 		}
+		if decision.Alert && render.Smoke(ev) {
+			// A smoke test proves every ops channel, the SMS included,
+			// whatever the rules' urgency.
+			decision.Urgent = true
+		}
 		log := h.Log.With("event_id", ev.GetEventId(), "event_type", ev.GetType(), "customer_id", ev.GetCustomerId(),
 			"subscription_id", ev.GetSubscriptionId(), "delivery", d.Delivered, "action", "alert")
 		if ev.GetSource() == billingv1.EventSource_EVENT_SOURCE_SNAPSHOT {

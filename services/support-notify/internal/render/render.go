@@ -338,14 +338,18 @@ type Ticket struct {
 
 // NewTicket words a new ticket for ev.
 func NewTicket(ev *billingv1.BillingEvent) Ticket {
-	subject := rules.Title(ev.GetType())
+	subject := testMark(ev) + rules.Title(ev.GetType())
 	if m := Money(Amount(ev), ev.GetCurrency()); m != "" {
 		subject += ": " + m
 	}
 	if who := Customer(ev); who != "" {
 		subject += " (" + who + ")"
 	}
-	return Ticket{Subject: subject, Body: Details(ev), Tags: Tags(ev)}
+	tags := Tags(ev)
+	if Smoke(ev) {
+		tags = append(tags, "launchready_smoke")
+	}
+	return Ticket{Subject: subject, Body: Details(ev), Tags: tags}
 }
 
 // Customer names the customer: name and email, else email, else id.

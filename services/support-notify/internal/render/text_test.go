@@ -22,6 +22,7 @@ func TestSmokeEventsAreMarkedAsTestsOnEveryChannel(t *testing.T) {
 		"email digest":   DigestText([]*billingv1.BillingEvent{plain, ev}, Lateness{}).Subject,
 		"sms":            SMS([]*billingv1.BillingEvent{ev}, Lateness{}),
 		"customer email": CustomerEmail([]*billingv1.BillingEvent{ev}).Subject,
+		"ticket":         NewTicket(ev).Subject,
 	} {
 		if !strings.HasPrefix(got, TestMark) {
 			t.Errorf("%s: %q is not marked %q", name, got, TestMark)
