@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os/exec"
 	"strings"
 	"sync"
 	"syscall"
@@ -15,12 +16,19 @@ import (
 )
 
 // TestBackfillKilledHalfwayResumesFromItsMark runs `launchready backfill
-// --since 1h` as its own process and kills it (SIGKILL) while it publishes
-// the third of five pages, as an OOM kill or a lost node would. The run's
-// mark in backfill.runs says what it had fully read; a later `launchready
-// backfill`, without a window, goes back for the rest of the interrupted
-// window (the older events) from that mark, and every consumer applies
-// every event exactly once.
+// --since 1h` as its own process and kills it (SIGKILL), as an OOM kill or
+// a lost node would, once in each of its phases:
+//
+//   - while it lists the window into its spool, at its request for the
+//     fourth of five pages: nothing is published yet, and the run's mark in
+//     backfill.runs says what it has fully spooled;
+//   - then a plain `launchready backfill` goes back for the rest of the
+//     window (the older events) from that mark, and is killed while it
+//     publishes the spool;
+//   - a third `launchready backfill` lists nothing and publishes what is
+//     left.
+//
+// Every consumer applies every event exactly once.
 func TestBackfillKilledHalfwayResumesFromItsMark(t *testing.T) {
 	const customers, total = 50, 450
 	harness.Binaries(t)
@@ -28,107 +36,113 @@ func TestBackfillKilledHalfwayResumesFromItsMark(t *testing.T) {
 	js, evs := outage(t, customers, total, time.Now().Add(-40*time.Minute))
 	s := harness.StartStack(t, harness.StackOptions{LogLevel: "warn"})
 	fake, env := newStripe(t, s, evs)
-
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd, out, errs := command(ctx, bin, env, "backfill", "--since", "1h")
-	var once sync.Once
-	var how string
-	kill := func(why string) {
-		once.Do(func() {
-			how = why
-			_ = cmd.Process.Kill()
-		})
-	}
-	// Should the third page be stored before the kill lands, the fourth
-	// page's request is the last moment to kill it halfway.
+
+	// 1. Killed while listing, at its request for page 4.
 	var pages int
 	var mu sync.Mutex
+	run1 := newRun(ctx, bin, env, "--since", "1h")
 	fake.OnRequest(func(r *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
 		if r.URL.Path == "/v1/events" {
 			if pages++; pages == 4 {
-				kill("at the request for page 4")
+				run1.kill("at the request for page 4")
 			}
 		}
 	})
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	run1.start(t)
+	how := run1.killed(t)
+	fake.OnRequest(nil)
+	if n, err := s.StreamMsgs(bus.StreamEvents); err != nil || n != 0 {
+		t.Fatalf("killed while listing, %d events were published (%v): want none before the window is listed", n, err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	var windowStart, windowEnd, mark time.Time
+	var listed *time.Time
+	if err := s.DB.QueryRow(ctx, `SELECT window_start, window_end, next_until, listed_at FROM backfill.runs`).Scan(&windowStart, &windowEnd, &mark, &listed); err != nil {
+		t.Fatalf("backfill.runs after the kill: %v", err)
+	}
+	spooled := map[string]bool{}
+	for _, id := range s.Strings(`SELECT event_id FROM backfill.spool WHERE NOT published`) {
+		spooled[id] = true
+	}
+	t.Logf("killed %s: %d events spooled, marked read down to %s", how, len(spooled), mark.Format(time.RFC3339))
+	if listed != nil || len(spooled) != 300 || s.Count(`SELECT count(*) FROM backfill.spool`) != 300 {
+		t.Fatalf("after the kill: listed %v, %d unpublished events spooled; want a run still listing with its three full pages", listed, len(spooled))
+	}
+	// The mark is honest: every event newer than it is spooled, and what
+	// is left to read is every event at or before it.
+	left := 0
+	for _, e := range evs {
+		switch {
+		case !e.Created.After(mark):
+			left++
+		case !spooled[e.ID]:
+			t.Fatalf("event %s is newer than the mark but not spooled", e.ID)
+		}
+	}
+
+	// 2. Started again with no window of its own, it lists the rest of the
+	// run's window, older events included; killed while publishing.
+	before := len(fake.Requests())
+	run2 := newRun(ctx, bin, env)
+	run2.start(t)
 	go func() {
-		for {
+		for ctx.Err() == nil {
+			if n, err := s.StreamMsgs(bus.StreamEvents); err == nil && n >= 200 {
+				run2.kill(fmt.Sprintf("with %d events in the stream", n))
+				return
+			}
 			select {
 			case <-ctx.Done():
-				return
 			case <-time.After(2 * time.Millisecond):
-			}
-			if n, err := s.StreamMsgs(bus.StreamEvents); err == nil && n >= 250 {
-				kill(fmt.Sprintf("with %d events in the stream", n))
-				return
 			}
 		}
 	}()
-	select {
-	case <-exited:
-	case <-ctx.Done():
-		t.Fatal("the backfill neither finished nor was killed")
+	how = run2.killed(t)
+	reqs := fake.Requests()[before:]
+	if len(reqs) == 0 {
+		t.Fatal("the second backfill asked Stripe nothing")
 	}
-	fake.OnRequest(nil)
-	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
-	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-		t.Fatalf("the first backfill ended with %v, not killed (%s)\n%s%s", cmd.ProcessState, how, out, errs)
+	if q := reqs[0].Query; q.Get("created[lte]") != fmt.Sprint(mark.Unix()) || q.Get("created[gte]") != fmt.Sprint(windowStart.Unix()) || q.Get("starting_after") != "" {
+		t.Fatalf("resumed with %v, want created[gte]=%d created[lte]=%d (the window's start and the mark)", q, windowStart.Unix(), mark.Unix())
 	}
 	stored, err := s.StreamMsgs(bus.StreamEvents)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var id int64
-	var windowStart, mark time.Time
-	var published int
-	var done *time.Time
-	if err := s.DB.QueryRow(ctx, `SELECT id, window_start, next_until, published, completed_at FROM backfill.runs`).
-		Scan(&id, &windowStart, &mark, &published, &done); err != nil {
-		t.Fatalf("backfill.runs after the kill: %v", err)
-	}
-	t.Logf("killed %s: %d events in the stream, run %d marked read down to %s (%d published by its record)",
-		how, stored, id, mark.Format(time.RFC3339), published)
-	if done != nil || published < 100 || int(stored) < published || int(stored) >= total { // #nosec G115 -- a few hundred
-		t.Fatalf("after the kill: completed %v, %d recorded published, %d stored; want an unfinished run with at least a page done", done, published, stored)
-	}
-	// The mark is honest: every event newer than it is stored, and what
-	// is left to read is every event at or before it.
-	left := 0
-	for _, e := range evs {
-		if !e.Created.After(mark) {
-			left++
-		}
-	}
-	if total-left > int(stored) { // #nosec G115 -- a few hundred
-		t.Fatalf("%d events are newer than the mark, but only %d are stored", total-left, stored)
+	published := s.Count(`SELECT count(*) FROM backfill.spool WHERE published`)
+	t.Logf("killed %s: %d events in the stream, %d recorded published", how, stored, published)
+	if listed := s.Count(`SELECT count(*) FROM backfill.runs WHERE listed_at IS NOT NULL AND completed_at IS NULL`); listed != 1 ||
+		s.Count(`SELECT count(*) FROM backfill.spool`) != total || published < 100 || published >= total ||
+		int(stored) < published || int(stored) > published+1 { // #nosec G115 -- a few hundred
+		t.Fatalf("after the kill while publishing: %d runs listed and unfinished, %d spooled, %d recorded published, %d stored; want one listed run spooling all %d, at most the event in flight stored beyond the record",
+			listed, s.Count(`SELECT count(*) FROM backfill.spool`), published, stored, total)
 	}
 
-	// Started again, with no window of its own: it continues the run.
-	before := len(fake.Requests())
+	// 3. Started again, it lists nothing of the interrupted run's window
+	// and publishes the rest; then it reads on from the window's end to
+	// now, where there is nothing.
+	before = len(fake.Requests())
 	code, stdout, stderr := backfill(t, bin, env)
 	if code != 0 {
 		t.Fatalf("resumed backfill: exit %d\n%s%s", code, stdout, stderr)
 	}
-	reqs := fake.Requests()[before:]
-	if q := reqs[0].Query; q.Get("created[lte]") != fmt.Sprint(mark.Unix()) || q.Get("created[gte]") != fmt.Sprint(windowStart.Unix()) || q.Get("starting_after") != "" {
-		t.Fatalf("resumed with %v, want created[gte]=%d created[lte]=%d (the window's start and the mark)", q, windowStart.Unix(), mark.Unix())
+	for _, r := range fake.Requests()[before:] {
+		if r.Query.Get("created[gte]") != fmt.Sprint(windowEnd.Unix()) {
+			t.Errorf("the run that had only to publish the interrupted window asked Stripe for %v, want only created[gte]=%d (after that window)", r.Query, windowEnd.Unix())
+		}
 	}
-	fresh := total - int(stored) // #nosec G115 -- a few hundred
-	want := fmt.Sprintf("read %d events", left)
-	wantCounts := fmt.Sprintf("%d published, %d already known, 0 skipped", fresh, left-fresh)
+	fresh, known := total-int(stored), int(stored)-published // #nosec G115 -- a few hundred
+	want := "read 0 events in"
+	wantCounts := fmt.Sprintf("%d published, %d already known, 0 skipped", fresh, known)
 	if !strings.Contains(stdout, "continued 1 interrupted run") || !strings.Contains(stdout, want) || !strings.Contains(stdout, wantCounts) {
 		t.Fatalf("resumed backfill summary, want %q and %q:\n%s", want, wantCounts, stdout)
 	}
-	t.Logf("resumed: %d requests\n%s", len(reqs), stdout)
-	if n := s.Count(`SELECT count(*) FROM backfill.runs WHERE completed_at IS NULL`); n != 0 {
-		t.Fatalf("%d runs still unfinished", n)
+	t.Logf("resumed:\n%s", stdout)
+	if n := s.Count(`SELECT (SELECT count(*) FROM backfill.runs WHERE completed_at IS NULL) + (SELECT count(*) FROM backfill.spool)`); n != 0 {
+		t.Fatalf("%d runs still unfinished or events still spooled", n)
 	}
 	fromAPIOnly(t, s, total)
 	// Each consumer recorded each event it handles exactly once.
@@ -139,4 +153,58 @@ func TestBackfillKilledHalfwayResumesFromItsMark(t *testing.T) {
 	if n := s.Count(`SELECT count(*) FROM billing.customers`); n != customers {
 		t.Errorf("billing.customers: %d rows, want %d", n, customers)
 	}
+}
+
+// run is a `launchready backfill` that the test kills.
+type run struct {
+	cmd       *exec.Cmd
+	out, errs fmt.Stringer
+	exited    chan struct{}
+	once      sync.Once
+	mu        sync.Mutex
+	how       string
+}
+
+func newRun(ctx context.Context, bin string, env []string, args ...string) *run {
+	cmd, out, errs := command(ctx, bin, env, append([]string{"backfill"}, args...)...)
+	return &run{cmd: cmd, out: out, errs: errs, exited: make(chan struct{})}
+}
+
+func (r *run) start(t *testing.T) {
+	t.Helper()
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_ = r.cmd.Wait()
+		close(r.exited)
+	}()
+}
+
+// kill kills the run once, saying when.
+func (r *run) kill(why string) {
+	r.once.Do(func() {
+		r.mu.Lock()
+		r.how = why
+		r.mu.Unlock()
+		_ = r.cmd.Process.Kill()
+	})
+}
+
+// killed waits for the run's end and checks that SIGKILL ended it; it
+// returns when it was killed.
+func (r *run) killed(t *testing.T) string {
+	t.Helper()
+	select {
+	case <-r.exited:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the backfill neither finished nor was killed")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ws, ok := r.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("the backfill ended with %v, not killed (%s)\n%s%s", r.cmd.ProcessState, r.how, r.out, r.errs)
+	}
+	return r.how
 }

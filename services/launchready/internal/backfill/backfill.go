@@ -5,11 +5,16 @@
 // deduplicate it against the webhook that did arrive and against earlier
 // runs: a second run changes nothing.
 //
-// Stripe lists events newest first. Each run records in the backfill
-// schema the part of its window it has fully read; an interrupted run is
-// continued from there by the next invocation, older events included,
-// before the new window is read. A run without --since starts where the
-// last complete run over the same types ended.
+// Stripe lists events newest first, but the consumers must see a
+// problem's start before its end, as webhooks would have brought them. A
+// run therefore lists its whole window into a spool in the backfill
+// schema, recording with each page the part of the window it has fully
+// read, and then publishes the spool oldest first, recording each event as
+// JetStream acknowledges it. An interrupted run is continued by the next
+// invocation before the new window is read: a run stopped while listing
+// lists the rest of its window, older events included, then publishes; a
+// run stopped while publishing publishes what is left. A run without
+// --since starts where the last complete run over the same types ended.
 package backfill
 
 import (
@@ -39,8 +44,10 @@ const usage = `usage: launchready backfill [--since 72h|TIME] [--until 1h|TIME] 
 Reads GET /v1/events for a window and publishes every event into the
 stream webhooks feed, with the event id as Nats-Msg-Id: the consumers
 apply each event once, whether its webhook arrived or not, and a second
-run changes nothing. Interrupted runs are continued first, from where they
-stopped. Stripe keeps events for 30 days.
+run changes nothing. The window is read whole (Stripe lists newest first)
+and published oldest first, as webhooks would have come. Interrupted runs
+are continued first, from where they stopped. Stripe keeps events for 30
+days.
 
 --objects is for older history: it lists customers, subscriptions (all
 statuses, canceled ones included), invoices, checkout sessions, charges,

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -38,8 +39,12 @@ type bundle struct {
 	env  map[string]string
 	db   *pgxpool.Pool
 	js   jetstream.JetStream
-	// ids are the events stored in the fake, by created time.
+	// ids are the events stored in the fake, in Stripe's order (by
+	// created time, then as added).
 	ids []string
+	// order is the event ids in the stream's order, as the last call of
+	// stream found them.
+	order []string
 }
 
 func setup(t *testing.T) *bundle {
@@ -75,13 +80,20 @@ func setup(t *testing.T) *bundle {
 // addEvents stores n customer events, created one a second ending now-1m.
 func (b *bundle) addEvents(t *testing.T, n int, typ string) {
 	t.Helper()
+	b.addEventsPerSecond(t, n, 1, typ)
+}
+
+// addEventsPerSecond stores n customer events, created perSecond a second
+// ending now-1m.
+func (b *bundle) addEventsPerSecond(t *testing.T, n, perSecond int, typ string) {
+	t.Helper()
 	end := time.Now().Add(-time.Minute).Unix()
 	for i := range n {
 		id := "evt_" + random(12)
 		cus := fmt.Sprintf("cus_bf%04d", i%50)
 		body := fmt.Sprintf(`{"id":%q,"object":"event","api_version":"2023-10-16","created":%d,"livemode":false,"type":%q,`+
 			`"data":{"object":{"id":%q,"object":"customer","email":"%s@example.com"}},"request":{"id":null,"idempotency_key":null}}`,
-			id, end-int64(n-1-i), typ, cus, cus)
+			id, end-int64((n-1-i)/perSecond), typ, cus, cus)
 		if err := b.fake.AddEvent([]byte(body)); err != nil {
 			t.Fatal(err)
 		}
@@ -109,6 +121,7 @@ func (b *bundle) stream(t *testing.T) map[string]string {
 		t.Fatal(err)
 	}
 	got := map[string]string{}
+	b.order = b.order[:0]
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
 		m, err := st.GetMsg(ctx, seq)
 		if err != nil {
@@ -125,6 +138,7 @@ func (b *bundle) stream(t *testing.T) map[string]string {
 			t.Fatalf("event %s: Nats-Msg-Id %q, source %v, header %q", ev.EventId, m.Header.Get("Nats-Msg-Id"), ev.Source, m.Header.Get(bus.HeaderSource))
 		}
 		got[ev.EventId] = m.Header.Get(bus.HeaderSource) + " " + m.Subject
+		b.order = append(b.order, ev.EventId)
 	}
 	return got
 }
@@ -192,9 +206,16 @@ func TestInterruptedBackfillResumesFromItsMark(t *testing.T) {
 		t.Fatalf("interrupted run: exit %d, want 1\n%s%s", code, out, errs)
 	}
 	b.fake.OnRequest(nil)
-	first := b.stream(t)
-	if len(first) != 200 {
-		t.Fatalf("the interrupted run stored %d events, want its two full pages (200)", len(first))
+	// It lists the whole window before it publishes any of it.
+	if n := len(b.stream(t)); n != 0 {
+		t.Fatalf("the run interrupted while listing published %d events, want none", n)
+	}
+	var spooled, published int
+	if err := b.db.QueryRow(context.Background(), `SELECT count(*), count(*) FILTER (WHERE published) FROM backfill.spool`).Scan(&spooled, &published); err != nil {
+		t.Fatal(err)
+	}
+	if spooled != 200 || published != 0 {
+		t.Fatalf("the interrupted run spooled %d events (%d published), want its two full pages (200), none published", spooled, published)
 	}
 	var mark time.Time
 	var done *time.Time
@@ -223,9 +244,38 @@ func TestInterruptedBackfillResumesFromItsMark(t *testing.T) {
 	if len(all) != 450 {
 		t.Fatalf("after resuming the stream holds %d events, want 450", len(all))
 	}
+	if !slices.Equal(b.order[:450], b.ids) {
+		t.Fatal("the resumed run did not publish its window oldest first")
+	}
 	var unfinished int
-	if err := b.db.QueryRow(context.Background(), `SELECT count(*) FROM backfill.runs WHERE completed_at IS NULL`).Scan(&unfinished); err != nil || unfinished != 0 {
-		t.Fatalf("%d runs left unfinished (%v)", unfinished, err)
+	if err := b.db.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM backfill.runs WHERE completed_at IS NULL) + (SELECT count(*) FROM backfill.spool)`).Scan(&unfinished); err != nil || unfinished != 0 {
+		t.Fatalf("%d runs left unfinished or events left spooled (%v)", unfinished, err)
+	}
+}
+
+// TestBackfillPublishesOldestFirstInStripesOrder: Stripe lists newest
+// first, several events share a second, and the window spans three pages;
+// the stream receives them as webhooks would have come, oldest first and
+// in Stripe's order within a second, page boundaries included.
+func TestBackfillPublishesOldestFirstInStripesOrder(t *testing.T) {
+	b := setup(t)
+	b.addEventsPerSecond(t, 250, 7, "customer.updated")
+	code, out, errs := b.run(t, context.Background(), "--since", "1h")
+	if code != 0 || !strings.Contains(out, "read 250 events") || !strings.Contains(out, "250 published, 0 already known") {
+		t.Fatalf("exit %d\n%s%s", code, out, errs)
+	}
+	b.stream(t)
+	if !slices.Equal(b.order, b.ids) {
+		for i := range min(len(b.order), len(b.ids)) {
+			if b.order[i] != b.ids[i] {
+				t.Fatalf("stream position %d holds %s, want %s; %d events stored", i, b.order[i], b.ids[i], len(b.order))
+			}
+		}
+		t.Fatalf("stream holds %d events, want 250", len(b.order))
+	}
+	var spooled int
+	if err := b.db.QueryRow(context.Background(), `SELECT count(*) FROM backfill.spool`).Scan(&spooled); err != nil || spooled != 0 {
+		t.Fatalf("%d events left in the spool after a complete run (%v)", spooled, err)
 	}
 }
 

@@ -150,23 +150,69 @@ func (b *Backfiller) Events(ctx context.Context, o EventOptions) (Progress, erro
 	return p, b.readRun(ctx, &p, r, o.Types)
 }
 
-// readRun reads [r.Start, r.NextUntil] newest first, publishing each page
-// and then recording that everything after the page's oldest second is
-// done.
+// readRun lists what is left of the run's window into its spool, then
+// publishes the spool oldest first. Stripe lists newest first; published
+// in that order, a problem's end would reach the consumers before its
+// start, and support-notify opens no ticket for a problem already over.
 func (b *Backfiller) readRun(ctx context.Context, p *Progress, r Run, types []string) error {
 	p.Run = r.ID
+	if r.ListedAt == nil {
+		if err := b.listRun(ctx, p, &r, types); err != nil {
+			return fmt.Errorf("backfill run %d: %w", r.ID, err)
+		}
+	}
+	if err := b.publishRun(ctx, p, &r); err != nil {
+		return fmt.Errorf("backfill run %d: %w", r.ID, err)
+	}
+	return b.store.complete(ctx, r)
+}
+
+// listRun reads [r.Start, r.NextUntil] newest first into the spool,
+// recording with each page that everything after the page's oldest second
+// is spooled. That second itself may continue on the next page, so a
+// resumed listing reads it again; the spool keeps each event once.
+func (b *Backfiller) listRun(ctx context.Context, p *Progress, r *Run, types []string) error {
+	pos, err := b.store.lastPos(ctx, r.ID)
+	if err != nil {
+		return err
+	}
 	q := stripeapi.EventQuery{Since: r.Start, Until: r.NextUntil, Types: types}
-	err := b.API.ListEvents(ctx, q, func(evs []stripeapi.Event) error {
-		// Oldest first within the page, as webhooks would have come: the
-		// consumers order events themselves, but fewer arrive "late".
-		for _, ev := range slices.Backward(evs) {
+	err = b.API.ListEvents(ctx, q, func(evs []stripeapi.Event) error {
+		for _, ev := range evs {
 			p.Read++
-			r.Read++
 			p.ByType[ev.Type]++
+		}
+		if err := b.store.spool(ctx, r, evs, pos+1, evs[len(evs)-1].Created); err != nil {
+			return err
+		}
+		pos += int64(len(evs))
+		b.progress(*p)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return b.store.listed(ctx, r)
+}
+
+// spoolBatch is how many spooled events are held in memory at once.
+const spoolBatch = 100
+
+// publishRun publishes the run's unpublished spooled events oldest first,
+// recording each one as its PubAck arrives, so a run killed here resumes
+// with the events not yet acknowledged.
+func (b *Backfiller) publishRun(ctx context.Context, p *Progress, r *Run) error {
+	for {
+		evs, err := b.store.unpublished(ctx, r.ID, spoolBatch)
+		if err != nil || len(evs) == 0 {
+			return err
+		}
+		for _, ev := range evs {
 			dup, err := b.publish(ctx, ev)
 			switch {
 			case errors.Is(err, errSkip):
 				p.Skipped++
+				r.Skipped++
 			case err != nil:
 				return err
 			case dup:
@@ -176,20 +222,12 @@ func (b *Backfiller) readRun(ctx context.Context, p *Progress, r Run, types []st
 				p.Published++
 				r.Published++
 			}
-		}
-		// Newest first: everything after the oldest second of this page
-		// is published. That second itself may continue on the next page.
-		r.NextUntil = evs[len(evs)-1].Created
-		if err := b.store.advance(ctx, r); err != nil {
-			return err
+			if err := b.store.published(ctx, *r, ev.ID); err != nil {
+				return err
+			}
 		}
 		b.progress(*p)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("backfill run %d: %w", r.ID, err)
 	}
-	return b.store.complete(ctx, r)
 }
 
 func (b *Backfiller) progress(p Progress) {

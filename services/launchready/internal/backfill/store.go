@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/launchready/launchready/pkg/pg"
+	"github.com/launchready/launchready/pkg/stripeapi"
 )
 
 // Schema is the Postgres schema the backfill command owns.
@@ -26,13 +27,17 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 
 // Run is one backfill run's window and how far it has read it.
 type Run struct {
-	ID          int64
-	Types       string
-	Start, End  time.Time
-	NextUntil   time.Time
-	Read        int64
-	Published   int64
-	Known       int64
+	ID         int64
+	Types      string
+	Start, End time.Time
+	// NextUntil marks what is spooled: every event of the window created
+	// after it is.
+	NextUntil time.Time
+	// Read counts the events spooled; Published, Known and Skipped those
+	// published from the spool so far.
+	Read, Published, Known, Skipped int64
+	// ListedAt is set once the whole window is spooled.
+	ListedAt    *time.Time
 	CompletedAt *time.Time
 }
 
@@ -41,11 +46,11 @@ type store struct {
 	pool *pgxpool.Pool
 }
 
-const runColumns = `id, types, window_start, window_end, next_until, events_read, published, known, completed_at`
+const runColumns = `id, types, window_start, window_end, next_until, events_read, published, known, skipped, listed_at, completed_at`
 
 func scanRun(row pgx.Row) (Run, error) {
 	var r Run
-	err := row.Scan(&r.ID, &r.Types, &r.Start, &r.End, &r.NextUntil, &r.Read, &r.Published, &r.Known, &r.CompletedAt)
+	err := row.Scan(&r.ID, &r.Types, &r.Start, &r.End, &r.NextUntil, &r.Read, &r.Published, &r.Known, &r.Skipped, &r.ListedAt, &r.CompletedAt)
 	return r, err
 }
 
@@ -87,20 +92,89 @@ func (s *store) create(ctx context.Context, types string, start, end time.Time) 
 	return r, nil
 }
 
-// advance records that everything after nextUntil is published, with the
-// run's counts.
-func (s *store) advance(ctx context.Context, r Run) error {
-	_, err := s.pool.Exec(ctx, `UPDATE backfill.runs SET next_until = $2, events_read = $3, published = $4, known = $5, updated_at = now()
-		WHERE id = $1`, r.ID, r.NextUntil, r.Read, r.Published, r.Known)
+// lastPos is the listing position of the run's last spooled event (0
+// when none is).
+func (s *store) lastPos(ctx context.Context, run int64) (int64, error) {
+	var pos int64
+	if err := s.pool.QueryRow(ctx, `SELECT coalesce(max(pos), 0) FROM backfill.spool WHERE run_id = $1`, run).Scan(&pos); err != nil {
+		return 0, fmt.Errorf("spool of run %d: %w", run, err)
+	}
+	return pos, nil
+}
+
+// spool stores one listed page, evs[i] at listing position first+i, and
+// records in the same statement that everything after nextUntil is
+// spooled. An event already spooled (the mark's second is read again)
+// keeps its first position. It sets r.Read to the events spooled in all.
+func (s *store) spool(ctx context.Context, r *Run, evs []stripeapi.Event, first int64, nextUntil time.Time) error {
+	ids, types := make([]string, len(evs)), make([]string, len(evs))
+	created, pos := make([]time.Time, len(evs)), make([]int64, len(evs))
+	payloads := make([][]byte, len(evs))
+	for i, ev := range evs {
+		ids[i], types[i], created[i], pos[i], payloads[i] = ev.ID, ev.Type, ev.Created, first+int64(i), ev.Raw
+	}
+	err := s.pool.QueryRow(ctx, `WITH ins AS (
+			INSERT INTO backfill.spool (run_id, event_id, event_type, created, pos, payload)
+			SELECT $1, e.* FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::bigint[], $6::bytea[]) AS e
+			ON CONFLICT DO NOTHING RETURNING 1)
+		UPDATE backfill.runs SET next_until = $7, events_read = events_read + (SELECT count(*) FROM ins), updated_at = now()
+		WHERE id = $1 RETURNING events_read`, r.ID, ids, types, created, pos, payloads, nextUntil).Scan(&r.Read)
 	if err != nil {
-		return fmt.Errorf("record progress of run %d: %w", r.ID, err)
+		return fmt.Errorf("spool page of run %d: %w", r.ID, err)
+	}
+	r.NextUntil = nextUntil
+	return nil
+}
+
+// listed records that the run's whole window is spooled.
+func (s *store) listed(ctx context.Context, r *Run) error {
+	err := s.pool.QueryRow(ctx, `UPDATE backfill.runs SET next_until = window_start, listed_at = now(), updated_at = now()
+		WHERE id = $1 RETURNING next_until, listed_at`, r.ID).Scan(&r.NextUntil, &r.ListedAt)
+	if err != nil {
+		return fmt.Errorf("record run %d listed: %w", r.ID, err)
 	}
 	return nil
 }
 
+// unpublished returns up to limit of the run's events not published yet,
+// oldest first: by created, then in Stripe's order within the second (the
+// reverse of the newest-first listing).
+func (s *store) unpublished(ctx context.Context, run int64, limit int) ([]stripeapi.Event, error) {
+	rows, err := s.pool.Query(ctx, `SELECT event_id, event_type, created, payload FROM backfill.spool
+		WHERE run_id = $1 AND NOT published ORDER BY created, pos DESC LIMIT $2`, run, limit)
+	if err != nil {
+		return nil, fmt.Errorf("spool of run %d: %w", run, err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (stripeapi.Event, error) {
+		var ev stripeapi.Event
+		var raw []byte
+		err := row.Scan(&ev.ID, &ev.Type, &ev.Created, &raw)
+		ev.Raw = raw
+		return ev, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("spool of run %d: %w", run, err)
+	}
+	return out, nil
+}
+
+// published records, in one statement, that the event is published (or
+// skipped) and the run's counts.
+func (s *store) published(ctx context.Context, r Run, eventID string) error {
+	_, err := s.pool.Exec(ctx, `WITH p AS (UPDATE backfill.spool SET published = true WHERE run_id = $1 AND event_id = $2)
+		UPDATE backfill.runs SET published = $3, known = $4, skipped = $5, updated_at = now() WHERE id = $1`,
+		r.ID, eventID, r.Published, r.Known, r.Skipped)
+	if err != nil {
+		return fmt.Errorf("record %s published by run %d: %w", eventID, r.ID, err)
+	}
+	return nil
+}
+
+// complete records the run done and empties its spool.
 func (s *store) complete(ctx context.Context, r Run) error {
-	_, err := s.pool.Exec(ctx, `UPDATE backfill.runs SET next_until = window_start, events_read = $2, published = $3, known = $4,
-		updated_at = now(), completed_at = now() WHERE id = $1`, r.ID, r.Read, r.Published, r.Known)
+	_, err := s.pool.Exec(ctx, `WITH d AS (DELETE FROM backfill.spool WHERE run_id = $1)
+		UPDATE backfill.runs SET next_until = window_start, published = $2, known = $3, skipped = $4,
+		updated_at = now(), completed_at = now() WHERE id = $1`, r.ID, r.Published, r.Known, r.Skipped)
 	if err != nil {
 		return fmt.Errorf("complete run %d: %w", r.ID, err)
 	}
