@@ -310,6 +310,11 @@ func k8sEnvs(t *testing.T, overlay, dir string) map[string]deployedEnv {
 				e.Values[k] = host
 			}
 		}
+		// The overlay's Secret holds a key of the mode it runs in:
+		// STRIPE_LIVEMODE refuses one of the other mode at start.
+		if key, ok := strings.CutPrefix(e.Values["STRIPE_API_KEY"], "sk_test_"); ok && e.Values["STRIPE_LIVEMODE"] == "live" {
+			e.Values["STRIPE_API_KEY"] = "sk_live_" + key
+		}
 		out[s.Name] = e
 	}
 	return out
