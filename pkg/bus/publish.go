@@ -36,8 +36,10 @@ type Publisher struct {
 	tracer  trace.Tracer
 	metrics *publishMetrics
 	// standby: an event that BILLING_EVENTS does not take at the first
-	// attempt is offered to BILLING_EVENTS_STANDBY too (WithStandby).
-	standby bool
+	// attempt is offered to BILLING_EVENTS_STANDBY too, through standbyJS
+	// (WithStandby).
+	standby   bool
+	standbyJS jetstream.JetStream
 }
 
 // PublisherOption configures a Publisher.
@@ -61,8 +63,15 @@ func WithPublisherRegistry(reg prometheus.Registerer) PublisherOption {
 // On a single server there is no standby stream; an attempt there gets
 // "no responders" at once and the next one goes back to BILLING_EVENTS.
 // The publishing user needs permission for billing.standby.>.
-func WithStandby() PublisherOption {
-	return func(p *Publisher) { p.standby = true }
+//
+// The standby's attempts go through js, the JetStream of a second
+// connection kept on another server than the publisher's own
+// (KeepStandbyApart): a server that stops answering without closing its
+// connections (a paused process, a half-open link) holds every attempt on
+// the connection to it until pings give up on it, which the other
+// connection does not wait for. A nil js sends them on the publisher's own.
+func WithStandby(js jetstream.JetStream) PublisherOption {
+	return func(p *Publisher) { p.standby, p.standbyJS = true, js }
 }
 
 // NewPublisher returns a publisher that traces with tp (the global provider
@@ -71,6 +80,9 @@ func NewPublisher(js jetstream.JetStream, tp trace.TracerProvider, opts ...Publi
 	p := &Publisher{js: js, tracer: tracerFrom(tp)}
 	for _, o := range opts {
 		o(p)
+	}
+	if p.standbyJS == nil {
+		p.standbyJS = js
 	}
 	return p
 }

@@ -44,12 +44,12 @@ func (p *Publisher) publishUntilSettled(ctx context.Context, m *nats.Msg, standb
 		alt = standbyMsg(m)
 	}
 	for n := 1; ; n++ {
-		target, toStandby := m, alt != nil && n%2 == 0
+		target, js, toStandby := m, p.js, alt != nil && n%2 == 0
 		if toStandby {
-			target = alt
+			target, js = alt, p.standbyJS
 		}
 		actx, cancel := context.WithTimeout(ctx, publishAttempt)
-		ack, err := p.js.PublishMsg(actx, target)
+		ack, err := js.PublishMsg(actx, target)
 		cancel()
 		if err == nil {
 			if toStandby {

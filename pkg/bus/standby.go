@@ -80,14 +80,20 @@ func SeparateStandbyLeader(ctx context.Context, js jetstream.JetStream) (bool, e
 // so that two ingress replicas rarely ask at once) until ctx ends. A
 // failover moves the events stream's leader to one of the surviving nodes,
 // which may be the standby's; the next check moves the standby away again.
-// A failed check is logged and tried again at the next tick.
-func KeepStandbyApart(ctx context.Context, js jetstream.JetStream, interval time.Duration, log *slog.Logger) {
+// A failed check is logged and tried again at the next tick. When standby
+// is the connection the standby's attempts go through (WithStandby), each
+// check also moves it to another server when it shares js's (after a
+// reconnect, say).
+func KeepStandbyApart(ctx context.Context, js jetstream.JetStream, standby *nats.Conn, interval time.Duration, log *slog.Logger) {
 	for {
 		wait := interval/2 + rand.N(interval/2+1) // #nosec G404 -- jitter needs spread, not unpredictability
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
+		}
+		if standby != nil && SeparateConnections(js.Conn(), standby) {
+			log.Info("moved the standby connection to another server", "server", standby.ConnectedServerName())
 		}
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		moved, err := SeparateStandbyLeader(cctx, js)
@@ -99,6 +105,20 @@ func KeepStandbyApart(ctx context.Context, js jetstream.JetStream, interval time
 			log.Info("moved the standby stream's leader off the events stream's node", "stream", StreamStandby)
 		}
 	}
+}
+
+// SeparateConnections makes other reconnect to another server when it is
+// connected to the same one as nc and the cluster has another to offer;
+// it reports whether it asked. A reconnect picks the next server of the
+// pool, never the current one.
+func SeparateConnections(nc, other *nats.Conn) bool {
+	if !nc.IsConnected() || !other.IsConnected() || len(other.Servers()) < 2 {
+		return false
+	}
+	if nc.ConnectedServerId() != other.ConnectedServerId() {
+		return false
+	}
+	return other.ForceReconnect() == nil
 }
 
 // standbyMsg is m addressed to the standby stream: the same data and

@@ -51,8 +51,14 @@ func TestPublishUsesTheStandbyWhileTheEventsStreamHasNoLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The standby's attempts go through a second connection, as ingress's do.
+	nc2, js2, err := bus.Connect(ctx, bus.ConnConfig{URL: srv.URL()}, "bus-standby-2", logging.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc2.Close)
 	reg := prometheus.NewRegistry()
-	pub := bus.NewPublisher(js, nil, bus.WithStandby(), bus.WithPublisherRegistry(reg))
+	pub := bus.NewPublisher(js, nil, bus.WithStandby(js2), bus.WithPublisherRegistry(reg))
 	const n = 5
 	for i := range n {
 		start := time.Now()
@@ -116,6 +122,41 @@ func TestProvisioningKeepsTheStandbyLedApart(t *testing.T) {
 		t.Fatalf("SeparateStandbyLeader with both led from node %d: moved %v, %v", events, moved, err)
 	}
 	apart(t, b)
+}
+
+// TestSeparateConnectionsMovesTheSecondToAnotherServer: the standby's
+// connection, on the same server as the publisher's, is moved to another.
+func TestSeparateConnectionsMovesTheSecondToAnotherServer(t *testing.T) {
+	b := setupCluster(t)
+	first := b.ncs[0]
+	same := -1
+	for i := range b.c.Len() {
+		if first.ConnectedUrl() == b.c.URL(i) {
+			same = i
+		}
+	}
+	if same < 0 {
+		t.Fatalf("connection 0 is on %s, none of the cluster's URLs", first.ConnectedUrl())
+	}
+	// Only that server's URL: the others come from the cluster's INFO.
+	nc, _, err := bus.Connect(testCtx(t), bus.ConnConfig{URL: b.c.URL(same)}, "bus-standby-conn", logging.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if nc.ConnectedServerId() != first.ConnectedServerId() {
+		t.Fatalf("the second connection is on %s, not on the first's %s", nc.ConnectedServerName(), first.ConnectedServerName())
+	}
+	testkit.Eventually(t, 10*time.Second, "the cluster's other servers known", func() bool { return len(nc.Servers()) >= 2 })
+	if !bus.SeparateConnections(first, nc) {
+		t.Fatal("SeparateConnections left both connections on one server")
+	}
+	testkit.Eventually(t, 30*time.Second, "the second connection on another server", func() bool {
+		return nc.IsConnected() && nc.ConnectedServerId() != first.ConnectedServerId()
+	})
+	if bus.SeparateConnections(first, nc) {
+		t.Error("SeparateConnections moved a connection that was already on another server")
+	}
 }
 
 // apart waits until the two streams are led from different nodes, asking

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/launchready/launchready/pkg/bus"
@@ -196,18 +197,29 @@ const standbyCheckInterval = 10 * time.Second
 
 // publisherOptions are the webhook publisher's options. Replicated streams
 // have a standby for the seconds an election takes (bus.StreamConfigs):
-// ingress uses it, and keeps it led from another node than the events
-// stream.
-func publisherOptions(cfg Config, host *service.Host) []bus.PublisherOption {
+// ingress offers it what the events stream does not take at once, through
+// a second connection kept on another server than the first (so that a
+// server that stops answering holds neither), and keeps the standby led
+// from another node than the events stream.
+func publisherOptions(cfg Config, host *service.Host) ([]bus.PublisherOption, error) {
 	opts := []bus.PublisherOption{bus.WithPublisherRegistry(host.Registry)}
-	if cfg.Streams.Replicas > 1 {
-		opts = append(opts, bus.WithStandby())
-		host.Go("standby leader", func(ctx context.Context) error {
-			bus.KeepStandbyApart(ctx, host.JS, standbyCheckInterval, host.Log)
-			return nil
-		})
+	if cfg.Streams.Replicas <= 1 {
+		return opts, nil
 	}
-	return opts
+	nc, err := host.Connect(ServiceName + "-standby")
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("nats %s-standby: %w", ServiceName, err)
+	}
+	bus.SeparateConnections(host.NC, nc)
+	host.Go("standby leader", func(ctx context.Context) error {
+		bus.KeepStandbyApart(ctx, host.JS, nc, standbyCheckInterval, host.Log)
+		return nil
+	})
+	return append(opts, bus.WithStandby(js)), nil
 }
 
 // Run serves until ctx is done, then stops accepting connections, lets the
@@ -241,7 +253,10 @@ func Run(ctx context.Context, cfg Config) error {
 		for i, s := range cfg.Secrets {
 			secrets[i] = s.Reveal()
 		}
-		pubOpts := publisherOptions(cfg, host)
+		pubOpts, err := publisherOptions(cfg, host)
+		if err != nil {
+			return err
+		}
 		hook := webhook.New(webhook.Config{
 			Secrets:        secrets,
 			Tolerance:      cfg.Tolerance,
