@@ -20,7 +20,9 @@ import (
 	"time"
 
 	"github.com/launchready/launchready/pkg/config"
+	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/services/launchready/internal/cli"
+	"github.com/launchready/launchready/services/launchready/internal/readiness"
 )
 
 const usage = `usage: launchready doctor [--json] [--send] [--only NAME,...]
@@ -231,6 +233,13 @@ func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stde
 	d := New(getenv)
 	d.Send, d.DataDir, d.CheckTimeout = *send, *dataDir, *timeout
 	r := d.Run(ctx, names)
+	if url := config.New(getenv).Lookup("DATABASE_URL"); url != "" {
+		// The console shows the last report; a deployment whose doctor
+		// cannot write it still gets the verdict.
+		if err := StoreReport(ctx, url, r); err != nil {
+			fmt.Fprintf(stderr, "launchready doctor: report not stored in readiness.doctor_reports: %v\n", err)
+		}
+	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -245,6 +254,23 @@ func Main(ctx context.Context, args []string, getenv config.Getenv, stdout, stde
 		return 1
 	}
 	return 0
+}
+
+// StoreReport keeps r in readiness.doctor_reports, creating the schema
+// when missing.
+func StoreReport(ctx context.Context, databaseURL string, r Report) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	pool, err := pg.Open(ctx, databaseURL, pg.WithMaxConns(1), pg.WithApplicationName("launchready-doctor"))
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := readiness.EnsureSchema(ctx, pool); err != nil {
+		return err
+	}
+	_, err = readiness.RecordDoctor(ctx, pool, r)
+	return err
 }
 
 // Print writes the report as one line per check, then how to fix each

@@ -540,3 +540,29 @@ func TestStripeRequestShapes(t *testing.T) {
 		t.Fatalf("clock: %+v", c)
 	}
 }
+
+func TestMainStoresTheReportWithADatabase(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	env := map[string]string{"STRIPE_WEBHOOK_SECRET": "whsec_replace_me", "DATABASE_URL": url}
+	for range 2 {
+		var stdout, stderr strings.Builder
+		if code := Main(context.Background(), []string{"--json", "--only", "config"}, func(k string) string { return env[k] }, &stdout, &stderr); code != 1 {
+			t.Fatalf("exit %d, want 1; stderr: %s", code, stderr.String())
+		}
+		if strings.Contains(stderr.String(), "not stored") {
+			t.Fatalf("report not stored: %s", stderr.String())
+		}
+	}
+	pool, err := pg.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	var n int
+	var failed bool
+	err = pool.QueryRow(context.Background(), `SELECT count(*), bool_or(r.report->'checks' @> '[{"status":"fail"}]')
+		FROM readiness.doctor_reports r`).Scan(&n, &failed)
+	if err != nil || n != 2 || !failed {
+		t.Fatalf("readiness.doctor_reports: %d reports, a failed check stored %v (%v)", n, failed, err)
+	}
+}

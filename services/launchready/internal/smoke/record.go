@@ -9,57 +9,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// schemaSQL is the readiness schema: the smoke results the console shows
-// and support-notify exports, and the doctor's reports. Written only by
-// the launchready command.
-const schemaSQL = `
-CREATE SCHEMA IF NOT EXISTS readiness;
-CREATE TABLE IF NOT EXISTS readiness.smoke_results (
-    run_id      text        NOT NULL,
-    channel     text        NOT NULL,
-    ok          boolean     NOT NULL,
-    latency_ms  bigint      NOT NULL,
-    detail      text        NOT NULL DEFAULT '',
-    finished_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (run_id, channel)
-);
-CREATE INDEX IF NOT EXISTS smoke_results_last ON readiness.smoke_results (channel, finished_at DESC);
-CREATE TABLE IF NOT EXISTS readiness.doctor_reports (
-    id         bigserial   PRIMARY KEY,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    report     jsonb       NOT NULL
-);`
-
-// EnsureSchema creates the readiness tables when missing. Two runs racing
-// on the first creation are serialised by an advisory lock.
-func EnsureSchema(ctx context.Context, pool *pgxpool.Pool) error {
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("readiness schema: %w", err)
-	}
-	defer func() { _ = tx.Rollback(ctx) }()
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('launchready:readiness', 7))`); err != nil {
-		return fmt.Errorf("readiness schema: %w", err)
-	}
-	if _, err := tx.Exec(ctx, schemaSQL); err != nil {
-		return fmt.Errorf("readiness schema: %w", err)
-	}
-	return tx.Commit(ctx)
-}
-
-// Record stores a run's results.
-func Record(ctx context.Context, pool *pgxpool.Pool, runID string, results []Result, finished time.Time) error {
-	for _, r := range results {
-		if _, err := pool.Exec(ctx, `INSERT INTO readiness.smoke_results (run_id, channel, ok, latency_ms, detail, finished_at)
-			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (run_id, channel) DO UPDATE SET ok = EXCLUDED.ok,
-			latency_ms = EXCLUDED.latency_ms, detail = EXCLUDED.detail, finished_at = EXCLUDED.finished_at`,
-			runID, r.Channel, r.OK, r.Latency.Milliseconds(), r.Detail, finished); err != nil {
-			return fmt.Errorf("record smoke result %s: %w", r.Channel, err)
-		}
-	}
-	return nil
-}
-
 // cleanup solves the smoke ticket (through a signed success for the same
 // invoice, which support-notify resolves like any other) and deletes the
 // smoke customer's CRM records. A channel whose cleanup fails is reported
@@ -101,7 +50,8 @@ func solveTicket(ctx context.Context, cfg Config, pool *pgxpool.Pool, p *Payment
 	defer tick.Stop()
 	for {
 		var status string
-		err := pool.QueryRow(ctx, `SELECT status FROM support.tickets WHERE opened_by_event = $1`, p.EventID).Scan(&status)
+		err := pool.QueryRow(ctx, `SELECT status FROM support.tickets WHERE opened_by_event = $1 OR ($1 = '' AND customer_id = $2)
+			ORDER BY created_at DESC LIMIT 1`, p.EventID, p.CustomerID).Scan(&status)
 		if err == nil && status == "solved" {
 			return nil
 		}

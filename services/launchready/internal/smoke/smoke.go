@@ -36,6 +36,7 @@ import (
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/stripeevent"
 	"github.com/launchready/launchready/services/launchready/internal/cli"
+	"github.com/launchready/launchready/services/launchready/internal/readiness"
 	"github.com/launchready/launchready/services/launchready/internal/send"
 )
 
@@ -65,7 +66,8 @@ delivery; then solves the ticket and deletes the CRM record. Prints each
 channel's latency and exits 1 naming every channel that did not confirm.
 
   --via webhook  a signed synthetic event through PUBLIC_WEBHOOK_URL
-  --via stripe   a real failed payment in Stripe's test mode (STRIPE_API_KEY sk_test_...)
+  --via stripe   a real failed payment in Stripe's test mode (STRIPE_API_KEY sk_test_...,
+                 STRIPE_API_BASE), delivered by Stripe to the endpoint
 
 `
 
@@ -222,7 +224,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) ([]Result, error) {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	defer pool.Close()
-	if err := EnsureSchema(ctx, pool); err != nil {
+	if err := readiness.EnsureSchema(ctx, pool); err != nil {
 		return nil, err
 	}
 	runID := newRunID()
@@ -248,7 +250,11 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) ([]Result, error) {
 		}
 		fmt.Fprintf(stdout, "  %-7s %-6s %8s  %s\n", r.Channel, status, r.Latency.Round(time.Millisecond), r.Detail)
 	}
-	if err := Record(ctx, pool, runID, results, finished); err != nil {
+	rows := make([]readiness.SmokeResult, len(results))
+	for i, r := range results {
+		rows[i] = readiness.SmokeResult(r)
+	}
+	if err := readiness.RecordSmoke(ctx, pool, runID, rows, finished); err != nil {
 		return results, err
 	}
 	return results, nil
@@ -385,17 +391,20 @@ func waitForChannels(ctx context.Context, cfg Config, pool *pgxpool.Pool, p *Pay
 
 // confirmed reads one channel's outcome record for the smoke event.
 func confirmed(ctx context.Context, pool *pgxpool.Pool, channel string, p *Payment) (bool, string, error) {
+	// --via webhook knows its event id; --via stripe knows only its
+	// customer, new to this run, and the type Stripe sends.
 	var q string
-	args := []any{p.EventID}
+	args := []any{p.EventID, p.CustomerID}
 	switch channel {
 	case ChannelSlack, ChannelEmail, ChannelSMS:
-		q = `SELECT 'accepted at ' || to_char(sent_at AT TIME ZONE 'UTC', 'HH24:MI:SS.MS') FROM support.alerts_sent WHERE event_id = $1 AND channel = $2`
+		q = `SELECT 'accepted at ' || to_char(sent_at AT TIME ZONE 'UTC', 'HH24:MI:SS.MS') FROM support.alerts_sent
+			WHERE channel = $3 AND (event_id = $1 OR ($1 = '' AND customer_id = $2 AND event_type = 'invoice.payment_failed')) LIMIT 1`
 		args = append(args, channel)
 	case ChannelTicket:
-		q = `SELECT 'ticket ' || ticket_id FROM support.tickets WHERE opened_by_event = $1`
+		q = `SELECT 'ticket ' || ticket_id FROM support.tickets WHERE opened_by_event = $1 OR ($1 = '' AND customer_id = $2) LIMIT 1`
 	case ChannelCRM:
-		q = `SELECT provider || ' record ' || crm_id FROM crm.contacts WHERE customer_id = $2 AND crm_id <> '' AND $1 <> ''`
-		args = append(args, p.CustomerID)
+		q = `SELECT provider || ' record ' || crm_id FROM crm.contacts WHERE customer_id = $1 AND crm_id <> '' LIMIT 1`
+		args = []any{p.CustomerID}
 	default:
 		return false, "", fmt.Errorf("unknown channel %q", channel)
 	}
