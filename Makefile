@@ -38,11 +38,19 @@ cover: $(BIN)/stripe-mock ## coverage of the billing workflow packages (bar: 80%
 	@scripts/cover.sh
 
 .PHONY: bench
-bench: ## load benchmarks: ingress, end to end, the naive baseline, CRM catch-up, and the cluster under faults
+bench: ## load benchmarks: ingress, end to end (its last phase the alert burst), the naive baseline, CRM catch-up, the whole system beside stripe-sync-engine, and the cluster under faults
 	$(GO) run ./test/load/cmd/ingressbench -d 30s -c 16
 	@if [ -d test/load/cmd/loadbench ]; then $(GO) run ./test/load/cmd/loadbench; fi
 	$(GO) run ./test/load/cmd/crmbench
+	$(MAKE) bench-system
 	cd test && LR_CLUSTER_FULL=1 LR_CLUSTER_RESULTS=$(CURDIR)/test/load/RESULTS.md $(GO) test -count=1 -timeout 40m -run TestClusterLosesNothing -v ./cluster
+
+SHARED_BENCH ?= ../shared/bench
+.PHONY: bench-system
+bench-system: ## the whole system on one box: accepted/s, applied/s and ack p99 beside stripe-sync-engine ($(SHARED_BENCH)/vs-peer.sh), and CPU-ms per event by process and service (scripts/cpu-per-event.sh)
+	@if [ ! -f $(SHARED_BENCH)/vs-peer.sh ]; then echo "bench-system: NOT RUN: $(SHARED_BENCH)/vs-peer.sh is not there (set SHARED_BENCH)" >&2; exit 1; fi
+	bash $(SHARED_BENCH)/vs-peer.sh 20000 16
+	SHARED_BENCH=$(SHARED_BENCH) scripts/cpu-per-event.sh 20000 16
 
 $(BIN)/buf:
 	GOBIN=$(BIN) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
