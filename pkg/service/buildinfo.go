@@ -1,7 +1,14 @@
 package service
 
 import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"regexp"
 	"runtime/debug"
+	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -52,4 +59,66 @@ func registerBuildInfo(reg prometheus.Registerer, service string) {
 	g.Set(1)
 	// A second supervisor on the same registry (tests) registers it again.
 	_ = reg.Register(g)
+}
+
+// RunningBuild is what a process's ops listener says it runs: its
+// lr_build_info labels and when it started (process_start_time_seconds).
+type RunningBuild struct {
+	Service  string
+	Revision string
+	Modified bool
+	Started  time.Time
+}
+
+var (
+	buildInfoLine = regexp.MustCompile(`^lr_build_info\{([^}]*)\}`)
+	buildLabel    = regexp.MustCompile(`(\w+)="([^"]*)"`)
+	startLine     = regexp.MustCompile(`^process_start_time_seconds(?:\{[^}]*\})? ([0-9.e+]+)`)
+)
+
+// ScrapeBuild reads the running build from metricsURL, an ops listener's
+// /metrics page (the launchready doctor's and the console's way to see what
+// each replica runs).
+func ScrapeBuild(ctx context.Context, hc *http.Client, metricsURL string) (RunningBuild, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL, nil)
+	if err != nil {
+		return RunningBuild{}, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return RunningBuild{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return RunningBuild{}, fmt.Errorf("GET %s: %d", metricsURL, resp.StatusCode)
+	}
+	var b RunningBuild
+	found := false
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if m := buildInfoLine.FindStringSubmatch(line); m != nil && !found {
+			for _, l := range buildLabel.FindAllStringSubmatch(m[1], -1) {
+				switch l[1] {
+				case "service":
+					b.Service = l[2]
+				case "revision":
+					b.Revision = l[2]
+				case "modified":
+					b.Modified = l[2] == "true"
+				}
+			}
+			found = b.Service != "" && b.Revision != ""
+		}
+		if m := startLine.FindStringSubmatch(line); m != nil {
+			if secs, err := strconv.ParseFloat(m[1], 64); err == nil {
+				b.Started = time.Unix(0, int64(secs*float64(time.Second))).UTC()
+			}
+		}
+	}
+	if !found {
+		return RunningBuild{}, fmt.Errorf("GET %s: no lr_build_info: an older build, or not a Launch Ready ops listener", metricsURL)
+	}
+	return b, nil
 }

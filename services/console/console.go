@@ -75,6 +75,10 @@ type Config struct {
 	// JaegerURL is CONSOLE_JAEGER_URL, Jaeger's query service (its UI is
 	// served beside its API): the trace view reads /api/traces/{id} there.
 	JaegerURL string
+	// OpsTargets is CONSOLE_OPS_TARGETS: the services' ops listeners
+	// (host:port, comma separated), whose health and build the overview
+	// shows.
+	OpsTargets []string
 
 	StartTimeout time.Duration
 	Logger       *slog.Logger
@@ -119,6 +123,7 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 		SessionMax:  e.Duration("CONSOLE_SESSION_MAX", web.DefaultSessionMax),
 		Stripe:      stripeapi.ConfigFromEnv(e),
 		JaegerURL:   e.String("CONSOLE_JAEGER_URL", ""),
+		OpsTargets:  e.List("CONSOLE_OPS_TARGETS"),
 		Billing: BillingConfig{
 			Addr:  e.String("CONSOLE_BILLING_GRPC_ADDR", DefaultBillingAddr),
 			Token: e.Secret("CONSOLE_BILLING_GRPC_TOKEN"),
@@ -159,6 +164,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("policy", c.PolicyFile),
 		slog.Any("stripe", c.Stripe),
 		slog.String("jaeger_url", config.MaskURL(c.JaegerURL)),
+		slog.Any("ops_targets", c.OpsTargets),
 		slog.String("otel_endpoint", config.MaskURL(c.Telemetry.Endpoint)),
 		slog.String("oidc_issuer", c.OIDC.Issuer),
 		slog.String("oidc_client_id", c.OIDC.ClientID),
@@ -248,7 +254,7 @@ func Run(ctx context.Context, cfg Config) error {
 		ui, err := web.New(web.Options{
 			Pool: host.Pool, Log: host.Log, SecureCookies: SecureCookies(cfg.Addr),
 			SessionIdle: cfg.SessionIdle, SessionMax: cfg.SessionMax, Throttle: auth.DefaultThrottle, Now: cfg.Now,
-			JS: host.JS, OIDC: oidcFlow(cfg.OIDC), Billing: billing, Policy: cfg.Policy, Reader: reader, Stripe: stripe, Jaeger: traces,
+			JS: host.JS, OIDC: oidcFlow(cfg.OIDC), Billing: billing, Policy: cfg.Policy, Reader: reader, Stripe: stripe, Jaeger: traces, OpsTargets: cfg.OpsTargets,
 		})
 		if err != nil {
 			return err

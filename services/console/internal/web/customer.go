@@ -272,6 +272,12 @@ func (s *Server) timeline(ctx context.Context, customer string) ([]timelineEvent
 // readFuncs are the templates' helpers for the read side's pages.
 var readFuncs = template.FuncMap{
 	"ms": ms,
+	"short": func(rev string) string {
+		if len(rev) > 12 {
+			return rev[:12]
+		}
+		return rev
+	},
 	"whenpb": func(ts *timestamppb.Timestamp) string {
 		if ts == nil {
 			return "—"

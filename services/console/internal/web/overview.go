@@ -7,7 +7,7 @@ import (
 )
 
 func (s *Server) overview(w http.ResponseWriter, r *http.Request, q *request) {
-	s.render(w, r, http.StatusOK, "overview", q, map[string]any{"Title": "Overview"})
+	s.render(w, r, http.StatusOK, "overview", q, map[string]any{"Title": "Overview", "O": s.readOverview(r.Context())})
 }
 
 // auditPage lists the newest audit rows, optionally of one staff member or

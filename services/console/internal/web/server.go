@@ -72,6 +72,9 @@ type Options struct {
 	// Stripe, when set, fetches Stripe's own view of a customer's
 	// subscription for the customer page.
 	Stripe *stripeapi.Client
+	// OpsTargets are the services' ops listeners (host:port), whose
+	// /readyz and /metrics the overview reads.
+	OpsTargets []string
 	// Jaeger, when set, is the query service the trace view reads.
 	Jaeger *jaeger.Client
 	// Billing is billing-state's gRPC API, called with the console's

@@ -116,6 +116,16 @@ func run(ctx context.Context, getenv config.Getenv, dataDir string, natsPort int
 		maps.Copy(own, s.env)
 		services[i].env = own
 	}
+	// The console's overview reads every service's ops listener.
+	var opsTargets []string
+	for _, s := range services {
+		opsTargets = append(opsTargets, s.env["HTTP_ADDR"])
+	}
+	for _, s := range services {
+		if s.name == "console" {
+			s.env["CONSOLE_OPS_TARGETS"] = strings.Join(opsTargets, ",")
+		}
+	}
 	l := &launcher{
 		log: log, logs: logs, getenv: getenv,
 		common:    map[string]string{"DATABASE_URL": dbURL},

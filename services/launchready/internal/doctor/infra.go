@@ -1,14 +1,11 @@
 package doctor
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net"
-	"net/http"
-	"regexp"
 	"sort"
 	"strings"
 
@@ -18,6 +15,7 @@ import (
 	"github.com/launchready/launchready/pkg/logging"
 	"github.com/launchready/launchready/pkg/natsauth"
 	"github.com/launchready/launchready/pkg/pg"
+	lrservice "github.com/launchready/launchready/pkg/service"
 	billingstate "github.com/launchready/launchready/services/billing-state"
 	crmsync "github.com/launchready/launchready/services/crm-sync"
 	"github.com/launchready/launchready/services/launchready/internal/natscreds"
@@ -92,11 +90,6 @@ func (d *Doctor) checkNATS(ctx context.Context) ([]Check, error) {
 	return out, nil
 }
 
-// buildInfo matches lr_build_info's sample on a /metrics page.
-var buildInfo = regexp.MustCompile(`^lr_build_info\{([^}]*)\}`)
-var revisionLabel = regexp.MustCompile(`revision="([^"]*)"`)
-var serviceLabel = regexp.MustCompile(`service="([^"]*)"`)
-
 // checkBuilds reads lr_build_info from every replica of every service
 // named in DOCTOR_OPS_TARGETS (host:port of each service's ops listener,
 // comma separated; a name resolving to several addresses, such as a
@@ -158,32 +151,8 @@ func (d *Doctor) checkBuilds(ctx context.Context) ([]Check, error) {
 }
 
 func (d *Doctor) scrapeBuild(ctx context.Context, url string) (service, revision string, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return "", "", err
-	}
-	resp, err := d.HTTP.Do(req)
-	if err != nil {
-		return "", "", err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", "", fmt.Errorf("GET %s: %d", url, resp.StatusCode)
-	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		m := buildInfo.FindStringSubmatch(sc.Text())
-		if m == nil {
-			continue
-		}
-		svc, rev := serviceLabel.FindStringSubmatch(m[1]), revisionLabel.FindStringSubmatch(m[1])
-		if svc == nil || rev == nil {
-			break
-		}
-		return svc[1], rev[1], nil
-	}
-	return "", "", fmt.Errorf("GET %s: no lr_build_info: an older build, or not a Launch Ready ops listener", url)
+	b, err := lrservice.ScrapeBuild(ctx, d.HTTP, url)
+	return b.Service, b.Revision, err
 }
 
 func short(rev string) string {

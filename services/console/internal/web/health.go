@@ -1,0 +1,239 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/pkg/pg"
+	"github.com/launchready/launchready/pkg/service"
+	"github.com/launchready/launchready/services/console/internal/holdings"
+)
+
+// overviewView is what the overview shows of the whole system; each part
+// that could not be read says why instead.
+type overviewView struct {
+	Replicas     []replicaView
+	OpsError     string
+	Consumers    []consumerView
+	ConsumersErr string
+	DeadLetters  []deadLetterCount
+	DeadErr      string
+	Backfill     *backfillView
+	BackfillNote string
+	Smoke        []smokeView
+	SmokeAt      time.Time
+	SmokeNote    string
+}
+
+type replicaView struct {
+	Target  string
+	Ready   bool
+	Health  string
+	Build   service.RunningBuild
+	BuildEr string
+}
+
+type consumerView struct {
+	Name                          string
+	Pending, AckPending, Redelive uint64
+	Missing                       bool
+}
+
+type deadLetterCount struct {
+	Consumer string
+	Count    int
+}
+
+type backfillView struct {
+	ID                     int64
+	Types                  string
+	WindowStart, WindowEnd time.Time
+	Read, Published        int64
+	StartedAt, CompletedAt time.Time
+}
+
+type smokeView struct {
+	Channel   string
+	OK        bool
+	LatencyMS int64
+	Detail    string
+}
+
+// consumers are the durables on BILLING_EVENTS.
+var consumers = []string{holdings.BillingState, holdings.CRMSync, holdings.SupportDesk, holdings.SupportAlerts}
+
+// readOverview gathers the overview's parts, each bounded by its own
+// deadline so one slow dependency leaves the rest of the page.
+func (s *Server) readOverview(ctx context.Context) overviewView {
+	var v overviewView
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() { v.Replicas, v.OpsError = s.readReplicas(ctx) })
+	if s.opts.JS != nil {
+		wg.Go(func() { v.Consumers, v.ConsumersErr = s.readConsumers(ctx) })
+		wg.Go(func() { v.DeadLetters, v.DeadErr = s.countDeadLetters(ctx) })
+	}
+	if s.opts.Reader != nil {
+		wg.Go(func() { v.Backfill, v.BackfillNote = s.lastBackfill(ctx) })
+		wg.Go(func() { v.Smoke, v.SmokeAt, v.SmokeNote = s.lastSmoke(ctx) })
+	}
+	wg.Wait()
+	return v
+}
+
+// readReplicas asks every ops listener of OpsTargets for /readyz and the
+// build it runs (lr_build_info, as `launchready doctor` reads it).
+func (s *Server) readReplicas(ctx context.Context) ([]replicaView, string) {
+	if len(s.opts.OpsTargets) == 0 {
+		return nil, "CONSOLE_OPS_TARGETS is not set (the services' ops listeners, host:port)."
+	}
+	hc := &http.Client{Timeout: 3 * time.Second}
+	out := make([]replicaView, len(s.opts.OpsTargets))
+	var wg sync.WaitGroup
+	for i, t := range s.opts.OpsTargets {
+		wg.Go(func() {
+			r := replicaView{Target: t}
+			if _, _, err := net.SplitHostPort(t); err != nil {
+				r.Health = "not host:port"
+				out[i] = r
+				return
+			}
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+t+"/readyz", nil)
+			resp, err := hc.Do(req)
+			switch {
+			case err != nil:
+				r.Health = "unreachable"
+			case resp.StatusCode == http.StatusOK:
+				r.Ready, r.Health = true, "ready"
+			default:
+				r.Health = "not ready (" + resp.Status + ")"
+			}
+			if resp != nil {
+				_ = resp.Body.Close()
+			}
+			if r.Build, err = service.ScrapeBuild(ctx, hc, "http://"+t+"/metrics"); err != nil {
+				r.BuildEr = "no build information"
+			}
+			out[i] = r
+		})
+	}
+	wg.Wait()
+	return out, ""
+}
+
+// readConsumers reads each durable's lag on BILLING_EVENTS.
+func (s *Server) readConsumers(ctx context.Context) ([]consumerView, string) {
+	var out []consumerView
+	for _, name := range consumers {
+		c, err := s.opts.JS.Consumer(ctx, bus.StreamEvents, name)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+			out = append(out, consumerView{Name: name, Missing: true})
+			continue
+		}
+		if err != nil {
+			return out, "NATS did not answer: " + err.Error()
+		}
+		info := c.CachedInfo()
+		out = append(out, consumerView{Name: name, Pending: info.NumPending, AckPending: uint64(max(0, info.NumAckPending)), // #nosec G115 -- clamped at zero first
+			Redelive: uint64(max(0, info.NumRedelivered))}) // #nosec G115 -- clamped at zero first
+	}
+	return out, ""
+}
+
+// countDeadLetters counts BILLING_DLQ's letters by consumer.
+func (s *Server) countDeadLetters(ctx context.Context) ([]deadLetterCount, string) {
+	dls, err := bus.ListDeadLetters(ctx, s.opts.JS, "", 10000)
+	if err != nil {
+		return nil, "NATS did not answer: " + err.Error()
+	}
+	n := map[string]int{}
+	for _, dl := range dls {
+		n[dl.Consumer]++
+	}
+	out := make([]deadLetterCount, 0, len(n))
+	for c, k := range n {
+		out = append(out, deadLetterCount{Consumer: c, Count: k})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Consumer < out[j].Consumer })
+	return out, ""
+}
+
+// exists reports whether a table is there, for tables another tool
+// creates on its first run. It reads the catalogue, which shows a table
+// the reader may not read (where to_regclass would say it is absent).
+func (s *Server) exists(ctx context.Context, schema, table string) (bool, error) {
+	var ok bool
+	err := s.opts.Reader.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = $1 AND tablename = $2)`, schema, table).Scan(&ok)
+	return ok, err
+}
+
+func (s *Server) lastBackfill(ctx context.Context) (*backfillView, string) {
+	if ok, err := s.exists(ctx, "backfill", "runs"); err != nil || !ok {
+		return nil, "never run"
+	}
+	var b backfillView
+	var done *time.Time
+	err := s.opts.Reader.QueryRow(ctx, `SELECT id, types, window_start, window_end, events_read, published, started_at, completed_at
+		FROM backfill.runs ORDER BY id DESC LIMIT 1`).Scan(&b.ID, &b.Types, &b.WindowStart, &b.WindowEnd, &b.Read, &b.Published, &b.StartedAt, &done)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, "never run"
+	case pg.IsInsufficientPrivilege(err):
+		return nil, "not readable: launchready_console_ro has no SELECT on backfill"
+	case err != nil:
+		s.opts.Log.WarnContext(ctx, "read the last backfill", "error", err.Error())
+		return nil, "could not be read"
+	}
+	if done != nil {
+		b.CompletedAt = *done
+	}
+	return &b, ""
+}
+
+// lastSmoke reads the newest run of `launchready smoke`, when its table
+// exists.
+func (s *Server) lastSmoke(ctx context.Context) ([]smokeView, time.Time, string) {
+	if ok, err := s.exists(ctx, "readiness", "smoke_results"); err != nil || !ok {
+		return nil, time.Time{}, "never run"
+	}
+	rows, err := s.opts.Reader.Query(ctx, `SELECT channel, ok, latency_ms, detail, finished_at FROM readiness.smoke_results
+		WHERE run_id = (SELECT run_id FROM readiness.smoke_results ORDER BY finished_at DESC LIMIT 1) ORDER BY channel`)
+	if err != nil {
+		if pg.IsInsufficientPrivilege(err) {
+			return nil, time.Time{}, "not readable: launchready_console_ro has no SELECT on readiness"
+		}
+		s.opts.Log.WarnContext(ctx, "read the last smoke test", "error", err.Error())
+		return nil, time.Time{}, "could not be read"
+	}
+	var out []smokeView
+	var at, last time.Time
+	var v smokeView
+	_, err = pgx.ForEachRow(rows, []any{&v.Channel, &v.OK, &v.LatencyMS, &v.Detail, &at}, func() error {
+		out = append(out, v)
+		if at.After(last) {
+			last = at
+		}
+		return nil
+	})
+	if pg.IsInsufficientPrivilege(err) {
+		return nil, time.Time{}, "not readable: launchready_console_ro has no SELECT on readiness"
+	}
+	if err != nil {
+		s.opts.Log.WarnContext(ctx, "read the last smoke test", "error", err.Error())
+		return nil, time.Time{}, "could not be read"
+	}
+	if len(out) == 0 {
+		return nil, time.Time{}, "never run"
+	}
+	return out, last, ""
+}
