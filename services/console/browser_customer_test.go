@@ -72,4 +72,15 @@ func TestBrowserCustomerPageOfAFixtureJourney(t *testing.T) {
 	}
 	t.Logf("%d events, each with billing-state's and crm-sync's outcome (%s)", len(evs), strconv.Itoa(len(rows))+" rows")
 	screenshot(t, ctx, "customer")
+
+	var replicas int
+	run(t, ctx, "open the overview",
+		chromedp.Click(`nav a[href="/"]`),
+		chromedp.WaitVisible("#replicas"),
+		chromedp.Evaluate(`document.querySelectorAll('#replicas td.ok').length`, &replicas),
+	)
+	if replicas != 3 {
+		t.Errorf("the overview shows %d ready services, want billing-state, crm-sync and support-notify", replicas)
+	}
+	screenshot(t, ctx, "overview")
 }

@@ -73,7 +73,7 @@ func startStack(t *testing.T) *stack {
 		cfg.Logger, cfg.Ready = logging.Discard(), ready
 		return billingstate.Run(ctx, cfg)
 	})
-	runService(t, "crm-sync", func(ctx context.Context, ready func(map[string]string)) error {
+	crm := runService(t, "crm-sync", func(ctx context.Context, ready func(map[string]string)) error {
 		cfg, err := crmsync.ConfigFromEnv(envOf(natsauth.CRMSync, nil))
 		if err != nil {
 			return err
@@ -81,7 +81,7 @@ func startStack(t *testing.T) *stack {
 		cfg.Logger, cfg.Ready = logging.Discard(), ready
 		return crmsync.Run(ctx, cfg)
 	})
-	runService(t, "support-notify", func(ctx context.Context, ready func(map[string]string)) error {
+	support := runService(t, "support-notify", func(ctx context.Context, ready func(map[string]string)) error {
 		cfg, err := supportnotify.ConfigFromEnv(envOf(natsauth.SupportNotify, nil))
 		if err != nil {
 			return err
@@ -89,7 +89,8 @@ func startStack(t *testing.T) *stack {
 		cfg.Logger, cfg.Ready = logging.Discard(), ready
 		return supportnotify.Run(ctx, cfg)
 	})
-	c := startConsoleOn(t, db, ns, map[string]string{"CONSOLE_BILLING_GRPC_ADDR": billing["grpc"], "CONSOLE_BILLING_GRPC_TOKEN": stackToken})
+	c := startConsoleOn(t, db, ns, map[string]string{"CONSOLE_BILLING_GRPC_ADDR": billing["grpc"], "CONSOLE_BILLING_GRPC_TOKEN": stackToken,
+		"CONSOLE_OPS_TARGETS": billing["http"] + "," + crm["http"] + "," + support["http"]})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
