@@ -10,6 +10,7 @@ import (
 
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/pg"
+	"github.com/launchready/launchready/pkg/redact"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/console/internal/auth"
 	"github.com/launchready/launchready/services/console/internal/store"
@@ -39,7 +40,7 @@ func (s *Server) viewDeadLetter(dl bus.DeadLetter, q *request) deadLetterView {
 		if !q.Role.Allows(auth.Support) {
 			v.Email = maskEmail(v.Email)
 		} else {
-			v.Raw = string(ev.GetRawJson())
+			v.Raw = redact.Text(string(ev.GetRawJson()))
 		}
 	}
 	return v

@@ -140,6 +140,7 @@ func (s *Server) routes() {
 	s.mux.Handle("GET /audit", s.page(auth.Viewer, s.auditPage))
 	s.mux.Handle("GET /customers", s.page(auth.Viewer, s.search))
 	s.mux.Handle("GET /customers/{id}", s.page(auth.Viewer, s.customer))
+	s.mux.Handle("GET /events/{id}", s.page(auth.Viewer, s.event))
 	s.mux.Handle("GET /traces", s.page(auth.Viewer, s.traceLookup))
 	s.mux.Handle("GET /traces/{id}", s.page(auth.Viewer, s.trace))
 	if s.opts.JS != nil {
