@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"github.com/launchready/launchready/pkg/redact"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/console/internal/auth"
+	"github.com/launchready/launchready/services/console/internal/holdings"
 	"github.com/launchready/launchready/services/console/internal/store"
 )
 
@@ -93,8 +95,9 @@ func (s *Server) deadLetter(w http.ResponseWriter, r *http.Request, q *request) 
 		return
 	}
 	replayTo, _ := bus.CheckedReplaySubject(dl.Consumer, dl.EventType)
-	s.render(w, r, http.StatusOK, "deadletter", q, map[string]any{"Title": "Dead letter " + strconv.FormatUint(seq, 10),
-		"L": s.viewDeadLetter(dl, q), "ReplayTo": replayTo})
+	data := map[string]any{"Title": "Dead letter " + strconv.FormatUint(seq, 10), "L": s.viewDeadLetter(dl, q), "ReplayTo": replayTo}
+	s.previewReplay(r.Context(), dl, data)
+	s.render(w, r, http.StatusOK, "deadletter", q, data)
 }
 
 // replayDeadLetter puts a dead letter back for its consumer only.
@@ -166,4 +169,32 @@ func (s *Server) settleDeadLetter(w http.ResponseWriter, r *http.Request, q *req
 func seqOf(r *http.Request) (uint64, bool) {
 	seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
 	return seq, err == nil && seq > 0
+}
+
+// previewReplay says what a replay of dl would change, from what its
+// consumer has recorded for the event since: nothing when it has applied
+// it (its dedupe acknowledges the replay), else the event applied for the
+// first time. Other consumers' outcomes are shown beside it: a replay does
+// not touch them.
+func (s *Server) previewReplay(ctx context.Context, dl bus.DeadLetter, data map[string]any) {
+	if s.opts.Reader == nil {
+		return
+	}
+	e, _, err := holdings.EventOutcomes(ctx, s.opts.Reader, dl.EventID)
+	if err != nil {
+		data["PreviewError"] = s.partFailed(ctx, "read what the consumers recorded", err)
+		return
+	}
+	var others []holdings.Outcome
+	for _, o := range e.Outcomes {
+		if o.Consumer == dl.Consumer {
+			data["Since"] = o
+		} else {
+			others = append(others, o)
+		}
+	}
+	data["Others"] = others
+	if data["Since"] == nil {
+		data["Unapplied"] = true
+	}
 }

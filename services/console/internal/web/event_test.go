@@ -55,3 +55,26 @@ func TestEventPageShowsEachConsumersOutcomeAndMasksThePayloadForAViewer(t *testi
 		t.Errorf("an unknown event: %d", p.status)
 	}
 }
+
+// The dead letter's page says what a replay would change: nothing when
+// its consumer has recorded the event since, the event applied otherwise.
+func TestDeadLetterPreviewSaysWhatAReplayChanges(t *testing.T) {
+	b := setupRead(t, &statusServer{})
+	b.exec(t, `INSERT INTO billing.processed_events (event_id, event_type, customer_id, outcome) VALUES ('evt_P1', 'invoice.paid', 'cus_P1', 'applied')`)
+	b.exec(t, `INSERT INTO crm.processed_events (event_id, event_type, customer_id, outcome) VALUES ('evt_P2', 'invoice.paid', 'cus_P2', 'synced')`)
+	unapplied := consoletest.PutDeadLetter(t, b.ns, natsauth.CRMSync, &billingv1.BillingEvent{EventId: "evt_P1", Type: "invoice.paid", CustomerId: "cus_P1"}, "hubspot: 503")
+	since := consoletest.PutDeadLetter(t, b.ns, natsauth.CRMSync, &billingv1.BillingEvent{EventId: "evt_P2", Type: "invoice.paid", CustomerId: "cus_P2"}, "hubspot: 503")
+	b.addStaff(t, "support@example.com", auth.Support, goodPassword, false)
+	br := b.browser(t)
+	br.signIn("support@example.com", goodPassword)
+
+	p := br.get("/dead-letters/" + strconv.FormatUint(unapplied, 10))
+	if !strings.Contains(p.body, "crm-sync has no record of this event: a replay applies it for the first time.") ||
+		!strings.Contains(p.body, "untouched: billing-state applied;") {
+		t.Errorf("preview of an unapplied event: %s", between(p.body, `id="preview"`, "</section>"))
+	}
+	p = br.get("/dead-letters/" + strconv.FormatUint(since, 10))
+	if !strings.Contains(p.body, "crm-sync has recorded this event since: <strong>synced</strong>") || !strings.Contains(p.body, "A replay changes nothing") {
+		t.Errorf("preview of an event applied since: %s", between(p.body, `id="preview"`, "</section>"))
+	}
+}
