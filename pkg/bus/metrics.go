@@ -45,7 +45,7 @@ func newPublishMetrics(reg prometheus.Registerer) *publishMetrics {
 		}, []string{"outcome"})),
 		retries: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lr_publish_retries_total",
-			Help: "Publish attempts sent again with the same message id, by reason: in_process (an earlier attempt is being stored), no_answer, unavailable (no leader, no responders, a reconnect), standby_refused (the standby stream refused an attempt).",
+			Help: "Publish attempts sent again with the same message id, by reason: in_process (an earlier attempt is being stored), no_answer, unavailable (no leader, no responders, a reconnect).",
 		}, []string{"reason"})),
 		standbys: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "lr_publish_standby_total",

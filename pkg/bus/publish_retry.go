@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"math/rand/v2"
@@ -32,37 +33,42 @@ const jsDuplicateInProcess jetstream.ErrorCode = 10158
 // answer to a repeat of a message an earlier attempt stored is a
 // duplicate ack, with the sequence of the stored message.
 //
-// With standby, attempts from the second on alternate between m's stream
-// and BILLING_EVENTS_STANDBY (see WithStandby). Only the standby's own
-// refusals are not final: the events stream may still take the message.
+// With standby, each attempt from the second on is sent four ways at once,
+// and the first ack wins: to m's stream and to BILLING_EVENTS_STANDBY,
+// each through the publisher's connection and through the standby's (see
+// WithStandby). The two streams are led from different nodes and the two
+// connections are on different servers (KeepStandbyApart), so whichever
+// single node is dead or silent, one of the four has neither its stream's
+// leader nor its connection there. A copy stored twice is kept once, by its
+// Nats-Msg-Id. Only the events stream's refusals are final.
 func (p *Publisher) publishUntilSettled(ctx context.Context, m *nats.Msg, standby bool) (*jetstream.PubAck, error) {
 	ctx, cancel := withPublishDeadline(ctx)
 	defer cancel()
 	var lastErr error
-	var alt *nats.Msg
+	first := []publishTry{{js: p.js, msg: m}}
+	var spread []publishTry
 	if standby {
-		alt = standbyMsg(m)
+		alt := standbyMsg(m)
+		spread = []publishTry{{js: p.js, msg: m}, {js: p.standbyJS, msg: alt, standby: true}, {js: p.js, msg: alt, standby: true}}
+		if p.standbyJS != p.js {
+			spread = append(spread, publishTry{js: p.standbyJS, msg: m})
+		}
 	}
 	for n := 1; ; n++ {
-		target, js, toStandby := m, p.js, alt != nil && n%2 == 0
-		if toStandby {
-			target, js = alt, p.standbyJS
+		tries := first
+		if n > 1 && spread != nil {
+			tries = spread
 		}
-		actx, cancel := context.WithTimeout(ctx, publishAttempt)
-		ack, err := js.PublishMsg(actx, target)
-		cancel()
+		ack, viaStandby, err := publishFirst(ctx, tries)
 		if err == nil {
-			if toStandby {
+			if viaStandby {
 				p.metrics.standby()
 			}
 			return ack, nil
 		}
 		reason, retry := publishRetryReason(err)
-		if !retry && !toStandby {
-			return nil, err
-		}
 		if !retry {
-			reason = "standby_refused"
+			return nil, err
 		}
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
 			// The caller's deadline, not the attempt's: say why it failed.
@@ -118,4 +124,59 @@ func withPublishDeadline(ctx context.Context) (context.Context, context.CancelFu
 		return ctx, func() {}
 	}
 	return context.WithTimeout(ctx, 5*time.Second)
+}
+
+// publishTry is one way to send a message: through which connection, and
+// whether to the standby stream.
+type publishTry struct {
+	js      jetstream.JetStream
+	msg     *nats.Msg
+	standby bool
+}
+
+// publishFirst sends every try at once, each bounded by publishAttempt,
+// and returns the first ack (and whether it came from the standby). When
+// none is acked, the error is the first refusal of the events stream that
+// no retry fixes, else the events stream's first error, else the
+// standby's; the tries still running are cancelled either way.
+func publishFirst(ctx context.Context, tries []publishTry) (*jetstream.PubAck, bool, error) {
+	if len(tries) == 1 {
+		actx, cancel := context.WithTimeout(ctx, publishAttempt)
+		defer cancel()
+		ack, err := tries[0].js.PublishMsg(actx, tries[0].msg)
+		return ack, tries[0].standby, err
+	}
+	actx, cancel := context.WithTimeout(ctx, publishAttempt)
+	defer cancel()
+	type result struct {
+		ack *jetstream.PubAck
+		err error
+		try publishTry
+	}
+	results := make(chan result, len(tries))
+	for _, t := range tries {
+		go func() {
+			ack, err := t.js.PublishMsg(actx, t.msg)
+			results <- result{ack, err, t}
+		}()
+	}
+	var mainErr, standbyErr error
+	for range tries {
+		r := <-results
+		switch {
+		case r.err == nil:
+			return r.ack, r.try.standby, nil
+		case r.try.standby:
+			standbyErr = cmp.Or(standbyErr, r.err)
+		default:
+			if _, retry := publishRetryReason(r.err); !retry {
+				return nil, false, r.err
+			}
+			mainErr = cmp.Or(mainErr, r.err)
+		}
+	}
+	if mainErr != nil {
+		return nil, false, mainErr
+	}
+	return nil, true, standbyErr
 }
