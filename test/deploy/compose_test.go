@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -228,4 +229,39 @@ func TestComposeEnvExampleMatchesFile(t *testing.T) {
 			t.Errorf("deploy/.env.example sets %s, which compose never reads", k)
 		}
 	}
+}
+
+// The console's billing token is one of billing-state's STATUS_API_TOKENS,
+// with the admin role its staff actions need: otherwise every customer page
+// and action is refused with Unauthenticated or PermissionDenied.
+func TestComposeConsoleTokenIsABillingStateToken(t *testing.T) {
+	p := loadCompose(t)
+	envOf := func(service, key string) string {
+		t.Helper()
+		s, ok := p.Services[service]
+		if !ok {
+			t.Fatalf("compose has no service %s", service)
+		}
+		v := s.Environment[key]
+		if v == nil || *v == "" {
+			t.Fatalf("compose %s: %s is not set", service, key)
+		}
+		return *v
+	}
+	token := envOf("console", "CONSOLE_BILLING_GRPC_TOKEN")
+	tokens := envOf("billing-state", "STATUS_API_TOKENS")
+	for _, entry := range strings.Split(tokens, ",") {
+		// name=token:role[+role]; the token is between the first '=' and
+		// the last ':'.
+		_, rest, _ := strings.Cut(entry, "=")
+		i := strings.LastIndex(rest, ":")
+		if i < 0 || rest[:i] != token {
+			continue
+		}
+		if roles := strings.Split(rest[i+1:], "+"); !slices.Contains(roles, "admin") {
+			t.Errorf("the console's STATUS_API_TOKENS entry %q has roles %v; its staff actions need admin", strings.Split(entry, "=")[0], roles)
+		}
+		return
+	}
+	t.Errorf("CONSOLE_BILLING_GRPC_TOKEN is none of billing-state's STATUS_API_TOKENS (%d entries)", len(strings.Split(tokens, ",")))
 }

@@ -41,9 +41,11 @@ var loaders = map[string]func(config.Getenv) error{
 var runtimeVars = map[string]bool{"GOMAXPROCS": true, "GOMEMLIMIT": true, "GOGC": true, "GODEBUG": true, "TZ": true}
 
 // deploymentCritical are variables with defaults that only fit a developer's
-// machine (127.0.0.1, no tracing): every deployment must set them, for each
-// service that reads them.
-var deploymentCritical = []string{"NATS_URL", "NATS_PASSWORD", "DATABASE_URL", "OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_ENDPOINT", "LOG_LEVEL"}
+// machine (127.0.0.1, no tracing, no token): every deployment must set them,
+// for each service that reads them. Without the CONSOLE_* ones the console
+// starts, but shows no billing state and no service health.
+var deploymentCritical = []string{"NATS_URL", "NATS_PASSWORD", "DATABASE_URL", "OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_ENDPOINT", "LOG_LEVEL",
+	"CONSOLE_BILLING_GRPC_ADDR", "CONSOLE_BILLING_GRPC_TOKEN", "CONSOLE_OPS_TARGETS"}
 
 // providerVariants switch each optional integration on, so that variables a
 // service reads only for one provider are recorded too.
@@ -86,6 +88,8 @@ func secretSample(t *testing.T, key string) string {
 		return "sk_test_" + randomHex(16)
 	case "STATUS_LINK_SECRETS":
 		return randomHex(20) + "," + randomHex(20)
+	case "CONSOLE_BILLING_GRPC_TOKEN":
+		return randomHex(24)
 	case "HUBSPOT_TOKEN", "CRM_WEBHOOK_SECRET", "ZENDESK_API_TOKEN", "NATS_PASSWORD", "SMTP_PASSWORD", "TWILIO_AUTH_TOKEN":
 		return randomHex(16)
 	case "CRM_WEBHOOK_URL":
