@@ -10,9 +10,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/launchready/launchready/pkg/pg"
 )
 
 // SmokeResult is one channel's outcome in one smoke run.
@@ -44,9 +47,32 @@ CREATE TABLE IF NOT EXISTS readiness.doctor_reports (
     report     jsonb       NOT NULL
 );`
 
-// EnsureSchema creates the readiness tables when missing. Two runs racing
-// on the first creation are serialised by an advisory lock.
+// EnsureSchema creates the readiness tables when missing and lets the
+// staff console read them (pg.GrantReader), as each service's migrations do
+// for its own schema. Two runs racing on the first creation are serialised
+// by an advisory lock.
 func EnsureSchema(ctx context.Context, pool *pgxpool.Pool) error {
+	if err := createSchema(ctx, pool); err != nil {
+		return err
+	}
+	ok, err := pg.GrantReader(ctx, pool, "readiness")
+	switch {
+	case pg.IsInsufficientPrivilege(err):
+		// A login that uses the schema but does not own it (the doctor's,
+		// after a smoke run made it) may not grant; the owner's next run
+		// does. Its results are still worth keeping.
+		slog.WarnContext(ctx, "this database login may not grant the staff console SELECT on readiness; the owner's next smoke run or doctor grants it",
+			"schema", "readiness", "role", pg.ConsoleReaderRole)
+	case err != nil:
+		return fmt.Errorf("readiness schema: %w", err)
+	case !ok:
+		slog.WarnContext(ctx, "the database login may not create roles: the staff console cannot read the smoke results until an administrator creates the role",
+			"schema", "readiness", "role", pg.ConsoleReaderRole)
+	}
+	return nil
+}
+
+func createSchema(ctx context.Context, pool *pgxpool.Pool) error {
 	tx, err := pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("readiness schema: %w", err)
