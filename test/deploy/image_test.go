@@ -3,6 +3,7 @@ package deploy
 import (
 	"bufio"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -107,10 +108,13 @@ func TestDockerfileBuildsStaticServiceOnDistroless(t *testing.T) {
 	}
 }
 
-// The image copies proto/, pkg/, the service's own directory and
-// test/testkit's module files (every module's tests use it), so every
-// replace in a service's go.mod must point inside those, and the shared
-// modules must be replaced by their relative paths.
+// The image copies proto/, pkg/, the services/ tree (the launchready CLI's
+// module needs every service's) and test/testkit's module files (every
+// module's tests use it), so every replace in a service's go.mod must point
+// inside those, and the shared modules must be replaced by their relative
+// paths. A module may name another service's module for its tests (the
+// console's run the real services), but its binary must not import another
+// service: that is checked on the binary's dependencies.
 func TestServiceModulesBuildFromTheirOwnDirectory(t *testing.T) {
 	root := repoRoot(t)
 	for _, s := range services {
@@ -156,7 +160,7 @@ func TestServiceModulesBuildFromTheirOwnDirectory(t *testing.T) {
 				}
 				abs := filepath.Join(dir, to)
 				inside := false
-				for _, copied := range []string{"proto", "pkg", filepath.Join("services", s.Name), filepath.Join("test", "testkit")} {
+				for _, copied := range []string{"proto", "pkg", "services", filepath.Join("test", "testkit")} {
 					if rel, err := filepath.Rel(filepath.Join(root, copied), abs); err == nil && !strings.HasPrefix(rel, "..") {
 						inside = true
 					}
@@ -167,6 +171,18 @@ func TestServiceModulesBuildFromTheirOwnDirectory(t *testing.T) {
 			}
 			if _, err := os.Stat(filepath.Join(dir, "go.sum")); err != nil {
 				t.Errorf("no go.sum: a GOWORK=off build cannot verify its modules: %v", err)
+			}
+			cmd := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", "./cmd/"+s.Name)
+			cmd.Dir = dir
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("go list -deps ./cmd/%s: %v", s.Name, err)
+			}
+			own := "github.com/launchready/launchready/services/" + s.Name
+			for _, pkg := range strings.Fields(string(out)) {
+				if strings.HasPrefix(pkg, "github.com/launchready/launchready/services/") && pkg != own && !strings.HasPrefix(pkg, own+"/") {
+					t.Errorf("the %s binary imports %s: no service imports another", s.Name, pkg)
+				}
 			}
 			if _, err := os.Stat(filepath.Join(dir, "cmd", s.Name, "main.go")); err != nil {
 				t.Errorf("no cmd/%s/main.go for the Dockerfile to build: %v", s.Name, err)
