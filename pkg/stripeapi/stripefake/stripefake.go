@@ -1,7 +1,8 @@
 // Package stripefake is an in-memory Stripe API for tests, over real HTTP:
 // the events list with paging and created and types filters, object lists
 // (subscriptions honour status, so a list without status=all leaves
-// canceled ones out, as Stripe does), single subscription and charge reads,
+// canceled ones out, as Stripe does; webhook endpoints are listed too),
+// single subscription and charge reads,
 // and rate-limit 429s and 500s on demand. It records every request with
 // its arrival time, so a test can check the request rate a client kept.
 package stripefake
@@ -103,6 +104,7 @@ var kindPaths = map[string]string{
 	"charge":           "charges",
 	"refund":           "refunds",
 	"dispute":          "disputes",
+	"webhook_endpoint": "webhook_endpoints",
 }
 
 // PutObject stores an object, or replaces the stored one with its id: a
@@ -252,7 +254,7 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request) int {
 	return writeError(w, http.StatusNotFound, "invalid_request_error", "resource_missing", "Unrecognized request URL")
 }
 
-var listPaths = map[string]bool{"customers": true, "subscriptions": true, "invoices": true, "checkout/sessions": true, "charges": true, "refunds": true, "disputes": true}
+var listPaths = map[string]bool{"customers": true, "subscriptions": true, "invoices": true, "checkout/sessions": true, "charges": true, "refunds": true, "disputes": true, "webhook_endpoints": true}
 
 // createdFilter reads created[gte|gt|lte|lt] and created=N.
 func createdFilter(q url.Values) func(int64) bool {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -13,6 +12,8 @@ import (
 
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
+
+	"github.com/launchready/launchready/pkg/stripeapi"
 )
 
 // stripeAPI returns a client on STRIPE_API_KEY (and STRIPE_API_BASE), or a
@@ -224,7 +225,7 @@ func (d *Doctor) checkStripeEndpoint(ctx context.Context) ([]Check, error) {
 	for it.Next() {
 		ep := it.WebhookEndpoint()
 		urls = append(urls, ep.URL)
-		if sameURL(ep.URL, public) {
+		if stripeapi.SameURL(ep.URL, public) {
 			mine = append(mine, ep)
 		}
 	}
@@ -293,16 +294,6 @@ func apiVersionCheck(name, v string) Check {
 		return warn(name, v+" is newer than the shapes the normaliser was built for (through basil)", "keep the endpoint on a basil version until Launch Ready is upgraded")
 	}
 	return pass(name, v+", a version the normaliser reads")
-}
-
-func sameURL(a, b string) bool {
-	ua, err1 := url.Parse(a)
-	ub, err2 := url.Parse(b)
-	if err1 != nil || err2 != nil {
-		return a == b
-	}
-	return strings.EqualFold(ua.Scheme, ub.Scheme) && strings.EqualFold(ua.Host, ub.Host) &&
-		strings.TrimSuffix(ua.Path, "/") == strings.TrimSuffix(ub.Path, "/") && ua.RawQuery == ub.RawQuery
 }
 
 func stripeErrorText(err error) string {
