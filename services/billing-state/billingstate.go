@@ -49,6 +49,9 @@ const DefaultBatchSize = 32
 // DefaultDriftCheckInterval is DRIFT_CHECK_INTERVAL's default.
 const DefaultDriftCheckInterval = 6 * time.Hour
 
+// DefaultEndpointCheckInterval is ENDPOINT_CHECK_INTERVAL's default.
+const DefaultEndpointCheckInterval = time.Hour
+
 // Config is the service's configuration.
 type Config struct {
 	DatabaseURL string
@@ -80,9 +83,16 @@ type Config struct {
 	// subscriptions are compared with Stripe's (0 turns it off; it is off
 	// without STRIPE_API_KEY too).
 	DriftCheckInterval time.Duration
-	Streams            bus.StreamConfig
-	Consumer           bus.ConsumerConfig
-	Telemetry          telemetry.Config
+	// EndpointCheckInterval is ENDPOINT_CHECK_INTERVAL: how often Stripe's
+	// webhook endpoints are listed to see that the one at PublicWebhookURL
+	// is enabled (0 turns it off; it is off without STRIPE_API_KEY too).
+	EndpointCheckInterval time.Duration
+	// PublicWebhookURL is PUBLIC_WEBHOOK_URL, the URL Stripe delivers to;
+	// empty: the endpoint check watches every endpoint.
+	PublicWebhookURL string
+	Streams          bus.StreamConfig
+	Consumer         bus.ConsumerConfig
+	Telemetry        telemetry.Config
 	// ReturnURLs (PORTAL_RETURN_URLS) is where a billing portal session
 	// may lead back to; CreatePortalSession also needs StripeAPIKey.
 	ReturnURLs portal.ReturnURLs
@@ -153,31 +163,34 @@ func (c Config) WithLogger(log *slog.Logger) Config {
 // ConfigFromEnv reads DATABASE_URL, NATS_URL and its credentials, GRPC_ADDR,
 // HTTP_ADDR, STATUS_API_TOKENS, the GRPC_* limits, PAST_DUE_ENTITLED,
 // STRIPE_API_KEY, STRIPE_API_BASE,
-// STRIPE_API_RATE, STRIPE_LIVEMODE, ASYNC_COMMIT, OUTBOX_RETENTION, STATUS_STALE_AFTER,
+// STRIPE_API_RATE, STRIPE_LIVEMODE, DRIFT_CHECK_INTERVAL, ENDPOINT_CHECK_INTERVAL,
+// PUBLIC_WEBHOOK_URL, ASYNC_COMMIT, OUTBOX_RETENTION, STATUS_STALE_AFTER,
 // DISPLAY_LOCALES_DIR (whose catalogues it loads), PORTAL_RETURN_URLS,
 // STATUS_PAGE_ADDR, STATUS_PAGE_URL, STATUS_LINK_SECRETS, STATUS_LINK_MAX_TTL, the NATS_* stream
 // settings, CONSUMER_* and OTEL_*. Every problem is reported at once.
 func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	e := config.New(getenv)
 	cfg := Config{
-		DatabaseURL:        e.String("DATABASE_URL", pg.DefaultURL),
-		NATSURL:            bus.ConnConfigFromEnv(e, Durable),
-		GRPCAddr:           e.String("GRPC_ADDR", ":9090"),
-		HTTPAddr:           e.String("HTTP_ADDR", ":8081"),
-		Policy:             canonical.Policy{PastDueEntitled: e.Bool("PAST_DUE_ENTITLED", true)},
-		StripeAPIKey:       e.Secret("STRIPE_API_KEY"),
-		StripeAPIBase:      e.String("STRIPE_API_BASE", ""),
-		StripeAPIRate:      e.Float("STRIPE_API_RATE", stripeapi.DefaultRate),
-		StripeLivemode:     e.OneOf("STRIPE_LIVEMODE", "", "", "live", "test"),
-		DriftCheckInterval: e.Duration("DRIFT_CHECK_INTERVAL", DefaultDriftCheckInterval),
-		AsyncCommit:        e.Bool("ASYNC_COMMIT", true),
-		OutboxRetention:    e.Duration("OUTBOX_RETENTION", 24*time.Hour),
-		Streams:            bus.StreamConfigFromEnv(e),
-		Consumer:           bus.ConsumerConfigFromEnv(e, Durable),
-		Telemetry:          telemetry.ConfigFromEnv(e, "billing-state"),
-		GRPC:               grpcapi.ConfigFromEnv(e),
-		StaleAfter:         e.Duration("STATUS_STALE_AFTER", display.DefaultStaleAfter),
-		LocalesDir:         e.String("DISPLAY_LOCALES_DIR", ""),
+		DatabaseURL:           e.String("DATABASE_URL", pg.DefaultURL),
+		NATSURL:               bus.ConnConfigFromEnv(e, Durable),
+		GRPCAddr:              e.String("GRPC_ADDR", ":9090"),
+		HTTPAddr:              e.String("HTTP_ADDR", ":8081"),
+		Policy:                canonical.Policy{PastDueEntitled: e.Bool("PAST_DUE_ENTITLED", true)},
+		StripeAPIKey:          e.Secret("STRIPE_API_KEY"),
+		StripeAPIBase:         e.String("STRIPE_API_BASE", ""),
+		StripeAPIRate:         e.Float("STRIPE_API_RATE", stripeapi.DefaultRate),
+		StripeLivemode:        e.OneOf("STRIPE_LIVEMODE", "", "", "live", "test"),
+		DriftCheckInterval:    e.Duration("DRIFT_CHECK_INTERVAL", DefaultDriftCheckInterval),
+		EndpointCheckInterval: e.Duration("ENDPOINT_CHECK_INTERVAL", DefaultEndpointCheckInterval),
+		PublicWebhookURL:      e.String("PUBLIC_WEBHOOK_URL", ""),
+		AsyncCommit:           e.Bool("ASYNC_COMMIT", true),
+		OutboxRetention:       e.Duration("OUTBOX_RETENTION", 24*time.Hour),
+		Streams:               bus.StreamConfigFromEnv(e),
+		Consumer:              bus.ConsumerConfigFromEnv(e, Durable),
+		Telemetry:             telemetry.ConfigFromEnv(e, "billing-state"),
+		GRPC:                  grpcapi.ConfigFromEnv(e),
+		StaleAfter:            e.Duration("STATUS_STALE_AFTER", display.DefaultStaleAfter),
+		LocalesDir:            e.String("DISPLAY_LOCALES_DIR", ""),
 	}
 	if cfg.StaleAfter <= 0 {
 		e.Fail("STATUS_STALE_AFTER: must be positive")
@@ -216,6 +229,9 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	}
 	if cfg.DriftCheckInterval < 0 {
 		e.Fail("DRIFT_CHECK_INTERVAL: must not be negative (0 turns the check off)")
+	}
+	if cfg.EndpointCheckInterval < 0 {
+		e.Fail("ENDPOINT_CHECK_INTERVAL: must not be negative (0 turns the check off)")
 	}
 	if cfg.OutboxRetention <= 0 {
 		e.Fail("OUTBOX_RETENTION: must be positive")
@@ -278,7 +294,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("database_url", config.MaskURL(c.DatabaseURL)), slog.Any("nats", c.NATSURL),
 		slog.String("grpc_addr", c.GRPCAddr), slog.String("http_addr", c.HTTPAddr), slog.Any("tokens", c.Tokens.Names()),
 		slog.Bool("past_due_entitled", c.Policy.PastDueEntitled), slog.Any("stripe_api_key", c.StripeAPIKey),
-		slog.String("stripe_api_base", config.MaskURL(c.StripeAPIBase)), slog.String("stripe_livemode", c.StripeLivemode), slog.String("drift_check_interval", c.DriftCheckInterval.String()), slog.Int("consumer_concurrency", c.Consumer.Concurrency),
+		slog.String("stripe_api_base", config.MaskURL(c.StripeAPIBase)), slog.String("stripe_livemode", c.StripeLivemode), slog.String("drift_check_interval", c.DriftCheckInterval.String()), slog.String("endpoint_check_interval", c.EndpointCheckInterval.String()), slog.Int("consumer_concurrency", c.Consumer.Concurrency),
 		slog.Int("consumer_max_deliver", c.Consumer.MaxDeliver), slog.Bool("async_commit", c.AsyncCommit),
 		slog.Bool("grpc_tls", c.GRPC.TLS()), slog.Any("grpc_max_streams", c.GRPC.MaxStreams), slog.Int("grpc_max_watch_per_token", c.GRPC.MaxWatchPerToken),
 		slog.String("grpc_unary_timeout", c.GRPC.UnaryTimeout.String()), slog.Any("grpc_db_max_conns", c.GRPC.DBMaxConns),

@@ -671,7 +671,7 @@ func TestConfigFromEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.GRPCAddr != ":9090" || cfg.HTTPAddr != ":8081" || !cfg.Policy.PastDueEntitled || cfg.Consumer.Durable != Durable ||
-		cfg.StripeAPIRate != 20 || cfg.DriftCheckInterval != 6*time.Hour || cfg.Tokens.Len() != 0 || cfg.NATSURL.URL != nats.DefaultURL || !cfg.AsyncCommit ||
+		cfg.StripeAPIRate != 20 || cfg.DriftCheckInterval != 6*time.Hour || cfg.EndpointCheckInterval != time.Hour || cfg.PublicWebhookURL != "" || cfg.Tokens.Len() != 0 || cfg.NATSURL.URL != nats.DefaultURL || !cfg.AsyncCommit ||
 		cfg.OutboxRetention != 24*time.Hour {
 		t.Fatalf("defaults: %+v", cfg)
 	}
@@ -682,13 +682,14 @@ func TestConfigFromEnv(t *testing.T) {
 	cfg, err = ConfigFromEnv(config.Map(map[string]string{
 		"PAST_DUE_ENTITLED": "false", "STATUS_API_TOKENS": "mobile=" + tok + ":read", "GRPC_ADDR": ":9999",
 		"STRIPE_API_KEY": "sk_test_" + tok, "STRIPE_API_RATE": "2.5", "ASYNC_COMMIT": "false", "OUTBOX_RETENTION": "2h",
+		"ENDPOINT_CHECK_INTERVAL": "15m", "PUBLIC_WEBHOOK_URL": "https://hooks.example.com/stripe",
 		"GRPC_MAX_STREAMS": "64", "GRPC_MAX_WATCH_PER_TOKEN": "3", "GRPC_UNARY_TIMEOUT": "750ms", "GRPC_DB_MAX_CONNS": "2",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Policy.PastDueEntitled || cfg.Tokens.Len() != 1 || cfg.GRPCAddr != ":9999" || cfg.StripeAPIRate != 2.5 || cfg.AsyncCommit ||
-		cfg.OutboxRetention != 2*time.Hour {
+		cfg.OutboxRetention != 2*time.Hour || cfg.EndpointCheckInterval != 15*time.Minute || cfg.PublicWebhookURL != "https://hooks.example.com/stripe" {
 		t.Fatalf("%+v", cfg)
 	}
 	if want := (grpcapi.Config{MaxStreams: 64, MaxWatchPerToken: 3, UnaryTimeout: 750 * time.Millisecond, DBMaxConns: 2}); cfg.GRPC != want {
@@ -699,10 +700,11 @@ func TestConfigFromEnv(t *testing.T) {
 	}
 	_, err = ConfigFromEnv(config.Map(map[string]string{
 		"STATUS_API_TOKENS": "mobile=" + tok + ":write", "PAST_DUE_ENTITLED": "maybe", "STRIPE_API_RATE": "0",
-		"OUTBOX_RETENTION": "0s",
+		"OUTBOX_RETENTION": "0s", "ENDPOINT_CHECK_INTERVAL": "-1h",
 	}))
 	if err == nil || !strings.Contains(err.Error(), "write") || !strings.Contains(err.Error(), "PAST_DUE_ENTITLED") ||
-		!strings.Contains(err.Error(), "STRIPE_API_RATE") || !strings.Contains(err.Error(), "OUTBOX_RETENTION") || strings.Contains(err.Error(), tok) {
+		!strings.Contains(err.Error(), "STRIPE_API_RATE") || !strings.Contains(err.Error(), "OUTBOX_RETENTION") ||
+		!strings.Contains(err.Error(), "ENDPOINT_CHECK_INTERVAL") || strings.Contains(err.Error(), tok) {
 		t.Fatalf("errors: %v", err)
 	}
 	// A live key where STRIPE_LIVEMODE says test is refused at start,

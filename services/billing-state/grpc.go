@@ -21,6 +21,7 @@ import (
 	"github.com/launchready/launchready/services/billing-state/internal/admin"
 	"github.com/launchready/launchready/services/billing-state/internal/display"
 	"github.com/launchready/launchready/services/billing-state/internal/drift"
+	"github.com/launchready/launchready/services/billing-state/internal/endpoint"
 	"github.com/launchready/launchready/services/billing-state/internal/grpcapi"
 	"github.com/launchready/launchready/services/billing-state/internal/relay"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
@@ -82,6 +83,13 @@ func serveGRPC(host *service.Host, cfg Config, rl *relay.Relay, api *stripeapi.C
 		opts.Drift = checker
 		if cfg.DriftCheckInterval > 0 {
 			host.Go("drift check", func(ctx context.Context) error { return checker.Schedule(ctx, cfg.DriftCheckInterval) })
+		}
+		if cfg.EndpointCheckInterval > 0 {
+			watcher, err := endpoint.New(api, cfg.PublicWebhookURL, host.Registry, host.Log)
+			if err != nil {
+				return err
+			}
+			host.Go("webhook endpoint check", func(ctx context.Context) error { return watcher.Schedule(ctx, cfg.EndpointCheckInterval) })
 		}
 	}
 	srv, err := grpcapi.New(cfg.GRPC, opts)
