@@ -143,7 +143,7 @@ func TestRulesReferenceExportedMetrics(t *testing.T) {
 	for _, want := range []string{
 		"LaunchReadyWebhookFailureRateHigh", "LaunchReadyDeadLetters", "LaunchReadyConsumerLagGrowing",
 		"LaunchReadyAlertLatencyHigh", "LaunchReadyWeeklyDuplicates", "LaunchReadyWebhookSlow", "LaunchReadyIngressDown",
-		"LaunchReadyWebhookSilence",
+		"LaunchReadyWebhookSilence", "LaunchReadyStripeEndpointDisabled",
 		"LaunchReadyBillingDrift", "LaunchReadySmokeStale",
 	} {
 		if !alerts[want] {
@@ -309,6 +309,21 @@ func TestAlertsFire(t *testing.T) {
 		{"LaunchReadyWebhookSilence", "a longer setting", `
 			lr_webhook_last_received_timestamp_seconds 600x60
 			lr_webhook_silence_alert_seconds 21600x60`, false},
+		{"LaunchReadyStripeEndpointDisabled", "Stripe disabled the endpoint", `
+			lr_stripe_webhook_endpoint_enabled{url="https://hooks.example.com/stripe",instance="a"} 1x30 0x30
+			lr_stripe_webhook_endpoints_matching{instance="a"} 1x60`, true},
+		{"LaunchReadyStripeEndpointDisabled", "no endpoint points at PUBLIC_WEBHOOK_URL", `
+			lr_stripe_webhook_endpoints_matching{instance="a"} 1x30 0x30`, true},
+		{"LaunchReadyStripeEndpointDisabled", "one of two endpoints disabled", `
+			lr_stripe_webhook_endpoint_enabled{url="https://a.example.com/hook",instance="a"} 1x60
+			lr_stripe_webhook_endpoint_enabled{url="https://b.example.com/hook",instance="a"} 0x60
+			lr_stripe_webhook_endpoints_matching{instance="a"} 2x60`, true},
+		{"LaunchReadyStripeEndpointDisabled", "enabled and matching", `
+			lr_stripe_webhook_endpoint_enabled{url="https://hooks.example.com/stripe",instance="a"} 1x60
+			lr_stripe_webhook_endpoints_matching{instance="a"} 1x60`, false},
+		{"LaunchReadyStripeEndpointDisabled", "re-enabled after being disabled", `
+			lr_stripe_webhook_endpoint_enabled{url="https://hooks.example.com/stripe",instance="a"} 0x30 1x30
+			lr_stripe_webhook_endpoints_matching{instance="a"} 1x60`, false},
 		// The query runs at minute 60: 3,600 s; 35 days are 3,024,000 s.
 		{"LaunchReadySmokeStale", "one channel not passed for 36 days", `
 			lr_smoke_last_success_timestamp_seconds{channel="slack",instance="a"} 0x60
