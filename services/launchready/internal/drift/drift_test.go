@@ -105,10 +105,11 @@ func TestDriftFoundPrintedRepairedAndAudited(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	_, ingress, err := bus.Connect(ctx, ns.Conn(natsauth.Ingress), "test-ingress", nil)
+	ingressNC, ingress, err := bus.Connect(ctx, ns.Conn(natsauth.Ingress), "test-ingress", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer ingressNC.Close()
 	pub := bus.NewPublisher(ingress, nil)
 	publish := func(ev *billingv1.BillingEvent) {
 		t.Helper()
