@@ -13,6 +13,7 @@ import (
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
 
+	"github.com/launchready/launchready/pkg/config"
 	"github.com/launchready/launchready/pkg/stripeapi"
 )
 
@@ -208,29 +209,29 @@ var HandledEventTypes = []string{
 }
 
 func (d *Doctor) checkStripeEndpoint(ctx context.Context) ([]Check, error) {
-	api, _, err := d.stripeAPI()
-	if err != nil {
-		return nil, err
+	key := d.env.Lookup("STRIPE_API_KEY")
+	if key == "" {
+		return nil, skip("STRIPE_API_KEY is not set")
 	}
 	public := d.env.Lookup("PUBLIC_WEBHOOK_URL")
 	if public == "" {
 		return nil, skip("PUBLIC_WEBHOOK_URL is not set")
 	}
-	p := &stripe.WebhookEndpointListParams{}
-	p.Limit = stripe.Int64(100)
-	p.Context = ctx
-	it := api.WebhookEndpoints.List(p)
-	var mine []*stripe.WebhookEndpoint
-	var urls []string
-	for it.Next() {
-		ep := it.WebhookEndpoint()
-		urls = append(urls, ep.URL)
-		if stripeapi.SameURL(ep.URL, public) {
-			mine = append(mine, ep)
-		}
+	// The same listing and matching as billing-state's endpoint check. The
+	// key's mode is the stripe-key check's to judge, so none is asked here.
+	api, err := stripeapi.New(stripeapi.Config{Key: config.Secret(key), Base: d.env.Lookup("STRIPE_API_BASE"),
+		Timeout: 15 * time.Second, MaxNetworkRetries: 1})
+	if err != nil {
+		return nil, err
 	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("list webhook endpoints: %v", stripeErrorText(err))
+	all, err := api.ListWebhookEndpoints(ctx)
+	if err != nil {
+		return nil, err
+	}
+	mine := stripeapi.EndpointsAt(all, public)
+	var urls []string
+	for _, ep := range all {
+		urls = append(urls, ep.URL)
 	}
 	if len(mine) == 0 {
 		seen := "no endpoint at all"
@@ -243,7 +244,7 @@ func (d *Doctor) checkStripeEndpoint(ctx context.Context) ([]Check, error) {
 	var out []Check
 	for _, ep := range mine {
 		label := "stripe/endpoint " + ep.ID
-		if ep.Status != "enabled" {
+		if !ep.Enabled() {
 			out = append(out, fail(label, fmt.Sprintf("points at %s but is %s: Stripe sends it nothing", public, ep.Status),
 				"enable it in the dashboard once the route answers 2xx (Stripe disables endpoints that keep failing)"))
 			continue
