@@ -104,9 +104,25 @@ func (c *Checker) Check(ctx context.Context) ([]stripeapi.WebhookEndpoint, strin
 	return mine, outcome, nil
 }
 
-// Schedule checks at once and then every interval until ctx ends, logging
-// each outcome.
+// FirstCheckDelay is the longest a start waits before its first check.
+// A start is no time to spend Stripe's rate budget, and a pod that keeps
+// restarting would otherwise list the endpoints on every start.
+const FirstCheckDelay = 5 * time.Minute
+
+// Schedule checks first after min(interval, FirstCheckDelay) and then every
+// interval until ctx ends, logging each outcome.
 func (c *Checker) Schedule(ctx context.Context, interval time.Duration) error {
+	return c.schedule(ctx, min(interval, FirstCheckDelay), interval)
+}
+
+func (c *Checker) schedule(ctx context.Context, first, interval time.Duration) error {
+	wait := time.NewTimer(first)
+	defer wait.Stop()
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-wait.C:
+	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {

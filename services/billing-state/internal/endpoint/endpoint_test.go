@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/launchready/launchready/pkg/stripeapi"
 	"github.com/launchready/launchready/pkg/stripeapi/stripefake"
 	"github.com/launchready/launchready/services/billing-state/internal/endpoint"
+	"github.com/launchready/launchready/test/testkit"
 )
 
 const public = "https://hooks.example.com/webhooks/stripe"
@@ -174,5 +176,35 @@ func TestStripeErrorCountsAndKeepsGauges(t *testing.T) {
 	g := gauges(t, reg)
 	if g["lr_stripe_endpoint_checks_total{outcome=error}"] != 1 || g["lr_stripe_webhook_endpoint_enabled{url="+public+"}"] != 1 {
 		t.Errorf("want one error and the gauge kept at 1: %v", g)
+	}
+}
+
+// The scheduled check waits for its first delay, then checks every
+// interval, and returns when ctx ends.
+func TestScheduleChecksAfterTheFirstDelayAndEveryInterval(t *testing.T) {
+	fake, c, reg := setup(t, public)
+	put(t, fake, endpointJSON("we_1", public, "disabled", 100))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- c.ScheduleFirstAfter(ctx, 300*time.Millisecond, 200*time.Millisecond) }()
+	if n := len(fake.Requests()); n != 0 {
+		t.Fatalf("%d requests before the first delay", n)
+	}
+	testkit.Eventually(t, 10*time.Second, "two scheduled checks", func() bool {
+		return gauges(t, reg)["lr_stripe_endpoint_checks_total{outcome=disabled}"] >= 2
+	})
+	first := fake.Requests()[0].At
+	if d := first.Sub(start); d < 300*time.Millisecond {
+		t.Errorf("first check %s after start, before the first delay", d)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Schedule did not return after its context ended")
 	}
 }
