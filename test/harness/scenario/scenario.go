@@ -23,6 +23,7 @@ import (
 	"time"
 
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 // Event is one Stripe event as Stripe delivers it, plus the ids it names.
@@ -178,7 +179,7 @@ func (b *B) raw(file, typ string, at int, apiVersion string, obj map[string]any,
 		return "", nil
 	}
 	for path, v := range obj {
-		if err := set(o, strings.Split(path, "."), v); err != nil {
+		if err := journey.SetPath(o, strings.Split(path, "."), v); err != nil {
 			b.err = fmt.Errorf("scenario: %s: set %s: %w", file, path, err)
 			return "", nil
 		}
@@ -197,42 +198,7 @@ func (b *B) raw(file, typ string, at int, apiVersion string, obj map[string]any,
 }
 
 // Delete, as a value in obj, removes the key.
-var Delete = deleteMarker{}
-
-type deleteMarker struct{}
-
-func set(m map[string]any, path []string, v any) error {
-	if len(path) == 1 {
-		if _, del := v.(deleteMarker); del {
-			delete(m, path[0])
-			return nil
-		}
-		m[path[0]] = v
-		return nil
-	}
-	next := m[path[0]]
-	if arr, ok := next.([]any); ok {
-		i, err := strconv.Atoi(path[1])
-		if err != nil || i >= len(arr) {
-			return fmt.Errorf("bad index %s", path[1])
-		}
-		if len(path) == 2 {
-			arr[i] = v
-			return nil
-		}
-		sub, ok := arr[i].(map[string]any)
-		if !ok {
-			return fmt.Errorf("%s.%s is not an object", path[0], path[1])
-		}
-		return set(sub, path[2:], v)
-	}
-	sub, ok := next.(map[string]any)
-	if !ok {
-		sub = map[string]any{}
-		m[path[0]] = sub
-	}
-	return set(sub, path[1:], v)
-}
+var Delete = journey.Delete
 
 func (b *B) add(ev Event, file, apiVersion string, at int, obj, prev map[string]any) *Event {
 	id, raw := b.raw(file, ev.Type, at, apiVersion, obj, prev)

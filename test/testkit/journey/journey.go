@@ -57,7 +57,7 @@ func (b *Builder) Raw(file, typ string, at int, obj, prev map[string]any) []byte
 	data, _ := env["data"].(map[string]any)
 	o, _ := data["object"].(map[string]any)
 	for path, v := range obj {
-		if err := set(o, strings.Split(path, "."), v); err != nil {
+		if err := SetPath(o, strings.Split(path, "."), v); err != nil {
 			b.t.Fatalf("journey: %s: set %s: %v", file, path, err)
 		}
 	}
@@ -84,8 +84,20 @@ func (b *Builder) Event(file, typ string, at int, obj, prev map[string]any) *bil
 	return ev
 }
 
-func set(m map[string]any, path []string, v any) error {
+// Delete, as the value SetPath sets, removes the key instead.
+var Delete = deleteMarker{}
+
+type deleteMarker struct{}
+
+// SetPath sets the value at path (keys, and indexes into arrays) in m,
+// making the objects on the way that are missing; v == Delete removes the
+// last key.
+func SetPath(m map[string]any, path []string, v any) error {
 	if len(path) == 1 {
+		if _, del := v.(deleteMarker); del {
+			delete(m, path[0])
+			return nil
+		}
 		m[path[0]] = v
 		return nil
 	}
@@ -103,14 +115,14 @@ func set(m map[string]any, path []string, v any) error {
 		if !ok {
 			return fmt.Errorf("%s.%s is not an object", path[0], path[1])
 		}
-		return set(sub, path[2:], v)
+		return SetPath(sub, path[2:], v)
 	}
 	sub, ok := next.(map[string]any)
 	if !ok {
 		sub = map[string]any{}
 		m[path[0]] = sub
 	}
-	return set(sub, path[1:], v)
+	return SetPath(sub, path[1:], v)
 }
 
 const day = 24 * 3600
