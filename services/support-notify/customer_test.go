@@ -6,10 +6,15 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/stripeapi/stripefake"
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 
 	supportnotify "github.com/launchready/launchready/services/support-notify"
+	"github.com/launchready/launchready/test/testkit"
 	"github.com/launchready/launchready/test/testkit/fakes"
 	"github.com/launchready/launchready/test/testkit/journey"
 )
@@ -120,6 +125,59 @@ func TestLateLinkAddsTheCustomerToTheOpenTicket(t *testing.T) {
 	var waiting string
 	if err := b.pool.QueryRow(context.Background(), `SELECT awaiting_charge FROM support.tickets`).Scan(&waiting); err != nil || waiting != "" {
 		t.Fatalf("ticket still waits for %q (%v)", waiting, err)
+	}
+}
+
+// A dispute's opening waits for its charge's customer; its close, which
+// names no customer either, can be taken by another worker and handled in
+// the meantime. The outcome must still be the one of stream order: one
+// ticket, opened by the dispute and solved by its close.
+func TestDisputeClosedWhileItsOpeningWaitsStillOpensAndSolvesItsTicket(t *testing.T) {
+	t.Parallel()
+	b := setup(t, map[string]string{"SUPPORT_LINK_WAIT": "20s"}, nil)
+	c := journey.NewCustomer()
+	ch := journey.ID("ch")
+	opened := journey.DisputeOnCharge(ch, 15000, "fraudulent", time.Now().Add(-time.Minute))
+	closed := proto.Clone(opened).(*billingv1.BillingEvent)
+	closed.EventId, closed.Type, closed.Status = journey.ID("evt"), "charge.dispute.closed", "won"
+	closed.Created = timestamppb.New(opened.GetCreated().AsTime().Add(time.Second))
+
+	b.publish(t, opened)
+	b.inFlight(t, supportnotify.TicketsDurable) // the opening waits for the charge's customer
+	b.publish(t, closed)
+	outcome := func(ev *billingv1.BillingEvent) string {
+		var o string
+		_ = b.pool.QueryRow(context.Background(), `SELECT outcome FROM support.processed_events
+			WHERE consumer = $1 AND event_id = $2`, supportnotify.TicketsDurable, ev.GetEventId()).Scan(&o)
+		return o
+	}
+	testkit.Eventually(t, 20*time.Second, "the close handled while the opening waits", func() bool { return outcome(closed) != "" })
+	if got := outcome(closed); got != "nothing_open" {
+		t.Fatalf("the close's outcome %q, want nothing_open (handled before the opening)", got)
+	}
+	if got := outcome(opened); got != "" {
+		t.Fatalf("the opening finished before its charge was known: %q", got)
+	}
+
+	b.publish(t, c.ChargeSucceeded(ch, time.Now().Add(-2*time.Minute)))
+	b.zendesk.WaitFor(t, 40*time.Second, "the dispute ticket solved", func(ts []fakes.ZendeskTicket) bool {
+		return len(ts) > 0 && ts[0].Status == "solved"
+	})
+	b.drained(t)
+	ts := b.zendesk.Tickets()
+	if len(ts) != 1 {
+		t.Fatalf("%d tickets, want 1", len(ts))
+	}
+	tk := ts[0]
+	if tk.ExternalID != opened.GetEventId() || tk.Priority != "urgent" || tk.Requester.Email != c.Email || len(tk.Comments) != 2 {
+		t.Fatalf("ticket opened by %s, priority %q, requester %q, %d comments; want opened by %s, urgent, %s, 2 comments",
+			tk.ExternalID, tk.Priority, tk.Requester.Email, len(tk.Comments), opened.GetEventId(), c.Email)
+	}
+	if body := tk.Comments[1].Body; !strings.HasPrefix(body, "Resolved: the dispute is closed (won).") || !strings.Contains(body, closed.GetEventId()) {
+		t.Fatalf("the second comment is not the close's resolution:\n%s", body)
+	}
+	if got := outcome(opened); got != "created" {
+		t.Fatalf("the opening's outcome %q, want created", got)
 	}
 }
 

@@ -91,8 +91,31 @@ type Objects struct {
 	// intent), when Opened.
 	OpenedBy int64
 	Opened   bool
-	// ResolvedBy is the event that settled the primary object, or "".
-	ResolvedBy string
+	// Resolution is what settled the primary object; its EventID is ""
+	// while nothing has.
+	Resolution Resolution
+}
+
+// Resolution records that a success event settled an object.
+type Resolution struct {
+	ObjectKey string
+	EventID   string
+	EventType string
+	// StreamSeq is the event's sequence in BILLING_EVENTS (0: unknown).
+	StreamSeq uint64
+	// Comment is what the resolution says on the ticket it solves.
+	Comment string
+	// SolvedTicket is whether it has solved a ticket about the object.
+	SolvedTicket bool
+}
+
+// CameAfter reports whether r settled its object by an event later in the
+// stream than seq without solving a ticket yet: the event at seq was held
+// up, and handled in order it would have opened or updated the ticket the
+// resolution then solved. An unknown sequence on either side counts as
+// not after, so such an event is simply overtaken by the resolution.
+func (r Resolution) CameAfter(seq uint64) bool {
+	return r.EventID != "" && !r.SolvedTicket && seq > 0 && r.StreamSeq > seq
 }
 
 // ReadObjects reads Objects for keys (the primary first) and eventID in
@@ -103,7 +126,7 @@ func ReadObjects(ctx context.Context, tx *pg.Tx, keys []string, eventID string) 
 		b.Queue(`SELECT object_key, ticket_id, status, priority FROM `+q("tickets")+`
 			WHERE object_key = ANY($1) AND status = 'open' ORDER BY array_position($1::text[], object_key) LIMIT 1`, keys)
 		b.Queue(`SELECT ticket_id FROM `+q("tickets")+` WHERE opened_by_event = $1`, eventID)
-		b.Queue(`SELECT event_id FROM `+q("resolutions")+` WHERE object_key = $1`, keys[0])
+		b.Queue(`SELECT event_id, event_type, stream_seq, comment, solved_ticket FROM `+q("resolutions")+` WHERE object_key = $1`, keys[0])
 	})
 	if err != nil {
 		return o, err
@@ -122,7 +145,11 @@ func ReadObjects(ctx context.Context, tx *pg.Tx, keys []string, eventID string) 
 	case !errors.Is(err, pgx.ErrNoRows):
 		return o, fmt.Errorf("look up ticket opened by %s: %w", eventID, err)
 	}
-	if err := br.QueryRow().Scan(&o.ResolvedBy); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+	r := Resolution{ObjectKey: keys[0]}
+	switch err := br.QueryRow().Scan(&r.EventID, &r.EventType, &r.StreamSeq, &r.Comment, &r.SolvedTicket); {
+	case err == nil:
+		o.Resolution = r
+	case !errors.Is(err, pgx.ErrNoRows):
 		return o, fmt.Errorf("look up resolution of %s: %w", keys[0], err)
 	}
 	return o, br.Close()
@@ -147,10 +174,17 @@ func TouchTicket(tx *pg.Tx, objectKey, eventID, status string) {
 		WHERE object_key = $1 AND status = 'open'`, objectKey, eventID, status)
 }
 
-// Resolve records that a success event settled objectKey.
-func Resolve(tx *pg.Tx, objectKey, eventID, eventType string) {
-	tx.Queue("record resolution of "+objectKey, `INSERT INTO `+q("resolutions")+` (object_key, event_id, event_type) VALUES ($1, $2, $3)
-		ON CONFLICT (object_key) DO NOTHING`, objectKey, eventID, eventType)
+// Resolve records that a success event settled r.ObjectKey; the first
+// resolution of an object stays.
+func Resolve(tx *pg.Tx, r Resolution) {
+	tx.Queue("record resolution of "+r.ObjectKey, `INSERT INTO `+q("resolutions")+` (object_key, event_id, event_type, stream_seq, comment, solved_ticket)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (object_key) DO NOTHING`, r.ObjectKey, r.EventID, r.EventType, r.StreamSeq, r.Comment, r.SolvedTicket)
+}
+
+// ResolutionSolvedTicket records that the resolution of objectKey has now
+// solved a ticket that an event earlier in the stream opened after it.
+func ResolutionSolvedTicket(tx *pg.Tx, objectKey string) {
+	tx.Queue("record the late solve of "+objectKey, `UPDATE `+q("resolutions")+` SET solved_ticket = true WHERE object_key = $1`, objectKey)
 }
 
 // SentAlert is one accepted alert.

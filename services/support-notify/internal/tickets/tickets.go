@@ -125,7 +125,7 @@ func (h *Handler) OpenOrResolveTicket(ctx context.Context, d *bus.Delivery) erro
 	// The first pass commits only the intent when a ticket must be
 	// created; the second replays it and records the ticket.
 	for pass := 0; ; pass++ {
-		outcome, ticketID, err = h.attempt(ctx, ev, dec, keys, primary, learned, awaiting, log)
+		outcome, ticketID, err = h.attempt(ctx, ev, d.StreamSeq, dec, keys, primary, learned, awaiting, log)
 		if err != nil || outcome != outcomeIntent {
 			break
 		}
@@ -213,11 +213,14 @@ const outcomeIntent = "intent"
 // attempt runs one transaction: pending intents about the objects first,
 // then the event's own action.
 //
+// seq is the event's place in the stream: it tells an event that a
+// resolution handled before it still came after it (see ticket).
+//
 // waitCharge names the charge whose customer the event's new ticket still
 // lacks. The charge's lock, taken by every event that teaches a charge's
 // customer too, makes marking the ticket and learning the link take turns:
 // whichever commits second sees the other, so the customer is always added.
-func (h *Handler) attempt(ctx context.Context, ev *billingv1.BillingEvent, dec rules.Decision, keys []string, primary string,
+func (h *Handler) attempt(ctx context.Context, ev *billingv1.BillingEvent, seq uint64, dec rules.Decision, keys []string, primary string,
 	learned []store.ChargeCustomer, waitCharge string, log *slog.Logger) (string, int64, error) {
 	var outcome string
 	var ticketID int64
@@ -247,9 +250,9 @@ func (h *Handler) attempt(ctx context.Context, ev *billingv1.BillingEvent, dec r
 			return err
 		}
 		if dec.Resolve {
-			outcome, ticketID, err = h.resolve(ctx, tx, ev, primary, obj.Open)
+			outcome, ticketID, err = h.resolve(ctx, tx, ev, seq, primary, obj.Open)
 		} else {
-			outcome, ticketID, err = h.ticket(ctx, tx, ev, primary, obj, dec.Priority)
+			outcome, ticketID, err = h.ticket(ctx, tx, ev, seq, primary, obj, dec.Priority)
 		}
 		if err != nil || outcome == outcomeIntent {
 			return err
@@ -308,15 +311,28 @@ func actionName(d rules.Decision) string {
 }
 
 // ticket opens a ticket about primary, or comments on the open one.
-func (h *Handler) ticket(ctx context.Context, tx *pg.Tx, ev *billingv1.BillingEvent, primary string, obj store.Objects, priority string) (string, int64, error) {
+//
+// A resolution already recorded for the object means one of two things.
+// Either the success came first in the stream (Stripe does not order
+// events) and this failure was overtaken by it: nothing to do. Or this
+// event came first but was handled later, because its worker was held up
+// (a dispute waits up to SUPPORT_LINK_WAIT for its charge's customer while
+// another worker takes its close): then the event does what it would have
+// done in stream order, and the resolution solves the ticket after it, so
+// the outcome does not depend on which worker was quicker.
+func (h *Handler) ticket(ctx context.Context, tx *pg.Tx, ev *billingv1.BillingEvent, seq uint64, primary string, obj store.Objects, priority string) (string, int64, error) {
+	late := obj.Resolution.CameAfter(seq)
 	if obj.Opened {
 		// This event's intent was replayed, here or by a later event.
+		if late {
+			if err := h.solveLate(ctx, tx, obj.Resolution, primary, obj.OpenedBy); err != nil {
+				return "", 0, err
+			}
+		}
 		return "created", obj.OpenedBy, nil
 	}
 	open := obj.Open
-	if obj.ResolvedBy != "" {
-		// Stripe does not order events: this failure was overtaken by the
-		// success that settled the object, so there is nothing to do.
+	if obj.Resolution.EventID != "" && !late {
 		return "already_resolved", 0, nil
 	}
 	if open != nil {
@@ -324,6 +340,11 @@ func (h *Handler) ticket(ctx context.Context, tx *pg.Tx, ev *billingv1.BillingEv
 		switch {
 		case err == nil:
 			store.TouchTicket(tx, open.ObjectKey, ev.GetEventId(), "open")
+			if late {
+				if err := h.solveLate(ctx, tx, obj.Resolution, open.ObjectKey, open.TicketID); err != nil {
+					return "", 0, err
+				}
+			}
 			return "commented", open.TicketID, nil
 		case errors.Is(err, zendesk.ErrTicketGone):
 			// Closed or deleted in Zendesk: forget it and open a follow-up.
@@ -352,18 +373,43 @@ func (h *Handler) ticket(ctx context.Context, tx *pg.Tx, ev *billingv1.BillingEv
 }
 
 // resolve comments on and solves the open ticket about the object; with no
-// open ticket it only remembers the object is settled.
-func (h *Handler) resolve(ctx context.Context, tx *pg.Tx, ev *billingv1.BillingEvent, primary string, open *store.Ticket) (string, int64, error) {
-	store.Resolve(tx, primary, ev.GetEventId(), ev.GetType())
+// open ticket it only remembers the object is settled, with the comment an
+// event earlier in the stream but handled after it will need (see ticket).
+func (h *Handler) resolve(ctx context.Context, tx *pg.Tx, ev *billingv1.BillingEvent, seq uint64, primary string, open *store.Ticket) (string, int64, error) {
+	r := store.Resolution{ObjectKey: primary, EventID: ev.GetEventId(), EventType: ev.GetType(), StreamSeq: seq, Comment: render.Resolved(ev)}
 	if open == nil {
+		store.Resolve(tx, r)
 		return "nothing_open", 0, nil
 	}
-	err := h.Desk.AddComment(ctx, open.TicketID, render.Resolved(ev), true, IdempotencyKey(ev.GetEventId(), "resolve"))
-	if err != nil && !errors.Is(err, zendesk.ErrTicketGone) {
+	if err := h.solve(ctx, tx, r, open.ObjectKey, open.TicketID); err != nil {
 		return "", 0, err
 	}
-	store.TouchTicket(tx, open.ObjectKey, ev.GetEventId(), "solved")
+	r.SolvedTicket = true
+	store.Resolve(tx, r)
 	return "resolved", open.TicketID, nil
+}
+
+// solveLate solves, with r's comment, the ticket that an event earlier in
+// the stream than r opened or updated after r was handled.
+func (h *Handler) solveLate(ctx context.Context, tx *pg.Tx, r store.Resolution, objectKey string, ticketID int64) error {
+	if err := h.solve(ctx, tx, r, objectKey, ticketID); err != nil {
+		return err
+	}
+	store.ResolutionSolvedTicket(tx, r.ObjectKey)
+	h.Log.InfoContext(ctx, "ticket solved by a resolution handled before it", "ticket_id", ticketID, "resolved_by", r.EventID,
+		"action", "resolve", "outcome", "resolved_late")
+	return nil
+}
+
+// solve leaves r's comment on the ticket and marks it solved. The
+// Idempotency-Key is the resolving event's, whichever event makes the call.
+func (h *Handler) solve(ctx context.Context, tx *pg.Tx, r store.Resolution, objectKey string, ticketID int64) error {
+	err := h.Desk.AddComment(ctx, ticketID, r.Comment, true, IdempotencyKey(r.EventID, "resolve"))
+	if err != nil && !errors.Is(err, zendesk.ErrTicketGone) {
+		return err
+	}
+	store.TouchTicket(tx, objectKey, r.EventID, "solved")
+	return nil
 }
 
 // LogDesk writes tickets to the log instead of a desk, for development.

@@ -68,7 +68,23 @@ func randomHex(t *testing.T) string {
 
 func (b *bundle) handle(t *testing.T, ev *billingv1.BillingEvent) error {
 	t.Helper()
-	return b.h.OpenOrResolveTicket(context.Background(), &bus.Delivery{Event: ev, Subject: "billing.events." + ev.GetType(), Delivered: 1})
+	return b.handleAt(t, ev, 0)
+}
+
+// handleAt delivers ev as the message at seq in the stream (0: unknown).
+func (b *bundle) handleAt(t *testing.T, ev *billingv1.BillingEvent, seq uint64) error {
+	t.Helper()
+	return b.h.OpenOrResolveTicket(context.Background(), &bus.Delivery{Event: ev, Subject: "billing.events." + ev.GetType(), Delivered: 1, StreamSeq: seq})
+}
+
+func (b *bundle) outcome(t *testing.T, ev *billingv1.BillingEvent) string {
+	t.Helper()
+	var o string
+	err := b.pool.QueryRow(context.Background(), `SELECT outcome FROM support.processed_events WHERE event_id = $1`, ev.GetEventId()).Scan(&o)
+	if err != nil {
+		t.Fatalf("outcome of %s: %v", ev.GetEventId(), err)
+	}
+	return o
 }
 
 func (b *bundle) mustHandle(t *testing.T, ev *billingv1.BillingEvent) {
@@ -246,6 +262,57 @@ func TestFailureAfterItsResolutionOpensNothing(t *testing.T) {
 	b.mustHandle(t, c.InvoiceFailed(in, 1, now.Add(-time.Hour)))
 	if n := len(b.desk.Tickets()); n != 0 {
 		t.Fatalf("stale failure opened %d tickets", n)
+	}
+}
+
+// A failure that came earlier in the stream than the payment settling its
+// invoice, but was handled after it (its worker was held up), opens its
+// ticket, and the payment's resolution then solves it: the desk ends as in
+// stream order. A failure later in the stream than the payment is
+// overtaken and opens nothing.
+func TestFailureHandledAfterALaterResolutionOpensAndSolvesItsTicket(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	c := journey.NewCustomer()
+	now := time.Now()
+	in := journey.ID("in")
+	failed, paid := c.InvoiceFailed(in, 1, now.Add(-time.Hour)), c.InvoicePaid("invoice.paid", in, now)
+	for _, step := range []struct {
+		ev  *billingv1.BillingEvent
+		seq uint64
+	}{{paid, 2}, {failed, 1}, {failed, 1}, {c.InvoicePaid("invoice.payment_succeeded", in, now), 3}} {
+		if err := b.handleAt(t, step.ev, step.seq); err != nil {
+			t.Fatalf("handle %s at %d: %v", step.ev.GetType(), step.seq, err)
+		}
+	}
+	ts := b.desk.Tickets()
+	if len(ts) != 1 || ts[0].ExternalID != failed.GetEventId() || ts[0].Status != "solved" || len(ts[0].Comments) != 2 {
+		t.Fatalf("want one ticket opened by the failure and solved, with its description and the resolution; got %+v", ts)
+	}
+	if body := ts[0].Comments[1].Body; !strings.HasPrefix(body, "Resolved: the invoice is paid.") || !strings.Contains(body, paid.GetEventId()) {
+		t.Errorf("resolution comment is not the payment's:\n%s", body)
+	}
+	if open, solved := b.ticketRows(t); open != 0 || solved != 1 {
+		t.Fatalf("ticket rows: %d open, %d solved; want 0 and 1", open, solved)
+	}
+	if got := b.outcome(t, failed); got != "created" {
+		t.Errorf("the held-up failure's outcome %q, want created", got)
+	}
+
+	// Later in the stream than the payment: overtaken.
+	other := journey.ID("in")
+	otherPaid, otherFailed := c.InvoicePaid("invoice.paid", other, now), c.InvoiceFailed(other, 1, now.Add(-time.Hour))
+	if err := b.handleAt(t, otherPaid, 5); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.handleAt(t, otherFailed, 6); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(b.desk.Tickets()); n != 1 {
+		t.Fatalf("a failure after its invoice's payment in the stream opened a ticket: %d tickets", n)
+	}
+	if got := b.outcome(t, otherFailed); got != "already_resolved" {
+		t.Errorf("the overtaken failure's outcome %q, want already_resolved", got)
 	}
 }
 
