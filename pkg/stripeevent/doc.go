@@ -21,6 +21,9 @@
 // is the field Checkout offers for exactly this; lastly an expanded
 // customer's metadata.user_id.
 //
+// smoke_run is SmokeRun of the body: set once here so that no consumer has
+// to parse raw_json again to tell a smoke test from a real customer.
+//
 // Normalize dispatches on data.object.object rather than on the event type:
 // charge.dispute.* events carry a dispute and charge.refund.updated a refund,
 // and Stripe adds event types more often than object types. Events of types

@@ -55,6 +55,7 @@ func Normalize(raw []byte) (*billingv1.BillingEvent, error) {
 		PreviousStatus:        env.PreviousAttributes.Status,
 		PreviousAttributeKeys: slices.Compact(keys),
 		RawJson:               slices.Clone(raw),
+		SmokeRun:              SmokeRun(raw),
 	}
 
 	switch obj.Object {

@@ -20,3 +20,27 @@ func TestSmokeRun(t *testing.T) {
 		}
 	}
 }
+
+// Normalize sets smoke_run from the same reading as SmokeRun, for a marked
+// invoice of either API version and for an unmarked one.
+func TestNormalizeSetsSmokeRun(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, object, want string
+	}{
+		{"invoice metadata", `{"id":"in_1","object":"invoice","customer":"cus_1","metadata":{"launchready_smoke":"r1"}}`, "r1"},
+		{"basil parent", `{"id":"in_1","object":"invoice","customer":"cus_1",
+			"parent":{"type":"subscription_details","subscription_details":{"subscription":"sub_1","metadata":{"launchready_smoke":"r2"}}}}`, "r2"},
+		{"real customer", `{"id":"in_1","object":"invoice","customer":"cus_1","metadata":{"user_id":"u1"}}`, ""},
+		{"key only in a value", `{"id":"in_1","object":"invoice","customer":"cus_1","description":"launchready_smoke"}`, ""},
+	} {
+		raw := `{"id":"evt_1","type":"invoice.payment_failed","created":1700000000,"data":{"object":` + tc.object + `}}`
+		ev, err := Normalize([]byte(raw))
+		if err != nil {
+			t.Fatalf("%s: Normalize: %v", tc.name, err)
+		}
+		if ev.GetSmokeRun() != tc.want {
+			t.Errorf("%s: smoke_run = %q, want %q", tc.name, ev.GetSmokeRun(), tc.want)
+		}
+	}
+}

@@ -157,6 +157,10 @@ type BillingEvent struct {
 	// How the event reached us: a webhook, or `launchready backfill` reading
 	// Stripe's API. Also in the message header Launchready-Source.
 	Source EventSource `protobuf:"varint,73,opt,name=source,proto3,enum=launchready.billing.v1.EventSource" json:"source,omitempty"`
+	// The smoke test run (`launchready smoke`) the event belongs to, read once
+	// from the object's launchready_smoke metadata by the normaliser; empty
+	// for real traffic. Consumers read this field, not the raw JSON.
+	SmokeRun string `protobuf:"bytes,74,opt,name=smoke_run,json=smokeRun,proto3" json:"smoke_run,omitempty"`
 	// The verified Stripe JSON, byte for byte.
 	RawJson       []byte `protobuf:"bytes,100,opt,name=raw_json,json=rawJson,proto3" json:"raw_json,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -550,6 +554,13 @@ func (x *BillingEvent) GetSource() EventSource {
 	return EventSource_EVENT_SOURCE_UNSPECIFIED
 }
 
+func (x *BillingEvent) GetSmokeRun() string {
+	if x != nil {
+		return x.SmokeRun
+	}
+	return ""
+}
+
 func (x *BillingEvent) GetRawJson() []byte {
 	if x != nil {
 		return x.RawJson
@@ -561,7 +572,7 @@ var File_launchready_billing_v1_event_proto protoreflect.FileDescriptor
 
 const file_launchready_billing_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\"launchready/billing/v1/event.proto\x12\x16launchready.billing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbe\x0f\n" +
+	"\"launchready/billing/v1/event.proto\x12\x16launchready.billing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdb\x0f\n" +
 	"\fBillingEvent\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x124\n" +
@@ -626,7 +637,8 @@ const file_launchready_billing_v1_event_proto_rawDesc = "" +
 	"\x0fidempotency_key\x18G \x01(\tR\x0eidempotencyKey\x12;\n" +
 	"\vreceived_at\x18H \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"receivedAt\x12;\n" +
-	"\x06source\x18I \x01(\x0e2#.launchready.billing.v1.EventSourceR\x06source\x12\x19\n" +
+	"\x06source\x18I \x01(\x0e2#.launchready.billing.v1.EventSourceR\x06source\x12\x1b\n" +
+	"\tsmoke_run\x18J \x01(\tR\bsmokeRun\x12\x19\n" +
 	"\braw_json\x18d \x01(\fR\arawJson*\\\n" +
 	"\vEventSource\x12\x1c\n" +
 	"\x18EVENT_SOURCE_UNSPECIFIED\x10\x00\x12\x14\n" +

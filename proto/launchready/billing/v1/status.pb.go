@@ -241,7 +241,11 @@ type CustomerStatus struct {
 	// What to show the customer, in the words of the request's locale. Set
 	// on every answer of BillingStatusService; absent from the messages on
 	// billing.status.<customer id> and from audit rows.
-	Display       *Display `protobuf:"bytes,21,opt,name=display,proto3" json:"display,omitempty"`
+	Display *Display `protobuf:"bytes,21,opt,name=display,proto3" json:"display,omitempty"`
+	// Set on a customer made by a smoke test (`launchready smoke`): the run
+	// that last marked it. Counts, reports and drift checks leave such a
+	// customer out.
+	SmokeRun      string `protobuf:"bytes,22,opt,name=smoke_run,json=smokeRun,proto3" json:"smoke_run,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -421,6 +425,13 @@ func (x *CustomerStatus) GetDisplay() *Display {
 		return x.Display
 	}
 	return nil
+}
+
+func (x *CustomerStatus) GetSmokeRun() string {
+	if x != nil {
+		return x.SmokeRun
+	}
+	return ""
 }
 
 // Display is what a customer sees about their billing status. billing-state
@@ -629,7 +640,7 @@ var File_launchready_billing_v1_status_proto protoreflect.FileDescriptor
 
 const file_launchready_billing_v1_status_proto_rawDesc = "" +
 	"\n" +
-	"#launchready/billing/v1/status.proto\x12\x16launchready.billing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfa\x06\n" +
+	"#launchready/billing/v1/status.proto\x12\x16launchready.billing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x97\a\n" +
 	"\x0eCustomerStatus\x12\x1f\n" +
 	"\vcustomer_id\x18\x01 \x01(\tR\n" +
 	"customerId\x12=\n" +
@@ -654,7 +665,8 @@ const file_launchready_billing_v1_status_proto_rawDesc = "" +
 	"\adeleted\x18\x12 \x01(\bR\adeleted\x121\n" +
 	"\x14needs_reconciliation\x18\x13 \x01(\bR\x13needsReconciliation\x12\x1a\n" +
 	"\blivemode\x18\x14 \x01(\bR\blivemode\x129\n" +
-	"\adisplay\x18\x15 \x01(\v2\x1f.launchready.billing.v1.DisplayR\adisplay\"\xd9\x02\n" +
+	"\adisplay\x18\x15 \x01(\v2\x1f.launchready.billing.v1.DisplayR\adisplay\x12\x1b\n" +
+	"\tsmoke_run\x18\x16 \x01(\tR\bsmokeRun\"\xd9\x02\n" +
 	"\aDisplay\x12\x1a\n" +
 	"\bheadline\x18\x01 \x01(\tR\bheadline\x12\x16\n" +
 	"\x06detail\x18\x02 \x01(\tR\x06detail\x127\n" +

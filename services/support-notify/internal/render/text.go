@@ -5,7 +5,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/launchready/launchready/pkg/stripeevent"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 
 	"github.com/launchready/launchready/services/support-notify/internal/rules"
@@ -15,10 +14,11 @@ import (
 // `launchready smoke` for a real failure.
 const TestMark = "[TEST] "
 
-// Smoke reports whether any of evs belongs to a smoke test.
+// Smoke reports whether any of evs belongs to a smoke test, as the
+// normaliser marked it.
 func Smoke(evs ...*billingv1.BillingEvent) bool {
 	for _, ev := range evs {
-		if stripeevent.SmokeRun(ev.GetRawJson()) != "" {
+		if ev.GetSmokeRun() != "" {
 			return true
 		}
 	}

@@ -13,7 +13,7 @@ import (
 func TestSmokeEventsAreMarkedAsTestsOnEveryChannel(t *testing.T) {
 	t.Parallel()
 	ev := journey.NewCustomer().InvoiceFailed(journey.ID("in"), 1, time.Now())
-	ev.RawJson = []byte(`{"data":{"object":{"object":"invoice","metadata":{"launchready_smoke":"run_1"}}}}`)
+	ev.SmokeRun = "run_1"
 	plain := journey.NewCustomer().InvoiceFailed(journey.ID("in"), 1, time.Now())
 	for name, got := range map[string]string{
 		"slack":          Alert(ev, Lateness{}).Text,
