@@ -530,10 +530,10 @@ func (t *txn) writeCustomer(st *billingv1.CustomerStatus) error {
 	c := t.cus
 	t.tx.Queue("store customer "+c.id, `UPDATE billing.customers SET email = $2, name = $3, user_id = $4, livemode = $5, placeholder = $6,
 			deleted = $7, profile_event_created = $8, profile_event_id = $9, profile_event_type = $10, last_payment_failed_at = $11,
-			needs_reconciliation = $12, status = $13, entitled = $14, status_json = $15, last_event_id = $16, updated_at = now()
+			needs_reconciliation = $12, status = $13, entitled = $14, status_json = $15, last_event_id = $16, smoke_run = $17, updated_at = now()
 		WHERE id = $1`,
 		c.id, c.email, c.name, c.userID, c.livemode, c.placeholder, c.deleted, c.profileCreated, c.profileEventID, c.profileEventType,
-		c.lastPaymentFailedAt, c.needsReconciliation, canonical.StatusName(st.GetStatus()), st.GetEntitled(), js, st.GetLastEventId())
+		c.lastPaymentFailedAt, c.needsReconciliation, canonical.StatusName(st.GetStatus()), st.GetEntitled(), js, st.GetLastEventId(), c.smokeRun)
 	t.cus.status = st
 	return nil
 }

@@ -187,7 +187,7 @@ const batchOwner = -1
 // published changes stay in order.
 func (b *batchState) flushWrites(t *txn) error {
 	t.tx.Owner = batchOwner
-	var ids, emails, names, users, profileIDs, profileTypes, statuses, lastEvents []string
+	var ids, emails, names, users, profileIDs, profileTypes, statuses, lastEvents, smokeRuns []string
 	var live, placeholder, deleted, reconcile, entitled []bool
 	var profileAt, failedAt []*time.Time
 	var statusJSON []string
@@ -207,20 +207,22 @@ func (b *batchState) flushWrites(t *txn) error {
 		failedAt, reconcile = append(failedAt, r.lastPaymentFailedAt), append(reconcile, r.needsReconciliation)
 		statuses, entitled = append(statuses, canonical.StatusName(r.status.GetStatus())), append(entitled, r.status.GetEntitled())
 		statusJSON, lastEvents = append(statusJSON, string(js)), append(lastEvents, r.status.GetLastEventId())
+		smokeRuns = append(smokeRuns, r.smokeRun)
 	}
 	if len(ids) > 0 {
 		t.tx.Queue("store customers", `UPDATE billing.customers c SET email = u.email, name = u.name, user_id = u.user_id, livemode = u.livemode,
 				placeholder = u.placeholder, deleted = u.deleted, profile_event_created = u.profile_event_created,
 				profile_event_id = u.profile_event_id, profile_event_type = u.profile_event_type,
 				last_payment_failed_at = u.last_payment_failed_at, needs_reconciliation = u.needs_reconciliation,
-				status = u.status, entitled = u.entitled, status_json = u.status_json::jsonb, last_event_id = u.last_event_id, updated_at = now()
+				status = u.status, entitled = u.entitled, status_json = u.status_json::jsonb, last_event_id = u.last_event_id,
+				smoke_run = u.smoke_run, updated_at = now()
 			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::bool[], $7::bool[], $8::timestamptz[], $9::text[],
-				$10::text[], $11::timestamptz[], $12::bool[], $13::text[], $14::bool[], $15::text[], $16::text[])
+				$10::text[], $11::timestamptz[], $12::bool[], $13::text[], $14::bool[], $15::text[], $16::text[], $17::text[])
 				AS u(id, email, name, user_id, livemode, placeholder, deleted, profile_event_created, profile_event_id,
-				profile_event_type, last_payment_failed_at, needs_reconciliation, status, entitled, status_json, last_event_id)
+				profile_event_type, last_payment_failed_at, needs_reconciliation, status, entitled, status_json, last_event_id, smoke_run)
 			WHERE c.id = u.id`,
 			ids, emails, names, users, live, placeholder, deleted, profileAt, profileIDs, profileTypes, failedAt, reconcile,
-			statuses, entitled, statusJSON, lastEvents)
+			statuses, entitled, statusJSON, lastEvents, smokeRuns)
 	}
 	if n := len(b.audits); n > 0 {
 		cus, evIDs, evTypes, actors, actions := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)

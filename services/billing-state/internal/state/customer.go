@@ -25,19 +25,21 @@ type customerRow struct {
 	profileEventType    string
 	lastPaymentFailedAt *time.Time
 	needsReconciliation bool
+	// smokeRun marks a customer made by a smoke test; once set it stays.
+	smokeRun string
 	// status is the stored CustomerStatus; nil for a customer first seen in
 	// this transaction.
 	status *billingv1.CustomerStatus
 }
 
 const customerColumns = `id, email, name, user_id, livemode, placeholder, deleted, profile_event_created, profile_event_id,
-	profile_event_type, last_payment_failed_at, needs_reconciliation, status_json`
+	profile_event_type, last_payment_failed_at, needs_reconciliation, smoke_run, status_json`
 
 func scanCustomer(row pgx.Row) (customerRow, error) {
 	var c customerRow
 	var statusJSON []byte
 	if err := row.Scan(&c.id, &c.email, &c.name, &c.userID, &c.livemode, &c.placeholder, &c.deleted, &c.profileCreated,
-		&c.profileEventID, &c.profileEventType, &c.lastPaymentFailedAt, &c.needsReconciliation, &statusJSON); err != nil {
+		&c.profileEventID, &c.profileEventType, &c.lastPaymentFailedAt, &c.needsReconciliation, &c.smokeRun, &statusJSON); err != nil {
 		return c, err
 	}
 	if len(statusJSON) > 0 {

@@ -211,6 +211,7 @@ func buildStatus(c customerRow, subs []canonical.Subscription, purchases []canon
 		Deleted:             c.deleted,
 		NeedsReconciliation: c.needsReconciliation,
 		Livemode:            c.livemode,
+		SmokeRun:            c.smokeRun,
 	}
 	if c.lastPaymentFailedAt != nil {
 		st.LastPaymentFailedAt = timestamppb.New(*c.lastPaymentFailedAt)

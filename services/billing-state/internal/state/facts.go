@@ -43,13 +43,17 @@ func (t *txn) storeFacts(ev *billingv1.BillingEvent, facts canonical.Facts, h hi
 
 // fillContact takes email and user id from any event that names them while
 // the customer's own profile has none: events often arrive before
-// customer.created, and Checkout sessions carry the app's user id.
+// customer.created, and Checkout sessions carry the app's user id. Any
+// event of a smoke test marks its customer as one.
 func (t *txn) fillContact(ev *billingv1.BillingEvent, facts canonical.Facts) {
 	if t.cus.email == "" && ev.GetEmail() != "" && !facts.CustomerDeleted {
 		t.cus.email = ev.GetEmail()
 	}
 	if t.cus.userID == "" && ev.GetUserId() != "" {
 		t.cus.userID = ev.GetUserId()
+	}
+	if ev.GetSmokeRun() != "" {
+		t.cus.smokeRun = ev.GetSmokeRun()
 	}
 }
 
