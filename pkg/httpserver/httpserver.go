@@ -49,6 +49,22 @@ func OpsProbes(mux *http.ServeMux, reg *prometheus.Registry, p Probes) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 }
 
+// PublicReady answers like /readyz, 200 or 503, without naming the
+// failing checks: for a listener that faces the outside, where a load
+// balancer or a benchmark may ask whether to send traffic, but the state of
+// the dependencies is nobody else's business.
+func PublicReady(checks *Checks) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if failed := checks.run(ctx); len(failed) > 0 {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	}
+}
+
 func probe(checks *Checks, okStatus string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)

@@ -171,6 +171,10 @@ func (h *Host) GoConsumer(name string, c *bus.Consumer) {
 // ReadyCheck adds a check to /readyz.
 func (h *Host) ReadyCheck(name string, check httpserver.Check) { h.sup.ready.Add(name, check) }
 
+// PublicReady answers with /readyz's verdict, and no details, for a
+// service's public listener (httpserver.PublicReady).
+func (h *Host) PublicReady() http.HandlerFunc { return httpserver.PublicReady(h.sup.ready) }
+
 // ConsumerOptions are the bus options every consumer of the service shares:
 // its logger, tracer provider and registry.
 func (h *Host) ConsumerOptions() bus.ConsumerOptions {

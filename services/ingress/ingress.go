@@ -271,11 +271,13 @@ func Run(ctx context.Context, cfg Config) error {
 			metrics, host.Log, host.Telemetry.Tracer(ServiceName))
 		host.ReadyCheck("events_stream", newReadiness(host.NC, host.JS).check)
 
-		// The public listener serves the webhook route and a 404 for
-		// everything else: probes, metrics and readiness details stay on
-		// the ops listener.
+		// The public listener serves the webhook route, a bare readiness
+		// verdict (the ops listener's, without details) for whatever sits
+		// in front of it, and a 404 for everything else: liveness, metrics
+		// and readiness details stay on the ops listener.
 		mux := http.NewServeMux()
 		mux.Handle(webhook.Path, traced(host.Telemetry, hook, "POST "+webhook.Path))
+		mux.HandleFunc("GET /readyz", host.PublicReady())
 		mux.HandleFunc("/", notFound)
 		ln, err := host.Listen("webhook", cfg.Addr)
 		if err != nil {

@@ -601,12 +601,16 @@ func TestOpsEndpoints(t *testing.T) {
 	if a.code != http.StatusNotFound || a.body["error"] == nil {
 		t.Fatalf("unknown path: %d %s, want a JSON 404", a.code, a.raw)
 	}
-	// The public listener serves the webhook only: no metrics, and no
-	// readiness details (they name NATS's state) for whoever reaches it.
-	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+	// The public listener serves the webhook and a bare readiness verdict:
+	// no metrics, no liveness, and no readiness details (they name NATS's
+	// state) for whoever reaches it.
+	for _, path := range []string{"/healthz", "/metrics"} {
 		if a := b.do("GET", path, nil, nil); a.code != http.StatusNotFound || strings.Contains(a.raw, "nats") || strings.Contains(a.raw, "lr_") {
 			t.Errorf("webhook listener GET %s: %d %s, want a plain 404", path, a.code, a.raw)
 		}
+	}
+	if a := b.do("GET", "/readyz", nil, nil); a.code != http.StatusOK || a.body["status"] != "ready" || len(a.body) != 1 {
+		t.Errorf("webhook listener GET /readyz: %d %s, want 200 and only {\"status\":\"ready\"}", a.code, a.raw)
 	}
 }
 
@@ -654,6 +658,11 @@ func TestReadyzNeedsTheEventsStream(t *testing.T) {
 			t.Fatalf("readyz still %d 10s after the stream was deleted", a.code)
 		}
 		<-tick.C
+	}
+	// The webhook listener gives the same verdict, without the details.
+	if a := b.do("GET", "/readyz", nil, nil); a.code != http.StatusServiceUnavailable || a.body["status"] != "unavailable" ||
+		strings.Contains(a.raw, "BILLING_EVENTS") || strings.Contains(a.raw, "stream") {
+		t.Fatalf("webhook listener GET /readyz without the stream: %d %s, want a bare 503", a.code, a.raw)
 	}
 	if a := b.post(event("evt_ingress_nostream", "customer.created", false)); a.code != http.StatusServiceUnavailable {
 		t.Fatalf("publish without a stream: %d %s, want 503", a.code, a.raw)
