@@ -203,6 +203,16 @@ func (b *Builder) Invoice(typ string, at int, invoice, sub, charge, pi, status s
 	}, nil)
 }
 
+// SmokeInvoice is a failed invoice of smoke test run, as `launchready smoke
+// --via webhook` sends it: the run in the invoice's metadata, so Normalize
+// sets smoke_run, and no subscription of Stripe's behind it.
+func (b *Builder) SmokeInvoice(at int, invoice, run string) *billingv1.BillingEvent {
+	return b.Event("stripe-ruby-mock/invoice.payment_failed.json", "invoice.payment_failed", at, map[string]any{
+		"id": invoice, "customer": b.CustomerID, "subscription": nil, "status": "open", "billing_reason": "subscription_cycle",
+		"metadata." + stripeevent.SmokeMetadataKey: run, "customer_email": b.Email(), "created": b.Base.Unix() + int64(at),
+	}, nil)
+}
+
 // Charge is a charge event.
 func (b *Builder) Charge(typ string, at int, charge, pi string, amount, refunded int64, status string) *billingv1.BillingEvent {
 	var prev map[string]any

@@ -8,8 +8,11 @@
 // subscription Stripe has and billing-state lacks is drift too. Customers
 // without subscriptions (one-time buyers), refunds and disputes are not
 // compared, nor are subscriptions only billing-state knows (synthetic smoke
-// and test customers) or Stripe subscriptions marked with the metadata key
-// SmokeMetadataKey: none of them can show as drift.
+// and test customers), Stripe subscriptions marked with the metadata key
+// stripeevent.SmokeMetadataKey, or any subscription of a customer
+// billing-state holds as a smoke test's (CustomerStatus.smoke_run, set by
+// the events of `launchready smoke` whatever Stripe's objects carry): none
+// of them can show as drift.
 //
 // A repair reads the customer's subscriptions from Stripe now and applies
 // each as a snapshot (stripeevent.Snapshot) through the same ordering rules
@@ -35,10 +38,6 @@ import (
 	"github.com/launchready/launchready/pkg/stripeevent"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
 )
-
-// SmokeMetadataKey marks a Stripe subscription (metadata key set to any
-// value) as a smoke or test object the drift check leaves alone.
-const SmokeMetadataKey = "launchready_smoke"
 
 // Drift is one subscription whose status differs.
 type Drift struct {
@@ -120,6 +119,10 @@ func (c *Checker) check(ctx context.Context) ([]Drift, error) {
 	if err != nil {
 		return nil, err
 	}
+	smoke, err := c.store.SmokeCustomers(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var out []Drift
 	err = c.api.ListObjects(ctx, stripeapi.Subscriptions, stripeapi.ObjectQuery{}, func(objs []stripeapi.Object) error {
 		for _, o := range objs {
@@ -127,11 +130,12 @@ func (c *Checker) check(ctx context.Context) ([]Drift, error) {
 			if err != nil {
 				return err
 			}
-			if _, smoke := sub.Metadata[SmokeMetadataKey]; smoke || sub.Customer == "" {
+			mine, ok := ours[sub.ID]
+			if _, marked := sub.Metadata[stripeevent.SmokeMetadataKey]; marked || sub.Customer == "" ||
+				smoke[sub.Customer] || (ok && smoke[mine.CustomerID]) {
 				continue
 			}
 			theirs := canonical.StatusName(canonical.SubscriptionStatus(sub.Status))
-			mine, ok := ours[sub.ID]
 			switch {
 			case !ok:
 				out = append(out, Drift{CustomerID: sub.Customer, SubscriptionID: sub.ID, Ours: "missing", Stripe: theirs})

@@ -248,3 +248,21 @@ func (s *Store) Subscriptions(ctx context.Context) (map[string]StoredSubscriptio
 	}
 	return out, nil
 }
+
+// SmokeCustomers returns the ids of the customers a smoke test made
+// (customers.smoke_run set): counts, reports and drift checks leave them out.
+func (s *Store) SmokeCustomers(ctx context.Context) (map[string]bool, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id FROM billing.customers WHERE smoke_run <> ''`)
+	if err != nil {
+		return nil, fmt.Errorf("list smoke customers: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list smoke customers: %w", err)
+	}
+	out := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		out[id] = true
+	}
+	return out, nil
+}
