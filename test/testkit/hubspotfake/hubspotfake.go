@@ -172,7 +172,7 @@ func New(token string) *Server {
 	}
 	for _, p := range []string{"email", "firstname", "lastname", "phone", "company", "lifecyclestage",
 		"stripe_customer_id", "billing_status", "billing_entitled", "plan", "mrr", "current_period_end",
-		"last_payment_failed_at", "billing_dispute_open", "stripe_customer_deleted"} {
+		"last_payment_failed_at", "billing_dispute_open", "stripe_customer_deleted", "launchready_test"} {
 		s.defined["contacts"][p] = true
 	}
 	for _, p := range []string{"dealname", "pipeline", "dealstage", "amount", "closedate",

@@ -555,6 +555,11 @@ func ContactProperties(c Contact) map[string]string {
 	if c.Email != "" {
 		p["email"] = c.Email
 	}
+	if c.Test {
+		// Sent only for smoke contacts, so an account that has not defined
+		// the property yet still takes every real contact.
+		p["launchready_test"] = "true"
+	}
 	if c.Name != "" {
 		first, last := splitName(c.Name)
 		p["firstname"] = first

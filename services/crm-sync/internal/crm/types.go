@@ -25,6 +25,10 @@ type Contact struct {
 	DisputeOpen         bool       `json:"dispute_open"`
 	Deleted             bool       `json:"deleted"`
 	Livemode            bool       `json:"livemode"`
+	// Test marks the contact of a smoke test (`launchready smoke`). Left
+	// out of the JSON when false, so real contacts' documents, and the
+	// hashes of what was pushed, stay as they were.
+	Test bool `json:"launchready_test,omitempty"`
 }
 
 // Deal is one subscription as the CRM should show it.

@@ -102,7 +102,7 @@ func loadCustomers(ctx context.Context, tx *pg.Tx, provider string, ids []string
 	out := make(map[string]*mirrorRead, len(ids))
 	br, err := tx.Send(ctx, func(b *pgx.Batch) {
 		b.Queue(`
-			SELECT customer_id, email, name, user_id, deleted, livemode, last_payment_failed_at, last_event_created
+			SELECT customer_id, email, name, user_id, deleted, livemode, last_payment_failed_at, last_event_created, smoke_run
 			FROM crm.customers WHERE customer_id = ANY($1)`, ids)
 		b.Queue(`SELECT customer_id, snapshot FROM crm.subscriptions WHERE customer_id = ANY($1) ORDER BY customer_id, subscription_id`, ids)
 		b.Queue(`
@@ -174,7 +174,7 @@ func readMirrors(br pgx.BatchResults, out map[string]*mirrorRead) error {
 		var id string
 		var failed, last *time.Time
 		st := &customerState{}
-		if err := rows.Scan(&id, &st.email, &st.name, &st.userID, &st.deleted, &st.livemode, &failed, &last); err != nil {
+		if err := rows.Scan(&id, &st.email, &st.name, &st.userID, &st.deleted, &st.livemode, &failed, &last, &st.smokeRun); err != nil {
 			return err
 		}
 		if failed != nil {

@@ -34,20 +34,22 @@ func nullTime(t time.Time) any {
 
 // ensureCustomer creates the customer's row (a placeholder when the
 // customer.created event has not arrived yet) and moves its newest-event
-// watermark forward; an older event leaves it alone.
+// watermark forward; an older event leaves it alone. Any event of a smoke
+// test marks the customer as one for good.
 func ensureCustomer(tx *pg.Tx, customerID string, ev *billingv1.BillingEvent) {
 	tx.Queue("upsert customer "+customerID, `
-		INSERT INTO crm.customers (customer_id, livemode, last_event_id, last_event_created)
-		VALUES ($1, $2, $3, $4)
+		INSERT INTO crm.customers (customer_id, livemode, last_event_id, last_event_created, smoke_run)
+		VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (customer_id) DO UPDATE SET
 			livemode = crm.customers.livemode OR EXCLUDED.livemode,
+			smoke_run = CASE WHEN EXCLUDED.smoke_run <> '' THEN EXCLUDED.smoke_run ELSE crm.customers.smoke_run END,
 			last_event_id = CASE WHEN crm.customers.last_event_created IS NULL
 				OR EXCLUDED.last_event_created > crm.customers.last_event_created
 				OR (EXCLUDED.last_event_created = crm.customers.last_event_created AND EXCLUDED.last_event_id > crm.customers.last_event_id)
 				THEN EXCLUDED.last_event_id ELSE crm.customers.last_event_id END,
 			last_event_created = GREATEST(crm.customers.last_event_created, EXCLUDED.last_event_created),
 			updated_at = now()`,
-		customerID, ev.GetLivemode(), ev.GetEventId(), nullTime(created(ev)))
+		customerID, ev.GetLivemode(), ev.GetEventId(), nullTime(created(ev)), ev.GetSmokeRun())
 }
 
 // setField applies one profile field under its watermark. customer.*
@@ -359,4 +361,6 @@ type customerState struct {
 	subs                []canonical.Subscription
 	purchases           []canonical.Purchase
 	disputeOpen         bool
+	// smokeRun is set for a customer a smoke test made.
+	smokeRun string
 }

@@ -168,11 +168,16 @@ func eventIDs(entries []*entry) (ids, types []string) {
 
 // deriveChange derives the customer's documents from m, read by
 // loadCustomers, and compares them with what was last pushed to the
-// configured CRM.
+// configured CRM. A smoke test's customer is a contact marked as a test
+// with no revenue, and has no deals: reports that filter on the mark, and
+// every pipeline and revenue report, leave it out.
 func (s *Syncer) deriveChange(m *mirrorRead, customerID string, ev *billingv1.BillingEvent, delivery uint64) *crm.Change {
 	st := m.st
 	contact := DeriveContact(customerID, st.email, st.name, st.userID, st.deleted, st.livemode,
 		st.lastPaymentFailedAt, st.disputeOpen, st.subs, st.purchases, s.o.Policy)
+	if st.smokeRun != "" {
+		contact.Test, contact.MRR = true, 0
+	}
 	ch := &crm.Change{
 		EventID:        ev.GetEventId(),
 		EventType:      ev.GetType(),
@@ -183,6 +188,9 @@ func (s *Syncer) deriveChange(m *mirrorRead, customerID string, ev *billingv1.Bi
 		ContactChanged: hashOf(contact) != m.pushedHash,
 	}
 	for _, sub := range st.subs {
+		if contact.Test {
+			break
+		}
 		deal, ok := DeriveDeal(sub, contact.Email)
 		if !ok {
 			continue
