@@ -230,10 +230,6 @@ type customer struct {
 	Tickets map[string]ticket
 	// Alerts are the events alerted on.
 	Alerts []string
-	// Overtaken are the events that would have opened a ticket but were
-	// handled after the one that ended the problem (support-notify's
-	// already_resolved).
-	Overtaken map[string]bool
 }
 
 // ticket is what a Zendesk ticket shows: Opener is the event that opened
@@ -258,7 +254,7 @@ func snapshot(t *testing.T, s *harness.Stack, js []*scenario.Journey) map[string
 		if err != nil {
 			t.Fatalf("%s: %v", j.Customer, err)
 		}
-		c := &customer{Status: st, Deals: map[string]string{}, Tickets: map[string]ticket{}, Overtaken: map[string]bool{}}
+		c := &customer{Status: st, Deals: map[string]string{}, Tickets: map[string]ticket{}}
 		cs := s.HubSpot.ContactsFor(j.Customer)
 		if len(cs) != 1 {
 			t.Fatalf("hubspot: %d contacts for %s, want 1", len(cs), j.Customer)
@@ -285,9 +281,6 @@ func snapshot(t *testing.T, s *harness.Stack, js []*scenario.Journey) map[string
 		c.Tickets[e.TicketObject()] = ticket{Opener: tk.ExternalID, Status: tk.Status,
 			Desc: fmt.Sprintf("%s %s %q %v %d comments", tk.Status, tk.Priority, tk.Subject, slices.Sorted(slices.Values(tk.Tags)), len(tk.Comments))}
 	}
-	for _, id := range s.Strings(`SELECT event_id FROM support.processed_events WHERE consumer = 'support-notify' AND outcome = 'already_resolved'`) {
-		out[byID[id].Customer].Overtaken[id] = true
-	}
 	for _, id := range s.Strings(`SELECT event_id FROM support.alerts_sent`) {
 		c := out[byID[id].Customer]
 		c.Alerts = append(c.Alerts, id)
@@ -300,22 +293,12 @@ func snapshot(t *testing.T, s *harness.Stack, js []*scenario.Journey) map[string
 
 // compareTickets describes how got's tickets differ from want's: the
 // same tickets about the same objects, opened by the same events, in the
-// same state. One difference is allowed, and counted: a ticket the webhooks
-// opened and later solved may be missing after a backfill when
-// support-notify recorded its opening event as already_resolved. The
-// backfill publishes oldest first, but a dispute's events name no customer,
-// so support-notify's workers take them in any order, and a close published
-// right after its opening can be handled first while the opening waits for
-// its charge's link (SUPPORT_LINK_WAIT). A backfill publishing hundreds a
-// second meets that race more often than webhooks do, but either run can;
-// the allowance holds both ways.
-func compareTickets(want, got *customer) (diffs []string, overtaken int) {
+// same state.
+func compareTickets(want, got *customer) (diffs []string) {
 	for _, obj := range slices.Sorted(maps.Keys(want.Tickets)) {
 		w := want.Tickets[obj]
 		g, ok := got.Tickets[obj]
 		switch {
-		case !ok && w.Status == "solved" && got.Overtaken[w.Opener]:
-			overtaken++
 		case !ok:
 			diffs = append(diffs, fmt.Sprintf("ticket about %s: %s vs none", obj, w.Desc))
 		case g.Opener != w.Opener || g.Desc != w.Desc:
@@ -323,23 +306,18 @@ func compareTickets(want, got *customer) (diffs []string, overtaken int) {
 		}
 	}
 	for _, obj := range slices.Sorted(maps.Keys(got.Tickets)) {
-		g := got.Tickets[obj]
-		if _, ok := want.Tickets[obj]; !ok && g.Status == "solved" && want.Overtaken[g.Opener] {
-			overtaken++ // the same race, met by the webhook run
-			continue
-		}
 		if _, ok := want.Tickets[obj]; !ok {
 			diffs = append(diffs, fmt.Sprintf("ticket about %s: none vs %s", obj, got.Tickets[obj].Desc))
 		}
 	}
-	return diffs, overtaken
+	return diffs
 }
 
 // compare reports every customer whose state in got differs from want
 // (webhooks vs backfill).
 func compare(t *testing.T, js []*scenario.Journey, want, got map[string]*customer) {
 	t.Helper()
-	differ, tickets, overtaken := 0, 0, 0
+	differ, tickets := 0, 0
 	for _, j := range js {
 		w, g := want[j.Customer], got[j.Customer]
 		var d []string
@@ -352,9 +330,7 @@ func compare(t *testing.T, js []*scenario.Journey, want, got map[string]*custome
 		if fmt.Sprint(w.Deals) != fmt.Sprint(g.Deals) {
 			d = append(d, fmt.Sprintf("CRM deals: %v vs %v", w.Deals, g.Deals))
 		}
-		td, n := compareTickets(w, g)
-		d = append(d, td...)
-		overtaken += n
+		d = append(d, compareTickets(w, g)...)
 		tickets += len(w.Tickets)
 		if fmt.Sprint(w.Alerts) != fmt.Sprint(g.Alerts) {
 			d = append(d, fmt.Sprintf("alerts: %v vs %v", w.Alerts, g.Alerts))
@@ -367,5 +343,5 @@ func compare(t *testing.T, js []*scenario.Journey, want, got map[string]*custome
 	if differ > 0 {
 		t.Errorf("%d of %d customers differ from the run that had the webhooks", differ, len(js))
 	}
-	t.Logf("%d customers compared, %d tickets of the webhook run each matched by the backfill's but %d solved ones never opened because support-notify handled their problem's end first", len(js), tickets, overtaken)
+	t.Logf("%d customers compared, %d tickets of the webhook run each matched by the backfill's", len(js), tickets)
 }
