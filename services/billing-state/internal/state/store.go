@@ -25,14 +25,7 @@ const Schema = "billing"
 var migrationFiles embed.FS
 
 // Migrations returns the embedded migration files.
-func Migrations() fs.FS {
-	sub, err := fs.Sub(migrationFiles, "migrations")
-	if err != nil {
-		// The embed pattern above guarantees the directory exists.
-		return migrationFiles
-	}
-	return sub
-}
+func Migrations() fs.FS { return pg.MigrationsIn(migrationFiles, "migrations") }
 
 // Migrate applies the embedded migrations to the billing schema.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {

@@ -18,14 +18,7 @@ const Schema = "crm"
 var migrations embed.FS
 
 // Migrations returns the embedded migration files.
-func Migrations() fs.FS {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		// The embed pattern above guarantees the directory exists.
-		return migrations
-	}
-	return sub
-}
+func Migrations() fs.FS { return pg.MigrationsIn(migrations, "migrations") }
 
 // Migrate applies the schema.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {

@@ -5,7 +5,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -23,12 +22,8 @@ var migrationFiles embed.FS
 
 // Migrate applies the backfill schema's migrations.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	sub, err := fs.Sub(migrationFiles, "migrations")
-	if err != nil {
-		return fmt.Errorf("migrations of %s: %w", Schema, err)
-	}
 	// The console shows the last run: its reader may SELECT.
-	return pg.MigrateShared(ctx, pool, Schema, sub)
+	return pg.MigrateShared(ctx, pool, Schema, pg.MigrationsIn(migrationFiles, "migrations"))
 }
 
 // Run is one backfill run's window and how far it has read it.

@@ -9,6 +9,8 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io/fs"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -23,6 +25,9 @@ const Schema = "support"
 
 //go:embed migrations/*.sql
 var migrations embed.FS
+
+// Migrations returns the embedded migration files.
+func Migrations() fs.FS { return pg.MigrationsIn(migrations, "migrations") }
 
 // Migrate applies the embedded migrations to Schema.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
@@ -285,4 +290,10 @@ func RecordAlerts(ctx context.Context, db DB, as []SentAlert) error {
 		return fmt.Errorf("record %d sent alerts: %w", n, err)
 	}
 	return nil
+}
+
+func sortedUnique(keys []string) []string {
+	out := slices.Clone(keys)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
