@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/launchready/launchready/pkg/wait"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -43,7 +44,7 @@ func (c *Consumer) pullUntilDone(ctx context.Context, slots chan struct{}, work 
 			continue
 		}
 		c.log.Warn("consumer lost; setting it up again", "error", Redact(fmt.Sprint(err)))
-		if !sleepCtx(ctx, retry) {
+		if !wait.Sleep(ctx, retry) {
 			return nil
 		}
 		retry = min(2*retry, 5*time.Second)
@@ -71,7 +72,7 @@ func (c *Consumer) durableConfig() jetstream.ConsumerConfig {
 // stream, bad config) is returned at once and only "broker not answering"
 // is retried; when recovering, everything is retried until ctx ends.
 func (c *Consumer) ensureConsumer(ctx context.Context, first bool) (jetstream.Consumer, error) {
-	wait := 250 * time.Millisecond
+	delay := 250 * time.Millisecond
 	for {
 		cons, err := c.js.CreateOrUpdateConsumer(ctx, c.cfg.Stream, c.durableConfig())
 		if err == nil {
@@ -80,11 +81,11 @@ func (c *Consumer) ensureConsumer(ctx context.Context, first bool) (jetstream.Co
 		if first && !connectionTrouble(err) {
 			return nil, fmt.Errorf("create consumer on %s: %w", c.cfg.Stream, err)
 		}
-		c.log.Warn("cannot set up consumer yet; retrying", "error", Redact(err.Error()), "retry_in", wait.String())
-		if !sleepCtx(ctx, wait) {
+		c.log.Warn("cannot set up consumer yet; retrying", "error", Redact(err.Error()), "retry_in", delay.String())
+		if !wait.Sleep(ctx, delay) {
 			return nil, ctx.Err()
 		}
-		wait = min(2*wait, 5*time.Second)
+		delay = min(2*delay, 5*time.Second)
 	}
 }
 
@@ -220,16 +221,4 @@ func (c *Consumer) consumerGone(ctx context.Context, cons jetstream.Consumer) er
 		return err
 	}
 	return nil
-}
-
-// sleepCtx waits d or until ctx ends; it reports whether d elapsed.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/launchready/launchready/pkg/config"
+	"github.com/launchready/launchready/pkg/wait"
 )
 
 // Retention of the auxiliary streams. Dead letters wait for an operator,
@@ -210,7 +211,7 @@ func waitStreams(ctx context.Context, c *connectedJS, cfg StreamConfig) error {
 			c.log.Warn("waiting for the streams to be provisioned (launchready provision)", "stream", StreamEvents,
 				"error", Redact(err.Error()), "gives_up_in", (cfg.Wait - time.Since(start)).Round(time.Second).String())
 		}
-		if !sleepCtx(ctx, waitPoll) {
+		if !wait.Sleep(ctx, waitPoll) {
 			continue // the next lookup reports the deadline
 		}
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/redact"
+	"github.com/launchready/launchready/pkg/wait"
 )
 
 // Outcomes of one attempt, as Call.Outcome reports them.
@@ -188,8 +189,8 @@ func (c *Client) Do(ctx context.Context, op string, req *http.Request) (*Respons
 	for attempt := 1; ; attempt++ {
 		resp, call, err := c.attempt(ctx, op, req)
 		calls = append(calls, call)
-		wait, again := c.again(ctx, attempt, call, resp)
-		if !again || !c.rewind(req) || !pause(ctx, wait) {
+		delay, again := c.again(ctx, attempt, call, resp)
+		if !again || !c.rewind(req) || !wait.Sleep(ctx, delay) {
 			return resp, calls, err
 		}
 	}
@@ -305,19 +306,19 @@ func (c *Client) again(ctx context.Context, attempt int, call Call, resp *Respon
 	if attempt >= c.cfg.Retry.Attempts || !call.Transient || ctx.Err() != nil {
 		return 0, false
 	}
-	wait := c.cfg.Retry.Delay(attempt)
+	delay := c.cfg.Retry.Delay(attempt)
 	if resp != nil && (resp.Status == http.StatusTooManyRequests || resp.Status == http.StatusServiceUnavailable) &&
 		resp.Header.Get("Retry-After") != "" {
-		wait = c.cfg.RetryAfter.Delay(resp.Header, time.Now())
+		delay = c.cfg.RetryAfter.Delay(resp.Header, time.Now())
 	}
 	if c.cfg.Limiter != nil {
 		// The limiter sits the vendor's pause out before the next try.
-		wait = max(wait, c.cfg.Limiter.PausedFor())
+		delay = max(delay, c.cfg.Limiter.PausedFor())
 	}
-	if dl, ok := ctx.Deadline(); wait > c.cfg.MaxWait || (ok && time.Until(dl) < wait+c.cfg.Timeout) {
+	if dl, ok := ctx.Deadline(); delay > c.cfg.MaxWait || (ok && time.Until(dl) < delay+c.cfg.Timeout) {
 		return 0, false
 	}
-	return wait, true
+	return delay, true
 }
 
 // rewind makes req's body readable again for the next try.
@@ -334,21 +335,6 @@ func (c *Client) rewind(req *http.Request) bool {
 	}
 	req.Body = b
 	return true
-}
-
-// pause waits d, or until ctx ends; it reports whether d elapsed.
-func pause(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 func outcomeFor(code int) string {

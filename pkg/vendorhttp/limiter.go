@@ -10,6 +10,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/pkg/wait"
 )
 
 // ErrDeferred means a call was not made because the shared rate budget or
@@ -155,7 +156,7 @@ func sleep(ctx context.Context, vendor string, now time.Time, d, maxWait time.Du
 	if dl, ok := ctx.Deadline(); d > maxWait || (ok && now.Add(d).After(dl)) {
 		return bus.RetryAfter(fmt.Errorf("%s %s: %w", vendor, why, ErrDeferred), d)
 	}
-	if !pause(ctx, d) {
+	if !wait.Sleep(ctx, d) {
 		return fmt.Errorf("%s: wait for %s: %w", vendor, why, context.Cause(ctx))
 	}
 	return nil
