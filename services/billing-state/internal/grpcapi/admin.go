@@ -18,7 +18,7 @@ import (
 
 // Bounds of BillingAdminService's own fields.
 const (
-	MaxActionIDBytes = 64
+	MaxActionIDBytes = billingv1.MaxActionIDBytes
 	MaxReasonBytes   = 1000
 	maxEnumBytes     = 32
 	maxRoleBytes     = 64
@@ -87,7 +87,7 @@ func (s *adminServer) ChangeSubscriptionPlan(ctx context.Context, r *billingv1.C
 // actionRequest checks what every action carries. Lengths are bounded by
 // checkBounds already.
 func actionRequest(actionID string, actor *billingv1.Actor, customerID, reason string) (admin.Request, error) {
-	if !actionIDShape(actionID) {
+	if !billingv1.ValidActionID(actionID) {
 		return admin.Request{}, status.Errorf(codes.InvalidArgument, "action_id is required: letters, digits, _ and -, at most %d bytes", MaxActionIDBytes)
 	}
 	if actor == nil || !strings.Contains(actor.GetEmail(), "@") {
@@ -101,19 +101,6 @@ func actionRequest(actionID string, actor *billingv1.Actor, customerID, reason s
 	}
 	return admin.Request{ActionID: actionID, CustomerID: customerID, Reason: reason,
 		Actor: admin.Actor{Email: actor.GetEmail(), Role: actor.GetRole(), ApprovedBy: actor.GetApprovedBy()}}, nil
-}
-
-func actionIDShape(id string) bool {
-	if id == "" || len(id) > MaxActionIDBytes {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // invalidArgumentCodes are Stripe error codes that say the request itself

@@ -126,16 +126,11 @@ func readAction(kind string, f map[string][]string) (actionRequest, string) {
 	return a, ""
 }
 
+// actionIDShape is billingv1.ValidActionID, and at least as long as the
+// ids the forms draw ("act_" and 24 random characters), so a guessable
+// short id is never taken.
 func actionIDShape(id string) bool {
-	if len(id) < 16 || len(id) > 64 {
-		return false
-	}
-	for _, c := range id {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
+	return len(id) >= 16 && billingv1.ValidActionID(id)
 }
 
 // actionForm draws an action's form with a new action id: submitting it
