@@ -187,6 +187,9 @@ func printStatus(w io.Writer, st *billingv1.CustomerStatus, timeline []*billingv
 	row("deleted", yesNo(st.GetDeleted()))
 	row("needs reconciliation", yesNo(st.GetNeedsReconciliation()))
 	row("livemode", yesNo(st.GetLivemode()))
+	if run := st.GetSmokeRun(); run != "" {
+		row("smoke test", "run "+run+" (left out of counts, CRM reports and drift checks)")
+	}
 	row("last event", dash(st.GetLastEventId()))
 	row("updated", when(st.GetUpdatedAt()))
 	_ = tw.Flush()

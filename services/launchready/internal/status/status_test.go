@@ -23,6 +23,7 @@ import (
 	billingstate "github.com/launchready/launchready/services/billing-state"
 	"github.com/launchready/launchready/services/launchready/internal/status"
 	"github.com/launchready/launchready/test/testkit"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 func token(t *testing.T) string {
@@ -108,6 +109,9 @@ func TestStatusAgainstBillingState(t *testing.T) {
 	if !strings.Contains(out, "entitled") || !strings.Contains(out, "yes") {
 		t.Errorf("entitlement not shown:\n%s", out)
 	}
+	if strings.Contains(out, "smoke test") {
+		t.Errorf("a real customer shown as a smoke test:\n%s", out)
+	}
 
 	code, out, errs := run(env, "cus_IhGfebO16cMIGN", "--json", "--events", "5")
 	if code != 0 {
@@ -125,6 +129,26 @@ func TestStatusAgainstBillingState(t *testing.T) {
 	}
 	if code, out, _ := run(env, "--events", "3", "cus_IhGfebO16cMIGN"); code != 0 || !strings.Contains(out, "customer.subscription.created") || !strings.Contains(out, "none -> active") {
 		t.Fatalf("timeline: %d\n%s", code, out)
+	}
+
+	// A customer made by `launchready smoke --via webhook` shows its mark,
+	// as GetCustomerStatus serves it.
+	smoke := journey.New(t, "cus_lrsmokestatus1", time.Now().Add(-time.Minute).Truncate(time.Second))
+	if _, err := bus.NewPublisher(js, nil).PublishEvent(ctx, smoke.SmokeInvoice(0, "in_lrsmokestatus1", "status1")); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 10*time.Second, "the smoke customer to appear", func() bool {
+		var code int
+		code, out, _ = run(env, smoke.CustomerID)
+		return code == 0
+	})
+	if !strings.Contains(out, "smoke test") || !strings.Contains(out, "run status1") {
+		t.Errorf("smoke customer not marked:\n%s", out)
+	}
+	code, out, errs = run(env, smoke.CustomerID, "--json")
+	var smokeDoc map[string]any
+	if err := json.Unmarshal([]byte(out), &smokeDoc); code != 0 || err != nil || smokeDoc["smoke_run"] != "status1" {
+		t.Errorf("json of the smoke customer: %d %v %s %s", code, err, out, errs)
 	}
 
 	// A link to the customer's status page, served on STATUS_PAGE_ADDR.
