@@ -64,11 +64,17 @@ func newChannels(t *testing.T) *channels {
 // handler builds a handler on every channel; window paces e-mail and SMS.
 func (c *channels) handler(t *testing.T, pool *pgPool, window time.Duration) (*Handler, *metrics.Metrics) {
 	t.Helper()
+	return c.handlerWithRules(t, pool, window, urgentFailures)
+}
+
+// handlerWithRules is handler with the routing rules given.
+func (c *channels) handlerWithRules(t *testing.T, pool *pgPool, window time.Duration, ruleSet string) (*Handler, *metrics.Metrics) {
+	t.Helper()
 	m, err := metrics.New(prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
-	set, err := rules.Parse([]byte(urgentFailures))
+	set, err := rules.Parse([]byte(ruleSet))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,6 +164,41 @@ func TestEmailAndSMSAlertOnceOverSTARTTLSAndAuth(t *testing.T) {
 		if n := histogramCount(t, m.AlertLatency.WithLabelValues(ch).(prometheus.Histogram)); n != 1 {
 			t.Errorf("lr_alert_latency_seconds{channel=%q} count = %d", ch, n)
 		}
+	}
+}
+
+// A smoke test's event, told by the smoke_run the normaliser set, goes to
+// every ops channel, the SMS included, under rules that text nobody about
+// a real failure; every message says it is a test.
+func TestSmokeEventTakesEveryChannelWhateverItsUrgency(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := newPool(t)
+	c := newChannels(t)
+	h, _ := c.handlerWithRules(t, pool, 10*time.Millisecond, `rules:
+  - event: invoice.payment_failed
+    actions: [alert]
+`)
+	plain := journey.NewCustomer().InvoiceFailed(journey.ID("in"), 1, time.Now().Add(-3*time.Second))
+	smoke := journey.NewCustomer().InvoiceFailed(journey.ID("in"), 1, time.Now().Add(-3*time.Second))
+	smoke.SmokeRun = "run_alerts"
+	for _, ev := range []*billingv1.BillingEvent{plain, smoke} {
+		if err := h.PostAlert(ctx, &bus.Delivery{Event: ev, Delivered: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	texts := c.twilio.Messages()
+	if len(texts) != 1 || !strings.HasPrefix(texts[0].Body, render.TestMark) || !strings.Contains(texts[0].Body, smoke.GetEventId()) {
+		t.Fatalf("texts %+v: want one, for the smoke event, marked %q", texts, render.TestMark)
+	}
+	var marked int
+	for _, msg := range c.slack.Messages() {
+		if strings.HasPrefix(msg.Text, render.TestMark) {
+			marked++
+		}
+	}
+	if n := len(c.slack.Messages()); n != 2 || marked != 1 {
+		t.Errorf("slack: %d messages, %d marked as a test; want both alerts, the smoke one marked", n, marked)
 	}
 }
 
