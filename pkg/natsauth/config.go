@@ -33,6 +33,9 @@ func ServerConfig() string {
 		fmt.Fprintf(&b, "    {\n      user: %s\n      password: $%s\n      permissions: {\n", strconv.Quote(u.Name), PasswordVar(u.Name))
 		writeList(&b, "publish", u.Publish)
 		writeList(&b, "subscribe", u.Subscribe)
+		if u.Respond {
+			b.WriteString("        allow_responses: true\n")
+		}
 		b.WriteString("      }\n    }\n")
 	}
 	b.WriteString("  ]\n}\n")
@@ -71,6 +74,9 @@ func HelmValues(secret string) string {
 			for _, s := range l.subjects {
 				fmt.Fprintf(&b, "                - %s\n", strconv.Quote(s))
 			}
+		}
+		if u.Respond {
+			b.WriteString("            allow_responses: true\n")
 		}
 	}
 	b.WriteString("container:\n  env:\n")

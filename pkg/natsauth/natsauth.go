@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/pkg/resync"
 )
 
 // The users. Each service connects as its own name (bus.ConnConfigFromEnv
@@ -47,6 +48,11 @@ type User struct {
 	Role      string
 	Publish   []string
 	Subscribe []string
+	// Respond lets the user answer a request it received (the server's
+	// allow_responses: one reply to the request's reply subject, within
+	// two minutes), whatever Publish says. A service that answers staff
+	// resyncs needs it, and nothing more, to reach the asker's inbox.
+	Respond bool
 }
 
 // Durables of each consumer service.
@@ -54,6 +60,27 @@ var durables = map[string][]string{
 	BillingState:  {BillingState},
 	CRMSync:       {CRMSync},
 	SupportNotify: {SupportNotify, SupportNotify + "-alerts"},
+}
+
+// resyncDurables are the durables that answer staff resyncs on
+// resync.Subject(durable), by user: support-notify's tickets durable
+// re-sends tickets; its alerts are not re-sent.
+var resyncDurables = map[string]string{
+	CRMSync:       CRMSync,
+	SupportNotify: SupportNotify,
+}
+
+// ResyncDurable returns the durable of user that answers resyncs, or "".
+func ResyncDurable(user string) string { return resyncDurables[user] }
+
+// resyncSubjects are every resync subject, sorted.
+func resyncSubjects() []string {
+	var out []string
+	for _, d := range resyncDurables {
+		out = append(out, resync.Subject(d))
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Durables returns the durable consumers user runs (none for a user that
@@ -81,8 +108,8 @@ func Users() []User {
 		},
 		consumer(BillingState, "applies events to the canonical state; publishes status changes (billing.status.>) and watches them for gRPC Watch",
 			[]string{bus.StatusPrefix + ">"}, []string{bus.StatusPrefix + ">"}),
-		consumer(CRMSync, "mirrors events into the CRM", nil, nil),
-		consumer(SupportNotify, "opens tickets (durable support-notify) and sends alerts (durable support-notify-alerts)", nil, nil),
+		consumer(CRMSync, "mirrors events into the CRM; answers staff resyncs on billing.resync.crm-sync", nil, nil),
+		consumer(SupportNotify, "opens tickets (durable support-notify) and sends alerts (durable support-notify-alerts); answers staff resyncs on billing.resync.support-notify", nil, nil),
 		{
 			Name: Admin,
 			Role: "provisions the streams; lists, replays and purges dead letters; the only user that may purge or delete a stream or a consumer",
@@ -112,8 +139,8 @@ func Users() []User {
 		},
 		{
 			Name: Console,
-			Role: "the staff console: stream and consumer state, reads dead letters, replays or deletes one at a time (no purge)",
-			Publish: append(perStream(func(s string) []string {
+			Role: "the staff console: stream and consumer state, reads dead letters, replays or deletes one at a time (no purge); asks a consumer to resync a customer (billing.resync.<durable>)",
+			Publish: append(append(perStream(func(s string) []string {
 				return []string{api("STREAM.INFO", s), api("CONSUMER.NAMES", s), api("CONSUMER.LIST", s), api("CONSUMER.INFO", s, "*")}
 			}),
 				api("INFO"), api("STREAM.NAMES"), api("STREAM.LIST"),
@@ -122,7 +149,7 @@ func Users() []User {
 				api("STREAM.LEADER.STEPDOWN", bus.StreamStandby),
 				api("STREAM.MSG.GET", bus.StreamDLQ), api("STREAM.MSG.DELETE", bus.StreamDLQ),
 				bus.ReplayPrefix+">",
-			),
+			), resyncSubjects()...),
 			Subscribe: []string{inbox(Console)},
 		},
 		{
@@ -155,6 +182,11 @@ func consumer(name, role string, pub, sub []string) User {
 			api("STREAM.INFO", bus.StreamDLQ),
 		}, pub...),
 		Subscribe: append([]string{bus.InboxPrefix(name) + ".>"}, sub...),
+	}
+	if d := resyncDurables[name]; d != "" {
+		// Its own resync subject only, and the one reply per request.
+		u.Subscribe = append(u.Subscribe, resync.Subject(d))
+		u.Respond = true
 	}
 	for _, d := range durables[name] {
 		u.Publish = append(u.Publish,
@@ -207,10 +239,14 @@ func Names() []string {
 
 // Permissions are u's allow lists in the server's terms.
 func (u User) Permissions() *server.Permissions {
-	return &server.Permissions{
+	p := &server.Permissions{
 		Publish:   &server.SubjectPermission{Allow: slices.Clone(u.Publish)},
 		Subscribe: &server.SubjectPermission{Allow: slices.Clone(u.Subscribe)},
 	}
+	if u.Respond {
+		p.Response = &server.ResponsePermission{MaxMsgs: server.DEFAULT_ALLOW_RESPONSE_MAX_MSGS, Expires: server.DEFAULT_ALLOW_RESPONSE_EXPIRATION}
+	}
+	return p
 }
 
 // Login is how one user proves who it is to the server: a password, or the

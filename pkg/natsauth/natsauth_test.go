@@ -220,6 +220,11 @@ func TestPermissions(t *testing.T) {
 		})
 	})
 
+	t.Run("resync", func(t *testing.T) {
+		natsauthtest.CheckResync(t, dial(natsauth.Console), map[string]*natsauthtest.Client{
+			natsauth.CRMSync: dial(natsauth.CRMSync), natsauth.SupportNotify: dial(natsauth.SupportNotify)})
+	})
+
 	// Last: admin purges.
 	t.Run(natsauth.Admin, func(t *testing.T) {
 		ctx := testCtx(t)
@@ -458,8 +463,12 @@ func TestServerConfigIsTheModel(t *testing.T) {
 func describe(users []*server.User) string {
 	var lines []string
 	for _, u := range users {
-		lines = append(lines, fmt.Sprintf("%s %s pub=%v sub=%v", u.Username, u.Password,
-			u.Permissions.Publish.Allow, u.Permissions.Subscribe.Allow))
+		resp := "none"
+		if r := u.Permissions.Response; r != nil {
+			resp = fmt.Sprintf("%d/%s", r.MaxMsgs, r.Expires)
+		}
+		lines = append(lines, fmt.Sprintf("%s %s pub=%v sub=%v resp=%s", u.Username, u.Password,
+			u.Permissions.Publish.Allow, u.Permissions.Subscribe.Allow, resp))
 	}
 	slices.Sort(lines)
 	return strings.Join(lines, "\n")

@@ -20,6 +20,8 @@ import (
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 
 	"github.com/launchready/launchready/pkg/bus"
+	"github.com/launchready/launchready/pkg/natsauth"
+	"github.com/launchready/launchready/pkg/resync"
 )
 
 // verdictWait bounds the wait for the server's answer to one action. A
@@ -224,4 +226,56 @@ func ExpectAnonymousRefused(t testing.TB, url string) {
 	if !errors.Is(err, nats.ErrAuthorization) {
 		t.Fatalf("anonymous connect to %s: %v, want the server's authorization violation", url, err)
 	}
+}
+
+// CheckResync requires each responder (a client of a user that answers
+// resyncs, by user name) to take requests on its own resync subject and
+// answer the console through the console's inbox, and to be refused
+// another's subject and a forged request; and the console to be refused
+// listening in on the requests. Once nobody serves, the console hears
+// that no process answered.
+func CheckResync(t testing.TB, console *Client, responders map[string]*Client) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*verdictWait)
+	defer cancel()
+	for user, c := range responders {
+		d := natsauth.ResyncDurable(user)
+		if d == "" {
+			t.Fatalf("%s answers no resync", user)
+		}
+		srv, err := resync.Serve(c.NC, d, verdictWait, nil, func(_ context.Context, req resync.Request) resync.Reply {
+			return resync.Reply{Outcome: resync.OutcomeResent, Detail: "for " + req.CustomerID + " by " + user}
+		})
+		if err != nil {
+			t.Fatalf("%s: serve resyncs: %v", user, err)
+		}
+		if err := c.NC.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := resync.Ask(ctx, console.NC, d, resync.Request{RequestID: "rsy_" + user, CustomerID: "cus_Resync",
+			Actor: "support@example.com", Reason: "customer asked"})
+		if err != nil {
+			t.Errorf("console asks %s: %v", d, err)
+		} else if rep.Consumer != d || rep.Outcome != resync.OutcomeResent || rep.Detail != "for cus_Resync by "+user || rep.RequestID != "rsy_"+user {
+			t.Errorf("console asks %s: reply %+v", d, rep)
+		}
+		if err := srv.Stop(); err != nil {
+			t.Errorf("%s: stop: %v", user, err)
+		}
+		c.NoViolations(t)
+		c.DeniedPublish(t, resync.Subject(d), []byte(`{}`))
+		for other := range responders {
+			if od := natsauth.ResyncDurable(other); od != d {
+				c.DeniedSubscribe(t, resync.Subject(od))
+				c.DeniedPublish(t, resync.Subject(od), []byte(`{}`))
+			}
+		}
+		c.DeniedSubscribe(t, resync.Prefix+">")
+		if _, err := resync.Ask(ctx, console.NC, d, resync.Request{RequestID: "rsy_gone_" + user, CustomerID: "cus_Resync",
+			Actor: "support@example.com", Reason: "customer asked"}); !errors.Is(err, resync.ErrNoResponder) {
+			t.Errorf("console asks %s with nobody serving: %v, want %v", d, err, resync.ErrNoResponder)
+		}
+	}
+	console.NoViolations(t)
+	console.DeniedSubscribe(t, resync.Prefix+">")
 }
