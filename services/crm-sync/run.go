@@ -11,6 +11,7 @@ import (
 
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/logging"
+	"github.com/launchready/launchready/pkg/resync"
 	"github.com/launchready/launchready/pkg/service"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/crm-sync/internal/crm"
@@ -57,6 +58,12 @@ func Run(ctx context.Context, cfg Config) error {
 		// workers seldom wait for each other's turn.
 		opts.PartitionKey = billingv1.EncodedCustomerID
 		host.GoConsumer("consumer", bus.NewBatchConsumer(host.JS, cfg.Consumer, sy.SyncBatch, opts))
+		// Staff resyncs from the console: one push of a customer's
+		// current documents per request id.
+		resyncs := resync.Log{DB: host.Pool, Schema: store.Schema, StaleAfter: batchTimeout(cfg) + time.Minute}
+		host.Go("resync", func(ctx context.Context) error {
+			return resync.Run(ctx, host.NC, Durable, batchTimeout(cfg), host.Log, resyncs.Once(sy.Resync))
+		})
 		return nil
 	})
 }

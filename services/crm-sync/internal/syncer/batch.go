@@ -50,6 +50,11 @@ type group struct {
 	entries    []*entry
 	// in is step 1's result for the group's pending entries.
 	in pushIntent
+	// resync marks a staff resync (see Resync): its one entry names the
+	// customer's newest event, which is not applied again; the documents
+	// derived from the mirror are pushed whether or not they changed, and
+	// no event is recorded as processed.
+	resync bool
 }
 
 // pending are the entries still waiting for an outcome.
@@ -403,7 +408,7 @@ func (s *Syncer) intentTx(ctx context.Context, tx *pg.Tx, groups []*group, repai
 	for i, g := range groups {
 		g.in = pushIntent{}
 		work[i] = g.pending()
-		if repair {
+		if repair || g.resync {
 			continue
 		}
 		// A batch may hold one event twice (a Stripe retry stored again
@@ -444,7 +449,7 @@ func (s *Syncer) intentTx(ctx context.Context, tx *pg.Tx, groups []*group, repai
 		if len(work[i]) == 0 {
 			continue
 		}
-		if !repair {
+		if !repair && !g.resync {
 			if g.customerID == "" {
 				if err := s.keepUnresolved(ctx, tx, g, work[i], done); err != nil {
 					return err
@@ -488,6 +493,9 @@ func (s *Syncer) intentTx(ctx context.Context, tx *pg.Tx, groups []*group, repai
 func (s *Syncer) openIntent(ctx context.Context, tx *pg.Tx, g *group, pending []*entry, change *crm.Change, repair bool, calls *callLog) {
 	provider := s.o.Adapter.Name()
 	newest := newestOf(pending)
+	if g.resync {
+		forcePush(change)
+	}
 	if !needsPush(change, s.o.Adapter.TracksRecords()) {
 		// Pushes still in flight derived their documents before these
 		// events: whichever settles last checks them again.
@@ -682,6 +690,9 @@ func (s *Syncer) settle(ctx context.Context, groups []*group, outs []crm.Outcome
 			s.remember(tx, g.in.change, res, true)
 			calls.add(newest.ev, g.customerID, provider, newest.delivery, res.Calls)
 			ids, types := eventIDs(g.pending())
+			if g.resync {
+				ids, types = []string{}, []string{}
+			}
 			tx.QueueScan("settle push of "+g.customerID, `SELECT crm.settle_push($1, $2, $3, $4, $5, $6)`,
 				[]any{g.in.id, provider, g.customerID, ids, types, OutcomeSynced}, &verdicts[i])
 		}
