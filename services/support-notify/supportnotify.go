@@ -21,6 +21,7 @@ import (
 	"github.com/launchready/launchready/pkg/config"
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/redact"
+	"github.com/launchready/launchready/pkg/resync"
 	"github.com/launchready/launchready/pkg/service"
 	"github.com/launchready/launchready/pkg/stripeapi"
 	"github.com/launchready/launchready/pkg/telemetry"
@@ -405,7 +406,8 @@ func Run(ctx context.Context, cfg Config) error {
 		// Vendor calls run inside ticket transactions, so every worker of
 		// both consumers may hold a connection at once: size the pool for
 		// that, or a slow Zendesk would starve the alert workers.
-		Database:     &service.Database{URL: cfg.DatabaseURL, MaxConns: int32(cfg.Tickets.Concurrency + cfg.Alerts.Concurrency + 2), Migrate: store.Migrate}, // #nosec G115 -- both concurrencies are validated to 1..maxConcurrency
+		// A staff resync holds one more.
+		Database:     &service.Database{URL: cfg.DatabaseURL, MaxConns: int32(cfg.Tickets.Concurrency + cfg.Alerts.Concurrency + 3), Migrate: store.Migrate}, // #nosec G115 -- both concurrencies are validated to 1..maxConcurrency
 		StartTimeout: cfg.StartTimeout, Ready: cfg.Ready,
 	}
 	return service.Supervise(ctx, spec, func(_ context.Context, host *service.Host) error {
@@ -456,6 +458,12 @@ func Run(ctx context.Context, cfg Config) error {
 			cfg.Alerts.FilterSubjects = bus.TypeFilterSubjects(cfg.Alerts.Durable, set.Types(rules.Alert, rules.EmailCustomer))
 		}
 		host.GoConsumer("tickets consumer", bus.NewConsumer(host.JS, cfg.Tickets, ticketHandler.OpenOrResolveTicket, host.ConsumerOptions()))
+		// Staff resyncs of a customer's tickets, once per request id.
+		resyncTimeout := 2 * zdTimeout
+		resyncs := resync.Log{DB: host.Pool, Schema: store.Schema, StaleAfter: resyncTimeout + time.Minute}
+		host.Go("resync", func(ctx context.Context) error {
+			return resync.Run(ctx, host.NC, TicketsDurable, resyncTimeout, log, resyncs.Once(ticketHandler.Resync))
+		})
 		if cfg.Alerts.BatchSize == 0 {
 			cfg.Alerts.BatchSize = DefaultAlertBatch
 		}
