@@ -177,6 +177,14 @@ func TestNATSLeastPrivilege(t *testing.T) {
 		})
 	}
 
+	// A staff resync reaches the consumer it names and only that one; the
+	// consumer answers through the console's inbox and cannot listen on
+	// another's subject nor forge a request.
+	t.Run("resync subjects are each consumer's own", func(t *testing.T) {
+		natsauthtest.CheckResync(t, dial(natsauth.Console), map[string]*natsauthtest.Client{
+			natsauth.CRMSync: dial(natsauth.CRMSync), natsauth.SupportNotify: dial(natsauth.SupportNotify)})
+	})
+
 	t.Run("billing-state publishes status, not events", func(t *testing.T) {
 		c := dial(natsauth.BillingState)
 		c.DeniedPublish(t, bus.EventSubject("invoice.paid"), []byte("forged"))
