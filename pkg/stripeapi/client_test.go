@@ -14,7 +14,7 @@ import (
 
 	"github.com/launchready/launchready/pkg/config"
 	"github.com/launchready/launchready/pkg/stripeapi"
-	"github.com/launchready/launchready/pkg/stripeapi/stripefake"
+	"github.com/launchready/launchready/test/testkit/stripefake"
 )
 
 // testKey is a made-up test-mode key, fresh for each test.

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/launchready/launchready/pkg/bus"
-	"github.com/launchready/launchready/pkg/stripeapi/stripefake"
+	"github.com/launchready/launchready/test/testkit/stripefake"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 
 	supportnotify "github.com/launchready/launchready/services/support-notify"

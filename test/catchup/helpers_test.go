@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/launchready/launchready/pkg/natsauth"
-	"github.com/launchready/launchready/pkg/stripeapi/stripefake"
+	"github.com/launchready/launchready/test/testkit/stripefake"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/test/harness"
 	"github.com/launchready/launchready/test/harness/scenario"

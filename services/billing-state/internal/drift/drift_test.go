@@ -14,7 +14,7 @@ import (
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
 	"github.com/launchready/launchready/pkg/stripeapi"
-	"github.com/launchready/launchready/pkg/stripeapi/stripefake"
+	"github.com/launchready/launchready/test/testkit/stripefake"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/billing-state/internal/drift"
 	"github.com/launchready/launchready/services/billing-state/internal/state"

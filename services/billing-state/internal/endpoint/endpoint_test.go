@@ -15,7 +15,7 @@ import (
 
 	"github.com/launchready/launchready/pkg/config"
 	"github.com/launchready/launchready/pkg/stripeapi"
-	"github.com/launchready/launchready/pkg/stripeapi/stripefake"
+	"github.com/launchready/launchready/test/testkit/stripefake"
 	"github.com/launchready/launchready/services/billing-state/internal/endpoint"
 	"github.com/launchready/launchready/test/testkit"
 )

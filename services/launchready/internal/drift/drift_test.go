@@ -19,7 +19,7 @@ import (
 	"github.com/launchready/launchready/pkg/natsauth"
 	"github.com/launchready/launchready/pkg/natstest"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
-	"github.com/launchready/launchready/pkg/stripeapi/stripefake"
+	"github.com/launchready/launchready/test/testkit/stripefake"
 	"github.com/launchready/launchready/pkg/stripeevent"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	billingstate "github.com/launchready/launchready/services/billing-state"
