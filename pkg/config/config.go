@@ -69,25 +69,22 @@ func (e *Env) Require(key string) string {
 
 // Int returns the value as an int or def.
 func (e *Env) Int(key string, def int) int {
-	v := e.Lookup(key)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil {
-		e.errs = append(e.errs, fmt.Errorf("%s: %q is not an integer", key, v))
-		return def
-	}
-	return n
+	return int(e.integer(key, int64(def), strconv.IntSize))
 }
 
 // Int64 returns the value as an int64 or def.
 func (e *Env) Int64(key string, def int64) int64 {
+	return e.integer(key, def, 64)
+}
+
+// integer reads a base-10 integer that fits in bits, or records why not
+// and returns def.
+func (e *Env) integer(key string, def int64, bits int) int64 {
 	v := e.Lookup(key)
 	if v == "" {
 		return def
 	}
-	n, err := strconv.ParseInt(v, 10, 64)
+	n, err := strconv.ParseInt(v, 10, bits)
 	if err != nil {
 		e.errs = append(e.errs, fmt.Errorf("%s: %q is not an integer", key, v))
 		return def
