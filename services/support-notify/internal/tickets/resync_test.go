@@ -2,7 +2,6 @@ package tickets
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -26,11 +25,7 @@ func TestResyncResendsTicketsOncePerRequestID(t *testing.T) {
 	c := journey.NewCustomer()
 	b.mustHandle(t, c.InvoiceFailed(journey.ID("in"), 1, now.Add(-2*time.Hour)))
 	crashed := c.InvoiceFailed(journey.ID("in"), 1, now.Add(-time.Hour))
-	b.h.beforeCommit = func(context.Context) error { return errors.New("process killed before commit") }
-	if err := b.handle(t, crashed); err == nil {
-		t.Fatal("the staged crash did not surface")
-	}
-	b.h.beforeCommit = nil
+	b.crashAfterDeskCall(t, crashed)
 	if open, _ := b.ticketRows(t); open != 1 || len(b.desk.Tickets()) != 2 {
 		t.Fatalf("before the resync: %d open tickets recorded, %d in the desk; want 1 and 2", open, len(b.desk.Tickets()))
 	}

@@ -63,9 +63,6 @@ type Handler struct {
 	// Links finds the customer of a dispute, which names only its charge;
 	// nil leaves such events as they are.
 	Links *links.Resolver
-	// beforeCommit runs after the desk call, inside the transaction; tests
-	// use it to stage a crash between the Zendesk call and the commit.
-	beforeCommit func(ctx context.Context) error
 }
 
 // IdempotencyKey is stable per (event, action), so a redelivery repeats the
@@ -263,9 +260,6 @@ func (h *Handler) attempt(ctx context.Context, ev *billingv1.BillingEvent, seq u
 			}
 		}
 		store.MarkProcessed(tx, h.Consumer, ev.GetEventId(), ev.GetType(), outcome)
-		if h.beforeCommit != nil {
-			return h.beforeCommit(ctx)
-		}
 		return nil
 	})
 	return outcome, ticketID, err

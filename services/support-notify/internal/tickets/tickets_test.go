@@ -94,6 +94,30 @@ func (b *bundle) mustHandle(t *testing.T, ev *billingv1.BillingEvent) {
 	}
 }
 
+// crashAfterDeskCall handles ev with a desk that opens the ticket and then
+// loses the answer, as when the process dies between the Zendesk call and
+// the commit: the transaction rolls back with the ticket already open in
+// Zendesk. The handler gets its own desk back afterwards.
+func (b *bundle) crashAfterDeskCall(t *testing.T, ev *billingv1.BillingEvent) {
+	t.Helper()
+	desk := b.h.Desk
+	b.h.Desk = lostAnswerDesk{desk}
+	defer func() { b.h.Desk = desk }()
+	if err := b.handle(t, ev); err == nil {
+		t.Fatal("the staged crash did not surface")
+	}
+}
+
+// lostAnswerDesk forwards ticket creations to the desk and then fails.
+type lostAnswerDesk struct{ Desk }
+
+func (d lostAnswerDesk) CreateTicket(ctx context.Context, nt zendesk.NewTicket, key string) (int64, error) {
+	if _, err := d.Desk.CreateTicket(ctx, nt, key); err != nil {
+		return 0, err
+	}
+	return 0, errors.New("process killed before commit")
+}
+
 func (b *bundle) ticketRows(t *testing.T) (open, solved int) {
 	t.Helper()
 	err := b.pool.QueryRow(context.Background(),
@@ -188,18 +212,8 @@ func TestSuccessfulPurchaseOpensNothing(t *testing.T) {
 func TestCrashBetweenZendeskCallAndCommit(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	crashed := false
-	b.h.beforeCommit = func(context.Context) error {
-		if !crashed {
-			crashed = true
-			return errors.New("process killed before commit")
-		}
-		return nil
-	}
 	ev := journey.NewCustomer().InvoiceFailed(journey.ID("in"), 1, time.Now())
-	if err := b.handle(t, ev); err == nil {
-		t.Fatal("the staged crash did not surface")
-	}
+	b.crashAfterDeskCall(t, ev)
 	if open, _ := b.ticketRows(t); open != 0 {
 		t.Fatalf("the rolled-back transaction left %d ticket rows", open)
 	}
