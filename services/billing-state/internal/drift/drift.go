@@ -34,6 +34,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/launchready/launchready/pkg/canonical"
+	"github.com/launchready/launchready/pkg/redact"
 	"github.com/launchready/launchready/pkg/stripeapi"
 	"github.com/launchready/launchready/pkg/stripeevent"
 	"github.com/launchready/launchready/services/billing-state/internal/state"
@@ -85,11 +86,18 @@ func New(api *stripeapi.Client, store *state.Store, reg prometheus.Registerer, l
 }
 
 // Check lists Stripe's subscriptions and returns those that differ, ordered
-// by customer, and exports the count of customers with drift.
+// by customer, exports the count of customers with drift, and keeps the
+// check's result in billing.drift_checks.
 func (c *Checker) Check(ctx context.Context) ([]Drift, error) {
+	started := time.Now()
 	out, err := c.check(ctx)
 	if err != nil {
 		c.checks.WithLabelValues("error").Inc()
+		if ctx.Err() == nil {
+			// A check cut short by shutdown or its caller found nothing
+			// to keep.
+			c.record(ctx, state.DriftCheck{StartedAt: started, Outcome: "error", Error: redact.Error(err)})
+		}
 		return nil, err
 	}
 	customers := map[string]bool{}
@@ -97,12 +105,28 @@ func (c *Checker) Check(ctx context.Context) ([]Drift, error) {
 		customers[d.CustomerID] = true
 	}
 	c.customers.Set(float64(len(customers)))
-	if len(out) == 0 {
-		c.checks.WithLabelValues("clean").Inc()
-	} else {
-		c.checks.WithLabelValues("drift").Inc()
+	outcome := "clean"
+	if len(out) > 0 {
+		outcome = "drift"
 	}
+	c.checks.WithLabelValues(outcome).Inc()
+	c.record(ctx, state.DriftCheck{StartedAt: started, Outcome: outcome, Customers: len(customers), Subscriptions: len(out)})
 	return out, nil
+}
+
+// maxRecordedError bounds the error text a failed check keeps.
+const maxRecordedError = 1024
+
+// record keeps a check's result. A failure to keep it is logged and does
+// not change the check's own result: the metrics and the caller have it.
+func (c *Checker) record(ctx context.Context, r state.DriftCheck) {
+	r.FinishedAt = time.Now()
+	if len(r.Error) > maxRecordedError {
+		r.Error = strings.ToValidUTF8(r.Error[:maxRecordedError], "")
+	}
+	if err := c.store.RecordDriftCheck(ctx, r); err != nil {
+		c.log.WarnContext(ctx, "drift check not recorded", "action", "drift_check", "outcome", r.Outcome, "error", redact.Error(err))
+	}
 }
 
 type listedSubscription struct {

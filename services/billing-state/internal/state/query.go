@@ -266,3 +266,23 @@ func (s *Store) SmokeCustomers(ctx context.Context) (map[string]bool, error) {
 	}
 	return out, nil
 }
+
+// DriftCheck is one drift check's result, as billing.drift_checks keeps
+// it.
+type DriftCheck struct {
+	StartedAt, FinishedAt time.Time
+	// Outcome is clean, drift or error.
+	Outcome       string
+	Customers     int
+	Subscriptions int
+	Error         string
+}
+
+// RecordDriftCheck keeps a finished drift check in billing.drift_checks.
+func (s *Store) RecordDriftCheck(ctx context.Context, c DriftCheck) error {
+	if _, err := s.pool.Exec(ctx, `INSERT INTO billing.drift_checks (started_at, finished_at, outcome, customers, subscriptions, error)
+		VALUES ($1, $2, $3, $4, $5, $6)`, c.StartedAt, c.FinishedAt, c.Outcome, c.Customers, c.Subscriptions, c.Error); err != nil {
+		return fmt.Errorf("record drift check: %w", err)
+	}
+	return nil
+}
