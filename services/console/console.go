@@ -27,6 +27,7 @@ import (
 	"github.com/launchready/launchready/services/console/internal/policy"
 	"github.com/launchready/launchready/services/console/internal/store"
 	"github.com/launchready/launchready/services/console/internal/web"
+	"github.com/launchready/launchready/services/console/internal/webhookrates"
 )
 
 // ServiceName names the service in logs, traces, metrics and its NATS
@@ -79,6 +80,11 @@ type Config struct {
 	// (host:port, comma separated), whose health and build the overview
 	// shows.
 	OpsTargets []string
+	// PrometheusURL is CONSOLE_PROMETHEUS_URL, a Prometheus that loads the
+	// alert rules: the overview's webhook failure rate and weekly
+	// duplicates are its recorded series, the numbers the alerts see.
+	// Without it the console samples the ops listeners' counters itself.
+	PrometheusURL string
 
 	StartTimeout time.Duration
 	Logger       *slog.Logger
@@ -109,21 +115,23 @@ func (c Config) WithLogger(log *slog.Logger) Config {
 // ConfigFromEnv reads CONSOLE_ADDR, HTTP_ADDR, NATS_URL (and its
 // credentials), DATABASE_URL, the NATS_* stream settings, OTEL_*,
 // CONSOLE_SESSION_IDLE, CONSOLE_SESSION_MAX, the CONSOLE_OIDC_* settings
-// CONSOLE_BILLING_GRPC_* and CONSOLE_POLICY.
+// CONSOLE_BILLING_GRPC_*, CONSOLE_POLICY, CONSOLE_JAEGER_URL,
+// CONSOLE_OPS_TARGETS and CONSOLE_PROMETHEUS_URL.
 func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	e := config.New(getenv)
 	cfg := Config{
-		Addr:        e.String("CONSOLE_ADDR", DefaultAddr),
-		HTTPAddr:    e.String("HTTP_ADDR", DefaultHTTPAddr),
-		NATSURL:     bus.ConnConfigFromEnv(e, ServiceName),
-		DatabaseURL: e.String("DATABASE_URL", pg.DefaultURL),
-		Streams:     bus.StreamConfigFromEnv(e),
-		Telemetry:   telemetry.ConfigFromEnv(e, ServiceName),
-		SessionIdle: e.Duration("CONSOLE_SESSION_IDLE", web.DefaultSessionIdle),
-		SessionMax:  e.Duration("CONSOLE_SESSION_MAX", web.DefaultSessionMax),
-		Stripe:      stripeapi.ConfigFromEnv(e),
-		JaegerURL:   e.String("CONSOLE_JAEGER_URL", ""),
-		OpsTargets:  e.List("CONSOLE_OPS_TARGETS"),
+		Addr:          e.String("CONSOLE_ADDR", DefaultAddr),
+		HTTPAddr:      e.String("HTTP_ADDR", DefaultHTTPAddr),
+		NATSURL:       bus.ConnConfigFromEnv(e, ServiceName),
+		DatabaseURL:   e.String("DATABASE_URL", pg.DefaultURL),
+		Streams:       bus.StreamConfigFromEnv(e),
+		Telemetry:     telemetry.ConfigFromEnv(e, ServiceName),
+		SessionIdle:   e.Duration("CONSOLE_SESSION_IDLE", web.DefaultSessionIdle),
+		SessionMax:    e.Duration("CONSOLE_SESSION_MAX", web.DefaultSessionMax),
+		Stripe:        stripeapi.ConfigFromEnv(e),
+		JaegerURL:     e.String("CONSOLE_JAEGER_URL", ""),
+		OpsTargets:    e.List("CONSOLE_OPS_TARGETS"),
+		PrometheusURL: e.String("CONSOLE_PROMETHEUS_URL", ""),
 		Billing: BillingConfig{
 			Addr:  e.String("CONSOLE_BILLING_GRPC_ADDR", DefaultBillingAddr),
 			Token: e.Secret("CONSOLE_BILLING_GRPC_TOKEN"),
@@ -165,6 +173,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Any("stripe", c.Stripe),
 		slog.String("jaeger_url", config.MaskURL(c.JaegerURL)),
 		slog.Any("ops_targets", c.OpsTargets),
+		slog.String("prometheus_url", config.MaskURL(c.PrometheusURL)),
 		slog.String("otel_endpoint", config.MaskURL(c.Telemetry.Endpoint)),
 		slog.String("oidc_issuer", c.OIDC.Issuer),
 		slog.String("oidc_client_id", c.OIDC.ClientID),
@@ -255,6 +264,7 @@ func Run(ctx context.Context, cfg Config) error {
 			Pool: host.Pool, Log: host.Log, SecureCookies: SecureCookies(cfg.Addr),
 			SessionIdle: cfg.SessionIdle, SessionMax: cfg.SessionMax, Throttle: auth.DefaultThrottle, Now: cfg.Now,
 			JS: host.JS, OIDC: oidcFlow(cfg.OIDC), Billing: billing, Policy: cfg.Policy, Reader: reader, Stripe: stripe, Jaeger: traces, OpsTargets: cfg.OpsTargets,
+			Webhooks: webhookFigures(host, cfg),
 		})
 		if err != nil {
 			return err
@@ -275,6 +285,30 @@ func Run(ctx context.Context, cfg Config) error {
 		host.Go("console server", func(ctx context.Context) error { return httpserver.Serve(ctx, srv, ln, 10*time.Second) })
 		return nil
 	})
+}
+
+// sampleEvery is how often the console reads the ops listeners' counters
+// when there is no Prometheus to ask.
+const sampleEvery = 30 * time.Second
+
+// webhookFigures is where the overview reads the webhook failure rate and
+// the week's duplicates: Prometheus' recorded series when
+// CONSOLE_PROMETHEUS_URL is set, else the console's own samples of the ops
+// listeners; nil when it has neither.
+func webhookFigures(host *service.Host, cfg Config) webhookrates.Source {
+	hc := &http.Client{Timeout: 5 * time.Second}
+	switch {
+	case cfg.PrometheusURL != "":
+		return &webhookrates.Prometheus{Base: cfg.PrometheusURL, HTTP: hc, Now: cfg.Now}
+	case len(cfg.OpsTargets) > 0:
+		s := &webhookrates.Sampler{Targets: cfg.OpsTargets, HTTP: hc, Now: cfg.Now}
+		host.Go("webhook sampler", func(ctx context.Context) error {
+			s.Run(ctx, sampleEvery)
+			return nil
+		})
+		return s
+	}
+	return nil
 }
 
 func oidcFlow(c auth.OIDCConfig) *auth.OIDC {

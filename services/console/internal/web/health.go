@@ -3,9 +3,12 @@ package web
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -16,6 +19,7 @@ import (
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/service"
 	"github.com/launchready/launchready/services/console/internal/holdings"
+	"github.com/launchready/launchready/services/console/internal/webhookrates"
 )
 
 // overviewView is what the overview shows of the whole system; each part
@@ -32,6 +36,30 @@ type overviewView struct {
 	Smoke        []smokeView
 	SmokeAt      time.Time
 	SmokeNote    string
+	Webhooks     *webhooksView
+	WebhooksNote string
+	Drift        *driftView
+	DriftNote    string
+	Doctor       *doctorView
+	DoctorNote   string
+}
+
+// driftView is billing-state's last drift check (billing.drift_checks).
+type driftView struct {
+	Outcome               string
+	Customers             int
+	Subscriptions         int
+	Error                 string
+	StartedAt, FinishedAt time.Time
+}
+
+// doctorView is the last report of `launchready doctor`
+// (readiness.doctor_reports).
+type doctorView struct {
+	ID               int64
+	At               time.Time
+	Pass, Warn, Fail int
+	Failing          []string
 }
 
 type replicaView struct {
@@ -86,6 +114,13 @@ func (s *Server) readOverview(ctx context.Context) overviewView {
 	if s.opts.Reader != nil {
 		wg.Go(func() { v.Backfill, v.BackfillNote = s.lastBackfill(ctx) })
 		wg.Go(func() { v.Smoke, v.SmokeAt, v.SmokeNote = s.lastSmoke(ctx) })
+		wg.Go(func() { v.Drift, v.DriftNote = s.lastDriftCheck(ctx) })
+		wg.Go(func() { v.Doctor, v.DoctorNote = s.lastDoctorReport(ctx) })
+	}
+	if s.opts.Webhooks != nil {
+		wg.Go(func() { v.Webhooks, v.WebhooksNote = s.webhookFigures(ctx) })
+	} else {
+		v.WebhooksNote = "Neither CONSOLE_PROMETHEUS_URL nor CONSOLE_OPS_TARGETS is set."
 	}
 	wg.Wait()
 	return v
@@ -236,4 +271,127 @@ func (s *Server) lastSmoke(ctx context.Context) ([]smokeView, time.Time, string)
 		return nil, time.Time{}, "never run"
 	}
 	return out, last, ""
+}
+
+// webhookFigures reads the webhook failure rate and the week's duplicates.
+// A partial answer (one of Prometheus' two queries failed) is shown with
+// the note.
+func (s *Server) webhookFigures(ctx context.Context) (*webhooksView, string) {
+	f, err := s.opts.Webhooks.Figures(ctx)
+	if err == nil {
+		return viewWebhooks(f), ""
+	}
+	s.opts.Log.WarnContext(ctx, "read the webhook figures", "error", err.Error())
+	if f.From == "sampled" {
+		return nil, "Not sampled yet: " + err.Error() + "."
+	}
+	return viewWebhooks(f), "Prometheus did not answer every query; the error is in the console's log."
+}
+
+// webhooksView is the overview's webhook figures, put in words.
+type webhooksView struct {
+	// From says where the figures come from.
+	From string
+	// Rate is the failure rate ("3.00 %"), Counts what it is of (sampled
+	// only), RateWindow the window it covers.
+	Rate, Counts, RateWindow string
+	Duplicates               []webhookrates.Stage
+	DuplicatesTotal          string
+	DuplicatesWindow         string
+}
+
+// sampleSlack is how far short of its full length a sampled window may be
+// and still be called whole: about one sampling interval.
+const sampleSlack = time.Minute
+
+func viewWebhooks(f webhookrates.Figures) *webhooksView {
+	v := &webhooksView{Duplicates: f.Duplicates, DuplicatesTotal: count(f.DuplicatesTotal),
+		RateWindow: "last 15 min", DuplicatesWindow: "last 7 days"}
+	switch f.From {
+	case "prometheus":
+		v.From = "Prometheus: " + webhookrates.FailureRatioSeries + " and " + webhookrates.DuplicatesSeries + ", as the alerts see them."
+	default:
+		v.From = "Sampled by the console from the ops listeners' counters (CONSOLE_PROMETHEUS_URL is not set): only what happened while it ran."
+		v.Counts = count(f.Failed) + " of " + count(f.Requests) + " requests"
+		if f.Partial(f.FailureSince, webhookrates.FailureWindow, sampleSlack) {
+			v.RateWindow = since(f.FailureSince, f.At)
+		}
+		if f.Partial(f.DuplicatesSince, webhookrates.DuplicateWindow, sampleSlack) {
+			v.DuplicatesWindow = since(f.DuplicatesSince, f.At)
+		}
+	}
+	if f.FailureKnown {
+		v.Rate = fmt.Sprintf("%.2f %%", 100*f.FailureRatio)
+	}
+	return v
+}
+
+// count prints a counter's increase, which Prometheus extrapolates to a
+// fraction, as a whole number.
+func count(n float64) string { return strconv.FormatFloat(math.Round(n), 'f', 0, 64) }
+
+// since says where a window that has not yet reached its length starts:
+// "since 14:02 UTC, 6 min".
+func since(from, now time.Time) string {
+	d := now.Sub(from)
+	var long string
+	switch {
+	case d < time.Hour:
+		long = strconv.Itoa(int(d.Minutes())) + " min"
+	case d < 48*time.Hour:
+		long = strconv.Itoa(int(d.Hours())) + " h"
+	default:
+		long = strconv.Itoa(int(d.Hours()/24)) + " days"
+	}
+	at := from.UTC().Format("15:04 UTC")
+	if from.UTC().YearDay() != now.UTC().YearDay() || from.Year() != now.Year() {
+		at = from.UTC().Format("2006-01-02 15:04 UTC")
+	}
+	return "since " + at + ", " + long
+}
+
+// lastDriftCheck reads billing-state's newest drift check.
+func (s *Server) lastDriftCheck(ctx context.Context) (*driftView, string) {
+	if ok, err := s.exists(ctx, "billing", "drift_checks"); err != nil || !ok {
+		return nil, "never run"
+	}
+	var d driftView
+	err := s.opts.Reader.QueryRow(ctx, `SELECT outcome, customers, subscriptions, error, started_at, finished_at
+		FROM billing.drift_checks ORDER BY id DESC LIMIT 1`).Scan(&d.Outcome, &d.Customers, &d.Subscriptions, &d.Error, &d.StartedAt, &d.FinishedAt)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, "never run"
+	case pg.IsInsufficientPrivilege(err):
+		return nil, "not readable: launchready_console_ro has no SELECT on billing"
+	case err != nil:
+		s.opts.Log.WarnContext(ctx, "read the last drift check", "error", err.Error())
+		return nil, "could not be read"
+	}
+	return &d, ""
+}
+
+// lastDoctorReport reads the newest report of `launchready doctor`: its
+// counts by status and the names of the checks that failed.
+func (s *Server) lastDoctorReport(ctx context.Context) (*doctorView, string) {
+	if ok, err := s.exists(ctx, "readiness", "doctor_reports"); err != nil || !ok {
+		return nil, "never run"
+	}
+	var d doctorView
+	err := s.opts.Reader.QueryRow(ctx, `SELECT r.id, r.created_at,
+			count(*) FILTER (WHERE c->>'status' = 'pass'), count(*) FILTER (WHERE c->>'status' = 'warn'),
+			count(*) FILTER (WHERE c->>'status' = 'fail'),
+			coalesce(array_agg(c->>'name' ORDER BY c->>'name') FILTER (WHERE c->>'status' = 'fail'), '{}')
+		FROM (SELECT id, created_at, report FROM readiness.doctor_reports ORDER BY id DESC LIMIT 1) r
+		LEFT JOIN LATERAL jsonb_array_elements(CASE jsonb_typeof(r.report->'checks') WHEN 'array' THEN r.report->'checks' ELSE '[]' END) c ON true
+		GROUP BY r.id, r.created_at`).Scan(&d.ID, &d.At, &d.Pass, &d.Warn, &d.Fail, &d.Failing)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, "never run"
+	case pg.IsInsufficientPrivilege(err):
+		return nil, "not readable: launchready_console_ro has no SELECT on readiness"
+	case err != nil:
+		s.opts.Log.WarnContext(ctx, "read the doctor's last report", "error", err.Error())
+		return nil, "could not be read"
+	}
+	return &d, ""
 }

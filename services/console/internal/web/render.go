@@ -23,6 +23,7 @@ var funcs = template.FuncMap{
 		return t.UTC().Format("2006-01-02 15:04:05 UTC")
 	},
 	"money": money,
+	"count": count,
 	"json": func(b json.RawMessage) string {
 		if len(b) == 0 {
 			return ""

@@ -32,6 +32,7 @@ import (
 	"github.com/launchready/launchready/services/console/internal/jaeger"
 	"github.com/launchready/launchready/services/console/internal/policy"
 	"github.com/launchready/launchready/services/console/internal/store"
+	"github.com/launchready/launchready/services/console/internal/webhookrates"
 )
 
 //go:embed templates/*.html
@@ -77,6 +78,9 @@ type Options struct {
 	OpsTargets []string
 	// Jaeger, when set, is the query service the trace view reads.
 	Jaeger *jaeger.Client
+	// Webhooks, when set, gives the overview the webhook failure rate and
+	// the week's duplicates.
+	Webhooks webhookrates.Source
 	// Billing is billing-state's gRPC API, called with the console's
 	// token; nil when none is configured.
 	Billing *Billing
