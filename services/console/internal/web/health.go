@@ -14,10 +14,12 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/launchready/launchready/pkg/bus"
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/service"
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/console/internal/holdings"
 	"github.com/launchready/launchready/services/console/internal/webhookrates"
 )
@@ -31,6 +33,9 @@ type overviewView struct {
 	ConsumersErr string
 	DeadLetters  []deadLetterCount
 	DeadErr      string
+	// SmokeLetters are the dead letters of smoke tests' events, left out
+	// of DeadLetters' counts.
+	SmokeLetters int
 	Backfill     *backfillView
 	BackfillNote string
 	Smoke        []smokeView
@@ -109,7 +114,7 @@ func (s *Server) readOverview(ctx context.Context) overviewView {
 	wg.Go(func() { v.Replicas, v.OpsError = s.readReplicas(ctx) })
 	if s.opts.JS != nil {
 		wg.Go(func() { v.Consumers, v.ConsumersErr = s.readConsumers(ctx) })
-		wg.Go(func() { v.DeadLetters, v.DeadErr = s.countDeadLetters(ctx) })
+		wg.Go(func() { v.DeadLetters, v.SmokeLetters, v.DeadErr = s.countDeadLetters(ctx) })
 	}
 	if s.opts.Reader != nil {
 		wg.Go(func() { v.Backfill, v.BackfillNote = s.lastBackfill(ctx) })
@@ -185,14 +190,21 @@ func (s *Server) readConsumers(ctx context.Context) ([]consumerView, string) {
 	return out, ""
 }
 
-// countDeadLetters counts BILLING_DLQ's letters by consumer.
-func (s *Server) countDeadLetters(ctx context.Context) ([]deadLetterCount, string) {
+// countDeadLetters counts BILLING_DLQ's letters by consumer, leaving out
+// (and counting apart) those of a smoke test's events.
+func (s *Server) countDeadLetters(ctx context.Context) ([]deadLetterCount, int, string) {
 	dls, err := bus.ListDeadLetters(ctx, s.opts.JS, "", 10000)
 	if err != nil {
-		return nil, "NATS did not answer: " + err.Error()
+		return nil, 0, "NATS did not answer: " + err.Error()
 	}
 	n := map[string]int{}
+	smoke := 0
 	for _, dl := range dls {
+		var ev billingv1.BillingEvent
+		if proto.Unmarshal(dl.Data, &ev) == nil && ev.GetSmokeRun() != "" {
+			smoke++
+			continue
+		}
 		n[dl.Consumer]++
 	}
 	out := make([]deadLetterCount, 0, len(n))
@@ -200,7 +212,7 @@ func (s *Server) countDeadLetters(ctx context.Context) ([]deadLetterCount, strin
 		out = append(out, deadLetterCount{Consumer: c, Count: k})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Consumer < out[j].Consumer })
-	return out, ""
+	return out, smoke, ""
 }
 
 // exists reports whether a table is there, for tables another tool
