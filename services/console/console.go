@@ -76,6 +76,9 @@ type Config struct {
 	// JaegerURL is CONSOLE_JAEGER_URL, Jaeger's query service (its UI is
 	// served beside its API): the trace view reads /api/traces/{id} there.
 	JaegerURL string
+	// JaegerUIURL is CONSOLE_JAEGER_UI_URL, where staff's browsers reach
+	// Jaeger's UI, when that is not JaegerURL (an in-cluster address).
+	JaegerUIURL string
 	// OpsTargets is CONSOLE_OPS_TARGETS: the services' ops listeners
 	// (host:port, comma separated), whose health and build the overview
 	// shows.
@@ -116,7 +119,7 @@ func (c Config) WithLogger(log *slog.Logger) Config {
 // credentials), DATABASE_URL, the NATS_* stream settings, OTEL_*,
 // CONSOLE_SESSION_IDLE, CONSOLE_SESSION_MAX, the CONSOLE_OIDC_* settings
 // CONSOLE_BILLING_GRPC_*, CONSOLE_POLICY, CONSOLE_JAEGER_URL,
-// CONSOLE_OPS_TARGETS and CONSOLE_PROMETHEUS_URL.
+// CONSOLE_JAEGER_UI_URL, CONSOLE_OPS_TARGETS and CONSOLE_PROMETHEUS_URL.
 func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	e := config.New(getenv)
 	cfg := Config{
@@ -130,6 +133,7 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 		SessionMax:    e.Duration("CONSOLE_SESSION_MAX", web.DefaultSessionMax),
 		Stripe:        stripeapi.ConfigFromEnv(e),
 		JaegerURL:     e.String("CONSOLE_JAEGER_URL", ""),
+		JaegerUIURL:   e.String("CONSOLE_JAEGER_UI_URL", ""),
 		OpsTargets:    e.List("CONSOLE_OPS_TARGETS"),
 		PrometheusURL: e.String("CONSOLE_PROMETHEUS_URL", ""),
 		Billing: BillingConfig{
@@ -172,6 +176,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("policy", c.PolicyFile),
 		slog.Any("stripe", c.Stripe),
 		slog.String("jaeger_url", config.MaskURL(c.JaegerURL)),
+		slog.String("jaeger_ui_url", config.MaskURL(c.JaegerUIURL)),
 		slog.Any("ops_targets", c.OpsTargets),
 		slog.String("prometheus_url", config.MaskURL(c.PrometheusURL)),
 		slog.String("otel_endpoint", config.MaskURL(c.Telemetry.Endpoint)),
@@ -257,7 +262,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		var traces *jaeger.Client
 		if cfg.JaegerURL != "" {
-			traces = &jaeger.Client{Base: cfg.JaegerURL, HTTP: &http.Client{Timeout: 10 * time.Second,
+			traces = &jaeger.Client{Base: cfg.JaegerURL, UI: cfg.JaegerUIURL, HTTP: &http.Client{Timeout: 10 * time.Second,
 				Transport: host.Telemetry.HTTPTransport(http.DefaultTransport)}}
 		}
 		ui, err := web.New(web.Options{

@@ -19,8 +19,9 @@ import (
 
 // PutDeadLetter stores ev as a dead letter of consumer, connected as that
 // consumer's own NATS user (the only one allowed to), with the headers the
-// bus writes, and returns its sequence in BILLING_DLQ.
-func PutDeadLetter(t testing.TB, ns *natstest.Server, consumer string, ev *billingv1.BillingEvent, reason string) uint64 {
+// bus writes and any extra ones (a traceparent the bus copies from the
+// original message), and returns its sequence in BILLING_DLQ.
+func PutDeadLetter(t testing.TB, ns *natstest.Server, consumer string, ev *billingv1.BillingEvent, reason string, extra ...nats.Header) uint64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -41,6 +42,11 @@ func PutDeadLetter(t testing.TB, ns *natstest.Server, consumer string, ev *billi
 	hdr.Set(bus.HeaderEventID, ev.GetEventId())
 	hdr.Set(bus.HeaderEventType, ev.GetType())
 	hdr.Set(bus.HeaderFailedAt, time.Now().UTC().Format(time.RFC3339Nano))
+	for _, h := range extra {
+		for k, v := range h {
+			hdr[k] = v
+		}
+	}
 	ack, err := js.PublishMsg(ctx, &nats.Msg{Subject: bus.DLQSubject(consumer), Data: data, Header: hdr})
 	if err != nil {
 		t.Fatalf("dead letter %s: %v", ev.GetEventId(), err)

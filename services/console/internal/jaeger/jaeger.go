@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -35,12 +36,19 @@ const maxBody = 8 << 20
 // Client reads traces from Jaeger's query service at Base.
 type Client struct {
 	Base string
+	// UI, when set, is where staff's browsers reach Jaeger's UI; else it
+	// is Base, which serves the UI beside the API.
+	UI   string
 	HTTP *http.Client
 }
 
-// UIURL is the trace's page in Jaeger's own UI, served beside its API.
+// UIURL is the trace's page in Jaeger's own UI.
 func (c *Client) UIURL(id string) string {
-	return strings.TrimRight(c.Base, "/") + "/trace/" + url.PathEscape(id)
+	base := c.UI
+	if base == "" {
+		base = c.Base
+	}
+	return strings.TrimRight(base, "/") + "/trace/" + url.PathEscape(id)
 }
 
 // Span is one span laid out on the trace's time line.
@@ -101,9 +109,43 @@ func (c *Client) Trace(ctx context.Context, id string) (Trace, error) {
 	if !ValidID(id) {
 		return Trace{}, fmt.Errorf("trace %q: not a trace id", id)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.Base, "/")+"/api/traces/"+url.PathEscape(id), nil)
+	body, err := c.get(ctx, "/api/traces/"+url.PathEscape(id))
 	if err != nil {
 		return Trace{}, fmt.Errorf("trace %s: %w", id, err)
+	}
+	if len(body.Data) == 0 || len(body.Data[0].Spans) == 0 {
+		return Trace{}, ErrNotFound
+	}
+	return layout(body), nil
+}
+
+// FindTrace returns the id of the newest trace in which service recorded
+// a span tagged key=value between start and end (Jaeger's search,
+// GET /api/traces?service=&tags=), or ErrNotFound.
+func (c *Client) FindTrace(ctx context.Context, service, key, value string, start, end time.Time) (string, error) {
+	tags, err := json.Marshal(map[string]string{key: value})
+	if err != nil {
+		return "", fmt.Errorf("find trace: %w", err)
+	}
+	q := url.Values{"service": {service}, "tags": {string(tags)}, "limit": {"1"},
+		"start": {strconv.FormatInt(start.UnixMicro(), 10)}, "end": {strconv.FormatInt(end.UnixMicro(), 10)}}
+	body, err := c.get(ctx, "/api/traces?"+q.Encode())
+	if err != nil {
+		return "", fmt.Errorf("find the trace of %s=%s in %s: %w", key, value, service, err)
+	}
+	for _, t := range body.Data {
+		if ValidID(t.TraceID) {
+			return t.TraceID, nil
+		}
+	}
+	return "", ErrNotFound
+}
+
+// get asks Jaeger's query API for path, a list of traces.
+func (c *Client) get(ctx context.Context, path string) (apiResponse, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.Base, "/")+path, nil)
+	if err != nil {
+		return apiResponse{}, err
 	}
 	req.Header.Set("Accept", "application/json")
 	hc := c.HTTP
@@ -112,23 +154,20 @@ func (c *Client) Trace(ctx context.Context, id string) (Trace, error) {
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return Trace{}, fmt.Errorf("trace %s: %w", id, err)
+		return apiResponse{}, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusNotFound {
-		return Trace{}, ErrNotFound
+		return apiResponse{}, ErrNotFound
 	}
 	if resp.StatusCode != http.StatusOK {
-		return Trace{}, fmt.Errorf("trace %s: jaeger answered %d", id, resp.StatusCode)
+		return apiResponse{}, fmt.Errorf("jaeger answered %d", resp.StatusCode)
 	}
 	var body apiResponse
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxBody)).Decode(&body); err != nil {
-		return Trace{}, fmt.Errorf("trace %s: unreadable answer: %w", id, err)
+		return apiResponse{}, fmt.Errorf("unreadable answer: %w", err)
 	}
-	if len(body.Data) == 0 || len(body.Data[0].Spans) == 0 {
-		return Trace{}, ErrNotFound
-	}
-	return layout(body), nil
+	return body, nil
 }
 
 func layout(body apiResponse) Trace {
