@@ -679,6 +679,18 @@ func TestK8sNetworkPolicies(t *testing.T) {
 				)
 			}
 		}
+		// Prod's console reads Jaeger's query service and Prometheus'
+		// HTTP API in their own namespaces (CONSOLE_JAEGER_URL and
+		// CONSOLE_PROMETHEUS_URL); no other service reaches either.
+		jaegerQuery := peer{Namespace: "observability", PodLabels: map[string]string{"app.kubernetes.io/name": "jaeger"}}
+		prometheus := peer{Namespace: "monitoring", PodLabels: map[string]string{"app.kubernetes.io/name": "prometheus"}}
+		prod := overlay == "prod"
+		flows = append(flows,
+			flow{pod("console"), jaegerQuery, tcp, 16686, prod, "console to Jaeger's query service"},
+			flow{pod("console"), prometheus, tcp, 9090, prod, "console to Prometheus' HTTP API"},
+			flow{pod("ingress"), jaegerQuery, tcp, 16686, false, "ingress to Jaeger's query service"},
+			flow{pod("billing-state"), prometheus, tcp, 9090, false, "billing-state to Prometheus' HTTP API"},
+		)
 		for _, f := range flows {
 			if got := allows(t, o.NetPols, ns, f.src, f.dst, f.proto, f.port); got != f.want {
 				t.Errorf("%s: %s (%s -> %s %s/%d): allowed=%v, want %v", overlay, f.what, f.src, f.dst, f.proto, f.port, got, f.want)
