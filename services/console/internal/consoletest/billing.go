@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -30,8 +31,8 @@ type StripeCall struct {
 }
 
 // StripeRecorder stands in for Stripe's API: it records every request and
-// either answers itself (a refund, or the refusal a payment id asks for)
-// or passes the request on to upstream (stripe-mock), which checks its
+// either answers itself (a refund, or the refusal a payment id asks for;
+// a subscription's read, update or cancellation) or passes the request on to upstream (stripe-mock), which checks its
 // shape against Stripe's specification.
 type StripeRecorder struct {
 	mu     sync.Mutex
@@ -74,6 +75,10 @@ func NewStripeRecorder(t testing.TB, upstream string) *StripeRecorder {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
+		if sub, ok := strings.CutPrefix(r.URL.Path, "/v1/subscriptions/"); ok && sub != "" && !strings.Contains(sub, "/") {
+			answerSubscription(w, r.Method, sub, form)
+			return
+		}
 		if r.Method != http.MethodPost || r.URL.Path != "/v1/refunds" {
 			w.WriteHeader(http.StatusNotFound)
 			_, _ = io.WriteString(w, `{"error":{"type":"invalid_request_error","code":"resource_missing","message":"No such route."}}`)
@@ -89,6 +94,34 @@ func NewStripeRecorder(t testing.TB, upstream string) *StripeRecorder {
 	}))
 	t.Cleanup(rec.Server.Close)
 	return rec
+}
+
+// answerSubscription answers a subscription's read, update or
+// cancellation as Stripe would: one item si_<sub> on price_Current, which
+// an update of items[0] changes; a DELETE cancels it; an update of
+// cancel_at_period_end sets that.
+func answerSubscription(w http.ResponseWriter, method, sub string, form url.Values) {
+	status, price, atEnd := "active", "price_Current", form.Get("cancel_at_period_end") == "true"
+	switch method {
+	case http.MethodGet:
+	case http.MethodPost:
+		if p := form.Get("items[0][price]"); p != "" {
+			if form.Get("items[0][id]") != "si_"+sub {
+				w.WriteHeader(http.StatusBadRequest)
+				_, _ = io.WriteString(w, `{"error":{"type":"invalid_request_error","code":"resource_missing","message":"No such subscription item."}}`)
+				return
+			}
+			price = p
+		}
+	case http.MethodDelete:
+		status = "canceled"
+	default:
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		return
+	}
+	_, _ = fmt.Fprintf(w, `{"id":%q,"object":"subscription","status":%q,"cancel_at_period_end":%t,`+
+		`"items":{"object":"list","data":[{"id":"si_%s","object":"subscription_item","price":{"id":%q,"object":"price"}}]},"metadata":{"launchready_action_id":%q}}`,
+		sub, status, atEnd, sub, price, form.Get("metadata[launchready_action_id]"))
 }
 
 // Calls returns every request so far.

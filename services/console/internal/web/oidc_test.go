@@ -44,10 +44,13 @@ func startIdP(t *testing.T) *idp {
 
 // flow is the console's OIDC sign-in against issuer, for the mock's
 // client.
-func (p *idp) flow(issuer string) *auth.OIDC {
+func (p *idp) flow(issuer string) *auth.OIDC { return p.flowTo(issuer, callbackURL) }
+
+// flowTo is flow with the provider sending the browser back to redirect.
+func (p *idp) flowTo(issuer, redirect string) *auth.OIDC {
 	cfg := p.mock.Config()
 	return auth.NewOIDC(auth.OIDCConfig{
-		Issuer: issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, RedirectURL: callbackURL,
+		Issuer: issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, RedirectURL: redirect,
 		AllowedDomain: "example.com",
 		RoleMap:       map[string]auth.Role{"ops-admins": auth.BillingAdmin, "support": auth.Support},
 	}, p.client)
