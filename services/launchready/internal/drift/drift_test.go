@@ -19,11 +19,11 @@ import (
 	"github.com/launchready/launchready/pkg/natsauth"
 	"github.com/launchready/launchready/pkg/natstest"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
-	"github.com/launchready/launchready/test/testkit/stripefake"
 	"github.com/launchready/launchready/pkg/stripeevent"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	billingstate "github.com/launchready/launchready/services/billing-state"
 	"github.com/launchready/launchready/services/launchready/internal/drift"
+	"github.com/launchready/launchready/test/testkit/stripefake"
 )
 
 func random(n int) string {
