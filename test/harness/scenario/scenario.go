@@ -12,11 +12,11 @@
 package scenario
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -145,10 +145,10 @@ func (b *B) ID(prefix string, n ...int) string {
 // Day is a calendar day in seconds, for offsets.
 const Day = 24 * 3600
 
-// raw loads file, sets the envelope (a fresh event id, typ, created =
-// Base+at seconds, apiVersion when set), applies obj to data.object
-// (dotted paths; "items.data.0.x" indexes arrays; nil writes JSON null;
-// Delete removes) and sets data.previous_attributes to prev.
+// raw loads file and rewrites it with journey.Rewrite: a fresh event id,
+// typ, created = Base+at seconds, apiVersion when set, obj applied to
+// data.object (nil writes JSON null; Delete removes) and prev as
+// data.previous_attributes.
 func (b *B) raw(file, typ string, at int, apiVersion string, obj map[string]any, prev map[string]any) (string, []byte) {
 	if b.err != nil {
 		return "", nil
@@ -158,40 +158,11 @@ func (b *B) raw(file, typ string, at int, apiVersion string, obj map[string]any,
 		b.err = err
 		return "", nil
 	}
-	var env map[string]any
-	if err := json.Unmarshal(body, &env); err != nil {
-		b.err = fmt.Errorf("scenario: %s: %w", file, err)
-		return "", nil
-	}
 	b.seq++
 	id := fmt.Sprintf("evt_%sx%02d", b.id, b.seq)
-	env["id"] = id
-	env["type"] = typ
-	env["created"] = b.Base.Unix() + int64(at)
-	env["livemode"] = false
-	if apiVersion != "" {
-		env["api_version"] = apiVersion
-	}
-	data, _ := env["data"].(map[string]any)
-	o, _ := data["object"].(map[string]any)
-	if data == nil || o == nil {
-		b.err = fmt.Errorf("scenario: %s has no data.object", file)
-		return "", nil
-	}
-	for path, v := range obj {
-		if err := journey.SetPath(o, strings.Split(path, "."), v); err != nil {
-			b.err = fmt.Errorf("scenario: %s: set %s: %w", file, path, err)
-			return "", nil
-		}
-	}
-	if prev != nil {
-		data["previous_attributes"] = prev
-	} else {
-		delete(data, "previous_attributes")
-	}
-	out, err := json.Marshal(env)
+	out, err := journey.Rewrite(body, journey.Envelope{ID: id, Type: typ, Created: b.Base.Unix() + int64(at), APIVersion: apiVersion}, obj, prev)
 	if err != nil {
-		b.err = fmt.Errorf("scenario: %w", err)
+		b.err = fmt.Errorf("scenario: %s: %w", file, err)
 		return "", nil
 	}
 	return id, out
@@ -271,7 +242,7 @@ func (b *B) Subscription(typ string, at int, sub, status string, o SubOpts) *Eve
 			obj["items.data."+i+".current_period_end"] = start + 30*int64(b.Day)
 		}
 	}
-	if !containsString(b.J.Subscriptions, sub) {
+	if !slices.Contains(b.J.Subscriptions, sub) {
 		b.J.Subscriptions = append(b.J.Subscriptions, sub)
 	}
 	return b.add(Event{Type: typ, Subscription: sub, CancellationReason: o.Reason}, "stripe-sync-engine/subscription_created.json", api, at, obj, o.Prev)
@@ -439,13 +410,4 @@ func (b *B) Build(name string, want Want, mustTicket ...string) (*Journey, error
 	}
 	b.J.Name, b.J.Want, b.J.MustTicket = name, want, mustTicket
 	return b.J, nil
-}
-
-func containsString(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

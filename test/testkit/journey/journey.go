@@ -6,6 +6,7 @@ package journey
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -45,20 +46,50 @@ func (b *Builder) Raw(file, typ string, at int, obj, prev map[string]any) []byte
 	if err != nil {
 		b.t.Fatalf("journey: %v", err)
 	}
-	var env map[string]any
-	if err := json.Unmarshal(body, &env); err != nil {
+	b.seq++
+	out, err := Rewrite(body, Envelope{
+		ID:      fmt.Sprintf("evt_%s_%03d", strings.TrimPrefix(b.CustomerID, "cus_"), b.seq),
+		Type:    typ,
+		Created: b.Base.Unix() + int64(at),
+	}, obj, prev)
+	if err != nil {
 		b.t.Fatalf("journey: %s: %v", file, err)
 	}
-	b.seq++
-	env["id"] = fmt.Sprintf("evt_%s_%03d", strings.TrimPrefix(b.CustomerID, "cus_"), b.seq)
-	env["type"] = typ
-	env["created"] = b.Base.Unix() + int64(at)
-	env["livemode"] = false
-	data, _ := env["data"].(map[string]any)
+	return out
+}
+
+// Envelope is what Rewrite writes around an event's object.
+type Envelope struct {
+	ID, Type string
+	Created  int64 // unix seconds
+	// APIVersion replaces the body's api_version unless empty.
+	APIVersion string
+}
+
+// Rewrite takes body, a Stripe event, and returns it with env in its
+// envelope (livemode false), obj applied to data.object (dotted paths, see
+// SetPath) and data.previous_attributes set to prev (removed when prev is
+// nil). Every builder of Stripe bodies in the tests goes through it.
+func Rewrite(body []byte, env Envelope, obj, prev map[string]any) ([]byte, error) {
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, err
+	}
+	m["id"] = env.ID
+	m["type"] = env.Type
+	m["created"] = env.Created
+	m["livemode"] = false
+	if env.APIVersion != "" {
+		m["api_version"] = env.APIVersion
+	}
+	data, _ := m["data"].(map[string]any)
 	o, _ := data["object"].(map[string]any)
+	if o == nil {
+		return nil, errors.New("no data.object")
+	}
 	for path, v := range obj {
 		if err := SetPath(o, strings.Split(path, "."), v); err != nil {
-			b.t.Fatalf("journey: %s: set %s: %v", file, path, err)
+			return nil, fmt.Errorf("set %s: %w", path, err)
 		}
 	}
 	if prev != nil {
@@ -66,11 +97,7 @@ func (b *Builder) Raw(file, typ string, at int, obj, prev map[string]any) []byte
 	} else {
 		delete(data, "previous_attributes")
 	}
-	out, err := json.Marshal(env)
-	if err != nil {
-		b.t.Fatalf("journey: %v", err)
-	}
-	return out
+	return json.Marshal(m)
 }
 
 // Event is Raw, normalised.
