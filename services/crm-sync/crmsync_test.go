@@ -27,9 +27,11 @@ import (
 	"github.com/launchready/launchready/pkg/pg"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
-	"github.com/launchready/launchready/services/crm-sync/internal/eventgen"
+	"github.com/launchready/launchready/services/crm-sync/internal/crm"
+	"github.com/launchready/launchready/services/crm-sync/internal/syncer"
 	"github.com/launchready/launchready/test/testkit"
 	"github.com/launchready/launchready/test/testkit/hubspotfake"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 // env is one test's world: a NATS server, a database and a fake HubSpot,
@@ -211,9 +213,29 @@ func (e *env) deadLetters() []bus.DeadLetter {
 	return dls
 }
 
-func journeys(t *testing.T, tag string) ([]eventgen.Journey, []*billingv1.BillingEvent) {
+// checkHubSpot checks that the fake holds what events, folded in order,
+// make of the journey's customer, through the service's own derivation
+// (the same check as the syncer package's tests).
+func checkHubSpot(t testing.TB, fake *hubspotfake.Server, j journey.Story, events []*billingv1.BillingEvent, p canonical.Policy) {
 	t.Helper()
-	js, err := eventgen.Journeys(tag, time.Date(2024, 5, 1, 9, 0, 0, 0, time.UTC))
+	f := journey.Fold(events)
+	contact := syncer.DeriveContact(j.CustomerID, f.Email, f.Name, f.UserID, f.Deleted, false, f.LastFailed, f.DisputeOpen, f.Subscriptions, f.Purchases, p)
+	want := hubspotfake.Want{CustomerID: j.CustomerID, Contact: crm.ContactProperties(contact), Deals: map[string]map[string]string{}}
+	hs := crm.NewHubSpot(nil, crm.HubSpotConfig{})
+	for _, s := range f.Subscriptions {
+		if d, ok := syncer.DeriveDeal(s, contact.Email); ok {
+			want.Deals[s.ID] = hs.DealProperties(d)
+		}
+	}
+	fake.Check(t, fmt.Sprintf("%s after %d events", j.Name, len(events)), want)
+	if got, made := len(want.Deals), len(j.Subscriptions); len(events) == len(j.Events) && got != made {
+		t.Errorf("%s: oracle knows %d subscriptions, journey made %d", j.Name, got, made)
+	}
+}
+
+func journeys(t *testing.T, tag string) ([]journey.Story, []*billingv1.BillingEvent) {
+	t.Helper()
+	js, err := journey.Stories(tag, time.Date(2024, 5, 1, 9, 0, 0, 0, time.UTC))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +307,7 @@ func TestJourneysThroughJetStream(t *testing.T) {
 	e.publish(all...)
 	e.waitProcessed(len(all), 30*time.Second)
 	for _, j := range js {
-		eventgen.CheckHubSpot(t, e.fake, j, j.Events, canonical.DefaultPolicy())
+		checkHubSpot(t, e.fake, j, j.Events, canonical.DefaultPolicy())
 	}
 	if dl := e.deadLetters(); len(dl) != 0 {
 		t.Fatalf("dead letters: %+v", dl)

@@ -24,8 +24,8 @@ import (
 	"github.com/launchready/launchready/pkg/canonical"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/crm-sync/crmwebhook"
-	"github.com/launchready/launchready/services/crm-sync/internal/eventgen"
 	"github.com/launchready/launchready/test/testkit/hubspotfake"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 // Shuffled delivery with duplicates (re-sent under new message ids, so
@@ -36,7 +36,7 @@ func TestShuffledDuplicatedDeliveriesThroughJetStream(t *testing.T) {
 	e := newEnv(t, map[string]string{"CONSUMER_CONCURRENCY": "4"})
 	e.start(nil)
 	total := 0
-	var all []eventgen.Journey
+	var all []journey.Story
 	for _, seed := range []uint64{7, 19, 101} {
 		js, evs := journeys(t, fmt.Sprintf("sh%d", seed))
 		all = append(all, js...)
@@ -52,7 +52,7 @@ func TestShuffledDuplicatedDeliveriesThroughJetStream(t *testing.T) {
 	}
 	e.waitProcessed(total, 45*time.Second)
 	for _, j := range all {
-		eventgen.CheckHubSpot(t, e.fake, j, j.Events, canonical.DefaultPolicy())
+		checkHubSpot(t, e.fake, j, j.Events, canonical.DefaultPolicy())
 	}
 	// Every stored message was settled: no redelivery is pending.
 	eventually(t, 10*time.Second, "consumer settled", func() (bool, string) {
@@ -84,7 +84,7 @@ func TestRateLimitStorm(t *testing.T) {
 	e.publish(all...)
 	e.waitProcessed(len(all), 60*time.Second)
 	for _, j := range js {
-		eventgen.CheckHubSpot(t, e.fake, j, j.Events, canonical.DefaultPolicy())
+		checkHubSpot(t, e.fake, j, j.Events, canonical.DefaultPolicy())
 	}
 	if got := e.fake.MaxInWindow(time.Second); got > limit {
 		t.Errorf("the fake saw %d requests within one second; the limit is %d", got, limit)
@@ -141,7 +141,7 @@ func TestCrashAfterCRMWriteBeforeAck(t *testing.T) {
 	}
 	e.start(nil)
 	e.waitProcessed(3, 30*time.Second)
-	eventgen.CheckHubSpot(t, e.fake, j, j.Events[:3], canonical.DefaultPolicy())
+	checkHubSpot(t, e.fake, j, j.Events[:3], canonical.DefaultPolicy())
 	upserts := 0
 	for _, r := range e.fake.Requests() {
 		if dealUpsert(&http.Request{URL: mustURL(r.Path)}) {
@@ -174,7 +174,7 @@ func TestCrashHookThroughJetStream(t *testing.T) {
 		t.Fatalf("only %d pushes happened", crashes.Load())
 	}
 	for _, j := range js {
-		eventgen.CheckHubSpot(t, e.fake, j, j.Events, canonical.DefaultPolicy())
+		checkHubSpot(t, e.fake, j, j.Events, canonical.DefaultPolicy())
 	}
 }
 
@@ -223,7 +223,7 @@ func TestRejectionGoesToDLQAndReplaySyncs(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitProcessed(1, 20*time.Second)
-	eventgen.CheckHubSpot(t, e.fake, j, j.Events[:1], canonical.DefaultPolicy())
+	checkHubSpot(t, e.fake, j, j.Events[:1], canonical.DefaultPolicy())
 	if dls := e.deadLetters(); len(dls) != 0 {
 		t.Fatalf("%d dead letters left after replay", len(dls))
 	}
@@ -236,7 +236,7 @@ func TestBadRecordInABatchIsDeadLetteredAlone(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, map[string]string{"CONSUMER_CONCURRENCY": "2"})
 	e.fake.SetBatchErrors(hubspotfake.MultiStatus)
-	var all []eventgen.Journey
+	var all []journey.Story
 	var evs []*billingv1.BillingEvent
 	for i := range 6 {
 		js, more := journeys(t, fmt.Sprintf("bb%d", i))
@@ -270,7 +270,7 @@ func TestBadRecordInABatchIsDeadLetteredAlone(t *testing.T) {
 	}
 	for _, j := range all {
 		if j.CustomerID != bad.CustomerID {
-			eventgen.CheckHubSpot(t, e.fake, j, j.Events, canonical.DefaultPolicy())
+			checkHubSpot(t, e.fake, j, j.Events, canonical.DefaultPolicy())
 		}
 	}
 }
@@ -290,7 +290,7 @@ func TestHangingCRMTimesOutWithBoundedConcurrency(t *testing.T) {
 	}
 	e.waitProcessed(len(all), 45*time.Second)
 	for _, j := range js {
-		eventgen.CheckHubSpot(t, e.fake, j, j.Events, canonical.DefaultPolicy())
+		checkHubSpot(t, e.fake, j, j.Events, canonical.DefaultPolicy())
 	}
 	if got := e.fake.MaxInFlight(); got > 3 {
 		t.Errorf("%d CRM calls in flight at once with 3 workers", got)

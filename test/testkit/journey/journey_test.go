@@ -3,6 +3,7 @@ package journey
 import (
 	"encoding/json"
 	"testing"
+	"time"
 )
 
 func TestRewriteSetsEnvelopeObjectAndPreviousAttributes(t *testing.T) {
@@ -60,5 +61,42 @@ func TestRewriteSetsEnvelopeObjectAndPreviousAttributes(t *testing.T) {
 
 	if _, err := Rewrite([]byte(`{"data":{}}`), Envelope{ID: "evt_3"}, nil, nil); err == nil {
 		t.Fatal("a body without data.object was rewritten")
+	}
+}
+
+// The stories end as their comments say, by the fold every consumer's
+// oracle starts from.
+func TestFoldOfStories(t *testing.T) {
+	stories, err := Stories("fold", time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]Facts{}
+	for _, s := range stories {
+		if len(s.Events) == 0 {
+			t.Fatalf("%s: no events", s.Name)
+		}
+		for _, ev := range s.Events {
+			if ev.GetCustomerId() != s.CustomerID && ev.GetChargeId() == "" {
+				t.Fatalf("%s: %s is about %q", s.Name, ev.GetType(), ev.GetCustomerId())
+			}
+		}
+		byName[s.Name] = Fold(s.Events)
+	}
+	life := byName["lifecycle"]
+	if len(life.Subscriptions) != 1 || !life.Subscriptions[0].Deleted || life.Subscriptions[0].Status != "canceled" || life.LastFailed.IsZero() {
+		t.Errorf("lifecycle: %+v", life)
+	}
+	if trial := byName["trial"]; trial.Email != "trial-fold@example.com" || trial.Name != "Grace Hopper" || trial.Subscriptions[0].Status != "active" {
+		t.Errorf("trial: %+v", trial)
+	}
+	if refund := byName["refund"]; len(refund.Purchases) != 1 || !refund.Purchases[0].Paid || !refund.Purchases[0].Refunded {
+		t.Errorf("refund: %+v", refund)
+	}
+	if dispute := byName["dispute"]; dispute.DisputeOpen {
+		t.Errorf("dispute: the won dispute is still open")
+	}
+	if two := byName["two-subscriptions"]; len(two.Subscriptions) != 2 || two.Subscriptions[0].Quantity != 1 || two.Subscriptions[1].Quantity != 3 {
+		t.Errorf("two subscriptions: %+v", two.Subscriptions)
 	}
 }

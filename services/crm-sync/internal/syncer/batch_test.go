@@ -10,8 +10,8 @@ import (
 
 	"github.com/launchready/launchready/pkg/bus"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
-	"github.com/launchready/launchready/services/crm-sync/internal/eventgen"
 	"github.com/launchready/launchready/test/testkit/hubspotfake"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 func deliveries(evs []*billingv1.BillingEvent) []*bus.Delivery {
@@ -22,7 +22,7 @@ func deliveries(evs []*billingv1.BillingEvent) []*bus.Delivery {
 	return ds
 }
 
-func mustEvent(t *testing.T, g *eventgen.Gen, typ string, at time.Time, o, prev eventgen.Obj) *billingv1.BillingEvent {
+func mustEvent(t *testing.T, g *journey.Gen, typ string, at time.Time, o, prev journey.Obj) *billingv1.BillingEvent {
 	t.Helper()
 	ev, err := g.Event(typ, at, o, prev)
 	if err != nil {
@@ -58,20 +58,20 @@ func requests(fake *hubspotfake.Server, part string) int {
 func TestWaitingEventsOfOneCustomerFoldIntoOneContactUpdate(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	g := &eventgen.Gen{Prefix: "fold"}
+	g := &journey.Gen{Prefix: "fold"}
 	t0 := time.Date(2024, 6, 1, 8, 0, 0, 0, time.UTC)
 	cus, sub := "cus_fold", "sub_fold"
-	evs := []*billingv1.BillingEvent{mustEvent(t, g, "customer.created", t0, eventgen.Customer(cus, "fold@example.com", "Grace Hopper", ""), nil)}
-	s := eventgen.Sub{ID: sub, Customer: cus, Status: "trialing", Created: t0, PeriodEnd: t0.Add(14 * 24 * time.Hour),
-		Price: eventgen.Price{ID: "price_fold_0", UnitAmount: 1000, Interval: "month", Currency: "usd"}}
-	evs = append(evs, mustEvent(t, g, "customer.subscription.created", t0, eventgen.Subscription(s), nil))
+	evs := []*billingv1.BillingEvent{mustEvent(t, g, "customer.created", t0, journey.CustomerObject(cus, "fold@example.com", "Grace Hopper", ""), nil)}
+	s := journey.Sub{ID: sub, Customer: cus, Status: "trialing", Created: t0, PeriodEnd: t0.Add(14 * 24 * time.Hour),
+		Price: journey.Price{ID: "price_fold_0", UnitAmount: 1000, Interval: "month", Currency: "usd"}}
+	evs = append(evs, mustEvent(t, g, "customer.subscription.created", t0, journey.SubscriptionObject(s), nil))
 	statuses := []string{"trialing", "active", "past_due", "active"}
 	for i := 1; len(evs) < 20; i++ {
-		prev := eventgen.Obj{"status": s.Status}
+		prev := journey.Obj{"status": s.Status}
 		s.Status = statuses[i%len(statuses)]
 		s.Price.ID, s.Price.UnitAmount = fmt.Sprintf("price_fold_%d", i), int64(1000+100*i)
 		s.PeriodEnd = s.PeriodEnd.Add(24 * time.Hour)
-		evs = append(evs, mustEvent(t, g, "customer.subscription.updated", t0.Add(time.Duration(i)*time.Minute), eventgen.Subscription(s), prev))
+		evs = append(evs, mustEvent(t, g, "customer.subscription.updated", t0.Add(time.Duration(i)*time.Minute), journey.SubscriptionObject(s), prev))
 	}
 	newest := s
 	shuffled := append([]*billingv1.BillingEvent(nil), evs...)
@@ -130,16 +130,16 @@ func TestBatchWithOneBadRecordFailsItAlone(t *testing.T) {
 			b := setup(t, nil)
 			b.fake.SetBatchErrors(style.style)
 			const customers, bad = 12, 7
-			g := &eventgen.Gen{Prefix: "bad" + style.name[:1]}
+			g := &journey.Gen{Prefix: "bad" + style.name[:1]}
 			t0 := time.Date(2024, 6, 1, 8, 0, 0, 0, time.UTC)
 			var evs []*billingv1.BillingEvent
 			for i := range customers {
 				cus := fmt.Sprintf("cus_bad%d", i)
 				evs = append(evs,
-					mustEvent(t, g, "customer.created", t0, eventgen.Customer(cus, fmt.Sprintf("bad%d@example.com", i), "", ""), nil),
-					mustEvent(t, g, "customer.subscription.created", t0, eventgen.Subscription(eventgen.Sub{
+					mustEvent(t, g, "customer.created", t0, journey.CustomerObject(cus, fmt.Sprintf("bad%d@example.com", i), "", ""), nil),
+					mustEvent(t, g, "customer.subscription.created", t0, journey.SubscriptionObject(journey.Sub{
 						ID: fmt.Sprintf("sub_bad%d", i), Customer: cus, Status: "active", Created: t0, PeriodEnd: t0.Add(30 * 24 * time.Hour),
-						Price: eventgen.Price{ID: "price_bad", UnitAmount: 900, Interval: "month", Currency: "usd"}}), nil))
+						Price: journey.Price{ID: "price_bad", UnitAmount: 900, Interval: "month", Currency: "usd"}}), nil))
 			}
 			badCus := fmt.Sprintf("cus_bad%d", bad)
 			b.fake.RejectRecord("contacts", "stripe_customer_id", badCus)

@@ -17,10 +17,10 @@ import (
 	"github.com/launchready/launchready/pkg/pg"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/crm-sync/internal/crm"
-	"github.com/launchready/launchready/services/crm-sync/internal/eventgen"
 	"github.com/launchready/launchready/services/crm-sync/internal/syncer"
 	"github.com/launchready/launchready/test/testkit"
 	"github.com/launchready/launchready/test/testkit/hubspotfake"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 // eventually polls cond until it holds or the deadline passes.
@@ -91,7 +91,7 @@ func TestOlderPushLandingLastIsRepaired(t *testing.T) {
 	}
 	a, other := replica(), replica()
 
-	var j eventgen.Journey
+	var j journey.Story
 	for _, x := range journeys(t, "race") {
 		if x.Name == "trial" {
 			j = x
@@ -143,7 +143,7 @@ func TestOlderPushLandingLastIsRepaired(t *testing.T) {
 	if c.Properties["billing_status"] != "active" {
 		t.Fatalf("the CRM ends with %q, want the newer state active (writes %s)", c.Properties["billing_status"], landed)
 	}
-	eventgen.CheckHubSpot(t, fake, j, j.Events[:3], b.policy)
+	checkHubSpot(t, fake, j, j.Events[:3], b.policy)
 	var processed int
 	if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM crm.processed_events WHERE event_id = ANY($1)`,
 		[]string{created.GetEventId(), trialing.GetEventId(), active.GetEventId()}).Scan(&processed); err != nil || processed != 3 {
@@ -180,7 +180,7 @@ func TestHangingVendorHoldsNoConnection(t *testing.T) {
 	const deliveries = 6
 	b.fake.Inject(hubspotfake.Fault{Hang: true, Status: http.StatusServiceUnavailable, Count: deliveries})
 	var evs []*billingv1.BillingEvent
-	var js []eventgen.Journey
+	var js []journey.Story
 	for i := range deliveries {
 		j := journeys(t, fmt.Sprintf("hang%d", i))[0]
 		js = append(js, j)
@@ -214,7 +214,7 @@ func TestHangingVendorHoldsNoConnection(t *testing.T) {
 		}
 	}
 	for i, j := range js {
-		eventgen.CheckHubSpot(t, b.fake, j, j.Events[:1], b.policy)
+		checkHubSpot(t, b.fake, j, j.Events[:1], b.policy)
 		if strings.TrimSpace(j.CustomerID) == "" {
 			t.Fatalf("journey %d has no customer", i)
 		}

@@ -18,10 +18,10 @@ import (
 	"github.com/launchready/launchready/pkg/pg/pgtest"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/crm-sync/internal/crm"
-	"github.com/launchready/launchready/services/crm-sync/internal/eventgen"
 	"github.com/launchready/launchready/services/crm-sync/internal/store"
 	"github.com/launchready/launchready/services/crm-sync/internal/syncer"
 	"github.com/launchready/launchready/test/testkit/hubspotfake"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 type bundle struct {
@@ -66,18 +66,42 @@ func setup(t *testing.T, mutate func(*syncer.Options)) *bundle {
 	return &bundle{pool: pool, fake: fake, hubspot: hs, sy: syncer.New(o), policy: o.Policy, trips: trips}
 }
 
-func journeys(t *testing.T, tag string) []eventgen.Journey {
+func journeys(t *testing.T, tag string) []journey.Story {
 	t.Helper()
-	js, err := eventgen.Journeys(tag, time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC))
+	js, err := journey.Stories(tag, time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return js
 }
 
-func checkCRM(t *testing.T, b *bundle, j eventgen.Journey, events []*billingv1.BillingEvent) {
+// expectContact is the contact the service's own derivation makes of f.
+func expectContact(customerID string, f journey.Facts, p canonical.Policy) crm.Contact {
+	return syncer.DeriveContact(customerID, f.Email, f.Name, f.UserID, f.Deleted, false, f.LastFailed, f.DisputeOpen, f.Subscriptions, f.Purchases, p)
+}
+
+// checkHubSpot checks that the fake holds what events, folded in order,
+// make of the journey's customer, through the service's own derivation.
+func checkHubSpot(t testing.TB, fake *hubspotfake.Server, j journey.Story, events []*billingv1.BillingEvent, p canonical.Policy) {
 	t.Helper()
-	eventgen.CheckHubSpot(t, b.fake, j, events, b.policy)
+	f := journey.Fold(events)
+	contact := expectContact(j.CustomerID, f, p)
+	want := hubspotfake.Want{CustomerID: j.CustomerID, Contact: crm.ContactProperties(contact), Deals: map[string]map[string]string{}}
+	hs := crm.NewHubSpot(nil, crm.HubSpotConfig{})
+	for _, s := range f.Subscriptions {
+		if d, ok := syncer.DeriveDeal(s, contact.Email); ok {
+			want.Deals[s.ID] = hs.DealProperties(d)
+		}
+	}
+	fake.Check(t, fmt.Sprintf("%s after %d events", j.Name, len(events)), want)
+	if got, made := len(want.Deals), len(j.Subscriptions); len(events) == len(j.Events) && got != made {
+		t.Errorf("%s: oracle knows %d subscriptions, journey made %d", j.Name, got, made)
+	}
+}
+
+func checkCRM(t *testing.T, b *bundle, j journey.Story, events []*billingv1.BillingEvent) {
+	t.Helper()
+	checkHubSpot(t, b.fake, j, events, b.policy)
 }
 
 func TestJourneysInOrderMatchCanonicalAfterEveryStep(t *testing.T) {
@@ -105,7 +129,7 @@ func TestJourneysInOrderMatchCanonicalAfterEveryStep(t *testing.T) {
 	// Spot checks that the oracle itself says what the journeys are about.
 	want := map[string]string{"lifecycle": "canceled", "trial": "active", "refund": "refunded", "dispute": "active", "two-subscriptions": "active"}
 	for _, j := range journeys(t, "ord") {
-		got := eventgen.Expect(j.CustomerID, j.Events, b.policy).Contact.Status
+		got := expectContact(j.CustomerID, journey.Fold(j.Events), b.policy).Status
 		if got != want[j.Name] {
 			t.Errorf("%s ends %s, want %s", j.Name, got, want[j.Name])
 		}
@@ -173,8 +197,8 @@ func TestSyncedEventCostsFourRoundTrips(t *testing.T) {
 func TestIgnoredEventTypesMakeNoCalls(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	g := &eventgen.Gen{Prefix: "ign"}
-	ev, err := g.Event("payment_method.attached", time.Now(), eventgen.Obj{"id": "pm_1", "object": "payment_method", "customer": "cus_ign"}, nil)
+	g := &journey.Gen{Prefix: "ign"}
+	ev, err := g.Event("payment_method.attached", time.Now(), journey.Obj{"id": "pm_1", "object": "payment_method", "customer": "cus_ign"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +276,7 @@ func TestShuffledDuplicatedDeliveriesConverge(t *testing.T) {
 	}
 }
 
-func countEvents(js []eventgen.Journey) int {
+func countEvents(js []journey.Story) int {
 	n := 0
 	for _, j := range js {
 		n += len(j.Events)
