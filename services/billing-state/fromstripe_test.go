@@ -9,9 +9,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/launchready/launchready/pkg/config"
-	"github.com/launchready/launchready/test/testkit/stripefake"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/test/testkit/journey"
+	"github.com/launchready/launchready/test/testkit/stripefake"
 )
 
 // ReconcileCustomer with from_stripe applies the customer's subscriptions

@@ -10,8 +10,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/launchready/launchready/pkg/bus"
-	"github.com/launchready/launchready/test/testkit/stripefake"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
+	"github.com/launchready/launchready/test/testkit/stripefake"
 
 	supportnotify "github.com/launchready/launchready/services/support-notify"
 	"github.com/launchready/launchready/test/testkit"

@@ -14,12 +14,12 @@ import (
 	"time"
 
 	"github.com/launchready/launchready/pkg/natsauth"
-	"github.com/launchready/launchready/test/testkit/stripefake"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/test/harness"
 	"github.com/launchready/launchready/test/harness/scenario"
 	"github.com/launchready/launchready/test/harness/verify"
 	"github.com/launchready/launchready/test/testkit"
+	"github.com/launchready/launchready/test/testkit/stripefake"
 )
 
 // journeyDay is a journey day, in seconds, in these tests: a two-month

@@ -15,9 +15,9 @@ import (
 
 	"github.com/launchready/launchready/pkg/config"
 	"github.com/launchready/launchready/pkg/stripeapi"
-	"github.com/launchready/launchready/test/testkit/stripefake"
 	"github.com/launchready/launchready/services/billing-state/internal/endpoint"
 	"github.com/launchready/launchready/test/testkit"
+	"github.com/launchready/launchready/test/testkit/stripefake"
 )
 
 const public = "https://hooks.example.com/webhooks/stripe"

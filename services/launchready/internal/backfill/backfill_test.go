@@ -22,9 +22,9 @@ import (
 	"github.com/launchready/launchready/pkg/natsauth"
 	"github.com/launchready/launchready/pkg/natstest"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
-	"github.com/launchready/launchready/test/testkit/stripefake"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/services/launchready/internal/backfill"
+	"github.com/launchready/launchready/test/testkit/stripefake"
 )
 
 func random(n int) string {
