@@ -192,8 +192,13 @@ func (s *Server) customer(w http.ResponseWriter, r *http.Request, q *request) {
 	if v.Audit, err = store.ListAudit(ctx, s.opts.Pool, store.AuditFilter{CustomerID: id, Limit: 100}); err != nil {
 		v.AuditError = s.partFailed(ctx, "read the audit log", err)
 	}
+	resyncs, err := s.resyncForms(q)
+	if err != nil {
+		s.failed(w, r, q, "draw the page", err)
+		return
+	}
 	s.render(w, r, http.StatusOK, "customer", q, map[string]any{"Title": "Customer " + id, "C": v, "CustomerID": id,
-		"Actions": s.opts.Billing != nil && s.opts.Billing.Admin != nil})
+		"Actions": s.opts.Billing != nil && s.opts.Billing.Admin != nil, "Resyncs": resyncs})
 }
 
 func (s *Server) partFailed(ctx context.Context, what string, err error) string {

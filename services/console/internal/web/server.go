@@ -64,6 +64,9 @@ type Options struct {
 	Throttle    auth.Throttle
 	// JS reaches the dead letters, as the NATS user console.
 	JS jetstream.JetStream
+	// Resync asks a consumer to re-send what it holds for a customer;
+	// nil means over JS's connection, when there is one.
+	Resync Resyncer
 	// OIDC, when set, offers sign-in through the identity provider beside
 	// the local accounts.
 	OIDC *auth.OIDC
@@ -115,6 +118,9 @@ func New(opts Options) (*Server, error) {
 	if opts.SessionMax <= 0 {
 		opts.SessionMax = DefaultSessionMax
 	}
+	if opts.Resync == nil && opts.JS != nil {
+		opts.Resync = natsResyncer(opts.JS.Conn())
+	}
 	if opts.Throttle == (auth.Throttle{}) {
 		opts.Throttle = auth.DefaultThrottle
 	}
@@ -152,6 +158,9 @@ func (s *Server) routes() {
 		s.mux.Handle("GET /dead-letters/{seq}", s.page(auth.Viewer, s.deadLetter))
 		s.mux.Handle("POST /dead-letters/{seq}/replay", s.action(auth.Support, s.replayDeadLetter))
 		s.mux.Handle("POST /dead-letters/{seq}/discard", s.action(auth.Support, s.discardDeadLetter))
+	}
+	if s.opts.Resync != nil {
+		s.mux.Handle("POST /customers/{id}/resync/{consumer}", s.action(auth.Support, s.resyncCustomer))
 	}
 	if s.opts.Billing != nil && s.opts.Billing.Admin != nil {
 		s.actionRoutes()
