@@ -54,6 +54,8 @@ type bundle struct {
 	pool    *pgxpool.Pool
 	reg     *prometheus.Registry
 	ops     string
+	// ns is the NATS server, for clients of other users (the console).
+	ns *natstest.Server
 }
 
 func randomHex(t *testing.T) string {
@@ -75,6 +77,7 @@ func setup(t *testing.T, env map[string]string, tune func(*supportnotify.Config)
 		zendesk: fakes.NewZendesk("ops@example.com", token),
 		slack:   fakes.NewSlack("/services/T" + randomHex(t)[:8] + "/B" + randomHex(t)[:8] + "/" + randomHex(t)),
 		reg:     prometheus.NewRegistry(),
+		ns:      ns,
 	}
 	t.Cleanup(b.zendesk.Close)
 	t.Cleanup(b.slack.Close)
