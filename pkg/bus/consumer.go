@@ -38,6 +38,9 @@ type Consumer struct {
 	progress   progress
 	// deadLettered: see ConsumerOptions.DeadLettered.
 	deadLettered func(ctx context.Context, d *Delivery)
+	// partial bounds the handlers running partial batches; nil when
+	// PartialBatches does not bound them (see ConsumerConfig).
+	partial *partialGate
 
 	// doubleAck waits for the server to confirm each ack. Off: a lost ack
 	// only causes a redelivery, which the handlers' processed_events check
@@ -92,6 +95,9 @@ func newConsumer(js jetstream.JetStream, cfg ConsumerConfig, h BatchHandler, opt
 	}
 	if c.stallAfter <= 0 {
 		c.stallAfter = defaultStallAfter
+	}
+	if cfg.BatchSize > 1 && cfg.PartialBatches > 0 && cfg.PartialBatches < cfg.Concurrency {
+		c.partial = newPartialGate(cfg.PartialBatches)
 	}
 	if opts.Registry != nil && ValidSubjectToken(cfg.Durable) == nil {
 		c.metrics = newConsumerMetrics(opts.Registry, cfg.Durable)
@@ -156,7 +162,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	running := make([]atomic.Pointer[handlerCall], c.cfg.Concurrency)
 	for i := range c.cfg.Concurrency {
-		workers.Go(func() { c.worker(handlerCtx, queues[i%len(queues)], slots, &running[i]) })
+		workers.Go(func() { c.worker(handlerCtx, queues[i%len(queues)], slots, &running[i], len(queues) == 1) })
 	}
 	c.markMoved()
 	reset := make(chan struct{}, 1)

@@ -28,6 +28,15 @@ type ConsumerConfig struct {
 	// becomes free: nothing waits to fill it, so a quiet stream still gets
 	// each event at once. Handlers that take one delivery ignore it.
 	BatchSize int
+	// PartialBatches, when set below Concurrency, is how many handlers may
+	// run at once with a batch that is not full; another partial batch
+	// waits for one of them to end (at most a second while none ends),
+	// taking what arrives meanwhile. Events that trickle in then share
+	// transactions instead of each taking an idle handler, while a
+	// backlog, which fills every batch, still uses every handler. 0 leaves
+	// every handler free to take a partial batch. Handlers that take one
+	// delivery ignore it.
+	PartialBatches int
 	// MaxDeliver is the number of attempts before a dead letter (10).
 	MaxDeliver int
 	// AckWait is how long JetStream waits for an outcome before it
@@ -64,7 +73,8 @@ const (
 )
 
 // ConsumerConfigFromEnv reads CONSUMER_CONCURRENCY (8), CONSUMER_BATCH_SIZE
-// (0: the service's default), CONSUMER_MAX_DELIVER (10), CONSUMER_ACK_WAIT
+// (0: the service's default), CONSUMER_PARTIAL_BATCHES (0: the service's
+// default), CONSUMER_MAX_DELIVER (10), CONSUMER_ACK_WAIT
 // (30s), CONSUMER_BACKOFF_BASE (500ms), CONSUMER_BACKOFF_MAX (5m) and
 // CONSUMER_HANDLER_TIMEOUT (60s, between 100ms and 1h; there is no way to
 // turn it off). Problems are collected in e.
@@ -74,10 +84,12 @@ func ConsumerConfigFromEnv(e *config.Env, durable string) ConsumerConfig {
 		Durable:     durable,
 		Concurrency: e.Int("CONSUMER_CONCURRENCY", 8),
 		BatchSize:   e.Int("CONSUMER_BATCH_SIZE", 0),
-		MaxDeliver:  e.Int("CONSUMER_MAX_DELIVER", 10),
-		AckWait:     e.Duration("CONSUMER_ACK_WAIT", 30*time.Second),
-		BackoffBase: e.Duration("CONSUMER_BACKOFF_BASE", 500*time.Millisecond),
-		BackoffMax:  e.Duration("CONSUMER_BACKOFF_MAX", 5*time.Minute),
+		// Left at zero when unset: the service's default applies.
+		PartialBatches: e.Int("CONSUMER_PARTIAL_BATCHES", 0),
+		MaxDeliver:     e.Int("CONSUMER_MAX_DELIVER", 10),
+		AckWait:        e.Duration("CONSUMER_ACK_WAIT", 30*time.Second),
+		BackoffBase:    e.Duration("CONSUMER_BACKOFF_BASE", 500*time.Millisecond),
+		BackoffMax:     e.Duration("CONSUMER_BACKOFF_MAX", 5*time.Minute),
 		// Left at zero when unset: the runner applies the default.
 		HandlerTimeout: e.Duration("CONSUMER_HANDLER_TIMEOUT", 0),
 	}
@@ -135,6 +147,9 @@ func (c ConsumerConfig) validate() error {
 	}
 	if c.Concurrency < 1 || c.Concurrency > maxConcurrency {
 		errs = append(errs, fmt.Errorf("CONSUMER_CONCURRENCY: %d is outside 1..%d", c.Concurrency, maxConcurrency))
+	}
+	if c.PartialBatches < 0 || c.PartialBatches > maxConcurrency {
+		errs = append(errs, fmt.Errorf("CONSUMER_PARTIAL_BATCHES: %d is outside 0..%d", c.PartialBatches, maxConcurrency))
 	}
 	if c.BatchSize < 0 || c.BatchSize > maxBatch {
 		errs = append(errs, fmt.Errorf("CONSUMER_BATCH_SIZE: %d is outside 1..%d", c.BatchSize, maxBatch))

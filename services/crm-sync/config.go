@@ -29,6 +29,12 @@ const Durable = "crm-sync"
 // backlog of a few events per customer fills calls of 100.
 const DefaultBatchSize = 500
 
+// DefaultPartialBatches is how many handler calls may run at once with a
+// batch that is not full (CONSUMER_PARTIAL_BATCHES): events that trickle
+// in share the intent and outcome transactions instead of each paying
+// them, and a backlog still fills every worker's batch.
+const DefaultPartialBatches = 2
+
 // Provider values of CRM_PROVIDER.
 const (
 	ProviderLog     = "log"
@@ -144,6 +150,9 @@ func ConfigFromEnv(getenv config.Getenv) (Config, error) {
 	}
 	if cfg.Consumer.BatchSize == 0 {
 		cfg.Consumer.BatchSize = DefaultBatchSize
+	}
+	if cfg.Consumer.PartialBatches == 0 {
+		cfg.Consumer.PartialBatches = DefaultPartialBatches
 	}
 	if cfg.RateLimit < 1 {
 		e.Fail("CRM_RATE_LIMIT must be at least 1")

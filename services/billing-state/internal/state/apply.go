@@ -495,7 +495,9 @@ func (t *txn) commitCustomer(ev *billingv1.BillingEvent, outcome Outcome, before
 		if err := t.writeOutbox(after); err != nil {
 			return false, err
 		}
-		t.s.log.InfoContext(t.ctx, "customer status changed", "event_id", ev.GetEventId(), "customer_id", t.cus.id,
+		// At debug: one line per change would cost a burst more than the
+		// change; the audit log and the outbox record every one.
+		t.s.log.DebugContext(t.ctx, "customer status changed", "event_id", ev.GetEventId(), "customer_id", t.cus.id,
 			"action", "status_change", "status", canonical.StatusName(after.GetStatus()), "entitled", after.GetEntitled(),
 			"outcome", string(outcome))
 	}

@@ -32,7 +32,9 @@ type entry struct {
 	ctx   context.Context
 	span  trace.Span
 	facts canonical.Facts
-	log   *slog.Logger
+	// customerID is the customer the event was found to belong to, for
+	// its log lines; empty until then.
+	customerID string
 
 	outcome string
 	err     error
@@ -40,6 +42,17 @@ type entry struct {
 }
 
 func (e *entry) done() bool { return e.outcome != "" || e.err != nil }
+
+// logger is log with the entry's fields. It is built only for a line that
+// is written: its fields are encoded when it is built, and at the default
+// level most entries write none.
+func (e *entry) logger(log *slog.Logger) *slog.Logger {
+	attrs := []any{slog.String("event_id", e.ev.GetEventId()), slog.Uint64("delivery", e.delivery)}
+	if e.customerID != "" {
+		attrs = append(attrs, slog.String("customer_id", e.customerID))
+	}
+	return log.With(attrs...)
+}
 
 // group is the events of one customer in a batch (or, for an event whose
 // customer is not known yet, of the object it names), in delivery order.
@@ -134,7 +147,6 @@ func (s *Syncer) sync(ctx context.Context, entries []*entry) {
 			telemetry.AttrEventID.String(e.ev.GetEventId()),
 			telemetry.AttrEventType.String(e.ev.GetType()),
 		))
-		e.log = s.o.Logger.With(slog.String("event_id", e.ev.GetEventId()), slog.Uint64("delivery", e.delivery))
 		e.facts = canonical.Classify(e.ev)
 		if e.facts.Kind == canonical.KindIgnored {
 			e.outcome = OutcomeIgnored
@@ -175,7 +187,7 @@ func (s *Syncer) pass(ctx context.Context, entries []*entry) {
 		}
 		if customerID != "" {
 			e.span.SetAttributes(telemetry.AttrCustomerID.String(customerID))
-			e.log = e.log.With(slog.String("customer_id", customerID))
+			e.customerID = customerID
 		}
 		key := lockKey(e.ev, customerID)
 		g := byKey[key]
@@ -257,19 +269,25 @@ func (s *Syncer) takeTurns(ctx context.Context, groups []*group) (func(), error)
 func (s *Syncer) report(e *entry) {
 	defer e.span.End()
 	if e.outcome == OutcomeIgnored {
-		e.log.DebugContext(e.ctx, "event ignored", slog.String("action", e.ev.GetType()), slog.String("outcome", OutcomeIgnored))
+		if s.o.Logger.Enabled(e.ctx, slog.LevelDebug) {
+			e.logger(s.o.Logger).DebugContext(e.ctx, "event ignored", slog.String("action", e.ev.GetType()), slog.String("outcome", OutcomeIgnored))
+		}
 		e.span.SetAttributes(attribute.String("outcome", OutcomeIgnored))
 		return
 	}
 	if e.err != nil {
 		e.err = fmt.Errorf("crm sync %s: %w", e.ev.GetEventId(), e.err)
-		e.log.WarnContext(e.ctx, "crm sync failed", slog.String("action", e.ev.GetType()),
+		e.logger(s.o.Logger).WarnContext(e.ctx, "crm sync failed", slog.String("action", e.ev.GetType()),
 			slog.String("outcome", failureOutcome(e.err)), slog.String("error", redact.Error(e.err)))
 		e.span.SetStatus(codes.Error, redact.Error(e.err))
 		return
 	}
 	e.span.SetAttributes(attribute.String("outcome", e.outcome))
-	e.log.InfoContext(e.ctx, "crm sync", slog.String("action", e.ev.GetType()), slog.String("outcome", e.outcome), slog.Int("calls", e.calls))
+	// One line per event at debug: at a burst's rate, info lines per event
+	// cost more than the sync they report. Failures stay at warn.
+	if s.o.Logger.Enabled(e.ctx, slog.LevelDebug) {
+		e.logger(s.o.Logger).DebugContext(e.ctx, "crm sync", slog.String("action", e.ev.GetType()), slog.String("outcome", e.outcome), slog.Int("calls", e.calls))
+	}
 }
 
 func failureOutcome(err error) string {

@@ -47,7 +47,7 @@ func (s *Syncer) Resync(ctx context.Context, req resync.Request) resync.Reply {
 	e.ctx, e.span = s.o.Tracer.Start(ctx, "crm-sync resync", trace.WithAttributes(
 		telemetry.AttrCustomerID.String(req.CustomerID), attribute.String("resync.request_id", req.RequestID)))
 	defer e.span.End()
-	e.log = s.o.Logger.With(slog.String("customer_id", req.CustomerID), slog.String("request_id", req.RequestID),
+	log := s.o.Logger.With(slog.String("customer_id", req.CustomerID), slog.String("request_id", req.RequestID),
 		slog.String("actor", req.Actor))
 	g := &group{key: req.CustomerID, customerID: req.CustomerID, entries: []*entry{e}, resync: true}
 
@@ -55,28 +55,28 @@ func (s *Syncer) Resync(ctx context.Context, req resync.Request) resync.Reply {
 	defer cancel()
 	unlock, err := s.takeTurns(ctx, []*group{g})
 	if err != nil {
-		return s.resyncFailed(e, fmt.Errorf("wait for the customer's turn: %w", err))
+		return s.resyncFailed(e, log, fmt.Errorf("wait for the customer's turn: %w", err))
 	}
 	s.run(ctx, []*group{g})
 	unlock()
 	if e.err != nil {
-		return s.resyncFailed(e, e.err)
+		return s.resyncFailed(e, log, e.err)
 	}
 	deals := 0
 	if g.in.change != nil {
 		deals = len(g.in.change.Deals)
 	}
 	e.span.SetAttributes(attribute.String("outcome", resync.OutcomeResent))
-	e.log.InfoContext(e.ctx, "crm resync", slog.String("action", "resync"), slog.String("outcome", resync.OutcomeResent),
+	log.InfoContext(e.ctx, "crm resync", slog.String("action", "resync"), slog.String("outcome", resync.OutcomeResent),
 		slog.Int("calls", e.calls))
 	return resync.Reply{Outcome: resync.OutcomeResent,
 		Detail: fmt.Sprintf("pushed the contact%s to %s again (%d calls)", dealsPhrase(deals), s.o.Adapter.Name(), e.calls)}
 }
 
-func (s *Syncer) resyncFailed(e *entry, err error) resync.Reply {
+func (s *Syncer) resyncFailed(e *entry, log *slog.Logger, err error) resync.Reply {
 	msg := redact.Error(err)
 	e.span.SetStatus(codes.Error, msg)
-	e.log.WarnContext(e.ctx, "crm resync failed", slog.String("action", "resync"), slog.String("outcome", failureOutcome(err)),
+	log.WarnContext(e.ctx, "crm resync failed", slog.String("action", "resync"), slog.String("outcome", failureOutcome(err)),
 		slog.String("error", msg))
 	return resync.Reply{Outcome: resync.OutcomeFailed, Detail: "the push failed (" + failureOutcome(err) + "): " + msg}
 }
