@@ -418,8 +418,11 @@ func (s *Syncer) intentTx(ctx context.Context, tx *pg.Tx, groups []*group, repai
 	// The batch's reads take arrays of one to hundreds of ids. A generic
 	// plan, made once for every length (and often while the tables were
 	// still empty), scans whole tables for them: each is planned for its
-	// own array instead, which costs far less than one scan.
-	tx.Queue("plan for the batch", `SET LOCAL plan_cache_mode = force_custom_plan`)
+	// own array instead, which costs far less than one scan. The writes in
+	// between, a few per customer with one key each, keep Postgres's
+	// default (planCachedWrites), which soon settles on one generic plan
+	// instead of planning each of them again.
+	tx.Queue("plan for the batch", planEachRead)
 	lockCustomers(tx, groupKeys(groups))
 	work := make([][]*entry, len(groups))
 	var ids, subIDs []string
@@ -456,12 +459,13 @@ func (s *Syncer) intentTx(ctx context.Context, tx *pg.Tx, groups []*group, repai
 	if err != nil {
 		return err
 	}
+	tx.Queue("plan the writes", planCachedWrites)
 	var done []string
 	if seen != nil {
 		done = *seen
 	}
 	var calls callLog
-	var derive []int
+	var derive, apply, unresolved []int
 	var customers []string
 	for i, g := range groups {
 		if len(work[i]) == 0 {
@@ -469,9 +473,7 @@ func (s *Syncer) intentTx(ctx context.Context, tx *pg.Tx, groups []*group, repai
 		}
 		if !repair && !g.resync {
 			if g.customerID == "" {
-				if err := s.keepUnresolved(ctx, tx, g, work[i], done); err != nil {
-					return err
-				}
+				unresolved = append(unresolved, i)
 				continue
 			}
 			// An event processed before changes nothing: it is not
@@ -479,22 +481,28 @@ func (s *Syncer) intentTx(ctx context.Context, tx *pg.Tx, groups []*group, repai
 			if work[i] = dropSeen(work[i], done); len(work[i]) == 0 {
 				continue
 			}
-			for _, e := range work[i] {
-				applied, err := applyEvent(ctx, tx, e.facts, g.customerID, e.ev, snaps)
-				if err != nil {
-					return err
-				}
-				e.span.SetAttributes(attribute.String("mirror", applied))
-			}
+			apply = append(apply, i)
 		}
 		derive = append(derive, i)
 		customers = append(customers, g.customerID)
 	}
+	if err := s.applyToMirror(ctx, tx, groups, work, apply, snaps); err != nil {
+		return err
+	}
+	// After the batch's own charges are tied to their customers: an event
+	// kept on one of them is synced again as that customer's.
+	for _, i := range unresolved {
+		if err := s.keepUnresolved(ctx, tx, groups[i], work[i], done); err != nil {
+			return err
+		}
+	}
 	if len(derive) > 0 {
+		tx.Queue("plan the reads", planEachRead)
 		reads, err := loadCustomers(ctx, tx, s.o.Adapter.Name(), customers)
 		if err != nil {
 			return err
 		}
+		tx.Queue("plan the writes", planCachedWrites)
 		for _, i := range derive {
 			g := groups[i]
 			newest := newestOf(work[i])
@@ -505,6 +513,41 @@ func (s *Syncer) intentTx(ctx context.Context, tx *pg.Tx, groups []*group, repai
 	calls.queue(tx)
 	return nil
 }
+
+// applyToMirror folds the events work[i] of the groups apply into the
+// mirror: every customer's row in one statement, then each event's facts,
+// then the subscriptions they changed in one statement.
+func (s *Syncer) applyToMirror(ctx context.Context, tx *pg.Tx, groups []*group, work [][]*entry, apply []int, snaps *snapshots) error {
+	if len(apply) == 0 {
+		return nil
+	}
+	ensured := make([]string, len(apply))
+	evs := make([][]*billingv1.BillingEvent, len(apply))
+	for n, i := range apply {
+		ensured[n] = groups[i].customerID
+		for _, e := range work[i] {
+			evs[n] = append(evs[n], e.ev)
+		}
+	}
+	ensureCustomers(tx, ensured, evs)
+	for _, i := range apply {
+		for _, e := range work[i] {
+			applied, err := applyEvent(ctx, tx, e.facts, groups[i].customerID, e.ev, snaps)
+			if err != nil {
+				return err
+			}
+			e.span.SetAttributes(attribute.String("mirror", applied))
+		}
+	}
+	snaps.store(tx)
+	return nil
+}
+
+// The plan cache modes of the intent transaction (see intentTx).
+const (
+	planEachRead     = `SET LOCAL plan_cache_mode = force_custom_plan`
+	planCachedWrites = `SET LOCAL plan_cache_mode = auto`
+)
 
 // openIntent records pending as processed when the CRM lacks nothing of
 // change, or opens a push intent for it.

@@ -101,6 +101,15 @@ func TestWaitingEventsOfOneCustomerFoldIntoOneContactUpdate(t *testing.T) {
 	if n := b.processedCount(t, cus); n != 20 {
 		t.Fatalf("%d events recorded processed; want 20", n)
 	}
+	// The mirror's watermark is the newest event's, whichever order the
+	// batch held them in.
+	var lastID string
+	if err := b.pool.QueryRow(context.Background(), `SELECT last_event_id FROM crm.customers WHERE customer_id = $1`, cus).Scan(&lastID); err != nil {
+		t.Fatal(err)
+	}
+	if want := evs[len(evs)-1].GetEventId(); lastID != want {
+		t.Fatalf("customer's newest event %s; want %s", lastID, want)
+	}
 	// The same deliveries again are duplicates and call nothing.
 	before := len(b.fake.Requests())
 	ds := deliveries(evs)

@@ -11,5 +11,6 @@ import (
 // ApplyEvent is applyEvent, the mirror's one switch over pkg/canonical's
 // kinds, for the test that runs every fixture through it.
 func ApplyEvent(ctx context.Context, tx *pg.Tx, facts canonical.Facts, customerID string, ev *billingv1.BillingEvent) (string, error) {
+	ensureCustomer(tx, customerID, ev)
 	return applyEvent(ctx, tx, facts, customerID, ev, nil)
 }

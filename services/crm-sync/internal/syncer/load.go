@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -48,13 +49,49 @@ func groupKeys(groups []*group) []string {
 // snapshots are stored subscription snapshots, read once per batch under
 // FOR UPDATE and kept current as the batch's events store new ones. A nil
 // value is a subscription read and not stored yet; a missing key one not
-// read.
-type snapshots map[string][]byte
+// read. The new ones wait in it until store queues them, one row each.
+type snapshots struct {
+	raw map[string][]byte
+	// changed are the subscriptions the batch stored, with their customer.
+	changed map[string]string
+}
+
+func newSnapshots() *snapshots {
+	return &snapshots{raw: map[string][]byte{}, changed: map[string]string{}}
+}
+
+// get is the snapshot of id, and whether it was read; nil snapshots hold
+// nothing.
+func (s *snapshots) get(id string) ([]byte, bool) {
+	if s == nil {
+		return nil, false
+	}
+	raw, ok := s.raw[id]
+	return raw, ok
+}
+
+// put keeps id's new snapshot for store.
+func (s *snapshots) put(id, customerID string, raw []byte) {
+	s.raw[id] = raw
+	s.changed[id] = customerID
+}
+
+// store queues the subscriptions put since the last store, in one
+// statement, and forgets that they changed.
+func (s *snapshots) store(tx *pg.Tx) {
+	ids := slices.Sorted(maps.Keys(s.changed))
+	customers, raws := make([]string, len(ids)), make([][]byte, len(ids))
+	for i, id := range ids {
+		customers[i], raws[i] = s.changed[id], s.raw[id]
+	}
+	storeSubscriptions(tx, ids, customers, raws)
+	clear(s.changed)
+}
 
 // loadSnapshots reads (and locks) the stored snapshots of ids, in one
 // round trip that also carries whatever the transaction has queued.
-func loadSnapshots(ctx context.Context, tx *pg.Tx, ids []string) (snapshots, error) {
-	out := snapshots{}
+func loadSnapshots(ctx context.Context, tx *pg.Tx, ids []string) (*snapshots, error) {
+	out := newSnapshots()
 	if len(ids) == 0 {
 		return out, tx.Flush(ctx)
 	}
@@ -73,15 +110,15 @@ func loadSnapshots(ctx context.Context, tx *pg.Tx, ids []string) (snapshots, err
 		if err := rows.Scan(&id, &raw); err != nil {
 			return err
 		}
-		out[id] = raw
+		out.raw[id] = raw
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	for _, id := range ids {
-		if _, ok := out[id]; !ok {
-			out[id] = nil // read: none stored yet
+		if _, ok := out.raw[id]; !ok {
+			out.raw[id] = nil // read: none stored yet
 		}
 	}
 	return out, br.Close()

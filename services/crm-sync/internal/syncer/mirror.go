@@ -1,6 +1,7 @@
 package syncer
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -37,9 +38,38 @@ func nullTime(t time.Time) any {
 // watermark forward; an older event leaves it alone. Any event of a smoke
 // test marks the customer as one for good.
 func ensureCustomer(tx *pg.Tx, customerID string, ev *billingv1.BillingEvent) {
-	tx.Queue("upsert customer "+customerID, `
+	ensureCustomers(tx, []string{customerID}, [][]*billingv1.BillingEvent{{ev}})
+}
+
+// ensureCustomers is ensureCustomer for the events of several customers
+// (evs[i] are customers[i]'s, in the order they apply), in one statement:
+// each customer's events fold into the row that applying them one by one
+// would leave (livemode and a smoke mark once set stay set; the watermark
+// moves to an event newer than it, or to any event while it has no time).
+func ensureCustomers(tx *pg.Tx, customers []string, evs [][]*billingv1.BillingEvent) {
+	if len(customers) == 0 {
+		return
+	}
+	live := make([]bool, len(customers))
+	lastIDs, smoke := make([]string, len(customers)), make([]string, len(customers))
+	lastAt := make([]*time.Time, len(customers))
+	for i := range customers {
+		var at time.Time
+		for n, ev := range evs[i] {
+			live[i] = live[i] || ev.GetLivemode()
+			smoke[i] = cmp.Or(ev.GetSmokeRun(), smoke[i])
+			c := created(ev)
+			if n == 0 || at.IsZero() || c.After(at) || (c.Equal(at) && ev.GetEventId() > lastIDs[i]) {
+				at, lastIDs[i] = c, ev.GetEventId()
+			}
+		}
+		if !at.IsZero() {
+			lastAt[i] = &at
+		}
+	}
+	tx.Queue("upsert customers "+customers[0], `
 		INSERT INTO crm.customers (customer_id, livemode, last_event_id, last_event_created, smoke_run)
-		VALUES ($1, $2, $3, $4, $5)
+		SELECT * FROM unnest($1::text[], $2::bool[], $3::text[], $4::timestamptz[], $5::text[]) ORDER BY 1
 		ON CONFLICT (customer_id) DO UPDATE SET
 			livemode = crm.customers.livemode OR EXCLUDED.livemode,
 			smoke_run = CASE WHEN EXCLUDED.smoke_run <> '' THEN EXCLUDED.smoke_run ELSE crm.customers.smoke_run END,
@@ -49,7 +79,7 @@ func ensureCustomer(tx *pg.Tx, customerID string, ev *billingv1.BillingEvent) {
 				THEN EXCLUDED.last_event_id ELSE crm.customers.last_event_id END,
 			last_event_created = GREATEST(crm.customers.last_event_created, EXCLUDED.last_event_created),
 			updated_at = now()`,
-		customerID, ev.GetLivemode(), ev.GetEventId(), nullTime(created(ev)), ev.GetSmokeRun())
+		customers, live, lastIDs, lastAt, smoke)
 }
 
 // setField applies one profile field under its watermark. customer.*
@@ -87,8 +117,10 @@ func applyProfile(tx *pg.Tx, customerID string, ev *billingv1.BillingEvent, auth
 
 // applySubscription stores the snapshot when canonical.DecideSnapshot says
 // it is newer than the stored one. The stored one comes from snaps, read
-// for the whole batch, or is read here when snaps does not hold it.
-func applySubscription(ctx context.Context, tx *pg.Tx, ev *billingv1.BillingEvent, snaps snapshots) (canonical.Decision, error) {
+// for the whole batch, or is read here when snaps does not hold it. With
+// snaps, the write waits in it for storeSubscriptions, so that the batch
+// writes each subscription once, in one statement.
+func applySubscription(ctx context.Context, tx *pg.Tx, ev *billingv1.BillingEvent, snaps *snapshots) (canonical.Decision, error) {
 	in, err := canonical.SubscriptionFromEvent(ev)
 	if err != nil {
 		// raw_json is the verified Stripe body; if it does not parse, no
@@ -96,7 +128,7 @@ func applySubscription(ctx context.Context, tx *pg.Tx, ev *billingv1.BillingEven
 		return canonical.Decision{}, bus.Permanent(err)
 	}
 	var stored canonical.Subscription
-	raw, read := snaps[in.ID]
+	raw, read := snaps.get(in.ID)
 	if !read {
 		err = tx.QueryRow(ctx, `SELECT snapshot FROM crm.subscriptions WHERE subscription_id = $1 FOR UPDATE`, in.ID).Scan(&raw)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -125,14 +157,25 @@ func applySubscription(ctx context.Context, tx *pg.Tx, ev *billingv1.BillingEven
 	if err != nil {
 		return dec, fmt.Errorf("encode subscription %s: %w", in.ID, err)
 	}
-	tx.Queue("store subscription "+in.ID, `
-		INSERT INTO crm.subscriptions (subscription_id, customer_id, snapshot) VALUES ($1, $2, $3)
-		ON CONFLICT (subscription_id) DO UPDATE SET customer_id = EXCLUDED.customer_id, snapshot = EXCLUDED.snapshot, updated_at = now()`,
-		in.ID, in.CustomerID, b)
-	if snaps != nil {
-		snaps[in.ID] = b
+	if snaps == nil {
+		storeSubscriptions(tx, []string{in.ID}, []string{in.CustomerID}, [][]byte{b})
+		return dec, nil
 	}
+	snaps.put(in.ID, in.CustomerID, b)
 	return dec, nil
+}
+
+// storeSubscriptions writes snapshots, one row per subscription id, in one
+// statement.
+func storeSubscriptions(tx *pg.Tx, ids, customers []string, snaps [][]byte) {
+	if len(ids) == 0 {
+		return
+	}
+	tx.Queue("store subscriptions "+ids[0], `
+		INSERT INTO crm.subscriptions (subscription_id, customer_id, snapshot)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[]) ORDER BY 1
+		ON CONFLICT (subscription_id) DO UPDATE SET customer_id = EXCLUDED.customer_id, snapshot = EXCLUDED.snapshot, updated_at = now()`,
+		ids, customers, snaps)
 }
 
 // purchaseFacts is one event's contribution to a purchase. Every fact only
@@ -271,8 +314,9 @@ func applyDispute(tx *pg.Tx, ev *billingv1.BillingEvent, d canonical.Dispute) {
 // applyEvent folds one event into the mirror of customerID, by the facts
 // pkg/canonical reads from it (the same facts billing-state stores). Its
 // writes are queued: they reach Postgres with the next read (see pg.Tx).
-func applyEvent(ctx context.Context, tx *pg.Tx, facts canonical.Facts, customerID string, ev *billingv1.BillingEvent, snaps snapshots) (string, error) {
-	ensureCustomer(tx, customerID, ev)
+// The customer's row must exist: ensureCustomer (or, for a batch,
+// ensureCustomers) is queued before it.
+func applyEvent(ctx context.Context, tx *pg.Tx, facts canonical.Facts, customerID string, ev *billingv1.BillingEvent, snaps *snapshots) (string, error) {
 	at := created(ev)
 	switch facts.Kind {
 	case canonical.KindCustomer:
