@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/launchready/launchready/pkg/bus"
+	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 )
 
 // Prefix is the subjects' prefix; the rest is the durable name of the
@@ -61,7 +62,7 @@ const (
 
 // Bounds of a request's fields.
 const (
-	MaxIDBytes     = 64
+	MaxIDBytes     = billingv1.MaxActionIDBytes
 	MaxActorBytes  = 320
 	MaxReasonBytes = 500
 )
@@ -92,16 +93,10 @@ func (r Request) Validate() error {
 	return nil
 }
 
+// idShape is a staff action id's shape (billingv1.ValidActionID), at
+// least 8 bytes long.
 func idShape(id string) bool {
-	if len(id) < 8 || len(id) > MaxIDBytes {
-		return false
-	}
-	for _, c := range id {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
+	return len(id) >= 8 && billingv1.ValidActionID(id)
 }
 
 // Reply is a consumer's answer.
