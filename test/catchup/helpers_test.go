@@ -16,9 +16,9 @@ import (
 	"github.com/launchready/launchready/pkg/natsauth"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/test/harness"
-	"github.com/launchready/launchready/test/harness/scenario"
 	"github.com/launchready/launchready/test/harness/verify"
 	"github.com/launchready/launchready/test/testkit"
+	"github.com/launchready/launchready/test/testkit/journey"
 	"github.com/launchready/launchready/test/testkit/stripefake"
 )
 
@@ -30,8 +30,8 @@ const journeyDay = 15
 // templates are scenario's journeys with every step a number of journey
 // days apart. Two of scenario's put hours between steps, which would not
 // fit in the hour; they are restated here in days.
-func templates() []scenario.Template {
-	out := slices.Clone(scenario.Templates)
+func templates() []journey.Template {
+	out := slices.Clone(journey.Templates)
 	for i, tpl := range out {
 		switch tpl.Name {
 		case "one-time purchase refunded":
@@ -43,7 +43,7 @@ func templates() []scenario.Template {
 	return out
 }
 
-func purchaseRefunded(b *scenario.B) (*scenario.Journey, error) {
+func purchaseRefunded(b *journey.B) (*journey.Journey, error) {
 	pi, ch := b.ID("pi"), b.ID("ch")
 	b.CustomerEvent("customer.created", 0)
 	b.CheckoutPayment("checkout.session.completed", 1, b.ID("cs"), pi, 2000, "paid")
@@ -52,29 +52,29 @@ func purchaseRefunded(b *scenario.B) (*scenario.Journey, error) {
 	b.Charge("charge.refunded", b.Day, ch, pi, "", 2000, 500, 0)
 	b.Charge("charge.refunded", 2*b.Day, ch, pi, "", 2000, 2000, 500)
 	b.Refund("refund.created", 2*b.Day, b.ID("re", 2), ch, 1500, "succeeded")
-	return b.Build("one-time purchase refunded", scenario.Want{Status: scenario.StatusRefunded})
+	return b.Build("one-time purchase refunded", journey.Want{Status: journey.StatusRefunded})
 }
 
-func trialConverts(b *scenario.B) (*scenario.Journey, error) {
+func trialConverts(b *journey.B) (*journey.Journey, error) {
 	sub, in1 := b.ID("sub"), b.ID("in", 1)
 	b.CustomerEvent("customer.created", 0)
-	b.Subscription("customer.subscription.created", 0, sub, "trialing", scenario.SubOpts{Trial: true})
-	b.Subscription("customer.subscription.trial_will_end", 11*b.Day, sub, "trialing", scenario.SubOpts{Trial: true})
-	b.Invoice("invoice.paid", 14*b.Day, in1, sub, b.ID("ch", 1), b.ID("pi", 1), "paid", scenario.InvoiceOpts{Attempt: 1})
-	b.Subscription("customer.subscription.updated", 14*b.Day, sub, "active", scenario.SubOpts{Trial: true, LatestInvoice: in1, Prev: map[string]any{"status": "trialing"}})
+	b.Subscription("customer.subscription.created", 0, sub, "trialing", journey.SubOpts{Trial: true})
+	b.Subscription("customer.subscription.trial_will_end", 11*b.Day, sub, "trialing", journey.SubOpts{Trial: true})
+	b.Invoice("invoice.paid", 14*b.Day, in1, sub, b.ID("ch", 1), b.ID("pi", 1), "paid", journey.InvoiceOpts{Attempt: 1})
+	b.Subscription("customer.subscription.updated", 14*b.Day, sub, "active", journey.SubOpts{Trial: true, LatestInvoice: in1, Prev: map[string]any{"status": "trialing"}})
 	b.CustomerEvent("customer.updated", 15*b.Day)
-	return b.Build("trial converts", scenario.Want{Status: scenario.StatusActive, Entitled: true})
+	return b.Build("trial converts", journey.Want{Status: journey.StatusActive, Entitled: true})
 }
 
 // newGen returns a journey generator whose ids start with prefix and a
 // fresh tag.
-func newGen(t *testing.T, prefix string) *scenario.Gen {
+func newGen(t *testing.T, prefix string) *journey.Gen {
 	t.Helper()
 	dir, err := testkit.FindFixturesDir()
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := scenario.NewGen(dir, prefix+harness.Random(3))
+	g, err := journey.NewGen(dir, prefix+harness.Random(3))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,13 +85,13 @@ func newGen(t *testing.T, prefix string) *scenario.Gen {
 // first customer starting at start and each next one 15 s later, padded
 // with the noise a real account sends. It returns the journeys and their
 // events in the order Stripe created them.
-func outage(t *testing.T, customers, total int, start time.Time) ([]*scenario.Journey, []*scenario.Event) {
+func outage(t *testing.T, customers, total int, start time.Time) ([]*journey.Journey, []*journey.Event) {
 	t.Helper()
 	g := newGen(t, "o")
 	g.DaySeconds = journeyDay
 	tpls := templates()
-	var js []*scenario.Journey
-	var bs []*scenario.B
+	var js []*journey.Journey
+	var bs []*journey.B
 	n := 0
 	for i := range customers {
 		b := g.Customer(fmt.Sprintf("c%03d", i), start.Add(time.Duration(i)*journeyDay*time.Second))
@@ -117,7 +117,7 @@ func outage(t *testing.T, customers, total int, start time.Time) ([]*scenario.Jo
 			t.Fatal(b.Err())
 		}
 	}
-	var evs []*scenario.Event
+	var evs []*journey.Event
 	for _, j := range js {
 		evs = append(evs, j.Events...)
 	}
@@ -130,7 +130,7 @@ func outage(t *testing.T, customers, total int, start time.Time) ([]*scenario.Jo
 
 // newStripe serves a fake Stripe API holding evs, and returns it with the
 // environment `launchready backfill` needs against it and s.
-func newStripe(t *testing.T, s *harness.Stack, evs []*scenario.Event) (*stripefake.Server, []string) {
+func newStripe(t *testing.T, s *harness.Stack, evs []*journey.Event) (*stripefake.Server, []string) {
 	t.Helper()
 	key := "sk_test_" + harness.Random(12)
 	fake := stripefake.New(key)
@@ -182,14 +182,14 @@ func backfill(t *testing.T, bin string, env []string, args ...string) (code int,
 // settle waits until every consumer has recorded every event it handles,
 // nothing is left in any durable and no event is parked for a charge it
 // has not met, then checks that each recorded exactly those events.
-func settle(t *testing.T, s *harness.Stack, js []*scenario.Journey) {
+func settle(t *testing.T, s *harness.Stack, js []*journey.Journey) {
 	t.Helper()
 	want := verify.Expected(js)
 	tables := []struct{ what, query, durable string }{
-		{"billing.processed_events", `SELECT event_id FROM billing.processed_events`, scenario.BillingState},
-		{"crm.processed_events", `SELECT event_id FROM crm.processed_events`, scenario.CRMSync},
-		{"support.processed_events", `SELECT event_id FROM support.processed_events WHERE consumer = 'support-notify'`, scenario.Tickets},
-		{"support.alerts_sent", `SELECT event_id FROM support.alerts_sent`, scenario.Alerts},
+		{"billing.processed_events", `SELECT event_id FROM billing.processed_events`, journey.BillingState},
+		{"crm.processed_events", `SELECT event_id FROM crm.processed_events`, journey.CRMSync},
+		{"support.processed_events", `SELECT event_id FROM support.processed_events WHERE consumer = 'support-notify'`, journey.Tickets},
+		{"support.alerts_sent", `SELECT event_id FROM support.alerts_sent`, journey.Alerts},
 	}
 	var behind []string
 	if !testkit.Poll(2*time.Minute, 100*time.Millisecond, func() bool {
@@ -240,9 +240,9 @@ type ticket struct {
 
 // snapshot reads every journey's customer from billing-state (gRPC), the
 // fake HubSpot, the fake Zendesk and support.alerts_sent.
-func snapshot(t *testing.T, s *harness.Stack, js []*scenario.Journey) map[string]*customer {
+func snapshot(t *testing.T, s *harness.Stack, js []*journey.Journey) map[string]*customer {
 	t.Helper()
-	byID := map[string]*scenario.Event{}
+	byID := map[string]*journey.Event{}
 	for _, j := range js {
 		for _, e := range j.Events {
 			byID[e.ID] = e
@@ -315,7 +315,7 @@ func compareTickets(want, got *customer) (diffs []string) {
 
 // compare reports every customer whose state in got differs from want
 // (webhooks vs backfill).
-func compare(t *testing.T, js []*scenario.Journey, want, got map[string]*customer) {
+func compare(t *testing.T, js []*journey.Journey, want, got map[string]*customer) {
 	t.Helper()
 	differ, tickets := 0, 0
 	for _, j := range js {

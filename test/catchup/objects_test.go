@@ -9,9 +9,9 @@ import (
 
 	"github.com/launchready/launchready/pkg/canonical"
 	"github.com/launchready/launchready/test/harness"
-	"github.com/launchready/launchready/test/harness/scenario"
 	"github.com/launchready/launchready/test/harness/verify"
 	"github.com/launchready/launchready/test/testkit"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 // listed are the kinds of object `backfill --objects` lists.
@@ -27,9 +27,9 @@ func TestObjectsRestoreHistoryOlderThanEvents(t *testing.T) {
 	harness.Binaries(t)
 	bin := harness.Launchready(t)
 	g := newGen(t, "h")
-	var js []*scenario.Journey
-	for i := range 2 * len(scenario.Templates) {
-		tpl := scenario.Templates[i%len(scenario.Templates)]
+	var js []*journey.Journey
+	for i := range 2 * len(journey.Templates) {
+		tpl := journey.Templates[i%len(journey.Templates)]
 		j, err := tpl.Build(g.Customer(fmt.Sprintf("c%02d", i), time.Now().Add(-400*24*time.Hour)))
 		if err != nil {
 			t.Fatal(err)
@@ -102,7 +102,7 @@ func TestObjectsRestoreHistoryOlderThanEvents(t *testing.T) {
 			t.Errorf("%s (%s): restored %v entitled=%v dispute_open=%v, the journey ends %v entitled=%v dispute_open=%v",
 				j.Customer, j.Name, st.GetStatus(), st.GetEntitled(), st.GetDisputeOpen(), j.Want.Status, j.Want.Entitled, j.Want.DisputeOpen)
 		}
-		if j.Want.Status == scenario.StatusCanceled {
+		if j.Want.Status == journey.StatusCanceled {
 			canceled++
 		}
 		cs := s.HubSpot.ContactsFor(j.Customer)

@@ -16,6 +16,7 @@ import (
 	"github.com/launchready/launchready/test/harness/scenario"
 	"github.com/launchready/launchready/test/harness/verify"
 	"github.com/launchready/launchready/test/testkit"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 const (
@@ -59,7 +60,7 @@ func TestChaos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := scenario.NewGen(dir, "k"+harness.Random(3))
+	g, err := journey.NewGen(dir, "k"+harness.Random(3))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +68,7 @@ func TestChaos(t *testing.T) {
 	// last three days, as a burst of live traffic, so support-notify treats
 	// every problem as current (it ignores events older than four days).
 	g.DaySeconds = 3600
-	journeys, err := g.Mix(customers, events, time.Now().Add(-72*time.Hour))
+	journeys, err := scenario.Mix(g, customers, events, time.Now().Add(-72*time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,10 +133,10 @@ func TestChaos(t *testing.T) {
 		what, query string
 		want        int
 	}{
-		{"billing.processed_events", `SELECT count(*) FROM billing.processed_events`, len(want[scenario.BillingState])},
-		{"crm.processed_events", `SELECT count(*) FROM crm.processed_events`, len(want[scenario.CRMSync])},
-		{"support.processed_events", `SELECT count(*) FROM support.processed_events WHERE consumer = 'support-notify'`, len(want[scenario.Tickets])},
-		{"support.alerts_sent", `SELECT count(*) FROM support.alerts_sent`, len(want[scenario.Alerts])},
+		{"billing.processed_events", `SELECT count(*) FROM billing.processed_events`, len(want[journey.BillingState])},
+		{"crm.processed_events", `SELECT count(*) FROM crm.processed_events`, len(want[journey.CRMSync])},
+		{"support.processed_events", `SELECT count(*) FROM support.processed_events WHERE consumer = 'support-notify'`, len(want[journey.Tickets])},
+		{"support.alerts_sent", `SELECT count(*) FROM support.alerts_sent`, len(want[journey.Alerts])},
 	}
 	var behind []string
 	if !testkit.Poll(3*time.Minute, 200*time.Millisecond, func() bool {
@@ -169,7 +170,7 @@ func TestChaos(t *testing.T) {
 
 	// ---- Checks.
 	t0 = time.Now()
-	byID := map[string]*scenario.Event{}
+	byID := map[string]*journey.Event{}
 	for _, j := range journeys {
 		for _, e := range j.Events {
 			byID[e.ID] = e
@@ -185,10 +186,10 @@ func TestChaos(t *testing.T) {
 	}
 
 	// Each service recorded exactly the events it handles.
-	verify.SameSet(t, "billing.processed_events", s.Strings(`SELECT event_id FROM billing.processed_events`), want[scenario.BillingState])
-	verify.SameSet(t, "crm.processed_events", s.Strings(`SELECT event_id FROM crm.processed_events`), want[scenario.CRMSync])
-	verify.SameSet(t, "support.processed_events", s.Strings(`SELECT event_id FROM support.processed_events WHERE consumer = 'support-notify'`), want[scenario.Tickets])
-	verify.SameSet(t, "support.alerts_sent", s.Strings(`SELECT event_id FROM support.alerts_sent`), want[scenario.Alerts])
+	verify.SameSet(t, "billing.processed_events", s.Strings(`SELECT event_id FROM billing.processed_events`), want[journey.BillingState])
+	verify.SameSet(t, "crm.processed_events", s.Strings(`SELECT event_id FROM crm.processed_events`), want[journey.CRMSync])
+	verify.SameSet(t, "support.processed_events", s.Strings(`SELECT event_id FROM support.processed_events WHERE consumer = 'support-notify'`), want[journey.Tickets])
+	verify.SameSet(t, "support.alerts_sent", s.Strings(`SELECT event_id FROM support.alerts_sent`), want[journey.Alerts])
 	if n := s.Count(`SELECT count(*) FROM (SELECT event_id FROM billing.audit_log WHERE actor = 'stripe' GROUP BY event_id HAVING count(*) > 1) d`); n != 0 {
 		t.Errorf("billing.audit_log: %d events applied more than once", n)
 	}
@@ -210,7 +211,7 @@ func TestChaos(t *testing.T) {
 	// Alerts: every alert sent; a second copy only where a crash or the
 	// database cut fell between Slack's answer and the record (the risk
 	// support-notify documents).
-	verify.CheckAlerts(t, s, want[scenario.Alerts], fs.All())
+	verify.CheckAlerts(t, s, want[journey.Alerts], fs.All())
 	phase("checks", t0)
 
 	// ---- The in-order reference: the same events, in Stripe's order, one

@@ -19,6 +19,7 @@ import (
 	"github.com/launchready/launchready/test/harness/verify"
 	"github.com/launchready/launchready/test/load/results"
 	"github.com/launchready/launchready/test/testkit"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 // clusterEnv bounds the run: a dead replica's messages come back after
@@ -97,12 +98,12 @@ func TestClusterLosesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := scenario.NewGen(dir, "c"+harness.Random(3))
+	g, err := journey.NewGen(dir, "c"+harness.Random(3))
 	if err != nil {
 		t.Fatal(err)
 	}
 	g.DaySeconds = 3600
-	journeys, err := g.Mix(sh.customers, sh.events, time.Now().Add(-72*time.Hour))
+	journeys, err := scenario.Mix(g, sh.customers, sh.events, time.Now().Add(-72*time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,14 +206,14 @@ func TestClusterLosesNothing(t *testing.T) {
 	if n, err := s.StreamMsgs(bus.StreamDLQ); err != nil || n != 0 {
 		t.Errorf("BILLING_DLQ holds %d messages (%v), want 0", n, err)
 	}
-	verify.SameSet(t, "billing.processed_events", s.Strings(`SELECT event_id FROM billing.processed_events`), want[scenario.BillingState])
-	verify.SameSet(t, "crm.processed_events", s.Strings(`SELECT event_id FROM crm.processed_events`), want[scenario.CRMSync])
-	verify.SameSet(t, "support.processed_events", s.Strings(`SELECT event_id FROM support.processed_events WHERE consumer = 'support-notify'`), want[scenario.Tickets])
-	verify.SameSet(t, "support.alerts_sent", s.Strings(`SELECT event_id FROM support.alerts_sent`), want[scenario.Alerts])
+	verify.SameSet(t, "billing.processed_events", s.Strings(`SELECT event_id FROM billing.processed_events`), want[journey.BillingState])
+	verify.SameSet(t, "crm.processed_events", s.Strings(`SELECT event_id FROM crm.processed_events`), want[journey.CRMSync])
+	verify.SameSet(t, "support.processed_events", s.Strings(`SELECT event_id FROM support.processed_events WHERE consumer = 'support-notify'`), want[journey.Tickets])
+	verify.SameSet(t, "support.alerts_sent", s.Strings(`SELECT event_id FROM support.alerts_sent`), want[journey.Alerts])
 	if n := s.Count(`SELECT count(*) FROM (SELECT event_id FROM billing.audit_log WHERE actor = 'stripe' GROUP BY event_id HAVING count(*) > 1) d`); n != 0 {
 		t.Errorf("billing.audit_log: %d events applied more than once", n)
 	}
-	byID := map[string]*scenario.Event{}
+	byID := map[string]*journey.Event{}
 	for _, j := range journeys {
 		for _, e := range j.Events {
 			byID[e.ID] = e
@@ -220,7 +221,7 @@ func TestClusterLosesNothing(t *testing.T) {
 	}
 	verify.CheckCRM(t, s, journeys)
 	verify.CheckTickets(t, s, journeys, byID, fs.All())
-	verify.CheckAlerts(t, s, want[scenario.Alerts], fs.All())
+	verify.CheckAlerts(t, s, want[journey.Alerts], fs.All())
 
 	// ---- One customer's events in both billing-state replicas at once.
 	shared, sameSecond := sameSecondCustomers(t, s)

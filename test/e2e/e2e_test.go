@@ -14,9 +14,9 @@ import (
 	"github.com/launchready/launchready/pkg/stripeevent"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/test/harness"
-	"github.com/launchready/launchready/test/harness/scenario"
 	"github.com/launchready/launchready/test/testkit"
 	"github.com/launchready/launchready/test/testkit/fakes"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 const (
@@ -27,9 +27,9 @@ const (
 )
 
 // purchase adds a paid one-time Checkout purchase to b, at offset at.
-func purchase(b *scenario.B, at int, amount int64) []*scenario.Event {
+func purchase(b *journey.B, at int, amount int64) []*journey.Event {
 	pi, ch := b.ID("pi"), b.ID("ch")
-	return []*scenario.Event{
+	return []*journey.Event{
 		b.CustomerEvent("customer.created", at),
 		b.CheckoutPayment("checkout.session.completed", at+5, b.ID("cs"), pi, amount, "paid"),
 		b.Charge("charge.succeeded", at+5, ch, pi, "", amount, 0, 0),
@@ -38,21 +38,21 @@ func purchase(b *scenario.B, at int, amount int64) []*scenario.Event {
 }
 
 // activeSubscription adds a customer with a paid, active subscription.
-func activeSubscription(b *scenario.B) []*scenario.Event {
+func activeSubscription(b *journey.B) []*journey.Event {
 	sub, in1 := b.ID("sub"), b.ID("in", 1)
-	return []*scenario.Event{
+	return []*journey.Event{
 		b.CustomerEvent("customer.created", 0),
-		b.Subscription("customer.subscription.created", 0, sub, "active", scenario.SubOpts{LatestInvoice: in1}),
-		b.Invoice("invoice.paid", 0, in1, sub, b.ID("ch", 1), b.ID("pi", 1), "paid", scenario.InvoiceOpts{Attempt: 1, Reason: "subscription_create"}),
+		b.Subscription("customer.subscription.created", 0, sub, "active", journey.SubOpts{LatestInvoice: in1}),
+		b.Invoice("invoice.paid", 0, in1, sub, b.ID("ch", 1), b.ID("pi", 1), "paid", journey.InvoiceOpts{Attempt: 1, Reason: "subscription_create"}),
 	}
 }
 
 // renewalFails adds a failed renewal at offset at: the invoice event and
 // the subscription turning past_due in the same second.
-func renewalFails(b *scenario.B, at int) (failed, update *scenario.Event) {
+func renewalFails(b *journey.B, at int) (failed, update *journey.Event) {
 	sub, in2 := b.ID("sub"), b.ID("in", 2)
-	failed = b.Invoice("invoice.payment_failed", at, in2, sub, b.ID("ch", 2), b.ID("pi", 2), "open", scenario.InvoiceOpts{Attempt: 1, NextAttempt: at + 3*scenario.Day})
-	update = b.Subscription("customer.subscription.updated", at, sub, "past_due", scenario.SubOpts{LatestInvoice: in2, Prev: map[string]any{"status": "active"}})
+	failed = b.Invoice("invoice.payment_failed", at, in2, sub, b.ID("ch", 2), b.ID("pi", 2), "open", journey.InvoiceOpts{Attempt: 1, NextAttempt: at + 3*journey.Day})
+	update = b.Subscription("customer.subscription.updated", at, sub, "past_due", journey.SubOpts{LatestInvoice: in2, Prev: map[string]any{"status": "active"}})
 	return failed, update
 }
 
@@ -83,7 +83,7 @@ func TestSuccessfulPurchase(t *testing.T) {
 		t.Errorf("audit_log: %d events audited more than once", n)
 	}
 	// CRM: one contact, active.
-	crmEvents := filter(evs, scenario.CRMSync)
+	crmEvents := filter(evs, journey.CRMSync)
 	processedOnce(t, s, "crm.processed_events", crmEvents...)
 	contacts := s.HubSpot.ContactsFor(j.Customer)
 	if len(contacts) != 1 || len(s.HubSpot.Contacts()) != 1 {
@@ -117,7 +117,7 @@ func TestFailedPayment(t *testing.T) {
 	now := time.Now()
 	b := g.Customer("fail", now.Add(-30*24*time.Hour))
 	setup := activeSubscription(b)
-	failed, update := renewalFails(b, 30*scenario.Day)
+	failed, update := renewalFails(b, 30*journey.Day)
 	j := build(t, b)
 	if d := failed.Created.Sub(now); d > time.Second || d < -time.Second {
 		t.Fatalf("failure event created %s, want now", failed.Created)
@@ -216,8 +216,8 @@ func TestCancellation(t *testing.T) {
 	g := newGen(t)
 	b := g.Customer("cancel", time.Now().Add(-40*24*time.Hour))
 	setup := activeSubscription(b)
-	del := b.Subscription("customer.subscription.deleted", 40*scenario.Day, b.ID("sub"), "canceled",
-		scenario.SubOpts{LatestInvoice: b.ID("in", 1), Reason: "cancellation_requested"})
+	del := b.Subscription("customer.subscription.deleted", 40*journey.Day, b.ID("sub"), "canceled",
+		journey.SubOpts{LatestInvoice: b.ID("in", 1), Reason: "cancellation_requested"})
 	j := build(t, b)
 
 	deliver(t, s, setup...)
@@ -287,7 +287,7 @@ func TestDuplicateDelivery(t *testing.T) {
 	g := newGen(t)
 	b := g.Customer("dup", time.Now().Add(-30*24*time.Hour))
 	setup := activeSubscription(b)
-	failed, update := renewalFails(b, 30*scenario.Day)
+	failed, update := renewalFails(b, 30*journey.Day)
 	j := build(t, b)
 	deliver(t, s, setup...)
 	waitStatus(t, s, j.Customer, active, 30*time.Second)
@@ -296,7 +296,7 @@ func TestDuplicateDelivery(t *testing.T) {
 	// Stripe does when a response is slow.
 	answers := make(chan harness.Answer, 8)
 	var wg sync.WaitGroup
-	for _, e := range []*scenario.Event{failed, update} {
+	for _, e := range []*journey.Event{failed, update} {
 		for range 4 {
 			wg.Add(1)
 			go func() {
@@ -365,7 +365,7 @@ func TestDuplicateDelivery(t *testing.T) {
 	}
 	all := append(setup, failed, update)
 	processedOnce(t, s, "billing.processed_events", all...)
-	processedOnce(t, s, "crm.processed_events", filter(all, scenario.CRMSync)...)
+	processedOnce(t, s, "crm.processed_events", filter(all, journey.CRMSync)...)
 	processedOnce(t, s, "support.processed_events", failed)
 	processedOnce(t, s, "support.alerts_sent", failed)
 	if n := s.Count(`SELECT count(*) FROM billing.audit_log WHERE event_id = $1`, failed.ID); n != 1 {
@@ -466,16 +466,16 @@ func TestSlowThirdParties(t *testing.T) {
 	now := time.Now()
 
 	type cust struct {
-		j      *scenario.Journey
-		evs    []*scenario.Event
-		failed *scenario.Event
+		j      *journey.Journey
+		evs    []*journey.Event
+		failed *journey.Event
 		want   billingv1.BillingStatus
 	}
 	var cs []*cust
 	for _, name := range []string{"slowa", "slowb", "slowc", "slowd"} {
 		b := g.Customer(name, now.Add(-30*24*time.Hour))
 		evs := activeSubscription(b)
-		f, u := renewalFails(b, 30*scenario.Day)
+		f, u := renewalFails(b, 30*journey.Day)
 		cs = append(cs, &cust{j: build(t, b), evs: append(evs, f, u), failed: f, want: pastDue})
 	}
 	b := g.Customer("slowe", now.Add(-time.Minute))
@@ -567,8 +567,8 @@ func TestSlowThirdParties(t *testing.T) {
 	t.Logf("done %s after the first POST (zendesk max concurrent calls %d)", ms(time.Since(start)), s.Zendesk.MaxConcurrent())
 }
 
-func filter(evs []*scenario.Event, durable string) []*scenario.Event {
-	var out []*scenario.Event
+func filter(evs []*journey.Event, durable string) []*journey.Event {
+	var out []*journey.Event
 	for _, e := range evs {
 		if e.HandledBy(durable) {
 			out = append(out, e)

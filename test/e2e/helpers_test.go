@@ -14,8 +14,8 @@ import (
 
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/test/harness"
-	"github.com/launchready/launchready/test/harness/scenario"
 	"github.com/launchready/launchready/test/testkit"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 // startStack starts the whole system for one test. Every test gets its own
@@ -25,22 +25,22 @@ func startStack(t *testing.T, o harness.StackOptions) *harness.Stack {
 	return harness.StartStack(t, o)
 }
 
-func newGen(t *testing.T) *scenario.Gen {
+func newGen(t *testing.T) *journey.Gen {
 	t.Helper()
 	dir, err := testkit.FindFixturesDir()
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := scenario.NewGen(dir, "e"+harness.Random(3))
+	g, err := journey.NewGen(dir, "e"+harness.Random(3))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return g
 }
 
-func build(t *testing.T, b *scenario.B) *scenario.Journey {
+func build(t *testing.T, b *journey.B) *journey.Journey {
 	t.Helper()
-	j, err := b.Build(t.Name(), scenario.Want{})
+	j, err := b.Build(t.Name(), journey.Want{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func build(t *testing.T, b *scenario.B) *scenario.Journey {
 }
 
 // deliver posts each event once and requires a fresh 200 for it.
-func deliver(t *testing.T, s *harness.Stack, evs ...*scenario.Event) []harness.Answer {
+func deliver(t *testing.T, s *harness.Stack, evs ...*journey.Event) []harness.Answer {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -94,7 +94,7 @@ func isNotFound(err error) bool { return status.Code(err) == codes.NotFound }
 
 // processedOnce requires each event to appear exactly once in the table's
 // event_id column.
-func processedOnce(t *testing.T, s *harness.Stack, table string, evs ...*scenario.Event) {
+func processedOnce(t *testing.T, s *harness.Stack, table string, evs ...*journey.Event) {
 	t.Helper()
 	for _, e := range evs {
 		if n := s.Count(`SELECT count(*) FROM `+table+` WHERE event_id = $1`, e.ID); n != 1 {

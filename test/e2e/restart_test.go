@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/launchready/launchready/test/harness"
-	"github.com/launchready/launchready/test/harness/scenario"
 	"github.com/launchready/launchready/test/testkit"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 // TestRestartDuringDatabaseOutage: a service that restarts while its
@@ -74,12 +74,12 @@ func TestTicketOnceAcrossCrash(t *testing.T) {
 	bx := g.Customer("crashx", now.Add(-30*24*time.Hour))
 	by := g.Customer("crashy", now.Add(-30*24*time.Hour))
 	setup := append(activeSubscription(bx), activeSubscription(by)...)
-	failX, updX := renewalFails(bx, 30*scenario.Day-60)
-	failY, updY := renewalFails(by, 30*scenario.Day-60)
-	againX := bx.Invoice("invoice.payment_failed", 30*scenario.Day, bx.ID("in", 2), bx.ID("sub"), bx.ID("ch", 3), bx.ID("pi", 2), "open",
-		scenario.InvoiceOpts{Attempt: 2, NextAttempt: 33 * scenario.Day})
-	paidY := by.Invoice("invoice.paid", 30*scenario.Day, by.ID("in", 2), by.ID("sub"), by.ID("ch", 3), by.ID("pi", 2), "paid",
-		scenario.InvoiceOpts{Attempt: 2})
+	failX, updX := renewalFails(bx, 30*journey.Day-60)
+	failY, updY := renewalFails(by, 30*journey.Day-60)
+	againX := bx.Invoice("invoice.payment_failed", 30*journey.Day, bx.ID("in", 2), bx.ID("sub"), bx.ID("ch", 3), bx.ID("pi", 2), "open",
+		journey.InvoiceOpts{Attempt: 2, NextAttempt: 33 * journey.Day})
+	paidY := by.Invoice("invoice.paid", 30*journey.Day, by.ID("in", 2), by.ID("sub"), by.ID("ch", 3), by.ID("pi", 2), "paid",
+		journey.InvoiceOpts{Attempt: 2})
 	build(t, bx)
 	build(t, by)
 	deliver(t, s, setup...)

@@ -15,8 +15,8 @@ import (
 	"github.com/launchready/launchready/pkg/pg/pgtest"
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 	"github.com/launchready/launchready/test/harness"
-	"github.com/launchready/launchready/test/harness/scenario"
 	"github.com/launchready/launchready/test/testkit"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 // grpcWatchCap is GRPC_MAX_WATCH_PER_TOKEN for the attack stack.
@@ -70,11 +70,11 @@ func TestGRPCAttacksLeaveBillingStateServing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gen, err := scenario.NewGen(dir, "sec"+harness.Random(3))
+	gen, err := journey.NewGen(dir, "sec"+harness.Random(3))
 	if err != nil {
 		t.Fatal(err)
 	}
-	journey, err := scenario.TrialConverts(gen.Customer("watch", time.Now().Add(-time.Hour)))
+	journey, err := journey.TrialConverts(gen.Customer("watch", time.Now().Add(-time.Hour)))
 	if err != nil {
 		t.Fatal(err)
 	}

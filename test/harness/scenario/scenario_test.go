@@ -6,6 +6,7 @@ import (
 
 	"github.com/launchready/launchready/pkg/stripeevent"
 	"github.com/launchready/launchready/test/testkit"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 // TestMixNormalisesAsBuilt checks that every event the chaos and load runs
@@ -17,11 +18,11 @@ func TestMixNormalisesAsBuilt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := NewGen(dir, "t1")
+	g, err := journey.NewGen(dir, "t1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	js, err := g.Mix(200, 2000, time.Unix(1_700_000_000, 0))
+	js, err := Mix(g, 200, 2000, time.Unix(1_700_000_000, 0))
 	if err != nil {
 		t.Fatal(err)
 	}

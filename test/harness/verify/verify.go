@@ -22,6 +22,7 @@ import (
 	"github.com/launchready/launchready/test/harness"
 	"github.com/launchready/launchready/test/harness/scenario"
 	"github.com/launchready/launchready/test/testkit/fakes"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 // Window is one fault: what was done, when it began and when it ended.
@@ -51,9 +52,9 @@ func (f *Faults) All() []Window {
 }
 
 // Expected lists, per durable, the event ids it must record.
-func Expected(js []*scenario.Journey) map[string]map[string]bool {
+func Expected(js []*journey.Journey) map[string]map[string]bool {
 	out := map[string]map[string]bool{}
-	for _, d := range []string{scenario.BillingState, scenario.CRMSync, scenario.Tickets, scenario.Alerts} {
+	for _, d := range []string{journey.BillingState, journey.CRMSync, journey.Tickets, journey.Alerts} {
 		out[d] = map[string]bool{}
 		for _, j := range js {
 			for _, e := range j.Events {
@@ -104,7 +105,7 @@ func head(ss []string) []string {
 
 // CheckCRM checks the fake HubSpot: one contact per customer, one deal per
 // subscription, each deal on its customer's contact.
-func CheckCRM(t *testing.T, s *harness.Stack, js []*scenario.Journey) {
+func CheckCRM(t *testing.T, s *harness.Stack, js []*journey.Journey) {
 	t.Helper()
 	subs := 0
 	for _, j := range js {
@@ -137,7 +138,7 @@ func CheckCRM(t *testing.T, s *harness.Stack, js []*scenario.Journey) {
 // CheckTickets checks the fake Zendesk: at most one ticket per support
 // object, exactly one where nothing resolved the problem, and Zendesk and
 // support.tickets agreeing.
-func CheckTickets(t *testing.T, s *harness.Stack, js []*scenario.Journey, byID map[string]*scenario.Event, ws []Window) {
+func CheckTickets(t *testing.T, s *harness.Stack, js []*journey.Journey, byID map[string]*journey.Event, ws []Window) {
 	t.Helper()
 	perObject := map[string][]fakes.ZendeskTicket{}
 	for _, tk := range s.Zendesk.Tickets() {
@@ -245,7 +246,7 @@ func CheckAlerts(t *testing.T, s *harness.Stack, want map[string]bool, ws []Wind
 
 // Reference runs the events in order through a fresh nats-server and
 // billing-state with one worker, and returns every customer's status.
-func Reference(t *testing.T, js []*scenario.Journey) map[string]*billingv1.CustomerStatus {
+func Reference(t *testing.T, js []*journey.Journey) map[string]*billingv1.CustomerStatus {
 	t.Helper()
 	ref := harness.StartStack(t, harness.StackOptions{
 		Services: []string{"billing-state"},
@@ -309,7 +310,7 @@ func Diff(a, b *billingv1.CustomerStatus) string {
 // in-order reference run ref: the same billing state, the state the
 // journey means, and the CRM showing that status. It returns how many
 // customers differ.
-func CompareToReference(t *testing.T, s *harness.Stack, journeys []*scenario.Journey, ref map[string]*billingv1.CustomerStatus) int {
+func CompareToReference(t *testing.T, s *harness.Stack, journeys []*journey.Journey, ref map[string]*billingv1.CustomerStatus) int {
 	t.Helper()
 	mismatches := 0
 	for _, j := range journeys {

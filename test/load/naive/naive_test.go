@@ -12,9 +12,9 @@ import (
 
 	"github.com/launchready/launchready/pkg/pg/pgtest"
 	"github.com/launchready/launchready/pkg/stripeevent"
-	"github.com/launchready/launchready/test/harness/scenario"
 	"github.com/launchready/launchready/test/testkit"
 	"github.com/launchready/launchready/test/testkit/fakes"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 // TestBaselineDoesEverythingBeforeAnswering: the baseline's answer comes
@@ -46,12 +46,12 @@ func TestBaselineDoesEverythingBeforeAnswering(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := scenario.NewGen(dir, "nv1")
+	g, err := journey.NewGen(dir, "nv1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := g.Customer("a", time.Now().Add(-time.Hour))
-	failed := b.Invoice("invoice.payment_failed", 0, b.ID("in"), b.ID("sub"), b.ID("ch"), b.ID("pi"), "open", scenario.InvoiceOpts{Attempt: 1})
+	failed := b.Invoice("invoice.payment_failed", 0, b.ID("in"), b.ID("sub"), b.ID("ch"), b.ID("pi"), "open", journey.InvoiceOpts{Attempt: 1})
 	if b.Err() != nil {
 		t.Fatal(b.Err())
 	}

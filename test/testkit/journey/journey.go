@@ -1,7 +1,18 @@
-// Package journey builds realistic Stripe event sequences for tests:
-// each event is a real fixture payload from shared/fixtures/stripe with its
-// ids, status and times rewritten so that the events tell one customer's
-// story, then normalised exactly as ingress does.
+// Package journey is the one home of the tests' Stripe events. Every
+// Stripe body built here goes through Rewrite, and most start from a real
+// payload in shared/fixtures/stripe:
+//
+//   - Builder makes one customer's events, normalised exactly as ingress
+//     does, for a test (it fails the test on a bad fixture); Step and the
+//     Journeys map pair them with the status they must leave.
+//   - Gen and B make raw webhook bodies with the ids each event names,
+//     returning errors instead, for the process-level tests and the load
+//     benchmark; Templates are the journeys those runs cycle through, and
+//     each Event knows which consumer acts on it.
+//   - ObjectGen wraps objects a test shapes whole (Stories, for crm-sync),
+//     and Customer makes normalised events with no payload behind them.
+//   - Fold is the in-order oracle a consumer's test derives its expected
+//     documents from.
 package journey
 
 import (
@@ -42,15 +53,22 @@ func New(t testing.TB, customer string, base time.Time) *Builder {
 // the JSON body as Stripe would send it.
 func (b *Builder) Raw(file, typ string, at int, obj, prev map[string]any) []byte {
 	b.t.Helper()
+	return b.raw(file, typ, at, "", obj, prev)
+}
+
+// raw is Raw with the envelope's api_version set to apiVersion unless empty.
+func (b *Builder) raw(file, typ string, at int, apiVersion string, obj, prev map[string]any) []byte {
+	b.t.Helper()
 	body, err := os.ReadFile(filepath.Join(b.dir, file)) // #nosec G304 -- reads the repository's own fixture tree in tests
 	if err != nil {
 		b.t.Fatalf("journey: %v", err)
 	}
 	b.seq++
 	out, err := Rewrite(body, Envelope{
-		ID:      fmt.Sprintf("evt_%s_%03d", strings.TrimPrefix(b.CustomerID, "cus_"), b.seq),
-		Type:    typ,
-		Created: b.Base.Unix() + int64(at),
+		ID:         fmt.Sprintf("evt_%s_%03d", strings.TrimPrefix(b.CustomerID, "cus_"), b.seq),
+		Type:       typ,
+		Created:    b.Base.Unix() + int64(at),
+		APIVersion: apiVersion,
 	}, obj, prev)
 	if err != nil {
 		b.t.Fatalf("journey: %s: %v", file, err)
@@ -152,21 +170,19 @@ func SetPath(m map[string]any, path []string, v any) error {
 	return SetPath(sub, path[1:], v)
 }
 
-const day = 24 * 3600
-
 // Subscription is a customer.subscription.* event from a real subscription
 // payload (API 2020-03-02), with a $15/month price.
 func (b *Builder) Subscription(typ string, at int, sub, status string, cancelAtPeriodEnd bool, prev map[string]any) *billingv1.BillingEvent {
 	start := b.Base.Unix()
 	obj := map[string]any{
 		"id": sub, "customer": b.CustomerID, "status": status, "created": start,
-		"current_period_start": start, "current_period_end": start + 30*day,
+		"current_period_start": start, "current_period_end": start + 30*Day,
 		"cancel_at_period_end": cancelAtPeriodEnd, "metadata": map[string]any{"user_id": "user_" + strings.TrimPrefix(b.CustomerID, "cus_")},
 		"items.data.0.price.unit_amount": 1500, "items.data.0.plan.amount": 1500,
 		"items.data.0.subscription": sub, "items.data.1.subscription": sub,
 	}
 	if status == "trialing" {
-		obj["trial_end"] = start + 14*day
+		obj["trial_end"] = start + 14*Day
 	}
 	if typ == "customer.subscription.deleted" {
 		obj["canceled_at"] = start + int64(at)
@@ -179,18 +195,11 @@ func (b *Builder) Subscription(typ string, at int, sub, status string, cancelAtP
 // no top-level current_period_end, the period on the item instead.
 func (b *Builder) BasilSubscription(typ string, at int, sub, status string, periodEnd time.Time) *billingv1.BillingEvent {
 	b.t.Helper()
-	raw := b.Raw("stripe-sync-engine/subscription_created.json", typ, at, map[string]any{
+	raw := b.raw("stripe-sync-engine/subscription_created.json", typ, at, "2025-03-31.basil", map[string]any{
 		"id": sub, "customer": b.CustomerID, "status": status, "created": b.Base.Unix(),
-		"current_period_end": nil, "current_period_start": nil,
+		"current_period_end": Delete, "current_period_start": Delete,
 		"items.data.0.current_period_end": periodEnd.Unix(), "items.data.0.price.unit_amount": 1500,
 	}, nil)
-	var env map[string]any
-	_ = json.Unmarshal(raw, &env)
-	env["api_version"] = "2025-03-31.basil"
-	o := env["data"].(map[string]any)["object"].(map[string]any)
-	delete(o, "current_period_end")
-	delete(o, "current_period_start")
-	raw, _ = json.Marshal(env)
 	ev, err := stripeevent.Normalize(raw)
 	if err != nil {
 		b.t.Fatalf("journey: %v", err)
@@ -306,16 +315,6 @@ func Events(steps []Step) []*billingv1.BillingEvent {
 	return out
 }
 
-const (
-	none       = billingv1.BillingStatus_BILLING_STATUS_NONE
-	trialing   = billingv1.BillingStatus_BILLING_STATUS_TRIALING
-	active     = billingv1.BillingStatus_BILLING_STATUS_ACTIVE
-	pastDue    = billingv1.BillingStatus_BILLING_STATUS_PAST_DUE
-	incomplete = billingv1.BillingStatus_BILLING_STATUS_INCOMPLETE
-	canceled   = billingv1.BillingStatus_BILLING_STATUS_CANCELED
-	refunded   = billingv1.BillingStatus_BILLING_STATUS_REFUNDED
-)
-
 func ptrs(m map[string]any) map[string]any { return m }
 
 // SubscriptionLifecycle: checkout → subscription created (incomplete) →
@@ -324,30 +323,30 @@ func ptrs(m map[string]any) map[string]any { return m }
 // Several steps put two events in one second, as Stripe does.
 func SubscriptionLifecycle(b *Builder) []Step {
 	sub := "sub_" + strings.TrimPrefix(b.CustomerID, "cus_")
-	renew := 30 * day
+	renew := 30 * Day
 	return []Step{
-		{Name: "checkout completed", Events: []*billingv1.BillingEvent{b.CheckoutSubscription(0, "cs_"+sub, sub)}, Status: none},
+		{Name: "checkout completed", Events: []*billingv1.BillingEvent{b.CheckoutSubscription(0, "cs_"+sub, sub)}, Status: StatusNone},
 		{Name: "subscription created", Events: []*billingv1.BillingEvent{
 			b.Subscription("customer.subscription.created", 1, sub, "incomplete", false, nil),
-		}, Status: incomplete},
+		}, Status: StatusIncomplete},
 		{Name: "invoice paid", Events: []*billingv1.BillingEvent{
 			b.Invoice("invoice.paid", 1, "in_1"+sub, sub, "ch_1"+sub, "pi_1"+sub, "paid"),
 			b.Subscription("customer.subscription.updated", 1, sub, "active", false, ptrs(map[string]any{"status": "incomplete"})),
-		}, Status: active, Entitled: true},
+		}, Status: StatusActive, Entitled: true},
 		{Name: "renewal payment failed", Events: []*billingv1.BillingEvent{
 			b.Invoice("invoice.payment_failed", renew, "in_2"+sub, sub, "ch_2"+sub, "pi_2"+sub, "open"),
 			b.Subscription("customer.subscription.updated", renew, sub, "past_due", false, ptrs(map[string]any{"status": "active"})),
-		}, Status: pastDue, Entitled: true},
+		}, Status: StatusPastDue, Entitled: true},
 		{Name: "paid again", Events: []*billingv1.BillingEvent{
-			b.Invoice("invoice.paid", renew+3*day, "in_2"+sub, sub, "ch_3"+sub, "pi_2"+sub, "paid"),
-			b.Subscription("customer.subscription.updated", renew+3*day, sub, "active", false, ptrs(map[string]any{"status": "past_due"})),
-		}, Status: active, Entitled: true},
+			b.Invoice("invoice.paid", renew+3*Day, "in_2"+sub, sub, "ch_3"+sub, "pi_2"+sub, "paid"),
+			b.Subscription("customer.subscription.updated", renew+3*Day, sub, "active", false, ptrs(map[string]any{"status": "past_due"})),
+		}, Status: StatusActive, Entitled: true},
 		{Name: "cancel at period end", Events: []*billingv1.BillingEvent{
-			b.Subscription("customer.subscription.updated", renew+10*day, sub, "active", true, ptrs(map[string]any{"cancel_at_period_end": false})),
-		}, Status: active, Entitled: true, Cancel: true},
+			b.Subscription("customer.subscription.updated", renew+10*Day, sub, "active", true, ptrs(map[string]any{"cancel_at_period_end": false})),
+		}, Status: StatusActive, Entitled: true, Cancel: true},
 		{Name: "deleted", Events: []*billingv1.BillingEvent{
 			b.Subscription("customer.subscription.deleted", 2*renew, sub, "canceled", true, nil),
-		}, Status: canceled, Cancel: true},
+		}, Status: StatusCanceled, Cancel: true},
 	}
 }
 
@@ -355,14 +354,14 @@ func SubscriptionLifecycle(b *Builder) []Step {
 func TrialToActive(b *Builder) []Step {
 	sub := "sub_" + strings.TrimPrefix(b.CustomerID, "cus_")
 	return []Step{
-		{Name: "customer created", Events: []*billingv1.BillingEvent{b.Customer("customer.created", 0)}, Status: none},
+		{Name: "customer created", Events: []*billingv1.BillingEvent{b.Customer("customer.created", 0)}, Status: StatusNone},
 		{Name: "trial started", Events: []*billingv1.BillingEvent{
 			b.Subscription("customer.subscription.created", 0, sub, "trialing", false, nil),
-		}, Status: trialing, Entitled: true},
+		}, Status: StatusTrialing, Entitled: true},
 		{Name: "trial converted", Events: []*billingv1.BillingEvent{
-			b.Invoice("invoice.paid", 14*day, "in_1"+sub, sub, "ch_1"+sub, "pi_1"+sub, "paid"),
-			b.Subscription("customer.subscription.updated", 14*day, sub, "active", false, ptrs(map[string]any{"status": "trialing"})),
-		}, Status: active, Entitled: true},
+			b.Invoice("invoice.paid", 14*Day, "in_1"+sub, sub, "ch_1"+sub, "pi_1"+sub, "paid"),
+			b.Subscription("customer.subscription.updated", 14*Day, sub, "active", false, ptrs(map[string]any{"status": "trialing"})),
+		}, Status: StatusActive, Entitled: true},
 	}
 }
 
@@ -375,13 +374,13 @@ func OneTimeRefunded(b *Builder) []Step {
 		{Name: "checkout paid", Events: []*billingv1.BillingEvent{
 			b.CheckoutPayment("checkout.session.completed", 0, "cs_"+id, pi, 2000, "paid"),
 			b.Charge("charge.succeeded", 0, ch, pi, 2000, 0, "succeeded"),
-		}, Status: active, Entitled: true},
+		}, Status: StatusActive, Entitled: true},
 		{Name: "partial refund", Events: []*billingv1.BillingEvent{
 			b.Charge("charge.refunded", 3600, ch, pi, 2000, 500, "succeeded"),
-		}, Status: active, Entitled: true},
+		}, Status: StatusActive, Entitled: true},
 		{Name: "fully refunded", Events: []*billingv1.BillingEvent{
 			b.Charge("charge.refunded", 7200, ch, pi, 2000, 2000, "succeeded"),
-		}, Status: refunded},
+		}, Status: StatusRefunded},
 	}
 }
 
@@ -394,14 +393,14 @@ func DisputeOpenedClosed(b *Builder) []Step {
 		{Name: "checkout paid", Events: []*billingv1.BillingEvent{
 			b.CheckoutPayment("checkout.session.completed", 0, "cs_"+id, pi, 2000, "paid"),
 			b.Charge("charge.succeeded", 0, ch, pi, 2000, 0, "succeeded"),
-		}, Status: active, Entitled: true},
+		}, Status: StatusActive, Entitled: true},
 		{Name: "dispute opened", Events: []*billingv1.BillingEvent{
-			b.Dispute("charge.dispute.created", day, dp, ch, "needs_response"),
-		}, Status: active, Entitled: true, DisputeOpen: true},
+			b.Dispute("charge.dispute.created", Day, dp, ch, "needs_response"),
+		}, Status: StatusActive, Entitled: true, DisputeOpen: true},
 		{Name: "dispute closed", Events: []*billingv1.BillingEvent{
-			b.Dispute("charge.dispute.updated", 10*day, dp, ch, "under_review"),
-			b.Dispute("charge.dispute.closed", 20*day, dp, ch, "won"),
-		}, Status: active, Entitled: true},
+			b.Dispute("charge.dispute.updated", 10*Day, dp, ch, "under_review"),
+			b.Dispute("charge.dispute.closed", 20*Day, dp, ch, "won"),
+		}, Status: StatusActive, Entitled: true},
 	}
 }
 

@@ -12,17 +12,17 @@ import (
 // Obj is a Stripe object as JSON-ready values.
 type Obj = map[string]any
 
-// Gen builds events around objects it is given whole, in the 2023-10-16
+// ObjectGen builds events around objects it is given whole, in the 2023-10-16
 // shape, rather than around a fixture: for tests that shape every field
 // themselves. It numbers the events it makes.
-type Gen struct {
+type ObjectGen struct {
 	Prefix string
 	n      int
 }
 
 // Event builds and normalises one event. previous, when not nil, becomes
 // data.previous_attributes.
-func (g *Gen) Event(typ string, at time.Time, object Obj, previous Obj) (*billingv1.BillingEvent, error) {
+func (g *ObjectGen) Event(typ string, at time.Time, object Obj, previous Obj) (*billingv1.BillingEvent, error) {
 	g.n++
 	body, err := json.Marshal(Obj{
 		"object": "event", "pending_webhooks": 1, "request": Obj{"id": nil, "idempotency_key": nil},
@@ -145,7 +145,7 @@ type Story struct {
 // Stories builds the standard stories for one run; tag keeps ids apart
 // between runs sharing a database and a CRM.
 func Stories(tag string, t0 time.Time) ([]Story, error) {
-	g := &Gen{Prefix: tag}
+	g := &ObjectGen{Prefix: tag}
 	var out []Story
 	var err error
 	add := func(j Story, e error) {
@@ -163,7 +163,7 @@ func Stories(tag string, t0 time.Time) ([]Story, error) {
 }
 
 type storyBuilder struct {
-	g   *Gen
+	g   *ObjectGen
 	evs []*billingv1.BillingEvent
 	err error
 }
@@ -183,7 +183,7 @@ func (b *storyBuilder) add(typ string, at time.Time, o, prev Obj) {
 // lifecycleStory: checkout → subscription created (incomplete) → invoice paid →
 // active (same second, ordered by previous_attributes) → payment failed →
 // past_due → paid again → active → cancel_at_period_end → deleted.
-func lifecycleStory(g *Gen, tag string, t0 time.Time) (Story, error) {
+func lifecycleStory(g *ObjectGen, tag string, t0 time.Time) (Story, error) {
 	cus, sub := "cus_"+tag+"life", "sub_"+tag+"life"
 	price := Price{ID: "price_" + tag + "pro", UnitAmount: 2900, Interval: "month", Currency: "usd"}
 	b := &storyBuilder{g: g}
@@ -215,7 +215,7 @@ func lifecycleStory(g *Gen, tag string, t0 time.Time) (Story, error) {
 
 // trialStory: a customer without an email (contact keyed by
 // stripe_customer_id), a trial that converts, then the email arrives.
-func trialStory(g *Gen, tag string, t0 time.Time) (Story, error) {
+func trialStory(g *ObjectGen, tag string, t0 time.Time) (Story, error) {
 	cus, sub := "cus_"+tag+"trial", "sub_"+tag+"trial"
 	price := Price{ID: "price_" + tag + "annual", UnitAmount: 24000, Interval: "year", Currency: "usd"}
 	b := &storyBuilder{g: g}
@@ -233,7 +233,7 @@ func trialStory(g *Gen, tag string, t0 time.Time) (Story, error) {
 }
 
 // refundStory: a paid checkout in payment mode, fully refunded.
-func refundStory(g *Gen, tag string, t0 time.Time) (Story, error) {
+func refundStory(g *ObjectGen, tag string, t0 time.Time) (Story, error) {
 	cus, pi, ch := "cus_"+tag+"once", "pi_"+tag+"once", "ch_"+tag+"once"
 	b := &storyBuilder{g: g}
 	at := t0.Add(2 * time.Hour)
@@ -245,7 +245,7 @@ func refundStory(g *Gen, tag string, t0 time.Time) (Story, error) {
 }
 
 // disputeStory: a one-time purchase disputed, then the dispute won.
-func disputeStory(g *Gen, tag string, t0 time.Time) (Story, error) {
+func disputeStory(g *ObjectGen, tag string, t0 time.Time) (Story, error) {
 	cus, pi, ch, dp := "cus_"+tag+"disp", "pi_"+tag+"disp", "ch_"+tag+"disp", "dp_"+tag+"disp"
 	b := &storyBuilder{g: g}
 	at := t0.Add(3 * time.Hour)
@@ -259,7 +259,7 @@ func disputeStory(g *Gen, tag string, t0 time.Time) (Story, error) {
 
 // twoSubscriptionsStory: one subscription ends, another stays active: two
 // deals, and the customer is active.
-func twoSubscriptionsStory(g *Gen, tag string, t0 time.Time) (Story, error) {
+func twoSubscriptionsStory(g *ObjectGen, tag string, t0 time.Time) (Story, error) {
 	cus, s1, s2 := "cus_"+tag+"two", "sub_"+tag+"two1", "sub_"+tag+"two2"
 	basic := Price{ID: "price_" + tag + "basic", UnitAmount: 900, Interval: "month", Currency: "usd"}
 	team := Price{ID: "price_" + tag + "team", UnitAmount: 1500, Interval: "month", Currency: "usd"}

@@ -22,7 +22,7 @@ func deliveries(evs []*billingv1.BillingEvent) []*bus.Delivery {
 	return ds
 }
 
-func mustEvent(t *testing.T, g *journey.Gen, typ string, at time.Time, o, prev journey.Obj) *billingv1.BillingEvent {
+func mustEvent(t *testing.T, g *journey.ObjectGen, typ string, at time.Time, o, prev journey.Obj) *billingv1.BillingEvent {
 	t.Helper()
 	ev, err := g.Event(typ, at, o, prev)
 	if err != nil {
@@ -58,7 +58,7 @@ func requests(fake *hubspotfake.Server, part string) int {
 func TestWaitingEventsOfOneCustomerFoldIntoOneContactUpdate(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	g := &journey.Gen{Prefix: "fold"}
+	g := &journey.ObjectGen{Prefix: "fold"}
 	t0 := time.Date(2024, 6, 1, 8, 0, 0, 0, time.UTC)
 	cus, sub := "cus_fold", "sub_fold"
 	evs := []*billingv1.BillingEvent{mustEvent(t, g, "customer.created", t0, journey.CustomerObject(cus, "fold@example.com", "Grace Hopper", ""), nil)}
@@ -139,7 +139,7 @@ func TestBatchWithOneBadRecordFailsItAlone(t *testing.T) {
 			b := setup(t, nil)
 			b.fake.SetBatchErrors(style.style)
 			const customers, bad = 12, 7
-			g := &journey.Gen{Prefix: "bad" + style.name[:1]}
+			g := &journey.ObjectGen{Prefix: "bad" + style.name[:1]}
 			t0 := time.Date(2024, 6, 1, 8, 0, 0, 0, time.UTC)
 			var evs []*billingv1.BillingEvent
 			for i := range customers {

@@ -197,7 +197,7 @@ func TestSyncedEventCostsFourRoundTrips(t *testing.T) {
 func TestIgnoredEventTypesMakeNoCalls(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	g := &journey.Gen{Prefix: "ign"}
+	g := &journey.ObjectGen{Prefix: "ign"}
 	ev, err := g.Event("payment_method.attached", time.Now(), journey.Obj{"id": "pm_1", "object": "payment_method", "customer": "cus_ign"}, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/launchready/launchready/test/harness"
-	"github.com/launchready/launchready/test/harness/scenario"
 	"github.com/launchready/launchready/test/testkit"
+	"github.com/launchready/launchready/test/testkit/journey"
 	"github.com/launchready/launchready/test/testkit/slackfake"
 )
 
@@ -45,7 +45,7 @@ func alertBurst(t *benchT, o options) (*alertResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	gen, err := scenario.NewGen(dir, "al"+harness.Random(4))
+	gen, err := journey.NewGen(dir, "al"+harness.Random(4))
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +66,7 @@ func alertBurst(t *benchT, o options) (*alertResult, error) {
 	start := time.Now()
 	for i := range r.n {
 		b := gen.Customer("x"+strconv.Itoa(i), time.Now())
-		ev := b.Invoice("invoice.payment_failed", 0, b.ID("in"), b.ID("sub"), b.ID("ch"), b.ID("pi"), "open", scenario.InvoiceOpts{Attempt: 1 + i%4})
+		ev := b.Invoice("invoice.payment_failed", 0, b.ID("in"), b.ID("sub"), b.ID("ch"), b.ID("pi"), "open", journey.InvoiceOpts{Attempt: 1 + i%4})
 		if err := b.Err(); err != nil {
 			return nil, err
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/launchready/launchready/test/load/results"
 	"github.com/launchready/launchready/test/testkit"
 	"github.com/launchready/launchready/test/testkit/fakes"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 // baseTag is replaced in every copy of the event pool, which renames every
@@ -54,7 +55,7 @@ func (s *supply) next() []byte {
 type probes struct {
 	s    *harness.Stack
 	d    *harness.Driver
-	bs   []*scenario.B
+	bs   []*journey.B
 	k    []int
 	busy []atomic.Bool
 
@@ -65,7 +66,7 @@ type probes struct {
 	skipped  int
 }
 
-func newProbes(t harness.T, s *harness.Stack, g *scenario.Gen, n int) *probes {
+func newProbes(t harness.T, s *harness.Stack, g *journey.Gen, n int) *probes {
 	p := &probes{s: s, d: harness.NewDriver(s.WebhookURL, s.Secret), k: make([]int, n), busy: make([]atomic.Bool, n)}
 	base := time.Now().Add(-time.Hour)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -73,11 +74,11 @@ func newProbes(t harness.T, s *harness.Stack, g *scenario.Gen, n int) *probes {
 	for i := range n {
 		b := g.Customer(fmt.Sprintf("p%04d", i), base)
 		c := b.CustomerEvent("customer.created", 0)
-		sub := b.Subscription("customer.subscription.created", 0, b.ID("sub"), "active", scenario.SubOpts{})
+		sub := b.Subscription("customer.subscription.created", 0, b.ID("sub"), "active", journey.SubOpts{})
 		if b.Err() != nil {
 			t.Fatalf("probe customer: %v", b.Err())
 		}
-		for _, e := range []*scenario.Event{c, sub} {
+		for _, e := range []*journey.Event{c, sub} {
 			if _, _, err := p.d.Deliver(ctx, e.Raw); err != nil {
 				t.Fatalf("probe setup: %v", err)
 			}
@@ -87,7 +88,7 @@ func newProbes(t harness.T, s *harness.Stack, g *scenario.Gen, n int) *probes {
 	for _, b := range p.bs {
 		if !testkit.Poll(time.Minute, 20*time.Millisecond, func() bool {
 			st, err := p.status(b.J.Customer)
-			return err == nil && st.GetStatus() == scenario.StatusActive
+			return err == nil && st.GetStatus() == journey.StatusActive
 		}) {
 			t.Fatalf("probe customer %s never became active", b.J.Customer)
 		}
@@ -154,12 +155,12 @@ func (p *probes) run(ctx context.Context, rate int) {
 func (p *probes) probe(i int) {
 	b := p.bs[i]
 	p.k[i]++
-	from, to, want := "active", "past_due", scenario.StatusPastDue
+	from, to, want := "active", "past_due", journey.StatusPastDue
 	if p.k[i]%2 == 0 {
-		from, to, want = "past_due", "active", scenario.StatusActive
+		from, to, want = "past_due", "active", journey.StatusActive
 	}
 	// One second later than the last flip: a newer snapshot, never a tie.
-	ev := b.Subscription("customer.subscription.updated", 60+p.k[i], b.ID("sub"), to, scenario.SubOpts{Prev: map[string]any{"status": from}})
+	ev := b.Subscription("customer.subscription.updated", 60+p.k[i], b.ID("sub"), to, journey.SubOpts{Prev: map[string]any{"status": from}})
 	if b.Err() != nil {
 		p.fail(false)
 		return
@@ -475,12 +476,12 @@ func run(ctx context.Context, t *benchT, o options) error {
 	if err != nil {
 		return err
 	}
-	g, err := scenario.NewGen(dir, baseTag)
+	g, err := journey.NewGen(dir, baseTag)
 	if err != nil {
 		return err
 	}
 	g.DaySeconds = 3600
-	js, err := g.Mix(200, 2000, time.Now().Add(-72*time.Hour))
+	js, err := scenario.Mix(g, 200, 2000, time.Now().Add(-72*time.Hour))
 	if err != nil {
 		return err
 	}
@@ -531,7 +532,7 @@ func run(ctx context.Context, t *benchT, o options) error {
 	for _, f := range []interface{ SetLatency(time.Duration) }{s.HubSpot, s.Zendesk, s.Slack} {
 		f.SetLatency(o.vendorLatency)
 	}
-	pg, err := scenario.NewGen(dir, "pr"+harness.Random(2))
+	pg, err := journey.NewGen(dir, "pr"+harness.Random(2))
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/launchready/launchready/pkg/stripeevent"
 	"github.com/launchready/launchready/test/harness/scenario"
 	"github.com/launchready/launchready/test/testkit"
+	"github.com/launchready/launchready/test/testkit/journey"
 )
 
 // TestSupplyRenamesEveryID: each copy of the pool is a new set of events
@@ -17,11 +18,11 @@ func TestSupplyRenamesEveryID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := scenario.NewGen(dir, baseTag)
+	g, err := journey.NewGen(dir, baseTag)
 	if err != nil {
 		t.Fatal(err)
 	}
-	js, err := g.Mix(20, 200, time.Now().Add(-72*time.Hour))
+	js, err := scenario.Mix(g, 20, 200, time.Now().Add(-72*time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,21 +1,18 @@
-package scenario
+package journey
 
 import (
-	"fmt"
-	"math/rand/v2"
-	"strings"
-	"time"
-
 	billingv1 "github.com/launchready/launchready/proto/launchready/billing/v1"
 )
 
-// Canonical statuses, for Want.
+// Canonical statuses, for Want and Step.
 const (
-	StatusTrialing = billingv1.BillingStatus_BILLING_STATUS_TRIALING
-	StatusActive   = billingv1.BillingStatus_BILLING_STATUS_ACTIVE
-	StatusPastDue  = billingv1.BillingStatus_BILLING_STATUS_PAST_DUE
-	StatusCanceled = billingv1.BillingStatus_BILLING_STATUS_CANCELED
-	StatusRefunded = billingv1.BillingStatus_BILLING_STATUS_REFUNDED
+	StatusNone       = billingv1.BillingStatus_BILLING_STATUS_NONE
+	StatusIncomplete = billingv1.BillingStatus_BILLING_STATUS_INCOMPLETE
+	StatusTrialing   = billingv1.BillingStatus_BILLING_STATUS_TRIALING
+	StatusActive     = billingv1.BillingStatus_BILLING_STATUS_ACTIVE
+	StatusPastDue    = billingv1.BillingStatus_BILLING_STATUS_PAST_DUE
+	StatusCanceled   = billingv1.BillingStatus_BILLING_STATUS_CANCELED
+	StatusRefunded   = billingv1.BillingStatus_BILLING_STATUS_REFUNDED
 )
 
 // Template builds one customer's natural events.
@@ -158,188 +155,4 @@ func SameSecondChain(b *B) (*Journey, error) {
 	b.Subscription("customer.subscription.updated", s, sub, "past_due", SubOpts{LatestInvoice: in2, Cancel: true, Prev: map[string]any{"status": "active", "latest_invoice": in1}})
 	b.Invoice("invoice.payment_failed", s, in2, sub, b.ID("ch", 2), b.ID("pi", 2), "open", InvoiceOpts{Attempt: 1, NextAttempt: s + 3*b.Day})
 	return b.Build("same-second chain", Want{Status: StatusPastDue, Entitled: true}, "invoice:"+in2)
-}
-
-// Mix builds customers journeys cycling through Templates, padded with the
-// noise a real account sends (payment methods attached, profile updates)
-// so that they hold exactly total events. Customer i starts at base plus i
-// minutes.
-func (g *Gen) Mix(customers, total int, base time.Time) ([]*Journey, error) {
-	if customers <= 0 {
-		return nil, fmt.Errorf("scenario: need customers")
-	}
-	var js []*Journey
-	var bs []*B
-	n := 0
-	for i := range customers {
-		b := g.Customer(fmt.Sprintf("c%04d", i), base.Add(time.Duration(i)*time.Minute))
-		tpl := Templates[i%len(Templates)]
-		j, err := tpl.Build(b)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", tpl.Name, err)
-		}
-		js, bs = append(js, j), append(bs, b)
-		n += len(j.Events)
-	}
-	if n > total {
-		return nil, fmt.Errorf("scenario: %d customers make %d events, more than %d", customers, n, total)
-	}
-	for k := 0; n < total; k++ {
-		i := k % customers
-		b := bs[i]
-		// After the journey's own first event, so a profile update is never
-		// the customer's first word.
-		at := 2*b.Day + 3600*(k/customers+1)
-		if (k/customers)%2 == 0 {
-			b.PaymentMethodAttached(at)
-		} else {
-			b.CustomerEvent("customer.updated", at)
-		}
-		if b.Err() != nil {
-			return nil, b.Err()
-		}
-		n++
-	}
-	return js, nil
-}
-
-// Delivery is one POST of an event: the first, or a repeat.
-type Delivery struct {
-	Event  *Event
-	Repeat bool
-}
-
-// Shuffle returns every event once plus dupFraction of them a second time,
-// in a random order drawn from seed.
-func Shuffle(js []*Journey, dupFraction float64, seed uint64) []Delivery {
-	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)) // #nosec G404 -- a seeded, reproducible order, by design
-	var out []Delivery
-	var all []*Event
-	for _, j := range js {
-		for _, e := range j.Events {
-			all = append(all, e)
-			out = append(out, Delivery{Event: e})
-		}
-	}
-	dups := int(float64(len(all)) * dupFraction)
-	for _, i := range r.Perm(len(all))[:dups] {
-		out = append(out, Delivery{Event: all[i], Repeat: true})
-	}
-	r.Shuffle(len(out), func(i, k int) { out[i], out[k] = out[k], out[i] })
-	return out
-}
-
-// InOrder returns every event once, each customer's in Stripe's order,
-// customers interleaved round robin.
-func InOrder(js []*Journey) []*Event {
-	var out []*Event
-	for i := 0; ; i++ {
-		added := false
-		for _, j := range js {
-			if i < len(j.Events) {
-				out = append(out, j.Events[i])
-				added = true
-			}
-		}
-		if !added {
-			return out
-		}
-	}
-}
-
-// Consumers, by durable name.
-const (
-	BillingState = "billing-state"
-	CRMSync      = "crm-sync"
-	Tickets      = "support-notify"
-	Alerts       = "support-notify-alerts"
-)
-
-// HandledBy reports whether the durable acts on the event and so records it
-// as processed: billing-state.processed_events, crm.processed_events,
-// support.processed_events (tickets) and support.alerts_sent (alerts).
-// It restates each service's contract for the event types this package
-// builds; a change in a service's scope shows up as a mismatch here.
-func (e *Event) HandledBy(durable string) bool {
-	t := e.Type
-	switch durable {
-	case BillingState:
-		switch {
-		case t == "customer.created", t == "customer.updated", t == "customer.deleted":
-			return true
-		case strings.HasPrefix(t, "customer.subscription."), strings.HasPrefix(t, "checkout.session."),
-			strings.HasPrefix(t, "charge."), strings.HasPrefix(t, "refund."), strings.HasPrefix(t, "payment_intent."):
-			return true
-		case strings.HasPrefix(t, "invoice."):
-			return e.Invoice != ""
-		}
-		return false
-	case CRMSync:
-		switch t {
-		case "customer.created", "customer.updated", "customer.deleted",
-			"checkout.session.completed", "checkout.session.async_payment_succeeded", "checkout.session.async_payment_failed",
-			"invoice.paid", "invoice.payment_succeeded", "invoice.payment_failed",
-			"charge.refund.updated", "refund.created", "refund.updated", "refund.failed",
-			"charge.succeeded", "charge.refunded", "charge.captured", "charge.updated",
-			"charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed",
-			"charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated",
-			"payment_intent.succeeded":
-			return true
-		}
-		return strings.HasPrefix(t, "customer.subscription.")
-	case Tickets:
-		return e.TicketAction() != ""
-	case Alerts:
-		return e.Alerts()
-	}
-	return false
-}
-
-// TicketAction is what support-notify's default rules do with the event on
-// the ticket side: "ticket", "resolve" or "".
-func (e *Event) TicketAction() string {
-	switch e.Type {
-	case "invoice.payment_failed", "charge.dispute.created", "checkout.session.async_payment_failed",
-		"invoice.payment_action_required":
-		return "ticket"
-	case "customer.subscription.deleted":
-		if e.CancellationReason == "payment_failed" {
-			return "ticket"
-		}
-	case "payment_intent.payment_failed":
-		if e.OutsideInvoice {
-			return "ticket"
-		}
-	case "invoice.paid", "invoice.payment_succeeded", "checkout.session.async_payment_succeeded",
-		"payment_intent.succeeded", "charge.dispute.closed":
-		return "resolve"
-	}
-	return ""
-}
-
-// Alerts reports whether the default rules send an ops alert.
-func (e *Event) Alerts() bool {
-	switch e.Type {
-	case "invoice.payment_failed", "charge.dispute.created", "customer.subscription.deleted", "charge.refunded":
-		return true
-	}
-	return false
-}
-
-// TicketObject is the support object the event is about
-// ("invoice:in_...", "dispute:dp_...").
-func (e *Event) TicketObject() string {
-	switch {
-	case strings.HasPrefix(e.Type, "charge.dispute."):
-		return "dispute:" + e.Dispute
-	case strings.HasPrefix(e.Type, "invoice."):
-		return "invoice:" + e.Invoice
-	case strings.HasPrefix(e.Type, "customer.subscription."):
-		return "subscription:" + e.Subscription
-	case strings.HasPrefix(e.Type, "checkout.session."):
-		return "checkout:" + e.Checkout
-	case strings.HasPrefix(e.Type, "payment_intent."):
-		return "payment_intent:" + e.PaymentIntent
-	}
-	return ""
 }
