@@ -348,6 +348,8 @@ func since(from, now time.Time) string {
 	d := now.Sub(from)
 	var long string
 	switch {
+	case d < time.Minute:
+		long = "under a minute"
 	case d < time.Hour:
 		long = strconv.Itoa(int(d.Minutes())) + " min"
 	case d < 48*time.Hour:

@@ -40,8 +40,8 @@ func TestOverviewShowsPrometheusWebhookFigures(t *testing.T) {
 
 	p := br.get("/")
 	for _, want := range []string{
-		`<dd id="failure-rate"><strong>4.21 %</strong></dd>`, `id="failure-window">(last 15 min)`,
-		`<dd id="duplicates"><strong>15</strong>: ingress 12, billing-state 3</dd>`, `id="duplicates-window">(last 7 days)`,
+		`<span id="failure-rate"><strong>4.21 %</strong></span>`, `id="failure-window">last 15 min<`,
+		`<span id="duplicates"><strong>15</strong>: ingress 12, billing-state 3</span>`, `id="duplicates-window">last 7 days<`,
 		"Prometheus: lr:webhook_failure_ratio:rate15m and lr:duplicates:increase1w",
 	} {
 		if !strings.Contains(p.body, want) {
@@ -95,14 +95,18 @@ func TestOverviewShowsSampledWebhookFiguresAndTheirWindow(t *testing.T) {
 
 	start := b.clock.Now()
 	sampler.Sample(b.ctx)
+	p = br.get("/")
+	if !strings.Contains(p.body, `id="failure-window">since `+start.UTC().Format("15:04")+` UTC, under a minute<`) {
+		t.Errorf("right after the first sample: %s", between(p.body, `id="webhooks"`, "</section>"))
+	}
 	b.clock.Advance(6 * time.Minute)
 	ingress.move(194, 6, 2)
 	sampler.Sample(b.ctx)
 	p = br.get("/")
 	for _, want := range []string{
-		`<dd id="failure-rate"><strong>3.00 %</strong> (6 of 200 requests)</dd>`,
-		`id="failure-window">(since ` + start.UTC().Format("15:04") + ` UTC, 6 min)`,
-		`<dd id="duplicates"><strong>2</strong>: ingress 2</dd>`,
+		`<span id="failure-rate"><strong>3.00 %</strong> (6 of 200 requests)</span>`,
+		`id="failure-window">since ` + start.UTC().Format("15:04") + ` UTC, 6 min<`,
+		`<span id="duplicates"><strong>2</strong>: ingress 2</span>`,
 		"Sampled by the console from the ops listeners",
 	} {
 		if !strings.Contains(p.body, want) {
@@ -114,7 +118,7 @@ func TestOverviewShowsSampledWebhookFiguresAndTheirWindow(t *testing.T) {
 	b.clock.Advance(16 * time.Minute)
 	sampler.Sample(b.ctx)
 	p = br.get("/")
-	if !strings.Contains(p.body, `<span class="muted">no webhook in this window</span>`) || !strings.Contains(p.body, `id="failure-window">(last 15 min)`) {
+	if !strings.Contains(p.body, `<span class="muted">no webhook in this window</span>`) || !strings.Contains(p.body, `id="failure-window">last 15 min<`) {
 		t.Errorf("a quiet quarter hour: %s", between(p.body, `id="webhooks"`, "</section>"))
 	}
 }
