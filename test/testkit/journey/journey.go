@@ -365,16 +365,21 @@ func TrialToActive(b *Builder) []Step {
 	}
 }
 
+// checkoutPaid is a one-time Checkout purchase of $20 paid by charge ch.
+func checkoutPaid(b *Builder, id, pi, ch string) Step {
+	return Step{Name: "checkout paid", Events: []*billingv1.BillingEvent{
+		b.CheckoutPayment("checkout.session.completed", 0, "cs_"+id, pi, 2000, "paid"),
+		b.Charge("charge.succeeded", 0, ch, pi, 2000, 0, "succeeded"),
+	}, Status: StatusActive, Entitled: true}
+}
+
 // OneTimeRefunded: a one-time Checkout purchase, a partial refund, then a
 // full refund.
 func OneTimeRefunded(b *Builder) []Step {
 	id := strings.TrimPrefix(b.CustomerID, "cus_")
 	pi, ch := "pi_"+id, "ch_"+id
 	return []Step{
-		{Name: "checkout paid", Events: []*billingv1.BillingEvent{
-			b.CheckoutPayment("checkout.session.completed", 0, "cs_"+id, pi, 2000, "paid"),
-			b.Charge("charge.succeeded", 0, ch, pi, 2000, 0, "succeeded"),
-		}, Status: StatusActive, Entitled: true},
+		checkoutPaid(b, id, pi, ch),
 		{Name: "partial refund", Events: []*billingv1.BillingEvent{
 			b.Charge("charge.refunded", 3600, ch, pi, 2000, 500, "succeeded"),
 		}, Status: StatusActive, Entitled: true},
@@ -390,10 +395,7 @@ func DisputeOpenedClosed(b *Builder) []Step {
 	id := strings.TrimPrefix(b.CustomerID, "cus_")
 	pi, ch, dp := "pi_"+id, "ch_"+id, "dp_"+id
 	return []Step{
-		{Name: "checkout paid", Events: []*billingv1.BillingEvent{
-			b.CheckoutPayment("checkout.session.completed", 0, "cs_"+id, pi, 2000, "paid"),
-			b.Charge("charge.succeeded", 0, ch, pi, 2000, 0, "succeeded"),
-		}, Status: StatusActive, Entitled: true},
+		checkoutPaid(b, id, pi, ch),
 		{Name: "dispute opened", Events: []*billingv1.BillingEvent{
 			b.Dispute("charge.dispute.created", Day, dp, ch, "needs_response"),
 		}, Status: StatusActive, Entitled: true, DisputeOpen: true},

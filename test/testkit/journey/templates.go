@@ -69,13 +69,20 @@ func TrialConverts(b *B) (*Journey, error) {
 	return b.Build("trial converts", Want{Status: StatusActive, Entitled: true})
 }
 
-// PurchaseRefunded: a one-time Checkout purchase, a partial refund, then a
-// full refund and its refund object (which names only the charge).
-func PurchaseRefunded(b *B) (*Journey, error) {
-	pi, ch := b.ID("pi"), b.ID("ch")
+// purchase is a new customer's one-time Checkout purchase of $20 and its
+// charge, a minute in; it returns the payment intent and the charge.
+func (b *B) purchase() (pi, ch string) {
+	pi, ch = b.ID("pi"), b.ID("ch")
 	b.CustomerEvent("customer.created", 0)
 	b.CheckoutPayment("checkout.session.completed", 60, b.ID("cs"), pi, 2000, "paid")
 	b.Charge("charge.succeeded", 60, ch, pi, "", 2000, 0, 0)
+	return pi, ch
+}
+
+// PurchaseRefunded: a one-time Checkout purchase, a partial refund, then a
+// full refund and its refund object (which names only the charge).
+func PurchaseRefunded(b *B) (*Journey, error) {
+	pi, ch := b.purchase()
 	b.PaymentIntent("payment_intent.succeeded", 60, pi, 2000, "succeeded")
 	b.Charge("charge.refunded", 3600, ch, pi, "", 2000, 500, 0)
 	b.Charge("charge.refunded", 7200, ch, pi, "", 2000, 2000, 500)
@@ -85,10 +92,8 @@ func PurchaseRefunded(b *B) (*Journey, error) {
 
 // DisputeWon: a paid purchase is disputed, reviewed, and won.
 func DisputeWon(b *B) (*Journey, error) {
-	pi, ch, dp := b.ID("pi"), b.ID("ch"), b.ID("dp")
-	b.CustomerEvent("customer.created", 0)
-	b.CheckoutPayment("checkout.session.completed", 60, b.ID("cs"), pi, 2000, "paid")
-	b.Charge("charge.succeeded", 60, ch, pi, "", 2000, 0, 0)
+	_, ch := b.purchase()
+	dp := b.ID("dp")
 	b.Dispute("charge.dispute.created", b.Day, dp, ch, "needs_response", "", 2000)
 	b.Dispute("charge.dispute.updated", 10*b.Day, dp, ch, "under_review", "needs_response", 2000)
 	b.Dispute("charge.dispute.closed", 20*b.Day, dp, ch, "won", "under_review", 2000)
@@ -110,10 +115,8 @@ func RenewalFails(b *B) (*Journey, error) {
 
 // DisputeLost: a purchase disputed and lost, which refunds it.
 func DisputeLost(b *B) (*Journey, error) {
-	pi, ch, dp := b.ID("pi"), b.ID("ch"), b.ID("dp")
-	b.CustomerEvent("customer.created", 0)
-	b.CheckoutPayment("checkout.session.completed", 60, b.ID("cs"), pi, 2000, "paid")
-	b.Charge("charge.succeeded", 60, ch, pi, "", 2000, 0, 0)
+	_, ch := b.purchase()
+	dp := b.ID("dp")
 	b.Dispute("charge.dispute.created", b.Day, dp, ch, "needs_response", "", 2000)
 	b.Dispute("charge.dispute.updated", 5*b.Day, dp, ch, "under_review", "needs_response", 2000)
 	b.Dispute("charge.dispute.closed", 30*b.Day, dp, ch, "lost", "under_review", 2000)
@@ -122,10 +125,8 @@ func DisputeLost(b *B) (*Journey, error) {
 
 // DisputeOpen: a purchase disputed, still open: one urgent ticket.
 func DisputeOpen(b *B) (*Journey, error) {
-	pi, ch, dp := b.ID("pi"), b.ID("ch"), b.ID("dp")
-	b.CustomerEvent("customer.created", 0)
-	b.CheckoutPayment("checkout.session.completed", 60, b.ID("cs"), pi, 2000, "paid")
-	b.Charge("charge.succeeded", 60, ch, pi, "", 2000, 0, 0)
+	pi, ch := b.purchase()
+	dp := b.ID("dp")
 	b.PaymentIntent("payment_intent.succeeded", 60, pi, 2000, "succeeded")
 	b.Dispute("charge.dispute.created", 2*b.Day, dp, ch, "needs_response", "", 2000)
 	return b.Build("dispute open", Want{Status: StatusActive, Entitled: true, DisputeOpen: true}, "dispute:"+dp)
