@@ -4,7 +4,6 @@ import (
 	"context"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/launchready/launchready/pkg/natstest"
 	"github.com/launchready/launchready/pkg/pg/pgtest"
 	"github.com/launchready/launchready/services/console"
+	chromium "github.com/launchready/launchready/test/testkit/browser"
 )
 
 // running is a console started by startConsole.
@@ -75,46 +75,11 @@ func (r *running) addStaff(t *testing.T, email, role, password string) {
 	}
 }
 
-// chromium finds Debian's chromium: CHROMIUM_PATH, else chromium on PATH.
-// There is no skip: .ci/run installs it where it is missing.
-func chromium(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("CHROMIUM_PATH"); p != "" {
-		return p
-	}
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Fatal("chromium is required for the browser tests and was not found (apt-get install -y chromium, or set CHROMIUM_PATH)")
-	return ""
-}
-
-// browser is one headless chromium for a test, closed at its end.
+// browser is one headless chromium for a test, closed at its end: the
+// start-up every browser test in the repository shares.
 func browser(t *testing.T) context.Context {
 	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium(t)),
-		chromedp.Headless, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.WindowSize(1280, 900),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	if os.Geteuid() == 0 {
-		// Chromium refuses to run as root with its sandbox.
-		opts = append(opts, chromedp.NoSandbox)
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(actx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
-	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
-	if err := chromedp.Run(ctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	return ctx
+	return chromium.Start(t, 90*time.Second)
 }
 
 // artifacts is where screenshots are kept (git-ignored).
