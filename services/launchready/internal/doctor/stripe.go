@@ -174,7 +174,7 @@ func (d *Doctor) checkClock(ctx context.Context) ([]Check, error) {
 	}
 	theirs, err := http.ParseTime(resp.Header.Get("Date"))
 	if err != nil {
-		return nil, fmt.Errorf("Stripe's Date header %q: %v", resp.Header.Get("Date"), err)
+		return nil, fmt.Errorf("the Date header of Stripe's answer, %q: %v", resp.Header.Get("Date"), err)
 	}
 	ours := before.Add(after.Sub(before) / 2)
 	skew := ours.Sub(theirs)
