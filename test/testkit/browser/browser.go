@@ -85,7 +85,8 @@ func Artifacts(t testing.TB, env, sub string) string {
 	if dir == "" {
 		dir = filepath.Join(".artifacts", sub)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	// #nosec G703 -- the directory is the test runner's own setting.
+	if err := os.MkdirAll(dir, 0o750); err != nil {
 		t.Fatal(err)
 	}
 	if abs, err := filepath.Abs(dir); err == nil {
@@ -104,7 +105,7 @@ func Screenshot(t testing.TB, ctx context.Context, dir, name string) string {
 		return ""
 	}
 	file := filepath.Join(dir, strings.NewReplacer("/", "_", " ", "-").Replace(name)+".png")
-	if err := os.WriteFile(file, png, 0o644); err != nil {
+	if err := os.WriteFile(file, png, 0o600); err != nil {
 		t.Errorf("screenshot %s: %v", name, err)
 		return ""
 	}

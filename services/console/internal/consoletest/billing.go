@@ -119,6 +119,8 @@ func answerSubscription(w http.ResponseWriter, method, sub string, form url.Valu
 		w.WriteHeader(http.StatusMethodNotAllowed)
 		return
 	}
+	w.Header().Set("Content-Type", "application/json")
+	// #nosec G705 -- a fake Stripe's JSON answer to the test's own client, never HTML.
 	_, _ = fmt.Fprintf(w, `{"id":%q,"object":"subscription","status":%q,"cancel_at_period_end":%t,`+
 		`"items":{"object":"list","data":[{"id":"si_%s","object":"subscription_item","price":{"id":%q,"object":"price"}}]},"metadata":{"launchready_action_id":%q}}`,
 		sub, status, atEnd, sub, price, form.Get("metadata[launchready_action_id]"))
